@@ -1,0 +1,1 @@
+//! kwatchd: a Kubernetes watch daemon. See DESIGN.md in the shared docs.
