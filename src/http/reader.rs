@@ -16,7 +16,10 @@ use super::response::{parse_head, BodyFraming, HeadError, HeadScanner, ResponseH
 pub enum BodyMode {
     /// Split into lines of at most `max_line` bytes (watch streams).
     Lines { max_line: usize },
-    /// Collect the whole body, refusing more than `max_body` bytes.
+    /// Collect the whole body, refusing more than `max_body` bytes. A
+    /// Content-Length above the limit fails as soon as the head arrives; a
+    /// chunked or read-until-close body fails in the `feed` that crosses the
+    /// limit (memory overshoots by at most that one input slice).
     Whole { max_body: usize },
 }
 
@@ -221,6 +224,17 @@ impl ResponseReader {
         if let Phase::Head { buf, scanner } = &mut self.phase {
             buf.extend_from_slice(input);
             loop {
+                // Empty lines before a status line are ignored (some servers
+                // send a stray CRLF after a previous body); dropping them
+                // also keeps a stream of CRLFs from filling the buffer.
+                let blank = buf
+                    .iter()
+                    .take_while(|&&b| b == b'\r' || b == b'\n')
+                    .count();
+                if blank > 0 {
+                    buf.drain(..blank);
+                    scanner.reset();
+                }
                 let Some(end) = scanner.find_end(buf) else {
                     if buf.len() > MAX_HEAD {
                         return Err(HeadError::TooLarge { limit: MAX_HEAD }.into());
@@ -543,6 +557,24 @@ mod tests {
         assert_eq!(r.head().unwrap().status, 200);
         assert_eq!(r.take_body().unwrap(), b"hello");
         assert!(r.take_body().is_none());
+    }
+
+    #[test]
+    fn blank_lines_before_status_line_are_ignored() {
+        let mut r = ResponseReader::new(BodyMode::Whole { max_body: 100 });
+        for piece in [
+            &b"\r\n"[..],
+            b"\n",
+            b"\r",
+            b"\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
+        ] {
+            r.feed(piece).unwrap();
+        }
+        assert_eq!(r.head().unwrap().status, 200);
+        assert_eq!(r.take_body().unwrap(), b"x");
+        let mut r = lines_reader();
+        r.feed(b"\r\n").unwrap();
+        assert_eq!(r.on_eof().unwrap_err(), HttpError::ClosedBeforeResponse);
     }
 
     #[test]
