@@ -211,6 +211,15 @@ impl<'a> TableNode<'a> {
         field
     }
 
+    /// "at the top level" or "in [daemon]".
+    fn place(&self) -> String {
+        if self.path.is_empty() {
+            "at the top level".to_string()
+        } else {
+            format!("in {}", self.label)
+        }
+    }
+
     /// Every entry, in document order (for maps such as `[clusters.NAME]`).
     pub(crate) fn entries(&self) -> Vec<(String, Field<'a>)> {
         self.items
@@ -227,8 +236,8 @@ impl<'a> TableNode<'a> {
                     field.key_pos,
                     &field.path,
                     format!(
-                        "unknown key `{key}` in {}; expected one of: {}",
-                        self.label,
+                        "unknown key `{key}` {}; expected one of: {}",
+                        self.place(),
                         allowed.join(", ")
                     ),
                 );

@@ -59,7 +59,11 @@ pub(crate) fn parse(text: &str, source: &Path, env: &Env) -> Result<Config, Conf
         Ok(doc) => document(&mut ctx, env, &TableNode::root(doc.as_table()), source),
         Err(e) => {
             let message = e.message().trim().replace('\n', "; ");
-            ctx.error(e.span().map(|s| s.start), "", format!("TOML syntax error: {message}"));
+            ctx.error(
+                e.span().map(|s| s.start),
+                "",
+                format!("TOML syntax error: {message}"),
+            );
             None
         }
     };
@@ -161,7 +165,9 @@ fn duration(
 }
 
 /// Keeps a valid string as an owned value.
-fn owned(check: impl FnOnce(&str) -> Result<(), String>) -> impl FnOnce(&str) -> Result<String, String> {
+fn owned(
+    check: impl FnOnce(&str) -> Result<(), String>,
+) -> impl FnOnce(&str) -> Result<String, String> {
     move |s| check(s).map(|()| s.to_string())
 }
 
@@ -442,7 +448,11 @@ fn check_file(path: &Path, kind: FileKind) -> Result<(), String> {
 
 fn watches(ctx: &mut Ctx, root: &TableNode, refs: &Refs) -> Option<Vec<WatchConfig>> {
     let Some(field) = root.get("watch") else {
-        ctx.error(root.pos(), "watch", "at least one [[watch]] table is required");
+        ctx.error(
+            root.pos(),
+            "watch",
+            "at least one [[watch]] table is required",
+        );
         return None;
     };
     let tables = field.tables(ctx, "watch")?;
@@ -492,12 +502,18 @@ fn watch(ctx: &mut Ctx, t: &TableNode, refs: &Refs) -> Option<WatchConfig> {
     let api_version = required(ctx, t, "api_version", owned(check_api_version));
     let resource = required(ctx, t, "resource", owned(check_resource));
     let namespace = optional(ctx, t, "namespace", owned(check_namespace));
-    let label_selector = optional(ctx, t, "label_selector", owned(|s| {
-        parse_label_selector(s).map(drop)
-    }));
-    let field_selector = optional(ctx, t, "field_selector", owned(|s| {
-        parse_field_selector(s).map(drop)
-    }));
+    let label_selector = optional(
+        ctx,
+        t,
+        "label_selector",
+        owned(|s| parse_label_selector(s).map(drop)),
+    );
+    let field_selector = optional(
+        ctx,
+        t,
+        "field_selector",
+        owned(|s| parse_field_selector(s).map(drop)),
+    );
     let events = t
         .get("events")
         .map_or(Some(EventType::ALL.to_vec()), |f| events(ctx, &f));

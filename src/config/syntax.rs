@@ -126,8 +126,9 @@ pub(crate) fn parse_log_level(s: &str) -> Result<log::LevelFilter, String> {
 
 /// A humantime duration such as `10s`, `5m`, `250ms`, within `[min, max]`.
 pub(crate) fn parse_duration(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s)
-        .map_err(|e| format!("invalid duration {s:?} ({e}); expected e.g. \"10s\", \"5m\", \"250ms\""))?;
+    let d = humantime::parse_duration(s).map_err(|e| {
+        format!("invalid duration {s:?} ({e}); expected e.g. \"10s\", \"5m\", \"250ms\"")
+    })?;
     if d < min {
         return Err(format!(
             "duration {s:?} is too short; the minimum is {}",
@@ -143,14 +144,20 @@ pub(crate) fn parse_duration(s: &str, min: Duration, max: Duration) -> Result<Du
     Ok(d)
 }
 
-const SIZE_UNITS: &[(&str, u64)] = &[("B", 1), ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30)];
+const SIZE_UNITS: &[(&str, u64)] = &[
+    ("B", 1),
+    ("KiB", 1 << 10),
+    ("MiB", 1 << 20),
+    ("GiB", 1 << 30),
+];
 
 /// A size string: an integer and a binary unit, e.g. `16MiB` or `512 KiB`.
 pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(digits_end);
     let unit = unit.strip_prefix(' ').unwrap_or(unit);
-    let expected = "expected an integer number of bytes or a string like \"16MiB\" (units: B, KiB, MiB, GiB)";
+    let expected =
+        "expected an integer number of bytes or a string like \"16MiB\" (units: B, KiB, MiB, GiB)";
     if number.is_empty() {
         return Err(format!("invalid size {s:?}; {expected}"));
     }
@@ -230,21 +237,44 @@ mod tests {
 
     #[test]
     fn api_versions() {
-        for ok in ["v1", "apps/v1", "batch/v1", "networking.k8s.io/v1", "example.com/v1beta1"] {
+        for ok in [
+            "v1",
+            "apps/v1",
+            "batch/v1",
+            "networking.k8s.io/v1",
+            "example.com/v1beta1",
+        ] {
             assert!(check_api_version(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "V1", "1", "apps/", "/v1", "core/v1", "apps/v1/x", "Apps/v1", "apps/v_1", "apps v1"] {
+        for bad in [
+            "",
+            "V1",
+            "1",
+            "apps/",
+            "/v1",
+            "core/v1",
+            "apps/v1/x",
+            "Apps/v1",
+            "apps/v_1",
+            "apps v1",
+        ] {
             assert!(check_api_version(bad).is_err(), "{bad}");
         }
-        assert!(check_api_version("core/v1").unwrap_err().contains("core group"));
+        assert!(check_api_version("core/v1")
+            .unwrap_err()
+            .contains("core group"));
     }
 
     #[test]
     fn resources_and_namespaces() {
         assert!(check_resource("pods").is_ok());
         assert!(check_resource("customresourcedefinitions").is_ok());
-        assert!(check_resource("Pod").unwrap_err().contains("lowercase plural"));
-        assert!(check_resource("pods/status").unwrap_err().contains("subresources"));
+        assert!(check_resource("Pod")
+            .unwrap_err()
+            .contains("lowercase plural"));
+        assert!(check_resource("pods/status")
+            .unwrap_err()
+            .contains("subresources"));
         assert!(check_resource("").is_err());
         assert!(check_resource("my_things").is_err());
         assert!(check_namespace("kube-system").is_ok());
@@ -258,7 +288,9 @@ mod tests {
         assert_eq!(parse_log_level("error"), Ok(log::LevelFilter::Error));
         assert!(parse_log_level("INFO").is_err());
         assert!(parse_log_level("off").is_err());
-        assert!(parse_log_level("verbose").unwrap_err().contains("error, warn, info"));
+        assert!(parse_log_level("verbose")
+            .unwrap_err()
+            .contains("error, warn, info"));
     }
 
     #[test]
@@ -266,10 +298,24 @@ mod tests {
         let (min, max) = (Duration::from_secs(1), Duration::from_secs(3600));
         assert_eq!(parse_duration("10s", min, max), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("5m", min, max), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1m 30s", min, max), Ok(Duration::from_secs(90)));
-        assert!(parse_duration("250ms", min, max).unwrap_err().contains("too short"));
-        assert!(parse_duration("2h", min, max).unwrap_err().contains("too long"));
-        for bad in ["", "10", "ten seconds", "-5s", "5 parsecs", "99999999999999999999999h"] {
+        assert_eq!(
+            parse_duration("1m 30s", min, max),
+            Ok(Duration::from_secs(90))
+        );
+        assert!(parse_duration("250ms", min, max)
+            .unwrap_err()
+            .contains("too short"));
+        assert!(parse_duration("2h", min, max)
+            .unwrap_err()
+            .contains("too long"));
+        for bad in [
+            "",
+            "10",
+            "ten seconds",
+            "-5s",
+            "5 parsecs",
+            "99999999999999999999999h",
+        ] {
             assert!(parse_duration(bad, min, max).is_err(), "{bad}");
         }
     }
@@ -280,18 +326,30 @@ mod tests {
         assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
         assert_eq!(parse_size("1GiB"), Ok(1 << 30));
         assert_eq!(parse_size("100B"), Ok(100));
-        for bad in ["", "MiB", "16", "16MB", "16mib", "16  MiB", "1.5MiB", "-1MiB", " 16MiB", "16MiB "] {
+        for bad in [
+            "", "MiB", "16", "16MB", "16mib", "16  MiB", "1.5MiB", "-1MiB", " 16MiB", "16MiB ",
+        ] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
-        assert!(parse_size("99999999999999999999GiB").unwrap_err().contains("too large"));
-        assert!(parse_size("17179869184GiB").unwrap_err().contains("too large"));
+        assert!(parse_size("99999999999999999999GiB")
+            .unwrap_err()
+            .contains("too large"));
+        assert!(parse_size("17179869184GiB")
+            .unwrap_err()
+            .contains("too large"));
     }
 
     #[test]
     fn paths() {
         let base = Path::new("/srv/kwatchd");
-        assert_eq!(resolve_path("/etc/ca.crt", Some(base)), Ok(PathBuf::from("/etc/ca.crt")));
-        assert_eq!(resolve_path("ca.crt", Some(base)), Ok(PathBuf::from("/srv/kwatchd/ca.crt")));
+        assert_eq!(
+            resolve_path("/etc/ca.crt", Some(base)),
+            Ok(PathBuf::from("/etc/ca.crt"))
+        );
+        assert_eq!(
+            resolve_path("ca.crt", Some(base)),
+            Ok(PathBuf::from("/srv/kwatchd/ca.crt"))
+        );
         assert_eq!(
             resolve_path("./certs//ca.crt", Some(base)),
             Ok(PathBuf::from("/srv/kwatchd/certs/ca.crt"))
@@ -300,10 +358,14 @@ mod tests {
             resolve_path("../ca.crt", Some(base)),
             Ok(PathBuf::from("/srv/kwatchd/../ca.crt"))
         );
-        assert!(resolve_path("ca.crt", None).unwrap_err().contains("current directory"));
+        assert!(resolve_path("ca.crt", None)
+            .unwrap_err()
+            .contains("current directory"));
         assert_eq!(resolve_path("/abs", None), Ok(PathBuf::from("/abs")));
         assert!(resolve_path("", Some(base)).is_err());
-        assert!(resolve_path("~/ca.crt", Some(base)).unwrap_err().contains("not expanded"));
+        assert!(resolve_path("~/ca.crt", Some(base))
+            .unwrap_err()
+            .contains("not expanded"));
         assert!(resolve_path("a\0b", Some(base)).is_err());
     }
 }

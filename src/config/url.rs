@@ -166,7 +166,9 @@ fn check_host(host: &str) -> Result<(), String> {
     if name.len() <= 253 && name.split('.').all(label_ok) {
         Ok(())
     } else {
-        Err(format!("invalid server URL: {host:?} is not a valid host name"))
+        Err(format!(
+            "invalid server URL: {host:?} is not a valid host name"
+        ))
     }
 }
 
@@ -244,17 +246,31 @@ mod tests {
 
     #[test]
     fn loopback() {
-        for s in ["http://127.0.0.1", "http://127.9.8.7:8080", "http://localhost:8001", "http://[::1]"] {
+        for s in [
+            "http://127.0.0.1",
+            "http://127.9.8.7:8080",
+            "http://localhost:8001",
+            "http://[::1]",
+        ] {
             assert!(url(s).is_loopback(), "{s}");
         }
-        for s in ["http://128.0.0.1", "http://localhost.example.com", "http://[::2]", "http://10.0.0.1"] {
+        for s in [
+            "http://128.0.0.1",
+            "http://localhost.example.com",
+            "http://[::2]",
+            "http://10.0.0.1",
+        ] {
             assert!(!url(s).is_loopback(), "{s}");
         }
     }
 
     #[test]
     fn display_round_trips() {
-        for s in ["https://k.example:6443/base", "http://[::1]:8080", "https://10.0.0.1"] {
+        for s in [
+            "https://k.example:6443/base",
+            "http://[::1]:8080",
+            "https://10.0.0.1",
+        ] {
             let u = url(s);
             assert_eq!(url(&u.to_string()), u);
             assert_eq!(u.to_string(), s);
