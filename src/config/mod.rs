@@ -48,7 +48,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A validated configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The file it was read from, made absolute.
     pub source: PathBuf,

@@ -70,24 +70,44 @@ pub(crate) fn check_dns_subdomain(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `v1` (core group) or `GROUP/VERSION`: the group a DNS subdomain, the
-/// version a DNS-1035 label.
+/// `VERSION` (core group) or `GROUP/VERSION`: the group a DNS subdomain,
+/// the version a DNS-1035 label; core versions look like `v1`, `v2beta1`.
 pub(crate) fn check_api_version(s: &str) -> Result<(), String> {
-    let (group, version) = match s.split_once('/') {
-        Some((group, version)) => (Some(group), version),
-        None => (None, s),
+    let Some((group, version)) = s.split_once('/') else {
+        return check_core_version(s);
     };
-    if group == Some("core") || group == Some("") {
+    if group == "core" || group.is_empty() {
         return Err(format!(
             "invalid api_version {s:?}: the core group is written without a group, e.g. \"v1\""
         ));
     }
-    if let Some(group) = group {
-        check_dns_subdomain(group).map_err(|e| format!("invalid group in api_version: {e}"))?;
-    }
+    check_dns_subdomain(group).map_err(|e| format!("invalid group in api_version: {e}"))?;
     check_dns1035_label(version).map_err(|e| {
         format!("invalid version in api_version (expected e.g. \"v1\" or \"apps/v1\"): {e}")
     })
+}
+
+/// A core-group version: `v` and digits, optionally `alpha`/`beta` and digits.
+fn check_core_version(s: &str) -> Result<(), String> {
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let ok = s.strip_prefix('v').is_some_and(|rest| {
+        let major_end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let (major, stage) = rest.split_at(major_end);
+        let stage_ok = stage.is_empty()
+            || ["alpha", "beta"]
+                .iter()
+                .any(|p| stage.strip_prefix(p).is_some_and(digits));
+        digits(major) && stage_ok
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid api_version {s:?}: expected \"v1\" for the core group, or GROUP/VERSION such as \"apps/v1\""
+        ))
+    }
 }
 
 /// Plural resource name such as `pods` or `deployments`.
@@ -237,19 +257,27 @@ mod tests {
 
     #[test]
     fn api_versions() {
-        for ok in [
+        let good = [
             "v1",
+            "v2beta1",
+            "v1alpha1",
             "apps/v1",
             "batch/v1",
             "networking.k8s.io/v1",
             "example.com/v1beta1",
-        ] {
+            "example.com/stable",
+        ];
+        for ok in good {
             assert!(check_api_version(ok).is_ok(), "{ok}");
         }
-        for bad in [
+        let bad = [
             "",
             "V1",
             "1",
+            "v",
+            "apps",
+            "v1gamma1",
+            "v1beta",
             "apps/",
             "/v1",
             "core/v1",
@@ -257,12 +285,14 @@ mod tests {
             "Apps/v1",
             "apps/v_1",
             "apps v1",
-        ] {
+        ];
+        for bad in bad {
             assert!(check_api_version(bad).is_err(), "{bad}");
         }
-        assert!(check_api_version("core/v1")
-            .unwrap_err()
-            .contains("core group"));
+        let core = check_api_version("core/v1").unwrap_err();
+        assert!(core.contains("core group"), "{core}");
+        let apps = check_api_version("apps").unwrap_err();
+        assert!(apps.contains("\"apps/v1\""), "{apps}");
     }
 
     #[test]

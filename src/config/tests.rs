@@ -947,7 +947,13 @@ fn watch_api_version_and_resource() {
         &errs(&replace("", "pods")),
         8,
         "watch[0].api_version",
-        "invalid version",
+        "invalid api_version",
+    );
+    assert_error(
+        &errs(&replace("apps", "pods")),
+        8,
+        "watch[0].api_version",
+        "GROUP/VERSION",
     );
     assert_error(
         &errs(&replace("v1", "Pod")),
@@ -1159,5 +1165,37 @@ fn garbage_and_truncated_input_never_panics() {
             assert!(!errors.is_empty());
             let _ = errors.to_string();
         }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Arbitrary text through every parser: errors are fine, panics are not.
+    #[test]
+    fn arbitrary_text_never_panics(s in proptest::prelude::any::<String>()) {
+        let _ = Config::parse(&s, Path::new("p.toml"));
+        let _ = ServerUrl::parse(&s);
+        let _ = super::selector::parse_label_selector(&s);
+        let _ = super::selector::parse_field_selector(&s);
+        let _ = super::syntax::parse_size(&s);
+        let _ = super::syntax::check_api_version(&s);
+        let _ = super::syntax::resolve_path(&s, Some(Path::new("/base")));
+    }
+
+    /// Arbitrary values in every key of a valid document never panic.
+    #[test]
+    fn arbitrary_values_never_panic(v in "[ -~]{0,40}") {
+        for key in ["server", "connect_timeout", "token_file"] {
+            let text = MINIMAL.replace(
+                "server = \"https://127.0.0.1:6443\"",
+                &format!("server = \"https://k\"\n{key} = {v:?}"),
+            );
+            let _ = Config::parse(&text, Path::new("p.toml"));
+        }
+        let _ = Config::parse(&with_watch_keys(&format!("label_selector = {v:?}")), Path::new("p.toml"));
+        let _ = Config::parse(&with_watch_keys(&format!("field_selector = {v:?}")), Path::new("p.toml"));
+        let _ = Config::parse(&with_watch_keys(&format!("watch_timeout = {v:?}")), Path::new("p.toml"));
+        let _ = Config::parse(&format!("[daemon]\nmax_line_bytes = {v:?}\n{MINIMAL}"), Path::new("p.toml"));
     }
 }
