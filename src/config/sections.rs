@@ -1,0 +1,596 @@
+//! The schema: one function per table, each checking its keys and values
+//! field by field, recording problems in [`Ctx`] and going on. A section
+//! returns `None` only after recording at least one error.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml_edit::{ImDocument, Value};
+
+use super::doc::{Ctx, Field, Pos, TableNode};
+use super::error::{ConfigError, ConfigErrors};
+use super::selector::{parse_field_selector, parse_label_selector};
+use super::syntax::{
+    check_api_version, check_name, check_namespace, check_resource, parse_duration,
+    parse_log_level, parse_size, resolve_path,
+};
+use super::{
+    sink, ClusterConfig, Config, DaemonConfig, Env, EventType, OnStart, ServerUrl, WatchConfig,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_WATCH_TIMEOUT,
+};
+
+const TOP_KEYS: &[&str] = &["daemon", "clusters", "watch", "sinks"];
+const DAEMON_KEYS: &[&str] = &["log_level", "max_line_bytes", "sink_queue_events"];
+const CLUSTER_KEYS: &[&str] = &[
+    "server",
+    "certificate_authority",
+    "insecure_skip_tls_verify",
+    "token_file",
+    "connect_timeout",
+];
+const WATCH_KEYS: &[&str] = &[
+    "name",
+    "cluster",
+    "api_version",
+    "resource",
+    "namespace",
+    "label_selector",
+    "field_selector",
+    "events",
+    "on_start",
+    "sinks",
+    "watch_timeout",
+];
+
+const MIN_LINE_BYTES: u64 = 1 << 10;
+const MAX_LINE_BYTES: u64 = 1 << 30;
+const CONNECT_TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(600));
+const WATCH_TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(3600));
+/// Largest CA bundle read when checking it holds a certificate.
+const MAX_CA_BYTES: u64 = 16 << 20;
+
+/// Parses and validates a whole document.
+pub(crate) fn parse(text: &str, source: &Path, env: &Env) -> Result<Config, ConfigErrors> {
+    let mut ctx = Ctx::new(text, source);
+    let config = match ImDocument::parse(text) {
+        Ok(doc) => document(&mut ctx, env, &TableNode::root(doc.as_table()), source),
+        Err(e) => {
+            let message = e.message().trim().replace('\n', "; ");
+            ctx.error(
+                e.span().map(|s| s.start),
+                "",
+                format!("TOML syntax error: {message}"),
+            );
+            None
+        }
+    };
+    let mut errors = ctx.into_errors();
+    match config {
+        Some(config) if errors.is_empty() => Ok(config),
+        _ => {
+            if errors.is_empty() {
+                errors.push(internal_error(source));
+            }
+            Err(ConfigErrors::sorted(errors))
+        }
+    }
+}
+
+/// Never expected: a section gave up without saying why.
+fn internal_error(source: &Path) -> ConfigError {
+    ConfigError {
+        file: source.to_path_buf(),
+        line: None,
+        column: None,
+        key: String::new(),
+        message: "invalid configuration (no detail available; please report)".to_string(),
+    }
+}
+
+fn document(ctx: &mut Ctx, env: &Env, root: &TableNode, source: &Path) -> Option<Config> {
+    root.check_keys(ctx, TOP_KEYS);
+    let daemon = daemon(ctx, root);
+    let cluster_tables = named_tables(ctx, root, "clusters", "cluster");
+    let sink_tables = named_tables(ctx, root, "sinks", "sink");
+    let refs = Refs {
+        clusters: cluster_tables.names.clone(),
+        sinks: sink_tables.names.clone(),
+    };
+    let clusters = cluster_tables.build(|name, t| cluster(ctx, env, name, t));
+    let sinks = sink_tables.build(|_, t| sink::sink(ctx, env, t));
+    let watches = watches(ctx, root, &refs);
+    Some(Config {
+        source: absolute(source, env),
+        daemon: daemon?,
+        clusters: clusters?,
+        watches: watches?,
+        sinks: sinks?,
+    })
+}
+
+fn absolute(source: &Path, env: &Env) -> PathBuf {
+    match &env.base_dir {
+        Some(base) if source.is_relative() => base.join(source).components().collect(),
+        _ => source.to_path_buf(),
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// A required string key converted by `parse`.
+fn required<T>(
+    ctx: &mut Ctx,
+    t: &TableNode,
+    key: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<T> {
+    t.require(ctx, key)?.parse_str(ctx, parse)
+}
+
+/// An optional string key converted by `parse`; `Some(None)` when absent.
+fn optional<T>(
+    ctx: &mut Ctx,
+    t: &TableNode,
+    key: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<Option<T>> {
+    match t.get(key) {
+        None => Some(None),
+        Some(f) => f.parse_str(ctx, parse).map(Some),
+    }
+}
+
+/// An optional string key converted by `parse`, else `default`.
+fn with_default<T>(
+    ctx: &mut Ctx,
+    t: &TableNode,
+    key: &str,
+    default: T,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<T> {
+    optional(ctx, t, key, parse).map(|v| v.unwrap_or(default))
+}
+
+fn duration(
+    ctx: &mut Ctx,
+    t: &TableNode,
+    key: &str,
+    default: Duration,
+    (min, max): (Duration, Duration),
+) -> Option<Duration> {
+    with_default(ctx, t, key, default, |s| parse_duration(s, min, max))
+}
+
+/// Keeps a valid string as an owned value.
+fn owned(
+    check: impl FnOnce(&str) -> Result<(), String>,
+) -> impl FnOnce(&str) -> Result<String, String> {
+    move |s| check(s).map(|()| s.to_string())
+}
+
+/// `name` must be one of `defined` (the keys of `[table.NAME]`).
+fn reference(table: &str, kind: &str, name: &str, defined: &[String]) -> Result<String, String> {
+    if defined.iter().any(|d| d == name) {
+        Ok(name.to_string())
+    } else if defined.is_empty() {
+        Err(format!(
+            "{kind} {name:?} is not defined (there is no [{table}.NAME] table)"
+        ))
+    } else {
+        Err(format!(
+            "{kind} {name:?} is not defined (defined: {})",
+            defined.join(", ")
+        ))
+    }
+}
+
+/// Names a watch may refer to.
+struct Refs {
+    clusters: Vec<String>,
+    sinks: Vec<String>,
+}
+
+/// The entries of a `[table.NAME]` map.
+struct NamedTables<'a> {
+    /// Every key, valid or not, so that references to it do not cascade.
+    names: Vec<String>,
+    tables: Vec<(String, TableNode<'a>)>,
+    ok: bool,
+}
+
+impl<'a> NamedTables<'a> {
+    /// Builds every table; `None` if any entry (or the map) was invalid.
+    fn build<T>(
+        self,
+        mut build: impl FnMut(&str, &TableNode<'a>) -> Option<T>,
+    ) -> Option<std::collections::BTreeMap<String, T>> {
+        let mut ok = self.ok;
+        let mut map = std::collections::BTreeMap::new();
+        for (name, table) in &self.tables {
+            match build(name, table) {
+                Some(value) => {
+                    map.insert(name.clone(), value);
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(map)
+    }
+}
+
+/// Reads `[key.NAME]` tables (`key` itself optional), checking each NAME.
+fn named_tables<'a>(ctx: &mut Ctx, root: &TableNode<'a>, key: &str, kind: &str) -> NamedTables<'a> {
+    let mut named = NamedTables {
+        names: Vec::new(),
+        tables: Vec::new(),
+        ok: true,
+    };
+    let Some(field) = root.get(key) else {
+        return named;
+    };
+    let Some(map) = field.table(ctx, format!("[{key}.NAME]")) else {
+        named.ok = false;
+        return named;
+    };
+    for (name, entry) in map.entries() {
+        named.names.push(name.clone());
+        if let Err(e) = check_name(kind, &name) {
+            ctx.error(entry.key_pos(), entry.path(), e);
+            named.ok = false;
+        }
+        match entry.table(ctx, format!("[{}]", entry.path())) {
+            Some(table) => named.tables.push((name, table)),
+            None => named.ok = false,
+        }
+    }
+    named
+}
+
+/// A validated list of distinct strings, with each element's field.
+struct Strings<'a> {
+    items: Vec<(Field<'a>, &'a str)>,
+    ok: bool,
+}
+
+/// A non-empty array of distinct strings; records every problem.
+fn distinct_strings<'a>(ctx: &mut Ctx, field: &Field<'a>, what: &str) -> Option<Strings<'a>> {
+    let elements = field.array(ctx)?;
+    if elements.is_empty() {
+        field.error(ctx, format!("must list at least one {what}"));
+        return None;
+    }
+    let mut strings = Strings {
+        items: Vec::new(),
+        ok: true,
+    };
+    for element in elements {
+        let Some(s) = element.str(ctx) else {
+            strings.ok = false;
+            continue;
+        };
+        if strings.items.iter().any(|(_, seen)| *seen == s) {
+            element.error(ctx, format!("duplicate {what} {s:?}"));
+            strings.ok = false;
+            continue;
+        }
+        strings.items.push((element, s));
+    }
+    Some(strings)
+}
+
+// ---------------------------------------------------------------- [daemon]
+
+fn daemon(ctx: &mut Ctx, root: &TableNode) -> Option<DaemonConfig> {
+    let Some(field) = root.get("daemon") else {
+        return Some(DaemonConfig::default());
+    };
+    let t = field.table(ctx, "[daemon]".to_string())?;
+    t.check_keys(ctx, DAEMON_KEYS);
+    let defaults = DaemonConfig::default();
+    let log_level = with_default(ctx, &t, "log_level", defaults.log_level, parse_log_level);
+    let max_line_bytes = t
+        .get("max_line_bytes")
+        .map_or(Some(defaults.max_line_bytes), |f| max_line_bytes(ctx, &f));
+    let sink_queue_events = t
+        .get("sink_queue_events")
+        .map_or(Some(defaults.sink_queue_events), |f| queue_events(ctx, &f));
+    Some(DaemonConfig {
+        log_level: log_level?,
+        max_line_bytes: max_line_bytes?,
+        sink_queue_events: sink_queue_events?,
+    })
+}
+
+/// Integer bytes or a size string, within [1 KiB, 1 GiB].
+fn max_line_bytes(ctx: &mut Ctx, f: &Field) -> Option<usize> {
+    let expected = "an integer number of bytes or a size string like \"16MiB\"";
+    let value = f.expect(ctx, expected, |v| match v {
+        Value::Integer(i) => Some(Ok(*i.value())),
+        Value::String(s) => Some(Err(s.value().as_str())),
+        _ => None,
+    })?;
+    let bytes = match value {
+        Ok(n) => u64::try_from(n).map_err(|_| format!("size {n} is negative")),
+        Err(s) => parse_size(s),
+    };
+    let in_range = bytes.and_then(|b| {
+        if (MIN_LINE_BYTES..=MAX_LINE_BYTES).contains(&b) {
+            usize::try_from(b).map_err(|_| format!("size {b} does not fit in memory"))
+        } else {
+            Err(format!(
+                "{b} bytes is out of range; allowed: 1KiB ({MIN_LINE_BYTES}) to 1GiB ({MAX_LINE_BYTES})"
+            ))
+        }
+    });
+    f.check(ctx, in_range)
+}
+
+fn queue_events(ctx: &mut Ctx, f: &Field) -> Option<usize> {
+    let n = f.expect(ctx, "an integer", Value::as_integer)?;
+    let checked = match usize::try_from(n) {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("must be at least 1, got {n}")),
+    };
+    f.check(ctx, checked)
+}
+
+// ---------------------------------------------------------------- [clusters.NAME]
+
+fn cluster(ctx: &mut Ctx, env: &Env, name: &str, t: &TableNode) -> Option<ClusterConfig> {
+    t.check_keys(ctx, CLUSTER_KEYS);
+    let server = t.require(ctx, "server").and_then(|f| server(ctx, &f));
+    let certificate_authority = file_path(ctx, env, t, "certificate_authority", FileKind::Pem);
+    let insecure = t
+        .get("insecure_skip_tls_verify")
+        .map_or(Some(false), |f| f.bool(ctx));
+    let token_file = file_path(ctx, env, t, "token_file", FileKind::Token);
+    let connect_timeout = duration(
+        ctx,
+        t,
+        "connect_timeout",
+        DEFAULT_CONNECT_TIMEOUT,
+        CONNECT_TIMEOUT_RANGE,
+    );
+    check_tls_options(ctx, t, &certificate_authority, insecure);
+    Some(ClusterConfig {
+        name: name.to_string(),
+        server: server?,
+        certificate_authority: certificate_authority?,
+        insecure_skip_tls_verify: insecure?,
+        token_file: token_file?,
+        connect_timeout: connect_timeout?,
+    })
+}
+
+/// A URL; `http://` only to loopback hosts so tokens never travel in clear.
+fn server(ctx: &mut Ctx, f: &Field) -> Option<ServerUrl> {
+    let url = f.parse_str(ctx, ServerUrl::parse)?;
+    if url.scheme == super::Scheme::Http && !url.is_loopback() {
+        f.error(
+            ctx,
+            format!(
+                "http:// is only allowed for loopback hosts (127.0.0.0/8, ::1, localhost), not {:?}: the bearer token would travel in clear; use https://",
+                url.host
+            ),
+        );
+        return None;
+    }
+    Some(url)
+}
+
+/// Like kubectl: a CA file and "skip verification" contradict each other.
+fn check_tls_options(
+    ctx: &mut Ctx,
+    t: &TableNode,
+    ca: &Option<Option<PathBuf>>,
+    insecure: Option<bool>,
+) {
+    if let (Some(Some(_)), Some(true), Some(f)) = (ca, insecure, t.get("insecure_skip_tls_verify"))
+    {
+        f.error(
+            ctx,
+            "insecure_skip_tls_verify = true conflicts with certificate_authority; remove one of them",
+        );
+    }
+}
+
+#[derive(Clone, Copy)]
+enum FileKind {
+    Pem,
+    Token,
+}
+
+/// An optional file path, resolved, and with `env.check_files` readable.
+fn file_path(
+    ctx: &mut Ctx,
+    env: &Env,
+    t: &TableNode,
+    key: &str,
+    kind: FileKind,
+) -> Option<Option<PathBuf>> {
+    let Some(f) = t.get(key) else {
+        return Some(None);
+    };
+    let path = f.parse_str(ctx, |s| resolve_path(s, env.base_dir.as_deref()))?;
+    if env.check_files {
+        f.check(ctx, check_file(&path, kind))?;
+    }
+    Some(Some(path))
+}
+
+/// A readable regular file; a CA bundle must hold a PEM certificate.
+fn check_file(path: &Path, kind: FileKind) -> Result<(), String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if let FileKind::Pem = kind {
+        let mut text = Vec::new();
+        file.take(MAX_CA_BYTES)
+            .read_to_end(&mut text)
+            .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        let marker = b"-----BEGIN CERTIFICATE-----";
+        if !text.windows(marker.len()).any(|w| w == marker) {
+            return Err(format!(
+                "{shown} holds no PEM certificate (no \"-----BEGIN CERTIFICATE-----\" line)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- [[watch]]
+
+fn watches(ctx: &mut Ctx, root: &TableNode, refs: &Refs) -> Option<Vec<WatchConfig>> {
+    let Some(field) = root.get("watch") else {
+        ctx.error(
+            root.pos(),
+            "watch",
+            "at least one [[watch]] table is required",
+        );
+        return None;
+    };
+    let tables = field.tables(ctx, "watch")?;
+    if tables.is_empty() {
+        field.error(ctx, "at least one [[watch]] table is required");
+        return None;
+    }
+    let mut seen: Vec<(String, String, Pos)> = Vec::new();
+    let mut watches = Some(Vec::new());
+    for t in &tables {
+        check_unique_name(ctx, &mut seen, t);
+        let watch = watch(ctx, t, refs);
+        watches = watches.zip(watch).map(|(mut all, w)| {
+            all.push(w);
+            all
+        });
+    }
+    watches
+}
+
+/// Duplicate watch names are reported at the second one.
+fn check_unique_name(ctx: &mut Ctx, seen: &mut Vec<(String, String, Pos)>, t: &TableNode) {
+    let Some(f) = t.get("name") else { return };
+    let Some(name) = f.value().and_then(Value::as_str) else {
+        return;
+    };
+    match seen.iter().find(|(n, _, _)| n == name) {
+        Some((_, first, pos)) => {
+            let line = ctx
+                .line_of(*pos)
+                .map_or(String::new(), |l| format!(" (line {l})"));
+            f.error(
+                ctx,
+                format!("duplicate watch name {name:?}: already used by {first}{line}"),
+            );
+        }
+        None => seen.push((name.to_string(), t.path().to_string(), f.pos())),
+    }
+}
+
+fn watch(ctx: &mut Ctx, t: &TableNode, refs: &Refs) -> Option<WatchConfig> {
+    t.check_keys(ctx, WATCH_KEYS);
+    let name = required(ctx, t, "name", owned(|s| check_name("watch", s)));
+    let cluster = required(ctx, t, "cluster", |s| {
+        reference("clusters", "cluster", s, &refs.clusters)
+    });
+    let api_version = required(ctx, t, "api_version", owned(check_api_version));
+    let resource = required(ctx, t, "resource", owned(check_resource));
+    let namespace = optional(ctx, t, "namespace", owned(check_namespace));
+    let label_selector = optional(
+        ctx,
+        t,
+        "label_selector",
+        owned(|s| parse_label_selector(s).map(drop)),
+    );
+    let field_selector = optional(
+        ctx,
+        t,
+        "field_selector",
+        owned(|s| parse_field_selector(s).map(drop)),
+    );
+    let events = t
+        .get("events")
+        .map_or(Some(EventType::ALL.to_vec()), |f| events(ctx, &f));
+    let on_start = with_default(ctx, t, "on_start", OnStart::Added, parse_on_start);
+    let sinks = t
+        .require(ctx, "sinks")
+        .and_then(|f| sink_names(ctx, &f, &refs.sinks));
+    let watch_timeout = duration(
+        ctx,
+        t,
+        "watch_timeout",
+        DEFAULT_WATCH_TIMEOUT,
+        WATCH_TIMEOUT_RANGE,
+    );
+    Some(WatchConfig {
+        name: name?,
+        cluster: cluster?,
+        api_version: api_version?,
+        resource: resource?,
+        namespace: namespace?,
+        label_selector: label_selector?,
+        field_selector: field_selector?,
+        events: events?,
+        on_start: on_start?,
+        sinks: sinks?,
+        watch_timeout: watch_timeout?,
+    })
+}
+
+fn parse_on_start(s: &str) -> Result<OnStart, String> {
+    match s {
+        "added" => Ok(OnStart::Added),
+        "skip" => Ok(OnStart::Skip),
+        _ => Err(format!(
+            "invalid on_start {s:?}; expected \"added\" or \"skip\""
+        )),
+    }
+}
+
+/// Distinct event types, stored in canonical order.
+fn events(ctx: &mut Ctx, f: &Field) -> Option<Vec<EventType>> {
+    let strings = distinct_strings(ctx, f, "event type")?;
+    let mut ok = strings.ok;
+    let mut events = Vec::new();
+    for (element, s) in &strings.items {
+        match EventType::from_wire(s) {
+            Some(t) => events.push(t),
+            None => {
+                element.error(ctx, unknown_event(s));
+                ok = false;
+            }
+        }
+    }
+    events.sort();
+    ok.then_some(events)
+}
+
+fn unknown_event(s: &str) -> String {
+    let upper = s.to_ascii_uppercase();
+    let hint = if EventType::from_wire(&upper).is_some() {
+        format!(" (event types are upper case: {upper:?})")
+    } else {
+        String::new()
+    };
+    format!("unknown event type {s:?}; expected one of: ADDED, MODIFIED, DELETED{hint}")
+}
+
+/// Distinct names of defined sinks, in file order.
+fn sink_names(ctx: &mut Ctx, f: &Field, defined: &[String]) -> Option<Vec<String>> {
+    let strings = distinct_strings(ctx, f, "sink")?;
+    let mut ok = strings.ok;
+    let mut names = Vec::new();
+    for (element, s) in &strings.items {
+        match element.check(ctx, reference("sinks", "sink", s, defined)) {
+            Some(name) => names.push(name),
+            None => ok = false,
+        }
+    }
+    ok.then_some(names)
+}
