@@ -1,1 +1,2 @@
 //! kwatchd: a Kubernetes watch daemon. See DESIGN.md in the shared docs.
+pub mod sim;
