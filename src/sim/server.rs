@@ -180,29 +180,18 @@ fn accept_loop(
     }
 }
 
-/// Has the peer closed its side? Peeks without consuming, so pipelined bytes stay for the next request.
+/// Has the peer closed its side? `POLLRDHUP` reports a FIN even when unread bytes precede it (a TLS
+/// close_notify, a pipelined request), which a `MSG_PEEK` probe would not see.
 pub(crate) fn peer_closed(fd: RawFd) -> bool {
-    let mut b = [0u8; 1];
-    // SAFETY: `fd` is the connection's socket, open for as long as the connection thread runs (it owns it);
-    // the buffer is valid for 1 byte.
-    let n = unsafe {
-        libc::recv(
-            fd,
-            b.as_mut_ptr().cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLRDHUP,
+        revents: 0,
     };
-    if n == 0 {
-        return true;
-    }
-    n < 0 && {
-        let e = io::Error::last_os_error();
-        !matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-        )
-    }
+    // SAFETY: `fd` is the connection's socket, open for as long as the connection thread runs (it owns the
+    // stream); `p` is one valid pollfd and the timeout is 0, so this never blocks.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
 fn serve_conn(sh: &Shared, mut s: Box<dyn Stream>, conn_id: u64, fd: RawFd) {

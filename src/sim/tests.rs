@@ -537,6 +537,12 @@ fn tls_with_generated_ca() {
         let next = format!("next-{name}");
         pod(&sim, "ns", &next, &[]);
         assert_eq!(c.event_summary(), format!("ADDED {next}"));
+        // A TLS client that leaves is noticed while its watch is idle.
+        c.s.flush().unwrap();
+        drop(c);
+        wait_for("TLS watch to notice its client left", || {
+            sim.open_watches() == 0
+        });
     }
     // A name the certificate does not carry fails verification.
     let mut c = Client::tls(&sim, "example.com");
@@ -747,7 +753,7 @@ fn bookmarks_on_demand_on_interval_and_for_streaming_lists() {
         }
     }
 
-    let sim = sim_no_interval();
+    let sim = Sim::start(SimOptions::default()).unwrap();
     pod(&sim, "ns", "a", &[]);
     let mut c = Client::plain(&sim);
     c.watch("/api/v1/pods?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true");
@@ -774,10 +780,6 @@ fn bookmarks_on_demand_on_interval_and_for_streaming_lists() {
     let (st, _, _) =
         Client::plain(&sim).get("/api/v1/pods?watch=1&resourceVersionMatch=NotOlderThan");
     assert_eq!(st, 422);
-}
-
-fn sim_no_interval() -> Sim {
-    sim()
 }
 
 #[test]
