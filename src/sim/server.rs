@@ -28,6 +28,8 @@ pub(crate) struct State {
     pub(crate) store: Store,
     pub(crate) token: Option<String>,
     pub(crate) requests: Vec<RequestRecord>,
+    /// Records dropped from the front of `requests` to bound memory.
+    pub(crate) requests_trimmed: usize,
     pub(crate) faults: Vec<FaultRule>,
     pub(crate) shape: StreamShape,
     /// Bumped by `end_watches`: a watch that started at an older epoch ends.
@@ -91,6 +93,7 @@ pub(crate) fn start(opts: SimOptions) -> io::Result<Started> {
             store: Store::new(opts.history_limit, opts.history_max_bytes),
             token: opts.token,
             requests: Vec::new(),
+            requests_trimmed: 0,
             faults: Vec::new(),
             shape: StreamShape::default(),
             end_epoch: 0,
@@ -231,7 +234,12 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     pub(crate) fn set_status(&self, code: u16) {
-        if let Some(r) = self.sh.lock().requests.get_mut(self.record) {
+        let mut st = self.sh.lock();
+        // `record` counts from the start; records trimmed since are gone.
+        let Some(i) = self.record.checked_sub(st.requests_trimmed) else {
+            return;
+        };
+        if let Some(r) = st.requests.get_mut(i) {
             r.status = code;
         }
     }
@@ -258,6 +266,7 @@ fn handle(sh: &Shared, s: &mut dyn Stream, req: &Request, conn_id: u64, fd: RawF
         let mut st = sh.lock();
         if st.requests.len() >= MAX_RECORDS {
             st.requests.drain(..MAX_RECORDS / 2);
+            st.requests_trimmed += MAX_RECORDS / 2;
         }
         st.requests.push(RequestRecord {
             method: req.method.clone(),
@@ -282,7 +291,12 @@ fn handle(sh: &Shared, s: &mut dyn Stream, req: &Request, conn_id: u64, fd: RawF
         } else {
             None
         };
-        (st.requests.len() - 1, authorized, fault, st.shape.clone())
+        (
+            st.requests_trimmed + st.requests.len() - 1,
+            authorized,
+            fault,
+            st.shape.clone(),
+        )
     };
     let budget = match fault {
         Some(Fault::CutAfterBytes(n)) => Some(n),
@@ -530,7 +544,7 @@ fn list(ctx: &Ctx, out: &mut Out, filter: Filter) -> bool {
                     let end = if limit == 0 {
                         items.len()
                     } else {
-                        (offset + limit).min(items.len())
+                        offset.saturating_add(limit).min(items.len())
                     };
                     let offset = offset.min(end);
                     let next = (end < items.len()).then(|| store::continue_token(id, end));

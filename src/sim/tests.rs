@@ -805,6 +805,40 @@ fn bad_requests_and_unknown_paths() {
     assert_eq!(c.get("/api/v1/pods?watch=1&resourceVersion=abc").0, 400);
     assert_eq!(c.get("/api/v1/pods?watch=1&timeoutSeconds=-1").0, 400);
     assert_eq!(c.get("/healthz").0, 200);
+    // Hostile but well-formed input must not kill the connection thread.
+    pod(&sim, "ns", "a", &[]);
+    pod(&sim, "ns", "b", &[]);
+    let (_, p, _) = c.get("/api/v1/pods?limit=1");
+    let token = p["metadata"]["continue"].as_str().unwrap().to_string();
+    let (prefix, _) = token.rsplit_once('.').unwrap();
+    let (st, page, _) = c.get(&format!(
+        "/api/v1/pods?limit=1&continue={prefix}.{:x}",
+        usize::MAX
+    ));
+    assert_eq!((st, names(&page).len()), (200, 0));
+    c.watch(&format!(
+        "/api/v1/pods?watch=1&resourceVersion=2&timeoutSeconds={}",
+        u64::MAX
+    ));
+    wait_for("watch open", || sim.open_watches() == 1);
+    sim.end_watches();
+    assert!(c.line().unwrap().is_none());
+    let junk: [&[u8]; 3] = [
+        b"GET /\xff HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX: \xff\xfe\r\n\r\n",
+        &[b'a'; 70_000],
+    ];
+    for j in junk {
+        let mut jc = Client::plain(&sim);
+        let _ = jc.s.write_all(j);
+        let got = jc.drain();
+        let shown = String::from_utf8_lossy(&got[..got.len().min(40)]).into_owned();
+        assert!(
+            got.is_empty() || got.starts_with(b"HTTP/1.1 400"),
+            "{shown}"
+        );
+    }
+    assert_eq!(Client::plain(&sim).get("/api/v1/pods").0, 200);
 }
 
 #[test]

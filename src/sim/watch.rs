@@ -356,7 +356,8 @@ struct Stream {
 fn stream(ctx: &Ctx, out: &mut Out, filter: &Filter, em: &mut Emitter, mut s: Stream) -> End {
     let sh = ctx.sh;
     let started = Instant::now();
-    let deadline = s.timeout.map(|t| started + t);
+    // `checked_add`: an absurd timeoutSeconds means no deadline rather than an overflow panic.
+    let deadline = s.timeout.and_then(|t| started.checked_add(t));
     let interval = sh.settings.bookmark_interval.filter(|_| s.allow_bookmarks);
     let mut next_bookmark = interval.map(|i| started + i);
     loop {
