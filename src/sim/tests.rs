@@ -941,3 +941,48 @@ fn churn_mutates_and_stops() {
     sim.end_watches();
     while c.line().unwrap().is_some() {}
 }
+
+/// Not a correctness test: `cargo test perf_probe -- --ignored --nocapture` prints rough throughput.
+#[test]
+#[ignore]
+fn perf_probe() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let extra = pod_extra(4096);
+    let mut c = Client::plain(&sim);
+    c.watch("/api/v1/pods?watch=1&resourceVersion=0");
+    let n = 5000;
+    let t0 = Instant::now();
+    for i in 0..n {
+        sim.create(
+            &Resource::pods(),
+            "ns",
+            &format!("p{i}"),
+            &[("app", "x")],
+            extra.clone(),
+        );
+    }
+    let created = t0.elapsed();
+    for _ in 0..n {
+        c.line().unwrap().unwrap();
+    }
+    eprintln!(
+        "create {n} x 4KB: {created:?}; all streamed after {:?}",
+        t0.elapsed()
+    );
+    let big = pod_extra(1 << 20);
+    let t1 = Instant::now();
+    for i in 0..20 {
+        sim.create(&Resource::pods(), "big", &format!("b{i}"), &[], big.clone());
+    }
+    for _ in 0..20 {
+        assert!(c.line().unwrap().unwrap().len() > 1 << 20);
+    }
+    eprintln!("20 x 1MiB: {:?}", t1.elapsed());
+    let t2 = Instant::now();
+    let (_, l, _) = Client::plain(&sim).get("/api/v1/pods?limit=500");
+    eprintln!(
+        "list page: {:?} {}",
+        t2.elapsed(),
+        l["items"].as_array().unwrap().len()
+    );
+}
