@@ -1,0 +1,167 @@
+//! Random object churn for the demo and soak tests: creates, updates (sometimes relabelling, so selector
+//! transitions happen) and deletes objects on a background thread, deterministically from a seed.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{pod_extra, Resource, SimHandle};
+
+/// What to churn.
+#[derive(Debug, Clone)]
+pub struct ChurnOptions {
+    /// Resource type of the churned objects.
+    pub resource: Resource,
+    /// Namespaces to spread objects over (empty: `default`).
+    pub namespaces: Vec<String>,
+    /// Pause between two mutations.
+    pub interval: Duration,
+    /// Upper bound on live objects created by this churn (per churn, over all namespaces).
+    pub max_objects: usize,
+    /// PRNG seed: the same seed gives the same sequence of operations.
+    pub seed: u64,
+    /// Approximate JSON size of each object (pods get [`pod_extra`], other kinds a `data` map).
+    pub object_size: usize,
+}
+
+impl Default for ChurnOptions {
+    fn default() -> Self {
+        ChurnOptions {
+            resource: Resource::pods(),
+            namespaces: vec!["default".into()],
+            interval: Duration::from_millis(500),
+            max_objects: 20,
+            seed: 1,
+            object_size: 1024,
+        }
+    }
+}
+
+/// A running churn; stops (and joins its thread) on drop.
+pub struct ChurnHandle {
+    stop: Arc<AtomicBool>,
+    ops: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ChurnHandle {
+    /// Mutations done so far.
+    pub fn ops(&self) -> u64 {
+        self.ops.load(Ordering::SeqCst)
+    }
+
+    /// Stop and wait for the thread.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ChurnHandle {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// xorshift64*: tiny, deterministic, good enough to pick operations.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Start churning objects of `opts.resource` in `sim` (a `&Sim` or a `SimHandle`).
+pub fn start_churn(sim: impl Into<SimHandle>, opts: ChurnOptions) -> ChurnHandle {
+    let sim = sim.into();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let (stop2, ops2) = (stop.clone(), ops.clone());
+    let thread = std::thread::Builder::new()
+        .name("sim-churn".into())
+        .spawn(move || run(sim, opts, &stop2, &ops2))
+        .ok();
+    ChurnHandle { stop, ops, thread }
+}
+
+fn extra(opts: &ChurnOptions, generation: u64) -> serde_json::Value {
+    if opts.resource.plural == "pods" {
+        let mut v = pod_extra(opts.object_size);
+        v["metadata"] = json!({"annotations": {"churn/generation": generation.to_string()}});
+        v
+    } else {
+        let pad = "x".repeat(opts.object_size.saturating_sub(300));
+        json!({"data": {"generation": generation.to_string(), "payload": pad}})
+    }
+}
+
+fn run(sim: SimHandle, opts: ChurnOptions, stop: &AtomicBool, ops: &AtomicU64) {
+    let namespaces = if opts.namespaces.is_empty() {
+        vec!["default".to_string()]
+    } else {
+        opts.namespaces.clone()
+    };
+    let mut rng = Rng(opts.seed.max(1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut live: Vec<(String, String)> = Vec::new();
+    let mut next_name = 0u64;
+    const TIERS: [&str; 3] = ["web", "db", "cache"];
+    while !stop.load(Ordering::SeqCst) {
+        let roll = rng.below(10);
+        let generation = ops.load(Ordering::SeqCst);
+        if live.is_empty() || (roll < 4 && live.len() < opts.max_objects) {
+            let ns = namespaces[rng.below(namespaces.len())].clone();
+            next_name += 1;
+            let name = format!("churn-{next_name}");
+            let tier = TIERS[rng.below(TIERS.len())];
+            sim.create(
+                &opts.resource,
+                &ns,
+                &name,
+                &[("app", "churn"), ("tier", tier)],
+                extra(&opts, generation),
+            );
+            live.push((ns, name));
+        } else if roll < 8 {
+            let (ns, name) = &live[rng.below(live.len())];
+            // One update in three moves the object to another tier: selector watches see ADDED/DELETED.
+            let tier = TIERS[rng.below(TIERS.len())];
+            let labels = [("app", "churn"), ("tier", tier)];
+            let relabel = rng.below(3) == 0;
+            sim.update(
+                &opts.resource,
+                ns,
+                name,
+                extra(&opts, generation),
+                relabel.then_some(&labels[..]),
+            );
+        } else {
+            let (ns, name) = live.swap_remove(rng.below(live.len()));
+            sim.delete(&opts.resource, &ns, &name);
+        }
+        ops.fetch_add(1, Ordering::SeqCst);
+        // Sleep in slices so that drop does not wait for a long interval.
+        let mut left = opts.interval;
+        while !left.is_zero() && !stop.load(Ordering::SeqCst) {
+            let step = left.min(Duration::from_millis(50));
+            std::thread::sleep(step);
+            left -= step;
+        }
+    }
+}
