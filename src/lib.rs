@@ -1,5 +1,17 @@
-//! kwatchd: a Kubernetes watch daemon. See DESIGN.md in the shared docs.
+//! kwatchd: a Kubernetes watch daemon.
+//!
+//! One thread, one `mio` poll loop: watch streams are read as they become
+//! readable, decoded by sans-I/O protocol layers (`http`, `kube`, `watch`),
+//! and each event is handed to the configured sinks.
 
 pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod http;
+pub mod kube;
+pub mod logging;
+pub mod net;
+pub mod rand;
 pub mod sim;
+pub mod sink;
+pub mod watch;

@@ -1,0 +1,358 @@
+//! The daemon: one thread, one `mio::Poll`, every watch socket, timer and
+//! signal multiplexed on it.
+
+pub mod cluster;
+pub mod watcher;
+
+use crate::config::{Config, SinkConfig};
+use crate::kube::{ResourcePath, Selectors};
+use crate::net::Resolver;
+use crate::rand::Rng;
+use crate::sink::{FileSink, QueueBound, Sink};
+use crate::watch::{WatchMachine, WatchSpec};
+use cluster::ClusterRuntime;
+use mio::{Events, Poll, Token, Waker};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use watcher::{Ctx, Flow, TokenAllocator, Watcher};
+
+const SIGNAL_TOKEN: Token = Token(0);
+const WAKER_TOKEN: Token = Token(1);
+const FIRST_CONN_TOKEN: usize = 2;
+const READ_BUF: usize = 256 << 10;
+/// Bytes a sink may hold besides its event bound.
+const SINK_QUEUE_BYTES: usize = 64 << 20;
+/// How long shutdown waits for a sink that cannot take its queue (a full
+/// disk, a stuck FIFO) before giving up and saying how much is left.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);
+const LIST_PAGE_SIZE: u32 = 500;
+
+#[derive(Debug)]
+pub enum DaemonError {
+    Io {
+        what: &'static str,
+        error: io::Error,
+    },
+    Cluster {
+        name: String,
+        error: String,
+    },
+    Sink {
+        name: String,
+        error: String,
+    },
+}
+
+impl fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io { what, error } => write!(f, "{what}: {error}"),
+            Self::Cluster { name, error } => write!(f, "cluster {name}: {error}"),
+            Self::Sink { name, error } => write!(f, "sink {name}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for DaemonError {}
+
+fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> DaemonError {
+    move |error| DaemonError::Io { what, error }
+}
+
+pub struct Daemon {
+    poll: Poll,
+    signals: Signals,
+    resolver: Resolver,
+    clusters: Vec<ClusterRuntime>,
+    sinks: Vec<Sink>,
+    watchers: Vec<Watcher>,
+    tokens: TokenAllocator,
+    /// Watches to drive this turn (readiness, timers, room in sinks).
+    runnable: Vec<bool>,
+    blocked: Vec<bool>,
+    read_buf: Vec<u8>,
+    record_buf: Vec<u8>,
+    stopping: bool,
+}
+
+impl Daemon {
+    pub fn new(config: &Config) -> Result<Daemon, DaemonError> {
+        let poll = Poll::new().map_err(io_err("cannot create the poller"))?;
+        let mut signals =
+            Signals::new([SIGINT, SIGTERM]).map_err(io_err("cannot install signal handlers"))?;
+        poll.registry()
+            .register(&mut signals, SIGNAL_TOKEN, mio::Interest::READABLE)
+            .map_err(io_err("cannot register signals"))?;
+        let waker = Arc::new(
+            Waker::new(poll.registry(), WAKER_TOKEN).map_err(io_err("cannot create the waker"))?,
+        );
+
+        let mut clusters = Vec::new();
+        let mut cluster_index = HashMap::new();
+        for (name, c) in &config.clusters {
+            let runtime = ClusterRuntime::new(c).map_err(|e| DaemonError::Cluster {
+                name: name.clone(),
+                error: e.to_string(),
+            })?;
+            cluster_index.insert(name.clone(), clusters.len());
+            clusters.push(runtime);
+        }
+
+        let bound = QueueBound {
+            events: config.daemon.sink_queue_events.max(1),
+            bytes: SINK_QUEUE_BYTES,
+        };
+        let mut sinks = Vec::new();
+        let mut sink_index = HashMap::new();
+        for (name, s) in &config.sinks {
+            let sink = match s {
+                SinkConfig::File(f) => {
+                    let mut file = FileSink::new(name, &f.path, bound);
+                    file.open().map_err(|e| DaemonError::Sink {
+                        name: name.clone(),
+                        error: format!("cannot open {}: {e}", f.path.display()),
+                    })?;
+                    Sink::File(file)
+                }
+            };
+            sink_index.insert(name.clone(), sinks.len());
+            sinks.push(sink);
+        }
+
+        let mut watchers = Vec::new();
+        for (i, w) in config.watches.iter().enumerate() {
+            let Some(&cluster) = cluster_index.get(&w.cluster) else {
+                return Err(DaemonError::Cluster {
+                    name: w.cluster.clone(),
+                    error: format!("not defined (watch {})", w.name),
+                });
+            };
+            let server = &config.clusters[&w.cluster].server;
+            let spec = WatchSpec {
+                name: w.name.clone(),
+                api_version: w.api_version.clone(),
+                resource: w.resource.clone(),
+                path: ResourcePath::new(
+                    &server.base_path,
+                    &w.api_version,
+                    w.namespace.as_deref(),
+                    &w.resource,
+                ),
+                selectors: Selectors {
+                    label: w.label_selector.clone(),
+                    field: w.field_selector.clone(),
+                },
+                events: w.events.clone(),
+                on_start: w.on_start,
+                page_size: LIST_PAGE_SIZE,
+                watch_timeout: w.watch_timeout,
+            };
+            let sink_ids = w
+                .sinks
+                .iter()
+                .filter_map(|s| sink_index.get(s).copied())
+                .collect();
+            let machine = WatchMachine::new(spec, Rng::from_entropy(i as u64));
+            watchers.push(Watcher::new(
+                machine,
+                cluster,
+                &w.cluster,
+                sink_ids,
+                config.daemon.max_line_bytes,
+            ));
+        }
+        let n = watchers.len();
+        Ok(Daemon {
+            poll,
+            signals,
+            resolver: Resolver::new(waker),
+            clusters,
+            sinks,
+            watchers,
+            tokens: TokenAllocator::starting_at(FIRST_CONN_TOKEN),
+            runnable: vec![true; n],
+            blocked: vec![false; n],
+            read_buf: vec![0; READ_BUF],
+            record_buf: Vec::with_capacity(64 << 10),
+            stopping: false,
+        })
+    }
+
+    /// Runs until SIGINT or SIGTERM, then flushes the sinks.
+    pub fn run(mut self) -> Result<(), DaemonError> {
+        log::info!(
+            "kwatchd {} running: {} watches, {} sinks",
+            env!("CARGO_PKG_VERSION"),
+            self.watchers.len(),
+            self.sinks.len()
+        );
+        let mut events = Events::with_capacity(1024);
+        let mut token_owner: HashMap<Token, usize> = HashMap::new();
+        while !self.stopping {
+            let now = Instant::now();
+            let timeout = if self.runnable.iter().any(|r| *r) {
+                Some(Duration::ZERO)
+            } else {
+                self.next_deadline()
+                    .map(|d| d.saturating_duration_since(now))
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(DaemonError::Io {
+                        what: "poll failed",
+                        error: e,
+                    })
+                }
+            }
+            token_owner.clear();
+            for (i, w) in self.watchers.iter().enumerate() {
+                if let Some(t) = w.token() {
+                    token_owner.insert(t, i);
+                }
+            }
+            for event in events.iter() {
+                match event.token() {
+                    SIGNAL_TOKEN => self.on_signals(),
+                    WAKER_TOKEN => self.on_resolver_answers(),
+                    t => {
+                        if let Some(&i) = token_owner.get(&t) {
+                            self.runnable[i] = true;
+                        }
+                    }
+                }
+            }
+            self.turn();
+        }
+        self.shutdown();
+        Ok(())
+    }
+
+    fn ctx(&mut self) -> (Ctx<'_>, &mut Vec<Watcher>) {
+        (
+            Ctx {
+                registry: self.poll.registry(),
+                resolver: &mut self.resolver,
+                clusters: &mut self.clusters,
+                sinks: &mut self.sinks,
+                tokens: &mut self.tokens,
+                read_buf: &mut self.read_buf,
+                record_buf: &mut self.record_buf,
+                now: Instant::now(),
+            },
+            &mut self.watchers,
+        )
+    }
+
+    /// One loop turn after poll: timers, driving, flushing.
+    fn turn(&mut self) {
+        let mut runnable = std::mem::take(&mut self.runnable);
+        let mut blocked = std::mem::take(&mut self.blocked);
+        {
+            let (mut ctx, watchers) = self.ctx();
+            for (i, w) in watchers.iter_mut().enumerate() {
+                if w.on_timers(&mut ctx) {
+                    runnable[i] = true;
+                }
+            }
+            for (i, w) in watchers.iter_mut().enumerate() {
+                if !runnable[i] {
+                    continue;
+                }
+                ctx.now = Instant::now();
+                let flow = w.drive(&mut ctx);
+                runnable[i] = flow == Flow::Again;
+                blocked[i] = flow == Flow::Blocked;
+            }
+        }
+        let now = Instant::now();
+        for s in &mut self.sinks {
+            s.flush(now);
+        }
+        for (i, w) in self.watchers.iter().enumerate() {
+            if blocked[i] && w.has_room(&self.sinks) {
+                blocked[i] = false;
+                runnable[i] = true;
+            }
+        }
+        self.runnable = runnable;
+        self.blocked = blocked;
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let watches = self.watchers.iter().filter_map(Watcher::deadline);
+        let sinks = self.sinks.iter().filter_map(Sink::deadline);
+        watches.chain(sinks).min()
+    }
+
+    fn on_signals(&mut self) {
+        for signal in self.signals.pending() {
+            match signal {
+                SIGINT | SIGTERM => {
+                    log::info!(
+                        "received {}; stopping",
+                        if signal == SIGINT {
+                            "SIGINT"
+                        } else {
+                            "SIGTERM"
+                        }
+                    );
+                    self.stopping = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn on_resolver_answers(&mut self) {
+        let answers = self.resolver.answers();
+        let (mut ctx, watchers) = self.ctx();
+        for answer in answers {
+            if let Some(w) = watchers
+                .iter_mut()
+                .find(|w| w.resolver_query() == Some(answer.id))
+            {
+                w.on_resolved(&mut ctx, answer.result);
+            }
+        }
+        self.runnable.iter_mut().for_each(|r| *r = true);
+    }
+
+    /// Stop reading, close connections, write out what the sinks hold.
+    fn shutdown(&mut self) {
+        let registry = self.poll.registry();
+        for w in &mut self.watchers {
+            w.close(registry);
+        }
+        let give_up = Instant::now() + SHUTDOWN_FLUSH;
+        loop {
+            let now = Instant::now();
+            for s in &mut self.sinks {
+                s.flush(now);
+            }
+            let left: usize = self.sinks.iter().map(Sink::queued).sum();
+            if left == 0 {
+                break;
+            }
+            if now >= give_up {
+                for s in self.sinks.iter().filter(|s| s.queued() > 0) {
+                    log::error!(
+                        "sink {}: {} events could not be written before shutdown",
+                        s.name(),
+                        s.queued()
+                    );
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let events: u64 = self.watchers.iter().map(|w| w.machine.stats().events).sum();
+        log::info!("stopped after {events} events");
+    }
+}

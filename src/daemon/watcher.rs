@@ -1,0 +1,653 @@
+//! Drives one watch: owns its connection and the response being read, feeds
+//! the watch state machine, and turns its events into sink records.
+
+use super::cluster::ClusterRuntime;
+use crate::http::{BodyMode, Request, ResponseReader};
+use crate::net::resolve::Resolution;
+use crate::net::{Connection, ReadOutcome, Resolver};
+use crate::sink::{RecordWriter, Sink};
+use crate::watch::{Emitted, LineOutcome, RequestKind, RequestPlan, TimerOutcome, WatchMachine};
+use mio::{Registry, Token};
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
+
+/// Bytes read for one watch per loop turn before others get their turn.
+const TURN_BUDGET: usize = 4 << 20;
+/// Error bodies (Status JSON) are small; anything bigger is cut off.
+const ERROR_BODY_LIMIT: usize = 1 << 20;
+
+/// Shared things a watch needs while it is being driven.
+pub struct Ctx<'a> {
+    pub registry: &'a Registry,
+    pub resolver: &'a mut Resolver,
+    pub clusters: &'a mut [ClusterRuntime],
+    pub sinks: &'a mut [Sink],
+    pub tokens: &'a mut TokenAllocator,
+    pub read_buf: &'a mut [u8],
+    pub record_buf: &'a mut Vec<u8>,
+    pub now: Instant,
+}
+
+/// Tokens only grow, so an event fetched for a closed socket can never be
+/// mistaken for a new one in the same poll batch.
+#[derive(Debug)]
+pub struct TokenAllocator {
+    next: usize,
+}
+
+impl TokenAllocator {
+    pub fn starting_at(first: usize) -> Self {
+        TokenAllocator { next: first }
+    }
+
+    pub fn allocate(&mut self) -> Token {
+        let t = Token(self.next);
+        self.next += 1;
+        t
+    }
+}
+
+/// What stopped the watch's turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Waiting for the socket, a timer or a resolver answer.
+    Idle,
+    /// A sink it feeds is full.
+    Blocked,
+    /// Used its budget with more to do: run again next turn.
+    Again,
+}
+
+struct Response {
+    plan: RequestPlan,
+    reader: ResponseReader,
+    /// Status, once the head arrived.
+    status: Option<u16>,
+    retry_after: Option<std::time::Duration>,
+    keep_alive: bool,
+    /// Set when the peer closed: what the reader made of the end.
+    eof: Option<Option<String>>,
+    /// Bytes received for this response.
+    received: usize,
+    /// Sent on a connection that had served a request before.
+    reused: bool,
+}
+
+enum Exchange {
+    /// Connecting or handshaking; the request goes out once ready.
+    Unsent(RequestPlan),
+    Awaiting(Box<Response>),
+    /// Keep-alive connection with nothing in flight.
+    Idle,
+}
+
+enum Link {
+    None,
+    Resolving {
+        query: u64,
+        plan: RequestPlan,
+    },
+    Connected {
+        conn: Connection,
+        exchange: Exchange,
+    },
+}
+
+pub struct Watcher {
+    pub machine: WatchMachine,
+    cluster: usize,
+    sinks: Vec<usize>,
+    records: RecordWriter,
+    max_line: usize,
+    list_body_limit: usize,
+    link: Link,
+    /// Addresses still to try for the current connect.
+    addrs: VecDeque<SocketAddr>,
+    /// Until when the current connect and TLS handshake may take.
+    connect_deadline: Option<Instant>,
+}
+
+struct DisplayError<'a>(&'a str, &'a dyn fmt::Display);
+
+impl fmt::Display for DisplayError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.0, self.1)
+    }
+}
+
+impl Watcher {
+    pub fn new(
+        machine: WatchMachine,
+        cluster: usize,
+        cluster_name: &str,
+        sinks: Vec<usize>,
+        max_line: usize,
+    ) -> Self {
+        let records = RecordWriter::new(machine.name(), cluster_name);
+        Watcher {
+            machine,
+            cluster,
+            sinks,
+            records,
+            max_line,
+            list_body_limit: max_line.max(256 << 20),
+            link: Link::None,
+            addrs: VecDeque::new(),
+            connect_deadline: None,
+        }
+    }
+
+    pub fn sinks(&self) -> &[usize] {
+        &self.sinks
+    }
+
+    pub fn token(&self) -> Option<Token> {
+        match &self.link {
+            Link::Connected { conn, .. } => Some(conn.token()),
+            _ => None,
+        }
+    }
+
+    pub fn resolver_query(&self) -> Option<u64> {
+        match &self.link {
+            Link::Resolving { query, .. } => Some(*query),
+            _ => None,
+        }
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        match (self.machine.deadline(), self.connect_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn sinks_have_room(sink_ids: &[usize], sinks: &[Sink]) -> bool {
+        sink_ids
+            .iter()
+            .all(|&i| sinks.get(i).is_some_and(Sink::has_room))
+    }
+
+    pub fn has_room(&self, sinks: &[Sink]) -> bool {
+        Self::sinks_have_room(&self.sinks, sinks)
+    }
+
+    /// Timers: connect timeout and the machine's deadlines. Returns true when
+    /// the watch should be driven now.
+    pub fn on_timers(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        if self.connect_deadline.is_some_and(|d| d <= ctx.now) {
+            self.connect_deadline = None;
+            let timeout = ctx
+                .clusters
+                .get(self.cluster)
+                .map(|c| c.connect_timeout)
+                .unwrap_or_default();
+            let what = match &self.link {
+                Link::Connected { conn, .. } if conn.is_connecting() => "connect",
+                _ => "TLS handshake",
+            };
+            let peer = self.peer_text();
+            self.connect_failed(
+                ctx,
+                &format_args!("{what} to {peer} timed out after {}s", timeout.as_secs()),
+            );
+            return true;
+        }
+        if self.machine.on_timer(ctx.now) == TimerOutcome::CloseConnection {
+            self.close(ctx.registry);
+            return true;
+        }
+        self.machine.wants_request(ctx.now)
+            && matches!(
+                self.link,
+                Link::None
+                    | Link::Connected {
+                        exchange: Exchange::Idle,
+                        ..
+                    }
+            )
+    }
+
+    fn peer_text(&self) -> String {
+        match &self.link {
+            Link::Connected { conn, .. } => conn.peer().to_string(),
+            _ => "the server".into(),
+        }
+    }
+
+    pub fn close(&mut self, registry: &Registry) {
+        if let Link::Connected { conn, .. } = &mut self.link {
+            conn.close(registry);
+        }
+        self.link = Link::None;
+        self.connect_deadline = None;
+        self.addrs.clear();
+    }
+
+    /// A resolver answer for this watch's query.
+    pub fn on_resolved(&mut self, ctx: &mut Ctx<'_>, result: std::io::Result<Vec<SocketAddr>>) {
+        let Link::Resolving { plan, .. } = std::mem::replace(&mut self.link, Link::None) else {
+            return;
+        };
+        match result {
+            Ok(addrs) => {
+                self.addrs = addrs.into();
+                self.connect_next(ctx, plan);
+            }
+            Err(e) => {
+                let host = ctx
+                    .clusters
+                    .get(self.cluster)
+                    .map(|c| c.host.clone())
+                    .unwrap_or_default();
+                self.machine
+                    .on_transport_error(ctx.now, &format_args!("cannot resolve {host}: {e}"));
+            }
+        }
+    }
+
+    /// Starts the request the machine asked for.
+    fn start(&mut self, ctx: &mut Ctx<'_>, plan: RequestPlan) {
+        let Some(cluster) = ctx.clusters.get(self.cluster) else {
+            return;
+        };
+        let (host, port) = (cluster.host.clone(), cluster.port);
+        match ctx.resolver.resolve(&host, port) {
+            Ok(Resolution::Ready(addrs)) => {
+                self.addrs = addrs.into();
+                self.connect_next(ctx, plan);
+            }
+            Ok(Resolution::Pending(query)) => self.link = Link::Resolving { query, plan },
+            Err(e) => self
+                .machine
+                .on_transport_error(ctx.now, &format_args!("cannot resolve {host}: {e}")),
+        }
+    }
+
+    fn connect_next(&mut self, ctx: &mut Ctx<'_>, plan: RequestPlan) {
+        let Some(cluster) = ctx.clusters.get(self.cluster) else {
+            return;
+        };
+        let mut last_error = None;
+        while let Some(addr) = self.addrs.pop_front() {
+            let token = ctx.tokens.allocate();
+            match Connection::connect(ctx.registry, token, addr, cluster.tls.clone()) {
+                Ok(conn) => {
+                    self.connect_deadline = Some(ctx.now + cluster.connect_timeout);
+                    self.link = Link::Connected {
+                        conn,
+                        exchange: Exchange::Unsent(plan),
+                    };
+                    return;
+                }
+                Err(e) => last_error = Some(format!("cannot connect to {addr}: {e}")),
+            }
+        }
+        self.link = Link::None;
+        let error = last_error.unwrap_or_else(|| "no address to connect to".into());
+        self.machine.on_transport_error(ctx.now, &error);
+    }
+
+    /// The current connect attempt failed: next address, or report.
+    fn connect_failed(&mut self, ctx: &mut Ctx<'_>, error: &dyn fmt::Display) {
+        let plan = match std::mem::replace(&mut self.link, Link::None) {
+            Link::Connected {
+                mut conn,
+                exchange: Exchange::Unsent(plan),
+            } => {
+                conn.close(ctx.registry);
+                Some(plan)
+            }
+            Link::Connected { mut conn, .. } => {
+                conn.close(ctx.registry);
+                None
+            }
+            _ => None,
+        };
+        self.connect_deadline = None;
+        match plan {
+            Some(plan) if !self.addrs.is_empty() => {
+                log::debug!(
+                    "watch {}: {error}; trying the next address",
+                    self.machine.name()
+                );
+                self.connect_next(ctx, plan);
+            }
+            _ => {
+                self.addrs.clear();
+                self.machine.on_transport_error(ctx.now, error);
+            }
+        }
+    }
+
+    /// Fails the in-flight exchange: close the connection, tell the machine.
+    fn fail(&mut self, ctx: &mut Ctx<'_>, error: &dyn fmt::Display) {
+        self.close(ctx.registry);
+        self.machine.on_transport_error(ctx.now, error);
+    }
+
+    /// Runs the watch until it must wait. Called on readiness, timers, and
+    /// when its sinks have room again.
+    pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Flow {
+        let mut budget = TURN_BUDGET;
+        loop {
+            match &mut self.link {
+                Link::None => {
+                    if !self.machine.wants_request(ctx.now) {
+                        return Flow::Idle;
+                    }
+                    if !self.has_room(ctx.sinks) {
+                        return Flow::Blocked;
+                    }
+                    let Some(plan) = self.machine.poll_request(ctx.now) else {
+                        return Flow::Idle;
+                    };
+                    self.start(ctx, plan);
+                }
+                Link::Resolving { .. } => return Flow::Idle,
+                Link::Connected { conn, exchange } => {
+                    if conn.is_connecting() {
+                        match conn.finish_connect() {
+                            Ok(true) => {}
+                            Ok(false) => return Flow::Idle,
+                            Err(e) => {
+                                let msg = format!("cannot connect to {}: {e}", conn.peer());
+                                self.connect_failed(ctx, &msg);
+                                continue;
+                            }
+                        }
+                    }
+                    match exchange {
+                        Exchange::Unsent(plan) => {
+                            let plan = plan.clone();
+                            match self.send(ctx, plan, false) {
+                                Ok(()) => {}
+                                Err(e) => {
+                                    self.fail(ctx, &DisplayError("cannot send the request", &e));
+                                    return Flow::Idle;
+                                }
+                            }
+                        }
+                        Exchange::Idle => {
+                            if self.machine.wants_request(ctx.now) {
+                                if !Self::sinks_have_room(&self.sinks, ctx.sinks) {
+                                    return Flow::Blocked;
+                                }
+                                if let Some(plan) = self.machine.poll_request(ctx.now) {
+                                    if let Err(e) = self.send(ctx, plan, true) {
+                                        self.fail(
+                                            ctx,
+                                            &DisplayError("cannot send the request", &e),
+                                        );
+                                        return Flow::Idle;
+                                    }
+                                    continue;
+                                }
+                            }
+                            // An idle keep-alive connection only hears a close.
+                            match conn.read(ctx.registry, ctx.read_buf) {
+                                Ok(ReadOutcome::WouldBlock) => return Flow::Idle,
+                                _ => {
+                                    self.close(ctx.registry);
+                                    continue;
+                                }
+                            }
+                        }
+                        Exchange::Awaiting(_) => match self.pump(ctx, &mut budget) {
+                            Some(flow) => return flow,
+                            None => continue,
+                        },
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the request for `plan` on the current connection.
+    fn send(&mut self, ctx: &mut Ctx<'_>, plan: RequestPlan, reused: bool) -> std::io::Result<()> {
+        let Link::Connected { conn, exchange } = &mut self.link else {
+            return Ok(());
+        };
+        let Some(cluster) = ctx.clusters.get_mut(self.cluster) else {
+            return Ok(());
+        };
+        let auth = cluster.authorization();
+        let mut headers: Vec<(&str, &str)> = vec![("Accept", "application/json")];
+        if let Some(auth) = &auth {
+            headers.push(("Authorization", auth));
+        }
+        let mut bytes = Vec::with_capacity(256 + plan.path_and_query.len());
+        Request {
+            method: "GET",
+            host: &cluster.host_header,
+            path_and_query: &plan.path_and_query,
+            headers: &headers,
+            body: &[],
+        }
+        .encode(&mut bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        conn.send(ctx.registry, &bytes)?;
+        log::trace!("watch {}: GET {}", self.machine.name(), plan.path_and_query);
+        let mode = match plan.kind {
+            RequestKind::Watch => BodyMode::Lines {
+                max_line: self.max_line,
+            },
+            RequestKind::List => BodyMode::Whole {
+                max_body: self.list_body_limit,
+            },
+        };
+        *exchange = Exchange::Awaiting(Box::new(Response {
+            plan,
+            reader: ResponseReader::new(mode),
+            status: None,
+            retry_after: None,
+            keep_alive: false,
+            eof: None,
+            received: 0,
+            reused,
+        }));
+        Ok(())
+    }
+
+    /// Moves the awaited response forward. `None`: the exchange changed
+    /// state, drive again; `Some(flow)`: stop here.
+    fn pump(&mut self, ctx: &mut Ctx<'_>, budget: &mut usize) -> Option<Flow> {
+        let Watcher {
+            machine,
+            sinks: sink_ids,
+            records,
+            link,
+            connect_deadline,
+            ..
+        } = self;
+        let Link::Connected {
+            conn,
+            exchange: Exchange::Awaiting(resp),
+        } = link
+        else {
+            return None;
+        };
+        if conn.is_ready() {
+            *connect_deadline = None;
+        }
+        loop {
+            // 1. Lines already decoded go first, as long as the sinks have room.
+            if resp.status.is_some_and(is_success) && resp.plan.kind == RequestKind::Watch {
+                loop {
+                    if !Self::sinks_have_room(sink_ids, ctx.sinks) {
+                        return Some(Flow::Blocked);
+                    }
+                    let line = match resp.reader.next_line() {
+                        None => break,
+                        Some(Ok(line)) => line,
+                        Some(Err(e)) => {
+                            let msg = format!("watch stream unusable: {e}");
+                            self.fail(ctx, &msg);
+                            return None;
+                        }
+                    };
+                    let sinks = &mut *ctx.sinks;
+                    let buf = &mut *ctx.record_buf;
+                    let mut emit = |e: Emitted<'_>| {
+                        buf.clear();
+                        records.write(buf, SystemTime::now(), &e);
+                        for &i in sink_ids.iter() {
+                            if let Some(s) = sinks.get_mut(i) {
+                                s.push(buf);
+                            }
+                        }
+                    };
+                    if machine.on_watch_line(ctx.now, line, &mut emit) == LineOutcome::Close {
+                        self.close(ctx.registry);
+                        return None;
+                    }
+                }
+            }
+            // 2. A finished response hands over to the next request.
+            if resp.reader.is_complete() {
+                return self.complete(ctx);
+            }
+            // 3. The peer closed: finish what the bytes allow.
+            if let Some(eof) = &resp.eof {
+                let error = eof.clone();
+                return self.after_eof(ctx, error);
+            }
+            if *budget == 0 {
+                return Some(Flow::Again);
+            }
+            // 4. Read more.
+            match conn.read(ctx.registry, ctx.read_buf) {
+                Ok(ReadOutcome::Data(n)) => {
+                    *budget = budget.saturating_sub(n);
+                    resp.received += n;
+                    machine.note_activity(ctx.now);
+                    if let Err(e) = resp.reader.feed(&ctx.read_buf[..n]) {
+                        let msg = format!("unusable answer from {}: {e}", conn.peer());
+                        self.fail(ctx, &msg);
+                        return None;
+                    }
+                    if resp.status.is_none() {
+                        if let Some(head) = resp.reader.head() {
+                            resp.status = Some(head.status);
+                            resp.retry_after = head.retry_after();
+                            resp.keep_alive = head.keep_alive;
+                            *connect_deadline = None;
+                            if !is_success(head.status) {
+                                // Only fails once a line was pulled, and no
+                                // line is pulled before a 2xx head.
+                                let _ = resp.reader.set_mode(BodyMode::Whole {
+                                    max_body: ERROR_BODY_LIMIT,
+                                });
+                            } else if resp.plan.kind == RequestKind::Watch {
+                                machine.on_watch_opened(ctx.now);
+                            }
+                        }
+                    }
+                }
+                Ok(ReadOutcome::WouldBlock) => return Some(Flow::Idle),
+                Ok(ReadOutcome::Closed { .. }) => {
+                    // A final unterminated line may become available: loop.
+                    resp.eof = Some(resp.reader.on_eof().err().map(|e| e.to_string()));
+                }
+                Err(e) => {
+                    let msg = format!("connection to {} failed: {e}", conn.peer());
+                    self.fail(ctx, &msg);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The peer closed while a response was awaited; `error` is what the
+    /// reader made of the unfinished body, if anything.
+    fn after_eof(&mut self, ctx: &mut Ctx<'_>, error: Option<String>) -> Option<Flow> {
+        let Link::Connected {
+            exchange: Exchange::Awaiting(resp),
+            ..
+        } = &mut self.link
+        else {
+            return None;
+        };
+        if resp.reader.is_complete() {
+            return self.complete(ctx);
+        }
+        match (resp.status, resp.plan.kind) {
+            (Some(s), RequestKind::Watch) if is_success(s) => {
+                if let Some(e) = &error {
+                    log::debug!("watch {}: stream cut: {e}", self.machine.name());
+                }
+                self.close(ctx.registry);
+                self.machine.on_watch_end(ctx.now, false);
+                None
+            }
+            (None, _) if resp.received == 0 && resp.reused => {
+                // The server closed an idle keep-alive connection just as we
+                // reused it: not a failure, resend on a fresh connection.
+                let plan = resp.plan.clone();
+                self.close(ctx.registry);
+                self.start(ctx, plan);
+                None
+            }
+            _ => {
+                let msg = match error {
+                    Some(e) => format!("the server closed the connection early: {e}"),
+                    None => "the server closed the connection before answering".to_owned(),
+                };
+                self.fail(ctx, &msg);
+                None
+            }
+        }
+    }
+
+    /// The response is complete: hand it to the machine, keep or close the
+    /// connection.
+    fn complete(&mut self, ctx: &mut Ctx<'_>) -> Option<Flow> {
+        let Watcher {
+            machine,
+            sinks: sink_ids,
+            records,
+            link,
+            ..
+        } = self;
+        let Link::Connected { exchange, .. } = link else {
+            return None;
+        };
+        let Exchange::Awaiting(resp) = std::mem::replace(exchange, Exchange::Idle) else {
+            return None;
+        };
+        let mut resp = *resp;
+        let status = resp.status.unwrap_or(0);
+        match resp.plan.kind {
+            _ if !is_success(status) => {
+                let body = resp.reader.take_body().unwrap_or_default();
+                machine.on_http_error(ctx.now, status, resp.retry_after, &body);
+            }
+            RequestKind::List => {
+                let body = resp.reader.take_body().unwrap_or_default();
+                let sinks = &mut *ctx.sinks;
+                let buf = &mut *ctx.record_buf;
+                let mut emit = |e: Emitted<'_>| {
+                    buf.clear();
+                    records.write(buf, SystemTime::now(), &e);
+                    for &i in sink_ids.iter() {
+                        if let Some(s) = sinks.get_mut(i) {
+                            s.push(buf);
+                        }
+                    }
+                };
+                machine.on_list_body(ctx.now, &body, &mut emit);
+            }
+            RequestKind::Watch => machine.on_watch_end(ctx.now, true),
+        }
+        if !resp.keep_alive || resp.eof.is_some() {
+            self.close(ctx.registry);
+        }
+        None
+    }
+}
+
+fn is_success(status: u16) -> bool {
+    (200..300).contains(&status)
+}

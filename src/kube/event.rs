@@ -1,0 +1,387 @@
+//! Watch event envelopes, list pages and Status objects.
+//!
+//! Only the envelope and `metadata` are parsed; the object stays a borrowed
+//! `RawValue` so sinks receive exactly the bytes the server sent.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+
+/// The `type` of a watch event as the API server sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchEventType {
+    Added,
+    Modified,
+    Deleted,
+    Bookmark,
+    Error,
+}
+
+impl WatchEventType {
+    fn from_wire(s: &str) -> Option<Self> {
+        Some(match s {
+            "ADDED" => Self::Added,
+            "MODIFIED" => Self::Modified,
+            "DELETED" => Self::Deleted,
+            "BOOKMARK" => Self::Bookmark,
+            "ERROR" => Self::Error,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "ADDED",
+            Self::Modified => "MODIFIED",
+            Self::Deleted => "DELETED",
+            Self::Bookmark => "BOOKMARK",
+            Self::Error => "ERROR",
+        }
+    }
+}
+
+/// The part of an object's `metadata` the daemon needs for ordering, the
+/// object index and resume points.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+pub struct ObjectMeta<'a> {
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub namespace: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub uid: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "resourceVersion")]
+    pub resource_version: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ObjectHead<'a> {
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    metadata: ObjectMeta<'a>,
+}
+
+/// One decoded watch event line.
+#[derive(Debug)]
+pub struct WatchEvent<'a> {
+    pub event_type: WatchEventType,
+    pub kind: Option<Cow<'a, str>>,
+    pub meta: ObjectMeta<'a>,
+    /// The object exactly as sent.
+    pub object: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, rename = "type")]
+    event_type: Cow<'a, str>,
+    #[serde(borrow)]
+    object: &'a RawValue,
+}
+
+/// Why a line or body could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    InvalidJson { error: String, excerpt: String },
+    UnknownEventType { event_type: String },
+    NotAnObject { excerpt: String },
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidJson { error, excerpt } => {
+                write!(f, "invalid JSON ({error}) in {excerpt}")
+            }
+            Self::UnknownEventType { event_type } => write!(
+                f,
+                "unknown watch event type {event_type:?} (expected ADDED, MODIFIED, DELETED, BOOKMARK or ERROR)"
+            ),
+            Self::NotAnObject { excerpt } => {
+                write!(f, "expected a JSON object, got {excerpt}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// A short, printable excerpt of untrusted bytes for log lines.
+pub fn excerpt(bytes: &[u8]) -> String {
+    const MAX: usize = 80;
+    let shown = &bytes[..bytes.len().min(MAX)];
+    let mut out = String::with_capacity(shown.len() + 8);
+    out.push('`');
+    for chunk in shown.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out.push('`');
+    if bytes.len() > MAX {
+        out.push_str(&format!(" … ({} bytes)", bytes.len()));
+    }
+    out
+}
+
+fn invalid_json(e: serde_json::Error, bytes: &[u8]) -> ParseError {
+    ParseError::InvalidJson {
+        error: e.to_string(),
+        excerpt: excerpt(bytes),
+    }
+}
+
+impl<'a> WatchEvent<'a> {
+    pub fn parse(line: &'a [u8]) -> Result<WatchEvent<'a>, ParseError> {
+        let envelope: Envelope<'a> =
+            serde_json::from_slice(line).map_err(|e| invalid_json(e, line))?;
+        let event_type = WatchEventType::from_wire(&envelope.event_type).ok_or_else(|| {
+            ParseError::UnknownEventType {
+                event_type: envelope.event_type.chars().take(40).collect(),
+            }
+        })?;
+        let head = parse_object_head(envelope.object)?;
+        Ok(WatchEvent {
+            event_type,
+            kind: head.kind,
+            meta: head.metadata,
+            object: envelope.object,
+        })
+    }
+}
+
+fn parse_object_head(object: &RawValue) -> Result<ObjectHead<'_>, ParseError> {
+    let raw = object.get();
+    if !raw.starts_with('{') {
+        return Err(ParseError::NotAnObject {
+            excerpt: excerpt(raw.as_bytes()),
+        });
+    }
+    serde_json::from_str(raw).map_err(|e| invalid_json(e, raw.as_bytes()))
+}
+
+/// `metadata` of one list item.
+pub fn object_meta(object: &RawValue) -> Result<ObjectMeta<'_>, ParseError> {
+    parse_object_head(object).map(|h| h.metadata)
+}
+
+#[derive(Deserialize, Default)]
+struct ListMeta<'a> {
+    #[serde(borrow, default, rename = "resourceVersion")]
+    resource_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "continue")]
+    continue_token: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ListBody<'a> {
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    metadata: ListMeta<'a>,
+    #[serde(borrow, default)]
+    items: Option<Vec<&'a RawValue>>,
+}
+
+/// One page of a LIST answer.
+#[derive(Debug)]
+pub struct ListPage<'a> {
+    /// Kind of the items ("PodList" → "Pod"), when the server said.
+    pub item_kind: Option<String>,
+    pub resource_version: Option<Cow<'a, str>>,
+    /// `None` on the last page.
+    pub continue_token: Option<Cow<'a, str>>,
+    pub items: Vec<&'a RawValue>,
+}
+
+impl<'a> ListPage<'a> {
+    pub fn parse(body: &'a [u8]) -> Result<ListPage<'a>, ParseError> {
+        let list: ListBody<'a> = serde_json::from_slice(body).map_err(|e| invalid_json(e, body))?;
+        Ok(ListPage {
+            item_kind: list
+                .kind
+                .as_deref()
+                .and_then(|k| k.strip_suffix("List"))
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned),
+            resource_version: list.metadata.resource_version,
+            continue_token: list.metadata.continue_token.filter(|c| !c.is_empty()),
+            items: list.items.unwrap_or_default(),
+        })
+    }
+}
+
+/// A `meta/v1 Status`, as sent in ERROR events and non-2xx bodies.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+pub struct Status {
+    #[serde(default)]
+    pub code: Option<u16>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub details: Option<StatusDetails>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+pub struct StatusDetails {
+    #[serde(default)]
+    pub causes: Vec<StatusCause>,
+    #[serde(default, rename = "retryAfterSeconds")]
+    pub retry_after_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+pub struct StatusCause {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl Status {
+    /// Best effort: a body that is not a Status yields an empty one.
+    pub fn parse_lenient(bytes: &[u8]) -> Status {
+        serde_json::from_slice(bytes).unwrap_or_default()
+    }
+
+    /// The history the client asked for is gone: relist.
+    pub fn is_expired(&self) -> bool {
+        self.code == Some(410)
+            || matches!(self.reason.as_deref(), Some("Expired") | Some("Gone"))
+            || self.is_resource_version_too_large()
+    }
+
+    /// The server is behind the client (e.g. after a failover); treated as
+    /// expired, per client-go.
+    pub fn is_resource_version_too_large(&self) -> bool {
+        self.details.as_ref().is_some_and(|d| {
+            d.causes
+                .iter()
+                .any(|c| c.reason.as_deref() == Some("ResourceVersionTooLarge"))
+        })
+    }
+
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        if let Some(code) = self.code {
+            s.push_str(&code.to_string());
+        }
+        if let Some(reason) = &self.reason {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            s.push_str(reason);
+        }
+        if let Some(message) = &self.message {
+            if !s.is_empty() {
+                s.push_str(": ");
+            }
+            s.extend(message.chars().take(200));
+        }
+        if s.is_empty() {
+            s.push_str("(no Status in the answer)");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_envelope_and_metadata_borrowing_the_object() {
+        let line = br#"{"type":"MODIFIED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a","namespace":"ns","uid":"u1","resourceVersion":"42","labels":{"x":"y"}},"spec":{}}}"#;
+        let ev = WatchEvent::parse(line).unwrap();
+        assert_eq!(ev.event_type, WatchEventType::Modified);
+        assert_eq!(ev.kind.as_deref(), Some("Pod"));
+        assert_eq!(ev.meta.name.as_deref(), Some("a"));
+        assert_eq!(ev.meta.namespace.as_deref(), Some("ns"));
+        assert_eq!(ev.meta.uid.as_deref(), Some("u1"));
+        assert_eq!(ev.meta.resource_version.as_deref(), Some("42"));
+        assert!(ev.object.get().starts_with(r#"{"kind":"Pod""#));
+        assert!(ev.object.get().ends_with(r#""spec":{}}"#));
+    }
+
+    #[test]
+    fn escaped_strings_in_metadata_are_decoded() {
+        let line =
+            br#"{"type":"ADDED","object":{"metadata":{"name":"a\u0062","resourceVersion":"1"}}}"#;
+        let ev = WatchEvent::parse(line).unwrap();
+        assert_eq!(ev.meta.name.as_deref(), Some("ab"));
+    }
+
+    #[test]
+    fn bookmark_has_only_a_resource_version() {
+        let line = br#"{"type":"BOOKMARK","object":{"kind":"Pod","apiVersion":"v1","metadata":{"resourceVersion":"12746"}}}"#;
+        let ev = WatchEvent::parse(line).unwrap();
+        assert_eq!(ev.event_type, WatchEventType::Bookmark);
+        assert_eq!(ev.meta.resource_version.as_deref(), Some("12746"));
+        assert_eq!(ev.meta.uid, None);
+    }
+
+    #[test]
+    fn rejects_unknown_types_invalid_json_and_non_objects() {
+        let e = WatchEvent::parse(br#"{"type":"SURPRISE","object":{}}"#).unwrap_err();
+        assert!(matches!(e, ParseError::UnknownEventType { .. }), "{e}");
+        let e = WatchEvent::parse(b"{not json").unwrap_err();
+        assert!(e.to_string().contains("invalid JSON"), "{e}");
+        let e = WatchEvent::parse(br#"{"type":"ADDED","object":[1]}"#).unwrap_err();
+        assert!(matches!(e, ParseError::NotAnObject { .. }), "{e}");
+        let e = WatchEvent::parse(br#"{"type":"ADDED"}"#).unwrap_err();
+        assert!(e.to_string().contains("object"), "{e}");
+    }
+
+    #[test]
+    fn excerpt_escapes_and_truncates() {
+        assert_eq!(excerpt(b"a\nb\xff"), "`a\\nb\\xff`");
+        let long = vec![b'x'; 200];
+        assert!(excerpt(&long).ends_with("… (200 bytes)"));
+    }
+
+    #[test]
+    fn list_page_with_continue_and_kind() {
+        let body = br#"{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"9","continue":"abc"},"items":[{"metadata":{"uid":"1"}},{"metadata":{"uid":"2"}}]}"#;
+        let page = ListPage::parse(body).unwrap();
+        assert_eq!(page.item_kind.as_deref(), Some("Pod"));
+        assert_eq!(page.resource_version.as_deref(), Some("9"));
+        assert_eq!(page.continue_token.as_deref(), Some("abc"));
+        assert_eq!(page.items.len(), 2);
+        assert_eq!(
+            object_meta(page.items[1]).unwrap().uid.as_deref(),
+            Some("2")
+        );
+        let last =
+            ListPage::parse(br#"{"metadata":{"resourceVersion":"9","continue":""},"items":null}"#)
+                .unwrap();
+        assert_eq!(last.continue_token, None);
+        assert!(last.items.is_empty());
+    }
+
+    #[test]
+    fn status_classification() {
+        let s = Status::parse_lenient(
+            br#"{"kind":"Status","status":"Failure","message":"too old resource version: 1 (5)","reason":"Expired","code":410}"#,
+        );
+        assert!(s.is_expired());
+        assert_eq!(s.summary(), "410 Expired: too old resource version: 1 (5)");
+        let s = Status::parse_lenient(
+            br#"{"code":504,"reason":"Timeout","details":{"causes":[{"reason":"ResourceVersionTooLarge"}],"retryAfterSeconds":1}}"#,
+        );
+        assert!(s.is_expired());
+        assert!(!Status::parse_lenient(br#"{"code":500}"#).is_expired());
+        assert_eq!(
+            Status::parse_lenient(b"<html>").summary(),
+            "(no Status in the answer)"
+        );
+    }
+}

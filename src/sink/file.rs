@@ -1,0 +1,305 @@
+//! The file sink: appends records to a JSON-lines file.
+//!
+//! Writes are batched per loop turn and never block: the file is opened
+//! non-blocking (a FIFO reader that stops reading must not wedge the loop),
+//! and a failed write (full disk, I/O error) keeps every queued byte and
+//! retries with backoff. A record is only dropped from the queue once all of
+//! its bytes are written, so a line is never lost or cut short.
+
+use super::QueueBound;
+use std::collections::VecDeque;
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Retry delay when a FIFO or pipe is full.
+const BLOCKED_RETRY: Duration = Duration::from_millis(5);
+const ERROR_RETRY_MIN: Duration = Duration::from_millis(100);
+const ERROR_RETRY_MAX: Duration = Duration::from_secs(5);
+/// Written bytes are dropped from the front of the buffer in steps of this.
+const COMPACT_AT: usize = 1 << 20;
+
+#[derive(Debug)]
+pub struct FileSink {
+    name: String,
+    path: PathBuf,
+    file: Option<File>,
+    bound: QueueBound,
+    /// Queued record bytes; `buf[written..]` is not on disk yet.
+    buf: Vec<u8>,
+    written: usize,
+    /// End offset in `buf` of every queued record, oldest first.
+    record_ends: VecDeque<usize>,
+    retry_at: Option<Instant>,
+    failures: u32,
+    delivered: u64,
+}
+
+impl FileSink {
+    pub fn new(name: &str, path: &Path, bound: QueueBound) -> Self {
+        FileSink {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            file: None,
+            bound,
+            buf: Vec::new(),
+            written: 0,
+            record_ends: VecDeque::new(),
+            retry_at: None,
+            failures: 0,
+            delivered: 0,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn has_room(&self) -> bool {
+        self.record_ends.len() < self.bound.events
+            && self.buf.len() - self.written < self.bound.bytes
+    }
+
+    pub fn queued(&self) -> usize {
+        self.record_ends.len()
+    }
+
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.retry_at
+    }
+
+    pub fn push(&mut self, record: &[u8]) {
+        self.buf.extend_from_slice(record);
+        self.record_ends.push_back(self.buf.len());
+    }
+
+    /// Opens the file now, so a start-up problem is reported at start.
+    pub fn open(&mut self) -> io::Result<()> {
+        if self.file.is_none() {
+            self.file = Some(open_append(&self.path)?);
+        }
+        Ok(())
+    }
+
+    /// Closes the file; the next write opens it again (log rotation).
+    pub fn reopen(&mut self) {
+        self.file = None;
+    }
+
+    pub fn flush(&mut self, now: Instant) {
+        if self.record_ends.is_empty() || self.retry_at.is_some_and(|t| t > now) {
+            return;
+        }
+        self.retry_at = None;
+        if let Err(e) = self.open() {
+            self.fail(now, "cannot open", &e);
+            return;
+        }
+        let Some(mut file) = self.file.take() else {
+            return;
+        };
+        while self.written < self.buf.len() {
+            match file.write(&self.buf[self.written..]) {
+                Ok(0) => {
+                    self.file = Some(file);
+                    let e = io::Error::new(io::ErrorKind::WriteZero, "the write made no progress");
+                    self.fail(now, "cannot write to", &e);
+                    return;
+                }
+                Ok(n) => {
+                    self.written += n;
+                    self.retire_written();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.file = Some(file);
+                    self.retry_at = Some(now + BLOCKED_RETRY);
+                    return;
+                }
+                Err(e) => {
+                    // A broken descriptor (FIFO reader gone) is reopened;
+                    // other errors (a full disk) keep it.
+                    let broken = matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::EBADF));
+                    if !broken {
+                        self.file = Some(file);
+                    }
+                    self.fail(now, "cannot write to", &e);
+                    return;
+                }
+            }
+        }
+        self.file = Some(file);
+        if self.failures > 0 {
+            log::info!(
+                "sink {}: writing to {} again; nothing was lost",
+                self.name,
+                self.path.display()
+            );
+            self.failures = 0;
+        }
+    }
+
+    fn retire_written(&mut self) {
+        while self
+            .record_ends
+            .front()
+            .is_some_and(|end| *end <= self.written)
+        {
+            self.record_ends.pop_front();
+            self.delivered += 1;
+        }
+        if self.written == self.buf.len() {
+            self.buf.clear();
+            self.written = 0;
+        } else if self.written >= COMPACT_AT {
+            self.buf.drain(..self.written);
+            for end in &mut self.record_ends {
+                *end -= self.written;
+            }
+            self.written = 0;
+        }
+    }
+
+    fn fail(&mut self, now: Instant, what: &str, e: &io::Error) {
+        self.failures = self.failures.saturating_add(1);
+        let delay = ERROR_RETRY_MIN
+            .saturating_mul(1 << self.failures.min(16))
+            .min(ERROR_RETRY_MAX);
+        self.retry_at = Some(now + delay);
+        let msg = format!(
+            "sink {}: {what} {}: {e}; {} events are kept and retried in {} ms",
+            self.name,
+            self.path.display(),
+            self.record_ends.len(),
+            delay.as_millis()
+        );
+        if self.failures == 1 {
+            log::error!("{msg}");
+        } else {
+            log::debug!("{msg}");
+        }
+    }
+}
+
+/// Opens for append with mode 0640, creating the parent directory (0750).
+fn open_append(path: &Path) -> io::Result<File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        DirBuilder::new().recursive(true).mode(0o750).create(dir)?;
+    }
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if file.metadata()?.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "is a directory",
+        ));
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn bound(events: usize) -> QueueBound {
+        QueueBound {
+            events,
+            bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn appends_whole_lines_creating_the_directory_with_mode_0640() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/events.jsonl");
+        std::fs::create_dir_all(path.parent().unwrap()).ok();
+        std::fs::remove_dir(path.parent().unwrap()).unwrap();
+        let mut s = FileSink::new("f", &path, bound(2));
+        s.push(b"{\"n\":1}\n");
+        assert!(s.has_room());
+        s.push(b"{\"n\":2}\n");
+        assert!(!s.has_room());
+        s.flush(Instant::now());
+        assert_eq!(s.queued(), 0);
+        assert_eq!(s.delivered(), 2);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"n\":1}\n{\"n\":2}\n"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & !0o640, 0, "mode {mode:o} is wider than 0640");
+        s.reopen();
+        s.push(b"{\"n\":3}\n");
+        s.flush(Instant::now());
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
+    }
+
+    #[test]
+    fn an_unopenable_path_keeps_events_and_retries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileSink::new("f", dir.path(), bound(10));
+        s.push(b"x\n");
+        let now = Instant::now();
+        s.flush(now);
+        assert_eq!(s.queued(), 1);
+        let retry = s.retry_at().unwrap();
+        assert!(retry > now);
+        s.flush(now);
+        assert_eq!(s.queued(), 1, "no retry before the deadline");
+    }
+
+    #[test]
+    fn a_full_fifo_blocks_without_losing_or_splitting_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fifo");
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let mut s = FileSink::new("f", &path, bound(100_000));
+        let line = format!("{}\n", "y".repeat(999));
+        for _ in 0..1000 {
+            s.push(line.as_bytes());
+        }
+        let now = Instant::now();
+        s.flush(now);
+        assert!(s.queued() > 0, "a 1 MB backlog cannot fit a pipe");
+        assert!(s.retry_at().is_some());
+        let mut got = Vec::new();
+        let mut reader = reader;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < 1000 * line.len() && Instant::now() < deadline {
+            let mut buf = vec![0; 65536];
+            match io::Read::read(&mut reader, &mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+            s.flush(Instant::now() + Duration::from_secs(1));
+        }
+        assert_eq!(got.len(), 1000 * line.len());
+        assert!(got
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .all(|l| l.len() == 999));
+        assert_eq!(s.queued(), 0);
+    }
+}

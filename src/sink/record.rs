@@ -1,0 +1,99 @@
+//! The record every sink receives: one JSON line per event.
+//!
+//! `{"time":…,"watch":…,"cluster":…,"type":…,"origin":…,"object":{…}}`; the
+//! object is spliced in as the server sent it.
+
+use crate::watch::Emitted;
+use std::time::SystemTime;
+
+/// Builds records for one watch; the constant part is rendered once.
+#[derive(Debug, Clone)]
+pub struct RecordWriter {
+    /// `,"watch":"…","cluster":"…","type":"`
+    middle: Vec<u8>,
+}
+
+impl RecordWriter {
+    pub fn new(watch: &str, cluster: &str) -> Self {
+        let mut middle = Vec::with_capacity(64);
+        middle.extend_from_slice(b"\",\"watch\":");
+        push_json_string(&mut middle, watch);
+        middle.extend_from_slice(b",\"cluster\":");
+        push_json_string(&mut middle, cluster);
+        middle.extend_from_slice(b",\"type\":\"");
+        RecordWriter { middle }
+    }
+
+    /// Appends the record for `event` (with its trailing newline) to `out`.
+    pub fn write(&self, out: &mut Vec<u8>, time: SystemTime, event: &Emitted<'_>) {
+        out.reserve(event.object.len() + self.middle.len() + 96);
+        out.extend_from_slice(b"{\"time\":\"");
+        // Writing into a Vec cannot fail.
+        let _ = std::io::Write::write_fmt(
+            out,
+            format_args!("{}", humantime::format_rfc3339_millis(time)),
+        );
+        out.extend_from_slice(&self.middle);
+        out.extend_from_slice(event.event_type.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"origin\":\"");
+        out.extend_from_slice(event.origin.as_str().as_bytes());
+        out.push(b'"');
+        if event.final_state_unknown {
+            out.extend_from_slice(b",\"final_state_unknown\":true");
+        }
+        out.extend_from_slice(b",\"object\":");
+        out.extend_from_slice(event.object.as_bytes());
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+fn push_json_string(out: &mut Vec<u8>, s: &str) {
+    // serde_json escapes exactly as JSON requires; writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EventType;
+    use crate::watch::Origin;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn record_shape_is_exact() {
+        let w = RecordWriter::new("pods", "lo\"cal");
+        let mut out = Vec::new();
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let object = r#"{"metadata":{"name":"a"},"x":[1, 2]}"#;
+        w.write(
+            &mut out,
+            t,
+            &Emitted {
+                event_type: EventType::Modified,
+                origin: Origin::Watch,
+                object,
+                final_state_unknown: false,
+            },
+        );
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "{\"time\":\"2023-11-14T22:13:20.123Z\",\"watch\":\"pods\",\"cluster\":\"lo\\\"cal\",\"type\":\"MODIFIED\",\"origin\":\"watch\",\"object\":{\"metadata\":{\"name\":\"a\"},\"x\":[1, 2]}}\n"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["cluster"], "lo\"cal");
+        out.clear();
+        w.write(
+            &mut out,
+            t,
+            &Emitted {
+                event_type: EventType::Deleted,
+                origin: Origin::Relist,
+                object: "{}",
+                final_state_unknown: true,
+            },
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["final_state_unknown"], true);
+        assert_eq!(v["origin"], "relist");
+    }
+}

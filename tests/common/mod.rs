@@ -1,0 +1,201 @@
+//! Shared helpers for the end-to-end tests: run the real `kwatchd` binary
+//! against the in-repo emulator over loopback, read what it wrote.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_kwatchd");
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running daemon with its own directory, config and log.
+pub struct Running {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub log: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Running {
+    pub fn start(config_text: &str) -> Running {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, config_text)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, config_text: &str) -> Running {
+        let config = dir.path().join("kwatchd.toml");
+        fs::write(&config, config_text).expect("write config");
+        let log = dir.path().join("daemon.log");
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("KWATCHD_LOG_LEVEL", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn kwatchd");
+        Running {
+            child,
+            dir,
+            log,
+            config,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if Instant::now() >= end {
+                let _ = self.child.kill();
+                panic!(
+                    "kwatchd did not stop within 15 s; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- kwatchd log ----\n{}", self.log_text());
+        }
+    }
+}
+
+/// Every record of a JSON-lines file; a torn last line is a test failure.
+pub fn records(path: &Path) -> Vec<Value> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    if !text.is_empty() {
+        assert!(text.ends_with('\n'), "file ends with a partial line");
+    }
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad record {l:?}: {e}")))
+        .collect()
+}
+
+pub fn count_records(path: &Path) -> usize {
+    fs::read(path)
+        .map(|b| b.iter().filter(|c| **c == b'\n').count())
+        .unwrap_or(0)
+}
+
+/// (type, name, resourceVersion) of each record, for compact assertions.
+pub fn summary(records: &[Value]) -> Vec<(String, String, String)> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r["type"].as_str().unwrap_or("").to_owned(),
+                r["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+                r["object"]["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A watch entry for a config.
+pub struct WatchDef<'a> {
+    pub name: &'a str,
+    pub resource: &'a str,
+    pub namespace: Option<&'a str>,
+    pub on_start: &'a str,
+    pub sink: &'a str,
+    pub extra: &'a str,
+}
+
+impl<'a> WatchDef<'a> {
+    pub fn pods(name: &'a str, sink: &'a str) -> Self {
+        WatchDef {
+            name,
+            resource: "pods",
+            namespace: None,
+            on_start: "added",
+            sink,
+            extra: "",
+        }
+    }
+}
+
+/// A config with one cluster, the given watches, and a file sink per
+/// distinct sink name at DIR/NAME.jsonl.
+pub fn config(dir: &Path, cluster_extra: &str, server: &str, watches: &[WatchDef<'_>]) -> String {
+    let mut s = format!(
+        "[daemon]\nlog_level = \"debug\"\n\n[clusters.test]\nserver = \"{server}\"\n{cluster_extra}\n"
+    );
+    let mut sinks: Vec<&str> = Vec::new();
+    for w in watches {
+        s.push_str(&format!(
+            "\n[[watch]]\nname = \"{}\"\ncluster = \"test\"\napi_version = \"v1\"\nresource = \"{}\"\non_start = \"{}\"\nsinks = [\"{}\"]\n{}\n",
+            w.name, w.resource, w.on_start, w.sink, w.extra
+        ));
+        if let Some(ns) = w.namespace {
+            s.push_str(&format!("namespace = \"{ns}\"\n"));
+        }
+        if !sinks.contains(&w.sink) {
+            sinks.push(w.sink);
+        }
+    }
+    for sink in sinks {
+        s.push_str(&format!(
+            "\n[sinks.{sink}]\ntype = \"file\"\npath = \"{}\"\n",
+            dir.join(format!("{sink}.jsonl")).display()
+        ));
+    }
+    s
+}
