@@ -2,18 +2,18 @@
 //! (one chunk per line, as the API server writes them) into a file sink,
 //! against a plain socket drain of the same bytes measured in the same run.
 //!
-//! `cargo bench --bench throughput` (N = 100000; `KWATCHD_BENCH_EVENTS` overrides).
+//! `cargo bench --bench throughput` (N = 100000; `KWATCHD_BENCH_EVENTS` overrides,
+//! `KWATCHD_BENCH_ROUNDS` sets the rounds, default 3).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 fn pod(i: usize, rv: usize) -> String {
-    let env: Vec<String> = (0..40)
+    let env: Vec<String> = (0..62)
         .map(|k| format!(r#"{{"name":"VAR_{k}","value":"value-{k}-{i}-padding-padding"}}"#))
         .collect();
     format!(
@@ -27,18 +27,23 @@ fn pod(i: usize, rv: usize) -> String {
 
 /// The whole chunked watch response body: one chunk per event line, then
 /// the terminating chunk.
-fn render(events: usize) -> (Vec<u8>, usize) {
+fn render(events: usize) -> (Vec<u8>, usize, u64) {
     let mut body = Vec::new();
     let mut payload = 0;
+    let mut record_bytes = 0u64;
+    // Everything of a record but the object; the timestamp has a fixed width.
+    let frame = r#"{"time":"2026-11-22T03:16:53.123Z","watch":"pods","cluster":"b","type":"ADDED","origin":"watch","object":}"#.len() + 1;
     for i in 0..events {
-        let line = format!("{{\"type\":\"ADDED\",\"object\":{}}}\n", pod(i, 2 + i));
+        let object = pod(i, 2 + i);
+        record_bytes += (frame + object.len()) as u64;
+        let line = format!("{{\"type\":\"ADDED\",\"object\":{object}}}\n");
         payload += line.len();
         body.extend_from_slice(format!("{:x}\r\n", line.len()).as_bytes());
         body.extend_from_slice(line.as_bytes());
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(b"0\r\n\r\n");
-    (body, payload)
+    (body, payload, record_bytes)
 }
 
 const WATCH_HEAD: &[u8] =
@@ -90,7 +95,9 @@ fn serve(listener: TcpListener, stream_body: Arc<Vec<u8>>) {
     }
 }
 
-fn drain(addr: std::net::SocketAddr, expect: usize) -> Duration {
+/// Reads the whole stream; with `sink`, also writes every byte read to it
+/// (the cost of putting that many bytes into a file, without any decoding).
+fn drain(addr: std::net::SocketAddr, expect: usize, mut sink: Option<std::fs::File>) -> Duration {
     let start = Instant::now();
     let mut s = TcpStream::connect(addr).expect("connect");
     s.write_all(b"GET /api/v1/pods?watch=true HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -100,30 +107,38 @@ fn drain(addr: std::net::SocketAddr, expect: usize) -> Duration {
     while got < expect {
         let n = s.read(&mut buf).expect("read");
         assert!(n > 0, "server closed early");
+        if let Some(f) = sink.as_mut() {
+            f.write_all(&buf[..n]).expect("write");
+        }
         got += n;
     }
     start.elapsed()
 }
 
-fn count_lines(path: &Path, offset: &mut u64, lines: &mut usize) {
-    use std::io::{Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return;
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
     };
-    if f.seek(SeekFrom::Start(*offset)).is_err() {
-        return;
-    }
-    let mut buf = vec![0u8; 4 << 20];
-    while let Ok(n) = f.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        *offset += n as u64;
-        *lines += buf[..n].iter().filter(|b| **b == b'\n').count();
-    }
+    // Fields after the command name, which is in parentheses.
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(f64::NAN)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(f64::NAN);
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / hz
 }
 
-fn daemon(addr: std::net::SocketAddr, events: usize) -> Duration {
+/// Wall time until the file holds every record (its exact size is known,
+/// so completion is seen with a `stat`, not by reading 400 MB back), and the
+/// daemon's CPU seconds.
+fn daemon(addr: std::net::SocketAddr, events: usize, record_bytes: u64) -> (Duration, f64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("events.jsonl");
     let config = dir.path().join("kwatchd.toml");
@@ -136,23 +151,34 @@ fn daemon(addr: std::net::SocketAddr, events: usize) -> Duration {
     )
     .unwrap();
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kwatchd"))
+    // KWATCHD_BENCH_WRAP="perf record -g -o /tmp/perf.data" profiles the daemon.
+    let wrap = std::env::var("KWATCHD_BENCH_WRAP").unwrap_or_default();
+    let mut argv: Vec<&str> = wrap.split_whitespace().collect();
+    argv.push(env!("CARGO_BIN_EXE_kwatchd"));
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
         .args(["run", "--config"])
         .arg(&config)
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn kwatchd");
-    let (mut offset, mut lines) = (0, 0);
     let deadline = start + Duration::from_secs(300);
-    while lines < events && Instant::now() < deadline {
-        count_lines(&out, &mut offset, &mut lines);
-        thread::sleep(Duration::from_millis(2));
+    let size = || std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    while size() < record_bytes && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(1));
     }
     let took = start.elapsed();
+    let cpu = cpu_seconds(child.id());
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(lines, events, "the daemon did not write every event");
-    took
+    let text = std::fs::read(&out).expect("read records");
+    assert_eq!(text.len() as u64, record_bytes, "unexpected output size");
+    assert_eq!(
+        text.iter().filter(|b| **b == b'\n').count(),
+        events,
+        "the daemon did not write every event"
+    );
+    (took, cpu)
 }
 
 fn main() {
@@ -163,7 +189,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let (body, payload) = render(events);
+    let (body, payload, record_bytes) = render(events);
     let body = Arc::new(body);
     println!(
         "stream: {events} events, {:.1} MB of event lines ({} B per event), {:.1} MB on the wire",
@@ -171,18 +197,30 @@ fn main() {
         payload / events,
         body.len() as f64 / 1e6
     );
-    for round in 1..=3 {
+    let rounds: usize = std::env::var("KWATCHD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    for round in 1..=rounds {
         let drain_listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let drain_addr = drain_listener.local_addr().unwrap();
         let b = body.clone();
         thread::spawn(move || serve(drain_listener, b));
-        let d = drain(drain_addr, WATCH_HEAD.len() + body.len());
+        let d = drain(drain_addr, WATCH_HEAD.len() + body.len(), None);
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let copy_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let copy_addr = copy_listener.local_addr().unwrap();
+        let b = body.clone();
+        thread::spawn(move || serve(copy_listener, b));
+        let file = std::fs::File::create(tmp.path().join("copy")).expect("create");
+        let c = drain(copy_addr, WATCH_HEAD.len() + body.len(), Some(file));
+        drop(tmp);
 
         let daemon_listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let daemon_addr = daemon_listener.local_addr().unwrap();
         let b = body.clone();
         thread::spawn(move || serve(daemon_listener, b));
-        let k = daemon(daemon_addr, events);
+        let (k, cpu) = daemon(daemon_addr, events, record_bytes);
 
         let rate = |t: Duration| {
             (
@@ -192,11 +230,14 @@ fn main() {
         };
         let (de, dm) = rate(d);
         let (ke, km) = rate(k);
+        let (ce, cm) = rate(c);
         println!(
-            "round {round}: socket drain {:>7.3} s ({de:>9.0} events/s, {dm:>6.0} MB/s) | kwatchd → file {:>7.3} s ({ke:>9.0} events/s, {km:>6.0} MB/s, incl. start-up) | kwatchd/drain = {:.0}%",
+            "round {round}: socket drain {:.3} s ({de:.0} ev/s, {dm:.0} MB/s) | drain+copy to file {:.3} s ({ce:.0} ev/s, {cm:.0} MB/s) | kwatchd → file {:.3} s ({ke:.0} ev/s, {km:.0} MB/s, incl. start-up, {cpu:.2} CPU s) | kwatchd/drain = {:.0}%, kwatchd/copy = {:.0}%",
             d.as_secs_f64(),
+            c.as_secs_f64(),
             k.as_secs_f64(),
-            100.0 * d.as_secs_f64() / k.as_secs_f64()
+            100.0 * d.as_secs_f64() / k.as_secs_f64(),
+            100.0 * c.as_secs_f64() / k.as_secs_f64()
         );
     }
 }

@@ -20,12 +20,18 @@ pub fn run(dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
         ..SimOptions::default()
     })?;
     let pods = Resource::pods();
-    for (ns, name, app) in [
+    for (ns, name, tier) in [
         ("default", "web-0", "web"),
         ("default", "web-1", "web"),
         ("kube-system", "dns-0", "dns"),
     ] {
-        sim.create(&pods, ns, name, &[("app", app)], crate::sim::pod_extra(600));
+        sim.create(
+            &pods,
+            ns,
+            name,
+            &[("tier", tier)],
+            crate::sim::pod_extra(600),
+        );
     }
     let _churn = start_churn(
         &sim,

@@ -55,11 +55,8 @@ pub struct ObjectMeta<'a> {
     pub resource_version: Option<Cow<'a, str>>,
 }
 
-#[derive(Deserialize)]
 struct ObjectHead<'a> {
-    #[serde(borrow, default)]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     metadata: ObjectMeta<'a>,
 }
 
@@ -166,7 +163,56 @@ fn parse_object_head(object: &RawValue) -> Result<ObjectHead<'_>, ParseError> {
             excerpt: excerpt(raw.as_bytes()),
         });
     }
-    serde_json::from_str(raw).map_err(|e| invalid_json(e, raw.as_bytes()))
+    // The envelope pass has validated the whole object already; this pass
+    // only needs `kind` and `metadata`, which the API server writes first.
+    // Stopping there skips spec and status (most of the bytes). serde_json
+    // then reports the members left unread as an error, so the result is
+    // handed out through `found`, and that error is ignored once it is set.
+    let mut found = None;
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let result = serde::Deserializer::deserialize_map(&mut de, HeadVisitor { found: &mut found });
+    match (found, result) {
+        (Some(head), _) => Ok(head),
+        (None, Err(e)) => Err(invalid_json(e, raw.as_bytes())),
+        (None, Ok(())) => Ok(ObjectHead {
+            kind: None,
+            metadata: ObjectMeta::default(),
+        }),
+    }
+}
+
+struct HeadVisitor<'a, 'de> {
+    found: &'a mut Option<ObjectHead<'de>>,
+}
+
+impl<'de> serde::de::Visitor<'de> for HeadVisitor<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Kubernetes object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut kind: Option<Option<Cow<'de, str>>> = None;
+        let mut metadata: Option<ObjectMeta<'de>> = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "kind" => kind = Some(map.next_value()?),
+                "metadata" => metadata = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            if kind.is_some() && metadata.is_some() {
+                break;
+            }
+        }
+        *self.found = Some(ObjectHead {
+            kind: kind.flatten(),
+            metadata: metadata.unwrap_or_default(),
+        });
+        Ok(())
+    }
 }
 
 /// `metadata` of one list item.
@@ -310,6 +356,19 @@ mod tests {
         assert_eq!(ev.meta.resource_version.as_deref(), Some("42"));
         assert!(ev.object.get().starts_with(r#"{"kind":"Pod""#));
         assert!(ev.object.get().ends_with(r#""spec":{}}"#));
+    }
+
+    #[test]
+    fn metadata_is_found_in_any_member_order_and_may_be_missing() {
+        let line = br#"{"object":{"spec":{"a":[1,{"metadata":{"name":"inner"}}]},"metadata":{"name":"outer","resourceVersion":"3"},"status":{}},"type":"ADDED"}"#;
+        let ev = WatchEvent::parse(line).unwrap();
+        assert_eq!(ev.meta.name.as_deref(), Some("outer"));
+        assert_eq!(ev.kind, None);
+        let ev = WatchEvent::parse(br#"{"type":"ADDED","object":{"spec":{}}}"#).unwrap();
+        assert_eq!(ev.meta, ObjectMeta::default());
+        let e =
+            WatchEvent::parse(br#"{"type":"ADDED","object":{"metadata":{"name":7}}}"#).unwrap_err();
+        assert!(matches!(e, ParseError::InvalidJson { .. }), "{e}");
     }
 
     #[test]

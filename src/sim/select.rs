@@ -127,7 +127,7 @@ pub(crate) struct Filter {
 impl Filter {
     /// Namespace and field selector: these never change over an object's life.
     pub(crate) fn matches_key(&self, namespace: &str, name: &str) -> bool {
-        self.namespace.as_deref().map_or(true, |ns| ns == namespace)
+        self.namespace.as_deref().is_none_or(|ns| ns == namespace)
             && self.fields.matches(namespace, name)
     }
 }

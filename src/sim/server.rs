@@ -522,7 +522,7 @@ fn list(ctx: &Ctx, out: &mut Out, filter: Filter) -> bool {
                 "resourceVersionMatch is forbidden when continue is provided",
             );
         }
-        if req.param("resourceVersion").map_or(true, str::is_empty) {
+        if req.param("resourceVersion").is_none_or(str::is_empty) {
             return ctx.error(
                 out,
                 422,
