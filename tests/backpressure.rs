@@ -41,6 +41,7 @@ fn a_blocked_sink_bounds_memory_and_loses_nothing() {
     for i in 0..EVENTS {
         sim.create(&pods, "default", &format!("p{i}"), &[], pad.clone());
     }
+    eprintln!("created {EVENTS} objects in {:?}", started.elapsed());
     // ~200 MB of events are now queued in the emulator and TCP; the daemon
     // holds at most its queue bound. Give it time to (not) grow.
     std::thread::sleep(Duration::from_secs(2));
@@ -73,6 +74,10 @@ fn a_blocked_sink_bounds_memory_and_loses_nothing() {
             max_rss = max_rss.max(d.rss_kib().unwrap_or(0));
         }
     }
+    eprintln!(
+        "drained in {:?}, peak RSS {max_rss} KiB (blocked: {rss_blocked} KiB)",
+        started.elapsed()
+    );
     assert_eq!(got, EVENTS, "events lost or stuck; log:\n{}", d.log_text());
     assert!(
         max_rss < 64 * 1024,

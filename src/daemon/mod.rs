@@ -23,7 +23,8 @@ use watcher::{Ctx, Flow, TokenAllocator, Watcher};
 
 const SIGNAL_TOKEN: Token = Token(0);
 const WAKER_TOKEN: Token = Token(1);
-const FIRST_CONN_TOKEN: usize = 2;
+/// Sinks get `FIRST_SINK_TOKEN + index`; connections the tokens after.
+const FIRST_SINK_TOKEN: usize = 2;
 const READ_BUF: usize = 256 << 10;
 /// Bytes a sink may hold besides its event bound.
 const SINK_QUEUE_BYTES: usize = 64 << 20;
@@ -112,7 +113,8 @@ impl Daemon {
         for (name, s) in &config.sinks {
             let sink = match s {
                 SinkConfig::File(f) => {
-                    let mut file = FileSink::new(name, &f.path, bound);
+                    let token = Token(FIRST_SINK_TOKEN + sinks.len());
+                    let mut file = FileSink::new(name, &f.path, bound, token);
                     file.open().map_err(|e| DaemonError::Sink {
                         name: name.clone(),
                         error: format!("cannot open {}: {e}", f.path.display()),
@@ -167,6 +169,7 @@ impl Daemon {
             ));
         }
         let n = watchers.len();
+        let sink_count = sinks.len();
         Ok(Daemon {
             poll,
             signals,
@@ -174,7 +177,7 @@ impl Daemon {
             clusters,
             sinks,
             watchers,
-            tokens: TokenAllocator::starting_at(FIRST_CONN_TOKEN),
+            tokens: TokenAllocator::starting_at(FIRST_SINK_TOKEN + sink_count),
             runnable: vec![true; n],
             blocked: vec![false; n],
             read_buf: vec![0; READ_BUF],
@@ -221,6 +224,8 @@ impl Daemon {
                 match event.token() {
                     SIGNAL_TOKEN => self.on_signals(),
                     WAKER_TOKEN => self.on_resolver_answers(),
+                    // A sink's pipe has room: every turn flushes the sinks.
+                    t if t.0 < FIRST_SINK_TOKEN + self.sinks.len() => {}
                     t => {
                         if let Some(&i) = token_owner.get(&t) {
                             self.runnable[i] = true;
@@ -272,8 +277,9 @@ impl Daemon {
             }
         }
         let now = Instant::now();
+        let registry = self.poll.registry();
         for s in &mut self.sinks {
-            s.flush(now);
+            s.flush(now, registry);
         }
         for (i, w) in self.watchers.iter().enumerate() {
             if blocked[i] && w.has_room(&self.sinks) {
@@ -334,7 +340,7 @@ impl Daemon {
         loop {
             let now = Instant::now();
             for s in &mut self.sinks {
-                s.flush(now);
+                s.flush(now, registry);
             }
             let left: usize = self.sinks.iter().map(Sink::queued).sum();
             if left == 0 {

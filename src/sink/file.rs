@@ -7,15 +7,20 @@
 //! its bytes are written, so a line is never lost or cut short.
 
 use super::QueueBound;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
 use std::collections::VecDeque;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Retry delay when a FIFO or pipe is full.
+/// Retry delay when a full FIFO or pipe cannot be polled for room.
 const BLOCKED_RETRY: Duration = Duration::from_millis(5);
+/// Safety net when it can: the writable edge should come first.
+const ARMED_RETRY: Duration = Duration::from_secs(1);
 const ERROR_RETRY_MIN: Duration = Duration::from_millis(100);
 const ERROR_RETRY_MAX: Duration = Duration::from_secs(5);
 /// Written bytes are dropped from the front of the buffer in steps of this.
@@ -32,13 +37,21 @@ pub struct FileSink {
     written: usize,
     /// End offset in `buf` of every queued record, oldest first.
     record_ends: VecDeque<usize>,
-    retry_at: Option<Instant>,
+    /// After a write error: no attempt before this.
+    backoff_until: Option<Instant>,
+    /// After `WouldBlock`: look again by then at the latest.
+    recheck_at: Option<Instant>,
+    /// The descriptor registered for WRITABLE with `token`, so the loop
+    /// wakes when a full pipe has room again.
+    armed_fd: Option<RawFd>,
+    token: Token,
     failures: u32,
     delivered: u64,
 }
 
 impl FileSink {
-    pub fn new(name: &str, path: &Path, bound: QueueBound) -> Self {
+    /// `token` wakes the loop when a blocked pipe has room again.
+    pub fn new(name: &str, path: &Path, bound: QueueBound, token: Token) -> Self {
         FileSink {
             name: name.to_owned(),
             path: path.to_owned(),
@@ -47,7 +60,10 @@ impl FileSink {
             buf: Vec::new(),
             written: 0,
             record_ends: VecDeque::new(),
-            retry_at: None,
+            backoff_until: None,
+            recheck_at: None,
+            armed_fd: None,
+            token,
             failures: 0,
             delivered: 0,
         }
@@ -74,8 +90,12 @@ impl FileSink {
         self.delivered
     }
 
+    /// When `flush` should run again even if nothing new arrives.
     pub fn retry_at(&self) -> Option<Instant> {
-        self.retry_at
+        match (self.backoff_until, self.recheck_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn push(&mut self, record: &[u8]) {
@@ -93,14 +113,21 @@ impl FileSink {
 
     /// Closes the file; the next write opens it again (log rotation).
     pub fn reopen(&mut self) {
-        self.file = None;
+        self.close_file();
     }
 
-    pub fn flush(&mut self, now: Instant) {
-        if self.record_ends.is_empty() || self.retry_at.is_some_and(|t| t > now) {
+    fn close_file(&mut self) {
+        // Closing the descriptor also removes it from the poller.
+        self.file = None;
+        self.armed_fd = None;
+    }
+
+    pub fn flush(&mut self, now: Instant, registry: &Registry) {
+        if self.record_ends.is_empty() || self.backoff_until.is_some_and(|t| t > now) {
             return;
         }
-        self.retry_at = None;
+        self.backoff_until = None;
+        self.recheck_at = None;
         if let Err(e) = self.open() {
             self.fail(now, "cannot open", &e);
             return;
@@ -122,16 +149,25 @@ impl FileSink {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let fd = file.as_raw_fd();
                     self.file = Some(file);
-                    self.retry_at = Some(now + BLOCKED_RETRY);
+                    self.arm(registry, fd);
+                    self.recheck_at = Some(
+                        now + if self.armed_fd.is_some() {
+                            ARMED_RETRY
+                        } else {
+                            BLOCKED_RETRY
+                        },
+                    );
                     return;
                 }
                 Err(e) => {
                     // A broken descriptor (FIFO reader gone) is reopened;
                     // other errors (a full disk) keep it.
                     let broken = matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::EBADF));
-                    if !broken {
-                        self.file = Some(file);
+                    self.file = Some(file);
+                    if broken {
+                        self.close_file();
                     }
                     self.fail(now, "cannot write to", &e);
                     return;
@@ -146,6 +182,20 @@ impl FileSink {
                 self.path.display()
             );
             self.failures = 0;
+        }
+    }
+
+    /// Asks the poller to wake the loop when `fd` can take more. Regular
+    /// files cannot be polled (and never block); pipes and FIFOs can.
+    fn arm(&mut self, registry: &Registry, fd: RawFd) {
+        if self.armed_fd == Some(fd) {
+            return;
+        }
+        if registry
+            .register(&mut SourceFd(&fd), self.token, Interest::WRITABLE)
+            .is_ok()
+        {
+            self.armed_fd = Some(fd);
         }
     }
 
@@ -175,7 +225,7 @@ impl FileSink {
         let delay = ERROR_RETRY_MIN
             .saturating_mul(1 << self.failures.min(16))
             .min(ERROR_RETRY_MAX);
-        self.retry_at = Some(now + delay);
+        self.backoff_until = Some(now + delay);
         let msg = format!(
             "sink {}: {what} {}: {e}; {} events are kept and retried in {} ms",
             self.name,
@@ -216,6 +266,10 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    fn sink(path: &Path, events: usize) -> FileSink {
+        FileSink::new("f", path, bound(events), Token(9))
+    }
+
     fn bound(events: usize) -> QueueBound {
         QueueBound {
             events,
@@ -225,16 +279,17 @@ mod tests {
 
     #[test]
     fn appends_whole_lines_creating_the_directory_with_mode_0640() {
+        let poll = mio::Poll::new().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/events.jsonl");
         std::fs::create_dir_all(path.parent().unwrap()).ok();
         std::fs::remove_dir(path.parent().unwrap()).unwrap();
-        let mut s = FileSink::new("f", &path, bound(2));
+        let mut s = sink(&path, 2);
         s.push(b"{\"n\":1}\n");
         assert!(s.has_room());
         s.push(b"{\"n\":2}\n");
         assert!(!s.has_room());
-        s.flush(Instant::now());
+        s.flush(Instant::now(), poll.registry());
         assert_eq!(s.queued(), 0);
         assert_eq!(s.delivered(), 2);
         assert_eq!(
@@ -245,26 +300,28 @@ mod tests {
         assert_eq!(mode & !0o640, 0, "mode {mode:o} is wider than 0640");
         s.reopen();
         s.push(b"{\"n\":3}\n");
-        s.flush(Instant::now());
+        s.flush(Instant::now(), poll.registry());
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
     }
 
     #[test]
     fn an_unopenable_path_keeps_events_and_retries() {
+        let poll = mio::Poll::new().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let mut s = FileSink::new("f", dir.path(), bound(10));
+        let mut s = sink(dir.path(), 10);
         s.push(b"x\n");
         let now = Instant::now();
-        s.flush(now);
+        s.flush(now, poll.registry());
         assert_eq!(s.queued(), 1);
         let retry = s.retry_at().unwrap();
         assert!(retry > now);
-        s.flush(now);
+        s.flush(now, poll.registry());
         assert_eq!(s.queued(), 1, "no retry before the deadline");
     }
 
     #[test]
     fn a_full_fifo_blocks_without_losing_or_splitting_lines() {
+        let mut poll = mio::Poll::new().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fifo");
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
@@ -274,15 +331,17 @@ mod tests {
             .custom_flags(libc::O_NONBLOCK)
             .open(&path)
             .unwrap();
-        let mut s = FileSink::new("f", &path, bound(100_000));
+        let mut s = sink(&path, 100_000);
         let line = format!("{}\n", "y".repeat(999));
         for _ in 0..1000 {
             s.push(line.as_bytes());
         }
         let now = Instant::now();
-        s.flush(now);
+        s.flush(now, poll.registry());
         assert!(s.queued() > 0, "a 1 MB backlog cannot fit a pipe");
-        assert!(s.retry_at().is_some());
+        assert!(s.armed_fd.is_some(), "a full pipe is polled for room");
+        assert!(s.retry_at().is_some_and(|t| t >= now + ARMED_RETRY));
+        let mut events = mio::Events::with_capacity(4);
         let mut got = Vec::new();
         let mut reader = reader;
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -293,7 +352,10 @@ mod tests {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => panic!("{e}"),
             }
-            s.flush(Instant::now() + Duration::from_secs(1));
+            // The poller says when the pipe has room again.
+            poll.poll(&mut events, Some(Duration::from_millis(200)))
+                .unwrap();
+            s.flush(Instant::now(), poll.registry());
         }
         assert_eq!(got.len(), 1000 * line.len());
         assert!(got

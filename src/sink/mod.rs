@@ -7,6 +7,7 @@ pub mod record;
 pub use file::FileSink;
 pub use record::RecordWriter;
 
+use mio::Registry;
 use std::time::Instant;
 
 /// How much a sink may hold before the watches feeding it pause.
@@ -45,9 +46,9 @@ impl Sink {
     }
 
     /// Delivers what it can without blocking.
-    pub fn flush(&mut self, now: Instant) {
+    pub fn flush(&mut self, now: Instant, registry: &Registry) {
         match self {
-            Sink::File(s) => s.flush(now),
+            Sink::File(s) => s.flush(now, registry),
         }
     }
 
