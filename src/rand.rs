@@ -42,6 +42,11 @@ impl Rng {
         }
     }
 
+    /// Uniform in `[0, len)`, for picking from a slice; 0 when `len` is 0.
+    pub fn index(&mut self, len: usize) -> usize {
+        self.below(len as u64) as usize
+    }
+
     /// Uniform duration in `[lo, hi)`.
     pub fn duration_between(&mut self, lo: Duration, hi: Duration) -> Duration {
         let span = hi.saturating_sub(lo).as_millis() as u64;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
+use crate::rand::Rng;
 
 const EXAMPLE: &str = include_str!("../../config/kwatchd.toml");
 
@@ -1106,22 +1107,6 @@ fn load_of_unreadable_config() {
 
 // ------------------------------------------------------------------ robustness
 
-/// xorshift64*: a deterministic source of garbage without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 #[test]
 fn garbage_and_truncated_input_never_panics() {
     let source = Path::new("fuzz.toml");
@@ -1134,13 +1119,13 @@ fn garbage_and_truncated_input_never_panics() {
     }
     // Random byte-level mutations of the example, with TOML-significant bytes.
     let alphabet = b"[]{}=,.\"'\\\n #:/-_aZ09\x00\xff";
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     for _ in 0..3000 {
         let mut bytes = EXAMPLE.as_bytes().to_vec();
-        for _ in 0..1 + rng.below(8) {
-            let at = rng.below(bytes.len());
-            let b = alphabet[rng.below(alphabet.len())];
-            match rng.below(3) {
+        for _ in 0..1 + rng.index(8) {
+            let at = rng.index(bytes.len());
+            let b = alphabet[rng.index(alphabet.len())];
+            match rng.index(3) {
                 0 => bytes[at] = b,
                 1 => bytes.insert(at, b),
                 _ => {
@@ -1152,9 +1137,9 @@ fn garbage_and_truncated_input_never_panics() {
     }
     // Pure noise.
     for _ in 0..500 {
-        let len = rng.below(200);
+        let len = rng.index(200);
         let s: String = (0..len)
-            .map(|_| alphabet[rng.below(alphabet.len())] as char)
+            .map(|_| alphabet[rng.index(alphabet.len())] as char)
             .collect();
         inputs.push(s);
     }

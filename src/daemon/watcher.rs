@@ -6,7 +6,9 @@ use crate::http::{BodyMode, Request, ResponseReader};
 use crate::net::resolve::Resolution;
 use crate::net::{Connection, ReadOutcome, Resolver};
 use crate::sink::{RecordWriter, Sink};
-use crate::watch::{Emitted, LineOutcome, RequestKind, RequestPlan, TimerOutcome, WatchMachine};
+use crate::watch::{
+    Emit, Emitted, LineOutcome, RequestKind, RequestPlan, TimerOutcome, WatchMachine,
+};
 use mio::{Registry, Token};
 use std::collections::VecDeque;
 use std::fmt;
@@ -488,18 +490,13 @@ impl Watcher {
                             return None;
                         }
                     };
-                    let sinks = &mut *ctx.sinks;
-                    let buf = &mut *ctx.record_buf;
-                    let mut emit = |e: Emitted<'_>| {
-                        buf.clear();
-                        records.write(buf, SystemTime::now(), &e);
-                        for &i in sink_ids.iter() {
-                            if let Some(s) = sinks.get_mut(i) {
-                                s.push(buf);
-                            }
-                        }
+                    let mut fanout = Fanout {
+                        records,
+                        sink_ids,
+                        sinks: ctx.sinks,
+                        buf: ctx.record_buf,
                     };
-                    if machine.on_watch_line(ctx.now, line, &mut emit) == LineOutcome::Close {
+                    if machine.on_watch_line(ctx.now, line, &mut fanout) == LineOutcome::Close {
                         self.close(ctx.registry);
                         return None;
                     }
@@ -626,18 +623,13 @@ impl Watcher {
             }
             RequestKind::List => {
                 let body = resp.reader.take_body().unwrap_or_default();
-                let sinks = &mut *ctx.sinks;
-                let buf = &mut *ctx.record_buf;
-                let mut emit = |e: Emitted<'_>| {
-                    buf.clear();
-                    records.write(buf, SystemTime::now(), &e);
-                    for &i in sink_ids.iter() {
-                        if let Some(s) = sinks.get_mut(i) {
-                            s.push(buf);
-                        }
-                    }
+                let mut fanout = Fanout {
+                    records,
+                    sink_ids,
+                    sinks: ctx.sinks,
+                    buf: ctx.record_buf,
                 };
-                machine.on_list_body(ctx.now, &body, &mut emit);
+                machine.on_list_body(ctx.now, &body, &mut fanout);
             }
             RequestKind::Watch => machine.on_watch_end(ctx.now, true),
         }
@@ -645,6 +637,26 @@ impl Watcher {
             self.close(ctx.registry);
         }
         None
+    }
+}
+
+/// Renders each event once and queues it on every sink of the watch.
+struct Fanout<'a> {
+    records: &'a RecordWriter,
+    sink_ids: &'a [usize],
+    sinks: &'a mut [Sink],
+    buf: &'a mut Vec<u8>,
+}
+
+impl Emit for Fanout<'_> {
+    fn emit(&mut self, event: Emitted<'_>) {
+        self.buf.clear();
+        self.records.write(self.buf, SystemTime::now(), &event);
+        for &i in self.sink_ids {
+            if let Some(s) = self.sinks.get_mut(i) {
+                s.push(self.buf);
+            }
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{pod_extra, Resource, SimHandle};
+use crate::rand::Rng;
 
 /// What to churn.
 #[derive(Debug, Clone)]
@@ -72,22 +73,6 @@ impl Drop for ChurnHandle {
     }
 }
 
-/// xorshift64*: tiny, deterministic, good enough to pick operations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// Start churning objects of `opts.resource` in `sim` (a `&Sim` or a `SimHandle`).
 pub fn start_churn(sim: impl Into<SimHandle>, opts: ChurnOptions) -> ChurnHandle {
     let sim = sim.into();
@@ -118,18 +103,18 @@ fn run(sim: SimHandle, opts: ChurnOptions, stop: &AtomicBool, ops: &AtomicU64) {
     } else {
         opts.namespaces.clone()
     };
-    let mut rng = Rng(opts.seed.max(1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::new(opts.seed);
     let mut live: Vec<(String, String)> = Vec::new();
     let mut next_name = 0u64;
     const TIERS: [&str; 3] = ["web", "db", "cache"];
     while !stop.load(Ordering::SeqCst) {
-        let roll = rng.below(10);
+        let roll = rng.index(10);
         let generation = ops.load(Ordering::SeqCst);
         if live.is_empty() || (roll < 4 && live.len() < opts.max_objects) {
-            let ns = namespaces[rng.below(namespaces.len())].clone();
+            let ns = namespaces[rng.index(namespaces.len())].clone();
             next_name += 1;
             let name = format!("churn-{next_name}");
-            let tier = TIERS[rng.below(TIERS.len())];
+            let tier = TIERS[rng.index(TIERS.len())];
             sim.create(
                 &opts.resource,
                 &ns,
@@ -139,11 +124,11 @@ fn run(sim: SimHandle, opts: ChurnOptions, stop: &AtomicBool, ops: &AtomicU64) {
             );
             live.push((ns, name));
         } else if roll < 8 {
-            let (ns, name) = &live[rng.below(live.len())];
+            let (ns, name) = &live[rng.index(live.len())];
             // One update in three moves the object to another tier: selector watches see ADDED/DELETED.
-            let tier = TIERS[rng.below(TIERS.len())];
+            let tier = TIERS[rng.index(TIERS.len())];
             let labels = [("app", "churn"), ("tier", tier)];
-            let relabel = rng.below(3) == 0;
+            let relabel = rng.index(3) == 0;
             sim.update(
                 &opts.resource,
                 ns,
@@ -152,7 +137,7 @@ fn run(sim: SimHandle, opts: ChurnOptions, stop: &AtomicBool, ops: &AtomicU64) {
                 relabel.then_some(&labels[..]),
             );
         } else {
-            let (ns, name) = live.swap_remove(rng.below(live.len()));
+            let (ns, name) = live.swap_remove(rng.index(live.len()));
             sim.delete(&opts.resource, &ns, &name);
         }
         ops.fetch_add(1, Ordering::SeqCst);
