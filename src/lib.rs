@@ -14,4 +14,5 @@ pub mod net;
 pub mod rand;
 pub mod sim;
 pub mod sink;
+pub mod tokens;
 pub mod watch;

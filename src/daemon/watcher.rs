@@ -6,6 +6,7 @@ use crate::http::{BodyMode, Request, ResponseReader};
 use crate::net::resolve::Resolution;
 use crate::net::{Connection, ReadOutcome, Resolver};
 use crate::sink::{RecordWriter, Sink};
+pub use crate::tokens::TokenAllocator;
 use crate::watch::{
     Emit, Emitted, LineOutcome, RequestKind, RequestPlan, TimerOutcome, WatchMachine,
 };
@@ -30,25 +31,6 @@ pub struct Ctx<'a> {
     pub read_buf: &'a mut [u8],
     pub record_buf: &'a mut Vec<u8>,
     pub now: Instant,
-}
-
-/// Tokens only grow, so an event fetched for a closed socket can never be
-/// mistaken for a new one in the same poll batch.
-#[derive(Debug)]
-pub struct TokenAllocator {
-    next: usize,
-}
-
-impl TokenAllocator {
-    pub fn starting_at(first: usize) -> Self {
-        TokenAllocator { next: first }
-    }
-
-    pub fn allocate(&mut self) -> Token {
-        let t = Token(self.next);
-        self.next += 1;
-        t
-    }
 }
 
 /// What stopped the watch's turn.

@@ -5,7 +5,7 @@ pub mod file;
 pub mod record;
 
 pub use file::FileSink;
-pub use record::RecordWriter;
+pub use record::{EventMeta, QueuedRecord, RecordWriter};
 
 use mio::Registry;
 use std::time::Instant;

@@ -47,6 +47,45 @@ impl RecordWriter {
     }
 }
 
+/// What hooks and webhooks are told about an event besides its record line
+/// (exec sinks export it as `KWATCHD_*` variables).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventMeta {
+    pub watch: String,
+    pub cluster: String,
+    /// "ADDED", "MODIFIED" or "DELETED".
+    pub event_type: &'static str,
+    /// "list", "watch" or "relist".
+    pub origin: &'static str,
+    pub api_version: String,
+    pub kind: String,
+    /// Empty for cluster-scoped objects.
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub resource_version: String,
+}
+
+impl EventMeta {
+    /// The identity events are ordered by: the uid, or namespace/name for
+    /// objects without one.
+    pub fn object_key(&self) -> String {
+        if self.uid.is_empty() {
+            format!("{}/{}", self.namespace, self.name)
+        } else {
+            self.uid.clone()
+        }
+    }
+}
+
+/// A record waiting in a sink's queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedRecord {
+    /// The record's JSON line, newline included.
+    pub line: Vec<u8>,
+    pub meta: std::rc::Rc<EventMeta>,
+}
+
 fn push_json_string(out: &mut Vec<u8>, s: &str) {
     // serde_json escapes exactly as JSON requires; writing to a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
