@@ -112,6 +112,7 @@ mod tests {
                 origin: Origin::Watch,
                 object,
                 final_state_unknown: false,
+                identity: Default::default(),
             },
         );
         assert_eq!(
@@ -129,6 +130,7 @@ mod tests {
                 origin: Origin::Relist,
                 object: "{}",
                 final_state_unknown: true,
+                identity: Default::default(),
             },
         );
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();

@@ -3,7 +3,7 @@
 use super::backoff::Backoff;
 use super::index::{object_key, Change, IndexEntry, ObjectIndex};
 use crate::config::{EventType, OnStart};
-use crate::kube::event::{excerpt, object_meta};
+use crate::kube::event::{excerpt, object_meta, ObjectMeta};
 use crate::kube::{
     ListPage, ResourcePath, Selectors, Status, WatchEvent, WatchEventType, WatchQuery,
 };
@@ -48,6 +48,38 @@ pub struct Emitted<'a> {
     /// Set on DELETED events derived from a relist: the object's last state
     /// was not seen.
     pub final_state_unknown: bool,
+    pub identity: Identity<'a>,
+}
+
+/// Who the object is, for hooks' environment and per-object ordering.
+/// Empty strings where the server did not say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Identity<'a> {
+    pub kind: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub uid: &'a str,
+    pub resource_version: &'a str,
+}
+
+impl<'a> Identity<'a> {
+    fn of(kind: &'a str, meta: &'a ObjectMeta<'a>) -> Self {
+        Identity {
+            kind,
+            namespace: meta.namespace.as_deref().unwrap_or(""),
+            name: meta.name.as_deref().unwrap_or(""),
+            uid: meta.uid.as_deref().unwrap_or(""),
+            resource_version: meta.resource_version.as_deref().unwrap_or(""),
+        }
+    }
+}
+
+/// Counts the event and hands it on if the watch wants its type.
+fn deliver(stats: &mut WatchStats, wanted: &[EventType], out: &mut dyn Emit, event: Emitted<'_>) {
+    stats.events += 1;
+    if wanted.contains(&event.event_type) {
+        out.emit(event);
+    }
 }
 
 pub trait Emit {
@@ -566,7 +598,15 @@ impl WatchMachine {
                 (ListPurpose::Relist, Change::New) => (EventType::Added, Origin::Relist),
                 (ListPurpose::Relist, Change::Changed) => (EventType::Modified, Origin::Relist),
             };
-            self.deliver(out, event_type, origin, item.get(), false);
+            let kind = self.item_kind.as_deref().unwrap_or("");
+            let event = Emitted {
+                event_type,
+                origin,
+                object: item.get(),
+                final_state_unknown: false,
+                identity: Identity::of(kind, &meta),
+            };
+            deliver(&mut self.stats, &self.spec.events, out, event);
         }
         match page.continue_token {
             Some(token) => {
@@ -580,11 +620,24 @@ impl WatchMachine {
     fn finish_list(&mut self, round: ListRound, out: &mut dyn Emit) {
         let seen = &round.seen;
         let gone = self.index.drain_unseen(|k| seen.contains(k));
-        let deliver = !matches!(round.purpose, ListPurpose::Initial { deliver: false });
+        let report = !matches!(round.purpose, ListPurpose::Initial { deliver: false });
         for (key, entry) in &gone {
-            if deliver {
-                let object = self.synthesise_object(key, entry);
-                self.deliver(out, EventType::Deleted, Origin::Relist, &object, true);
+            if report {
+                let (object, kind) = self.synthesise_object(key, entry);
+                let event = Emitted {
+                    event_type: EventType::Deleted,
+                    origin: Origin::Relist,
+                    object: &object,
+                    final_state_unknown: true,
+                    identity: Identity {
+                        kind: &kind,
+                        namespace: entry.namespace.as_deref().unwrap_or(""),
+                        name: &entry.name,
+                        uid: if key.contains('/') { "" } else { key },
+                        resource_version: &entry.resource_version,
+                    },
+                };
+                deliver(&mut self.stats, &self.spec.events, out, event);
             }
         }
         log::info!(
@@ -602,8 +655,9 @@ impl WatchMachine {
         self.phase = Phase::Ready(Step::Watch);
     }
 
-    /// A minimal object for a DELETED whose final state was not seen.
-    fn synthesise_object(&self, key: &str, entry: &IndexEntry) -> String {
+    /// A minimal object (and its kind) for a DELETED whose final state was
+    /// not seen.
+    fn synthesise_object(&self, key: &str, entry: &IndexEntry) -> (String, String) {
         let kind = self
             .item_kind
             .clone()
@@ -620,31 +674,13 @@ impl WatchMachine {
             "resourceVersion".into(),
             entry.resource_version.clone().into(),
         );
-        serde_json::json!({
+        let object = serde_json::json!({
             "apiVersion": self.spec.api_version,
             "kind": kind,
             "metadata": metadata,
         })
-        .to_string()
-    }
-
-    fn deliver(
-        &mut self,
-        out: &mut dyn Emit,
-        event_type: EventType,
-        origin: Origin,
-        object: &str,
-        final_state_unknown: bool,
-    ) {
-        self.stats.events += 1;
-        if self.spec.events.contains(&event_type) {
-            out.emit(Emitted {
-                event_type,
-                origin,
-                object,
-                final_state_unknown,
-            });
-        }
+        .to_string();
+        (object, kind)
     }
 
     /// The server answered the WATCH with 200: the stream is open.
@@ -731,7 +767,19 @@ impl WatchMachine {
                 event_type.as_str()
             ),
         }
-        self.deliver(out, event_type, Origin::Watch, event.object.get(), false);
+        let kind = event
+            .kind
+            .as_deref()
+            .or(self.item_kind.as_deref())
+            .unwrap_or("");
+        let emitted = Emitted {
+            event_type,
+            origin: Origin::Watch,
+            object: event.object.get(),
+            final_state_unknown: false,
+            identity: Identity::of(kind, &event.meta),
+        };
+        deliver(&mut self.stats, &self.spec.events, out, emitted);
         LineOutcome::Continue
     }
 
@@ -1097,6 +1145,42 @@ mod tests {
             &mut collect(&mut seen),
         );
         assert_eq!(seen.len(), 1);
+    }
+
+    #[test]
+    fn emitted_events_carry_the_object_identity() {
+        let mut m = WatchMachine::new(spec(OnStart::Added), Rng::new(1));
+        let now = Instant::now();
+        let mut ids: Vec<(String, String, String, String, String)> = Vec::new();
+        let mut grab = |e: Emitted<'_>| {
+            let i = e.identity;
+            ids.push((
+                i.kind.into(),
+                i.namespace.into(),
+                i.name.into(),
+                i.uid.into(),
+                i.resource_version.into(),
+            ));
+        };
+        m.poll_request(now).unwrap();
+        m.on_list_body(now, &list_body("10", "", &[pod("a", "1")]), &mut grab);
+        m.poll_request(now).unwrap();
+        m.on_watch_opened(now);
+        m.on_watch_line(now, &line("MODIFIED", &pod("a", "11")), &mut grab);
+        let err = r#"{"kind":"Status","code":410}"#;
+        m.on_watch_line(now, &line("ERROR", err), &mut grab);
+        m.poll_request(now).unwrap();
+        m.on_list_body(now, &list_body("12", "", &[]), &mut grab);
+        let want = |rv: &str| {
+            (
+                "Pod".to_string(),
+                "ns".to_string(),
+                "p-a".to_string(),
+                "a".to_string(),
+                rv.to_string(),
+            )
+        };
+        assert_eq!(ids, vec![want("1"), want("11"), want("11")]);
     }
 
     #[test]
