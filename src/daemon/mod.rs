@@ -8,11 +8,11 @@ use crate::config::{Config, SinkConfig};
 use crate::kube::{ResourcePath, Selectors};
 use crate::net::Resolver;
 use crate::rand::Rng;
-use crate::sink::{FileSink, QueueBound, Sink};
+use crate::sink::{FileSink, QueueBound, Sink, SinkCtx};
 use crate::watch::{WatchMachine, WatchSpec};
 use cluster::ClusterRuntime;
 use mio::{Events, Poll, Token, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::collections::HashMap;
 use std::fmt;
@@ -28,9 +28,9 @@ const FIRST_SINK_TOKEN: usize = 2;
 const READ_BUF: usize = 256 << 10;
 /// Bytes a sink may hold besides its event bound.
 const SINK_QUEUE_BYTES: usize = 64 << 20;
-/// How long shutdown waits for a sink that cannot take its queue (a full
-/// disk, a stuck FIFO) before giving up and saying how much is left.
-const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);
+/// How long shutdown lets the sinks deliver what they hold (running hooks,
+/// a full disk, a stuck FIFO) before giving up and saying how much is left.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
 const LIST_PAGE_SIZE: u32 = 500;
 
 #[derive(Debug)]
@@ -78,7 +78,7 @@ pub struct Daemon {
     blocked: Vec<bool>,
     read_buf: Vec<u8>,
     record_buf: Vec<u8>,
-    stopping: bool,
+    phase: Phase,
 }
 
 impl Daemon {
@@ -154,17 +154,21 @@ impl Daemon {
                 page_size: LIST_PAGE_SIZE,
                 watch_timeout: w.watch_timeout,
             };
-            let sink_ids = w
+            let sink_ids: Vec<usize> = w
                 .sinks
                 .iter()
                 .filter_map(|s| sink_index.get(s).copied())
                 .collect();
+            let wants_meta = sink_ids
+                .iter()
+                .any(|&i| sinks.get(i).is_some_and(Sink::wants_meta));
             let machine = WatchMachine::new(spec, Rng::from_entropy(i as u64));
             watchers.push(Watcher::new(
                 machine,
                 cluster,
                 &w.cluster,
                 sink_ids,
+                wants_meta,
                 config.daemon.max_line_bytes,
             ));
         }
@@ -182,11 +186,11 @@ impl Daemon {
             blocked: vec![false; n],
             read_buf: vec![0; READ_BUF],
             record_buf: Vec::with_capacity(64 << 10),
-            stopping: false,
+            phase: Phase::Running,
         })
     }
 
-    /// Runs until SIGINT or SIGTERM, then flushes the sinks.
+    /// Runs until SIGINT or SIGTERM, then drains the sinks.
     pub fn run(mut self) -> Result<(), DaemonError> {
         log::info!(
             "kwatchd {} running: {} watches, {} sinks",
@@ -195,48 +199,65 @@ impl Daemon {
             self.sinks.len()
         );
         let mut events = Events::with_capacity(1024);
-        let mut token_owner: HashMap<Token, usize> = HashMap::new();
-        while !self.stopping {
-            let now = Instant::now();
-            let timeout = if self.runnable.iter().any(|r| *r) {
-                Some(Duration::ZERO)
-            } else {
-                self.next_deadline()
-                    .map(|d| d.saturating_duration_since(now))
-            };
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
+        while self.phase == Phase::Running {
+            self.wait(&mut events)?;
+            self.dispatch(&events);
+            self.turn();
+        }
+        self.drain(&mut events)
+    }
+
+    /// One `poll`, with the timeout to the earliest deadline (zero while a
+    /// watch has work left over from the last turn).
+    fn wait(&mut self, events: &mut Events) -> Result<(), DaemonError> {
+        let now = Instant::now();
+        let timeout = if self.runnable.iter().any(|r| *r) {
+            Some(Duration::ZERO)
+        } else {
+            self.next_deadline()
+                .map(|d| d.saturating_duration_since(now))
+        };
+        loop {
+            match self.poll.poll(events, timeout) {
+                Ok(()) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
+                Err(error) => {
                     return Err(DaemonError::Io {
                         what: "poll failed",
-                        error: e,
+                        error,
                     })
                 }
             }
-            token_owner.clear();
-            for (i, w) in self.watchers.iter().enumerate() {
-                if let Some(t) = w.token() {
-                    token_owner.insert(t, i);
-                }
-            }
-            for event in events.iter() {
-                match event.token() {
-                    SIGNAL_TOKEN => self.on_signals(),
-                    WAKER_TOKEN => self.on_resolver_answers(),
-                    // A sink's pipe has room: every turn flushes the sinks.
-                    t if t.0 < FIRST_SINK_TOKEN + self.sinks.len() => {}
-                    t => {
-                        if let Some(&i) = token_owner.get(&t) {
-                            self.runnable[i] = true;
+        }
+    }
+
+    /// Routes poll events to their owners.
+    fn dispatch(&mut self, events: &Events) {
+        // Derived per batch rather than kept in sync with every connect and
+        // close; cheap next to the I/O it routes.
+        let token_owner: HashMap<Token, usize> = self
+            .watchers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| w.token().map(|t| (t, i)))
+            .collect();
+        for event in events.iter() {
+            match event.token() {
+                SIGNAL_TOKEN => self.on_signals(),
+                WAKER_TOKEN => self.on_resolver_answers(),
+                t => match token_owner.get(&t) {
+                    Some(&i) => self.runnable[i] = true,
+                    None => {
+                        let (mut ctx, sinks) = self.sink_ctx();
+                        for sink in sinks.iter_mut() {
+                            if sink.on_ready(t, &mut ctx) {
+                                break;
+                            }
                         }
                     }
-                }
+                },
             }
-            self.turn();
         }
-        self.shutdown();
-        Ok(())
     }
 
     fn ctx(&mut self) -> (Ctx<'_>, &mut Vec<Watcher>) {
@@ -255,7 +276,19 @@ impl Daemon {
         )
     }
 
-    /// One loop turn after poll: timers, driving, flushing.
+    fn sink_ctx(&mut self) -> (SinkCtx<'_>, &mut Vec<Sink>) {
+        (
+            SinkCtx {
+                registry: self.poll.registry(),
+                tokens: &mut self.tokens,
+                resolver: &mut self.resolver,
+                now: Instant::now(),
+            },
+            &mut self.sinks,
+        )
+    }
+
+    /// One loop turn after poll: timers, driving the watches, the sinks.
     fn turn(&mut self) {
         let mut runnable = std::mem::take(&mut self.runnable);
         let mut blocked = std::mem::take(&mut self.blocked);
@@ -276,11 +309,7 @@ impl Daemon {
                 blocked[i] = flow == Flow::Blocked;
             }
         }
-        let now = Instant::now();
-        let registry = self.poll.registry();
-        for s in &mut self.sinks {
-            s.flush(now, registry);
-        }
+        self.poll_sinks();
         for (i, w) in self.watchers.iter().enumerate() {
             if blocked[i] && w.has_room(&self.sinks) {
                 blocked[i] = false;
@@ -291,6 +320,13 @@ impl Daemon {
         self.blocked = blocked;
     }
 
+    fn poll_sinks(&mut self) {
+        let (mut ctx, sinks) = self.sink_ctx();
+        for s in sinks.iter_mut() {
+            s.poll(&mut ctx);
+        }
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         let watches = self.watchers.iter().filter_map(Watcher::deadline);
         let sinks = self.sinks.iter().filter_map(Sink::deadline);
@@ -298,18 +334,31 @@ impl Daemon {
     }
 
     fn on_signals(&mut self) {
-        for signal in self.signals.pending() {
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for signal in pending {
             match signal {
+                SIGCHLD => {
+                    let (mut ctx, sinks) = self.sink_ctx();
+                    for s in sinks.iter_mut() {
+                        s.on_sigchld(&mut ctx);
+                    }
+                }
                 SIGINT | SIGTERM => {
-                    log::info!(
-                        "received {}; stopping",
-                        if signal == SIGINT {
-                            "SIGINT"
-                        } else {
-                            "SIGTERM"
+                    let name = if signal == SIGINT {
+                        "SIGINT"
+                    } else {
+                        "SIGTERM"
+                    };
+                    match self.phase {
+                        Phase::Running => {
+                            log::info!("received {name}; stopping: no more reading, delivering what is queued (up to {}s; send it again to stop at once)", SHUTDOWN_DRAIN.as_secs());
+                            self.phase = Phase::Draining;
                         }
-                    );
-                    self.stopping = true;
+                        Phase::Draining | Phase::Aborting => {
+                            log::warn!("received {name} again; stopping now");
+                            self.phase = Phase::Aborting;
+                        }
+                    }
                 }
                 _ => {}
             }
@@ -318,47 +367,80 @@ impl Daemon {
 
     fn on_resolver_answers(&mut self) {
         let answers = self.resolver.answers();
-        let (mut ctx, watchers) = self.ctx();
         for answer in answers {
+            let (mut ctx, watchers) = self.ctx();
             if let Some(w) = watchers
                 .iter_mut()
                 .find(|w| w.resolver_query() == Some(answer.id))
             {
                 w.on_resolved(&mut ctx, answer.result);
+                continue;
+            }
+            let (mut ctx, sinks) = self.sink_ctx();
+            if let Some(s) = sinks.iter_mut().find(|s| s.owns_query(answer.id)) {
+                s.on_resolved(answer.id, answer.result, &mut ctx);
             }
         }
         self.runnable.iter_mut().for_each(|r| *r = true);
     }
 
-    /// Stop reading, close connections, write out what the sinks hold.
-    fn shutdown(&mut self) {
+    /// Stop reading, let the sinks deliver what they hold (running hooks
+    /// finish, queues drain) until done, the drain time is up, or a second
+    /// signal; then stop what still runs and say what was not delivered.
+    fn drain(&mut self, events: &mut Events) -> Result<(), DaemonError> {
         let registry = self.poll.registry();
         for w in &mut self.watchers {
             w.close(registry);
         }
-        let give_up = Instant::now() + SHUTDOWN_FLUSH;
+        self.runnable.iter_mut().for_each(|r| *r = false);
+        let give_up = Instant::now() + SHUTDOWN_DRAIN;
         loop {
-            let now = Instant::now();
-            for s in &mut self.sinks {
-                s.flush(now, registry);
-            }
-            let left: usize = self.sinks.iter().map(Sink::queued).sum();
-            if left == 0 {
+            self.poll_sinks();
+            let pending: usize = self.sinks.iter().map(Sink::pending).sum();
+            if pending == 0 {
                 break;
             }
-            if now >= give_up {
-                for s in self.sinks.iter().filter(|s| s.queued() > 0) {
-                    log::error!(
-                        "sink {}: {} events could not be written before shutdown",
-                        s.name(),
-                        s.queued()
-                    );
+            if self.phase == Phase::Aborting || Instant::now() >= give_up {
+                let (mut ctx, sinks) = self.sink_ctx();
+                for s in sinks.iter_mut() {
+                    if s.pending() > 0 {
+                        log::error!(
+                            "sink {}: {} events were not delivered before shutdown",
+                            s.name(),
+                            s.pending()
+                        );
+                    }
+                    s.abort(&mut ctx);
                 }
                 break;
             }
-            std::thread::sleep(Duration::from_millis(5));
+            // Short waits: a blocked file is retried on a timer of its own.
+            let until = self.next_deadline().unwrap_or(give_up).min(give_up);
+            let timeout = until
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(50));
+            if let Err(e) = self.poll.poll(events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(DaemonError::Io {
+                        what: "poll failed",
+                        error: e,
+                    });
+                }
+            }
+            self.dispatch(events);
         }
         let events: u64 = self.watchers.iter().map(|w| w.machine.stats().events).sum();
         log::info!("stopped after {events} events");
+        Ok(())
     }
+}
+
+/// Where the daemon is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// SIGTERM/SIGINT: no more reading; sinks deliver what they hold.
+    Draining,
+    /// A second signal, or the drain time is up.
+    Aborting,
 }

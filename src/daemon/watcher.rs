@@ -5,7 +5,7 @@ use super::cluster::ClusterRuntime;
 use crate::http::{BodyMode, Request, ResponseReader};
 use crate::net::resolve::Resolution;
 use crate::net::{Connection, ReadOutcome, Resolver};
-use crate::sink::{RecordWriter, Sink};
+use crate::sink::{EventMeta, RecordWriter, Sink};
 pub use crate::tokens::TokenAllocator;
 use crate::watch::{
     Emit, Emitted, LineOutcome, RequestKind, RequestPlan, TimerOutcome, WatchMachine,
@@ -14,6 +14,7 @@ use mio::{Registry, Token};
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
 /// Bytes read for one watch per loop turn before others get their turn.
@@ -84,6 +85,8 @@ pub struct Watcher {
     cluster: usize,
     sinks: Vec<usize>,
     records: RecordWriter,
+    /// Set when a sink of this watch wants each event's `EventMeta`.
+    meta_base: Option<MetaBase>,
     max_line: usize,
     list_body_limit: usize,
     link: Link,
@@ -107,14 +110,21 @@ impl Watcher {
         cluster: usize,
         cluster_name: &str,
         sinks: Vec<usize>,
+        wants_meta: bool,
         max_line: usize,
     ) -> Self {
         let records = RecordWriter::new(machine.name(), cluster_name);
+        let meta_base = wants_meta.then(|| MetaBase {
+            watch: machine.name().to_owned(),
+            cluster: cluster_name.to_owned(),
+            api_version: machine.spec().api_version.clone(),
+        });
         Watcher {
             machine,
             cluster,
             sinks,
             records,
+            meta_base,
             max_line,
             list_body_limit: max_line.max(256 << 20),
             link: Link::None,
@@ -442,6 +452,7 @@ impl Watcher {
             machine,
             sinks: sink_ids,
             records,
+            meta_base,
             link,
             connect_deadline,
             ..
@@ -474,6 +485,8 @@ impl Watcher {
                     };
                     let mut fanout = Fanout {
                         records,
+                        meta_base: meta_base.as_ref(),
+                        now: ctx.now,
                         sink_ids,
                         sinks: ctx.sinks,
                         buf: ctx.record_buf,
@@ -587,6 +600,7 @@ impl Watcher {
             machine,
             sinks: sink_ids,
             records,
+            meta_base,
             link,
             ..
         } = self;
@@ -607,6 +621,8 @@ impl Watcher {
                 let body = resp.reader.take_body().unwrap_or_default();
                 let mut fanout = Fanout {
                     records,
+                    meta_base: meta_base.as_ref(),
+                    now: ctx.now,
                     sink_ids,
                     sinks: ctx.sinks,
                     buf: ctx.record_buf,
@@ -622,9 +638,37 @@ impl Watcher {
     }
 }
 
+/// The per-watch part of every event's `EventMeta`.
+#[derive(Debug)]
+struct MetaBase {
+    watch: String,
+    cluster: String,
+    api_version: String,
+}
+
+impl MetaBase {
+    fn meta(&self, event: &Emitted<'_>) -> EventMeta {
+        let id = &event.identity;
+        EventMeta {
+            watch: self.watch.clone(),
+            cluster: self.cluster.clone(),
+            event_type: event.event_type.as_str(),
+            origin: event.origin.as_str(),
+            api_version: self.api_version.clone(),
+            kind: id.kind.to_owned(),
+            namespace: id.namespace.to_owned(),
+            name: id.name.to_owned(),
+            uid: id.uid.to_owned(),
+            resource_version: id.resource_version.to_owned(),
+        }
+    }
+}
+
 /// Renders each event once and queues it on every sink of the watch.
 struct Fanout<'a> {
     records: &'a RecordWriter,
+    meta_base: Option<&'a MetaBase>,
+    now: Instant,
     sink_ids: &'a [usize],
     sinks: &'a mut [Sink],
     buf: &'a mut Vec<u8>,
@@ -634,9 +678,10 @@ impl Emit for Fanout<'_> {
     fn emit(&mut self, event: Emitted<'_>) {
         self.buf.clear();
         self.records.write(self.buf, SystemTime::now(), &event);
+        let meta = self.meta_base.map(|b| Rc::new(b.meta(&event)));
         for &i in self.sink_ids {
             if let Some(s) = self.sinks.get_mut(i) {
-                s.push(self.buf);
+                s.push(self.now, self.buf, meta.as_ref());
             }
         }
     }

@@ -1,4 +1,5 @@
-//! The file sink: appends records to a JSON-lines file.
+//! The file sink: appends records to a JSON-lines file, or to standard
+//! output (the stdout sink is the same queue with another target).
 //!
 //! Writes are batched per loop turn and never block: the file is opened
 //! non-blocking (a FIFO reader that stops reading must not wedge the loop),
@@ -29,7 +30,7 @@ const COMPACT_AT: usize = 1 << 20;
 #[derive(Debug)]
 pub struct FileSink {
     name: String,
-    path: PathBuf,
+    target: Target,
     file: Option<File>,
     bound: QueueBound,
     /// Queued record bytes; `buf[written..]` is not on disk yet.
@@ -52,9 +53,18 @@ pub struct FileSink {
 impl FileSink {
     /// `token` wakes the loop when a blocked pipe has room again.
     pub fn new(name: &str, path: &Path, bound: QueueBound, token: Token) -> Self {
+        Self::with_target(name, Target::Path(path.to_owned()), bound, token)
+    }
+
+    /// Records to the daemon's standard output (journald, a terminal, a pipe).
+    pub fn stdout(name: &str, bound: QueueBound, token: Token) -> Self {
+        Self::with_target(name, Target::Stdout { socket: false }, bound, token)
+    }
+
+    fn with_target(name: &str, target: Target, bound: QueueBound, token: Token) -> Self {
         FileSink {
             name: name.to_owned(),
-            path: path.to_owned(),
+            target,
             file: None,
             bound,
             buf: Vec::new(),
@@ -73,8 +83,12 @@ impl FileSink {
         &self.name
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// What it writes to, for log lines.
+    pub fn describe(&self) -> String {
+        match &self.target {
+            Target::Path(p) => p.display().to_string(),
+            Target::Stdout { .. } => "standard output".to_owned(),
+        }
     }
 
     pub fn has_room(&self) -> bool {
@@ -91,6 +105,10 @@ impl FileSink {
     }
 
     /// When `flush` should run again even if nothing new arrives.
+    pub fn token(&self) -> Token {
+        self.token
+    }
+
     pub fn retry_at(&self) -> Option<Instant> {
         match (self.backoff_until, self.recheck_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -106,7 +124,14 @@ impl FileSink {
     /// Opens the file now, so a start-up problem is reported at start.
     pub fn open(&mut self) -> io::Result<()> {
         if self.file.is_none() {
-            self.file = Some(open_append(&self.path)?);
+            self.file = Some(match &mut self.target {
+                Target::Path(path) => open_append(path)?,
+                Target::Stdout { socket } => {
+                    let (file, is_socket) = dup_stdout()?;
+                    *socket = is_socket;
+                    file
+                }
+            });
         }
         Ok(())
     }
@@ -136,7 +161,7 @@ impl FileSink {
             return;
         };
         while self.written < self.buf.len() {
-            match file.write(&self.buf[self.written..]) {
+            match self.target.write(&mut file, &self.buf[self.written..]) {
                 Ok(0) => {
                     self.file = Some(file);
                     let e = io::Error::new(io::ErrorKind::WriteZero, "the write made no progress");
@@ -179,7 +204,7 @@ impl FileSink {
             log::info!(
                 "sink {}: writing to {} again; nothing was lost",
                 self.name,
-                self.path.display()
+                self.describe()
             );
             self.failures = 0;
         }
@@ -229,7 +254,7 @@ impl FileSink {
         let msg = format!(
             "sink {}: {what} {}: {e}; {} events are kept and retried in {} ms",
             self.name,
-            self.path.display(),
+            self.describe(),
             self.record_ends.len(),
             delay.as_millis()
         );
@@ -239,6 +264,77 @@ impl FileSink {
             log::debug!("{msg}");
         }
     }
+}
+
+#[derive(Debug)]
+enum Target {
+    Path(PathBuf),
+    /// A duplicate of fd 1. Its file status flags are shared with whoever
+    /// else holds stdout (a terminal, journald's socket), so it is never set
+    /// non-blocking: sockets get `MSG_DONTWAIT` sends, anything else is
+    /// written only when `poll` says there is room, at most `PIPE_BUF` bytes
+    /// at a time (a pipe with room for that never blocks).
+    Stdout {
+        socket: bool,
+    },
+}
+
+impl Target {
+    fn write(&self, file: &mut File, buf: &[u8]) -> io::Result<usize> {
+        let fd = file.as_raw_fd();
+        match self {
+            Target::Path(_) => file.write(buf),
+            Target::Stdout { socket: true } => {
+                // SAFETY: `buf` is valid for `buf.len()` bytes; `fd` is open.
+                let n = unsafe {
+                    libc::send(
+                        fd,
+                        buf.as_ptr().cast(),
+                        buf.len(),
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
+                };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            }
+            Target::Stdout { socket: false } => {
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd, zero timeout.
+                let ready = unsafe { libc::poll(&mut pfd, 1, 0) };
+                if ready < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if ready == 0 || pfd.revents & libc::POLLOUT == 0 {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                file.write(&buf[..buf.len().min(libc::PIPE_BUF)])
+            }
+        }
+    }
+}
+
+/// A close-on-exec duplicate of fd 1, and whether it is a socket.
+fn dup_stdout() -> io::Result<(File, bool)> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain fcntl on fd 1; the result is checked.
+    let fd = unsafe { libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor owned by nobody else.
+    let file = unsafe { File::from_raw_fd(fd) };
+    let is_socket = {
+        use std::os::unix::fs::FileTypeExt;
+        file.metadata()?.file_type().is_socket()
+    };
+    Ok((file, is_socket))
 }
 
 /// Opens for append with mode 0640, creating the parent directory (0750).

@@ -7,7 +7,12 @@ pub mod record;
 pub use file::FileSink;
 pub use record::{EventMeta, QueuedRecord, RecordWriter};
 
-use mio::Registry;
+use crate::net::Resolver;
+use crate::tokens::TokenAllocator;
+use mio::{Registry, Token};
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Instant;
 
 /// How much a sink may hold before the watches feeding it pause.
@@ -17,10 +22,19 @@ pub struct QueueBound {
     pub bytes: usize,
 }
 
+/// What a sink may use while the loop drives it.
+pub struct SinkCtx<'a> {
+    pub registry: &'a Registry,
+    pub tokens: &'a mut TokenAllocator,
+    pub resolver: &'a mut Resolver,
+    pub now: Instant,
+}
+
 /// A configured sink. An enum, not a trait object: the set of sink types is
-/// closed and each variant's flush is driven by the loop.
+/// closed and the loop drives each variant the same way.
 #[derive(Debug)]
 pub enum Sink {
+    /// A file or standard output.
     File(FileSink),
 }
 
@@ -38,30 +52,90 @@ impl Sink {
         }
     }
 
-    /// Queues one complete record (a JSON line with its newline).
-    pub fn push(&mut self, record: &[u8]) {
+    /// True when it needs each event's `EventMeta` (building one costs a
+    /// few allocations, so watches feeding only files skip it).
+    pub fn wants_meta(&self) -> bool {
         match self {
-            Sink::File(s) => s.push(record),
+            Sink::File(_) => false,
         }
     }
 
-    /// Delivers what it can without blocking.
-    pub fn flush(&mut self, now: Instant, registry: &Registry) {
+    /// Queues one complete record (a JSON line with its newline); `meta` is
+    /// set when `wants_meta` said so.
+    pub fn push(&mut self, _now: Instant, line: &[u8], _meta: Option<&Rc<EventMeta>>) {
         match self {
-            Sink::File(s) => s.flush(now, registry),
+            Sink::File(s) => s.push(line),
         }
     }
 
-    /// When the sink wants `flush` again although nothing new arrived.
+    /// Does what can be done now without blocking: writes, starts and
+    /// finishes deliveries, handles its timers.
+    pub fn poll(&mut self, ctx: &mut SinkCtx<'_>) {
+        match self {
+            Sink::File(s) => s.flush(ctx.now, ctx.registry),
+        }
+    }
+
+    /// A poll event for `token`; false when the token is not this sink's.
+    pub fn on_ready(&mut self, token: Token, ctx: &mut SinkCtx<'_>) -> bool {
+        match self {
+            // Room in a full pipe: the next `poll` writes.
+            Sink::File(s) => {
+                let _ = ctx;
+                s.token() == token
+            }
+        }
+    }
+
+    /// True when resolver query `id` is this sink's.
+    pub fn owns_query(&self, id: u64) -> bool {
+        let _ = id;
+        match self {
+            Sink::File(_) => false,
+        }
+    }
+
+    /// The answer to a query `owns_query` claimed.
+    pub fn on_resolved(
+        &mut self,
+        id: u64,
+        result: io::Result<Vec<SocketAddr>>,
+        ctx: &mut SinkCtx<'_>,
+    ) {
+        let _ = (id, result, ctx);
+        match self {
+            Sink::File(_) => {}
+        }
+    }
+
+    /// SIGCHLD arrived: some child of the daemon may have exited.
+    pub fn on_sigchld(&mut self, ctx: &mut SinkCtx<'_>) {
+        let _ = ctx;
+        match self {
+            Sink::File(_) => {}
+        }
+    }
+
+    /// When `poll` should run again even if nothing happens.
     pub fn deadline(&self) -> Option<Instant> {
         match self {
             Sink::File(s) => s.retry_at(),
         }
     }
 
-    pub fn queued(&self) -> usize {
+    /// Events accepted and not yet delivered (queued or in flight).
+    pub fn pending(&self) -> usize {
         match self {
             Sink::File(s) => s.queued(),
+        }
+    }
+
+    /// Shutdown ran out of time: stop what is running (kill hooks, close
+    /// connections). What was not delivered is reported by the caller.
+    pub fn abort(&mut self, ctx: &mut SinkCtx<'_>) {
+        let _ = ctx;
+        match self {
+            Sink::File(_) => {}
         }
     }
 }

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod receiver;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_kwatchd");
 
 /// Polls `cond` every 20 ms until it holds or `timeout` passes.
