@@ -26,6 +26,11 @@ const LOG_EXCERPT: usize = 200;
 
 const READ_BUF: usize = 16 * 1024;
 
+/// rustls's default cap on buffered outgoing data, which `Connection` does
+/// not lift yet: a bigger request over https fails at send. Only used to
+/// explain that failure.
+const TLS_SEND_LIMIT: usize = 64 * 1024;
+
 /// One POST, from `start` to its outcome.
 #[derive(Debug)]
 struct Post {
@@ -51,7 +56,8 @@ enum SlotState {
     /// Request handed to the connection; reading the answer.
     Awaiting {
         post: Post,
-        reader: ResponseReader,
+        /// Boxed: the reader is large and most slots sit idle.
+        reader: Box<ResponseReader>,
         /// Plaintext bytes of the answer received so far.
         received: usize,
         /// The connection had served a POST before this one.
@@ -98,6 +104,9 @@ pub struct WebhookClient {
     waiting: VecDeque<Post>,
     outcomes: Vec<(u64, PostOutcome)>,
     read_buf: Box<[u8]>,
+    /// POSTs resent after a reused connection died (a metric, and proof in
+    /// tests that the resend path ran).
+    resends: u64,
 }
 
 impl std::fmt::Debug for WebhookClient {
@@ -137,6 +146,7 @@ impl WebhookClient {
             waiting: VecDeque::new(),
             outcomes: Vec::new(),
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
+            resends: 0,
         }
     }
 
@@ -316,6 +326,12 @@ impl WebhookClient {
                 .count()
     }
 
+    /// POSTs resent once because a reused connection was closed before any
+    /// byte of the answer (since the client was created).
+    pub fn resends(&self) -> u64 {
+        self.resends
+    }
+
     /// Open connections, idle ones included (for metrics and tests).
     pub fn connections(&self) -> usize {
         self.slots.len()
@@ -405,9 +421,9 @@ impl WebhookClient {
         let sent = slot.conn.send(ctx.registry, &post.request);
         slot.state = SlotState::Awaiting {
             post,
-            reader: ResponseReader::new(BodyMode::Whole {
+            reader: Box::new(ResponseReader::new(BodyMode::Whole {
                 max_body: RESPONSE_BODY_LIMIT,
-            }),
+            })),
             received: 0,
             reused: true,
         };
@@ -480,9 +496,9 @@ impl WebhookClient {
                         let sent = slot.conn.send(ctx.registry, &post.request);
                         slot.state = SlotState::Awaiting {
                             post,
-                            reader: ResponseReader::new(BodyMode::Whole {
+                            reader: Box::new(ResponseReader::new(BodyMode::Whole {
                                 max_body: RESPONSE_BODY_LIMIT,
-                            }),
+                            })),
                             received: 0,
                             reused: false,
                         };
@@ -567,11 +583,18 @@ impl WebhookClient {
                 post.job
             );
             post.resent = true;
+            self.resends += 1;
             // The slot just freed leaves room for the new connection, and
             // the POST keeps its deadline: the timeout covers the resend.
             self.open(post, ctx);
         } else {
-            let reason = format!("POST to {peer} failed: {error}");
+            let mut reason = format!("POST to {peer} failed: {error}");
+            if self.target.tls.is_some() && post.request.len() > TLS_SEND_LIMIT {
+                reason.push_str(&format!(
+                    " (the request is {} bytes; the TLS connection accepts at most 64 KiB at once)",
+                    post.request.len()
+                ));
+            }
             self.finish(post.job, PostOutcome::Failed { reason });
         }
     }

@@ -34,6 +34,12 @@
 //!   into a spurious failure and a backoff. A fresh connection is never
 //!   resent: its failure is reported, and the scheduler's retry policy
 //!   decides.
+//!
+//! Known limit (outside this module): over https, `net::Connection` leaves
+//! rustls's 64 KiB cap on unsent data in place and writes a request in one
+//! go, so a POST bigger than 64 KiB fails (with a reason that says so).
+//! The fix is `set_buffer_limit(None)` on the `ClientConnection` in
+//! `Connection::connect`; the ignored test `https_body_over_64_kib` checks it.
 
 mod client;
 #[cfg(test)]
@@ -109,11 +115,12 @@ pub enum Verdict {
 pub fn classify(outcome: &PostOutcome) -> Verdict {
     match outcome {
         PostOutcome::Status { code, .. } if (200..300).contains(code) => Verdict::Success,
-        PostOutcome::Status { code, retry_after } if matches!(code, 408 | 429 | 500..=599) => {
-            Verdict::Retry {
-                retry_after: *retry_after,
-            }
-        }
+        PostOutcome::Status {
+            code: 408 | 429 | 500..=599,
+            retry_after,
+        } => Verdict::Retry {
+            retry_after: *retry_after,
+        },
         PostOutcome::Status { .. } => Verdict::Fail,
         PostOutcome::Failed { .. } => Verdict::Retry { retry_after: None },
     }
