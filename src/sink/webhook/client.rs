@@ -87,6 +87,8 @@ enum Step {
     Wait,
     /// The slot is gone (closed and removed).
     Removed,
+    /// The slot changed state without reaching `WouldBlock`: drive it again.
+    Again,
 }
 
 /// Delivers POSTs to one [`WebhookTarget`]. See the module docs.
@@ -512,7 +514,10 @@ impl WebhookClient {
                         return Step::Removed;
                     }
                 },
-                SlotState::Awaiting { .. } => return self.pump(i, ctx),
+                SlotState::Awaiting { .. } => match self.pump(i, ctx) {
+                    Step::Again => {}
+                    other => return other,
+                },
                 SlotState::Idle { .. } => {
                     // An idle connection only ever hears a close (or a stray
                     // 408 before one): either way it is done.
@@ -724,7 +729,10 @@ impl WebhookClient {
             self.remove(i, ctx.registry);
             return Step::Removed;
         }
-        Step::Wait
+        // Now idle. Reading stopped at the end of the response, not at
+        // `WouldBlock`: a FIN that came with it would get no new edge, so the
+        // idle state reads once more.
+        Step::Again
     }
 }
 

@@ -347,6 +347,20 @@ fn post_on_a_connection_the_server_closed_while_idle_is_resent_once() {
 }
 
 #[test]
+fn a_fresh_connection_closed_without_an_answer_fails_without_resend() {
+    let server = TestServer::start(None);
+    server.script([Reply::drop_connection()]);
+    let mut c = WebhookClient::new(target(server.addr()));
+    let mut l = Loop::new();
+    l.start(&mut c, 1, b"{}");
+    let out = l.run(&mut c, 1);
+    let reason = failed_reason(&out[0].1);
+    assert!(reason.contains("before any response"), "{reason}");
+    assert_eq!(c.resends(), 0);
+    assert_eq!(server.requests().len(), 1, "sent exactly once");
+}
+
+#[test]
 fn an_idle_close_seen_by_the_loop_just_drops_the_connection() {
     let server = TestServer::start(None);
     server.script([Reply::ok().idle_close(Duration::from_millis(30))]);

@@ -34,6 +34,8 @@ pub(crate) struct Reply {
     pub delay: Duration,
     /// Never answer; hold the connection until the client closes it.
     pub hang: bool,
+    /// Close the connection without answering.
+    pub drop: bool,
     /// Send `Connection: close` and close after the response.
     pub close: bool,
     /// Close the kept-alive connection when no next request arrived within this.
@@ -52,6 +54,7 @@ impl Reply {
             body: b"{}".to_vec(),
             delay: Duration::ZERO,
             hang: false,
+            drop: false,
             close: false,
             idle_close: None,
         }
@@ -75,6 +78,13 @@ impl Reply {
     pub fn hang() -> Self {
         Reply {
             hang: true,
+            ..Reply::ok()
+        }
+    }
+
+    pub fn drop_connection() -> Self {
+        Reply {
+            drop: true,
             ..Reply::ok()
         }
     }
@@ -294,6 +304,11 @@ fn serve(
             .expect("script lock")
             .pop_front()
             .unwrap_or_else(Reply::ok);
+        if reply.drop {
+            drop(stream);
+            let _ = tcp.shutdown(std::net::Shutdown::Both);
+            return Ok(());
+        }
         if reply.hang {
             // Hold the connection until the client gives up (EOF) or stop.
             loop {
