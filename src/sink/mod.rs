@@ -3,6 +3,7 @@
 
 pub mod file;
 pub mod record;
+pub mod webhook;
 
 pub use file::FileSink;
 pub use record::{EventMeta, QueuedRecord, RecordWriter};
