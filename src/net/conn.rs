@@ -86,9 +86,14 @@ impl Connection {
         }
         let mut stream = TcpStream::from_std(socket.into());
         let tls = match tls {
-            Some((config, name)) => Some(Box::new(
-                ClientConnection::new(config, name).map_err(io::Error::other)?,
-            )),
+            Some((config, name)) => {
+                let mut tls = ClientConnection::new(config, name).map_err(io::Error::other)?;
+                // rustls buffers 64 KiB of outgoing plaintext by default;
+                // `send` hands over whole requests (webhook batches can be
+                // megabytes), as the plain-TCP path does.
+                tls.set_buffer_limit(None);
+                Some(Box::new(tls))
+            }
             None => None,
         };
         let interest = Interest::READABLE | Interest::WRITABLE;

@@ -502,13 +502,9 @@ fn https_with_the_wrong_ca_fails_naming_tls() {
     assert!(server.requests().is_empty());
 }
 
-/// Needs `Connection::connect` to call `set_buffer_limit(None)` on the rustls
-/// client (src/net/conn.rs, outside this module): rustls buffers at most
-/// 64 KiB of unsent data by default and `Connection::send` writes the whole
-/// request at once, so a bigger body fails with "failed to write whole
-/// buffer". Verified to pass with that one-line change.
+/// rustls buffers at most 64 KiB of unsent data unless told otherwise, and
+/// `Connection::send` hands over whole requests.
 #[test]
-#[ignore = "needs rustls set_buffer_limit(None) in net::conn (see the doc comment)"]
 fn https_body_over_64_kib() {
     let (server_cfg, ca_pem) = tls_material();
     let server = TestServer::start(Some(server_cfg));
