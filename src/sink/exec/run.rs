@@ -125,6 +125,17 @@ struct Tokens {
 /// [`outcome`](Self::outcome) is `Some` (all sources are deregistered by
 /// then).
 ///
+/// Exit detection: a run without a pidfd (see [`uses_pidfd`](Self::uses_pidfd);
+/// pidfd_open can fail per spawn, e.g. EMFILE) only learns of the exit
+/// through `on_sigchld`, so the daemon should register SIGCHLD with
+/// signal-hook-mio before the first spawn and forward it to every
+/// unfinished run. SIGCHLD must never be set to SIG_IGN: the kernel would
+/// then reap hooks itself and their status would be lost.
+///
+/// SIGPIPE: like every Rust binary the daemon ignores it, so a hook that
+/// exits without reading its stdin shows up as EPIPE, which is not an error.
+/// Hooks get the default SIGPIPE back (std resets it in the child).
+///
 /// Dropping a run whose child was not reaped yet SIGKILLs the process group
 /// and waits at most 20 ms (in 1 ms steps) for the leader to become
 /// reapable; past that it logs and leaves a zombie rather than stall the

@@ -550,3 +550,35 @@ fn dropping_a_running_hook_kills_its_group() {
     // Reaped by Drop: no zombie of ours left behind.
     assert!(wait_dead(leader, Duration::from_secs(2)));
 }
+
+#[test]
+fn a_timed_out_hooks_leftover_is_swept_with_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("bg");
+    // The leader dies of SIGTERM; its background child ignores TERM and
+    // keeps the output pipes open.
+    let mut spec = sh(
+        "(trap '' TERM; exec sleep 1000) & echo $! > \"$1\"; wait",
+        &[&pidfile],
+    );
+    spec.timeout = Duration::from_millis(200);
+    spec.kill_grace = Duration::from_millis(300);
+    let mut h = Harness::new();
+    let mut run = h.spawn(&spec, Vec::new());
+    let bg = read_pid(&pidfile);
+    let (outcome, took) = h.finish(&mut run, Duration::from_secs(10));
+    // The hook itself gave up on SIGTERM…
+    assert_eq!(
+        outcome,
+        HookOutcome::TimedOut {
+            killed_with: libc::SIGTERM
+        }
+    );
+    // …its leftover held the pipes through the grace, then was killed.
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        wait_dead(bg, Duration::from_secs(2)),
+        "leftover {bg} survived"
+    );
+}
