@@ -1,6 +1,7 @@
 //! Where events go. Each sink owns a bounded queue; the daemon stops reading
 //! the watches that feed a full sink until it has room again.
 
+pub mod exec;
 pub mod file;
 pub mod record;
 pub mod webhook;
