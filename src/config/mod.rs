@@ -35,8 +35,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use sink::{FileSinkConfig, SinkConfig};
-pub use url::{Scheme, ServerUrl};
+pub use sink::{
+    DeliveryConfig, ExecSinkConfig, FileSinkConfig, HttpHeader, OnFailure, SinkConfig,
+    WebhookSinkConfig,
+};
+pub use url::{Scheme, ServerUrl, WebhookUrl};
 
 /// Default `daemon.max_line_bytes`: 16 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 16 << 20;
@@ -199,8 +202,28 @@ impl OnStart {
 pub(crate) struct Env {
     /// Base for relative paths (the working directory), if known.
     pub(crate) base_dir: Option<PathBuf>,
-    /// Check that referenced files (CA, token) are readable.
+    /// Check that referenced files (CA, token, hook program) are usable.
     pub(crate) check_files: bool,
+    /// Variables `${VAR}` in webhook headers expand from: `None` is the
+    /// process environment (the normal case); tests pass a fixed map so they
+    /// never have to mutate the process environment.
+    pub(crate) vars: Option<BTreeMap<String, String>>,
+}
+
+impl Env {
+    /// The value of environment variable `name`, `Ok(None)` when unset.
+    pub(crate) fn var(&self, name: &str) -> Result<Option<String>, String> {
+        match &self.vars {
+            Some(vars) => Ok(vars.get(name).cloned()),
+            None => match std::env::var(name) {
+                Ok(v) => Ok(Some(v)),
+                Err(std::env::VarError::NotPresent) => Ok(None),
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    Err(format!("environment variable {name} is not valid UTF-8"))
+                }
+            },
+        }
+    }
 }
 
 impl Config {
@@ -211,6 +234,7 @@ impl Config {
         let env = Env {
             base_dir: std::env::current_dir().ok(),
             check_files: false,
+            vars: None,
         };
         sections::parse(text, source, &env)
     }
@@ -229,8 +253,28 @@ impl Config {
         let env = Env {
             base_dir: std::env::current_dir().ok(),
             check_files: true,
+            vars: None,
         };
         sections::parse(&text, path, &env)
+    }
+
+    /// [`Config::parse`] with `${VAR}` expanding from `vars` only.
+    #[cfg(test)]
+    pub(crate) fn parse_with_vars(
+        text: &str,
+        source: &Path,
+        vars: &[(&str, &str)],
+    ) -> Result<Config, ConfigErrors> {
+        let env = Env {
+            base_dir: std::env::current_dir().ok(),
+            check_files: false,
+            vars: Some(
+                vars.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+        };
+        sections::parse(text, source, &env)
     }
 
     pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
