@@ -589,7 +589,7 @@ fn working_dir(ctx: &mut Ctx, env: &Env, t: &TableNode) -> Option<Option<PathBuf
 /// `env = { NAME = "value" }`: names as a shell would accept them, never
 /// the `KWATCHD_` variables kwatchd sets itself.
 fn hook_env(ctx: &mut Ctx, f: &Field) -> Option<BTreeMap<String, String>> {
-    let t = f.table(ctx, "an inline table of NAME = \"value\"".to_string())?;
+    let t = f.table(ctx, "{ NAME = \"value\", ... }".to_string())?;
     let mut ok = true;
     let mut vars = BTreeMap::new();
     for (name, entry) in t.entries() {
@@ -660,10 +660,7 @@ fn webhook_url(ctx: &mut Ctx, f: &Field) -> Option<WebhookUrl> {
 
 /// `headers = { Name = "value" }`, `${VAR}` expanded now.
 fn headers(ctx: &mut Ctx, env: &Env, f: &Field) -> Option<Vec<HttpHeader>> {
-    let t = f.table(
-        ctx,
-        "an inline table of Header-Name = \"value\"".to_string(),
-    )?;
+    let t = f.table(ctx, "{ Header-Name = \"value\", ... }".to_string())?;
     let mut ok = true;
     let mut headers: Vec<HttpHeader> = Vec::new();
     for (name, entry) in t.entries() {

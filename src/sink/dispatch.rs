@@ -1146,7 +1146,7 @@ mod tests {
             );
             let mut now = Instant::now();
             let total = 1000;
-            let mut counts = vec![0usize; 20];
+            let mut counts = [0usize; 20];
             let mut delivered: BTreeMap<(usize, usize), usize> = BTreeMap::new();
             let mut last = vec![None::<usize>; 20];
             let mut running: Vec<Job> = Vec::new();
