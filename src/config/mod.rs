@@ -12,8 +12,13 @@
 //! [`Config::parse`] walks a spanned TOML document field by field and reports
 //! *every* problem (syntax, unknown keys, missing keys, types, values,
 //! references, duplicates), each with the file, line, column and dotted key.
-//! [`Config::load`] also reads the file and checks that the files a cluster
-//! names (`certificate_authority`, `token_file`) can be read.
+//! [`Config::load`] also reads the file and checks the files it names: a
+//! cluster's `certificate_authority` and `token_file`, a webhook's
+//! `certificate_authority`, an exec hook's program (executable, or found in
+//! `PATH`) and `working_dir`, and that a `dead_letter` is not a directory.
+//!
+//! `${VAR}` in webhook `headers` is expanded from the environment when the
+//! file is parsed (so also on reload); an unset variable is an error.
 //!
 //! Relative paths in the file are resolved against the current working
 //! directory at load time and stored absolute, so a later `chdir` (or a
@@ -239,9 +244,9 @@ impl Config {
         sections::parse(text, source, &env)
     }
 
-    /// Reads `path`, parses it, and checks that `certificate_authority` and
-    /// `token_file` are readable regular files (the CA holding a PEM
-    /// certificate). All problems are reported together.
+    /// Reads `path`, parses it, and checks the files it names (see the
+    /// module documentation): CA bundles must hold a PEM certificate, hook
+    /// programs must be executable. All problems are reported together.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_path_buf(),

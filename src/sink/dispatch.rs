@@ -71,6 +71,9 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// park a sink for a day.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
 
+/// Upper bound on the policy's durations (see [`Dispatcher::new`]).
+const MAX_POLICY_DELAY: Duration = Duration::from_secs(24 * 3600);
+
 /// How one sink delivers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DispatchPolicy {
@@ -223,6 +226,11 @@ impl Dispatcher {
         policy.max_concurrent = policy.max_concurrent.max(1);
         policy.batch_max = policy.batch_max.max(1);
         policy.queue_events = policy.queue_events.max(1);
+        // Likewise bounded so `Instant + delay` can never overflow (the
+        // config allows at most an hour for any of them).
+        policy.batch_window = policy.batch_window.min(MAX_POLICY_DELAY);
+        policy.backoff_base = policy.backoff_base.min(MAX_POLICY_DELAY);
+        policy.backoff_cap = policy.backoff_cap.min(MAX_POLICY_DELAY);
         Dispatcher {
             policy,
             rng,
@@ -970,6 +978,23 @@ mod tests {
         d.push(t, record(1, 0));
         assert!(!d.has_room());
         assert_eq!(d.next_job(t).unwrap().records.len(), 1);
+    }
+
+    #[test]
+    fn absurd_durations_are_bounded() {
+        let t = Instant::now();
+        let mut d = dispatcher(DispatchPolicy {
+            batch_window: Duration::MAX,
+            backoff_base: Duration::MAX,
+            backoff_cap: Duration::MAX,
+            ..policy(1, 1)
+        });
+        d.push(t, record(1, 0));
+        assert_eq!(d.deadline(), Some(t + MAX_POLICY_DELAY));
+        d.flush_batch();
+        let job = d.next_job(t).unwrap();
+        d.complete(t, job.id, fail(true));
+        assert!(d.deadline().unwrap() <= t + MAX_POLICY_DELAY);
     }
 
     #[test]
