@@ -51,9 +51,10 @@ pub fn run(dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(dir) = dir {
         for sink in config.sinks.values_mut() {
-            let crate::config::SinkConfig::File(f) = sink;
-            if let Some(name) = f.path.file_name() {
-                f.path = std::env::current_dir()?.join(&dir).join(name);
+            if let crate::config::SinkConfig::File(f) = sink {
+                if let Some(name) = f.path.file_name() {
+                    f.path = std::env::current_dir()?.join(&dir).join(name);
+                }
             }
         }
     }
@@ -61,7 +62,10 @@ pub fn run(dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
     let files: Vec<PathBuf> = config
         .sinks
         .values()
-        .map(|crate::config::SinkConfig::File(f)| f.path.clone())
+        .filter_map(|s| match s {
+            crate::config::SinkConfig::File(f) => Some(f.path.clone()),
+            _ => None,
+        })
         .collect();
     println!("kwatchd demo: API server emulator at {}", sim.url());
     for f in &files {

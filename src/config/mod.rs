@@ -12,8 +12,13 @@
 //! [`Config::parse`] walks a spanned TOML document field by field and reports
 //! *every* problem (syntax, unknown keys, missing keys, types, values,
 //! references, duplicates), each with the file, line, column and dotted key.
-//! [`Config::load`] also reads the file and checks that the files a cluster
-//! names (`certificate_authority`, `token_file`) can be read.
+//! [`Config::load`] also reads the file and checks the files it names: a
+//! cluster's `certificate_authority` and `token_file`, a webhook's
+//! `certificate_authority`, an exec hook's program (executable, or found in
+//! `PATH`) and `working_dir`, and that a `dead_letter` is not a directory.
+//!
+//! `${VAR}` in webhook `headers` is expanded from the environment when the
+//! file is parsed (so also on reload); an unset variable is an error.
 //!
 //! Relative paths in the file are resolved against the current working
 //! directory at load time and stored absolute, so a later `chdir` (or a
@@ -35,8 +40,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use sink::{FileSinkConfig, SinkConfig};
-pub use url::{Scheme, ServerUrl};
+pub use sink::{
+    DeliveryConfig, ExecSinkConfig, FileSinkConfig, HttpHeader, OnFailure, SinkConfig,
+    WebhookSinkConfig,
+};
+pub use url::{Scheme, ServerUrl, WebhookUrl};
 
 /// Default `daemon.max_line_bytes`: 16 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 16 << 20;
@@ -199,8 +207,28 @@ impl OnStart {
 pub(crate) struct Env {
     /// Base for relative paths (the working directory), if known.
     pub(crate) base_dir: Option<PathBuf>,
-    /// Check that referenced files (CA, token) are readable.
+    /// Check that referenced files (CA, token, hook program) are usable.
     pub(crate) check_files: bool,
+    /// Variables `${VAR}` in webhook headers expand from: `None` is the
+    /// process environment (the normal case); tests pass a fixed map so they
+    /// never have to mutate the process environment.
+    pub(crate) vars: Option<BTreeMap<String, String>>,
+}
+
+impl Env {
+    /// The value of environment variable `name`, `Ok(None)` when unset.
+    pub(crate) fn var(&self, name: &str) -> Result<Option<String>, String> {
+        match &self.vars {
+            Some(vars) => Ok(vars.get(name).cloned()),
+            None => match std::env::var(name) {
+                Ok(v) => Ok(Some(v)),
+                Err(std::env::VarError::NotPresent) => Ok(None),
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    Err(format!("environment variable {name} is not valid UTF-8"))
+                }
+            },
+        }
+    }
 }
 
 impl Config {
@@ -211,13 +239,14 @@ impl Config {
         let env = Env {
             base_dir: std::env::current_dir().ok(),
             check_files: false,
+            vars: None,
         };
         sections::parse(text, source, &env)
     }
 
-    /// Reads `path`, parses it, and checks that `certificate_authority` and
-    /// `token_file` are readable regular files (the CA holding a PEM
-    /// certificate). All problems are reported together.
+    /// Reads `path`, parses it, and checks the files it names (see the
+    /// module documentation): CA bundles must hold a PEM certificate, hook
+    /// programs must be executable. All problems are reported together.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_path_buf(),
@@ -229,8 +258,28 @@ impl Config {
         let env = Env {
             base_dir: std::env::current_dir().ok(),
             check_files: true,
+            vars: None,
         };
         sections::parse(&text, path, &env)
+    }
+
+    /// [`Config::parse`] with `${VAR}` expanding from `vars` only.
+    #[cfg(test)]
+    pub(crate) fn parse_with_vars(
+        text: &str,
+        source: &Path,
+        vars: &[(&str, &str)],
+    ) -> Result<Config, ConfigErrors> {
+        let env = Env {
+            base_dir: std::env::current_dir().ok(),
+            check_files: false,
+            vars: Some(
+                vars.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+        };
+        sections::parse(text, source, &env)
     }
 
     pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {

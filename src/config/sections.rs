@@ -131,7 +131,7 @@ fn required<T>(
 }
 
 /// An optional string key converted by `parse`; `Some(None)` when absent.
-fn optional<T>(
+pub(super) fn optional<T>(
     ctx: &mut Ctx,
     t: &TableNode,
     key: &str,
@@ -144,7 +144,7 @@ fn optional<T>(
 }
 
 /// An optional string key converted by `parse`, else `default`.
-fn with_default<T>(
+pub(super) fn with_default<T>(
     ctx: &mut Ctx,
     t: &TableNode,
     key: &str,
@@ -154,7 +154,7 @@ fn with_default<T>(
     optional(ctx, t, key, parse).map(|v| v.unwrap_or(default))
 }
 
-fn duration(
+pub(super) fn duration(
     ctx: &mut Ctx,
     t: &TableNode,
     key: &str,
@@ -328,7 +328,7 @@ fn max_line_bytes(ctx: &mut Ctx, f: &Field) -> Option<usize> {
     f.check(ctx, in_range)
 }
 
-fn queue_events(ctx: &mut Ctx, f: &Field) -> Option<usize> {
+pub(super) fn queue_events(ctx: &mut Ctx, f: &Field) -> Option<usize> {
     let n = f.expect(ctx, "an integer", Value::as_integer)?;
     let checked = match usize::try_from(n) {
         Ok(n) if n >= 1 => Ok(n),
@@ -398,13 +398,13 @@ fn check_tls_options(
 }
 
 #[derive(Clone, Copy)]
-enum FileKind {
+pub(super) enum FileKind {
     Pem,
     Token,
 }
 
 /// An optional file path, resolved, and with `env.check_files` readable.
-fn file_path(
+pub(super) fn file_path(
     ctx: &mut Ctx,
     env: &Env,
     t: &TableNode,

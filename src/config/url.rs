@@ -104,6 +104,80 @@ impl fmt::Display for ServerUrl {
     }
 }
 
+/// A webhook endpoint: `http[s]://HOST[:PORT][/PATH][?QUERY]`.
+///
+/// Unlike [`ServerUrl`] (a base that API paths are appended to), the path is
+/// kept exactly as written (a trailing slash can matter to the receiver) and
+/// a query is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WebhookUrl {
+    /// Scheme, host and port; its `base_path` is always empty.
+    pub origin: ServerUrl,
+    /// The request-target sent on the request line: the path (at least
+    /// `/`) and the query, if any, e.g. `/hooks/kwatchd?team=web`.
+    pub target: String,
+}
+
+impl WebhookUrl {
+    /// Parses `http[s]://HOST[:PORT][/PATH][?QUERY]`. Refused: other
+    /// schemes, user info, fragment, invalid host or port, spaces, control
+    /// and non-ASCII characters in the path or query.
+    pub fn parse(s: &str) -> Result<WebhookUrl, String> {
+        let webhook = |e: String| e.replace("invalid server URL", "invalid webhook URL");
+        let (scheme, rest) = split_scheme(s).map_err(webhook)?;
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, target) = rest.split_at(authority_end);
+        if authority.contains('@') {
+            // Credentials in a URL end up in logs; headers are kept out of them.
+            return Err(
+                "user info (user:password@) is not allowed in the webhook URL; send credentials in `headers`, e.g. Authorization = \"Bearer ${TOKEN}\""
+                    .to_string(),
+            );
+        }
+        let (host, port) = split_host_port(authority).map_err(webhook)?;
+        let port = match port {
+            Some(p) => parse_port(p).map_err(webhook)?,
+            None => scheme.default_port(),
+        };
+        if target.contains('#') {
+            return Err("invalid webhook URL: a fragment (#...) is not allowed".to_string());
+        }
+        let bad = target
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control() || !c.is_ascii());
+        if let Some(c) = bad {
+            return Err(format!(
+                "invalid webhook URL: character {c:?} is not allowed in the path or query (percent-encode it)"
+            ));
+        }
+        let target = if target.starts_with('/') {
+            target.to_string()
+        } else {
+            // "https://h" or "https://h?x=1": the path is "/".
+            format!("/{target}")
+        };
+        Ok(WebhookUrl {
+            origin: ServerUrl {
+                scheme,
+                host,
+                port,
+                base_path: String::new(),
+            },
+            target,
+        })
+    }
+
+    pub fn is_loopback(&self) -> bool {
+        self.origin.is_loopback()
+    }
+}
+
+impl fmt::Display for WebhookUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.origin, self.target)
+    }
+}
+
 fn split_scheme(s: &str) -> Result<(Scheme, &str), String> {
     let Some((scheme, rest)) = s.split_once("://") else {
         return Err(format!(
@@ -312,6 +386,46 @@ mod tests {
         for (s, want) in cases {
             let e = ServerUrl::parse(s).expect_err(s);
             assert!(e.contains(want), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn webhook_urls() {
+        let u = WebhookUrl::parse("https://Hooks.Example.com/kwatchd/?team=web&x=%20").unwrap();
+        assert_eq!(u.origin.host, "hooks.example.com");
+        assert_eq!(u.origin.port, 443);
+        assert_eq!(u.origin.base_path, "");
+        assert_eq!(u.target, "/kwatchd/?team=web&x=%20");
+        assert_eq!(
+            u.to_string(),
+            "https://hooks.example.com/kwatchd/?team=web&x=%20"
+        );
+        let u = WebhookUrl::parse("http://127.0.0.1:9000").unwrap();
+        assert_eq!(u.target, "/");
+        assert!(u.is_loopback());
+        assert_eq!(u.to_string(), "http://127.0.0.1:9000/");
+        assert_eq!(WebhookUrl::parse("https://h?a=1").unwrap().target, "/?a=1");
+        assert_eq!(
+            WebhookUrl::parse("https://[::1]:8443/x")
+                .unwrap()
+                .origin
+                .host,
+            "::1"
+        );
+        let cases = [
+            ("hooks.example.com/x", "invalid webhook URL"),
+            ("ftp://h/x", "unsupported scheme"),
+            ("https://user:pw@h/x", "send credentials in `headers`"),
+            ("https://h/x#frag", "fragment"),
+            ("https://h/a b", "not allowed in the path or query"),
+            ("https://h/?q=é", "not allowed in the path or query"),
+            ("https://h:0/", "port"),
+            ("https:///x", "host is missing"),
+        ];
+        for (s, want) in cases {
+            let e = WebhookUrl::parse(s).expect_err(s);
+            assert!(e.contains(want), "{s}: {e}");
+            assert!(!e.contains("server URL"), "{s}: {e}");
         }
     }
 }

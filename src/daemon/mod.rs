@@ -121,6 +121,17 @@ impl Daemon {
                     })?;
                     Sink::File(file)
                 }
+                // Parsed by the config since the dispatch branch; the runners
+                // are wired in by the integration of the exec/webhook work.
+                other => {
+                    return Err(DaemonError::Sink {
+                        name: name.clone(),
+                        error: format!(
+                            "sink type {:?} is not supported by this build yet",
+                            other.type_name()
+                        ),
+                    })
+                }
             };
             sink_index.insert(name.clone(), sinks.len());
             sinks.push(sink);

@@ -1,11 +1,15 @@
 //! Where events go. Each sink owns a bounded queue; the daemon stops reading
 //! the watches that feed a full sink until it has room again.
 
+pub mod dead_letter;
+pub mod dispatch;
 pub mod exec;
 pub mod file;
 pub mod record;
 pub mod webhook;
 
+pub use dead_letter::DeadLetter;
+pub use dispatch::{DispatchPolicy, Dispatcher, GaveUp, Job, JobOutcome};
 pub use file::FileSink;
 pub use record::{EventMeta, QueuedRecord, RecordWriter};
 
