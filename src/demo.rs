@@ -1,18 +1,20 @@
 //! `kwatchd demo`: the emulator, a little churn, and the daemon on the
 //! embedded `config/demo.toml`, with the events file tailed to the terminal.
 
-use crate::config::{Config, ServerUrl};
+use crate::config::{Config, ServerUrl, SinkConfig};
 use crate::daemon::Daemon;
 use crate::logging;
 use crate::sim::churn::{start_churn, ChurnOptions};
 use crate::sim::{Resource, Sim, SimOptions};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::Duration;
 
 const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
+const DEMO_HOOK: &str = include_str!("../config/hooks/print-event");
 
 pub fn run(dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
     let sim = Sim::start(SimOptions {
@@ -49,24 +51,30 @@ pub fn run(dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
     for cluster in config.clusters.values_mut() {
         cluster.server = server.clone();
     }
-    if let Some(dir) = dir {
-        for sink in config.sinks.values_mut() {
-            if let crate::config::SinkConfig::File(f) = sink {
+    let cwd = std::env::current_dir()?;
+    let dir = cwd.join(dir.unwrap_or_else(|| PathBuf::from("kwatchd-demo")));
+    std::fs::create_dir_all(&dir)?;
+    let hook = dir.join("print-event");
+    std::fs::write(&hook, DEMO_HOOK)?;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
+    let mut files = Vec::new();
+    for sink in config.sinks.values_mut() {
+        match sink {
+            SinkConfig::File(f) => {
                 if let Some(name) = f.path.file_name() {
-                    f.path = std::env::current_dir()?.join(&dir).join(name);
+                    f.path = dir.join(name);
+                }
+                files.push(f.path.clone());
+            }
+            SinkConfig::Exec(e) => {
+                if let Some(program) = e.command.first_mut() {
+                    *program = hook.display().to_string();
                 }
             }
+            SinkConfig::Webhook(_) | SinkConfig::Stdout => {}
         }
     }
     logging::init(config.daemon.log_level);
-    let files: Vec<PathBuf> = config
-        .sinks
-        .values()
-        .filter_map(|s| match s {
-            crate::config::SinkConfig::File(f) => Some(f.path.clone()),
-            _ => None,
-        })
-        .collect();
     println!("kwatchd demo: API server emulator at {}", sim.url());
     for f in &files {
         println!("kwatchd demo: events are appended to {}", f.display());

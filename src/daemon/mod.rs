@@ -8,7 +8,7 @@ use crate::config::{Config, SinkConfig};
 use crate::kube::{ResourcePath, Selectors};
 use crate::net::Resolver;
 use crate::rand::Rng;
-use crate::sink::{FileSink, QueueBound, Sink, SinkCtx};
+use crate::sink::{ExecSink, FileSink, QueueBound, Sink, SinkCtx, WebhookSink};
 use crate::watch::{WatchMachine, WatchSpec};
 use cluster::ClusterRuntime;
 use mio::{Events, Poll, Token, Waker};
@@ -111,9 +111,11 @@ impl Daemon {
         let mut sinks = Vec::new();
         let mut sink_index = HashMap::new();
         for (name, s) in &config.sinks {
+            let token = Token(FIRST_SINK_TOKEN + sinks.len());
+            let rng = Rng::from_entropy(0x51_4b + sinks.len() as u64);
+            let queue_events = config.daemon.sink_queue_events.max(1);
             let sink = match s {
                 SinkConfig::File(f) => {
-                    let token = Token(FIRST_SINK_TOKEN + sinks.len());
                     let mut file = FileSink::new(name, &f.path, bound, token);
                     file.open().map_err(|e| DaemonError::Sink {
                         name: name.clone(),
@@ -121,16 +123,18 @@ impl Daemon {
                     })?;
                     Sink::File(file)
                 }
-                // Parsed by the config since the dispatch branch; the runners
-                // are wired in by the integration of the exec/webhook work.
-                other => {
-                    return Err(DaemonError::Sink {
-                        name: name.clone(),
-                        error: format!(
-                            "sink type {:?} is not supported by this build yet",
-                            other.type_name()
-                        ),
-                    })
+                SinkConfig::Stdout => Sink::File(FileSink::stdout(name, bound, token)),
+                SinkConfig::Exec(e) => {
+                    Sink::Exec(Box::new(ExecSink::new(name, e, queue_events, rng)))
+                }
+                SinkConfig::Webhook(w) => {
+                    let webhook = WebhookSink::new(name, w, queue_events, rng).map_err(|e| {
+                        DaemonError::Sink {
+                            name: name.clone(),
+                            error: e.to_string(),
+                        }
+                    })?;
+                    Sink::Webhook(Box::new(webhook))
                 }
             };
             sink_index.insert(name.clone(), sinks.len());

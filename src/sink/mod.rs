@@ -4,14 +4,17 @@
 pub mod dead_letter;
 pub mod dispatch;
 pub mod exec;
+pub mod failure;
 pub mod file;
 pub mod record;
 pub mod webhook;
 
 pub use dead_letter::DeadLetter;
 pub use dispatch::{DispatchPolicy, Dispatcher, GaveUp, Job, JobOutcome};
+pub use exec::ExecSink;
 pub use file::FileSink;
 pub use record::{EventMeta, QueuedRecord, RecordWriter};
+pub use webhook::WebhookSink;
 
 use crate::net::Resolver;
 use crate::tokens::TokenAllocator;
@@ -42,12 +45,16 @@ pub struct SinkCtx<'a> {
 pub enum Sink {
     /// A file or standard output.
     File(FileSink),
+    Exec(Box<ExecSink>),
+    Webhook(Box<WebhookSink>),
 }
 
 impl Sink {
     pub fn name(&self) -> &str {
         match self {
             Sink::File(s) => s.name(),
+            Sink::Exec(s) => s.name(),
+            Sink::Webhook(s) => s.name(),
         }
     }
 
@@ -55,6 +62,8 @@ impl Sink {
     pub fn has_room(&self) -> bool {
         match self {
             Sink::File(s) => s.has_room(),
+            Sink::Exec(s) => s.has_room(),
+            Sink::Webhook(s) => s.has_room(),
         }
     }
 
@@ -63,14 +72,17 @@ impl Sink {
     pub fn wants_meta(&self) -> bool {
         match self {
             Sink::File(_) => false,
+            Sink::Exec(_) | Sink::Webhook(_) => true,
         }
     }
 
     /// Queues one complete record (a JSON line with its newline); `meta` is
     /// set when `wants_meta` said so.
-    pub fn push(&mut self, _now: Instant, line: &[u8], _meta: Option<&Rc<EventMeta>>) {
+    pub fn push(&mut self, now: Instant, line: &[u8], meta: Option<&Rc<EventMeta>>) {
         match self {
             Sink::File(s) => s.push(line),
+            Sink::Exec(s) => s.push(now, line, meta),
+            Sink::Webhook(s) => s.push(now, line, meta),
         }
     }
 
@@ -79,6 +91,8 @@ impl Sink {
     pub fn poll(&mut self, ctx: &mut SinkCtx<'_>) {
         match self {
             Sink::File(s) => s.flush(ctx.now, ctx.registry),
+            Sink::Exec(s) => s.poll(ctx),
+            Sink::Webhook(s) => s.poll(ctx),
         }
     }
 
@@ -86,18 +100,17 @@ impl Sink {
     pub fn on_ready(&mut self, token: Token, ctx: &mut SinkCtx<'_>) -> bool {
         match self {
             // Room in a full pipe: the next `poll` writes.
-            Sink::File(s) => {
-                let _ = ctx;
-                s.token() == token
-            }
+            Sink::File(s) => s.token() == token,
+            Sink::Exec(s) => s.on_ready(token, ctx),
+            Sink::Webhook(s) => s.on_ready(token, ctx),
         }
     }
 
     /// True when resolver query `id` is this sink's.
     pub fn owns_query(&self, id: u64) -> bool {
-        let _ = id;
         match self {
-            Sink::File(_) => false,
+            Sink::Webhook(s) => s.owns_query(id),
+            Sink::File(_) | Sink::Exec(_) => false,
         }
     }
 
@@ -108,17 +121,15 @@ impl Sink {
         result: io::Result<Vec<SocketAddr>>,
         ctx: &mut SinkCtx<'_>,
     ) {
-        let _ = (id, result, ctx);
-        match self {
-            Sink::File(_) => {}
+        if let Sink::Webhook(s) = self {
+            s.on_resolved(id, result, ctx);
         }
     }
 
     /// SIGCHLD arrived: some child of the daemon may have exited.
     pub fn on_sigchld(&mut self, ctx: &mut SinkCtx<'_>) {
-        let _ = ctx;
-        match self {
-            Sink::File(_) => {}
+        if let Sink::Exec(s) = self {
+            s.on_sigchld(ctx);
         }
     }
 
@@ -126,6 +137,8 @@ impl Sink {
     pub fn deadline(&self) -> Option<Instant> {
         match self {
             Sink::File(s) => s.retry_at(),
+            Sink::Exec(s) => s.deadline(),
+            Sink::Webhook(s) => s.deadline(),
         }
     }
 
@@ -133,15 +146,18 @@ impl Sink {
     pub fn pending(&self) -> usize {
         match self {
             Sink::File(s) => s.queued(),
+            Sink::Exec(s) => s.pending(),
+            Sink::Webhook(s) => s.pending(),
         }
     }
 
     /// Shutdown ran out of time: stop what is running (kill hooks, close
     /// connections). What was not delivered is reported by the caller.
     pub fn abort(&mut self, ctx: &mut SinkCtx<'_>) {
-        let _ = ctx;
         match self {
             Sink::File(_) => {}
+            Sink::Exec(s) => s.abort(ctx),
+            Sink::Webhook(s) => s.abort(ctx),
         }
     }
 }

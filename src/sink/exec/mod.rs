@@ -21,12 +21,14 @@ mod env;
 mod output;
 mod proc;
 mod run;
+mod sink;
 #[cfg(test)]
 mod tests;
 
 pub use env::{hook_env, DEFAULT_PATH};
 pub use output::{OutputStats, Stream};
 pub use run::{ExitDetection, HookRun};
+pub use sink::ExecSink;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -42,12 +42,14 @@
 //! `Connection::connect`; the ignored test `https_body_over_64_kib` checks it.
 
 mod client;
+mod sink;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 pub(crate) mod testserver;
 
 pub use client::{WebhookClient, IDLE_CLOSE, RESPONSE_BODY_LIMIT};
+pub use sink::WebhookSink;
 
 use crate::net::Resolver;
 use crate::tokens::TokenAllocator;

@@ -1,0 +1,232 @@
+//! The exec sink: the scheduler decides which records run when; each job is
+//! one `HookRun` with the records on stdin.
+
+use super::{hook_env, HookOutcome, HookRun, HookSpec};
+use crate::config::ExecSinkConfig;
+use crate::rand::Rng;
+use crate::sink::dispatch::{DispatchPolicy, Dispatcher, Job, JobOutcome};
+use crate::sink::failure::FailurePolicy;
+use crate::sink::{EventMeta, QueuedRecord, SinkCtx};
+use mio::Token;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Output a run may log per stream.
+const OUTPUT_CAP: usize = 64 << 10;
+
+struct Active {
+    job: Job,
+    run: HookRun,
+}
+
+pub struct ExecSink {
+    name: String,
+    spec: HookSpec,
+    dispatcher: Dispatcher,
+    failure: FailurePolicy,
+    active: Vec<Active>,
+    /// Jobs whose hook could not even be spawned, completed on the next
+    /// poll (so every completion goes through one place).
+    spawn_failed: Vec<(u64, String)>,
+}
+
+impl std::fmt::Debug for ExecSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecSink")
+            .field("name", &self.name)
+            .field("running", &self.active.len())
+            .finish()
+    }
+}
+
+impl ExecSink {
+    pub fn new(name: &str, config: &ExecSinkConfig, daemon_queue_events: usize, rng: Rng) -> Self {
+        ExecSink {
+            name: name.to_owned(),
+            spec: HookSpec {
+                sink: name.to_owned(),
+                command: config.command.clone(),
+                working_dir: config.working_dir.clone(),
+                env: config
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                timeout: config.timeout,
+                kill_grace: config.kill_grace,
+                output_cap: OUTPUT_CAP,
+            },
+            dispatcher: Dispatcher::new(
+                DispatchPolicy::from_config(&config.delivery, daemon_queue_events),
+                rng,
+            ),
+            failure: FailurePolicy::new(&config.delivery.on_failure),
+            active: Vec::new(),
+            spawn_failed: Vec::new(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn has_room(&self) -> bool {
+        self.dispatcher.has_room()
+    }
+
+    pub fn push(&mut self, now: Instant, line: &[u8], meta: Option<&Rc<EventMeta>>) {
+        let meta = meta.cloned().unwrap_or_default();
+        self.dispatcher.push(
+            now,
+            QueuedRecord {
+                line: line.to_vec(),
+                meta,
+            },
+        );
+    }
+
+    pub fn poll(&mut self, ctx: &mut SinkCtx<'_>) {
+        let now = ctx.now;
+        for a in &mut self.active {
+            if a.run.deadline().is_some_and(|d| d <= now) {
+                a.run.on_timer(now, ctx.registry);
+            }
+        }
+        self.complete_finished(now);
+        while let Some(job) = self.dispatcher.next_job(now) {
+            self.start(job, ctx);
+        }
+        // A spawn failure completes at once; its retry waits for backoff.
+        self.complete_finished(now);
+    }
+
+    fn complete_finished(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.active.len() {
+            let Some(outcome) = self.active[i].run.outcome() else {
+                i += 1;
+                continue;
+            };
+            let outcome = outcome.clone();
+            let a = self.active.swap_remove(i);
+            let result = if outcome.success() {
+                JobOutcome::Success
+            } else {
+                log::warn!(
+                    "{}: hook failed (attempt {}): {outcome}",
+                    a.run.label(),
+                    a.job.attempt
+                );
+                JobOutcome::Failed {
+                    retryable: !matches!(outcome, HookOutcome::SpawnFailed { .. }),
+                    retry_after: None,
+                    reason: outcome.to_string(),
+                }
+            };
+            self.finish(now, a.job.id, result);
+        }
+        for (id, reason) in std::mem::take(&mut self.spawn_failed) {
+            self.finish(
+                now,
+                id,
+                JobOutcome::Failed {
+                    // A missing or unrunnable command may be fixed on disk
+                    // while we back off; fd exhaustion passes.
+                    retryable: true,
+                    retry_after: None,
+                    reason,
+                },
+            );
+        }
+    }
+
+    fn finish(&mut self, now: Instant, job: u64, outcome: JobOutcome) {
+        if let Some(gave_up) = self.dispatcher.complete(now, job, outcome) {
+            self.failure.gave_up(&self.name, &gave_up);
+        }
+    }
+
+    fn start(&mut self, job: Job, ctx: &mut SinkCtx<'_>) {
+        let Some(first) = job.records.first() else {
+            self.spawn_failed.push((job.id, "empty job".into()));
+            return;
+        };
+        let meta = first.meta.clone();
+        let mut stdin = Vec::with_capacity(job.records.iter().map(|r| r.line.len()).sum());
+        for r in job.records.iter() {
+            stdin.extend_from_slice(&r.line);
+        }
+        let env = hook_env(&meta, job.records.len(), &self.spec);
+        let mut label = format!(
+            "sink {}, watch {}, {}",
+            self.name,
+            meta.watch,
+            object_name(&meta)
+        );
+        if job.records.len() > 1 {
+            label.push_str(&format!(" and {} more", job.records.len() - 1));
+        }
+        match HookRun::spawn(
+            &self.spec,
+            &env,
+            stdin,
+            label,
+            ctx.registry,
+            ctx.tokens,
+            ctx.now,
+        ) {
+            Ok(run) => self.active.push(Active { job, run }),
+            Err(e) => {
+                log::error!("sink {}: {e}", self.name);
+                self.spawn_failed.push((job.id, e.to_string()));
+            }
+        }
+    }
+
+    pub fn on_ready(&mut self, token: Token, ctx: &mut SinkCtx<'_>) -> bool {
+        match self.active.iter_mut().find(|a| a.run.owns(token)) {
+            Some(a) => {
+                a.run.on_ready(ctx.registry, token);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn on_sigchld(&mut self, ctx: &mut SinkCtx<'_>) {
+        for a in &mut self.active {
+            a.run.on_sigchld(ctx.registry);
+        }
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        let runs = self.active.iter().filter_map(|a| a.run.deadline());
+        runs.chain(self.dispatcher.deadline()).min()
+    }
+
+    pub fn pending(&self) -> usize {
+        self.dispatcher.queued() + self.dispatcher.in_flight()
+    }
+
+    pub fn abort(&mut self, ctx: &mut SinkCtx<'_>) {
+        for a in &mut self.active {
+            a.run.abort(ctx.registry);
+        }
+        // Give the killed groups a moment to be reaped, without blocking long.
+        let until = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < until && self.active.iter().any(|a| a.run.outcome().is_none()) {
+            for a in &mut self.active {
+                a.run.on_sigchld(ctx.registry);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn object_name(meta: &EventMeta) -> String {
+    if meta.namespace.is_empty() {
+        meta.name.clone()
+    } else {
+        format!("{}/{}", meta.namespace, meta.name)
+    }
+}

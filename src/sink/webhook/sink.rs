@@ -1,0 +1,241 @@
+//! The webhook sink: the scheduler decides which records go when; each job
+//! is one POST (the record, or a JSON array when batching is configured).
+
+use super::{classify, ClientCtx, PostOutcome, Verdict, WebhookClient, WebhookTarget};
+use crate::config::WebhookSinkConfig;
+use crate::net::tls::{self, TlsSetupError, Trust};
+use crate::rand::Rng;
+use crate::sink::dispatch::{DispatchPolicy, Dispatcher, Job, JobOutcome};
+use crate::sink::failure::FailurePolicy;
+use crate::sink::{EventMeta, QueuedRecord, SinkCtx};
+use mio::Token;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+pub struct WebhookSink {
+    name: String,
+    client: WebhookClient,
+    dispatcher: Dispatcher,
+    failure: FailurePolicy,
+    /// Batching configured: bodies are JSON arrays, even of one record, so a
+    /// receiver sees one shape.
+    arrays: bool,
+    /// Attempt number of each job in flight, for log lines.
+    attempts: HashMap<u64, u32>,
+}
+
+impl std::fmt::Debug for WebhookSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSink")
+            .field("name", &self.name)
+            .field("in_flight", &self.client.in_flight())
+            .finish()
+    }
+}
+
+impl WebhookSink {
+    pub fn new(
+        name: &str,
+        config: &WebhookSinkConfig,
+        daemon_queue_events: usize,
+        rng: Rng,
+    ) -> Result<Self, TlsSetupError> {
+        let origin = &config.url.origin;
+        let https = origin.scheme == crate::config::Scheme::Https;
+        let tls = if https {
+            let trust = match &config.certificate_authority {
+                Some(ca) => Trust::CaFile(ca.clone()),
+                None => Trust::System,
+            };
+            let name = tls::server_name(&origin.host)
+                .map_err(|e| TlsSetupError::Rustls(rustls::Error::General(e)))?;
+            Some((tls::client_config(&trust)?, name))
+        } else {
+            None
+        };
+        let target = WebhookTarget {
+            sink: name.to_owned(),
+            scheme_https: https,
+            host: origin.host.clone(),
+            port: origin.port,
+            path_and_query: config.url.target.clone(),
+            headers: config
+                .headers
+                .iter()
+                .map(|h| (h.name.clone(), h.value.clone()))
+                .collect(),
+            tls,
+            timeout: config.timeout,
+            max_connections: config.delivery.max_concurrent,
+        };
+        Ok(WebhookSink {
+            name: name.to_owned(),
+            client: WebhookClient::new(target),
+            dispatcher: Dispatcher::new(
+                DispatchPolicy::from_config(&config.delivery, daemon_queue_events),
+                rng,
+            ),
+            failure: FailurePolicy::new(&config.delivery.on_failure),
+            arrays: !config.delivery.batch_window.is_zero(),
+            attempts: HashMap::new(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn has_room(&self) -> bool {
+        self.dispatcher.has_room()
+    }
+
+    pub fn push(&mut self, now: Instant, line: &[u8], meta: Option<&Rc<EventMeta>>) {
+        let meta = meta.cloned().unwrap_or_default();
+        self.dispatcher.push(
+            now,
+            QueuedRecord {
+                line: line.to_vec(),
+                meta,
+            },
+        );
+    }
+
+    fn client_ctx<'a>(ctx: &'a mut SinkCtx<'_>) -> ClientCtx<'a> {
+        ClientCtx {
+            registry: ctx.registry,
+            resolver: ctx.resolver,
+            tokens: ctx.tokens,
+            now: ctx.now,
+        }
+    }
+
+    pub fn poll(&mut self, ctx: &mut SinkCtx<'_>) {
+        let now = ctx.now;
+        if self.client.deadline().is_some_and(|d| d <= now) {
+            self.client.on_timer(&mut Self::client_ctx(ctx));
+        }
+        for (job, outcome) in self.client.take_outcomes() {
+            let attempt = self.attempts.remove(&job).unwrap_or(1);
+            let result = match classify(&outcome) {
+                Verdict::Success => JobOutcome::Success,
+                verdict => {
+                    let reason = match &outcome {
+                        PostOutcome::Status { code, .. } => format!("the receiver answered {code}"),
+                        PostOutcome::Failed { reason } => reason.clone(),
+                    };
+                    log::warn!(
+                        "sink {}: POST failed (attempt {attempt}): {reason}",
+                        self.name
+                    );
+                    match verdict {
+                        Verdict::Retry { retry_after } => JobOutcome::Failed {
+                            retryable: true,
+                            retry_after,
+                            reason,
+                        },
+                        _ => JobOutcome::Failed {
+                            retryable: false,
+                            retry_after: None,
+                            reason,
+                        },
+                    }
+                }
+            };
+            if let Some(gave_up) = self.dispatcher.complete(now, job, result) {
+                self.failure.gave_up(&self.name, &gave_up);
+            }
+        }
+        while let Some(job) = self.dispatcher.next_job(now) {
+            self.start(job, ctx);
+        }
+    }
+
+    fn start(&mut self, job: Job, ctx: &mut SinkCtx<'_>) {
+        let body = body(&job.records, self.arrays);
+        self.attempts.insert(job.id, job.attempt);
+        self.client.start(job.id, body, &mut Self::client_ctx(ctx));
+    }
+
+    pub fn on_ready(&mut self, token: Token, ctx: &mut SinkCtx<'_>) -> bool {
+        if !self.client.owns(token) {
+            return false;
+        }
+        self.client.on_ready(token, &mut Self::client_ctx(ctx));
+        true
+    }
+
+    pub fn owns_query(&self, id: u64) -> bool {
+        self.client.owns_query(id)
+    }
+
+    pub fn on_resolved(
+        &mut self,
+        id: u64,
+        result: io::Result<Vec<SocketAddr>>,
+        ctx: &mut SinkCtx<'_>,
+    ) {
+        self.client
+            .on_resolved(id, result, &mut Self::client_ctx(ctx));
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        match (self.client.deadline(), self.dispatcher.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.dispatcher.queued() + self.dispatcher.in_flight()
+    }
+
+    pub fn abort(&mut self, ctx: &mut SinkCtx<'_>) {
+        self.client.close_all(ctx.registry);
+    }
+}
+
+/// The POST body: the record's JSON (without its newline), or a JSON array
+/// of the batch's records.
+fn body(records: &[QueuedRecord], array: bool) -> Vec<u8> {
+    fn trim(r: &QueuedRecord) -> &[u8] {
+        r.line.strip_suffix(b"\n").unwrap_or(&r.line)
+    }
+    if !array {
+        return records
+            .first()
+            .map(|r| trim(r).to_vec())
+            .unwrap_or_default();
+    }
+    let mut out = Vec::with_capacity(records.iter().map(|r| r.line.len() + 1).sum::<usize>() + 2);
+    out.push(b'[');
+    for (i, r) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(trim(r));
+    }
+    out.push(b']');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(s: &str) -> QueuedRecord {
+        QueuedRecord {
+            line: format!("{s}\n").into_bytes(),
+            meta: Rc::default(),
+        }
+    }
+
+    #[test]
+    fn bodies_are_the_record_or_an_array() {
+        assert_eq!(body(&[rec(r#"{"a":1}"#)], false), br#"{"a":1}"#);
+        assert_eq!(body(&[rec(r#"{"a":1}"#)], true), br#"[{"a":1}]"#);
+        assert_eq!(body(&[rec("1"), rec("2")], true), b"[1,2]");
+    }
+}
