@@ -5,95 +5,15 @@
 //! `cargo bench --bench throughput` (N = 100000; `KWATCHD_BENCH_EVENTS` overrides,
 //! `KWATCHD_BENCH_ROUNDS` sets the rounds, default 3).
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use common::{render, serve, WATCH_HEAD};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
-
-fn pod(i: usize, rv: usize) -> String {
-    let env: Vec<String> = (0..62)
-        .map(|k| format!(r#"{{"name":"VAR_{k}","value":"value-{k}-{i}-padding-padding"}}"#))
-        .collect();
-    format!(
-        r#"{{"kind":"Pod","apiVersion":"v1","metadata":{{"name":"web-{i}","namespace":"default","uid":"00000000-0000-4000-8000-{i:012}","resourceVersion":"{rv}","creationTimestamp":"2026-11-22T00:00:00Z","labels":{{"app":"web","tier":"frontend"}}}},"spec":{{"containers":[{{"name":"app","image":"registry.example.com/web:1.2.3","env":[{}],"resources":{{"requests":{{"cpu":"100m","memory":"128Mi"}}}}}}],"nodeName":"node-{}"}},"status":{{"phase":"Running","podIP":"10.0.{}.{}"}}}}"#,
-        env.join(","),
-        i % 50,
-        (i / 250) % 250,
-        i % 250
-    )
-}
-
-/// The whole chunked watch response body: one chunk per event line, then
-/// the terminating chunk.
-fn render(events: usize) -> (Vec<u8>, usize, u64) {
-    let mut body = Vec::new();
-    let mut payload = 0;
-    let mut record_bytes = 0u64;
-    // Everything of a record but the object; the timestamp has a fixed width.
-    let frame = r#"{"time":"2026-11-22T03:16:53.123Z","watch":"pods","cluster":"b","type":"ADDED","origin":"watch","object":}"#.len() + 1;
-    for i in 0..events {
-        let object = pod(i, 2 + i);
-        record_bytes += (frame + object.len()) as u64;
-        let line = format!("{{\"type\":\"ADDED\",\"object\":{object}}}\n");
-        payload += line.len();
-        body.extend_from_slice(format!("{:x}\r\n", line.len()).as_bytes());
-        body.extend_from_slice(line.as_bytes());
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(b"0\r\n\r\n");
-    (body, payload, record_bytes)
-}
-
-const WATCH_HEAD: &[u8] =
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
-
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<String> {
-    let mut first = String::new();
-    reader.read_line(&mut first).ok()?;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 || line == "\r\n" {
-            break;
-        }
-    }
-    (!first.is_empty()).then_some(first)
-}
-
-/// Serves an empty LIST, the pre-rendered stream to the first WATCH, and
-/// holds later watches open and silent.
-fn serve(listener: TcpListener, stream_body: Arc<Vec<u8>>) {
-    for conn in listener.incoming() {
-        let Ok(conn) = conn else { return };
-        let body = stream_body.clone();
-        thread::spawn(move || {
-            let mut writer = conn.try_clone().expect("clone");
-            let mut reader = BufReader::new(conn);
-            let mut streamed = false;
-            while let Some(request) = read_request(&mut reader) {
-                if request.contains("watch=") {
-                    if streamed {
-                        let _ = writer.write_all(WATCH_HEAD);
-                        thread::sleep(Duration::from_secs(3600));
-                        return;
-                    }
-                    streamed = true;
-                    let _ = writer.write_all(WATCH_HEAD);
-                    let _ = writer.write_all(&body);
-                } else {
-                    let list = br#"{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}"#;
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                        list.len()
-                    );
-                    let _ = writer.write_all(head.as_bytes());
-                    let _ = writer.write_all(list);
-                }
-            }
-        });
-    }
-}
 
 /// Reads the whole stream; with `sink`, also writes every byte read to it
 /// (the cost of putting that many bytes into a file, without any decoding).
@@ -205,13 +125,13 @@ fn main() {
         let drain_listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let drain_addr = drain_listener.local_addr().unwrap();
         let b = body.clone();
-        thread::spawn(move || serve(drain_listener, b));
+        thread::spawn(move || serve(drain_listener, common::Stream::Burst(b)));
         let d = drain(drain_addr, WATCH_HEAD.len() + body.len(), None);
         let tmp = tempfile::tempdir().expect("tempdir");
         let copy_listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let copy_addr = copy_listener.local_addr().unwrap();
         let b = body.clone();
-        thread::spawn(move || serve(copy_listener, b));
+        thread::spawn(move || serve(copy_listener, common::Stream::Burst(b)));
         let file = std::fs::File::create(tmp.path().join("copy")).expect("create");
         let c = drain(copy_addr, WATCH_HEAD.len() + body.len(), Some(file));
         drop(tmp);
@@ -219,7 +139,7 @@ fn main() {
         let daemon_listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let daemon_addr = daemon_listener.local_addr().unwrap();
         let b = body.clone();
-        thread::spawn(move || serve(daemon_listener, b));
+        thread::spawn(move || serve(daemon_listener, common::Stream::Burst(b)));
         let (k, cpu) = daemon(daemon_addr, events, record_bytes);
 
         let rate = |t: Duration| {

@@ -494,3 +494,27 @@ fn stdout_sink_writes_records_to_standard_output() {
     assert!(ok);
     assert_eq!(records(&stdout)[0]["object"]["metadata"]["name"], "shown");
 }
+
+#[test]
+fn a_burst_of_events_reaches_a_webhook_with_one_connection() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let receiver = Receiver::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = format!(
+        "[sinks.hook]\ntype = \"webhook\"\nurl = \"{}\"\nmax_concurrent = 1\n",
+        receiver.url("/n")
+    );
+    let text = config_text(&sim, &watch("pods", "default", "\"hook\""), &sinks);
+    let d = Running::start_in(dir, &text);
+    assert!(started(&sim, 1));
+    let pods = Resource::pods();
+    for i in 0..300 {
+        sim.create(&pods, "default", &format!("p{i}"), &[], json!({}));
+    }
+    assert!(
+        wait_until(WAIT, || receiver.received().len() == 300),
+        "{} of 300 delivered; log:\n{}",
+        receiver.received().len(),
+        d.log_text()
+    );
+}

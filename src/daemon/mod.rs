@@ -444,6 +444,9 @@ impl Daemon {
             }
             self.dispatch(events);
         }
+        for s in &self.sinks {
+            log::info!("sink {}: {}", s.name(), s.summary());
+        }
         let events: u64 = self.watchers.iter().map(|w| w.machine.stats().events).sum();
         log::info!("stopped after {events} events");
         Ok(())

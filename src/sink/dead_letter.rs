@@ -130,6 +130,7 @@ mod tests {
                 .map(|l| QueuedRecord {
                     line: l.as_bytes().to_vec(),
                     meta: Rc::clone(&meta),
+                    received: std::time::Instant::now(),
                 })
                 .collect(),
             attempts: 4,

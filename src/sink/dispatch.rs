@@ -583,6 +583,7 @@ mod tests {
                 uid: format!("uid-{obj}"),
                 ..EventMeta::default()
             }),
+            received: Instant::now(),
         }
     }
 
@@ -666,6 +667,7 @@ mod tests {
                 name: name.into(),
                 ..EventMeta::default()
             }),
+            received: t,
         };
         d.push(t, mk("a", "u1", "", ""));
         d.push(t, mk("b", "u1", "", "")); // same uid, other cluster

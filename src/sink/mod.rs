@@ -6,6 +6,7 @@ pub mod dispatch;
 pub mod exec;
 pub mod failure;
 pub mod file;
+pub mod latency;
 pub mod record;
 pub mod webhook;
 
@@ -148,6 +149,15 @@ impl Sink {
             Sink::File(s) => s.queued(),
             Sink::Exec(s) => s.pending(),
             Sink::Webhook(s) => s.pending(),
+        }
+    }
+
+    /// One line for the log at shutdown: what was delivered, and how fast.
+    pub fn summary(&self) -> String {
+        match self {
+            Sink::File(s) => format!("{} events written to {}", s.delivered(), s.describe()),
+            Sink::Exec(s) => s.summary(),
+            Sink::Webhook(s) => s.summary(),
         }
     }
 

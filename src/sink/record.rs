@@ -84,6 +84,8 @@ pub struct QueuedRecord {
     /// The record's JSON line, newline included.
     pub line: Vec<u8>,
     pub meta: std::rc::Rc<EventMeta>,
+    /// When the daemon read the event, for delivery latency.
+    pub received: std::time::Instant,
 }
 
 fn push_json_string(out: &mut Vec<u8>, s: &str) {

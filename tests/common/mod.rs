@@ -47,7 +47,10 @@ impl Running {
         let child = Command::new(BIN)
             .args(["run", "--config"])
             .arg(&config)
-            .env("KWATCHD_LOG_LEVEL", "debug")
+            .env(
+                "KWATCHD_LOG_LEVEL",
+                std::env::var("KWATCHD_TEST_LOG_LEVEL").unwrap_or_else(|_| "debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).expect("log file"))

@@ -6,6 +6,7 @@ use crate::config::ExecSinkConfig;
 use crate::rand::Rng;
 use crate::sink::dispatch::{DispatchPolicy, Dispatcher, Job, JobOutcome};
 use crate::sink::failure::FailurePolicy;
+use crate::sink::latency::LatencySample;
 use crate::sink::{EventMeta, QueuedRecord, SinkCtx};
 use mio::Token;
 use std::rc::Rc;
@@ -28,6 +29,10 @@ pub struct ExecSink {
     /// Jobs whose hook could not even be spawned, completed on the next
     /// poll (so every completion goes through one place).
     spawn_failed: Vec<(u64, String)>,
+    /// Event read → hook spawned.
+    start_latency: LatencySample,
+    delivered: u64,
+    given_up: u64,
 }
 
 impl std::fmt::Debug for ExecSink {
@@ -63,6 +68,9 @@ impl ExecSink {
             failure: FailurePolicy::new(&config.delivery.on_failure),
             active: Vec::new(),
             spawn_failed: Vec::new(),
+            start_latency: LatencySample::default(),
+            delivered: 0,
+            given_up: 0,
         }
     }
 
@@ -81,6 +89,7 @@ impl ExecSink {
             QueuedRecord {
                 line: line.to_vec(),
                 meta,
+                received: now,
             },
         );
     }
@@ -123,27 +132,41 @@ impl ExecSink {
                     reason: outcome.to_string(),
                 }
             };
-            self.finish(now, a.job.id, result);
+            self.finish(now, a.job.id, result, a.job.records.len());
         }
         for (id, reason) in std::mem::take(&mut self.spawn_failed) {
-            self.finish(
-                now,
-                id,
-                JobOutcome::Failed {
-                    // A missing or unrunnable command may be fixed on disk
-                    // while we back off; fd exhaustion passes.
-                    retryable: true,
-                    retry_after: None,
-                    reason,
-                },
-            );
+            let failed = JobOutcome::Failed {
+                // A missing or unrunnable command may be fixed on disk while
+                // we back off; fd exhaustion passes.
+                retryable: true,
+                retry_after: None,
+                reason,
+            };
+            self.finish(now, id, failed, 0);
         }
     }
 
-    fn finish(&mut self, now: Instant, job: u64, outcome: JobOutcome) {
+    fn finish(&mut self, now: Instant, job: u64, outcome: JobOutcome, records: usize) {
+        if outcome == JobOutcome::Success {
+            self.delivered += records as u64;
+        }
         if let Some(gave_up) = self.dispatcher.complete(now, job, outcome) {
+            self.given_up += gave_up.records.len() as u64;
             self.failure.gave_up(&self.name, &gave_up);
         }
+    }
+
+    /// Counts and hook start latency, for the log at shutdown.
+    pub fn summary(&self) -> String {
+        let latency = self
+            .start_latency
+            .summary()
+            .map(|s| format!("; hook start latency (event read → child spawned) {s}"))
+            .unwrap_or_default();
+        format!(
+            "{} events delivered, {} given up{latency}",
+            self.delivered, self.given_up
+        )
     }
 
     fn start(&mut self, job: Job, ctx: &mut SinkCtx<'_>) {
@@ -152,6 +175,7 @@ impl ExecSink {
             return;
         };
         let meta = first.meta.clone();
+        let first = first.clone();
         let mut stdin = Vec::with_capacity(job.records.iter().map(|r| r.line.len()).sum());
         for r in job.records.iter() {
             stdin.extend_from_slice(&r.line);
@@ -175,7 +199,17 @@ impl ExecSink {
             ctx.tokens,
             ctx.now,
         ) {
-            Ok(run) => self.active.push(Active { job, run }),
+            Ok(run) => {
+                let latency = Instant::now().saturating_duration_since(first.received);
+                self.start_latency.record(latency);
+                log::debug!(
+                    "{}: hook started (pid {}), {:.3} ms after the event was read",
+                    run.label(),
+                    run.pid(),
+                    latency.as_secs_f64() * 1e3
+                );
+                self.active.push(Active { job, run });
+            }
             Err(e) => {
                 log::error!("sink {}: {e}", self.name);
                 self.spawn_failed.push((job.id, e.to_string()));

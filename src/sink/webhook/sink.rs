@@ -7,6 +7,7 @@ use crate::net::tls::{self, TlsSetupError, Trust};
 use crate::rand::Rng;
 use crate::sink::dispatch::{DispatchPolicy, Dispatcher, Job, JobOutcome};
 use crate::sink::failure::FailurePolicy;
+use crate::sink::latency::LatencySample;
 use crate::sink::{EventMeta, QueuedRecord, SinkCtx};
 use mio::Token;
 use std::collections::HashMap;
@@ -23,8 +24,12 @@ pub struct WebhookSink {
     /// Batching configured: bodies are JSON arrays, even of one record, so a
     /// receiver sees one shape.
     arrays: bool,
-    /// Attempt number of each job in flight, for log lines.
-    attempts: HashMap<u64, u32>,
+    /// Attempt number and first record's read time of each job in flight.
+    attempts: HashMap<u64, (u32, Instant, usize)>,
+    /// Event read → POST answered with 2xx.
+    latency: LatencySample,
+    delivered: u64,
+    given_up: u64,
 }
 
 impl std::fmt::Debug for WebhookSink {
@@ -81,6 +86,9 @@ impl WebhookSink {
             failure: FailurePolicy::new(&config.delivery.on_failure),
             arrays: !config.delivery.batch_window.is_zero(),
             attempts: HashMap::new(),
+            latency: LatencySample::default(),
+            delivered: 0,
+            given_up: 0,
         })
     }
 
@@ -99,6 +107,7 @@ impl WebhookSink {
             QueuedRecord {
                 line: line.to_vec(),
                 meta,
+                received: now,
             },
         );
     }
@@ -117,45 +126,66 @@ impl WebhookSink {
         if self.client.deadline().is_some_and(|d| d <= now) {
             self.client.on_timer(&mut Self::client_ctx(ctx));
         }
-        for (job, outcome) in self.client.take_outcomes() {
-            let attempt = self.attempts.remove(&job).unwrap_or(1);
-            let result = match classify(&outcome) {
-                Verdict::Success => JobOutcome::Success,
-                verdict => {
-                    let reason = match &outcome {
-                        PostOutcome::Status { code, .. } => format!("the receiver answered {code}"),
-                        PostOutcome::Failed { reason } => reason.clone(),
-                    };
-                    log::warn!(
-                        "sink {}: POST failed (attempt {attempt}): {reason}",
-                        self.name
-                    );
-                    match verdict {
-                        Verdict::Retry { retry_after } => JobOutcome::Failed {
-                            retryable: true,
-                            retry_after,
-                            reason,
-                        },
-                        _ => JobOutcome::Failed {
-                            retryable: false,
-                            retry_after: None,
-                            reason,
-                        },
+        // A POST on a kept-alive connection can be answered while it is
+        // being started (the answer was already there), so completions and
+        // starts alternate until neither has anything left.
+        loop {
+            let outcomes = self.client.take_outcomes();
+            let mut started = false;
+            for (job, outcome) in outcomes {
+                let (attempt, received, records) =
+                    self.attempts.remove(&job).unwrap_or((1, now, 0));
+                let result = match classify(&outcome) {
+                    Verdict::Success => {
+                        self.latency.record(now.saturating_duration_since(received));
+                        self.delivered += records as u64;
+                        JobOutcome::Success
                     }
+                    verdict => {
+                        let reason = match &outcome {
+                            PostOutcome::Status { code, .. } => {
+                                format!("the receiver answered {code}")
+                            }
+                            PostOutcome::Failed { reason } => reason.clone(),
+                        };
+                        log::warn!(
+                            "sink {}: POST failed (attempt {attempt}): {reason}",
+                            self.name
+                        );
+                        match verdict {
+                            Verdict::Retry { retry_after } => JobOutcome::Failed {
+                                retryable: true,
+                                retry_after,
+                                reason,
+                            },
+                            _ => JobOutcome::Failed {
+                                retryable: false,
+                                retry_after: None,
+                                reason,
+                            },
+                        }
+                    }
+                };
+                if let Some(gave_up) = self.dispatcher.complete(now, job, result) {
+                    self.given_up += gave_up.records.len() as u64;
+                    self.failure.gave_up(&self.name, &gave_up);
                 }
-            };
-            if let Some(gave_up) = self.dispatcher.complete(now, job, result) {
-                self.failure.gave_up(&self.name, &gave_up);
             }
-        }
-        while let Some(job) = self.dispatcher.next_job(now) {
-            self.start(job, ctx);
+            while let Some(job) = self.dispatcher.next_job(now) {
+                self.start(job, ctx);
+                started = true;
+            }
+            if !started {
+                break;
+            }
         }
     }
 
     fn start(&mut self, job: Job, ctx: &mut SinkCtx<'_>) {
         let body = body(&job.records, self.arrays);
-        self.attempts.insert(job.id, job.attempt);
+        let received = job.records.first().map_or(ctx.now, |r| r.received);
+        self.attempts
+            .insert(job.id, (job.attempt, received, job.records.len()));
         self.client.start(job.id, body, &mut Self::client_ctx(ctx));
     }
 
@@ -190,6 +220,19 @@ impl WebhookSink {
 
     pub fn pending(&self) -> usize {
         self.dispatcher.queued() + self.dispatcher.in_flight()
+    }
+
+    /// Counts and latency, for the log at shutdown.
+    pub fn summary(&self) -> String {
+        let latency = self
+            .latency
+            .summary()
+            .map(|s| format!("; delivery latency (event read → 2xx) {s}"))
+            .unwrap_or_default();
+        format!(
+            "{} events delivered, {} given up{latency}",
+            self.delivered, self.given_up
+        )
     }
 
     pub fn abort(&mut self, ctx: &mut SinkCtx<'_>) {
@@ -229,6 +272,7 @@ mod tests {
         QueuedRecord {
             line: format!("{s}\n").into_bytes(),
             meta: Rc::default(),
+            received: Instant::now(),
         }
     }
 

@@ -1,0 +1,136 @@
+//! A minimal API server for benchmarks: an empty LIST, then one watch
+//! stream of pre-rendered pod events, all at once or paced.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub fn pod(i: usize, rv: usize) -> String {
+    let env: Vec<String> = (0..62)
+        .map(|k| format!(r#"{{"name":"VAR_{k}","value":"value-{k}-{i}-padding-padding"}}"#))
+        .collect();
+    format!(
+        r#"{{"kind":"Pod","apiVersion":"v1","metadata":{{"name":"web-{i}","namespace":"default","uid":"00000000-0000-4000-8000-{i:012}","resourceVersion":"{rv}","creationTimestamp":"2026-11-22T00:00:00Z","labels":{{"app":"web","tier":"frontend"}}}},"spec":{{"containers":[{{"name":"app","image":"registry.example.com/web:1.2.3","env":[{}],"resources":{{"requests":{{"cpu":"100m","memory":"128Mi"}}}}}}],"nodeName":"node-{}"}},"status":{{"phase":"Running","podIP":"10.0.{}.{}"}}}}"#,
+        env.join(","),
+        i % 50,
+        (i / 250) % 250,
+        i % 250
+    )
+}
+
+/// The whole chunked watch response body: one chunk per event line, then
+/// the terminating chunk.
+pub fn render(events: usize) -> (Vec<u8>, usize, u64) {
+    let mut body = Vec::new();
+    let mut payload = 0;
+    let mut record_bytes = 0u64;
+    // Everything of a record but the object; the timestamp has a fixed width.
+    let frame = r#"{"time":"2026-11-22T03:16:53.123Z","watch":"pods","cluster":"b","type":"ADDED","origin":"watch","object":}"#.len() + 1;
+    for i in 0..events {
+        let object = pod(i, 2 + i);
+        record_bytes += (frame + object.len()) as u64;
+        let line = format!("{{\"type\":\"ADDED\",\"object\":{object}}}\n");
+        payload += line.len();
+        body.extend_from_slice(format!("{:x}\r\n", line.len()).as_bytes());
+        body.extend_from_slice(line.as_bytes());
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    (body, payload, record_bytes)
+}
+
+pub const WATCH_HEAD: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut first = String::new();
+    reader.read_line(&mut first).ok()?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 || line == "\r\n" {
+            break;
+        }
+    }
+    (!first.is_empty()).then_some(first)
+}
+
+/// What the first WATCH gets.
+#[derive(Clone)]
+pub enum Stream {
+    /// The whole chunked body at once (it ends the stream).
+    Burst(Arc<Vec<u8>>),
+    /// One chunk (one event) at a time, at this rate, then silence.
+    Paced {
+        chunks: Arc<Vec<Vec<u8>>>,
+        per_second: f64,
+    },
+}
+
+/// `events` small pod events as separate chunks, for `Stream::Paced`.
+pub fn chunks(events: usize, first: usize) -> Vec<Vec<u8>> {
+    (first..first + events)
+        .map(|i| {
+            let line = format!(
+                "{{\"type\":\"ADDED\",\"object\":{{\"kind\":\"Pod\",\"apiVersion\":\"v1\",\"metadata\":{{\"name\":\"p{i}\",\"namespace\":\"default\",\"uid\":\"uid-{i}\",\"resourceVersion\":\"{}\"}}}}}}\n",
+                i + 2
+            );
+            format!("{:x}\r\n{line}\r\n", line.len()).into_bytes()
+        })
+        .collect()
+}
+
+/// Serves an empty LIST, the stream to the first WATCH, and holds later
+/// watches open and silent.
+pub fn serve(listener: TcpListener, stream: Stream) {
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { return };
+        let stream = stream.clone();
+        thread::spawn(move || {
+            let mut writer = conn.try_clone().expect("clone");
+            let mut reader = BufReader::new(conn);
+            let mut streamed = false;
+            while let Some(request) = read_request(&mut reader) {
+                if request.contains("watch=") {
+                    if streamed {
+                        let _ = writer.write_all(WATCH_HEAD);
+                        thread::sleep(Duration::from_secs(3600));
+                        return;
+                    }
+                    streamed = true;
+                    let _ = writer.write_all(WATCH_HEAD);
+                    match &stream {
+                        Stream::Burst(body) => {
+                            let _ = writer.write_all(body);
+                        }
+                        Stream::Paced { chunks, per_second } => {
+                            let start = Instant::now();
+                            for (i, chunk) in chunks.iter().enumerate() {
+                                let due = start + Duration::from_secs_f64(i as f64 / per_second);
+                                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                                    thread::sleep(wait);
+                                }
+                                if writer.write_all(chunk).is_err() {
+                                    return;
+                                }
+                            }
+                            // Hold the stream open: the end would make the
+                            // daemon re-watch and get the events again.
+                            thread::sleep(Duration::from_secs(3600));
+                        }
+                    }
+                } else {
+                    let list = br#"{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}"#;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                        list.len()
+                    );
+                    let _ = writer.write_all(head.as_bytes());
+                    let _ = writer.write_all(list);
+                }
+            }
+        });
+    }
+}
