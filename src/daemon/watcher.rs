@@ -483,15 +483,9 @@ impl Watcher {
                             return None;
                         }
                     };
-                    let mut fanout = Fanout {
-                        records,
-                        meta_base: meta_base.as_ref(),
-                        now: ctx.now,
-                        sink_ids,
-                        sinks: ctx.sinks,
-                        buf: ctx.record_buf,
-                    };
-                    if machine.on_watch_line(ctx.now, line, &mut fanout) == LineOutcome::Close {
+                    let now = ctx.now;
+                    let mut fanout = Fanout::new(records, meta_base.as_ref(), sink_ids, ctx);
+                    if machine.on_watch_line(now, line, &mut fanout) == LineOutcome::Close {
                         self.close(ctx.registry);
                         return None;
                     }
@@ -619,15 +613,9 @@ impl Watcher {
             }
             RequestKind::List => {
                 let body = resp.reader.take_body().unwrap_or_default();
-                let mut fanout = Fanout {
-                    records,
-                    meta_base: meta_base.as_ref(),
-                    now: ctx.now,
-                    sink_ids,
-                    sinks: ctx.sinks,
-                    buf: ctx.record_buf,
-                };
-                machine.on_list_body(ctx.now, &body, &mut fanout);
+                let now = ctx.now;
+                let mut fanout = Fanout::new(records, meta_base.as_ref(), sink_ids, ctx);
+                machine.on_list_body(now, &body, &mut fanout);
             }
             RequestKind::Watch => machine.on_watch_end(ctx.now, true),
         }
@@ -672,6 +660,24 @@ struct Fanout<'a> {
     sink_ids: &'a [usize],
     sinks: &'a mut [Sink],
     buf: &'a mut Vec<u8>,
+}
+
+impl<'a> Fanout<'a> {
+    fn new(
+        records: &'a RecordWriter,
+        meta_base: Option<&'a MetaBase>,
+        sink_ids: &'a [usize],
+        ctx: &'a mut Ctx<'_>,
+    ) -> Self {
+        Fanout {
+            records,
+            meta_base,
+            now: ctx.now,
+            sink_ids,
+            sinks: ctx.sinks,
+            buf: ctx.record_buf,
+        }
+    }
 }
 
 impl Emit for Fanout<'_> {

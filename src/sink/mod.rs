@@ -2,6 +2,7 @@
 //! the watches that feed a full sink until it has room again.
 
 pub mod dead_letter;
+pub mod delivery;
 pub mod dispatch;
 pub mod exec;
 pub mod failure;

@@ -4,10 +4,9 @@
 use super::{hook_env, HookOutcome, HookRun, HookSpec};
 use crate::config::ExecSinkConfig;
 use crate::rand::Rng;
-use crate::sink::dispatch::{DispatchPolicy, Dispatcher, Job, JobOutcome};
-use crate::sink::failure::FailurePolicy;
-use crate::sink::latency::LatencySample;
-use crate::sink::{EventMeta, QueuedRecord, SinkCtx};
+use crate::sink::delivery::Delivery;
+use crate::sink::dispatch::{Job, JobOutcome};
+use crate::sink::{EventMeta, SinkCtx};
 use mio::Token;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -23,16 +22,11 @@ struct Active {
 pub struct ExecSink {
     name: String,
     spec: HookSpec,
-    dispatcher: Dispatcher,
-    failure: FailurePolicy,
+    delivery: Delivery,
     active: Vec<Active>,
     /// Jobs whose hook could not even be spawned, completed on the next
     /// poll (so every completion goes through one place).
     spawn_failed: Vec<(u64, String)>,
-    /// Event read → hook spawned.
-    start_latency: LatencySample,
-    delivered: u64,
-    given_up: u64,
 }
 
 impl std::fmt::Debug for ExecSink {
@@ -61,16 +55,9 @@ impl ExecSink {
                 kill_grace: config.kill_grace,
                 output_cap: OUTPUT_CAP,
             },
-            dispatcher: Dispatcher::new(
-                DispatchPolicy::from_config(&config.delivery, daemon_queue_events),
-                rng,
-            ),
-            failure: FailurePolicy::new(&config.delivery.on_failure),
+            delivery: Delivery::new(name, &config.delivery, daemon_queue_events, rng),
             active: Vec::new(),
             spawn_failed: Vec::new(),
-            start_latency: LatencySample::default(),
-            delivered: 0,
-            given_up: 0,
         }
     }
 
@@ -79,19 +66,11 @@ impl ExecSink {
     }
 
     pub fn has_room(&self) -> bool {
-        self.dispatcher.has_room()
+        self.delivery.has_room()
     }
 
     pub fn push(&mut self, now: Instant, line: &[u8], meta: Option<&Rc<EventMeta>>) {
-        let meta = meta.cloned().unwrap_or_default();
-        self.dispatcher.push(
-            now,
-            QueuedRecord {
-                line: line.to_vec(),
-                meta,
-                received: now,
-            },
-        );
+        self.delivery.push(now, line, meta);
     }
 
     pub fn poll(&mut self, ctx: &mut SinkCtx<'_>) {
@@ -102,7 +81,7 @@ impl ExecSink {
             }
         }
         self.complete_finished(now);
-        while let Some(job) = self.dispatcher.next_job(now) {
+        while let Some(job) = self.delivery.next_job(now) {
             self.start(job, ctx);
         }
         // A spawn failure completes at once; its retry waits for backoff.
@@ -147,26 +126,13 @@ impl ExecSink {
     }
 
     fn finish(&mut self, now: Instant, job: u64, outcome: JobOutcome, records: usize) {
-        if outcome == JobOutcome::Success {
-            self.delivered += records as u64;
-        }
-        if let Some(gave_up) = self.dispatcher.complete(now, job, outcome) {
-            self.given_up += gave_up.records.len() as u64;
-            self.failure.gave_up(&self.name, &gave_up);
-        }
+        self.delivery.complete(now, job, outcome, records);
     }
 
     /// Counts and hook start latency, for the log at shutdown.
     pub fn summary(&self) -> String {
-        let latency = self
-            .start_latency
-            .summary()
-            .map(|s| format!("; hook start latency (event read → child spawned) {s}"))
-            .unwrap_or_default();
-        format!(
-            "{} events delivered, {} given up{latency}",
-            self.delivered, self.given_up
-        )
+        self.delivery
+            .summary("hook start latency (event read → child spawned)")
     }
 
     fn start(&mut self, job: Job, ctx: &mut SinkCtx<'_>) {
@@ -201,7 +167,7 @@ impl ExecSink {
         ) {
             Ok(run) => {
                 let latency = Instant::now().saturating_duration_since(first.received);
-                self.start_latency.record(latency);
+                self.delivery.record_latency(latency);
                 log::debug!(
                     "{}: hook started (pid {}), {:.3} ms after the event was read",
                     run.label(),
@@ -235,11 +201,11 @@ impl ExecSink {
 
     pub fn deadline(&self) -> Option<Instant> {
         let runs = self.active.iter().filter_map(|a| a.run.deadline());
-        runs.chain(self.dispatcher.deadline()).min()
+        runs.chain(self.delivery.deadline()).min()
     }
 
     pub fn pending(&self) -> usize {
-        self.dispatcher.queued() + self.dispatcher.in_flight()
+        self.delivery.pending()
     }
 
     pub fn abort(&mut self, ctx: &mut SinkCtx<'_>) {

@@ -5,9 +5,8 @@ use super::{classify, ClientCtx, PostOutcome, Verdict, WebhookClient, WebhookTar
 use crate::config::WebhookSinkConfig;
 use crate::net::tls::{self, TlsSetupError, Trust};
 use crate::rand::Rng;
-use crate::sink::dispatch::{DispatchPolicy, Dispatcher, Job, JobOutcome};
-use crate::sink::failure::FailurePolicy;
-use crate::sink::latency::LatencySample;
+use crate::sink::delivery::Delivery;
+use crate::sink::dispatch::{Job, JobOutcome};
 use crate::sink::{EventMeta, QueuedRecord, SinkCtx};
 use mio::Token;
 use std::collections::HashMap;
@@ -19,17 +18,12 @@ use std::time::Instant;
 pub struct WebhookSink {
     name: String,
     client: WebhookClient,
-    dispatcher: Dispatcher,
-    failure: FailurePolicy,
+    delivery: Delivery,
     /// Batching configured: bodies are JSON arrays, even of one record, so a
     /// receiver sees one shape.
     arrays: bool,
     /// Attempt number and first record's read time of each job in flight.
     attempts: HashMap<u64, (u32, Instant, usize)>,
-    /// Event read → POST answered with 2xx.
-    latency: LatencySample,
-    delivered: u64,
-    given_up: u64,
 }
 
 impl std::fmt::Debug for WebhookSink {
@@ -79,16 +73,9 @@ impl WebhookSink {
         Ok(WebhookSink {
             name: name.to_owned(),
             client: WebhookClient::new(target),
-            dispatcher: Dispatcher::new(
-                DispatchPolicy::from_config(&config.delivery, daemon_queue_events),
-                rng,
-            ),
-            failure: FailurePolicy::new(&config.delivery.on_failure),
+            delivery: Delivery::new(name, &config.delivery, daemon_queue_events, rng),
             arrays: !config.delivery.batch_window.is_zero(),
             attempts: HashMap::new(),
-            latency: LatencySample::default(),
-            delivered: 0,
-            given_up: 0,
         })
     }
 
@@ -97,19 +84,11 @@ impl WebhookSink {
     }
 
     pub fn has_room(&self) -> bool {
-        self.dispatcher.has_room()
+        self.delivery.has_room()
     }
 
     pub fn push(&mut self, now: Instant, line: &[u8], meta: Option<&Rc<EventMeta>>) {
-        let meta = meta.cloned().unwrap_or_default();
-        self.dispatcher.push(
-            now,
-            QueuedRecord {
-                line: line.to_vec(),
-                meta,
-                received: now,
-            },
-        );
+        self.delivery.push(now, line, meta);
     }
 
     fn client_ctx<'a>(ctx: &'a mut SinkCtx<'_>) -> ClientCtx<'a> {
@@ -137,8 +116,8 @@ impl WebhookSink {
                     self.attempts.remove(&job).unwrap_or((1, now, 0));
                 let result = match classify(&outcome) {
                     Verdict::Success => {
-                        self.latency.record(now.saturating_duration_since(received));
-                        self.delivered += records as u64;
+                        self.delivery
+                            .record_latency(now.saturating_duration_since(received));
                         JobOutcome::Success
                     }
                     verdict => {
@@ -166,12 +145,9 @@ impl WebhookSink {
                         }
                     }
                 };
-                if let Some(gave_up) = self.dispatcher.complete(now, job, result) {
-                    self.given_up += gave_up.records.len() as u64;
-                    self.failure.gave_up(&self.name, &gave_up);
-                }
+                self.delivery.complete(now, job, result, records);
             }
-            while let Some(job) = self.dispatcher.next_job(now) {
+            while let Some(job) = self.delivery.next_job(now) {
                 self.start(job, ctx);
                 started = true;
             }
@@ -212,27 +188,19 @@ impl WebhookSink {
     }
 
     pub fn deadline(&self) -> Option<Instant> {
-        match (self.client.deadline(), self.dispatcher.deadline()) {
+        match (self.client.deadline(), self.delivery.deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
     pub fn pending(&self) -> usize {
-        self.dispatcher.queued() + self.dispatcher.in_flight()
+        self.delivery.pending()
     }
 
     /// Counts and latency, for the log at shutdown.
     pub fn summary(&self) -> String {
-        let latency = self
-            .latency
-            .summary()
-            .map(|s| format!("; delivery latency (event read → 2xx) {s}"))
-            .unwrap_or_default();
-        format!(
-            "{} events delivered, {} given up{latency}",
-            self.delivered, self.given_up
-        )
+        self.delivery.summary("delivery latency (event read → 2xx)")
     }
 
     pub fn abort(&mut self, ctx: &mut SinkCtx<'_>) {
