@@ -124,3 +124,41 @@ fn sigterm_flushes_and_exits_zero() {
     assert!(status.success(), "{status:?}; log:\n{}", d.log_text());
     assert!(d.log_text().contains("stopping"));
 }
+
+#[test]
+fn sigusr1_reopens_files_after_rotation_and_sighup_does_not_kill() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = WatchDef::pods("pods", "out");
+    w.on_start = "skip";
+    let text = config(dir.path(), "", &sim.url(), &[w]);
+    let mut d = Running::start_in(dir, &text);
+    assert!(wait_until(WAIT, || sim.open_watches() == 1));
+    let pods = Resource::pods();
+    let out = d.path("out.jsonl");
+    sim.create(&pods, "default", "before", &[], json!({}));
+    assert!(wait_until(WAIT, || count_records(&out) == 1));
+    let rotated = d.path("out.jsonl.1");
+    std::fs::rename(&out, &rotated).unwrap();
+    d.signal(libc::SIGUSR1);
+    assert!(wait_until(WAIT, || d
+        .log_text()
+        .contains("reopening file sinks")));
+    sim.create(&pods, "default", "after", &[], json!({}));
+    assert!(
+        wait_until(WAIT, || count_records(&out) == 1),
+        "log:\n{}",
+        d.log_text()
+    );
+    assert_eq!(records(&out)[0]["object"]["metadata"]["name"], "after");
+    assert_eq!(records(&rotated).len(), 1);
+    d.signal(libc::SIGHUP);
+    assert!(wait_until(WAIT, || d.log_text().contains("SIGHUP")));
+    sim.create(&pods, "default", "still-running", &[], json!({}));
+    assert!(
+        wait_until(WAIT, || count_records(&out) == 2),
+        "log:\n{}",
+        d.log_text()
+    );
+    assert!(d.stop().success());
+}

@@ -12,7 +12,7 @@ use crate::sink::{ExecSink, FileSink, QueueBound, Sink, SinkCtx, WebhookSink};
 use crate::watch::{WatchMachine, WatchSpec};
 use cluster::ClusterRuntime;
 use mio::{Events, Poll, Token, Waker};
-use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use std::collections::HashMap;
 use std::fmt;
@@ -84,8 +84,8 @@ pub struct Daemon {
 impl Daemon {
     pub fn new(config: &Config) -> Result<Daemon, DaemonError> {
         let poll = Poll::new().map_err(io_err("cannot create the poller"))?;
-        let mut signals =
-            Signals::new([SIGINT, SIGTERM]).map_err(io_err("cannot install signal handlers"))?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGCHLD, SIGHUP, SIGUSR1])
+            .map_err(io_err("cannot install signal handlers"))?;
         poll.registry()
             .register(&mut signals, SIGNAL_TOKEN, mio::Interest::READABLE)
             .map_err(io_err("cannot register signals"))?;
@@ -358,6 +358,17 @@ impl Daemon {
                         s.on_sigchld(&mut ctx);
                     }
                 }
+                SIGUSR1 => {
+                    // logrotate's postrotate convention: the next write
+                    // creates the file anew.
+                    log::info!("received SIGUSR1; reopening file sinks");
+                    for s in &mut self.sinks {
+                        s.reopen();
+                    }
+                }
+                SIGHUP => log::warn!(
+                    "received SIGHUP; configuration reload is not implemented yet, the running configuration stays (restart to apply changes)"
+                ),
                 SIGINT | SIGTERM => {
                     let name = if signal == SIGINT {
                         "SIGINT"

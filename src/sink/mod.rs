@@ -153,6 +153,13 @@ impl Sink {
         }
     }
 
+    /// Closes and reopens output files (after log rotation).
+    pub fn reopen(&mut self) {
+        if let Sink::File(s) = self {
+            s.reopen();
+        }
+    }
+
     /// One line for the log at shutdown: what was delivered, and how fast.
     pub fn summary(&self) -> String {
         match self {
