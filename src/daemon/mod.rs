@@ -47,6 +47,9 @@ pub enum DaemonError {
         name: String,
         error: String,
     },
+    TooManyWatches {
+        count: usize,
+    },
 }
 
 impl fmt::Display for DaemonError {
@@ -55,6 +58,11 @@ impl fmt::Display for DaemonError {
             Self::Io { what, error } => write!(f, "{what}: {error}"),
             Self::Cluster { name, error } => write!(f, "cluster {name}: {error}"),
             Self::Sink { name, error } => write!(f, "sink {name}: {error}"),
+            Self::TooManyWatches { count } => write!(
+                f,
+                "{count} watches configured; at most {} are supported by one daemon",
+                watcher::MAX_WATCHES
+            ),
         }
     }
 }
@@ -142,6 +150,11 @@ impl Daemon {
         }
 
         let mut watchers = Vec::new();
+        if config.watches.len() > watcher::MAX_WATCHES {
+            return Err(DaemonError::TooManyWatches {
+                count: config.watches.len(),
+            });
+        }
         for (i, w) in config.watches.iter().enumerate() {
             let Some(&cluster) = cluster_index.get(&w.cluster) else {
                 return Err(DaemonError::Cluster {
@@ -179,6 +192,7 @@ impl Daemon {
                 .any(|&i| sinks.get(i).is_some_and(Sink::wants_meta));
             let machine = WatchMachine::new(spec, Rng::from_entropy(i as u64));
             watchers.push(Watcher::new(
+                watchers.len(),
                 machine,
                 cluster,
                 &w.cluster,
@@ -248,20 +262,17 @@ impl Daemon {
 
     /// Routes poll events to their owners.
     fn dispatch(&mut self, events: &Events) {
-        // Derived per batch rather than kept in sync with every connect and
-        // close; cheap next to the I/O it routes.
-        let token_owner: HashMap<Token, usize> = self
-            .watchers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, w)| w.token().map(|t| (t, i)))
-            .collect();
         for event in events.iter() {
             match event.token() {
                 SIGNAL_TOKEN => self.on_signals(),
                 WAKER_TOKEN => self.on_resolver_answers(),
-                t => match token_owner.get(&t) {
-                    Some(&i) => self.runnable[i] = true,
+                t => match watcher::watch_of(t) {
+                    Some(i) => {
+                        // A stale event for a closed connection is dropped.
+                        if self.watchers.get(i).and_then(Watcher::token) == Some(t) {
+                            self.runnable[i] = true;
+                        }
+                    }
                     None => {
                         let (mut ctx, sinks) = self.sink_ctx();
                         for sink in sinks.iter_mut() {

@@ -81,6 +81,10 @@ enum Link {
 }
 
 pub struct Watcher {
+    /// Position in the daemon's list; part of its connection tokens.
+    index: usize,
+    /// Connections opened so far; part of their tokens.
+    connections: usize,
     pub machine: WatchMachine,
     cluster: usize,
     sinks: Vec<usize>,
@@ -104,8 +108,24 @@ impl fmt::Display for DisplayError<'_> {
     }
 }
 
+/// Watch connection tokens carry their watch: this bit, a per-watch
+/// connection count, and the watch's index in the low `WATCH_INDEX_BITS`.
+/// The loop finds a socket's watch without a lookup table, and a token is
+/// never reused (the count only grows), so an event for a closed socket
+/// cannot reach its successor.
+pub const WATCH_TOKEN_BIT: usize = 1 << 62;
+const WATCH_INDEX_BITS: u32 = 20;
+/// More watches than this cannot be told apart by their tokens.
+pub const MAX_WATCHES: usize = 1 << WATCH_INDEX_BITS;
+
+/// The index of the watch a connection token belongs to, if it is one.
+pub fn watch_of(token: Token) -> Option<usize> {
+    (token.0 & WATCH_TOKEN_BIT != 0).then_some(token.0 & (MAX_WATCHES - 1))
+}
+
 impl Watcher {
     pub fn new(
+        index: usize,
         machine: WatchMachine,
         cluster: usize,
         cluster_name: &str,
@@ -120,6 +140,8 @@ impl Watcher {
             api_version: machine.spec().api_version.clone(),
         });
         Watcher {
+            index,
+            connections: 0,
             machine,
             cluster,
             sinks,
@@ -266,7 +288,12 @@ impl Watcher {
         };
         let mut last_error = None;
         while let Some(addr) = self.addrs.pop_front() {
-            let token = ctx.tokens.allocate();
+            self.connections += 1;
+            let token = Token(
+                WATCH_TOKEN_BIT
+                    | ((self.connections << WATCH_INDEX_BITS) & !WATCH_TOKEN_BIT)
+                    | (self.index & (MAX_WATCHES - 1)),
+            );
             match Connection::connect(ctx.registry, token, addr, cluster.tls.clone()) {
                 Ok(conn) => {
                     self.connect_deadline = Some(ctx.now + cluster.connect_timeout);
@@ -695,4 +722,24 @@ impl Emit for Fanout<'_> {
 
 fn is_success(status: u16) -> bool {
     (200..300).contains(&status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_tokens_name_their_watch_and_never_collide_with_others() {
+        let t = |conn: usize, index: usize| {
+            Token(WATCH_TOKEN_BIT | ((conn << WATCH_INDEX_BITS) & !WATCH_TOKEN_BIT) | index)
+        };
+        assert_eq!(watch_of(t(1, 7)), Some(7));
+        assert_eq!(watch_of(t(99, MAX_WATCHES - 1)), Some(MAX_WATCHES - 1));
+        assert_ne!(t(1, 7), t(2, 7));
+        assert_eq!(
+            watch_of(Token(5)),
+            None,
+            "sink and hook tokens are not watches'"
+        );
+    }
 }
