@@ -203,6 +203,14 @@ pub fn parse_head(bytes: &[u8]) -> Result<ResponseHead, HeadError> {
     let (Some(version), Some(status)) = (resp.version, resp.code) else {
         return Err(malformed("missing version or status"));
     };
+    // httparse takes any three digits; RFC 9110 §15 status codes are 100-599
+    // (anything from 100 up is a class we can reason about). Below 100 would
+    // be read as a final answer with a read-until-close body.
+    if status < 100 {
+        return Err(malformed(&format!(
+            "status code {status:03} is not a valid HTTP status"
+        )));
+    }
     let headers: Vec<(String, Vec<u8>)> = resp
         .headers
         .iter()
@@ -291,6 +299,20 @@ fn decide_framing(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `response_head` fuzz target (fuzz/artifacts-found).
+    #[test]
+    fn status_codes_below_100_are_malformed() {
+        for head in [&b"HTTP/1.1 099\n\n"[..], b"HTTP/1.1 000\r\n\r\n"] {
+            match parse_head(head) {
+                Err(HeadError::Malformed { reason, .. }) => {
+                    assert!(reason.contains("status code"), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(parse_head(b"HTTP/1.1 100 Continue\r\n\r\n").is_ok());
+    }
 
     fn parse(s: &str) -> Result<ResponseHead, HeadError> {
         parse_head(s.as_bytes())
