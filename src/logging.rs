@@ -8,6 +8,20 @@ struct StderrLogger;
 
 static LOGGER: StderrLogger = StderrLogger;
 
+/// Set when stderr goes to journald (`$JOURNAL_STREAM`): lines then start
+/// with the syslog priority (`<3>` …) so journald keeps the level, and carry
+/// no timestamp of their own (journald adds one).
+static JOURNAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+fn syslog_priority(level: log::Level) -> u8 {
+    match level {
+        log::Level::Error => 3,
+        log::Level::Warn => 4,
+        log::Level::Info => 6,
+        log::Level::Debug | log::Level::Trace => 7,
+    }
+}
+
 impl Log for StderrLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         metadata.level() <= log::max_level()
@@ -17,12 +31,21 @@ impl Log for StderrLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let line = format!(
-            "{} {:<5} {}\n",
-            humantime::format_rfc3339_millis(SystemTime::now()),
-            record.level(),
-            record.args()
-        );
+        let line = if *JOURNAL.get_or_init(|| std::env::var_os("JOURNAL_STREAM").is_some()) {
+            format!(
+                "<{}>{:<5} {}\n",
+                syslog_priority(record.level()),
+                record.level(),
+                record.args()
+            )
+        } else {
+            format!(
+                "{} {:<5} {}\n",
+                humantime::format_rfc3339_millis(SystemTime::now()),
+                record.level(),
+                record.args()
+            )
+        };
         // One write per record keeps lines whole; a failed write to stderr
         // has nowhere better to be reported.
         let _ = std::io::stderr().lock().write_all(line.as_bytes());

@@ -2,6 +2,7 @@
 //! signal multiplexed on it.
 
 pub mod cluster;
+pub mod notify;
 pub mod watcher;
 
 use crate::config::{Config, SinkConfig};
@@ -87,6 +88,9 @@ pub struct Daemon {
     read_buf: Vec<u8>,
     record_buf: Vec<u8>,
     phase: Phase,
+    notifier: Option<notify::Notifier>,
+    /// READY=1 was sent.
+    ready: bool,
 }
 
 impl Daemon {
@@ -216,6 +220,8 @@ impl Daemon {
             read_buf: vec![0; READ_BUF],
             record_buf: Vec::with_capacity(64 << 10),
             phase: Phase::Running,
+            notifier: notify::Notifier::from_env(Instant::now()),
+            ready: false,
         })
     }
 
@@ -232,6 +238,13 @@ impl Daemon {
             self.wait(&mut events)?;
             self.dispatch(&events);
             self.turn();
+            self.notify_systemd();
+        }
+        if let Some(n) = &self.notifier {
+            n.send(&format!(
+                "STOPPING=1\nSTATUS=stopping; {}",
+                self.status_line()
+            ));
         }
         self.drain(&mut events)
     }
@@ -356,7 +369,51 @@ impl Daemon {
     fn next_deadline(&self) -> Option<Instant> {
         let watches = self.watchers.iter().filter_map(Watcher::deadline);
         let sinks = self.sinks.iter().filter_map(Sink::deadline);
-        watches.chain(sinks).min()
+        let watchdog = self.notifier.as_ref().and_then(notify::Notifier::deadline);
+        watches.chain(sinks).chain(watchdog).min()
+    }
+
+    /// "3 watches, 2 streaming, 1 backing off; 5321 events".
+    fn status_line(&self) -> String {
+        let count = |state: &str| {
+            self.watchers
+                .iter()
+                .filter(|w| w.machine.state_name() == state)
+                .count()
+        };
+        let events: u64 = self.watchers.iter().map(|w| w.machine.stats().events).sum();
+        format!(
+            "{} watches, {} streaming, {} backing off; {events} events",
+            self.watchers.len(),
+            count("streaming"),
+            count("backing off")
+        )
+    }
+
+    /// READY=1 once every watch has listed (or is backing off after a
+    /// failure, said in STATUS), then the watchdog from this loop.
+    fn notify_systemd(&mut self) {
+        let Some(notifier) = &self.notifier else {
+            return;
+        };
+        let now = Instant::now();
+        let watchdog_due = notifier.deadline().is_some_and(|d| d <= now);
+        if self.ready && !watchdog_due {
+            return;
+        }
+        let status = self.status_line();
+        if !self.ready
+            && self
+                .watchers
+                .iter()
+                .all(|w| w.machine.has_listed() || w.machine.state_name() == "backing off")
+        {
+            notifier.send(&format!("READY=1\nSTATUS={status}"));
+            self.ready = true;
+        }
+        if let Some(n) = &mut self.notifier {
+            n.on_timer(now, &status);
+        }
     }
 
     fn on_signals(&mut self) {

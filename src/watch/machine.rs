@@ -285,6 +285,11 @@ impl WatchMachine {
         }
     }
 
+    /// True once a list has completed (the watch knows where it stands).
+    pub fn has_listed(&self) -> bool {
+        self.resume_rv.is_some()
+    }
+
     /// True once the initial list is done and a stream is open.
     pub fn is_streaming(&self) -> bool {
         matches!(

@@ -1,0 +1,103 @@
+//! systemd notify: READY once the watches have listed, WATCHDOG from the
+//! loop at half of WATCHDOG_USEC, STOPPING on SIGTERM — captured on a test
+//! NOTIFY_SOCKET.
+
+mod common;
+
+use common::*;
+use kwatchd::sim::{Sim, SimOptions};
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn receive_until(socket: &UnixDatagram, want: &str, got: &mut Vec<String>) -> bool {
+    let end = Instant::now() + Duration::from_secs(15);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end {
+        if let Ok(n) = socket.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let hit = msg.contains(want);
+            got.push(msg);
+            if hit {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn ready_watchdog_and_stopping_reach_the_notify_socket() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&sock_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let config = dir.path().join("kwatchd.toml");
+    std::fs::write(
+        &config,
+        common::config(dir.path(), "", &sim.url(), &[WatchDef::pods("pods", "out")]),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "300000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut got = Vec::new();
+    let ready = receive_until(&socket, "READY=1", &mut got);
+    let watchdog = receive_until(&socket, "WATCHDOG=1", &mut got);
+    let watchdog_again = receive_until(&socket, "WATCHDOG=1", &mut got);
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let stopping = receive_until(&socket, "STOPPING=1", &mut got);
+    let status = child.wait().unwrap();
+    assert!(ready && watchdog && watchdog_again && stopping, "{got:?}");
+    assert!(status.success());
+    let ready_msg = got.iter().find(|m| m.contains("READY=1")).unwrap();
+    assert!(ready_msg.contains("STATUS=1 watches, "), "{ready_msg}");
+}
+
+#[test]
+fn under_journald_log_lines_carry_their_syslog_priority() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kwatchd.toml");
+    std::fs::write(
+        &config,
+        common::config(dir.path(), "", &sim.url(), &[WatchDef::pods("pods", "out")]),
+    )
+    .unwrap();
+    let log = dir.path().join("log");
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("JOURNAL_STREAM", "8:12345")
+        .env("KWATCHD_LOG_LEVEL", "info")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let listed = wait_until(Duration::from_secs(15), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("listed")
+    });
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let _ = child.wait();
+    assert!(listed);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with("<6>") || l.starts_with("<4>") || l.starts_with("<3>")),
+        "{text}"
+    );
+}
