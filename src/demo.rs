@@ -85,7 +85,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
             .name("demo-tail".into())
             .spawn(move || tail(&f))?;
     }
-    Daemon::new(&config)?.run()?;
+    Daemon::new(&config)?.without_reload().run()?;
     drop(_churn);
     sim.shutdown();
     Ok(())

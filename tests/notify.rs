@@ -8,23 +8,7 @@ use common::*;
 use kwatchd::sim::{Sim, SimOptions};
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn receive_until(socket: &UnixDatagram, want: &str, got: &mut Vec<String>) -> bool {
-    let end = Instant::now() + Duration::from_secs(15);
-    let mut buf = [0u8; 4096];
-    while Instant::now() < end {
-        if let Ok(n) = socket.recv(&mut buf) {
-            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-            let hit = msg.contains(want);
-            got.push(msg);
-            if hit {
-                return true;
-            }
-        }
-    }
-    false
-}
+use std::time::Duration;
 
 #[test]
 fn ready_watchdog_and_stopping_reach_the_notify_socket() {

@@ -1,11 +1,13 @@
 //! The daemon: one thread, one `mio::Poll`, every watch socket, timer and
 //! signal multiplexed on it.
 
+mod apply;
 pub mod cluster;
 pub mod notify;
+pub mod reload;
 pub mod watcher;
 
-use crate::config::{Config, SinkConfig};
+use crate::config::{ClusterConfig, Config, SinkConfig, WatchConfig};
 use crate::kube::{ResourcePath, Selectors};
 use crate::net::Resolver;
 use crate::rand::Rng;
@@ -15,7 +17,6 @@ use cluster::ClusterRuntime;
 use mio::{Events, Poll, Token, Waker};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
-use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
@@ -24,8 +25,8 @@ use watcher::{Ctx, Flow, TokenAllocator, Watcher};
 
 const SIGNAL_TOKEN: Token = Token(0);
 const WAKER_TOKEN: Token = Token(1);
-/// Sinks get `FIRST_SINK_TOKEN + index`; connections the tokens after.
-const FIRST_SINK_TOKEN: usize = 2;
+/// Sinks, hook pipes and webhook connections take tokens from here up.
+const FIRST_DYNAMIC_TOKEN: usize = 2;
 const READ_BUF: usize = 256 << 10;
 /// Bytes a sink may hold besides its event bound.
 const SINK_QUEUE_BYTES: usize = 64 << 20;
@@ -75,12 +76,25 @@ fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> DaemonError {
 }
 
 pub struct Daemon {
+    /// The configuration running now; SIGHUP re-reads `config.source`.
+    config: Config,
+    /// False for a configuration built in memory (the demo).
+    reloadable: bool,
     poll: Poll,
     signals: Signals,
     resolver: Resolver,
+    /// In `config.clusters` order; watchers hold positions in it.
     clusters: Vec<ClusterRuntime>,
+    /// In `config.sinks` order; watchers hold positions in it.
     sinks: Vec<Sink>,
-    watchers: Vec<Watcher>,
+    /// Sinks a reload removed or replaced: they get no new events and are
+    /// closed once they delivered what they hold.
+    retiring: Vec<Sink>,
+    /// Slots, never reused: a watch's slot is part of its connection
+    /// tokens. A watch a reload stopped leaves `None`.
+    watchers: Vec<Option<Watcher>>,
+    /// The `[[watch]]` name behind each slot.
+    slot_names: Vec<String>,
     tokens: TokenAllocator,
     /// Watches to drive this turn (readiness, timers, room in sinks).
     runnable: Vec<bool>,
@@ -104,125 +118,108 @@ impl Daemon {
         let waker = Arc::new(
             Waker::new(poll.registry(), WAKER_TOKEN).map_err(io_err("cannot create the waker"))?,
         );
-
-        let mut clusters = Vec::new();
-        let mut cluster_index = HashMap::new();
-        for (name, c) in &config.clusters {
-            let runtime = ClusterRuntime::new(c).map_err(|e| DaemonError::Cluster {
-                name: name.clone(),
-                error: e.to_string(),
-            })?;
-            cluster_index.insert(name.clone(), clusters.len());
-            clusters.push(runtime);
-        }
-
-        let bound = QueueBound {
-            events: config.daemon.sink_queue_events.max(1),
-            bytes: SINK_QUEUE_BYTES,
-        };
-        let mut sinks = Vec::new();
-        let mut sink_index = HashMap::new();
-        for (name, s) in &config.sinks {
-            let token = Token(FIRST_SINK_TOKEN + sinks.len());
-            let rng = Rng::from_entropy(0x51_4b + sinks.len() as u64);
-            let queue_events = config.daemon.sink_queue_events.max(1);
-            let sink = match s {
-                SinkConfig::File(f) => {
-                    let mut file = FileSink::new(name, &f.path, bound, token);
-                    file.open().map_err(|e| DaemonError::Sink {
-                        name: name.clone(),
-                        error: format!("cannot open {}: {e}", f.path.display()),
-                    })?;
-                    Sink::File(file)
-                }
-                SinkConfig::Stdout => Sink::File(FileSink::stdout(name, bound, token)),
-                SinkConfig::Exec(e) => {
-                    Sink::Exec(Box::new(ExecSink::new(name, e, queue_events, rng)))
-                }
-                SinkConfig::Webhook(w) => {
-                    let webhook = WebhookSink::new(name, w, queue_events, rng).map_err(|e| {
-                        DaemonError::Sink {
-                            name: name.clone(),
-                            error: e.to_string(),
-                        }
-                    })?;
-                    Sink::Webhook(Box::new(webhook))
-                }
-            };
-            sink_index.insert(name.clone(), sinks.len());
-            sinks.push(sink);
-        }
-
-        let mut watchers = Vec::new();
         if config.watches.len() > watcher::MAX_WATCHES {
             return Err(DaemonError::TooManyWatches {
                 count: config.watches.len(),
             });
         }
-        for (i, w) in config.watches.iter().enumerate() {
-            let Some(&cluster) = cluster_index.get(&w.cluster) else {
-                return Err(DaemonError::Cluster {
-                    name: w.cluster.clone(),
-                    error: format!("not defined (watch {})", w.name),
-                });
-            };
-            let server = &config.clusters[&w.cluster].server;
-            let spec = WatchSpec {
-                name: w.name.clone(),
-                api_version: w.api_version.clone(),
-                resource: w.resource.clone(),
-                path: ResourcePath::new(
-                    &server.base_path,
-                    &w.api_version,
-                    w.namespace.as_deref(),
-                    &w.resource,
-                ),
-                selectors: Selectors {
-                    label: w.label_selector.clone(),
-                    field: w.field_selector.clone(),
-                },
-                events: w.events.clone(),
-                on_start: w.on_start,
-                page_size: LIST_PAGE_SIZE,
-                watch_timeout: w.watch_timeout,
-            };
-            let sink_ids: Vec<usize> = w
-                .sinks
-                .iter()
-                .filter_map(|s| sink_index.get(s).copied())
-                .collect();
-            let wants_meta = sink_ids
-                .iter()
-                .any(|&i| sinks.get(i).is_some_and(Sink::wants_meta));
-            let machine = WatchMachine::new(spec, Rng::from_entropy(i as u64));
-            watchers.push(Watcher::new(
-                watchers.len(),
-                machine,
-                cluster,
-                &w.cluster,
-                sink_ids,
-                wants_meta,
-                config.daemon.max_line_bytes,
-            ));
+        let mut tokens = TokenAllocator::starting_at(FIRST_DYNAMIC_TOKEN);
+        let clusters = config
+            .clusters
+            .iter()
+            .map(|(name, c)| build_cluster(name, c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut sinks = Vec::new();
+        for (name, s) in &config.sinks {
+            sinks.push(build_sink(config, name, s, &mut tokens)?);
         }
-        let n = watchers.len();
-        let sink_count = sinks.len();
-        Ok(Daemon {
+        let mut daemon = Daemon {
+            config: config.clone(),
+            reloadable: true,
             poll,
             signals,
             resolver: Resolver::new(waker),
             clusters,
             sinks,
-            watchers,
-            tokens: TokenAllocator::starting_at(FIRST_SINK_TOKEN + sink_count),
-            runnable: vec![true; n],
-            blocked: vec![false; n],
+            retiring: Vec::new(),
+            watchers: Vec::new(),
+            slot_names: Vec::new(),
+            tokens,
+            runnable: Vec::new(),
+            blocked: Vec::new(),
             read_buf: vec![0; READ_BUF],
             record_buf: Vec::with_capacity(64 << 10),
             phase: Phase::Running,
             notifier: notify::Notifier::from_env(Instant::now()),
             ready: false,
-        })
+        };
+        for w in &config.watches {
+            daemon.start_watch(w)?;
+        }
+        Ok(daemon)
+    }
+
+    /// For a configuration that is not its file as is (the demo rewrites
+    /// addresses): SIGHUP then keeps it rather than re-reading the file.
+    pub fn without_reload(mut self) -> Daemon {
+        self.reloadable = false;
+        self
+    }
+
+    /// Starts the watcher of `w` in a fresh slot, routed to the clusters and
+    /// sinks of `self.config`.
+    fn start_watch(&mut self, w: &WatchConfig) -> Result<(), DaemonError> {
+        let slot = self.watchers.len();
+        if slot >= watcher::MAX_WATCHES {
+            return Err(DaemonError::TooManyWatches { count: slot + 1 });
+        }
+        let Some((cluster, cluster_config)) = self
+            .config
+            .clusters
+            .iter()
+            .enumerate()
+            .find(|(_, (name, _))| **name == w.cluster)
+            .map(|(i, (_, c))| (i, c))
+        else {
+            return Err(DaemonError::Cluster {
+                name: w.cluster.clone(),
+                error: format!("not defined (watch {})", w.name),
+            });
+        };
+        let spec = watch_spec(w, cluster_config);
+        let (sinks, wants_meta) = self.route(w);
+        let machine = WatchMachine::new(spec, Rng::from_entropy(slot as u64));
+        self.watchers.push(Some(Watcher::new(
+            slot,
+            machine,
+            cluster,
+            &w.cluster,
+            sinks,
+            wants_meta,
+            self.config.daemon.max_line_bytes,
+        )));
+        self.slot_names.push(w.name.clone());
+        self.runnable.push(true);
+        self.blocked.push(false);
+        Ok(())
+    }
+
+    /// Positions in `self.sinks` of the sinks `w` feeds, and whether any
+    /// of them wants each event's metadata.
+    fn route(&self, w: &WatchConfig) -> (Vec<usize>, bool) {
+        let ids: Vec<usize> = w
+            .sinks
+            .iter()
+            .filter_map(|s| self.config.sinks.keys().position(|k| k == s))
+            .collect();
+        let wants_meta = ids
+            .iter()
+            .any(|&i| self.sinks.get(i).is_some_and(Sink::wants_meta));
+        (ids, wants_meta)
+    }
+
+    fn live_watchers(&self) -> impl Iterator<Item = &Watcher> {
+        self.watchers.iter().flatten()
     }
 
     /// Runs until SIGINT or SIGTERM, then drains the sinks.
@@ -230,7 +227,7 @@ impl Daemon {
         log::info!(
             "kwatchd {} running: {} watches, {} sinks",
             env!("CARGO_PKG_VERSION"),
-            self.watchers.len(),
+            self.live_watchers().count(),
             self.sinks.len()
         );
         let mut events = Events::with_capacity(1024);
@@ -282,13 +279,14 @@ impl Daemon {
                 t => match watcher::watch_of(t) {
                     Some(i) => {
                         // A stale event for a closed connection is dropped.
-                        if self.watchers.get(i).and_then(Watcher::token) == Some(t) {
+                        let owner = self.watchers.get(i).and_then(Option::as_ref);
+                        if owner.and_then(Watcher::token) == Some(t) {
                             self.runnable[i] = true;
                         }
                     }
                     None => {
                         let (mut ctx, sinks) = self.sink_ctx();
-                        for sink in sinks.iter_mut() {
+                        for sink in sinks {
                             if sink.on_ready(t, &mut ctx) {
                                 break;
                             }
@@ -299,7 +297,7 @@ impl Daemon {
         }
     }
 
-    fn ctx(&mut self) -> (Ctx<'_>, &mut Vec<Watcher>) {
+    fn ctx(&mut self) -> (Ctx<'_>, &mut Vec<Option<Watcher>>) {
         (
             Ctx {
                 registry: self.poll.registry(),
@@ -315,7 +313,8 @@ impl Daemon {
         )
     }
 
-    fn sink_ctx(&mut self) -> (SinkCtx<'_>, &mut Vec<Sink>) {
+    /// Every sink, the retiring ones included, with what they need.
+    fn sink_ctx(&mut self) -> (SinkCtx<'_>, impl Iterator<Item = &mut Sink>) {
         (
             SinkCtx {
                 registry: self.poll.registry(),
@@ -323,7 +322,7 @@ impl Daemon {
                 resolver: &mut self.resolver,
                 now: Instant::now(),
             },
-            &mut self.sinks,
+            self.sinks.iter_mut().chain(self.retiring.iter_mut()),
         )
     }
 
@@ -333,12 +332,16 @@ impl Daemon {
         let mut blocked = std::mem::take(&mut self.blocked);
         {
             let (mut ctx, watchers) = self.ctx();
-            for (i, w) in watchers.iter_mut().enumerate() {
-                if w.on_timers(&mut ctx) {
+            for (i, slot) in watchers.iter_mut().enumerate() {
+                if slot.as_mut().is_some_and(|w| w.on_timers(&mut ctx)) {
                     runnable[i] = true;
                 }
             }
-            for (i, w) in watchers.iter_mut().enumerate() {
+            for (i, slot) in watchers.iter_mut().enumerate() {
+                let Some(w) = slot else {
+                    runnable[i] = false;
+                    continue;
+                };
                 if !runnable[i] {
                     continue;
                 }
@@ -349,8 +352,8 @@ impl Daemon {
             }
         }
         self.poll_sinks();
-        for (i, w) in self.watchers.iter().enumerate() {
-            if blocked[i] && w.has_room(&self.sinks) {
+        for (i, slot) in self.watchers.iter().enumerate() {
+            if blocked[i] && slot.as_ref().is_some_and(|w| w.has_room(&self.sinks)) {
                 blocked[i] = false;
                 runnable[i] = true;
             }
@@ -361,14 +364,29 @@ impl Daemon {
 
     fn poll_sinks(&mut self) {
         let (mut ctx, sinks) = self.sink_ctx();
-        for s in sinks.iter_mut() {
+        for s in sinks {
             s.poll(&mut ctx);
         }
+        self.retiring.retain(|s| {
+            let done = s.pending() == 0;
+            if done {
+                log::info!(
+                    "sink {} (before the reload): {}; closed",
+                    s.name(),
+                    s.summary()
+                );
+            }
+            !done
+        });
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let watches = self.watchers.iter().filter_map(Watcher::deadline);
-        let sinks = self.sinks.iter().filter_map(Sink::deadline);
+        let watches = self.live_watchers().filter_map(Watcher::deadline);
+        let sinks = self
+            .sinks
+            .iter()
+            .chain(&self.retiring)
+            .filter_map(Sink::deadline);
         let watchdog = self.notifier.as_ref().and_then(notify::Notifier::deadline);
         watches.chain(sinks).chain(watchdog).min()
     }
@@ -376,15 +394,14 @@ impl Daemon {
     /// "3 watches, 2 streaming, 1 backing off; 5321 events".
     fn status_line(&self) -> String {
         let count = |state: &str| {
-            self.watchers
-                .iter()
+            self.live_watchers()
                 .filter(|w| w.machine.state_name() == state)
                 .count()
         };
-        let events: u64 = self.watchers.iter().map(|w| w.machine.stats().events).sum();
+        let events: u64 = self.live_watchers().map(|w| w.machine.stats().events).sum();
         format!(
             "{} watches, {} streaming, {} backing off; {events} events",
-            self.watchers.len(),
+            self.live_watchers().count(),
             count("streaming"),
             count("backing off")
         )
@@ -404,8 +421,7 @@ impl Daemon {
         let status = self.status_line();
         if !self.ready
             && self
-                .watchers
-                .iter()
+                .live_watchers()
                 .all(|w| w.machine.has_listed() || w.machine.state_name() == "backing off")
         {
             notifier.send(&format!("READY=1\nSTATUS={status}"));
@@ -422,7 +438,7 @@ impl Daemon {
             match signal {
                 SIGCHLD => {
                     let (mut ctx, sinks) = self.sink_ctx();
-                    for s in sinks.iter_mut() {
+                    for s in sinks {
                         s.on_sigchld(&mut ctx);
                     }
                 }
@@ -430,13 +446,12 @@ impl Daemon {
                     // logrotate's postrotate convention: the next write
                     // creates the file anew.
                     log::info!("received SIGUSR1; reopening file sinks");
-                    for s in &mut self.sinks {
+                    for s in self.sinks.iter_mut().chain(&mut self.retiring) {
                         s.reopen();
                     }
                 }
-                SIGHUP => log::warn!(
-                    "received SIGHUP; configuration reload is not implemented yet, the running configuration stays (restart to apply changes)"
-                ),
+                SIGHUP if self.phase == Phase::Running => self.reload(),
+                SIGHUP => log::warn!("received SIGHUP while stopping; not reloading"),
                 SIGINT | SIGTERM => {
                     let name = if signal == SIGINT {
                         "SIGINT"
@@ -465,13 +480,14 @@ impl Daemon {
             let (mut ctx, watchers) = self.ctx();
             if let Some(w) = watchers
                 .iter_mut()
+                .flatten()
                 .find(|w| w.resolver_query() == Some(answer.id))
             {
                 w.on_resolved(&mut ctx, answer.result);
                 continue;
             }
-            let (mut ctx, sinks) = self.sink_ctx();
-            if let Some(s) = sinks.iter_mut().find(|s| s.owns_query(answer.id)) {
+            let (mut ctx, mut sinks) = self.sink_ctx();
+            if let Some(s) = sinks.find(|s| s.owns_query(answer.id)) {
                 s.on_resolved(answer.id, answer.result, &mut ctx);
             }
         }
@@ -483,20 +499,25 @@ impl Daemon {
     /// signal; then stop what still runs and say what was not delivered.
     fn drain(&mut self, events: &mut Events) -> Result<(), DaemonError> {
         let registry = self.poll.registry();
-        for w in &mut self.watchers {
+        for w in self.watchers.iter_mut().flatten() {
             w.close(registry);
         }
         self.runnable.iter_mut().for_each(|r| *r = false);
         let give_up = Instant::now() + SHUTDOWN_DRAIN;
         loop {
             self.poll_sinks();
-            let pending: usize = self.sinks.iter().map(Sink::pending).sum();
+            let pending: usize = self
+                .sinks
+                .iter()
+                .chain(&self.retiring)
+                .map(Sink::pending)
+                .sum();
             if pending == 0 {
                 break;
             }
             if self.phase == Phase::Aborting || Instant::now() >= give_up {
                 let (mut ctx, sinks) = self.sink_ctx();
-                for s in sinks.iter_mut() {
+                for s in sinks {
                     if s.pending() > 0 {
                         log::error!(
                             "sink {}: {} events were not delivered before shutdown",
@@ -523,10 +544,10 @@ impl Daemon {
             }
             self.dispatch(events);
         }
-        for s in &self.sinks {
+        for s in self.sinks.iter().chain(&self.retiring) {
             log::info!("sink {}: {}", s.name(), s.summary());
         }
-        let events: u64 = self.watchers.iter().map(|w| w.machine.stats().events).sum();
+        let events: u64 = self.live_watchers().map(|w| w.machine.stats().events).sum();
         log::info!("stopped after {events} events");
         Ok(())
     }
@@ -540,4 +561,69 @@ enum Phase {
     Draining,
     /// A second signal, or the drain time is up.
     Aborting,
+}
+
+fn build_cluster(name: &str, c: &ClusterConfig) -> Result<ClusterRuntime, DaemonError> {
+    ClusterRuntime::new(c).map_err(|e| DaemonError::Cluster {
+        name: name.to_owned(),
+        error: e.to_string(),
+    })
+}
+
+/// A sink as `[sinks.NAME]` defines it, its file opened.
+fn build_sink(
+    config: &Config,
+    name: &str,
+    s: &SinkConfig,
+    tokens: &mut TokenAllocator,
+) -> Result<Sink, DaemonError> {
+    let queue_events = config.daemon.sink_queue_events.max(1);
+    let bound = QueueBound {
+        events: queue_events,
+        bytes: SINK_QUEUE_BYTES,
+    };
+    let token = tokens.allocate();
+    let rng = Rng::from_entropy(0x51_4b ^ token.0 as u64);
+    Ok(match s {
+        SinkConfig::File(f) => {
+            let mut file = FileSink::new(name, &f.path, bound, token);
+            file.open().map_err(|e| DaemonError::Sink {
+                name: name.to_owned(),
+                error: format!("cannot open {}: {e}", f.path.display()),
+            })?;
+            Sink::File(file)
+        }
+        SinkConfig::Stdout => Sink::File(FileSink::stdout(name, bound, token)),
+        SinkConfig::Exec(e) => Sink::Exec(Box::new(ExecSink::new(name, e, queue_events, rng))),
+        SinkConfig::Webhook(w) => {
+            let webhook =
+                WebhookSink::new(name, w, queue_events, rng).map_err(|e| DaemonError::Sink {
+                    name: name.to_owned(),
+                    error: e.to_string(),
+                })?;
+            Sink::Webhook(Box::new(webhook))
+        }
+    })
+}
+
+fn watch_spec(w: &WatchConfig, cluster: &ClusterConfig) -> WatchSpec {
+    WatchSpec {
+        name: w.name.clone(),
+        api_version: w.api_version.clone(),
+        resource: w.resource.clone(),
+        path: ResourcePath::new(
+            &cluster.server.base_path,
+            &w.api_version,
+            w.namespace.as_deref(),
+            &w.resource,
+        ),
+        selectors: Selectors {
+            label: w.label_selector.clone(),
+            field: w.field_selector.clone(),
+        },
+        events: w.events.clone(),
+        on_start: w.on_start,
+        page_size: LIST_PAGE_SIZE,
+        watch_timeout: w.watch_timeout,
+    }
 }

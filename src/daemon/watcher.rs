@@ -87,6 +87,7 @@ pub struct Watcher {
     connections: usize,
     pub machine: WatchMachine,
     cluster: usize,
+    cluster_name: String,
     sinks: Vec<usize>,
     records: RecordWriter,
     /// Set when a sink of this watch wants each event's `EventMeta`.
@@ -144,6 +145,7 @@ impl Watcher {
             connections: 0,
             machine,
             cluster,
+            cluster_name: cluster_name.to_owned(),
             sinks,
             records,
             meta_base,
@@ -157,6 +159,18 @@ impl Watcher {
 
     pub fn sinks(&self) -> &[usize] {
         &self.sinks
+    }
+
+    /// After a reload: the sinks this watch feeds now (their positions in
+    /// the daemon's new sink list), and the cluster's new position.
+    pub fn reroute(&mut self, cluster: usize, sinks: Vec<usize>, wants_meta: bool) {
+        self.cluster = cluster;
+        self.sinks = sinks;
+        self.meta_base = wants_meta.then(|| MetaBase {
+            watch: self.machine.name().to_owned(),
+            cluster: self.cluster_name.clone(),
+            api_version: self.machine.spec().api_version.clone(),
+        });
     }
 
     pub fn token(&self) -> Option<Token> {

@@ -204,3 +204,25 @@ pub fn config(dir: &Path, cluster_extra: &str, server: &str, watches: &[WatchDef
     }
     s
 }
+
+/// Reads datagrams from a test NOTIFY_SOCKET (with a read timeout set) into
+/// `got` until one contains `want`, for up to 15 s.
+pub fn receive_until(
+    socket: &std::os::unix::net::UnixDatagram,
+    want: &str,
+    got: &mut Vec<String>,
+) -> bool {
+    let end = Instant::now() + Duration::from_secs(15);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end {
+        if let Ok(n) = socket.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let hit = msg.contains(want);
+            got.push(msg);
+            if hit {
+                return true;
+            }
+        }
+    }
+    false
+}

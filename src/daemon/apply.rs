@@ -1,0 +1,217 @@
+//! SIGHUP: re-read the configuration and apply the difference, keeping what
+//! did not change running (connections, queues, running hooks).
+
+use super::reload::{Change, ReloadPlan};
+use super::{build_cluster, build_sink, notify, Daemon, DaemonError};
+use crate::config::Config;
+use crate::daemon::cluster::ClusterRuntime;
+use crate::sink::Sink;
+
+/// The parts of a reload that can fail, built before anything running is
+/// touched: a file that cannot be opened or a CA that cannot be read rejects
+/// the whole reload and the running configuration stays.
+struct Prepared {
+    plan: ReloadPlan,
+    /// In `new.clusters` order: a cluster built anew, or the position of
+    /// the running one to keep.
+    clusters: Vec<Part<ClusterRuntime>>,
+    /// In `new.sinks` order.
+    sinks: Vec<Part<Sink>>,
+}
+
+enum Part<T> {
+    Kept(usize),
+    Built(T),
+}
+
+impl Daemon {
+    pub(super) fn reload(&mut self) {
+        if !self.reloadable {
+            log::warn!(
+                "received SIGHUP; this configuration is built in (demo), there is no file to reload"
+            );
+            return;
+        }
+        let source = self.config.source.clone();
+        log::info!("received SIGHUP; reloading {}", source.display());
+        if self.ready {
+            if let Some(n) = &self.notifier {
+                n.send(&format!(
+                    "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading {}",
+                    notify::monotonic_usec(),
+                    source.display()
+                ));
+            }
+        }
+        let outcome = match Config::load(&source) {
+            Err(errors) => {
+                for e in &errors.0 {
+                    log::error!("{e}");
+                }
+                Err(format!(
+                    "{} problem(s) in {}",
+                    errors.0.len(),
+                    source.display()
+                ))
+            }
+            Ok(new) => self.apply(new).map_err(|e| e.to_string()),
+        };
+        let status = match outcome {
+            Ok(summary) => {
+                log::info!("reload applied: {summary}");
+                format!("reloaded; {}", self.status_line())
+            }
+            Err(why) => {
+                log::error!("reload rejected, the running configuration stays: {why}");
+                format!("reload rejected ({why}); {}", self.status_line())
+            }
+        };
+        if self.ready {
+            if let Some(n) = &self.notifier {
+                n.send(&format!("READY=1\nSTATUS={status}"));
+            }
+        }
+    }
+
+    /// Applies `new`; on error nothing changed.
+    fn apply(&mut self, new: Config) -> Result<String, DaemonError> {
+        let prepared = self.prepare(&new)?;
+        let plan = prepared.plan;
+        if new.daemon.log_level != self.config.daemon.log_level
+            && std::env::var_os("KWATCHD_LOG_LEVEL").is_none()
+        {
+            log::set_max_level(new.daemon.log_level);
+        }
+        for key in &plan.restart_needed {
+            log::warn!(
+                "[daemon] {key} changed: it applies to the watches and sinks started from now on; restart kwatchd to apply it to all"
+            );
+        }
+
+        // Clusters and sinks: keep, or swap in what was built.
+        let mut old_clusters: Vec<Option<ClusterRuntime>> = std::mem::take(&mut self.clusters)
+            .into_iter()
+            .map(Some)
+            .collect();
+        for part in prepared.clusters {
+            let runtime = match part {
+                Part::Built(c) => Some(c),
+                Part::Kept(i) => old_clusters.get_mut(i).and_then(Option::take),
+            };
+            self.clusters.extend(runtime);
+        }
+        let old_names: Vec<String> = self.config.sinks.keys().cloned().collect();
+        let mut old_sinks: Vec<Option<Sink>> = std::mem::take(&mut self.sinks)
+            .into_iter()
+            .map(Some)
+            .collect();
+        for part in prepared.sinks {
+            match part {
+                Part::Built(s) => self.sinks.push(s),
+                Part::Kept(i) => {
+                    if let Some(mut s) = old_sinks.get_mut(i).and_then(Option::take) {
+                        // The logrotate convention holds for reloads too.
+                        s.reopen();
+                        self.sinks.push(s);
+                    }
+                }
+            }
+        }
+        for (name, sink) in old_names.iter().zip(old_sinks) {
+            let Some(sink) = sink else { continue };
+            if sink.pending() > 0 {
+                log::info!(
+                    "sink {name}: {} events queued before the reload are delivered by its old definition, then it closes",
+                    sink.pending()
+                );
+                self.retiring.push(sink);
+            } else {
+                log::info!(
+                    "sink {name} (before the reload): {}; closed",
+                    sink.summary()
+                );
+            }
+        }
+
+        // Watches: stop what changed or went away, re-route what stays,
+        // start what is new.
+        let registry = self.poll.registry();
+        for (i, slot) in self.watchers.iter_mut().enumerate() {
+            let name = self.slot_names.get(i).map(String::as_str).unwrap_or("");
+            if slot.is_some() && plan.watch(name) != Some(Change::Keep) {
+                if let Some(w) = slot.as_mut() {
+                    w.close(registry);
+                }
+                *slot = None;
+                if let Some(r) = self.runnable.get_mut(i) {
+                    *r = false;
+                }
+                if let Some(b) = self.blocked.get_mut(i) {
+                    *b = false;
+                }
+            }
+        }
+        self.config = new;
+        let watches = self.config.watches.clone();
+        for (i, name) in self.slot_names.clone().iter().enumerate() {
+            let Some(w) = watches.iter().find(|w| &w.name == name) else {
+                continue;
+            };
+            let cluster = self.config.clusters.keys().position(|c| *c == w.cluster);
+            let (sinks, wants_meta) = self.route(w);
+            if let (Some(Some(watcher)), Some(cluster)) = (self.watchers.get_mut(i), cluster) {
+                watcher.reroute(cluster, sinks, wants_meta);
+                // It may have been waiting for room in a sink it no longer feeds.
+                self.runnable[i] = true;
+            }
+        }
+        for w in &watches {
+            if matches!(plan.watch(&w.name), Some(Change::Add | Change::Replace)) {
+                self.start_watch(w)?;
+            }
+        }
+        Ok(plan.to_string())
+    }
+
+    /// Builds the new clusters and sinks; the running ones are untouched.
+    fn prepare(&mut self, new: &Config) -> Result<Prepared, DaemonError> {
+        let plan = ReloadPlan::new(&self.config, new);
+        let starts = plan
+            .watches
+            .iter()
+            .filter(|(_, c)| matches!(c, Change::Add | Change::Replace))
+            .count();
+        if self.watchers.len() + starts > super::watcher::MAX_WATCHES {
+            return Err(DaemonError::TooManyWatches {
+                count: self.watchers.len() + starts,
+            });
+        }
+        let mut clusters = Vec::new();
+        for (name, c) in &new.clusters {
+            let kept = (plan.cluster(name) == Some(Change::Keep))
+                .then(|| self.config.clusters.keys().position(|k| k == name))
+                .flatten()
+                .filter(|&i| i < self.clusters.len());
+            clusters.push(match kept {
+                Some(i) => Part::Kept(i),
+                None => Part::Built(build_cluster(name, c)?),
+            });
+        }
+        let mut sinks = Vec::new();
+        for (name, s) in &new.sinks {
+            let kept = (plan.sink(name) == Some(Change::Keep))
+                .then(|| self.config.sinks.keys().position(|k| k == name))
+                .flatten()
+                .filter(|&i| i < self.sinks.len());
+            sinks.push(match kept {
+                Some(i) => Part::Kept(i),
+                None => Part::Built(build_sink(new, name, s, &mut self.tokens)?),
+            });
+        }
+        Ok(Prepared {
+            plan,
+            clusters,
+            sinks,
+        })
+    }
+}
