@@ -162,3 +162,50 @@ fn sigusr1_reopens_files_after_rotation_and_sighup_does_not_kill() {
     );
     assert!(d.stop().success());
 }
+
+/// A server whose accept queue is full drops SYNs, so a connect hangs the
+/// way it does against a black-holed address; the connect timeout must
+/// give up on it and retry, on loopback.
+#[test]
+fn a_connect_that_hangs_times_out_and_is_retried() {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    listener
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    // Fill the accept queue (never accepted): later SYNs are dropped.
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&addr.into());
+        fillers.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(
+        dir.path(),
+        "connect_timeout = \"1s\"",
+        &format!("http://{addr}"),
+        &[WatchDef::pods("pods", "out")],
+    );
+    let mut d = Running::start_in(dir, &text);
+    let timeouts = |d: &Running| d.log_text().matches("timed out after 1s").count();
+    assert!(
+        wait_until(Duration::from_secs(20), || timeouts(&d) >= 2),
+        "log:\n{}",
+        d.log_text()
+    );
+    assert!(d
+        .log_text()
+        .contains(&format!("connect to {addr} timed out")));
+    assert!(d.stop().success());
+    drop(fillers);
+}
