@@ -85,3 +85,46 @@ fn under_journald_log_lines_carry_their_syslog_priority() {
         "{text}"
     );
 }
+
+/// READY=1 does not wait for a watch that cannot reach its server, but
+/// STATUS names it.
+#[test]
+fn ready_names_the_watches_still_backing_off() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&sock_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    // Nothing listens on a port we bound and closed.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let text = common::config(dir.path(), "", &sim.url(), &[WatchDef::pods("pods", "out")])
+        + &format!(
+            "\n[clusters.gone]\nserver = \"http://{dead_addr}\"\n\n[[watch]]\nname = \"unreachable\"\ncluster = \"gone\"\napi_version = \"v1\"\nresource = \"pods\"\nsinks = [\"out\"]\n"
+        );
+    let config = dir.path().join("kwatchd.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut got = Vec::new();
+    let ready = receive_until(&socket, "READY=1", &mut got);
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(ready, "{got:?}");
+    let ready_msg = got.iter().find(|m| m.contains("READY=1")).unwrap();
+    assert!(
+        ready_msg.contains("1 backing off (unreachable)"),
+        "{ready_msg}"
+    );
+}

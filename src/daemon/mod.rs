@@ -391,19 +391,39 @@ impl Daemon {
         watches.chain(sinks).chain(watchdog).min()
     }
 
-    /// "3 watches, 2 streaming, 1 backing off; 5321 events".
+    /// "3 watches, 2 streaming, 1 backing off (pods-prod); 5321 events":
+    /// the watches backing off are named (the first few), since READY=1 may
+    /// come while they still retry.
     fn status_line(&self) -> String {
-        let count = |state: &str| {
-            self.live_watchers()
-                .filter(|w| w.machine.state_name() == state)
-                .count()
+        const NAMED: usize = 3;
+        let streaming = self
+            .live_watchers()
+            .filter(|w| w.machine.state_name() == "streaming")
+            .count();
+        let backing_off: Vec<&str> = self
+            .live_watchers()
+            .filter(|w| w.machine.state_name() == "backing off")
+            .map(|w| w.machine.name())
+            .collect();
+        let mut names = backing_off
+            .iter()
+            .take(NAMED)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if backing_off.len() > NAMED {
+            names.push_str(", ...");
+        }
+        let names = if names.is_empty() {
+            names
+        } else {
+            format!(" ({names})")
         };
         let events: u64 = self.live_watchers().map(|w| w.machine.stats().events).sum();
         format!(
-            "{} watches, {} streaming, {} backing off; {events} events",
+            "{} watches, {streaming} streaming, {} backing off{names}; {events} events",
             self.live_watchers().count(),
-            count("streaming"),
-            count("backing off")
+            backing_off.len(),
         )
     }
 
