@@ -3,10 +3,12 @@
 
 pub mod cluster;
 pub mod notify;
+mod observe;
 pub mod watcher;
 
 use crate::config::{Config, SinkConfig};
 use crate::kube::{ResourcePath, Selectors};
+use crate::metrics::MetricsServer;
 use crate::net::Resolver;
 use crate::rand::Rng;
 use crate::sink::{ExecSink, FileSink, QueueBound, Sink, SinkCtx, WebhookSink};
@@ -29,9 +31,6 @@ const FIRST_SINK_TOKEN: usize = 2;
 const READ_BUF: usize = 256 << 10;
 /// Bytes a sink may hold besides its event bound.
 const SINK_QUEUE_BYTES: usize = 64 << 20;
-/// How long shutdown lets the sinks deliver what they hold (running hooks,
-/// a full disk, a stuck FIFO) before giving up and saying how much is left.
-const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
 const LIST_PAGE_SIZE: u32 = 500;
 
 #[derive(Debug)]
@@ -51,6 +50,10 @@ pub enum DaemonError {
     TooManyWatches {
         count: usize,
     },
+    Metrics {
+        addr: std::net::SocketAddr,
+        error: io::Error,
+    },
 }
 
 impl fmt::Display for DaemonError {
@@ -63,6 +66,10 @@ impl fmt::Display for DaemonError {
                 f,
                 "{count} watches configured; at most {} are supported by one daemon",
                 watcher::MAX_WATCHES
+            ),
+            Self::Metrics { addr, error } => write!(
+                f,
+                "cannot serve metrics on {addr} ([daemon] metrics_listen): {error}"
             ),
         }
     }
@@ -91,6 +98,11 @@ pub struct Daemon {
     notifier: Option<notify::Notifier>,
     /// READY=1 was sent.
     ready: bool,
+    metrics: Option<MetricsServer>,
+    /// How long shutdown lets the sinks deliver what they hold (running
+    /// hooks, a full disk, a stuck FIFO) before giving up and saying how
+    /// much is left.
+    shutdown_timeout: Duration,
 }
 
 impl Daemon {
@@ -205,6 +217,15 @@ impl Daemon {
                 config.daemon.max_line_bytes,
             ));
         }
+        let metrics = match config.daemon.metrics_listen {
+            Some(addr) => {
+                let server = MetricsServer::bind(addr, poll.registry())
+                    .map_err(|error| DaemonError::Metrics { addr, error })?;
+                log::info!("metrics: listening on http://{}", server.local_addr());
+                Some(server)
+            }
+            None => None,
+        };
         let n = watchers.len();
         let sink_count = sinks.len();
         Ok(Daemon {
@@ -222,6 +243,8 @@ impl Daemon {
             phase: Phase::Running,
             notifier: notify::Notifier::from_env(Instant::now()),
             ready: false,
+            metrics,
+            shutdown_timeout: config.daemon.shutdown_timeout,
         })
     }
 
@@ -286,6 +309,7 @@ impl Daemon {
                             self.runnable[i] = true;
                         }
                     }
+                    None if crate::metrics::owns(t) => self.on_metrics_ready(t),
                     None => {
                         let (mut ctx, sinks) = self.sink_ctx();
                         for sink in sinks.iter_mut() {
@@ -349,6 +373,7 @@ impl Daemon {
             }
         }
         self.poll_sinks();
+        self.metrics_timers();
         for (i, w) in self.watchers.iter().enumerate() {
             if blocked[i] && w.has_room(&self.sinks) {
                 blocked[i] = false;
@@ -370,7 +395,8 @@ impl Daemon {
         let watches = self.watchers.iter().filter_map(Watcher::deadline);
         let sinks = self.sinks.iter().filter_map(Sink::deadline);
         let watchdog = self.notifier.as_ref().and_then(notify::Notifier::deadline);
-        watches.chain(sinks).chain(watchdog).min()
+        let metrics = self.metrics.as_ref().and_then(MetricsServer::deadline);
+        watches.chain(sinks).chain(watchdog).chain(metrics).min()
     }
 
     /// "3 watches, 2 streaming, 1 backing off; 5321 events".
@@ -445,7 +471,7 @@ impl Daemon {
                     };
                     match self.phase {
                         Phase::Running => {
-                            log::info!("received {name}; stopping: no more reading, delivering what is queued (up to {}s; send it again to stop at once)", SHUTDOWN_DRAIN.as_secs());
+                            log::info!("received {name}; stopping: no more reading, delivering what is queued (up to {}; send it again to stop at once)", humantime::format_duration(self.shutdown_timeout));
                             self.phase = Phase::Draining;
                         }
                         Phase::Draining | Phase::Aborting => {
@@ -486,8 +512,12 @@ impl Daemon {
         for w in &mut self.watchers {
             w.close(registry);
         }
+        if let Some(m) = &mut self.metrics {
+            m.shutdown(registry);
+        }
+        self.metrics = None;
         self.runnable.iter_mut().for_each(|r| *r = false);
-        let give_up = Instant::now() + SHUTDOWN_DRAIN;
+        let give_up = Instant::now() + self.shutdown_timeout;
         loop {
             self.poll_sinks();
             let pending: usize = self.sinks.iter().map(Sink::pending).sum();
