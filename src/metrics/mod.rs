@@ -11,6 +11,7 @@
 //! the loop routes their readiness without a lookup and without depending on
 //! watch or sink indices.
 
+pub mod client;
 pub mod health;
 pub mod http;
 pub mod process;
