@@ -7,8 +7,9 @@
 //! events, streams that ended at once or went silent past their idle limit
 //! — whatever its state at the moment (a watch backing off after one or two
 //! failures is healthy; one that keeps failing stays unhealthy while it
-//! retries). The next success clears it: a LIST page, a line on an open
-//! stream, or a stream that ended normally. With the backoff (200 ms base,
+//! retries). The next success clears it: a LIST page, or a watch stream
+//! that opens (a stream that then ends within a second without any event
+//! counts as one more failure instead). With the backoff (200 ms base,
 //! doubling, full jitter) five failures take a few seconds, so a brief API
 //! server restart does not flip the probe but a real outage does.
 //!

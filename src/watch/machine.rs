@@ -186,6 +186,9 @@ enum Step {
 struct Stream {
     opened: Instant,
     events: u64,
+    /// `consecutive_failures` when it opened: restored if the stream turns
+    /// out to be a failure (ends at once without an event).
+    failures_before: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -230,8 +233,9 @@ pub struct WatchStats {
     pub bytes: u64,
     /// When the last event was received (the loop's clock of that turn).
     pub last_event: Option<Instant>,
-    /// Failed attempts since the last success (a list page, a line on an
-    /// open stream, a stream that ended normally). Health looks at this.
+    /// Failed attempts since the last success (a list page, a watch stream
+    /// opened — unless it ends at once without an event —, a line on an
+    /// open stream). Health looks at this.
     pub consecutive_failures: u32,
 }
 
@@ -795,7 +799,9 @@ impl WatchMachine {
             *stream = Some(Stream {
                 opened: now,
                 events: 0,
+                failures_before: self.stats.consecutive_failures,
             });
+            self.stats.consecutive_failures = 0;
             *last_activity = now;
             self.auth_failures = 0;
             self.backoff.note_healthy(now);
@@ -926,6 +932,9 @@ impl WatchMachine {
         else {
             return;
         };
+        let failures_before = stream
+            .as_ref()
+            .map_or(self.stats.consecutive_failures, |s| s.failures_before);
         let quick_and_empty = match stream {
             Some(s) => {
                 s.events == 0 && now.saturating_duration_since(s.opened) < MIN_HEALTHY_STREAM
@@ -933,7 +942,8 @@ impl WatchMachine {
             None => true,
         };
         if quick_and_empty {
-            // Counted once, as the failure it is.
+            // Counted once, as the failure it is: the opening was no success.
+            self.stats.consecutive_failures = failures_before;
             self.on_transport_error(now, &"the watch ended at once without any event");
             return;
         }
