@@ -764,6 +764,21 @@ fn status_prints_the_table_from_the_configured_address() {
     );
     assert_eq!(lines.last(), Some(&"healthy"));
 
+    // A second daemon cannot take the same address: it says which key.
+    let second = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains(&format!(
+            "cannot serve metrics on 127.0.0.1:{port} ([daemon] metrics_listen)"
+        )),
+        "{err}"
+    );
+
     // Stopped: unreachable, exit 2.
     assert!(d.stop().success());
     let out = status();

@@ -294,3 +294,165 @@ fn drive(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll};
+    use std::io::{Read, Write};
+    use std::net::TcpStream as StdStream;
+
+    struct Rig {
+        poll: Poll,
+        events: Events,
+        server: MetricsServer,
+        answered: usize,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let poll = Poll::new().unwrap();
+            let server =
+                MetricsServer::bind("127.0.0.1:0".parse().unwrap(), poll.registry()).unwrap();
+            Rig {
+                poll,
+                events: Events::with_capacity(64),
+                server,
+                answered: 0,
+            }
+        }
+
+        fn connect(&self) -> StdStream {
+            let s = StdStream::connect(self.server.local_addr()).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s
+        }
+
+        /// Polls briefly and routes events, `now` being the loop's clock.
+        fn turn(&mut self, now: Instant) {
+            self.poll
+                .poll(&mut self.events, Some(Duration::from_millis(50)))
+                .unwrap();
+            let tokens: Vec<Token> = self.events.iter().map(|e| e.token()).collect();
+            let answered = &mut self.answered;
+            let mut handler = |_e: Endpoint| {
+                *answered += 1;
+                Response::text(200, "ok\n")
+            };
+            for t in tokens {
+                self.server
+                    .on_ready(t, self.poll.registry(), now, &mut handler);
+            }
+            self.server
+                .on_timer(self.poll.registry(), now, &mut handler);
+        }
+
+        fn turns(&mut self, n: usize) {
+            for _ in 0..n {
+                self.turn(Instant::now());
+            }
+        }
+    }
+
+    /// True when the peer closed `s` (EOF or reset).
+    fn closed(s: &mut StdStream) -> bool {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    #[test]
+    fn idle_and_slow_connections_are_closed_by_their_deadlines() {
+        let mut rig = Rig::new();
+        let mut idle = rig.connect();
+        let mut slow = rig.connect();
+        rig.turns(3);
+        slow.write_all(b"GET /metr").unwrap();
+        rig.turns(3);
+        assert_eq!(rig.server.connections(), 2);
+        // A head must complete within REQUEST_TIMEOUT of its first byte.
+        rig.turn(Instant::now() + REQUEST_TIMEOUT + Duration::from_millis(100));
+        assert_eq!(rig.server.connections(), 1);
+        assert!(closed(&mut slow));
+        rig.turn(Instant::now() + IDLE_TIMEOUT + Duration::from_millis(100));
+        assert_eq!(rig.server.connections(), 0);
+        assert!(closed(&mut idle));
+        assert_eq!(rig.answered, 0);
+    }
+
+    #[test]
+    fn connections_beyond_the_bound_are_closed_at_once() {
+        let mut rig = Rig::new();
+        let mut clients: Vec<StdStream> = (0..MAX_CONNECTIONS).map(|_| rig.connect()).collect();
+        rig.turns(5);
+        assert_eq!(rig.server.connections(), MAX_CONNECTIONS);
+        let mut extra = rig.connect();
+        rig.turns(3);
+        assert!(closed(&mut extra));
+        assert_eq!(rig.server.connections(), MAX_CONNECTIONS);
+        // The others still get answers.
+        clients[0]
+            .write_all(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        rig.turns(3);
+        let mut answer = String::new();
+        clients[0].read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    }
+
+    #[test]
+    fn many_pipelined_requests_are_served_a_budget_per_turn() {
+        let mut rig = Rig::new();
+        let mut c = rig.connect();
+        let n = REQUESTS_PER_TURN * 3;
+        let mut raw = "GET /healthz HTTP/1.1\r\n\r\n".repeat(n - 1);
+        raw.push_str("GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+        c.write_all(raw.as_bytes()).unwrap();
+        // Readiness alone serves one budget, then leaves a deadline of now.
+        let mut ready_turns = 0;
+        while rig.answered == 0 && ready_turns < 50 {
+            rig.poll
+                .poll(&mut rig.events, Some(Duration::from_millis(50)))
+                .unwrap();
+            let tokens: Vec<Token> = rig.events.iter().map(|e| e.token()).collect();
+            let answered = &mut rig.answered;
+            let mut handler = |_e: Endpoint| {
+                *answered += 1;
+                Response::text(200, "ok\n")
+            };
+            for t in tokens {
+                rig.server
+                    .on_ready(t, rig.poll.registry(), Instant::now(), &mut handler);
+            }
+            ready_turns += 1;
+        }
+        assert_eq!(rig.answered, REQUESTS_PER_TURN);
+        let now = Instant::now();
+        assert!(rig.server.deadline().is_some_and(|d| d <= now));
+        // Each timer call serves one more budget.
+        let mut timer_calls = 0;
+        while rig.answered < n && timer_calls < 10 {
+            let before = rig.answered;
+            let answered = &mut rig.answered;
+            let mut handler = |_e: Endpoint| {
+                *answered += 1;
+                Response::text(200, "ok\n")
+            };
+            rig.server
+                .on_timer(rig.poll.registry(), Instant::now(), &mut handler);
+            assert!(rig.answered - before <= REQUESTS_PER_TURN);
+            timer_calls += 1;
+        }
+        assert_eq!(rig.answered, n);
+        assert_eq!(timer_calls, 2);
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), n);
+    }
+}
