@@ -74,7 +74,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
             SinkConfig::Webhook(_) | SinkConfig::Stdout => {}
         }
     }
-    logging::init(config.daemon.log_level);
+    logging::init(config.daemon.log_level, config.daemon.log_format);
     println!("kwatchd demo: API server emulator at {}", sim.url());
     for f in &files {
         println!("kwatchd demo: events are appended to {}", f.display());

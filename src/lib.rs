@@ -10,6 +10,7 @@ pub mod demo;
 pub mod http;
 pub mod kube;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod rand;
 pub mod sim;

@@ -17,6 +17,10 @@ kwatchd — Kubernetes watch daemon
 USAGE:
     kwatchd run --config FILE     run the daemon
     kwatchd check --config FILE   validate a config file (exit 0, or 78 with every problem listed)
+    kwatchd status --config FILE [--addr IP:PORT]
+                                  ask the running daemon (at [daemon] metrics_listen, or --addr)
+                                  for /healthz and /status and print its watches and sinks;
+                                  exit 0 healthy, 1 unhealthy, 2 unreachable, 78 config problem
     kwatchd demo [--dir DIR]      run the built-in API server emulator and the daemon on config/demo.toml
                                   (events go to DIR/events.jsonl, default ./kwatchd-demo)
     kwatchd --version
@@ -28,6 +32,10 @@ ENVIRONMENT:
 enum Command {
     Run(PathBuf),
     Check(PathBuf),
+    Status {
+        config: Option<PathBuf>,
+        addr: Option<String>,
+    },
     Demo(Option<PathBuf>),
     Version,
     Help,
@@ -39,8 +47,15 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
         return Err("a command is required".into());
     };
     let mut path = None;
+    let mut addr = None;
     while let Some(arg) = it.next() {
         match arg.as_str() {
+            "--addr" if cmd == "status" => {
+                addr = Some(it.next().ok_or("--addr needs a value")?.clone());
+            }
+            other if cmd == "status" && other.starts_with("--addr=") => {
+                addr = other.strip_prefix("--addr=").map(str::to_owned);
+            }
             "--config" | "-c" | "--dir" => {
                 let value = it.next().ok_or_else(|| format!("{arg} needs a value"))?;
                 path = Some(PathBuf::from(value));
@@ -65,6 +80,10 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             .map(Command::Check)
             .ok_or_else(|| "check needs --config FILE".into()),
         "demo" => Ok(Command::Demo(path)),
+        "status" if path.is_none() && addr.is_none() => {
+            Err("status needs --config FILE (or --addr IP:PORT)".into())
+        }
+        "status" => Ok(Command::Status { config: path, addr }),
         "--version" | "-V" | "version" => Ok(Command::Version),
         "--help" | "-h" | "help" => Ok(Command::Help),
         other => Err(format!("unknown command {other:?}")),
@@ -119,9 +138,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(EX_CONFIG);
                 }
             };
-            logging::init(config.daemon.log_level);
+            logging::init(config.daemon.log_level, config.daemon.log_format);
             run_daemon(&config)
         }
+        Command::Status { config, addr } => status(config.as_deref(), addr.as_deref()),
         Command::Demo(dir) => match demo::run(dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -129,6 +149,42 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// `kwatchd status`: the address from --addr or the config, then the table.
+fn status(config: Option<&std::path::Path>, addr: Option<&str>) -> ExitCode {
+    use kwatchd::metrics::client;
+    let addr = match (addr, config) {
+        (Some(a), _) => match kwatchd::config::parse_listen_addr(a) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("kwatchd status: --addr: {e}");
+                return ExitCode::from(EX_USAGE);
+            }
+        },
+        (None, Some(path)) => match client::listen_addr_from_config(path) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("kwatchd status: {e}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        },
+        (None, None) => return ExitCode::from(EX_USAGE),
+    };
+    match client::fetch(addr, std::time::Duration::from_secs(5)) {
+        Ok(report) => {
+            print!("{}", client::render(&report));
+            ExitCode::from(if report.healthy {
+                client::EXIT_HEALTHY
+            } else {
+                client::EXIT_UNHEALTHY
+            })
+        }
+        Err(e) => {
+            eprintln!("kwatchd status: cannot get the status from http://{addr}: {e}");
+            ExitCode::from(client::EXIT_UNREACHABLE)
+        }
     }
 }
 

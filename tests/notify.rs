@@ -60,12 +60,20 @@ fn under_journald_log_lines_carry_their_syslog_priority() {
     )
     .unwrap();
     let log = dir.path().join("log");
+    let stderr = std::fs::File::create(&log).unwrap();
+    // journald names the stream it hands over as DEVICE:INODE; kwatchd only
+    // believes it when stderr is that stream.
+    let meta = stderr.metadata().unwrap();
+    let stream = {
+        use std::os::unix::fs::MetadataExt;
+        format!("{}:{}", meta.dev(), meta.ino())
+    };
     let mut child = Command::new(BIN)
         .args(["run", "--config"])
         .arg(&config)
-        .env("JOURNAL_STREAM", "8:12345")
+        .env("JOURNAL_STREAM", stream)
         .env("KWATCHD_LOG_LEVEL", "info")
-        .stderr(std::fs::File::create(&log).unwrap())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let listed = wait_until(Duration::from_secs(15), || {

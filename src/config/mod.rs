@@ -54,6 +54,8 @@ pub const DEFAULT_SINK_QUEUE_EVENTS: usize = 4096;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `watch.watch_timeout`.
 pub const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default `daemon.shutdown_timeout`.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +77,12 @@ pub struct DaemonConfig {
     pub max_line_bytes: usize,
     /// Per-sink queue bound, in events (>= 1).
     pub sink_queue_events: usize,
+    /// Where `/metrics`, `/healthz` and `/status` are served; `None`: off.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub log_format: LogFormat,
+    /// How long running hooks and queued deliveries get at shutdown before
+    /// their process groups are killed.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for DaemonConfig {
@@ -83,8 +91,44 @@ impl Default for DaemonConfig {
             log_level: log::LevelFilter::Info,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             sink_queue_events: DEFAULT_SINK_QUEUE_EVENTS,
+            metrics_listen: None,
+            log_format: LogFormat::Text,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
     }
+}
+
+/// `daemon.log_format`: how each log record is written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `TIME LEVEL message` (under journald: `<PRIORITY>LEVEL message`).
+    #[default]
+    Text,
+    /// One JSON object per line: `time`, `level`, `target`, `message`.
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!(
+                "invalid log format {s:?}; expected \"text\" or \"json\""
+            )),
+        }
+    }
+}
+
+/// A `metrics_listen` value: `IP:PORT` (`[IPv6]:PORT`). Port 0 asks the
+/// kernel for a free port (the daemon logs the one it got). Names are not
+/// resolved: a listener address must not depend on DNS at start.
+pub fn parse_listen_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!(
+            "invalid listen address {s:?}; expected IP:PORT, e.g. \"127.0.0.1:9464\" or \"[::1]:9464\" (host names are not accepted)"
+        )
+    })
 }
 
 /// `[clusters.NAME]`.

@@ -21,7 +21,14 @@ use super::{
 };
 
 const TOP_KEYS: &[&str] = &["daemon", "clusters", "watch", "sinks"];
-const DAEMON_KEYS: &[&str] = &["log_level", "max_line_bytes", "sink_queue_events"];
+const DAEMON_KEYS: &[&str] = &[
+    "log_level",
+    "max_line_bytes",
+    "sink_queue_events",
+    "metrics_listen",
+    "log_format",
+    "shutdown_timeout",
+];
 const CLUSTER_KEYS: &[&str] = &[
     "server",
     "certificate_authority",
@@ -49,6 +56,7 @@ const CONNECT_TIMEOUT_RANGE: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_secs(600));
 const WATCH_TIMEOUT_RANGE: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(3600));
+const SHUTDOWN_TIMEOUT_RANGE: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(3600));
 /// Largest CA bundle read when checking it holds a certificate.
 const MAX_CA_BYTES: u64 = 16 << 20;
 
@@ -297,10 +305,28 @@ fn daemon(ctx: &mut Ctx, root: &TableNode) -> Option<DaemonConfig> {
     let sink_queue_events = t
         .get("sink_queue_events")
         .map_or(Some(defaults.sink_queue_events), |f| queue_events(ctx, &f));
+    let metrics_listen = optional(ctx, &t, "metrics_listen", super::parse_listen_addr);
+    let log_format = with_default(
+        ctx,
+        &t,
+        "log_format",
+        defaults.log_format,
+        super::LogFormat::parse,
+    );
+    let shutdown_timeout = duration(
+        ctx,
+        &t,
+        "shutdown_timeout",
+        defaults.shutdown_timeout,
+        SHUTDOWN_TIMEOUT_RANGE,
+    );
     Some(DaemonConfig {
         log_level: log_level?,
         max_line_bytes: max_line_bytes?,
         sink_queue_events: sink_queue_events?,
+        metrics_listen: metrics_listen?,
+        log_format: log_format?,
+        shutdown_timeout: shutdown_timeout?,
     })
 }
 

@@ -78,6 +78,9 @@ fn minimal_config_gets_defaults() {
             log_level: log::LevelFilter::Info,
             max_line_bytes: 16 * 1024 * 1024,
             sink_queue_events: 4096,
+            metrics_listen: None,
+            log_format: LogFormat::Text,
+            shutdown_timeout: Duration::from_secs(30),
         },
         clusters: BTreeMap::from([(
             "local".to_string(),
@@ -199,7 +202,13 @@ fn example_config_parses() {
         &[("WEBHOOK_TOKEN", "example-token")],
     )
     .unwrap_or_else(|e| panic!("config/kwatchd.toml:\n{e}"));
-    assert_eq!(c.daemon, DaemonConfig::default());
+    assert_eq!(
+        c.daemon,
+        DaemonConfig {
+            metrics_listen: Some("127.0.0.1:9464".parse().unwrap()),
+            ..DaemonConfig::default()
+        }
+    );
     assert_eq!(c.clusters.len(), 2);
     assert_eq!(
         c.clusters["proxy"].server.to_string(),
@@ -242,6 +251,9 @@ fn example_config_documents_every_key() {
         "log_level",
         "max_line_bytes",
         "sink_queue_events",
+        "metrics_listen",
+        "log_format",
+        "shutdown_timeout",
         "server",
         "certificate_authority",
         "insecure_skip_tls_verify",
@@ -479,7 +491,7 @@ format = "json"
         "verbose",
         "unknown key `verbose` at the top level; expected one of: daemon, clusters, watch, sinks",
     );
-    assert_error(&e, 3, "daemon.loglevel", "unknown key `loglevel` in [daemon]; expected one of: log_level, max_line_bytes, sink_queue_events");
+    assert_error(&e, 3, "daemon.loglevel", "unknown key `loglevel` in [daemon]; expected one of: log_level, max_line_bytes, sink_queue_events, metrics_listen, log_format, shutdown_timeout");
     assert_error(
         &e,
         6,
@@ -787,6 +799,19 @@ fn daemon_values() {
         ok(&daemon("log_level = \"trace\"")).daemon.log_level,
         log::LevelFilter::Trace
     );
+    let d = ok(&daemon(
+        "metrics_listen = \"[::1]:9464\"\nlog_format = \"json\"\nshutdown_timeout = \"0s\"",
+    ))
+    .daemon;
+    assert_eq!(d.metrics_listen, Some("[::1]:9464".parse().unwrap()));
+    assert_eq!(d.log_format, LogFormat::Json);
+    assert_eq!(d.shutdown_timeout, Duration::ZERO);
+    assert_eq!(
+        ok(&daemon("metrics_listen = \"127.0.0.1:0\""))
+            .daemon
+            .metrics_listen,
+        Some("127.0.0.1:0".parse().unwrap())
+    );
     assert_eq!(
         ok(&daemon("sink_queue_events = 100000"))
             .daemon
@@ -815,6 +840,19 @@ fn daemon_values() {
         ),
         ("log_level = \"Info\"", "invalid log level"),
         ("log_level = 3", "expected a string"),
+        (
+            "metrics_listen = \"localhost:9464\"",
+            "host names are not accepted",
+        ),
+        ("metrics_listen = \"127.0.0.1\"", "expected IP:PORT"),
+        (
+            "metrics_listen = \"127.0.0.1:99999\"",
+            "invalid listen address",
+        ),
+        ("metrics_listen = 9464", "expected a string"),
+        ("log_format = \"JSON\"", "expected \"text\" or \"json\""),
+        ("shutdown_timeout = \"2h\"", "too long"),
+        ("shutdown_timeout = 30", "expected a string"),
     ];
     for (body, fragment) in cases {
         let key = format!("daemon.{}", body.split(' ').next().unwrap());

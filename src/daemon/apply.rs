@@ -82,10 +82,13 @@ impl Daemon {
         {
             log::set_max_level(new.daemon.log_level);
         }
+        self.shutdown_timeout = new.daemon.shutdown_timeout;
         for key in &plan.restart_needed {
-            log::warn!(
-                "[daemon] {key} changed: it applies to the watches and sinks started from now on; restart kwatchd to apply it to all"
-            );
+            let when = match *key {
+                "metrics_listen" | "log_format" => "it applies after a restart",
+                _ => "it applies to the watches and sinks started from now on; restart kwatchd to apply it to all",
+            };
+            log::warn!("[daemon] {key} changed: {when}");
         }
 
         // Clusters and sinks: keep, or swap in what was built.

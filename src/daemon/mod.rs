@@ -4,11 +4,13 @@
 mod apply;
 pub mod cluster;
 pub mod notify;
+mod observe;
 pub mod reload;
 pub mod watcher;
 
 use crate::config::{ClusterConfig, Config, SinkConfig, WatchConfig};
 use crate::kube::{ResourcePath, Selectors};
+use crate::metrics::MetricsServer;
 use crate::net::Resolver;
 use crate::rand::Rng;
 use crate::sink::{ExecSink, FileSink, QueueBound, Sink, SinkCtx, WebhookSink};
@@ -30,9 +32,6 @@ const FIRST_DYNAMIC_TOKEN: usize = 2;
 const READ_BUF: usize = 256 << 10;
 /// Bytes a sink may hold besides its event bound.
 const SINK_QUEUE_BYTES: usize = 64 << 20;
-/// How long shutdown lets the sinks deliver what they hold (running hooks,
-/// a full disk, a stuck FIFO) before giving up and saying how much is left.
-const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
 const LIST_PAGE_SIZE: u32 = 500;
 
 #[derive(Debug)]
@@ -52,6 +51,10 @@ pub enum DaemonError {
     TooManyWatches {
         count: usize,
     },
+    Metrics {
+        addr: std::net::SocketAddr,
+        error: io::Error,
+    },
 }
 
 impl fmt::Display for DaemonError {
@@ -64,6 +67,10 @@ impl fmt::Display for DaemonError {
                 f,
                 "{count} watches configured; at most {} are supported by one daemon",
                 watcher::MAX_WATCHES
+            ),
+            Self::Metrics { addr, error } => write!(
+                f,
+                "cannot serve metrics on {addr} ([daemon] metrics_listen): {error}"
             ),
         }
     }
@@ -105,6 +112,11 @@ pub struct Daemon {
     notifier: Option<notify::Notifier>,
     /// READY=1 was sent.
     ready: bool,
+    metrics: Option<MetricsServer>,
+    /// How long shutdown lets the sinks deliver what they hold (running
+    /// hooks, a full disk, a stuck FIFO) before giving up and saying how
+    /// much is left.
+    shutdown_timeout: Duration,
 }
 
 impl Daemon {
@@ -133,6 +145,15 @@ impl Daemon {
         for (name, s) in &config.sinks {
             sinks.push(build_sink(config, name, s, &mut tokens)?);
         }
+        let metrics = match config.daemon.metrics_listen {
+            Some(addr) => {
+                let server = MetricsServer::bind(addr, poll.registry())
+                    .map_err(|error| DaemonError::Metrics { addr, error })?;
+                log::info!("metrics: listening on http://{}", server.local_addr());
+                Some(server)
+            }
+            None => None,
+        };
         let mut daemon = Daemon {
             config: config.clone(),
             reloadable: true,
@@ -152,6 +173,8 @@ impl Daemon {
             phase: Phase::Running,
             notifier: notify::Notifier::from_env(Instant::now()),
             ready: false,
+            metrics,
+            shutdown_timeout: config.daemon.shutdown_timeout,
         };
         for w in &config.watches {
             daemon.start_watch(w)?;
@@ -284,6 +307,7 @@ impl Daemon {
                             self.runnable[i] = true;
                         }
                     }
+                    None if crate::metrics::owns(t) => self.on_metrics_ready(t),
                     None => {
                         let (mut ctx, sinks) = self.sink_ctx();
                         for sink in sinks {
@@ -352,6 +376,7 @@ impl Daemon {
             }
         }
         self.poll_sinks();
+        self.metrics_timers();
         for (i, slot) in self.watchers.iter().enumerate() {
             if blocked[i] && slot.as_ref().is_some_and(|w| w.has_room(&self.sinks)) {
                 blocked[i] = false;
@@ -388,7 +413,8 @@ impl Daemon {
             .chain(&self.retiring)
             .filter_map(Sink::deadline);
         let watchdog = self.notifier.as_ref().and_then(notify::Notifier::deadline);
-        watches.chain(sinks).chain(watchdog).min()
+        let metrics = self.metrics.as_ref().and_then(MetricsServer::deadline);
+        watches.chain(sinks).chain(watchdog).chain(metrics).min()
     }
 
     /// "3 watches, 2 streaming, 1 backing off (pods-prod); 5321 events":
@@ -480,7 +506,7 @@ impl Daemon {
                     };
                     match self.phase {
                         Phase::Running => {
-                            log::info!("received {name}; stopping: no more reading, delivering what is queued (up to {}s; send it again to stop at once)", SHUTDOWN_DRAIN.as_secs());
+                            log::info!("received {name}; stopping: no more reading, delivering what is queued (up to {}; send it again to stop at once)", humantime::format_duration(self.shutdown_timeout));
                             self.phase = Phase::Draining;
                         }
                         Phase::Draining | Phase::Aborting => {
@@ -522,8 +548,12 @@ impl Daemon {
         for w in self.watchers.iter_mut().flatten() {
             w.close(registry);
         }
+        if let Some(m) = &mut self.metrics {
+            m.shutdown(registry);
+        }
+        self.metrics = None;
         self.runnable.iter_mut().for_each(|r| *r = false);
-        let give_up = Instant::now() + SHUTDOWN_DRAIN;
+        let give_up = Instant::now() + self.shutdown_timeout;
         loop {
             self.poll_sinks();
             let pending: usize = self

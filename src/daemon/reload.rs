@@ -118,9 +118,10 @@ fn diff<'a>(
     out
 }
 
-/// `[daemon]` settings the running daemon cannot take over. The log level
-/// is applied at once; queue bounds and the line limit apply to the sinks
-/// and watches a reload starts.
+/// `[daemon]` settings the running daemon does not fully take over. The log
+/// level and the shutdown timeout are applied at once; queue bounds and the
+/// line limit apply to the sinks and watches a reload starts; the metrics
+/// address and the log format only at the next start.
 fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut keys = Vec::new();
     let (a, b) = (&old.daemon, &new.daemon);
@@ -129,6 +130,12 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if a.sink_queue_events != b.sink_queue_events {
         keys.push("sink_queue_events");
+    }
+    if a.metrics_listen != b.metrics_listen {
+        keys.push("metrics_listen");
+    }
+    if a.log_format != b.log_format {
+        keys.push("log_format");
     }
     keys
 }

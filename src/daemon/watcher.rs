@@ -173,6 +173,11 @@ impl Watcher {
         });
     }
 
+    /// Index of its cluster in the daemon's list.
+    pub fn cluster_index(&self) -> usize {
+        self.cluster
+    }
+
     pub fn token(&self) -> Option<Token> {
         match &self.link {
             Link::Connected { conn, .. } => Some(conn.token()),
@@ -550,6 +555,7 @@ impl Watcher {
                     *budget = budget.saturating_sub(n);
                     resp.received += n;
                     machine.note_activity(ctx.now);
+                    machine.note_bytes(n);
                     if let Err(e) = resp.reader.feed(&ctx.read_buf[..n]) {
                         let msg = format!("unusable answer from {}: {e}", conn.peer());
                         self.fail(ctx, &msg);

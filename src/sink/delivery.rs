@@ -18,6 +18,18 @@ pub struct Delivery {
     latency: LatencySample,
     delivered: u64,
     given_up: u64,
+    /// Records in attempts that failed (each retry counts again).
+    failed: u64,
+}
+
+/// Records by delivery result, for status and metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryCounts {
+    pub delivered: u64,
+    /// Records in failed attempts; retried ones count once per attempt.
+    pub failed: u64,
+    /// Records handed to `on_failure` (logged or dead-lettered).
+    pub given_up: u64,
 }
 
 impl Delivery {
@@ -32,6 +44,7 @@ impl Delivery {
             latency: LatencySample::default(),
             delivered: 0,
             given_up: 0,
+            failed: 0,
         }
     }
 
@@ -62,11 +75,25 @@ impl Delivery {
     pub fn complete(&mut self, now: Instant, job: u64, outcome: JobOutcome, records: usize) {
         if outcome == JobOutcome::Success {
             self.delivered += records as u64;
+        } else {
+            self.failed += records as u64;
         }
         if let Some(gave_up) = self.dispatcher.complete(now, job, outcome) {
             self.given_up += gave_up.records.len() as u64;
             self.failure.gave_up(&self.sink, &gave_up);
         }
+    }
+
+    pub fn counts(&self) -> DeliveryCounts {
+        DeliveryCounts {
+            delivered: self.delivered,
+            failed: self.failed,
+            given_up: self.given_up,
+        }
+    }
+
+    pub fn latency(&self) -> &LatencySample {
+        &self.latency
     }
 
     pub fn record_latency(&mut self, latency: Duration) {

@@ -48,6 +48,9 @@ pub struct FileSink {
     token: Token,
     failures: u32,
     delivered: u64,
+    /// Records queued when a write or open failed (kept and retried; each
+    /// failure counts them again).
+    failed: u64,
 }
 
 impl FileSink {
@@ -76,6 +79,7 @@ impl FileSink {
             token,
             failures: 0,
             delivered: 0,
+            failed: 0,
         }
     }
 
@@ -102,6 +106,14 @@ impl FileSink {
 
     pub fn delivered(&self) -> u64 {
         self.delivered
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.failed
+    }
+
+    pub fn is_stdout(&self) -> bool {
+        matches!(self.target, Target::Stdout { .. })
     }
 
     /// When `flush` should run again even if nothing new arrives.
@@ -247,6 +259,7 @@ impl FileSink {
 
     fn fail(&mut self, now: Instant, what: &str, e: &io::Error) {
         self.failures = self.failures.saturating_add(1);
+        self.failed += self.record_ends.len() as u64;
         let delay = ERROR_RETRY_MIN
             .saturating_mul(1 << self.failures.min(16))
             .min(ERROR_RETRY_MAX);

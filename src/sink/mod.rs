@@ -12,9 +12,12 @@ pub mod record;
 pub mod webhook;
 
 pub use dead_letter::DeadLetter;
+pub use delivery::DeliveryCounts;
 pub use dispatch::{DispatchPolicy, Dispatcher, GaveUp, Job, JobOutcome};
 pub use exec::ExecSink;
+pub use exec::{HookResult, HookRunCounts};
 pub use file::FileSink;
+pub use latency::LatencySample;
 pub use record::{EventMeta, QueuedRecord, RecordWriter};
 pub use webhook::WebhookSink;
 
@@ -39,6 +42,20 @@ pub struct SinkCtx<'a> {
     pub tokens: &'a mut TokenAllocator,
     pub resolver: &'a mut Resolver,
     pub now: Instant,
+}
+
+/// What status and metrics show of a sink.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkStats<'a> {
+    /// `file`, `stdout`, `exec` or `webhook`.
+    pub kind: &'static str,
+    /// Events accepted and not yet delivered (queued or in flight).
+    pub queue_depth: usize,
+    pub counts: DeliveryCounts,
+    /// Event read → hook spawned (exec) or → 2xx (webhook); files have none.
+    pub latency: Option<&'a LatencySample>,
+    /// Exec sinks only.
+    pub hook_runs: Option<HookRunCounts>,
 }
 
 /// A configured sink. An enum, not a trait object: the set of sink types is
@@ -150,6 +167,36 @@ impl Sink {
             Sink::File(s) => s.queued(),
             Sink::Exec(s) => s.pending(),
             Sink::Webhook(s) => s.pending(),
+        }
+    }
+
+    pub fn stats(&self) -> SinkStats<'_> {
+        match self {
+            Sink::File(s) => SinkStats {
+                kind: if s.is_stdout() { "stdout" } else { "file" },
+                queue_depth: s.queued(),
+                counts: DeliveryCounts {
+                    delivered: s.delivered(),
+                    failed: s.failed(),
+                    given_up: 0,
+                },
+                latency: None,
+                hook_runs: None,
+            },
+            Sink::Exec(s) => SinkStats {
+                kind: "exec",
+                queue_depth: s.pending(),
+                counts: s.delivery().counts(),
+                latency: Some(s.delivery().latency()),
+                hook_runs: Some(s.hook_runs()),
+            },
+            Sink::Webhook(s) => SinkStats {
+                kind: "webhook",
+                queue_depth: s.pending(),
+                counts: s.delivery().counts(),
+                latency: Some(s.delivery().latency()),
+                hook_runs: None,
+            },
         }
     }
 

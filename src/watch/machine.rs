@@ -75,8 +75,16 @@ impl<'a> Identity<'a> {
 }
 
 /// Counts the event and hands it on if the watch wants its type.
-fn deliver(stats: &mut WatchStats, wanted: &[EventType], out: &mut dyn Emit, event: Emitted<'_>) {
+fn deliver(
+    stats: &mut WatchStats,
+    now: Instant,
+    wanted: &[EventType],
+    out: &mut dyn Emit,
+    event: Emitted<'_>,
+) {
     stats.events += 1;
+    stats.events_by_type[event.event_type as usize] += 1;
+    stats.last_event = Some(now);
     if wanted.contains(&event.event_type) {
         out.emit(event);
     }
@@ -178,6 +186,9 @@ enum Step {
 struct Stream {
     opened: Instant,
     events: u64,
+    /// `consecutive_failures` when it opened: restored if the stream turns
+    /// out to be a failure (ends at once without an event).
+    failures_before: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -203,13 +214,69 @@ enum Phase {
     },
 }
 
-/// Counters for logs, status and metrics.
+/// Counters for logs, status and metrics. Plain integers bumped where the
+/// thing happens: no allocation, no clock read of their own.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct WatchStats {
+    /// Events received (list, watch and relist; filtered types included).
     pub events: u64,
     pub relists: u64,
+    /// New requests after the previous one ended or failed; the sum of
+    /// `reconnects_by_reason`.
     pub reconnects: u64,
     pub skipped_lines: u64,
+    /// `events` by type, indexed by `EventType as usize`.
+    pub events_by_type: [u64; 3],
+    /// `reconnects` by reason, indexed by `ReconnectReason as usize`.
+    pub reconnects_by_reason: [u64; ReconnectReason::ALL.len()],
+    /// Bytes received from the server for this watch (lists included).
+    pub bytes: u64,
+    /// When the last event was received (the loop's clock of that turn).
+    pub last_event: Option<Instant>,
+    /// Failed attempts since the last success (a list page, a watch stream
+    /// opened — unless it ends at once without an event —, a line on an
+    /// open stream). Health looks at this.
+    pub consecutive_failures: u32,
+}
+
+/// Why a watch had to send a new request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconnectReason {
+    /// The server ended the stream (its timeout): resumed, not a failure.
+    StreamEnded,
+    /// Nothing arrived for the idle limit: presumed dead.
+    IdleTimeout,
+    /// Connect, TLS, reset, malformed HTTP, a line over the limit.
+    TransportError,
+    /// A non-2xx answer other than 410.
+    HttpError,
+    /// 410 Gone (status or ERROR event): relisting.
+    Expired,
+    /// An ERROR event that was not an expiry.
+    ErrorEvent,
+}
+
+impl ReconnectReason {
+    pub const ALL: [ReconnectReason; 6] = [
+        ReconnectReason::StreamEnded,
+        ReconnectReason::IdleTimeout,
+        ReconnectReason::TransportError,
+        ReconnectReason::HttpError,
+        ReconnectReason::Expired,
+        ReconnectReason::ErrorEvent,
+    ];
+
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReconnectReason::StreamEnded => "stream_ended",
+            ReconnectReason::IdleTimeout => "idle_timeout",
+            ReconnectReason::TransportError => "transport_error",
+            ReconnectReason::HttpError => "http_error",
+            ReconnectReason::Expired => "expired",
+            ReconnectReason::ErrorEvent => "error_event",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -224,6 +291,8 @@ pub struct WatchMachine {
     /// Auth failures in a row; the first is logged loudly.
     auth_failures: u32,
     stats: WatchStats,
+    /// What went wrong last, for status and health (kept after recovery).
+    last_error: Option<String>,
 }
 
 impl WatchMachine {
@@ -239,6 +308,7 @@ impl WatchMachine {
             rng,
             auth_failures: 0,
             stats: WatchStats::default(),
+            last_error: None,
         }
     }
 
@@ -252,6 +322,27 @@ impl WatchMachine {
 
     pub fn stats(&self) -> WatchStats {
         self.stats
+    }
+
+    /// The last failure, if any happened (it stays after recovery; see
+    /// `stats().consecutive_failures` for whether it still applies).
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// Bytes arrived for this watch.
+    pub fn note_bytes(&mut self, n: usize) {
+        self.stats.bytes += n as u64;
+    }
+
+    fn count_reconnect(&mut self, reason: ReconnectReason) {
+        self.stats.reconnects += 1;
+        self.stats.reconnects_by_reason[reason as usize] += 1;
+    }
+
+    fn count_failure(&mut self, error: String) {
+        self.stats.consecutive_failures = self.stats.consecutive_failures.saturating_add(1);
+        self.last_error = Some(error);
     }
 
     pub fn known_objects(&self) -> usize {
@@ -416,7 +507,8 @@ impl WatchMachine {
             self.spec.name,
             limit.as_secs()
         );
-        self.stats.reconnects += 1;
+        self.count_reconnect(ReconnectReason::IdleTimeout);
+        self.count_failure(format!("no data from the server for {}s", limit.as_secs()));
         self.phase = Phase::Ready(self.retry_step());
         TimerOutcome::CloseConnection
     }
@@ -446,7 +538,8 @@ impl WatchMachine {
     /// error, reset, TLS failure, malformed HTTP, a line over the limit).
     pub fn on_transport_error(&mut self, now: Instant, error: &dyn std::fmt::Display) {
         let step = self.retry_step();
-        self.stats.reconnects += 1;
+        self.count_reconnect(ReconnectReason::TransportError);
+        self.count_failure(error.to_string());
         let delay = self.back_off(now, step, None);
         log::warn!(
             "watch {}: {error}; retrying in {} ms (attempt {})",
@@ -473,6 +566,7 @@ impl WatchMachine {
         let step = self.retry_step();
         let in_list = matches!(step, Step::List(_));
         if status == 410 || (status == 504 && parsed.is_resource_version_too_large()) {
+            self.count_reconnect(ReconnectReason::Expired);
             let step = match step {
                 Step::List(mut round) => {
                     log::info!(
@@ -508,6 +602,8 @@ impl WatchMachine {
             return;
         }
         let what = if in_list { "LIST" } else { "WATCH" };
+        self.count_reconnect(ReconnectReason::HttpError);
+        self.count_failure(format!("{what} answered {summary}"));
         let delay = self.back_off(now, step, retry_after);
         let retry = format!("retrying in {} ms", delay.as_millis());
         match status {
@@ -564,6 +660,7 @@ impl WatchMachine {
             return;
         };
         self.auth_failures = 0;
+        self.stats.consecutive_failures = 0;
         self.backoff.note_healthy(now);
         if self.item_kind.is_none() {
             self.item_kind = page.item_kind.clone();
@@ -611,18 +708,18 @@ impl WatchMachine {
                 final_state_unknown: false,
                 identity: Identity::of(kind, &meta),
             };
-            deliver(&mut self.stats, &self.spec.events, out, event);
+            deliver(&mut self.stats, now, &self.spec.events, out, event);
         }
         match page.continue_token {
             Some(token) => {
                 round.continue_token = Some(token.into_owned());
                 self.phase = Phase::Ready(Step::List(round));
             }
-            None => self.finish_list(round, out),
+            None => self.finish_list(now, round, out),
         }
     }
 
-    fn finish_list(&mut self, round: ListRound, out: &mut dyn Emit) {
+    fn finish_list(&mut self, now: Instant, round: ListRound, out: &mut dyn Emit) {
         let seen = &round.seen;
         let gone = self.index.drain_unseen(|k| seen.contains(k));
         let report = !matches!(round.purpose, ListPurpose::Initial { deliver: false });
@@ -642,7 +739,7 @@ impl WatchMachine {
                         resource_version: &entry.resource_version,
                     },
                 };
-                deliver(&mut self.stats, &self.spec.events, out, event);
+                deliver(&mut self.stats, now, &self.spec.events, out, event);
             }
         }
         log::info!(
@@ -702,7 +799,9 @@ impl WatchMachine {
             *stream = Some(Stream {
                 opened: now,
                 events: 0,
+                failures_before: self.stats.consecutive_failures,
             });
+            self.stats.consecutive_failures = 0;
             *last_activity = now;
             self.auth_failures = 0;
             self.backoff.note_healthy(now);
@@ -729,6 +828,7 @@ impl WatchMachine {
         };
         *last_activity = now;
         stream.events += 1;
+        self.stats.consecutive_failures = 0;
         let event = match WatchEvent::parse(line) {
             Ok(event) => event,
             Err(e) => {
@@ -784,7 +884,7 @@ impl WatchMachine {
             final_state_unknown: false,
             identity: Identity::of(kind, &event.meta),
         };
-        deliver(&mut self.stats, &self.spec.events, out, emitted);
+        deliver(&mut self.stats, now, &self.spec.events, out, emitted);
         LineOutcome::Continue
     }
 
@@ -798,6 +898,7 @@ impl WatchMachine {
                 status.summary()
             );
             self.stats.relists += 1;
+            self.count_reconnect(ReconnectReason::Expired);
             let then = Step::List(ListRound::new(ListPurpose::Relist));
             self.phase = match status.details.as_ref().and_then(|d| d.retry_after_seconds) {
                 Some(s) => Phase::BackingOff {
@@ -807,6 +908,8 @@ impl WatchMachine {
                 None => Phase::Ready(then),
             };
         } else {
+            self.count_reconnect(ReconnectReason::ErrorEvent);
+            self.count_failure(format!("ERROR event: {}", status.summary()));
             let delay = self.back_off(now, Step::Watch, None);
             log::warn!(
                 "watch {}: the server sent an ERROR event ({}); re-watching in {} ms",
@@ -829,17 +932,23 @@ impl WatchMachine {
         else {
             return;
         };
+        let failures_before = stream
+            .as_ref()
+            .map_or(self.stats.consecutive_failures, |s| s.failures_before);
         let quick_and_empty = match stream {
             Some(s) => {
                 s.events == 0 && now.saturating_duration_since(s.opened) < MIN_HEALTHY_STREAM
             }
             None => true,
         };
-        self.stats.reconnects += 1;
         if quick_and_empty {
+            // Counted once, as the failure it is: the opening was no success.
+            self.stats.consecutive_failures = failures_before;
             self.on_transport_error(now, &"the watch ended at once without any event");
             return;
         }
+        self.count_reconnect(ReconnectReason::StreamEnded);
+        self.stats.consecutive_failures = 0;
         log::debug!(
             "watch {}: stream ended{}; resuming from resourceVersion {}",
             self.spec.name,
@@ -1186,6 +1295,84 @@ mod tests {
             )
         };
         assert_eq!(ids, vec![want("1"), want("11"), want("11")]);
+    }
+
+    #[test]
+    fn stats_count_types_reasons_and_consecutive_failures() {
+        let mut m = WatchMachine::new(spec(OnStart::Added), Rng::new(1));
+        let t0 = Instant::now();
+        let mut seen = Seen::new();
+        listed(&mut m, t0, &mut seen);
+        let st = m.stats();
+        assert_eq!(st.events_by_type, [3, 0, 0]);
+        assert_eq!(st.last_event, Some(t0));
+        let t1 = t0 + Duration::from_secs(3);
+        m.on_watch_line(
+            t1,
+            &line("MODIFIED", &pod("a", "11")),
+            &mut collect(&mut seen),
+        );
+        m.on_watch_line(
+            t1,
+            &line("DELETED", &pod("b", "12")),
+            &mut collect(&mut seen),
+        );
+        m.note_bytes(100);
+        let st = m.stats();
+        assert_eq!((st.events, st.events_by_type), (5, [3, 1, 1]));
+        assert_eq!((st.last_event, st.bytes), (Some(t1), 100));
+        // A normal end is a reconnect, not a failure.
+        m.on_watch_end(t1 + Duration::from_secs(5), true);
+        let reason =
+            |m: &WatchMachine, r: ReconnectReason| m.stats().reconnects_by_reason[r as usize];
+        assert_eq!(reason(&m, ReconnectReason::StreamEnded), 1);
+        assert_eq!(m.stats().consecutive_failures, 0);
+        // Failures in a row count up, across kinds, until a success.
+        let mut now = t1 + Duration::from_secs(6);
+        for i in 1..=3 {
+            now += Duration::from_secs(60);
+            m.poll_request(now).unwrap();
+            if i == 2 {
+                m.on_http_error(now, 500, None, b"");
+            } else {
+                m.on_transport_error(now, &"connection refused");
+            }
+            assert_eq!(m.stats().consecutive_failures, i);
+        }
+        assert_eq!(m.last_error(), Some("connection refused"));
+        assert_eq!(reason(&m, ReconnectReason::TransportError), 2);
+        assert_eq!(reason(&m, ReconnectReason::HttpError), 1);
+        // A stream that ends at once counts once, as a transport failure.
+        now += Duration::from_secs(60);
+        m.poll_request(now).unwrap();
+        m.on_watch_opened(now);
+        m.on_watch_end(now, true);
+        assert_eq!(reason(&m, ReconnectReason::TransportError), 3);
+        assert_eq!(reason(&m, ReconnectReason::StreamEnded), 1);
+        assert_eq!(m.stats().consecutive_failures, 4);
+        assert_eq!(
+            m.stats().reconnects,
+            m.stats().reconnects_by_reason.iter().sum::<u64>()
+        );
+        // A line on an open stream is a success.
+        now += Duration::from_secs(60);
+        m.poll_request(now).unwrap();
+        m.on_watch_opened(now);
+        m.on_watch_line(
+            now,
+            br#"{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"15"}}}"#,
+            &mut collect(&mut seen),
+        );
+        assert_eq!(m.stats().consecutive_failures, 0);
+        assert_eq!(
+            m.last_error(),
+            Some("the watch ended at once without any event")
+        );
+        // 410 relists without counting a failure.
+        let err = r#"{"kind":"Status","code":410,"reason":"Expired"}"#;
+        m.on_watch_line(now, &line("ERROR", err), &mut collect(&mut seen));
+        assert_eq!(reason(&m, ReconnectReason::Expired), 1);
+        assert_eq!(m.stats().consecutive_failures, 0);
     }
 
     #[test]

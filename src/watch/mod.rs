@@ -7,6 +7,6 @@ pub mod index;
 pub mod machine;
 
 pub use machine::{
-    Emit, Emitted, LineOutcome, Origin, RequestKind, RequestPlan, TimerOutcome, WatchMachine,
-    WatchSpec,
+    Emit, Emitted, LineOutcome, Origin, ReconnectReason, RequestKind, RequestPlan, TimerOutcome,
+    WatchMachine, WatchSpec, WatchStats,
 };

@@ -28,7 +28,7 @@ mod tests;
 pub use env::{hook_env, DEFAULT_PATH};
 pub use output::{OutputStats, Stream};
 pub use run::{ExitDetection, HookRun};
-pub use sink::ExecSink;
+pub use sink::{ExecSink, HookResult, HookRunCounts};
 
 use std::fmt;
 use std::path::PathBuf;

@@ -24,9 +24,68 @@ pub struct ExecSink {
     spec: HookSpec,
     delivery: Delivery,
     active: Vec<Active>,
-    /// Jobs whose hook could not even be spawned, completed on the next
-    /// poll (so every completion goes through one place).
-    spawn_failed: Vec<(u64, String)>,
+    /// Jobs whose hook could not even be spawned (id, reason, records),
+    /// completed on the next poll (so every completion goes through one
+    /// place).
+    spawn_failed: Vec<(u64, String, usize)>,
+    runs: HookRunCounts,
+}
+
+/// How hook runs ended, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookResult {
+    Success,
+    /// Exited with a non-zero code.
+    Failed,
+    /// Killed by a signal kwatchd did not send for a timeout.
+    Signalled,
+    TimedOut,
+    SpawnFailed,
+    StatusLost,
+}
+
+impl HookResult {
+    pub const ALL: [HookResult; 6] = [
+        HookResult::Success,
+        HookResult::Failed,
+        HookResult::Signalled,
+        HookResult::TimedOut,
+        HookResult::SpawnFailed,
+        HookResult::StatusLost,
+    ];
+
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookResult::Success => "success",
+            HookResult::Failed => "failed",
+            HookResult::Signalled => "signalled",
+            HookResult::TimedOut => "timed_out",
+            HookResult::SpawnFailed => "spawn_failed",
+            HookResult::StatusLost => "status_lost",
+        }
+    }
+
+    fn of(outcome: &HookOutcome) -> HookResult {
+        match outcome {
+            HookOutcome::Exited { code: 0 } => HookResult::Success,
+            HookOutcome::Exited { .. } => HookResult::Failed,
+            HookOutcome::Signalled { .. } => HookResult::Signalled,
+            HookOutcome::TimedOut { .. } => HookResult::TimedOut,
+            HookOutcome::SpawnFailed { .. } => HookResult::SpawnFailed,
+            HookOutcome::StatusLost { .. } => HookResult::StatusLost,
+        }
+    }
+}
+
+/// Hook runs by result, indexed by `HookResult as usize`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HookRunCounts(pub [u64; HookResult::ALL.len()]);
+
+impl HookRunCounts {
+    pub fn get(&self, result: HookResult) -> u64 {
+        self.0[result as usize]
+    }
 }
 
 impl std::fmt::Debug for ExecSink {
@@ -58,6 +117,7 @@ impl ExecSink {
             delivery: Delivery::new(name, &config.delivery, daemon_queue_events, rng),
             active: Vec::new(),
             spawn_failed: Vec::new(),
+            runs: HookRunCounts::default(),
         }
     }
 
@@ -96,6 +156,7 @@ impl ExecSink {
                 continue;
             };
             let outcome = outcome.clone();
+            self.runs.0[HookResult::of(&outcome) as usize] += 1;
             let a = self.active.swap_remove(i);
             let result = if outcome.success() {
                 JobOutcome::Success
@@ -113,7 +174,8 @@ impl ExecSink {
             };
             self.finish(now, a.job.id, result, a.job.records.len());
         }
-        for (id, reason) in std::mem::take(&mut self.spawn_failed) {
+        for (id, reason, records) in std::mem::take(&mut self.spawn_failed) {
+            self.runs.0[HookResult::SpawnFailed as usize] += 1;
             let failed = JobOutcome::Failed {
                 // A missing or unrunnable command may be fixed on disk while
                 // we back off; fd exhaustion passes.
@@ -121,12 +183,20 @@ impl ExecSink {
                 retry_after: None,
                 reason,
             };
-            self.finish(now, id, failed, 0);
+            self.finish(now, id, failed, records);
         }
     }
 
     fn finish(&mut self, now: Instant, job: u64, outcome: JobOutcome, records: usize) {
         self.delivery.complete(now, job, outcome, records);
+    }
+
+    pub fn delivery(&self) -> &Delivery {
+        &self.delivery
+    }
+
+    pub fn hook_runs(&self) -> HookRunCounts {
+        self.runs
     }
 
     /// Counts and hook start latency, for the log at shutdown.
@@ -137,7 +207,7 @@ impl ExecSink {
 
     fn start(&mut self, job: Job, ctx: &mut SinkCtx<'_>) {
         let Some(first) = job.records.first() else {
-            self.spawn_failed.push((job.id, "empty job".into()));
+            self.spawn_failed.push((job.id, "empty job".into(), 0));
             return;
         };
         let meta = first.meta.clone();
@@ -178,7 +248,8 @@ impl ExecSink {
             }
             Err(e) => {
                 log::error!("sink {}: {e}", self.name);
-                self.spawn_failed.push((job.id, e.to_string()));
+                self.spawn_failed
+                    .push((job.id, e.to_string(), job.records.len()));
             }
         }
     }

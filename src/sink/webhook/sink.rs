@@ -198,6 +198,10 @@ impl WebhookSink {
         self.delivery.pending()
     }
 
+    pub fn delivery(&self) -> &Delivery {
+        &self.delivery
+    }
+
     /// Counts and latency, for the log at shutdown.
     pub fn summary(&self) -> String {
         self.delivery.summary("delivery latency (event read → 2xx)")

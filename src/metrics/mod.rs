@@ -1,0 +1,104 @@
+//! Metrics and health over HTTP on the daemon's own loop.
+//!
+//! `[daemon] metrics_listen` turns on a small HTTP/1.1 server ([`server`])
+//! answering `GET /metrics` (Prometheus text 0.0.4, [`render`]), `/healthz`
+//! and `/status` ([`health`]). Everything is rendered on demand from a
+//! [`Snapshot`] the daemon builds when a request arrives: no background
+//! thread, no copy of the counters. The counters themselves live where the
+//! data is born (`WatchStats`, the sinks' delivery counts).
+//!
+//! Tokens: the listener and its connections carry [`METRICS_TOKEN_BIT`], so
+//! the loop routes their readiness without a lookup and without depending on
+//! watch or sink indices.
+
+pub mod client;
+pub mod health;
+pub mod http;
+pub mod process;
+pub mod render;
+pub mod server;
+pub mod text;
+
+pub use health::{Health, Unhealthy, FAILURE_LIMIT};
+pub use http::{Endpoint, Response};
+pub use server::MetricsServer;
+
+use crate::sink::SinkStats;
+use crate::watch::WatchStats;
+use mio::Token;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Set in the tokens of the metrics listener and its connections. Watch
+/// connection tokens carry bit 62 (`WATCH_TOKEN_BIT`); the loop checks that
+/// first, so the two never mix.
+pub const METRICS_TOKEN_BIT: usize = 1 << 61;
+
+/// True when `token` is the metrics listener's or one of its connections'
+/// (the caller has already ruled out watch tokens).
+pub fn owns(token: Token) -> bool {
+    token.0 & METRICS_TOKEN_BIT != 0
+}
+
+/// Watch states, as `state_name()` says them, and their metric label.
+pub const WATCH_STATES: [(&str, &str); 4] = [
+    ("listing", "listing"),
+    ("connecting", "connecting"),
+    ("streaming", "streaming"),
+    ("backing off", "backing_off"),
+];
+
+/// One watch as status and metrics see it.
+#[derive(Debug, Clone)]
+pub struct WatchView<'a> {
+    pub name: &'a str,
+    pub cluster: &'a str,
+    /// `WatchMachine::state_name()`.
+    pub state: &'static str,
+    pub objects: usize,
+    pub stats: WatchStats,
+    pub last_error: Option<&'a str>,
+}
+
+/// One sink as status and metrics see it.
+#[derive(Debug, Clone)]
+pub struct SinkView<'a> {
+    pub name: &'a str,
+    pub stats: SinkStats<'a>,
+}
+
+/// The daemon's state at one moment.
+#[derive(Debug, Clone)]
+pub struct Snapshot<'a> {
+    pub watches: Vec<WatchView<'a>>,
+    pub sinks: Vec<SinkView<'a>>,
+    /// The monotonic and the wall clock read together, to turn the
+    /// counters' `Instant`s into timestamps and ages.
+    pub now: Instant,
+    pub wall: SystemTime,
+}
+
+impl Snapshot<'_> {
+    /// Wall time of `at`, as seconds since the Unix epoch.
+    pub fn wall_seconds(&self, at: Instant) -> f64 {
+        let wall = self
+            .wall
+            .checked_sub(self.now.saturating_duration_since(at))
+            .unwrap_or(self.wall);
+        wall.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64()
+    }
+}
+
+/// The answer for `endpoint`.
+pub fn answer(endpoint: Endpoint, snapshot: &Snapshot<'_>) -> Response {
+    match endpoint {
+        Endpoint::Metrics => Response {
+            status: 200,
+            content_type: text::CONTENT_TYPE,
+            body: render::render(snapshot, &process::ProcessStats::read()).into_bytes(),
+        },
+        Endpoint::Healthz => health::healthz(snapshot),
+        Endpoint::Status => Response::json(200, &health::status(snapshot)),
+    }
+}

@@ -1,0 +1,356 @@
+//! The `/metrics` exposition: every `kwatchd_*` family from a snapshot.
+
+use super::process::ProcessStats;
+use super::text::{Exposition, Kind};
+use super::{Snapshot, WATCH_STATES};
+use crate::config::EventType;
+use crate::sink::latency::BUCKETS_SECONDS;
+use crate::sink::HookResult;
+use crate::watch::ReconnectReason;
+
+/// Renders the whole exposition.
+pub fn render(s: &Snapshot<'_>, process: &ProcessStats) -> String {
+    let mut e = Exposition::new();
+    watches(&mut e, s);
+    sinks(&mut e, s);
+    process_families(&mut e, process);
+    e.family(
+        "kwatchd_build_info",
+        Kind::Gauge,
+        "Always 1; the version label says which kwatchd runs.",
+    );
+    e.int(
+        "kwatchd_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1,
+    );
+    e.finish()
+}
+
+fn watches(e: &mut Exposition, s: &Snapshot<'_>) {
+    e.family(
+        "kwatchd_watch_events_total",
+        Kind::Counter,
+        "Events received per watch and type (initial list, watch and relist events; types a watch does not forward included).",
+    );
+    for w in &s.watches {
+        for t in EventType::ALL {
+            e.int(
+                "kwatchd_watch_events_total",
+                &[("watch", w.name), ("type", t.as_str())],
+                w.stats.events_by_type[t as usize],
+            );
+        }
+    }
+    e.family(
+        "kwatchd_watch_state",
+        Kind::Gauge,
+        "1 for the state each watch is in, 0 for the others.",
+    );
+    for w in &s.watches {
+        for (name, label) in WATCH_STATES {
+            e.int(
+                "kwatchd_watch_state",
+                &[("watch", w.name), ("state", label)],
+                u64::from(w.state == name),
+            );
+        }
+    }
+    e.family(
+        "kwatchd_watch_reconnects_total",
+        Kind::Counter,
+        "New requests a watch sent after the previous one ended or failed, by reason.",
+    );
+    for w in &s.watches {
+        for r in ReconnectReason::ALL {
+            e.int(
+                "kwatchd_watch_reconnects_total",
+                &[("watch", w.name), ("reason", r.as_str())],
+                w.stats.reconnects_by_reason[r as usize],
+            );
+        }
+    }
+    e.family(
+        "kwatchd_watch_relists_total",
+        Kind::Counter,
+        "Relists after the server said the watch's resourceVersion was gone (410).",
+    );
+    for w in &s.watches {
+        e.int(
+            "kwatchd_watch_relists_total",
+            &[("watch", w.name)],
+            w.stats.relists,
+        );
+    }
+    e.family(
+        "kwatchd_watch_last_event_timestamp_seconds",
+        Kind::Gauge,
+        "When the watch last received an event (Unix time); absent until its first event.",
+    );
+    for w in &s.watches {
+        if let Some(at) = w.stats.last_event {
+            e.sample(
+                "kwatchd_watch_last_event_timestamp_seconds",
+                &[("watch", w.name)],
+                s.wall_seconds(at),
+            );
+        }
+    }
+    e.family(
+        "kwatchd_watch_bytes_total",
+        Kind::Counter,
+        "Bytes received from the API server for the watch (lists included).",
+    );
+    for w in &s.watches {
+        e.int(
+            "kwatchd_watch_bytes_total",
+            &[("watch", w.name)],
+            w.stats.bytes,
+        );
+    }
+    e.family(
+        "kwatchd_watch_objects",
+        Kind::Gauge,
+        "Objects the watch currently knows of (its index).",
+    );
+    for w in &s.watches {
+        e.int(
+            "kwatchd_watch_objects",
+            &[("watch", w.name)],
+            w.objects as u64,
+        );
+    }
+    e.family(
+        "kwatchd_watch_consecutive_failures",
+        Kind::Gauge,
+        "Failed attempts since the watch's last success; /healthz reports the watch at 5.",
+    );
+    for w in &s.watches {
+        e.int(
+            "kwatchd_watch_consecutive_failures",
+            &[("watch", w.name)],
+            u64::from(w.stats.consecutive_failures),
+        );
+    }
+}
+
+fn sinks(e: &mut Exposition, s: &Snapshot<'_>) {
+    e.family(
+        "kwatchd_sink_deliveries_total",
+        Kind::Counter,
+        "Events per sink and result: delivered; failed (in an attempt that failed, counted again per retry); given_up (handed to on_failure).",
+    );
+    for k in &s.sinks {
+        let c = k.stats.counts;
+        for (result, n) in [
+            ("delivered", c.delivered),
+            ("failed", c.failed),
+            ("given_up", c.given_up),
+        ] {
+            e.int(
+                "kwatchd_sink_deliveries_total",
+                &[("sink", k.name), ("result", result)],
+                n,
+            );
+        }
+    }
+    e.family(
+        "kwatchd_sink_queue_depth",
+        Kind::Gauge,
+        "Events a sink holds that are not delivered yet (queued, running, or waiting to retry).",
+    );
+    for k in &s.sinks {
+        e.int(
+            "kwatchd_sink_queue_depth",
+            &[("sink", k.name)],
+            k.stats.queue_depth as u64,
+        );
+    }
+    e.family(
+        "kwatchd_sink_delivery_duration_seconds",
+        Kind::Histogram,
+        "Exec and webhook sinks: from reading the event to the hook being spawned (exec) or the receiver answering 2xx (webhook).",
+    );
+    let mut le = String::new();
+    for k in &s.sinks {
+        let Some(latency) = k.stats.latency else {
+            continue;
+        };
+        let cumulative = latency.cumulative_buckets();
+        for (bound, n) in BUCKETS_SECONDS.iter().zip(cumulative) {
+            le.clear();
+            super::text::format_value(*bound, &mut le);
+            e.int(
+                "kwatchd_sink_delivery_duration_seconds_bucket",
+                &[("sink", k.name), ("le", &le)],
+                n,
+            );
+        }
+        e.int(
+            "kwatchd_sink_delivery_duration_seconds_bucket",
+            &[("sink", k.name), ("le", "+Inf")],
+            latency.count(),
+        );
+        e.sample(
+            "kwatchd_sink_delivery_duration_seconds_sum",
+            &[("sink", k.name)],
+            latency.sum_seconds(),
+        );
+        e.int(
+            "kwatchd_sink_delivery_duration_seconds_count",
+            &[("sink", k.name)],
+            latency.count(),
+        );
+    }
+    e.family(
+        "kwatchd_hook_runs_total",
+        Kind::Counter,
+        "Exec sinks: hook runs by how they ended (success = exit 0).",
+    );
+    for k in &s.sinks {
+        let Some(runs) = k.stats.hook_runs else {
+            continue;
+        };
+        for r in HookResult::ALL {
+            e.int(
+                "kwatchd_hook_runs_total",
+                &[("sink", k.name), ("result", r.as_str())],
+                runs.get(r),
+            );
+        }
+    }
+}
+
+fn process_families(e: &mut Exposition, p: &ProcessStats) {
+    let families: [(&str, &str, Option<f64>); 3] = [
+        (
+            "kwatchd_process_resident_memory_bytes",
+            "Resident memory of the daemon, in bytes.",
+            p.resident_memory_bytes.map(|v| v as f64),
+        ),
+        (
+            "kwatchd_process_open_fds",
+            "Open file descriptors of the daemon.",
+            p.open_fds.map(|v| v as f64),
+        ),
+        (
+            "kwatchd_process_start_time_seconds",
+            "When the daemon started (Unix time).",
+            p.start_time_seconds,
+        ),
+    ];
+    for (name, help, value) in families {
+        e.family(name, Kind::Gauge, help);
+        if let Some(v) = value {
+            e.sample(name, &[], v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{SinkView, WatchView};
+    use super::*;
+    use crate::sink::{DeliveryCounts, HookRunCounts, LatencySample, SinkStats};
+    use crate::watch::WatchStats;
+    use std::time::{Duration, Instant, SystemTime};
+
+    #[test]
+    fn families_series_and_escaped_names() {
+        let now = Instant::now();
+        let mut stats = WatchStats {
+            events: 5,
+            relists: 1,
+            bytes: 1234,
+            last_event: Some(now - Duration::from_secs(2)),
+            ..WatchStats::default()
+        };
+        stats.events_by_type = [3, 1, 1];
+        stats.reconnects_by_reason[ReconnectReason::HttpError as usize] = 2;
+        let mut latency = LatencySample::default();
+        latency.record(Duration::from_millis(3));
+        latency.record(Duration::from_secs(2));
+        let mut runs = HookRunCounts::default();
+        runs.0[HookResult::TimedOut as usize] = 1;
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let s = Snapshot {
+            watches: vec![WatchView {
+                name: "we\"ird\\\nname",
+                cluster: "c",
+                state: "backing off",
+                objects: 7,
+                stats,
+                last_error: None,
+            }],
+            sinks: vec![SinkView {
+                name: "hook",
+                stats: SinkStats {
+                    kind: "exec",
+                    queue_depth: 4,
+                    counts: DeliveryCounts {
+                        delivered: 10,
+                        failed: 2,
+                        given_up: 1,
+                    },
+                    latency: Some(&latency),
+                    hook_runs: Some(runs),
+                },
+            }],
+            now,
+            wall,
+        };
+        let text = render(&s, &ProcessStats::default());
+        let has = |line: &str| {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            )
+        };
+        let w = r#"watch="we\"ird\\\nname""#;
+        has(&format!(
+            "kwatchd_watch_events_total{{{w},type=\"ADDED\"}} 3"
+        ));
+        has(&format!(
+            "kwatchd_watch_state{{{w},state=\"backing_off\"}} 1"
+        ));
+        has(&format!("kwatchd_watch_state{{{w},state=\"streaming\"}} 0"));
+        has(&format!(
+            "kwatchd_watch_reconnects_total{{{w},reason=\"http_error\"}} 2"
+        ));
+        has(&format!("kwatchd_watch_relists_total{{{w}}} 1"));
+        has(&format!(
+            "kwatchd_watch_last_event_timestamp_seconds{{{w}}} 999998"
+        ));
+        has(&format!("kwatchd_watch_bytes_total{{{w}}} 1234"));
+        has("kwatchd_sink_deliveries_total{sink=\"hook\",result=\"given_up\"} 1");
+        has("kwatchd_sink_queue_depth{sink=\"hook\"} 4");
+        has("kwatchd_sink_delivery_duration_seconds_bucket{sink=\"hook\",le=\"0.0025\"} 0");
+        has("kwatchd_sink_delivery_duration_seconds_bucket{sink=\"hook\",le=\"0.005\"} 1");
+        has("kwatchd_sink_delivery_duration_seconds_bucket{sink=\"hook\",le=\"2.5\"} 2");
+        has("kwatchd_sink_delivery_duration_seconds_bucket{sink=\"hook\",le=\"+Inf\"} 2");
+        has("kwatchd_sink_delivery_duration_seconds_sum{sink=\"hook\"} 2.003");
+        has("kwatchd_sink_delivery_duration_seconds_count{sink=\"hook\"} 2");
+        has("kwatchd_hook_runs_total{sink=\"hook\",result=\"timed_out\"} 1");
+        has("# TYPE kwatchd_sink_delivery_duration_seconds histogram");
+        has("# TYPE kwatchd_process_open_fds gauge");
+        // Every family has HELP then TYPE, once.
+        for name in [
+            "kwatchd_watch_events_total",
+            "kwatchd_watch_state",
+            "kwatchd_watch_reconnects_total",
+            "kwatchd_watch_relists_total",
+            "kwatchd_watch_last_event_timestamp_seconds",
+            "kwatchd_watch_bytes_total",
+            "kwatchd_sink_deliveries_total",
+            "kwatchd_sink_queue_depth",
+            "kwatchd_sink_delivery_duration_seconds",
+            "kwatchd_hook_runs_total",
+            "kwatchd_process_resident_memory_bytes",
+            "kwatchd_process_open_fds",
+            "kwatchd_process_start_time_seconds",
+        ] {
+            let help = format!("# HELP {name} ");
+            assert_eq!(text.matches(&help).count(), 1, "{name}");
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! The metrics listener and its connections on the daemon's mio loop.
+//!
+//! Non-blocking throughout: accept, read and write until `WouldBlock`;
+//! WRITABLE interest only while a response is unsent. Bounded: at most
+//! [`MAX_CONNECTIONS`] connections (more are closed on accept), one request
+//! head of at most 8 KiB buffered per connection, a request head must arrive
+//! within [`REQUEST_TIMEOUT`] of its first byte, and a connection idle for
+//! [`IDLE_TIMEOUT`] is closed. A client pipelining many requests is served
+//! [`REQUESTS_PER_TURN`] at a time; the rest waits for the next loop turn
+//! (its deadline is set to "now", so the loop comes back at once).
+
+use super::http::{self, Endpoint, Response, Session};
+use super::METRICS_TOKEN_BIT;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+pub const MAX_CONNECTIONS: usize = 64;
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REQUESTS_PER_TURN: usize = 8;
+/// After a failed accept (out of descriptors): try again this much later.
+const ACCEPT_RETRY: Duration = Duration::from_secs(1);
+const LISTENER: Token = Token(METRICS_TOKEN_BIT);
+
+struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    session: Session,
+    deadline: Instant,
+    /// Registered for WRITABLE too (a response is unsent).
+    writable: bool,
+    /// Stopped at its request budget with more to do.
+    again: bool,
+}
+
+/// What the server needs answered: the daemon renders from its state.
+pub type Handler<'a> = dyn FnMut(Endpoint) -> Response + 'a;
+
+pub struct MetricsServer {
+    listener: TcpListener,
+    addr: SocketAddr,
+    conns: BTreeMap<usize, Conn>,
+    /// Ids only grow (below bit 61), so a token is never reused.
+    next_id: usize,
+    accept_retry: Option<Instant>,
+}
+
+impl std::fmt::Debug for MetricsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsServer")
+            .field("addr", &self.addr)
+            .field("connections", &self.conns.len())
+            .finish()
+    }
+}
+
+impl MetricsServer {
+    /// Binds `addr` (port 0: any free port, see `local_addr`) and registers
+    /// the listener.
+    pub fn bind(addr: SocketAddr, registry: &Registry) -> io::Result<MetricsServer> {
+        let mut listener = TcpListener::bind(addr)?;
+        registry.register(&mut listener, LISTENER, Interest::READABLE)?;
+        let addr = listener.local_addr()?;
+        Ok(MetricsServer {
+            listener,
+            addr,
+            conns: BTreeMap::new(),
+            next_id: 1,
+            accept_retry: None,
+        })
+    }
+
+    /// The bound address (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// A poll event for one of the server's tokens.
+    pub fn on_ready(
+        &mut self,
+        token: Token,
+        registry: &Registry,
+        now: Instant,
+        handler: &mut Handler<'_>,
+    ) {
+        if token == LISTENER {
+            self.accept(registry, now, handler);
+            return;
+        }
+        let id = token.0 & !METRICS_TOKEN_BIT;
+        if let Some(conn) = self.conns.get_mut(&id) {
+            if !drive(conn, token, registry, now, handler) {
+                self.close(id, registry);
+            }
+        }
+    }
+
+    /// Earliest time `on_timer` has something to do.
+    pub fn deadline(&self) -> Option<Instant> {
+        let conns = self.conns.values().map(|c| c.deadline);
+        conns.chain(self.accept_retry).min()
+    }
+
+    /// Closes idle connections, resumes budgeted ones, retries accepting.
+    pub fn on_timer(&mut self, registry: &Registry, now: Instant, handler: &mut Handler<'_>) {
+        if self.accept_retry.is_some_and(|t| t <= now) {
+            self.accept_retry = None;
+            self.accept(registry, now, handler);
+        }
+        let due: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let Some(conn) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            if conn.again {
+                conn.again = false;
+                conn.deadline = now + IDLE_TIMEOUT;
+                if drive(conn, Token(METRICS_TOKEN_BIT | id), registry, now, handler) {
+                    continue;
+                }
+            } else {
+                log::debug!("metrics: closing idle connection from {}", conn.peer);
+            }
+            self.close(id, registry);
+        }
+    }
+
+    /// Stops serving: the listener and every connection.
+    pub fn shutdown(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.listener);
+        let ids: Vec<usize> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.close(id, registry);
+        }
+    }
+
+    fn close(&mut self, id: usize, registry: &Registry) {
+        if let Some(mut conn) = self.conns.remove(&id) {
+            // Dropping the stream closes it; deregistering first keeps the
+            // poller's view exact.
+            let _ = registry.deregister(&mut conn.stream);
+        }
+    }
+
+    fn accept(&mut self, registry: &Registry, now: Instant, handler: &mut Handler<'_>) {
+        loop {
+            let (mut stream, peer) = match self.listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => {
+                    // Likely out of descriptors: the pending connection stays
+                    // in the backlog, and no new edge may come; retry later.
+                    log::warn!(
+                        "metrics: cannot accept a connection: {e}; retrying in {}s",
+                        ACCEPT_RETRY.as_secs()
+                    );
+                    self.accept_retry = Some(now + ACCEPT_RETRY);
+                    return;
+                }
+            };
+            if self.conns.len() >= MAX_CONNECTIONS {
+                log::debug!(
+                    "metrics: {MAX_CONNECTIONS} connections open; closing the one from {peer}"
+                );
+                continue;
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            let token = Token(METRICS_TOKEN_BIT | (id & (METRICS_TOKEN_BIT - 1)));
+            if let Err(e) = registry.register(&mut stream, token, Interest::READABLE) {
+                log::warn!("metrics: cannot register a connection from {peer}: {e}");
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let mut conn = Conn {
+                stream,
+                peer,
+                session: Session::default(),
+                deadline: now + IDLE_TIMEOUT,
+                writable: false,
+                again: false,
+            };
+            // The request may already be there.
+            let keep = drive(&mut conn, token, registry, now, handler);
+            self.conns.insert(id, conn);
+            if !keep {
+                self.close(id, registry);
+            }
+        }
+    }
+}
+
+/// Moves one connection forward until it must wait. False: close it.
+fn drive(
+    conn: &mut Conn,
+    token: Token,
+    registry: &Registry,
+    now: Instant,
+    handler: &mut Handler<'_>,
+) -> bool {
+    let mut budget = REQUESTS_PER_TURN;
+    let mut buf = [0u8; 4096];
+    loop {
+        while !conn.session.output().is_empty() {
+            match conn.stream.write(conn.session.output()) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    conn.session.advance(n);
+                    conn.deadline = now + IDLE_TIMEOUT;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !conn.writable {
+                        let interest = Interest::READABLE | Interest::WRITABLE;
+                        if registry
+                            .reregister(&mut conn.stream, token, interest)
+                            .is_err()
+                        {
+                            return false;
+                        }
+                        conn.writable = true;
+                    }
+                    return true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        if conn.writable {
+            if registry
+                .reregister(&mut conn.stream, token, Interest::READABLE)
+                .is_err()
+            {
+                return false;
+            }
+            conn.writable = false;
+        }
+        if conn.session.is_finished() {
+            return false;
+        }
+        if budget == 0 {
+            conn.again = true;
+            conn.deadline = now;
+            return true;
+        }
+        if let Some(req) = conn.session.next_request() {
+            budget -= 1;
+            let resp = match http::route(&req) {
+                Ok(endpoint) => handler(endpoint),
+                Err(resp) => resp,
+            };
+            conn.session.respond(&req, &resp);
+            continue;
+        }
+        if conn.session.is_finished() || !conn.session.output().is_empty() {
+            // A rejected request's answer is queued: send it, then close.
+            continue;
+        }
+        let room = conn.session.read_room().min(buf.len());
+        if room == 0 {
+            return true;
+        }
+        match conn.stream.read(&mut buf[..room]) {
+            Ok(0) => conn.session.on_peer_closed(),
+            Ok(n) => {
+                if conn.session.input_is_empty() {
+                    conn.deadline = now + REQUEST_TIMEOUT;
+                }
+                conn.session.feed(&buf[..n]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll};
+    use std::io::{Read, Write};
+    use std::net::TcpStream as StdStream;
+
+    struct Rig {
+        poll: Poll,
+        events: Events,
+        server: MetricsServer,
+        answered: usize,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let poll = Poll::new().unwrap();
+            let server =
+                MetricsServer::bind("127.0.0.1:0".parse().unwrap(), poll.registry()).unwrap();
+            Rig {
+                poll,
+                events: Events::with_capacity(64),
+                server,
+                answered: 0,
+            }
+        }
+
+        fn connect(&self) -> StdStream {
+            let s = StdStream::connect(self.server.local_addr()).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s
+        }
+
+        /// Polls briefly and routes events, `now` being the loop's clock.
+        fn turn(&mut self, now: Instant) {
+            self.poll
+                .poll(&mut self.events, Some(Duration::from_millis(50)))
+                .unwrap();
+            let tokens: Vec<Token> = self.events.iter().map(|e| e.token()).collect();
+            let answered = &mut self.answered;
+            let mut handler = |_e: Endpoint| {
+                *answered += 1;
+                Response::text(200, "ok\n")
+            };
+            for t in tokens {
+                self.server
+                    .on_ready(t, self.poll.registry(), now, &mut handler);
+            }
+            self.server
+                .on_timer(self.poll.registry(), now, &mut handler);
+        }
+
+        fn turns(&mut self, n: usize) {
+            for _ in 0..n {
+                self.turn(Instant::now());
+            }
+        }
+    }
+
+    /// True when the peer closed `s` (EOF or reset).
+    fn closed(s: &mut StdStream) -> bool {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    #[test]
+    fn idle_and_slow_connections_are_closed_by_their_deadlines() {
+        let mut rig = Rig::new();
+        let mut idle = rig.connect();
+        let mut slow = rig.connect();
+        rig.turns(3);
+        slow.write_all(b"GET /metr").unwrap();
+        rig.turns(3);
+        assert_eq!(rig.server.connections(), 2);
+        // A head must complete within REQUEST_TIMEOUT of its first byte.
+        rig.turn(Instant::now() + REQUEST_TIMEOUT + Duration::from_millis(100));
+        assert_eq!(rig.server.connections(), 1);
+        assert!(closed(&mut slow));
+        rig.turn(Instant::now() + IDLE_TIMEOUT + Duration::from_millis(100));
+        assert_eq!(rig.server.connections(), 0);
+        assert!(closed(&mut idle));
+        assert_eq!(rig.answered, 0);
+    }
+
+    #[test]
+    fn connections_beyond_the_bound_are_closed_at_once() {
+        let mut rig = Rig::new();
+        let mut clients: Vec<StdStream> = (0..MAX_CONNECTIONS).map(|_| rig.connect()).collect();
+        rig.turns(5);
+        assert_eq!(rig.server.connections(), MAX_CONNECTIONS);
+        let mut extra = rig.connect();
+        rig.turns(3);
+        assert!(closed(&mut extra));
+        assert_eq!(rig.server.connections(), MAX_CONNECTIONS);
+        // The others still get answers.
+        clients[0]
+            .write_all(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        rig.turns(3);
+        let mut answer = String::new();
+        clients[0].read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    }
+
+    #[test]
+    fn many_pipelined_requests_are_served_a_budget_per_turn() {
+        let mut rig = Rig::new();
+        let mut c = rig.connect();
+        let n = REQUESTS_PER_TURN * 3;
+        let mut raw = "GET /healthz HTTP/1.1\r\n\r\n".repeat(n - 1);
+        raw.push_str("GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+        c.write_all(raw.as_bytes()).unwrap();
+        // Readiness alone serves one budget, then leaves a deadline of now.
+        let mut ready_turns = 0;
+        while rig.answered == 0 && ready_turns < 50 {
+            rig.poll
+                .poll(&mut rig.events, Some(Duration::from_millis(50)))
+                .unwrap();
+            let tokens: Vec<Token> = rig.events.iter().map(|e| e.token()).collect();
+            let answered = &mut rig.answered;
+            let mut handler = |_e: Endpoint| {
+                *answered += 1;
+                Response::text(200, "ok\n")
+            };
+            for t in tokens {
+                rig.server
+                    .on_ready(t, rig.poll.registry(), Instant::now(), &mut handler);
+            }
+            ready_turns += 1;
+        }
+        assert_eq!(rig.answered, REQUESTS_PER_TURN);
+        let now = Instant::now();
+        assert!(rig.server.deadline().is_some_and(|d| d <= now));
+        // Each timer call serves one more budget.
+        let mut timer_calls = 0;
+        while rig.answered < n && timer_calls < 10 {
+            let before = rig.answered;
+            let answered = &mut rig.answered;
+            let mut handler = |_e: Endpoint| {
+                *answered += 1;
+                Response::text(200, "ok\n")
+            };
+            rig.server
+                .on_timer(rig.poll.registry(), Instant::now(), &mut handler);
+            assert!(rig.answered - before <= REQUESTS_PER_TURN);
+            timer_calls += 1;
+        }
+        assert_eq!(rig.answered, n);
+        assert_eq!(timer_calls, 2);
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), n);
+    }
+}
