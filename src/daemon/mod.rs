@@ -6,7 +6,7 @@ pub mod notify;
 pub mod watcher;
 
 use crate::config::{Config, SinkConfig};
-use crate::kube::{ResourcePath, Selectors};
+use crate::kube::Selectors;
 use crate::net::Resolver;
 use crate::rand::Rng;
 use crate::sink::{ExecSink, FileSink, QueueBound, Sink, SinkCtx, WebhookSink};
@@ -154,12 +154,15 @@ impl Daemon {
         }
 
         let mut watchers = Vec::new();
-        if config.watches.len() > watcher::MAX_WATCHES {
-            return Err(DaemonError::TooManyWatches {
-                count: config.watches.len(),
-            });
+        let machines: usize = config
+            .watches
+            .iter()
+            .map(|w| w.namespaces.len().max(1))
+            .sum();
+        if machines > watcher::MAX_WATCHES {
+            return Err(DaemonError::TooManyWatches { count: machines });
         }
-        for (i, w) in config.watches.iter().enumerate() {
+        for w in &config.watches {
             let Some(&cluster) = cluster_index.get(&w.cluster) else {
                 return Err(DaemonError::Cluster {
                     name: w.cluster.clone(),
@@ -167,25 +170,6 @@ impl Daemon {
                 });
             };
             let server = &config.clusters[&w.cluster].server;
-            let spec = WatchSpec {
-                name: w.name.clone(),
-                api_version: w.api_version.clone(),
-                resource: w.resource.clone(),
-                path: ResourcePath::new(
-                    &server.base_path,
-                    &w.api_version,
-                    w.namespace.as_deref(),
-                    &w.resource,
-                ),
-                selectors: Selectors {
-                    label: w.label_selector.clone(),
-                    field: w.field_selector.clone(),
-                },
-                events: w.events.clone(),
-                on_start: w.on_start,
-                page_size: LIST_PAGE_SIZE,
-                watch_timeout: w.watch_timeout,
-            };
             let sink_ids: Vec<usize> = w
                 .sinks
                 .iter()
@@ -194,16 +178,46 @@ impl Daemon {
             let wants_meta = sink_ids
                 .iter()
                 .any(|&i| sinks.get(i).is_some_and(Sink::wants_meta));
-            let machine = WatchMachine::new(spec, Rng::from_entropy(i as u64));
-            watchers.push(Watcher::new(
-                watchers.len(),
-                machine,
-                cluster,
-                &w.cluster,
-                sink_ids,
-                wants_meta,
-                config.daemon.max_line_bytes,
-            ));
+            // A list of namespaces runs one machine per namespace; records
+            // keep the configured name, logs say which namespace.
+            let namespaces: Vec<Option<&String>> = match w.namespaces.as_slice() {
+                [] => vec![None],
+                list => list.iter().map(Some).collect(),
+            };
+            for ns in &namespaces {
+                let name = match ns {
+                    Some(ns) if namespaces.len() > 1 => format!("{}[{ns}]", w.name),
+                    _ => w.name.clone(),
+                };
+                let spec = WatchSpec {
+                    name,
+                    record_name: w.name.clone(),
+                    target: w.target.clone(),
+                    base_path: server.base_path.clone(),
+                    namespace: ns.cloned(),
+                    exclude_namespaces: w.exclude_namespaces.clone(),
+                    metadata_only: w.metadata_only,
+                    initial_list: w.initial_list,
+                    selectors: Selectors {
+                        label: w.label_selector.clone(),
+                        field: w.field_selector.clone(),
+                    },
+                    events: w.events.clone(),
+                    on_start: w.on_start,
+                    page_size: LIST_PAGE_SIZE,
+                    watch_timeout: w.watch_timeout,
+                };
+                let machine = WatchMachine::new(spec, Rng::from_entropy(watchers.len() as u64));
+                watchers.push(Watcher::new(
+                    watchers.len(),
+                    machine,
+                    cluster,
+                    &w.cluster,
+                    sink_ids.clone(),
+                    wants_meta,
+                    config.daemon.max_line_bytes,
+                ));
+            }
         }
         let n = watchers.len();
         let sink_count = sinks.len();
@@ -382,11 +396,17 @@ impl Daemon {
                 .count()
         };
         let events: u64 = self.watchers.iter().map(|w| w.machine.stats().events).sum();
+        let failed = count("failed");
         format!(
-            "{} watches, {} streaming, {} backing off; {events} events",
+            "{} watches, {} streaming, {} backing off{}; {events} events",
             self.watchers.len(),
             count("streaming"),
-            count("backing off")
+            count("backing off"),
+            if failed > 0 {
+                format!(", {failed} failed")
+            } else {
+                String::new()
+            }
         )
     }
 
@@ -403,10 +423,11 @@ impl Daemon {
         }
         let status = self.status_line();
         if !self.ready
-            && self
-                .watchers
-                .iter()
-                .all(|w| w.machine.has_listed() || w.machine.state_name() == "backing off")
+            && self.watchers.iter().all(|w| {
+                w.machine.has_listed()
+                    || w.machine.has_failed()
+                    || w.machine.state_name() == "backing off"
+            })
         {
             notifier.send(&format!("READY=1\nSTATUS={status}"));
             self.ready = true;

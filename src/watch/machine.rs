@@ -2,10 +2,12 @@
 
 use super::backoff::Backoff;
 use super::index::{object_key, Change, IndexEntry, ObjectIndex};
-use crate::config::{EventType, OnStart};
+use crate::config::{EventType, InitialList, OnStart, WatchTarget};
+use crate::kube::discovery::{Discovery, Query, DISCOVERY_ACCEPT};
 use crate::kube::event::{excerpt, object_meta, ObjectMeta};
 use crate::kube::{
-    ListPage, ResourcePath, Selectors, Status, WatchEvent, WatchEventType, WatchQuery,
+    ListPage, ResourcePath, Selectors, Status, WatchEvent, WatchEventType, WatchQuery, JSON_ACCEPT,
+    METADATA_LIST_ACCEPT, METADATA_WATCH_ACCEPT,
 };
 use crate::rand::Rng;
 use std::collections::HashSet;
@@ -18,6 +20,11 @@ const LIST_IDLE_LIMIT: Duration = Duration::from_secs(60);
 /// A watch that ends this soon without any event is treated as a failure,
 /// so a server that closes at once does not get hammered.
 const MIN_HEALTHY_STREAM: Duration = Duration::from_secs(1);
+/// Retries of a name discovery does not know (yet): a CRD being installed.
+const DISCOVERY_BACKOFF_BASE: Duration = Duration::from_secs(1);
+const DISCOVERY_BACKOFF_CAP: Duration = Duration::from_secs(60);
+/// Marks the bookmark that ends a streaming list's initial events.
+const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 
 /// Where an emitted event came from; written to every record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,10 +102,20 @@ impl<F: FnMut(Emitted<'_>)> Emit for F {
 /// What the watch is configured to do, in the terms the machine needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WatchSpec {
+    /// For logs and status: the configured name, with `[NAMESPACE]` when
+    /// one configured watch runs one machine per namespace.
     pub name: String,
-    pub api_version: String,
-    pub resource: String,
-    pub path: ResourcePath,
+    /// The configured name, written to records.
+    pub record_name: String,
+    pub target: WatchTarget,
+    /// The server URL's path prefix ("" for most servers).
+    pub base_path: String,
+    /// `None`: every namespace.
+    pub namespace: Option<String>,
+    /// Objects in these namespaces are neither delivered nor indexed.
+    pub exclude_namespaces: Vec<String>,
+    pub metadata_only: bool,
+    pub initial_list: InitialList,
     pub selectors: Selectors,
     pub events: Vec<EventType>,
     pub on_start: OnStart,
@@ -108,7 +125,10 @@ pub struct WatchSpec {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestKind {
+    /// A discovery document (whole body, like a LIST).
+    Discovery,
     List,
+    /// A WATCH, or a streaming list (a WATCH that starts with the state).
     Watch,
 }
 
@@ -117,6 +137,21 @@ pub enum RequestKind {
 pub struct RequestPlan {
     pub kind: RequestKind,
     pub path_and_query: String,
+    /// The `Accept` header.
+    pub accept: &'static str,
+}
+
+/// Where the watch's resource lives, known from the configuration or once
+/// discovery resolved its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// `v1` or `GROUP/VERSION`.
+    pub api_version: String,
+    /// The plural.
+    pub resource: String,
+    /// From discovery; `None` for a watch naming its resource directly.
+    pub kind: Option<String>,
+    pub path: ResourcePath,
 }
 
 /// What the daemon does with the stream after a line.
@@ -170,7 +205,10 @@ impl ListRound {
 
 #[derive(Debug, Clone)]
 enum Step {
+    Discover(Box<Discovery>),
     List(ListRound),
+    /// A streaming list: the round collects the initial events.
+    Stream(ListRound),
     Watch,
 }
 
@@ -182,11 +220,14 @@ struct Stream {
 
 #[derive(Debug, Clone)]
 enum InFlight {
+    Discover(Box<Discovery>),
     List(ListRound),
-    /// `stream` is `None` until the server answered 200.
+    /// `stream` is `None` until the server answered 200. `initial` is set
+    /// for a streaming list until its initial-events-end bookmark.
     Watch {
         timeout: Duration,
         stream: Option<Stream>,
+        initial: Option<ListRound>,
     },
 }
 
@@ -201,6 +242,9 @@ enum Phase {
         until: Instant,
         then: Step,
     },
+    /// A permanent error (an ambiguous name, a namespace on a
+    /// cluster-scoped kind): logged, the watch does not run.
+    Failed,
 }
 
 /// Counters for logs, status and metrics.
@@ -215,6 +259,14 @@ pub struct WatchStats {
 #[derive(Debug)]
 pub struct WatchMachine {
     spec: WatchSpec,
+    /// `None` until discovery resolved a `kind`.
+    resolved: Option<Resolved>,
+    /// Not-found retries of discovery (slower than request failures).
+    discovery_backoff: Backoff,
+    /// `initial_list = "auto"` and the server refused a streaming list.
+    stream_rejected: bool,
+    /// The server refused `PartialObjectMetadata` (406): full objects.
+    metadata_fallback: bool,
     phase: Phase,
     index: ObjectIndex,
     resume_rv: Option<String>,
@@ -228,10 +280,42 @@ pub struct WatchMachine {
 
 impl WatchMachine {
     pub fn new(spec: WatchSpec, rng: Rng) -> Self {
-        let deliver = spec.on_start == OnStart::Added;
-        WatchMachine {
+        let (resolved, discovery) = match &spec.target {
+            WatchTarget::Resource {
+                api_version,
+                resource,
+            } => (
+                Some(Resolved {
+                    api_version: api_version.clone(),
+                    resource: resource.clone(),
+                    kind: None,
+                    path: ResourcePath::new(
+                        &spec.base_path,
+                        api_version,
+                        spec.namespace.as_deref(),
+                        resource,
+                    ),
+                }),
+                None,
+            ),
+            WatchTarget::Kind { name, api_version } => (
+                None,
+                Some(Discovery::new(
+                    &spec.base_path,
+                    Query {
+                        name: name.clone(),
+                        api_version: api_version.clone(),
+                    },
+                )),
+            ),
+        };
+        let mut m = WatchMachine {
             spec,
-            phase: Phase::Ready(Step::List(ListRound::new(ListPurpose::Initial { deliver }))),
+            resolved: None,
+            discovery_backoff: Backoff::new(DISCOVERY_BACKOFF_BASE, DISCOVERY_BACKOFF_CAP),
+            stream_rejected: false,
+            metadata_fallback: false,
+            phase: Phase::Failed,
             index: ObjectIndex::default(),
             resume_rv: None,
             item_kind: None,
@@ -239,6 +323,99 @@ impl WatchMachine {
             rng,
             auth_failures: 0,
             stats: WatchStats::default(),
+        };
+        m.phase = Phase::Ready(match discovery {
+            Some(d) => Step::Discover(Box::new(d)),
+            None => {
+                m.set_resolved(resolved);
+                m.first_step()
+            }
+        });
+        m
+    }
+
+    fn set_resolved(&mut self, resolved: Option<Resolved>) {
+        if self.spec.metadata_only {
+            // PartialObjectMetadata objects do not say what they are.
+            self.item_kind = resolved
+                .as_ref()
+                .map(|r| r.kind.clone().unwrap_or_else(|| guess_kind(&r.resource)));
+        }
+        self.resolved = resolved;
+    }
+
+    /// The first list of this run.
+    fn first_step(&self) -> Step {
+        let deliver = self.spec.on_start == OnStart::Added;
+        self.list_step(ListPurpose::Initial { deliver })
+    }
+
+    /// A LIST or a streaming list, as configured and as the server allows.
+    fn list_step(&self, purpose: ListPurpose) -> Step {
+        if self.uses_streaming_lists() {
+            Step::Stream(ListRound::new(purpose))
+        } else {
+            Step::List(ListRound::new(purpose))
+        }
+    }
+
+    fn uses_streaming_lists(&self) -> bool {
+        match self.spec.initial_list {
+            InitialList::List => false,
+            InitialList::Stream => true,
+            InitialList::Auto => !self.stream_rejected,
+        }
+    }
+
+    /// The resource, once known.
+    pub fn resolved(&self) -> Option<&Resolved> {
+        self.resolved.as_ref()
+    }
+
+    /// `v1` or `GROUP/VERSION`, once known.
+    pub fn api_version(&self) -> Option<&str> {
+        self.resolved.as_ref().map(|r| r.api_version.as_str())
+    }
+
+    /// True once this watch fell back from streaming lists to LISTs
+    /// because the server refused them (`initial_list = "auto"`).
+    pub fn streaming_rejected(&self) -> bool {
+        self.stream_rejected
+    }
+
+    /// Another watch on the same cluster learnt that it refuses streaming
+    /// lists: with `initial_list = "auto"`, use LISTs from now on.
+    pub fn disable_streaming(&mut self) {
+        if self.spec.initial_list != InitialList::Auto || self.stream_rejected {
+            return;
+        }
+        self.stream_rejected = true;
+        let step = match &mut self.phase {
+            Phase::Ready(step) | Phase::BackingOff { then: step, .. } => step,
+            _ => return,
+        };
+        if let Step::Stream(round) = step {
+            *step = Step::List(ListRound::new(round.purpose));
+        }
+    }
+
+    fn path_str(&self) -> &str {
+        self.resolved.as_ref().map_or("", |r| r.path.as_str())
+    }
+
+    fn excluded(&self, meta: &ObjectMeta<'_>) -> bool {
+        !self.spec.exclude_namespaces.is_empty()
+            && meta
+                .namespace
+                .as_deref()
+                .is_some_and(|ns| self.spec.exclude_namespaces.iter().any(|e| e == ns))
+    }
+
+    fn metadata_accept(&self, list: bool) -> &'static str {
+        match (self.spec.metadata_only && !self.metadata_fallback, list) {
+            (true, true) => METADATA_LIST_ACCEPT,
+            (true, false) => METADATA_WATCH_ACCEPT,
+            (false, _) => JSON_ACCEPT,
         }
     }
 
@@ -265,6 +442,20 @@ impl WatchMachine {
     /// A short word for logs and status.
     pub fn state_name(&self) -> &'static str {
         match &self.phase {
+            Phase::Ready(Step::Discover(_))
+            | Phase::InFlight {
+                request: InFlight::Discover(_),
+                ..
+            } => "resolving",
+            Phase::Failed => "failed",
+            Phase::Ready(Step::Stream(_))
+            | Phase::InFlight {
+                request:
+                    InFlight::Watch {
+                        initial: Some(_), ..
+                    },
+                ..
+            } => "listing",
             Phase::Ready(Step::List(_))
             | Phase::InFlight {
                 request: InFlight::List(_),
@@ -297,11 +488,17 @@ impl WatchMachine {
             Phase::InFlight {
                 request: InFlight::Watch {
                     stream: Some(_),
+                    initial: None,
                     ..
                 },
                 ..
             }
         )
+    }
+
+    /// True when the watch stopped for good (see the error log).
+    pub fn has_failed(&self) -> bool {
+        matches!(self.phase, Phase::Failed)
     }
 
     /// The next request to send, if one is due. Moves the machine to "in
@@ -320,29 +517,52 @@ impl WatchMachine {
         let Phase::Ready(step) = &self.phase else {
             return None;
         };
-        let plan = match step {
-            Step::List(round) => RequestPlan {
+        let plan = match (step, &self.resolved) {
+            (Step::Discover(d), _) => RequestPlan {
+                kind: RequestKind::Discovery,
+                path_and_query: d.next_path()?.to_owned(),
+                accept: DISCOVERY_ACCEPT,
+            },
+            (_, None) => return None,
+            (Step::List(round), Some(res)) => RequestPlan {
                 kind: RequestKind::List,
                 path_and_query: WatchQuery::List {
                     limit: self.spec.page_size,
                     continue_token: round.continue_token.as_deref(),
                 }
-                .to_path(&self.spec.path, &self.spec.selectors),
+                .to_path(&res.path, &self.spec.selectors),
+                accept: self.metadata_accept(true),
             },
-            Step::Watch => RequestPlan {
+            (Step::Stream(_), Some(res)) => RequestPlan {
+                kind: RequestKind::Watch,
+                path_and_query: WatchQuery::StreamingList {
+                    timeout_seconds: timeout.as_secs(),
+                }
+                .to_path(&res.path, &self.spec.selectors),
+                accept: self.metadata_accept(false),
+            },
+            (Step::Watch, Some(res)) => RequestPlan {
                 kind: RequestKind::Watch,
                 path_and_query: WatchQuery::Watch {
                     resource_version: self.resume_rv.as_deref(),
                     timeout_seconds: timeout.as_secs(),
                 }
-                .to_path(&self.spec.path, &self.spec.selectors),
+                .to_path(&res.path, &self.spec.selectors),
+                accept: self.metadata_accept(false),
             },
         };
         let request = match std::mem::replace(&mut self.phase, Phase::Ready(Step::Watch)) {
             Phase::Ready(Step::List(round)) => InFlight::List(round),
+            Phase::Ready(Step::Discover(d)) => InFlight::Discover(d),
+            Phase::Ready(Step::Stream(round)) => InFlight::Watch {
+                timeout,
+                stream: None,
+                initial: Some(round),
+            },
             _ => InFlight::Watch {
                 timeout,
                 stream: None,
+                initial: None,
             },
         };
         self.phase = Phase::InFlight {
@@ -362,7 +582,7 @@ impl WatchMachine {
 
     fn idle_limit(&self, request: &InFlight) -> Duration {
         match request {
-            InFlight::List(_) => LIST_IDLE_LIMIT,
+            InFlight::List(_) | InFlight::Discover(_) => LIST_IDLE_LIMIT,
             // Covers the wait for the response head too.
             InFlight::Watch { timeout, .. } => {
                 *timeout + self.spec.watch_timeout.min(Duration::from_secs(30))
@@ -380,7 +600,7 @@ impl WatchMachine {
     /// When `on_timer` next has something to do.
     pub fn deadline(&self) -> Option<Instant> {
         match &self.phase {
-            Phase::Ready(_) => None,
+            Phase::Ready(_) | Phase::Failed => None,
             Phase::BackingOff { until, .. } => Some(*until),
             Phase::InFlight {
                 request,
@@ -395,7 +615,7 @@ impl WatchMachine {
         match &self.phase {
             Phase::Ready(_) => true,
             Phase::BackingOff { until, .. } => *until <= now,
-            Phase::InFlight { .. } => false,
+            Phase::InFlight { .. } | Phase::Failed => false,
         }
     }
 
@@ -428,8 +648,28 @@ impl WatchMachine {
                 request: InFlight::List(round),
                 ..
             } => Step::List(round.clone()),
+            Phase::InFlight {
+                request:
+                    InFlight::Watch {
+                        initial: Some(round),
+                        ..
+                    },
+                ..
+            } => {
+                // A streaming list cannot resume: start it over.
+                let mut round = round.clone();
+                round.restart();
+                Step::Stream(round)
+            }
+            Phase::InFlight {
+                request: InFlight::Discover(d),
+                ..
+            } => Step::Discover(Box::new(Discovery::new(
+                &self.spec.base_path,
+                d.query().clone(),
+            ))),
             Phase::Ready(step) | Phase::BackingOff { then: step, .. } => step.clone(),
-            Phase::InFlight { .. } => Step::Watch,
+            Phase::InFlight { .. } | Phase::Failed => Step::Watch,
         }
     }
 
@@ -470,8 +710,36 @@ impl WatchMachine {
         } else {
             format!("{status} ({})", excerpt(body))
         };
+        if let Phase::InFlight {
+            request: InFlight::Discover(_),
+            ..
+        } = &self.phase
+        {
+            self.on_discovery_http_error(now, status, retry_after, &summary);
+            return;
+        }
         let step = self.retry_step();
-        let in_list = matches!(step, Step::List(_));
+        if status == 406 && self.spec.metadata_only && !self.metadata_fallback {
+            log::warn!(
+                "watch {}: the server cannot send PartialObjectMetadata ({summary}); metadata_only falls back to full objects for this watch",
+                self.spec.name
+            );
+            self.metadata_fallback = true;
+            self.phase = Phase::Ready(step);
+            return;
+        }
+        if let Step::Stream(round) = &step {
+            if self.spec.initial_list == InitialList::Auto && matches!(status, 400 | 403 | 422) {
+                log::warn!(
+                    "watch {}: the server refused a streaming list ({summary}); using paginated LISTs on this cluster from now on",
+                    self.spec.name
+                );
+                self.stream_rejected = true;
+                self.phase = Phase::Ready(Step::List(ListRound::new(round.purpose)));
+                return;
+            }
+        }
+        let in_list = matches!(step, Step::List(_) | Step::Stream(_));
         if status == 410 || (status == 504 && parsed.is_resource_version_too_large()) {
             let step = match step {
                 Step::List(mut round) => {
@@ -489,8 +757,9 @@ impl WatchMachine {
                         self.resume_rv.as_deref().unwrap_or("(none)")
                     );
                     self.stats.relists += 1;
-                    Step::List(ListRound::new(ListPurpose::Relist))
+                    self.list_step(ListPurpose::Relist)
                 }
+                other => other,
             };
             let retry_after = parsed
                 .details
@@ -522,7 +791,7 @@ impl WatchMachine {
                     log::error!(
                         "watch {}: {what} {} answered {summary}: {hint}; {retry}",
                         self.spec.name,
-                        self.spec.path.as_str()
+                        self.path_str()
                     );
                 } else {
                     log::debug!("watch {}: still {status}; {retry}", self.spec.name);
@@ -531,13 +800,147 @@ impl WatchMachine {
             404 => log::error!(
                 "watch {}: {what} {} answered 404 ({summary}): the server does not serve this resource; check api_version and resource; {retry}",
                 self.spec.name,
-                self.spec.path.as_str()
+                self.path_str()
             ),
             _ => log::warn!(
                 "watch {}: {what} answered {summary}; {retry}",
                 self.spec.name
             ),
         }
+    }
+
+    /// A discovery GET failed with a non-2xx status.
+    fn on_discovery_http_error(
+        &mut self,
+        now: Instant,
+        status: u16,
+        retry_after: Option<Duration>,
+        summary: &str,
+    ) {
+        let Phase::InFlight {
+            request: InFlight::Discover(mut d),
+            ..
+        } = std::mem::replace(&mut self.phase, Phase::Failed)
+        else {
+            return;
+        };
+        if status == 404 {
+            // A group version that went away, or one asked by api_version
+            // that is not served: nothing there.
+            d.on_not_found();
+            self.after_discovery_step(now, d);
+            return;
+        }
+        let then = Step::Discover(Box::new(Discovery::new(
+            &self.spec.base_path,
+            d.query().clone(),
+        )));
+        let delay = self.back_off(now, then, retry_after);
+        log::warn!(
+            "watch {}: discovery GET {} answered {summary}; retrying in {} ms",
+            self.spec.name,
+            d.next_path().unwrap_or(""),
+            delay.as_millis()
+        );
+    }
+
+    /// A 200 discovery document.
+    pub fn on_discovery_body(&mut self, now: Instant, body: &[u8]) {
+        let Phase::InFlight {
+            request: InFlight::Discover(mut d),
+            ..
+        } = std::mem::replace(&mut self.phase, Phase::Failed)
+        else {
+            return;
+        };
+        if let Err(e) = d.on_body(body) {
+            self.phase = Phase::InFlight {
+                request: InFlight::Discover(d),
+                last_activity: now,
+            };
+            self.on_transport_error(now, &e);
+            return;
+        }
+        self.auth_failures = 0;
+        self.after_discovery_step(now, d);
+    }
+
+    /// Next discovery GET, or resolve the name once everything is in.
+    fn after_discovery_step(&mut self, now: Instant, d: Box<Discovery>) {
+        if !d.is_done() {
+            self.phase = Phase::Ready(Step::Discover(d));
+            return;
+        }
+        let query = d.query();
+        let resolved = match d.resolve() {
+            Ok(r) => r,
+            Err(e) if e.is_permanent() => {
+                log::error!(
+                    "watch {}: kind {e}; this watch does not run (the others do); fix the configuration and restart",
+                    self.spec.name
+                );
+                self.phase = Phase::Failed;
+                return;
+            }
+            Err(e) => {
+                let delay = self.discovery_backoff.next_delay(now, &mut self.rng, None);
+                log::warn!(
+                    "watch {}: {e}; if it is a CustomResourceDefinition not installed yet, it will be picked up: discovering again in {} s",
+                    self.spec.name,
+                    delay.as_secs_f32().ceil()
+                );
+                self.phase = Phase::BackingOff {
+                    until: now + delay,
+                    then: Step::Discover(Box::new(Discovery::new(
+                        &self.spec.base_path,
+                        query.clone(),
+                    ))),
+                };
+                return;
+            }
+        };
+        if let (Some(ns), false) = (&self.spec.namespace, resolved.namespaced) {
+            log::error!(
+                "watch {}: {:?} is {} ({}), which is cluster-scoped: namespace {ns:?} cannot apply; remove namespace from the watch. This watch does not run (the others do)",
+                self.spec.name,
+                query.name,
+                resolved.qualified(),
+                resolved.api_version()
+            );
+            self.phase = Phase::Failed;
+            return;
+        }
+        log::info!(
+            "watch {}: {:?} is {} ({}, {}; {} discovery)",
+            self.spec.name,
+            query.name,
+            resolved.qualified(),
+            resolved.api_version(),
+            if resolved.namespaced {
+                "namespaced"
+            } else {
+                "cluster-scoped"
+            },
+            if d.was_aggregated() {
+                "aggregated"
+            } else {
+                "legacy"
+            }
+        );
+        let api_version = resolved.api_version();
+        let path = ResourcePath::new(
+            &self.spec.base_path,
+            &api_version,
+            self.spec.namespace.as_deref(),
+            &resolved.plural,
+        );
+        self.set_resolved(Some(Resolved {
+            api_version,
+            resource: resolved.plural,
+            kind: Some(resolved.kind),
+            path,
+        }));
+        self.phase = Phase::Ready(self.first_step());
     }
 
     /// A 200 LIST body.
@@ -580,38 +983,7 @@ impl WatchMachine {
                     continue;
                 }
             };
-            let Some(key) = object_key(&meta) else {
-                self.stats.skipped_lines += 1;
-                log::warn!(
-                    "watch {}: skipping a list item without uid or name: {}",
-                    self.spec.name,
-                    excerpt(item.get().as_bytes())
-                );
-                continue;
-            };
-            let change = self.index.upsert(&key, &meta);
-            round.seen.insert(key);
-            let (event_type, origin) = match (round.purpose, change) {
-                (_, Change::Unchanged) => continue,
-                (ListPurpose::Initial { deliver: false }, _) => continue,
-                (ListPurpose::Initial { deliver: true }, Change::New) => {
-                    (EventType::Added, Origin::List)
-                }
-                (ListPurpose::Initial { deliver: true }, Change::Changed) => {
-                    (EventType::Modified, Origin::List)
-                }
-                (ListPurpose::Relist, Change::New) => (EventType::Added, Origin::Relist),
-                (ListPurpose::Relist, Change::Changed) => (EventType::Modified, Origin::Relist),
-            };
-            let kind = self.item_kind.as_deref().unwrap_or("");
-            let event = Emitted {
-                event_type,
-                origin,
-                object: item.get(),
-                final_state_unknown: false,
-                identity: Identity::of(kind, &meta),
-            };
-            deliver(&mut self.stats, &self.spec.events, out, event);
+            self.list_item(&mut round, item.get(), &meta, out);
         }
         match page.continue_token {
             Some(token) => {
@@ -622,7 +994,60 @@ impl WatchMachine {
         }
     }
 
+    /// One object of a list (a LIST item or a streaming list's initial
+    /// event): indexed, and delivered as the round's purpose says.
+    fn list_item(
+        &mut self,
+        round: &mut ListRound,
+        object: &str,
+        meta: &ObjectMeta<'_>,
+        out: &mut dyn Emit,
+    ) {
+        if self.excluded(meta) {
+            return;
+        }
+        let Some(key) = object_key(meta) else {
+            self.stats.skipped_lines += 1;
+            log::warn!(
+                "watch {}: skipping a list item without uid or name: {}",
+                self.spec.name,
+                excerpt(object.as_bytes())
+            );
+            return;
+        };
+        let change = self.index.upsert(&key, meta);
+        round.seen.insert(key);
+        let (event_type, origin) = match (round.purpose, change) {
+            (_, Change::Unchanged) => return,
+            (ListPurpose::Initial { deliver: false }, _) => return,
+            (ListPurpose::Initial { deliver: true }, Change::New) => {
+                (EventType::Added, Origin::List)
+            }
+            (ListPurpose::Initial { deliver: true }, Change::Changed) => {
+                (EventType::Modified, Origin::List)
+            }
+            (ListPurpose::Relist, Change::New) => (EventType::Added, Origin::Relist),
+            (ListPurpose::Relist, Change::Changed) => (EventType::Modified, Origin::Relist),
+        };
+        let kind = self.item_kind.as_deref().unwrap_or("");
+        let event = Emitted {
+            event_type,
+            origin,
+            object,
+            final_state_unknown: false,
+            identity: Identity::of(kind, meta),
+        };
+        deliver(&mut self.stats, &self.spec.events, out, event);
+    }
+
     fn finish_list(&mut self, round: ListRound, out: &mut dyn Emit) {
+        self.conclude_round(round, out);
+        self.phase = Phase::Ready(Step::Watch);
+    }
+
+    /// The end of a list: objects not seen are gone (reported after a
+    /// relist), and the watch resumes from the list's resourceVersion.
+    fn conclude_round(&mut self, round: ListRound, out: &mut dyn Emit) {
         let seen = &round.seen;
         let gone = self.index.drain_unseen(|k| seen.contains(k));
         let report = !matches!(round.purpose, ListPurpose::Initial { deliver: false });
@@ -657,16 +1082,19 @@ impl WatchMachine {
             }
         );
         self.resume_rv = round.snapshot_rv;
-        self.phase = Phase::Ready(Step::Watch);
     }
 
     /// A minimal object (and its kind) for a DELETED whose final state was
     /// not seen.
     fn synthesise_object(&self, key: &str, entry: &IndexEntry) -> (String, String) {
+        let (api_version, resource) = self
+            .resolved
+            .as_ref()
+            .map_or(("", ""), |r| (r.api_version.as_str(), r.resource.as_str()));
         let kind = self
             .item_kind
             .clone()
-            .unwrap_or_else(|| guess_kind(&self.spec.resource));
+            .unwrap_or_else(|| guess_kind(resource));
         let mut metadata = serde_json::Map::new();
         metadata.insert("name".into(), entry.name.clone().into());
         if let Some(ns) = &entry.namespace {
@@ -680,7 +1108,7 @@ impl WatchMachine {
             entry.resource_version.clone().into(),
         );
         let object = serde_json::json!({
-            "apiVersion": self.spec.api_version,
+            "apiVersion": api_version,
             "kind": kind,
             "metadata": metadata,
         })
@@ -694,11 +1122,15 @@ impl WatchMachine {
             request:
                 InFlight::Watch {
                     stream: stream @ None,
+                    initial,
                     ..
                 },
             last_activity,
         } = &mut self.phase
         {
+            if initial.is_some() {
+                log::debug!("watch {}: streaming list opened", self.spec.name);
+            }
             *stream = Some(Stream {
                 opened: now,
                 events: 0,
@@ -720,6 +1152,7 @@ impl WatchMachine {
             request:
                 InFlight::Watch {
                     stream: Some(stream),
+                    initial,
                     ..
                 },
             last_activity,
@@ -729,6 +1162,7 @@ impl WatchMachine {
         };
         *last_activity = now;
         stream.events += 1;
+        let in_initial = initial.is_some();
         let event = match WatchEvent::parse(line) {
             Ok(event) => event,
             Err(e) => {
@@ -737,6 +1171,9 @@ impl WatchMachine {
                 return LineOutcome::Continue;
             }
         };
+        if in_initial {
+            return self.on_initial_event(now, &event, out);
+        }
         if let Some(rv) = event.meta.resource_version.as_deref() {
             if event.event_type != WatchEventType::Error {
                 match &mut self.resume_rv {
@@ -750,6 +1187,9 @@ impl WatchMachine {
         }
         if self.item_kind.is_none() && event.event_type != WatchEventType::Error {
             self.item_kind = event.kind.as_deref().map(str::to_owned);
+        }
+        if self.excluded(&event.meta) {
+            return LineOutcome::Continue;
         }
         let key = object_key(&event.meta);
         let event_type = match event.event_type {
@@ -772,11 +1212,12 @@ impl WatchMachine {
                 event_type.as_str()
             ),
         }
-        let kind = event
-            .kind
-            .as_deref()
-            .or(self.item_kind.as_deref())
-            .unwrap_or("");
+        let kind = if self.spec.metadata_only {
+            self.item_kind.as_deref().or(event.kind.as_deref())
+        } else {
+            event.kind.as_deref().or(self.item_kind.as_deref())
+        }
+        .unwrap_or("");
         let emitted = Emitted {
             event_type,
             origin: Origin::Watch,
@@ -786,6 +1227,73 @@ impl WatchMachine {
         };
         deliver(&mut self.stats, &self.spec.events, out, emitted);
         LineOutcome::Continue
+    }
+
+    /// An event of a streaming list before its initial-events-end
+    /// bookmark: a list item, or the end of the list.
+    fn on_initial_event(
+        &mut self,
+        now: Instant,
+        event: &WatchEvent<'_>,
+        out: &mut dyn Emit,
+    ) -> LineOutcome {
+        let Phase::InFlight {
+            request: InFlight::Watch { initial, .. },
+            ..
+        } = &mut self.phase
+        else {
+            return LineOutcome::Close;
+        };
+        let Some(mut round) = initial.take() else {
+            return LineOutcome::Close;
+        };
+        match event.event_type {
+            WatchEventType::Bookmark => {
+                if is_initial_events_end(event.object.get()) {
+                    round.snapshot_rv = event.meta.resource_version.as_deref().map(str::to_owned);
+                    self.backoff.note_healthy(now);
+                    self.conclude_round(round, out);
+                    return LineOutcome::Continue;
+                }
+            }
+            WatchEventType::Error => {
+                let status = Status::parse_lenient(event.object.get().as_bytes());
+                self.put_initial(round);
+                let step = self.retry_step();
+                let delay = self.back_off(now, step, None);
+                log::warn!(
+                    "watch {}: the server sent an ERROR event during a streaming list ({}); listing again in {} ms",
+                    self.spec.name,
+                    status.summary(),
+                    delay.as_millis()
+                );
+                return LineOutcome::Close;
+            }
+            WatchEventType::Added | WatchEventType::Modified | WatchEventType::Deleted => {
+                if self.item_kind.is_none() {
+                    self.item_kind = event.kind.as_deref().map(str::to_owned);
+                }
+                if event.event_type == WatchEventType::Deleted {
+                    // Not expected before the end of the initial events;
+                    // an object that went away is simply not seen.
+                    log::debug!("watch {}: DELETED during a streaming list", self.spec.name);
+                } else {
+                    self.list_item(&mut round, event.object.get(), &event.meta, out);
+                }
+            }
+        }
+        self.put_initial(round);
+        LineOutcome::Continue
+    }
+
+    fn put_initial(&mut self, round: ListRound) {
+        if let Phase::InFlight {
+            request: InFlight::Watch { initial, .. },
+            ..
+        } = &mut self.phase
+        {
+            *initial = Some(round);
+        }
     }
 
     fn on_error_event(&mut self, now: Instant, object: &str) -> LineOutcome {
@@ -798,7 +1306,7 @@ impl WatchMachine {
                 status.summary()
             );
             self.stats.relists += 1;
-            let then = Step::List(ListRound::new(ListPurpose::Relist));
+            let then = self.list_step(ListPurpose::Relist);
             self.phase = match status.details.as_ref().and_then(|d| d.retry_after_seconds) {
                 Some(s) => Phase::BackingOff {
                     until: now + Duration::from_secs(s),
@@ -823,12 +1331,22 @@ impl WatchMachine {
     /// line was handled).
     pub fn on_watch_end(&mut self, now: Instant, clean: bool) {
         let Phase::InFlight {
-            request: InFlight::Watch { stream, .. },
+            request: InFlight::Watch {
+                stream, initial, ..
+            },
             ..
         } = &self.phase
         else {
             return;
         };
+        if initial.is_some() {
+            self.stats.reconnects += 1;
+            self.on_transport_error(
+                now,
+                &"the streaming list ended before its initial-events-end bookmark",
+            );
+            return;
+        }
         let quick_and_empty = match stream {
             Some(s) => {
                 s.events == 0 && now.saturating_duration_since(s.opened) < MIN_HEALTHY_STREAM
@@ -848,6 +1366,26 @@ impl WatchMachine {
         );
         self.phase = Phase::Ready(Step::Watch);
     }
+}
+
+/// Whether a BOOKMARK's object carries `k8s.io/initial-events-end: "true"`.
+fn is_initial_events_end(object: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Bookmark {
+        #[serde(default)]
+        metadata: Meta,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct Meta {
+        #[serde(default)]
+        annotations: std::collections::HashMap<String, String>,
+    }
+    serde_json::from_str::<Bookmark>(object).is_ok_and(|b| {
+        b.metadata
+            .annotations
+            .get(INITIAL_EVENTS_END)
+            .is_some_and(|v| v == "true")
+    })
 }
 
 /// "pods" → "Pod", for synthesised objects when the server never said.
@@ -872,9 +1410,16 @@ mod tests {
     fn spec(on_start: OnStart) -> WatchSpec {
         WatchSpec {
             name: "pods".into(),
-            api_version: "v1".into(),
-            resource: "pods".into(),
-            path: ResourcePath::new("", "v1", None, "pods"),
+            record_name: "pods".into(),
+            target: WatchTarget::Resource {
+                api_version: "v1".into(),
+                resource: "pods".into(),
+            },
+            base_path: String::new(),
+            namespace: None,
+            exclude_namespaces: Vec::new(),
+            metadata_only: false,
+            initial_list: InitialList::List,
             selectors: Selectors::default(),
             events: vec![EventType::Added, EventType::Modified, EventType::Deleted],
             on_start,
