@@ -1733,6 +1733,429 @@ mod tests {
         assert_eq!(ids, vec![want("1"), want("11"), want("11")]);
     }
 
+    fn bookmark(rv: &str, end: bool) -> Vec<u8> {
+        let ann = if end {
+            r#","annotations":{"k8s.io/initial-events-end":"true"}"#
+        } else {
+            ""
+        };
+        format!(r#"{{"type":"BOOKMARK","object":{{"kind":"Pod","apiVersion":"v1","metadata":{{"resourceVersion":"{rv}"{ann}}}}}}}"#)
+            .into_bytes()
+    }
+
+    fn streaming_spec(initial_list: InitialList, on_start: OnStart) -> WatchSpec {
+        let mut s = spec(on_start);
+        s.initial_list = initial_list;
+        s
+    }
+
+    /// Opens a streaming list and feeds it `items` and the end bookmark.
+    fn stream_listed(
+        m: &mut WatchMachine,
+        now: Instant,
+        rv: &str,
+        items: &[String],
+        seen: &mut Seen,
+    ) {
+        let r = m.poll_request(now).unwrap();
+        assert_eq!(r.kind, RequestKind::Watch);
+        assert!(
+            r.path_and_query.starts_with("/api/v1/pods?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion=&allowWatchBookmarks=true&timeoutSeconds="),
+            "{}",
+            r.path_and_query
+        );
+        m.on_watch_opened(now);
+        assert_eq!(m.state_name(), "listing");
+        for item in items {
+            m.on_watch_line(now, &line("ADDED", item), &mut collect(seen));
+        }
+        m.on_watch_line(now, &bookmark(rv, true), &mut collect(seen));
+    }
+
+    #[test]
+    fn streaming_list_delivers_initial_events_as_list_then_watches() {
+        let mut m = WatchMachine::new(
+            streaming_spec(InitialList::Stream, OnStart::Added),
+            Rng::new(1),
+        );
+        let now = Instant::now();
+        let mut seen = Seen::new();
+        let r = m.poll_request(now).unwrap();
+        m.on_watch_opened(now);
+        assert!(r.path_and_query.contains("sendInitialEvents=true"));
+        m.on_watch_line(now, &line("ADDED", &pod("a", "3")), &mut collect(&mut seen));
+        m.on_watch_line(now, &bookmark("4", false), &mut collect(&mut seen));
+        assert!(
+            !m.has_listed(),
+            "a plain bookmark does not end the initial events"
+        );
+        assert!(!m.is_streaming());
+        m.on_watch_line(now, &line("ADDED", &pod("b", "5")), &mut collect(&mut seen));
+        m.on_watch_line(now, &bookmark("9", true), &mut collect(&mut seen));
+        assert!(m.has_listed() && m.is_streaming());
+        assert_eq!(m.resume_version(), Some("9"));
+        assert_eq!(m.known_objects(), 2);
+        m.on_watch_line(
+            now,
+            &line("MODIFIED", &pod("a", "10")),
+            &mut collect(&mut seen),
+        );
+        let got: Vec<_> = seen.iter().map(|s| (s.0, s.1)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (EventType::Added, Origin::List),
+                (EventType::Added, Origin::List),
+                (EventType::Modified, Origin::Watch)
+            ]
+        );
+        // The stream's normal end re-watches from the last resourceVersion.
+        m.on_watch_end(now + Duration::from_secs(5), true);
+        let r = m.poll_request(now + Duration::from_secs(5)).unwrap();
+        assert!(
+            r.path_and_query.contains("resourceVersion=10&"),
+            "{}",
+            r.path_and_query
+        );
+        assert!(!r.path_and_query.contains("sendInitialEvents"));
+    }
+
+    #[test]
+    fn streaming_list_obeys_on_start_skip() {
+        let mut m = WatchMachine::new(
+            streaming_spec(InitialList::Auto, OnStart::Skip),
+            Rng::new(1),
+        );
+        let now = Instant::now();
+        let mut seen = Seen::new();
+        stream_listed(&mut m, now, "7", &[pod("a", "1"), pod("b", "2")], &mut seen);
+        assert!(seen.is_empty());
+        assert_eq!(m.known_objects(), 2);
+        m.on_watch_line(
+            now,
+            &line("DELETED", &pod("a", "8")),
+            &mut collect(&mut seen),
+        );
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].1, Origin::Watch);
+    }
+
+    #[test]
+    fn auto_falls_back_to_list_when_streaming_is_refused_and_stream_does_not() {
+        let now = Instant::now();
+        let mut m = WatchMachine::new(
+            streaming_spec(InitialList::Auto, OnStart::Added),
+            Rng::new(1),
+        );
+        m.poll_request(now).unwrap();
+        m.on_http_error(
+            now,
+            422,
+            None,
+            br#"{"kind":"Status","code":422,"reason":"Invalid"}"#,
+        );
+        assert!(m.streaming_rejected());
+        let r = m.poll_request(now).expect("the LIST follows at once");
+        assert_eq!(r.kind, RequestKind::List);
+        // Relists use LISTs from now on too.
+        let mut seen = Seen::new();
+        m.on_list_body(
+            now,
+            &list_body("5", "", &[pod("a", "1")]),
+            &mut collect(&mut seen),
+        );
+        m.poll_request(now).unwrap();
+        m.on_http_error(now, 410, None, b"");
+        assert_eq!(m.poll_request(now).unwrap().kind, RequestKind::List);
+
+        let mut m = WatchMachine::new(
+            streaming_spec(InitialList::Stream, OnStart::Added),
+            Rng::new(1),
+        );
+        m.poll_request(now).unwrap();
+        m.on_http_error(now, 422, None, b"");
+        assert!(!m.streaming_rejected());
+        assert_eq!(m.state_name(), "backing off");
+        let r = m.poll_request(now + Duration::from_secs(1)).unwrap();
+        assert!(r.path_and_query.contains("sendInitialEvents=true"));
+    }
+
+    #[test]
+    fn another_watch_learning_the_refusal_switches_a_pending_stream_to_list() {
+        let now = Instant::now();
+        let mut m = WatchMachine::new(
+            streaming_spec(InitialList::Auto, OnStart::Added),
+            Rng::new(1),
+        );
+        m.disable_streaming();
+        assert_eq!(m.poll_request(now).unwrap().kind, RequestKind::List);
+        let mut m = WatchMachine::new(
+            streaming_spec(InitialList::Stream, OnStart::Added),
+            Rng::new(1),
+        );
+        m.disable_streaming();
+        assert_eq!(m.poll_request(now).unwrap().kind, RequestKind::Watch);
+    }
+
+    #[test]
+    fn relist_by_streaming_list_diffs_against_the_index() {
+        let mut m = WatchMachine::new(
+            streaming_spec(InitialList::Stream, OnStart::Added),
+            Rng::new(1),
+        );
+        let now = Instant::now();
+        let mut seen = Seen::new();
+        stream_listed(
+            &mut m,
+            now,
+            "10",
+            &[pod("a", "1"), pod("b", "2"), pod("c", "3")],
+            &mut seen,
+        );
+        seen.clear();
+        let err = r#"{"kind":"Status","status":"Failure","reason":"Expired","code":410}"#;
+        assert_eq!(
+            m.on_watch_line(now, &line("ERROR", err), &mut collect(&mut seen)),
+            LineOutcome::Close
+        );
+        // a unchanged, b modified, c gone, d new.
+        stream_listed(
+            &mut m,
+            now,
+            "20",
+            &[pod("a", "1"), pod("b", "19"), pod("d", "18")],
+            &mut seen,
+        );
+        let got: Vec<_> = seen.iter().map(|s| (s.0, s.1, s.3)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (EventType::Modified, Origin::Relist, false),
+                (EventType::Added, Origin::Relist, false),
+                (EventType::Deleted, Origin::Relist, true),
+            ]
+        );
+        assert_eq!(m.resume_version(), Some("20"));
+        assert_eq!(m.stats().relists, 1);
+        assert!(m.is_streaming());
+    }
+
+    #[test]
+    fn a_streaming_list_cut_before_its_end_starts_over() {
+        let mut m = WatchMachine::new(
+            streaming_spec(InitialList::Stream, OnStart::Added),
+            Rng::new(1),
+        );
+        let now = Instant::now();
+        let mut seen = Seen::new();
+        m.poll_request(now).unwrap();
+        m.on_watch_opened(now);
+        m.on_watch_line(now, &line("ADDED", &pod("a", "1")), &mut collect(&mut seen));
+        m.on_watch_end(now + Duration::from_secs(2), false);
+        assert!(!m.has_listed());
+        assert_eq!(m.state_name(), "backing off");
+        let later = now + Duration::from_secs(3);
+        stream_listed(
+            &mut m,
+            later,
+            "5",
+            &[pod("a", "1"), pod("b", "2")],
+            &mut seen,
+        );
+        assert_eq!(seen.len(), 2, "a is not delivered twice");
+        assert_eq!(m.resume_version(), Some("5"));
+    }
+
+    #[test]
+    fn excluded_namespaces_are_neither_delivered_nor_indexed() {
+        let mut s = streaming_spec(InitialList::List, OnStart::Added);
+        s.exclude_namespaces = vec!["ns".into()];
+        let mut m = WatchMachine::new(s, Rng::new(1));
+        let now = Instant::now();
+        let mut seen = Seen::new();
+        let other =
+            r#"{"metadata":{"name":"q","namespace":"other","uid":"q","resourceVersion":"4"}}"#;
+        m.poll_request(now).unwrap();
+        m.on_list_body(
+            now,
+            &list_body("5", "", &[pod("a", "1"), other.into()]),
+            &mut collect(&mut seen),
+        );
+        m.poll_request(now).unwrap();
+        m.on_watch_opened(now);
+        m.on_watch_line(
+            now,
+            &line("MODIFIED", &pod("a", "6")),
+            &mut collect(&mut seen),
+        );
+        assert_eq!(m.known_objects(), 1);
+        assert_eq!(seen.len(), 1);
+        assert!(seen[0].2.contains("\"other\""));
+        assert_eq!(
+            m.resume_version(),
+            Some("6"),
+            "excluded events still move the resume point"
+        );
+    }
+
+    #[test]
+    fn metadata_only_asks_for_partial_objects_and_falls_back_on_406() {
+        let mut s = streaming_spec(InitialList::List, OnStart::Added);
+        s.metadata_only = true;
+        let mut m = WatchMachine::new(s, Rng::new(1));
+        let now = Instant::now();
+        let r = m.poll_request(now).unwrap();
+        assert_eq!(r.accept, METADATA_LIST_ACCEPT);
+        m.on_http_error(now, 406, None, b"");
+        let r = m.poll_request(now).expect("retried at once");
+        assert_eq!((r.kind, r.accept), (RequestKind::List, JSON_ACCEPT));
+        let mut s = streaming_spec(InitialList::List, OnStart::Added);
+        s.metadata_only = true;
+        let mut m = WatchMachine::new(s, Rng::new(1));
+        let mut kinds = Vec::new();
+        m.poll_request(now).unwrap();
+        let partial = r#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":{"name":"p","namespace":"ns","uid":"u","resourceVersion":"1"}}"#;
+        let body = format!(
+            r#"{{"kind":"PartialObjectMetadataList","metadata":{{"resourceVersion":"2"}},"items":[{partial}]}}"#
+        );
+        m.on_list_body(now, body.as_bytes(), &mut |e: Emitted<'_>| {
+            kinds.push(e.identity.kind.to_owned())
+        });
+        let r = m.poll_request(now).unwrap();
+        assert_eq!(r.accept, METADATA_WATCH_ACCEPT);
+        m.on_watch_opened(now);
+        m.on_watch_line(now, &line("MODIFIED", partial), &mut |e: Emitted<'_>| {
+            kinds.push(e.identity.kind.to_owned())
+        });
+        assert_eq!(
+            kinds,
+            ["Pod", "Pod"],
+            "the resource's kind, not PartialObjectMetadata"
+        );
+    }
+
+    fn kind_spec(name: &str, namespace: Option<&str>) -> WatchSpec {
+        let mut s = streaming_spec(InitialList::List, OnStart::Added);
+        s.target = WatchTarget::Kind {
+            name: name.into(),
+            api_version: None,
+        };
+        s.namespace = namespace.map(Into::into);
+        s
+    }
+
+    const AGG_CORE: &str = r#"{"kind":"APIGroupDiscoveryList","apiVersion":"apidiscovery.k8s.io/v2","items":[{"metadata":{},"versions":[{"version":"v1","resources":[
+        {"resource":"nodes","responseKind":{"kind":"Node"},"scope":"Cluster","singularResource":"node","verbs":["list","watch"],"shortNames":["no"]},
+        {"resource":"events","responseKind":{"kind":"Event"},"scope":"Namespaced","singularResource":"event","verbs":["list","watch"]}]}]}]}"#;
+    const AGG_GROUPS: &str = r#"{"kind":"APIGroupDiscoveryList","apiVersion":"apidiscovery.k8s.io/v2","items":[{"metadata":{"name":"apps"},"versions":[{"version":"v1","resources":[
+        {"resource":"deployments","responseKind":{"kind":"Deployment"},"scope":"Namespaced","singularResource":"deployment","verbs":["list","watch"],"shortNames":["deploy"]}]}]},
+        {"metadata":{"name":"events.k8s.io"},"versions":[{"version":"v1","resources":[
+        {"resource":"events","responseKind":{"kind":"Event"},"scope":"Namespaced","singularResource":"event","verbs":["list","watch"]}]}]}]}"#;
+
+    /// Answers the two aggregated discovery GETs.
+    fn discover(m: &mut WatchMachine, now: Instant, groups: &str) {
+        for (path, body) in [("/api", AGG_CORE), ("/apis", groups)] {
+            assert!(matches!(m.state_name(), "resolving" | "backing off"));
+            let r = m.poll_request(now).unwrap();
+            assert_eq!(
+                (r.kind, r.path_and_query.as_str(), r.accept),
+                (RequestKind::Discovery, path, DISCOVERY_ACCEPT)
+            );
+            m.on_discovery_body(now, body.as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_kind_is_resolved_through_discovery_before_listing() {
+        let mut m = WatchMachine::new(kind_spec("deploy", Some("web")), Rng::new(1));
+        let now = Instant::now();
+        assert_eq!(m.api_version(), None);
+        discover(&mut m, now, AGG_GROUPS);
+        assert_eq!(m.api_version(), Some("apps/v1"));
+        let r = m.poll_request(now).unwrap();
+        assert_eq!(
+            r.path_and_query,
+            "/apis/apps/v1/namespaces/web/deployments?limit=2"
+        );
+    }
+
+    #[test]
+    fn a_missing_kind_is_discovered_again_with_backoff() {
+        let mut m = WatchMachine::new(kind_spec("Widget", None), Rng::new(1));
+        let now = Instant::now();
+        discover(&mut m, now, AGG_GROUPS);
+        assert_eq!(m.state_name(), "backing off");
+        let due = m.deadline().unwrap();
+        assert!(
+            due > now && due <= now + Duration::from_secs(2),
+            "{:?}",
+            due - now
+        );
+        assert!(m.poll_request(now).is_none());
+        let widgets = AGG_GROUPS
+            .replace("\"deployments\"", "\"widgets\"")
+            .replace("Deployment", "Widget");
+        discover(&mut m, due, &widgets);
+        assert_eq!(m.api_version(), Some("apps/v1"));
+        assert_eq!(m.poll_request(due).unwrap().kind, RequestKind::List);
+    }
+
+    #[test]
+    fn ambiguous_names_and_namespaced_cluster_kinds_fail_for_good() {
+        let now = Instant::now();
+        let mut m = WatchMachine::new(kind_spec("Event", None), Rng::new(1));
+        discover(&mut m, now, AGG_GROUPS);
+        assert!(m.has_failed());
+        assert_eq!(m.state_name(), "failed");
+        assert!(!m.wants_request(now + Duration::from_secs(3600)));
+        assert_eq!(m.deadline(), None);
+        let mut m = WatchMachine::new(kind_spec("nodes", Some("web")), Rng::new(1));
+        discover(&mut m, now, AGG_GROUPS);
+        assert!(m.has_failed());
+        let mut m = WatchMachine::new(kind_spec("nodes", None), Rng::new(1));
+        discover(&mut m, now, AGG_GROUPS);
+        assert_eq!(
+            m.poll_request(now).unwrap().path_and_query,
+            "/api/v1/nodes?limit=2"
+        );
+    }
+
+    #[test]
+    fn discovery_failures_restart_discovery_and_404s_skip_a_group_version() {
+        let now = Instant::now();
+        let mut m = WatchMachine::new(kind_spec("deploy", None), Rng::new(1));
+        m.poll_request(now).unwrap();
+        m.on_http_error(now, 503, Some(Duration::from_secs(1)), b"");
+        assert_eq!(m.state_name(), "backing off");
+        let later = now + Duration::from_secs(1);
+        assert_eq!(m.poll_request(later).unwrap().path_and_query, "/api");
+        m.on_discovery_body(later, br#"{"kind":"APIVersions","versions":["v1"]}"#);
+        assert_eq!(m.poll_request(later).unwrap().path_and_query, "/apis");
+        m.on_discovery_body(later, br#"{"kind":"APIGroupList","groups":[{"name":"apps","versions":[{"groupVersion":"apps/v1","version":"v1"}]}]}"#);
+        assert_eq!(m.poll_request(later).unwrap().path_and_query, "/api/v1");
+        m.on_http_error(later, 404, None, b"");
+        assert_eq!(
+            m.poll_request(later).unwrap().path_and_query,
+            "/apis/apps/v1"
+        );
+        m.on_discovery_body(later, br#"{"kind":"APIResourceList","groupVersion":"apps/v1","resources":[{"name":"deployments","singularName":"deployment","namespaced":true,"kind":"Deployment","verbs":["list","watch"],"shortNames":["deploy"]}]}"#);
+        assert_eq!(
+            m.poll_request(later).unwrap().path_and_query,
+            "/apis/apps/v1/deployments?limit=2"
+        );
+        // Garbage is a transport error: discovery starts over after a backoff.
+        let mut m = WatchMachine::new(kind_spec("deploy", None), Rng::new(1));
+        m.poll_request(now).unwrap();
+        m.on_discovery_body(now, b"<html>");
+        assert_eq!(m.state_name(), "backing off");
+        assert_eq!(
+            m.poll_request(now + Duration::from_secs(1))
+                .unwrap()
+                .path_and_query,
+            "/api"
+        );
+    }
+
     #[test]
     fn kind_guessing() {
         assert_eq!(guess_kind("pods"), "Pod");
