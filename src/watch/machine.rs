@@ -739,7 +739,11 @@ impl WatchMachine {
                 return;
             }
         }
-        let in_list = matches!(step, Step::List(_) | Step::Stream(_));
+        let what = match step {
+            Step::List(_) => "LIST",
+            Step::Stream(_) => "streaming list",
+            _ => "WATCH",
+        };
         if status == 410 || (status == 504 && parsed.is_resource_version_too_large()) {
             let step = match step {
                 Step::List(mut round) => {
@@ -776,7 +780,6 @@ impl WatchMachine {
             };
             return;
         }
-        let what = if in_list { "LIST" } else { "WATCH" };
         let delay = self.back_off(now, step, retry_after);
         let retry = format!("retrying in {} ms", delay.as_millis());
         match status {
