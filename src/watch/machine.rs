@@ -1277,9 +1277,23 @@ impl WatchMachine {
                     self.item_kind = event.kind.as_deref().map(str::to_owned);
                 }
                 if event.event_type == WatchEventType::Deleted {
-                    // Not expected before the end of the initial events;
-                    // an object that went away is simply not seen.
-                    log::debug!("watch {}: DELETED during a streaming list", self.spec.name);
+                    // Not expected before the end of the initial events; a
+                    // server that sends one anyway is obeyed.
+                    if let (false, Some(key)) =
+                        (self.excluded(&event.meta), object_key(&event.meta))
+                    {
+                        self.index.remove(&key);
+                        round.seen.remove(&key);
+                        let kind = self.item_kind.as_deref().unwrap_or("");
+                        let emitted = Emitted {
+                            event_type: EventType::Deleted,
+                            origin: Origin::Watch,
+                            object: event.object.get(),
+                            final_state_unknown: false,
+                            identity: Identity::of(kind, &event.meta),
+                        };
+                        deliver(&mut self.stats, &self.spec.events, out, emitted);
+                    }
                 } else {
                     self.list_item(&mut round, event.object.get(), &event.meta, out);
                 }
@@ -1342,8 +1356,20 @@ impl WatchMachine {
         else {
             return;
         };
-        if initial.is_some() {
+        if let Some(round) = initial {
             self.stats.reconnects += 1;
+            if clean && self.spec.initial_list == InitialList::Auto {
+                // A server that ends the stream normally without the bookmark
+                // does not implement streaming lists (it may have ignored
+                // sendInitialEvents): LIST instead.
+                log::warn!(
+                    "watch {}: the server ended a streaming list without its initial-events-end bookmark; using paginated LISTs on this cluster from now on",
+                    self.spec.name
+                );
+                self.stream_rejected = true;
+                self.phase = Phase::Ready(Step::List(ListRound::new(round.purpose)));
+                return;
+            }
             self.on_transport_error(
                 now,
                 &"the streaming list ended before its initial-events-end bookmark",
@@ -1967,6 +1993,36 @@ mod tests {
         );
         assert_eq!(seen.len(), 2, "a is not delivered twice");
         assert_eq!(m.resume_version(), Some("5"));
+    }
+
+    #[test]
+    fn a_streaming_list_that_ends_cleanly_without_its_bookmark_falls_back_to_list() {
+        let now = Instant::now();
+        let mut seen = Seen::new();
+        let mut m = WatchMachine::new(
+            streaming_spec(InitialList::Auto, OnStart::Added),
+            Rng::new(1),
+        );
+        m.poll_request(now).unwrap();
+        m.on_watch_opened(now);
+        m.on_watch_line(now, &line("ADDED", &pod("a", "1")), &mut collect(&mut seen));
+        m.on_watch_line(
+            now,
+            &line("DELETED", &pod("a", "2")),
+            &mut collect(&mut seen),
+        );
+        assert_eq!(m.known_objects(), 0, "a DELETED is obeyed even here");
+        m.on_watch_end(now + Duration::from_secs(300), true);
+        assert!(m.streaming_rejected());
+        assert_eq!(m.poll_request(now).unwrap().kind, RequestKind::List);
+        let got: Vec<_> = seen.iter().map(|s| (s.0, s.1)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (EventType::Added, Origin::List),
+                (EventType::Deleted, Origin::Watch)
+            ]
+        );
     }
 
     #[test]
