@@ -1131,9 +1131,7 @@ impl WatchMachine {
             last_activity,
         } = &mut self.phase
         {
-            if initial.is_some() {
-                log::debug!("watch {}: streaming list opened", self.spec.name);
-            }
+            let streaming_list = initial.is_some();
             *stream = Some(Stream {
                 opened: now,
                 events: 0,
@@ -1141,11 +1139,15 @@ impl WatchMachine {
             *last_activity = now;
             self.auth_failures = 0;
             self.backoff.note_healthy(now);
-            log::debug!(
-                "watch {}: streaming from resourceVersion {}",
-                self.spec.name,
-                self.resume_rv.as_deref().unwrap_or("(latest)")
-            );
+            if streaming_list {
+                log::debug!("watch {}: streaming list opened", self.spec.name);
+            } else {
+                log::debug!(
+                    "watch {}: streaming from resourceVersion {}",
+                    self.spec.name,
+                    self.resume_rv.as_deref().unwrap_or("(latest)")
+                );
+            }
         }
     }
 
