@@ -294,8 +294,15 @@ impl Discovery {
         resolve(&self.found, &self.query)
     }
 
+    /// Group-version lists worth fetching: of the asked api_version's
+    /// group, or of the group a `plural.group` name names (resource and
+    /// short names have no dots, so a dotted name can only be that).
     fn wants_group(&self, group: &str) -> bool {
-        self.query.group_version().is_none_or(|(g, _)| g == group)
+        let named = match self.query.name.split_once('.') {
+            Some((_, g)) => g.eq_ignore_ascii_case(group),
+            None => true,
+        };
+        named && self.query.group_version().is_none_or(|(g, _)| g == group)
     }
 
     /// Legacy discovery fetches the preferred version of every group (the
@@ -659,6 +666,18 @@ mod tests {
         d.on_body(br#"{"kind":"APIResourceList","groupVersion":"apps/v1","resources":[{"name":"deployments","singularName":"deployment","namespaced":true,"kind":"Deployment","verbs":["list","watch"],"shortNames":["deploy"]}]}"#).unwrap();
         assert!(d.is_done());
         assert_eq!(d.resolve().unwrap().plural, "deployments");
+    }
+
+    #[test]
+    fn legacy_discovery_of_a_qualified_name_fetches_only_its_group() {
+        let mut d = Discovery::new("", q("Deployments.Apps", None));
+        d.on_body(br#"{"kind":"APIVersions","versions":["v1"]}"#)
+            .unwrap();
+        d.on_body(br#"{"kind":"APIGroupList","groups":[{"name":"apps","versions":[{"groupVersion":"apps/v1","version":"v1"}]},{"name":"batch","versions":[{"groupVersion":"batch/v1","version":"v1"}]}]}"#).unwrap();
+        assert_eq!(d.next_path(), Some("/apis/apps/v1"));
+        d.on_body(br#"{"kind":"APIResourceList","groupVersion":"apps/v1","resources":[{"name":"deployments","singularName":"deployment","namespaced":true,"kind":"Deployment","verbs":["list","watch"]}]}"#).unwrap();
+        assert!(d.is_done());
+        assert_eq!(d.resolve().unwrap().api_version(), "apps/v1");
     }
 
     #[test]
