@@ -52,7 +52,7 @@ fn run_daemon(
     std::fs::write(
         &config,
         format!(
-            "[daemon]\nlog_level = \"debug\"\nsink_queue_events = 100000\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\nsinks = [\"s\"]\n[sinks.s]\n{sink_toml}\n"
+            "[daemon]\nlog_level = \"debug\"\nsink_queue_events = 100000\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"s\"]\n[sinks.s]\n{sink_toml}\n"
         ),
     )
     .expect("config");

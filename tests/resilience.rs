@@ -24,6 +24,7 @@ fn throttling_is_honoured_and_server_errors_back_off() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = WatchDef::pods("pods", "out");
     w.on_start = "skip";
+    w.extra = "initial_list = \"list\"";
     let text = config(dir.path(), "", &sim.url(), &[w]);
     sim.add_fault(FaultRule {
         path_contains: "watch=".into(),

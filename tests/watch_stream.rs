@@ -18,6 +18,9 @@ fn one_pod_watch(sim: &Sim, on_start: &str) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let mut w = WatchDef::pods("pods", "out");
     w.on_start = on_start;
+    // These tests pin the LIST + WATCH path (pages, resumes without
+    // relists); streaming lists are tested in tests/discovery.rs.
+    w.extra = "initial_list = \"list\"";
     let text = config(dir.path(), "", &sim.url(), &[w]);
     Running::start_in(dir, &text)
 }

@@ -150,12 +150,17 @@ pub struct WatchConfig {
     pub name: String,
     /// Name of a `[clusters.NAME]`.
     pub cluster: String,
-    /// `v1` or `GROUP/VERSION`.
-    pub api_version: String,
-    /// Plural resource name, e.g. `pods`.
-    pub resource: String,
-    /// `None`: every namespace.
-    pub namespace: Option<String>,
+    /// What to watch: a resource path given directly, or a name resolved
+    /// through discovery.
+    pub target: WatchTarget,
+    /// Namespaces to watch, one watch each; empty: every namespace.
+    pub namespaces: Vec<String>,
+    /// Namespaces whose events are dropped (only with every namespace).
+    pub exclude_namespaces: Vec<String>,
+    /// Ask for `PartialObjectMetadata` objects instead of full ones.
+    pub metadata_only: bool,
+    /// How the initial state is read.
+    pub initial_list: InitialList,
     /// Sent as is; validated with the Kubernetes grammar.
     pub label_selector: Option<String>,
     /// Sent as is; validated with the Kubernetes grammar.
@@ -175,31 +180,53 @@ impl WatchConfig {
     pub fn wants(&self, t: EventType) -> bool {
         self.events.contains(&t)
     }
+}
 
-    /// The API group, `""` for the core group.
-    pub fn group(&self) -> &str {
-        self.api_version.rsplit_once('/').map_or("", |(g, _)| g)
-    }
+/// What a `[[watch]]` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchTarget {
+    /// `api_version` + `resource`: the path is built as given, no discovery.
+    Resource {
+        /// `v1` or `GROUP/VERSION`.
+        api_version: String,
+        /// Plural resource name, e.g. `pods`.
+        resource: String,
+    },
+    /// `kind` (a kind, plural, short name or `plural.group`, matched
+    /// case-insensitively), resolved through discovery at run time;
+    /// `api_version` narrows the candidates.
+    Kind {
+        name: String,
+        api_version: Option<String>,
+    },
+}
 
-    /// The version, e.g. `v1`.
-    pub fn version(&self) -> &str {
-        self.api_version
-            .rsplit_once('/')
-            .map_or(self.api_version.as_str(), |(_, v)| v)
-    }
-
-    /// Collection path below the server's base path:
-    /// `/api/v1[/namespaces/NS]/pods`, `/apis/apps/v1[/namespaces/NS]/deployments`.
-    pub fn collection_path(&self) -> String {
-        let prefix = match self.group() {
-            "" => format!("/api/{}", self.version()),
-            group => format!("/apis/{group}/{}", self.version()),
-        };
-        match &self.namespace {
-            Some(ns) => format!("{prefix}/namespaces/{ns}/{}", self.resource),
-            None => format!("{prefix}/{}", self.resource),
+impl WatchTarget {
+    /// For logs: `pods (v1)` or `kind Deployment`.
+    pub fn describe(&self) -> String {
+        match self {
+            WatchTarget::Resource {
+                api_version,
+                resource,
+            } => format!("{resource} ({api_version})"),
+            WatchTarget::Kind {
+                name,
+                api_version: Some(v),
+            } => format!("kind {name} ({v})"),
+            WatchTarget::Kind { name, .. } => format!("kind {name}"),
         }
     }
+}
+
+/// `initial_list`: how a watch reads the objects that exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InitialList {
+    /// Streaming list, falling back to LIST when the server refuses it.
+    Auto,
+    /// Streaming list only (`sendInitialEvents`).
+    Stream,
+    /// Paginated LIST only.
+    List,
 }
 
 /// Watch event types a sink can receive.

@@ -12,12 +12,12 @@ use super::doc::{Ctx, Field, Pos, TableNode};
 use super::error::{ConfigError, ConfigErrors};
 use super::selector::{parse_field_selector, parse_label_selector};
 use super::syntax::{
-    check_api_version, check_name, check_namespace, check_resource, parse_duration,
-    parse_log_level, parse_size, resolve_path,
+    check_api_version, check_kind_name, check_name, check_namespace, check_resource,
+    parse_duration, parse_log_level, parse_size, resolve_path,
 };
 use super::{
-    sink, ClusterConfig, Config, DaemonConfig, Env, EventType, OnStart, ServerUrl, WatchConfig,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_WATCH_TIMEOUT,
+    sink, ClusterConfig, Config, DaemonConfig, Env, EventType, InitialList, OnStart, ServerUrl,
+    WatchConfig, WatchTarget, DEFAULT_CONNECT_TIMEOUT, DEFAULT_WATCH_TIMEOUT,
 };
 
 const TOP_KEYS: &[&str] = &["daemon", "clusters", "watch", "sinks"];
@@ -41,7 +41,11 @@ const WATCH_KEYS: &[&str] = &[
     "cluster",
     "api_version",
     "resource",
+    "kind",
     "namespace",
+    "exclude_namespaces",
+    "metadata_only",
+    "initial_list",
     "label_selector",
     "field_selector",
     "events",
@@ -525,9 +529,23 @@ fn watch(ctx: &mut Ctx, t: &TableNode, refs: &Refs) -> Option<WatchConfig> {
     let cluster = required(ctx, t, "cluster", |s| {
         reference("clusters", "cluster", s, &refs.clusters)
     });
-    let api_version = required(ctx, t, "api_version", owned(check_api_version));
-    let resource = required(ctx, t, "resource", owned(check_resource));
-    let namespace = optional(ctx, t, "namespace", owned(check_namespace));
+    let target = target(ctx, t);
+    let namespace_list = namespaces(ctx, t, "namespace");
+    let exclude_namespaces = namespaces(ctx, t, "exclude_namespaces");
+    if let (Some(f), Some(_)) = (t.get("exclude_namespaces"), t.get("namespace")) {
+        f.error(
+            ctx,
+            "exclude_namespaces filters a watch of every namespace; it cannot be combined with namespace (list the namespaces to watch there instead)",
+        );
+    }
+    let metadata_only = t.get("metadata_only").map_or(Some(false), |f| f.bool(ctx));
+    let initial_list = with_default(
+        ctx,
+        t,
+        "initial_list",
+        InitialList::Auto,
+        parse_initial_list,
+    );
     let label_selector = optional(
         ctx,
         t,
@@ -557,9 +575,11 @@ fn watch(ctx: &mut Ctx, t: &TableNode, refs: &Refs) -> Option<WatchConfig> {
     Some(WatchConfig {
         name: name?,
         cluster: cluster?,
-        api_version: api_version?,
-        resource: resource?,
-        namespace: namespace?,
+        target: target?,
+        namespaces: namespace_list?,
+        exclude_namespaces: exclude_namespaces?,
+        metadata_only: metadata_only?,
+        initial_list: initial_list?,
         label_selector: label_selector?,
         field_selector: field_selector?,
         events: events?,
@@ -567,6 +587,75 @@ fn watch(ctx: &mut Ctx, t: &TableNode, refs: &Refs) -> Option<WatchConfig> {
         sinks: sinks?,
         watch_timeout: watch_timeout?,
     })
+}
+
+/// `kind` (with an optional `api_version`) or `api_version` + `resource`.
+fn target(ctx: &mut Ctx, t: &TableNode) -> Option<WatchTarget> {
+    let api_version = optional(ctx, t, "api_version", owned(check_api_version));
+    match (t.get("kind"), t.get("resource")) {
+        (Some(kind), Some(resource)) => {
+            resource.error(
+                ctx,
+                "give either kind (resolved through discovery) or resource (with api_version), not both",
+            );
+            let _ = kind.parse_str(ctx, owned(check_kind_name));
+            None
+        }
+        (Some(kind), None) => {
+            let name = kind.parse_str(ctx, owned(check_kind_name));
+            Some(WatchTarget::Kind {
+                name: name?,
+                api_version: api_version?,
+            })
+        }
+        (None, Some(_)) => {
+            let resource = required(ctx, t, "resource", owned(check_resource));
+            // Reported like any missing key; a kind needs no api_version.
+            let api_version = match api_version {
+                Some(None) => t.require(ctx, "api_version").and(None),
+                other => other.flatten(),
+            };
+            Some(WatchTarget::Resource {
+                api_version: api_version?,
+                resource: resource?,
+            })
+        }
+        (None, None) => {
+            t.require(ctx, "kind");
+            None
+        }
+    }
+}
+
+/// A namespace string, or a non-empty list of distinct namespaces.
+fn namespaces(ctx: &mut Ctx, t: &TableNode, key: &str) -> Option<Vec<String>> {
+    let Some(f) = t.get(key) else {
+        return Some(Vec::new());
+    };
+    if !f.value().is_some_and(Value::is_array) {
+        return f.parse_str(ctx, owned(check_namespace)).map(|s| vec![s]);
+    }
+    let strings = distinct_strings(ctx, &f, "namespace")?;
+    let mut ok = strings.ok;
+    let mut out = Vec::new();
+    for (element, s) in &strings.items {
+        match element.check(ctx, check_namespace(s)) {
+            Some(()) => out.push(s.to_string()),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn parse_initial_list(s: &str) -> Result<InitialList, String> {
+    match s {
+        "auto" => Ok(InitialList::Auto),
+        "stream" => Ok(InitialList::Stream),
+        "list" => Ok(InitialList::List),
+        _ => Err(format!(
+            "invalid initial_list {s:?}; expected \"auto\", \"stream\" or \"list\""
+        )),
+    }
 }
 
 fn parse_on_start(s: &str) -> Result<OnStart, String> {

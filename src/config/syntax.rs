@@ -125,6 +125,18 @@ pub(crate) fn check_resource(s: &str) -> Result<(), String> {
     check_dns_label(s).map_err(|e| format!("invalid resource: {e}"))
 }
 
+/// A kind, plural, short name or `plural.group`: letters, digits, `-` and
+/// `.`, as the API server allows in names; no subresource.
+pub(crate) fn check_kind_name(s: &str) -> Result<(), String> {
+    if s.contains('/') {
+        return Err(format!(
+            "invalid kind {s:?}: write a kind (\"Deployment\"), a plural (\"deployments\"), a short name (\"deploy\") or plural.group (\"deployments.apps\"); the version goes in api_version, subresources cannot be watched"
+        ));
+    }
+    let lower = s.to_ascii_lowercase();
+    check_dns_subdomain(&lower).map_err(|e| format!("invalid kind: {e}"))
+}
+
 pub(crate) fn check_namespace(s: &str) -> Result<(), String> {
     check_dns_label(s).map_err(|e| format!("invalid namespace: {e}"))
 }

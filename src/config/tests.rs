@@ -101,9 +101,14 @@ fn minimal_config_gets_defaults() {
         watches: vec![WatchConfig {
             name: "pods".to_string(),
             cluster: "local".to_string(),
-            api_version: "v1".to_string(),
-            resource: "pods".to_string(),
-            namespace: None,
+            target: WatchTarget::Resource {
+                api_version: "v1".to_string(),
+                resource: "pods".to_string(),
+            },
+            namespaces: vec![],
+            exclude_namespaces: vec![],
+            metadata_only: false,
+            initial_list: InitialList::Auto,
             label_selector: None,
             field_selector: None,
             events: vec![EventType::Added, EventType::Modified, EventType::Deleted],
@@ -171,7 +176,7 @@ path = "/b.jsonl"
     assert_eq!(cluster.token_file, Some(cwd().join("token")));
     assert_eq!(cluster.connect_timeout, Duration::from_millis(250));
     let w = c.watch("web.deploys").unwrap();
-    assert_eq!(w.namespace.as_deref(), Some("web"));
+    assert_eq!(w.namespaces, vec!["web"]);
     assert_eq!(
         w.label_selector.as_deref(),
         Some("app.kubernetes.io/name in (web, api),!canary")
@@ -182,10 +187,7 @@ path = "/b.jsonl"
     assert_eq!(w.on_start, OnStart::Skip);
     assert_eq!(w.sinks, vec!["b", "a"]);
     assert_eq!(w.watch_timeout, Duration::from_secs(90));
-    assert_eq!(
-        w.collection_path(),
-        "/apis/apps/v1/namespaces/web/deployments"
-    );
+    assert_eq!(resource_of(w), ("apps/v1", "deployments"));
     assert_eq!(
         c.sink("a"),
         Some(&SinkConfig::File(FileSinkConfig {
@@ -216,10 +218,21 @@ fn example_config_parses() {
     );
     assert_eq!(c.watches.len(), 2);
     let pods = &c.watches[0];
-    assert_eq!(pods.collection_path(), "/api/v1/namespaces/default/pods");
+    assert_eq!(resource_of(pods), ("v1", "pods"));
+    assert_eq!(pods.namespaces, vec!["default"]);
     assert_eq!(pods.label_selector.as_deref(), Some("app=web"));
     let deployments = &c.watches[1];
-    assert_eq!(deployments.namespace, None);
+    assert!(deployments.namespaces.is_empty());
+    assert_eq!(
+        deployments.target,
+        WatchTarget::Kind {
+            name: "Deployment".into(),
+            api_version: None
+        }
+    );
+    assert_eq!(deployments.exclude_namespaces, vec!["kube-system"]);
+    assert!(deployments.metadata_only);
+    assert_eq!(deployments.initial_list, InitialList::Auto);
     assert_eq!(deployments.events, EventType::ALL.to_vec());
     assert_eq!(deployments.watch_timeout, DEFAULT_WATCH_TIMEOUT);
     assert_eq!(c.sinks["all-events"].type_name(), "file");
@@ -263,7 +276,11 @@ fn example_config_documents_every_key() {
         "cluster",
         "api_version",
         "resource",
+        "kind",
         "namespace",
+        "exclude_namespaces",
+        "metadata_only",
+        "initial_list",
         "label_selector",
         "field_selector",
         "events",
@@ -307,7 +324,7 @@ watch = [
 "#;
     let c = ok(text);
     assert_eq!(c.watches.len(), 2);
-    assert_eq!(c.watches[1].resource, "nodes");
+    assert_eq!(resource_of(&c.watches[1]).1, "nodes");
     assert_eq!(c.clusters["local"].server.scheme, Scheme::Http);
 }
 
@@ -549,7 +566,7 @@ path = "/x"
         "clusters.local.server",
         "missing required key `server`",
     );
-    for key in ["name", "cluster", "api_version", "resource", "sinks"] {
+    for key in ["name", "cluster", "kind", "sinks"] {
         assert_error(
             &e,
             5,
@@ -563,7 +580,7 @@ path = "/x"
         "sinks.out.type",
         "missing required key `type` in [sinks.out]",
     );
-    assert_eq!(e.len(), 7);
+    assert_eq!(e.len(), 6);
 }
 
 #[test]
@@ -996,11 +1013,9 @@ fn watch_api_version_and_resource() {
             .replace("resource = \"pods\"", &format!("resource = {resource:?}"))
     };
     let c = ok(&replace("networking.k8s.io/v1", "ingresses"));
-    assert_eq!(c.watches[0].group(), "networking.k8s.io");
-    assert_eq!(c.watches[0].version(), "v1");
     assert_eq!(
-        c.watches[0].collection_path(),
-        "/apis/networking.k8s.io/v1/ingresses"
+        resource_of(&c.watches[0]),
+        ("networking.k8s.io/v1", "ingresses")
     );
     assert_error(
         &errs(&replace("core/v1", "pods")),
@@ -1941,4 +1956,89 @@ certificate_authority = {junk:?}
     // `parse` does not look at the files.
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(Config::parse(&text, &path).is_ok());
+}
+
+/// `(api_version, resource)` of a watch naming its resource directly.
+fn resource_of(w: &WatchConfig) -> (&str, &str) {
+    match &w.target {
+        WatchTarget::Resource {
+            api_version,
+            resource,
+        } => (api_version, resource),
+        WatchTarget::Kind { name, .. } => panic!("watch {} names kind {name}", w.name),
+    }
+}
+
+/// MINIMAL with the watch's `api_version` and `resource` lines replaced.
+fn with_target_keys(keys: &str) -> String {
+    MINIMAL.replace("api_version = \"v1\"\nresource = \"pods\"\n", keys)
+}
+
+#[test]
+fn watch_by_kind_with_namespace_lists_and_streaming_options() {
+    let c = ok(&with_target_keys(
+        "kind = \"deployments.apps\"\napi_version = \"apps/v1\"\nnamespace = [\"a\", \"b\"]\nmetadata_only = true\ninitial_list = \"stream\"\n",
+    ));
+    let w = &c.watches[0];
+    assert_eq!(
+        w.target,
+        WatchTarget::Kind {
+            name: "deployments.apps".into(),
+            api_version: Some("apps/v1".into())
+        }
+    );
+    assert_eq!(w.namespaces, vec!["a", "b"]);
+    assert!(w.metadata_only);
+    assert_eq!(w.initial_list, InitialList::Stream);
+    let c = ok(&with_target_keys(
+        "kind = \"Widget\"\nexclude_namespaces = [\"kube-system\"]\ninitial_list = \"list\"\n",
+    ));
+    assert_eq!(c.watches[0].exclude_namespaces, vec!["kube-system"]);
+    assert_eq!(c.watches[0].initial_list, InitialList::List);
+    assert!(!c.watches[0].metadata_only);
+}
+
+#[test]
+fn watch_target_and_namespace_errors() {
+    // Line 8 is the first line after `cluster = "local"`.
+    let e = errs(&with_target_keys("kind = \"Pod\"\nresource = \"pods\"\n"));
+    assert_error(&e, 9, "watch[0].resource", "either kind");
+    let e = errs(&with_target_keys("resource = \"pods\"\n"));
+    assert_error(
+        &e,
+        5,
+        "watch[0].api_version",
+        "missing required key `api_version`",
+    );
+    let e = errs(&with_target_keys("kind = \"pods/log\"\n"));
+    assert_error(&e, 8, "watch[0].kind", "subresources cannot be watched");
+    let e = errs(&with_target_keys(
+        "kind = \"Pod\"\nnamespace = \"a\"\nexclude_namespaces = [\"b\"]\n",
+    ));
+    assert_error(
+        &e,
+        10,
+        "watch[0].exclude_namespaces",
+        "cannot be combined with namespace",
+    );
+    let e = errs(&with_target_keys(
+        "kind = \"Pod\"\nnamespace = [\"a\", \"a\", \"B\"]\n",
+    ));
+    assert_error(&e, 9, "watch[0].namespace[1]", "duplicate namespace");
+    assert_error(&e, 9, "watch[0].namespace[2]", "invalid namespace");
+    let e = errs(&with_target_keys("kind = \"Pod\"\nnamespace = []\n"));
+    assert_error(&e, 9, "watch[0].namespace", "at least one namespace");
+    let e = errs(&with_target_keys(
+        "kind = \"Pod\"\ninitial_list = \"watch\"\n",
+    ));
+    assert_error(
+        &e,
+        9,
+        "watch[0].initial_list",
+        "expected \"auto\", \"stream\" or \"list\"",
+    );
+    let e = errs(&with_target_keys(
+        "kind = \"Pod\"\nmetadata_only = \"yes\"\n",
+    ));
+    assert_error(&e, 9, "watch[0].metadata_only", "expected");
 }

@@ -20,6 +20,9 @@ pub struct ClusterRuntime {
     pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     pub token: Option<TokenFile>,
     pub connect_timeout: Duration,
+    /// A watch learnt that this server refuses streaming lists; watches
+    /// with `initial_list = "auto"` use LISTs without trying.
+    pub streaming_rejected: bool,
 }
 
 impl ClusterRuntime {
@@ -51,6 +54,7 @@ impl ClusterRuntime {
             tls,
             token: config.token_file.clone().map(TokenFile::new),
             connect_timeout: config.connect_timeout,
+            streaming_rejected: false,
         })
     }
 

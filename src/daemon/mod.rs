@@ -9,7 +9,7 @@ pub mod reload;
 pub mod watcher;
 
 use crate::config::{ClusterConfig, Config, SinkConfig, WatchConfig};
-use crate::kube::{ResourcePath, Selectors};
+use crate::kube::Selectors;
 use crate::metrics::MetricsServer;
 use crate::net::Resolver;
 use crate::rand::Rng;
@@ -189,41 +189,42 @@ impl Daemon {
         self
     }
 
-    /// Starts the watcher of `w` in a fresh slot, routed to the clusters and
-    /// sinks of `self.config`.
+    /// Starts the watchers of `w` in fresh slots (one per namespace of a
+    /// namespace list), routed to the clusters and sinks of `self.config`.
     fn start_watch(&mut self, w: &WatchConfig) -> Result<(), DaemonError> {
-        let slot = self.watchers.len();
-        if slot >= watcher::MAX_WATCHES {
-            return Err(DaemonError::TooManyWatches { count: slot + 1 });
-        }
         let Some((cluster, cluster_config)) = self
             .config
             .clusters
             .iter()
             .enumerate()
             .find(|(_, (name, _))| **name == w.cluster)
-            .map(|(i, (_, c))| (i, c))
+            .map(|(i, (_, c))| (i, c.clone()))
         else {
             return Err(DaemonError::Cluster {
                 name: w.cluster.clone(),
                 error: format!("not defined (watch {})", w.name),
             });
         };
-        let spec = watch_spec(w, cluster_config);
         let (sinks, wants_meta) = self.route(w);
-        let machine = WatchMachine::new(spec, Rng::from_entropy(slot as u64));
-        self.watchers.push(Some(Watcher::new(
-            slot,
-            machine,
-            cluster,
-            &w.cluster,
-            sinks,
-            wants_meta,
-            self.config.daemon.max_line_bytes,
-        )));
-        self.slot_names.push(w.name.clone());
-        self.runnable.push(true);
-        self.blocked.push(false);
+        for spec in watch_specs(w, &cluster_config) {
+            let slot = self.watchers.len();
+            if slot >= watcher::MAX_WATCHES {
+                return Err(DaemonError::TooManyWatches { count: slot + 1 });
+            }
+            let machine = WatchMachine::new(spec, Rng::from_entropy(slot as u64));
+            self.watchers.push(Some(Watcher::new(
+                slot,
+                machine,
+                cluster,
+                &w.cluster,
+                sinks.clone(),
+                wants_meta,
+                self.config.daemon.max_line_bytes,
+            )));
+            self.slot_names.push(w.name.clone());
+            self.runnable.push(true);
+            self.blocked.push(false);
+        }
         Ok(())
     }
 
@@ -445,9 +446,18 @@ impl Daemon {
         } else {
             format!(" ({names})")
         };
+        let failed = self
+            .live_watchers()
+            .filter(|w| w.machine.has_failed())
+            .count();
+        let failed = if failed > 0 {
+            format!(", {failed} failed")
+        } else {
+            String::new()
+        };
         let events: u64 = self.live_watchers().map(|w| w.machine.stats().events).sum();
         format!(
-            "{} watches, {streaming} streaming, {} backing off{names}; {events} events",
+            "{} watches, {streaming} streaming, {} backing off{names}{failed}; {events} events",
             self.live_watchers().count(),
             backing_off.len(),
         )
@@ -466,9 +476,11 @@ impl Daemon {
         }
         let status = self.status_line();
         if !self.ready
-            && self
-                .live_watchers()
-                .all(|w| w.machine.has_listed() || w.machine.state_name() == "backing off")
+            && self.live_watchers().all(|w| {
+                w.machine.has_listed()
+                    || w.machine.has_failed()
+                    || w.machine.state_name() == "backing off"
+            })
         {
             notifier.send(&format!("READY=1\nSTATUS={status}"));
             self.ready = true;
@@ -656,24 +668,35 @@ fn build_sink(
     })
 }
 
-fn watch_spec(w: &WatchConfig, cluster: &ClusterConfig) -> WatchSpec {
-    WatchSpec {
-        name: w.name.clone(),
-        api_version: w.api_version.clone(),
-        resource: w.resource.clone(),
-        path: ResourcePath::new(
-            &cluster.server.base_path,
-            &w.api_version,
-            w.namespace.as_deref(),
-            &w.resource,
-        ),
-        selectors: Selectors {
-            label: w.label_selector.clone(),
-            field: w.field_selector.clone(),
-        },
-        events: w.events.clone(),
-        on_start: w.on_start,
-        page_size: LIST_PAGE_SIZE,
-        watch_timeout: w.watch_timeout,
-    }
+/// The machines a `[[watch]]` runs: one, or one per namespace of a list.
+/// Records keep the configured name; logs say which namespace.
+fn watch_specs(w: &WatchConfig, cluster: &ClusterConfig) -> Vec<WatchSpec> {
+    let namespaces: Vec<Option<&String>> = match w.namespaces.as_slice() {
+        [] => vec![None],
+        list => list.iter().map(Some).collect(),
+    };
+    namespaces
+        .iter()
+        .map(|ns| WatchSpec {
+            name: match ns {
+                Some(ns) if namespaces.len() > 1 => format!("{}[{ns}]", w.name),
+                _ => w.name.clone(),
+            },
+            record_name: w.name.clone(),
+            target: w.target.clone(),
+            base_path: cluster.server.base_path.clone(),
+            namespace: ns.cloned(),
+            exclude_namespaces: w.exclude_namespaces.clone(),
+            metadata_only: w.metadata_only,
+            initial_list: w.initial_list,
+            selectors: Selectors {
+                label: w.label_selector.clone(),
+                field: w.field_selector.clone(),
+            },
+            events: w.events.clone(),
+            on_start: w.on_start,
+            page_size: LIST_PAGE_SIZE,
+            watch_timeout: w.watch_timeout,
+        })
+        .collect()
 }

@@ -134,11 +134,12 @@ impl Watcher {
         wants_meta: bool,
         max_line: usize,
     ) -> Self {
-        let records = RecordWriter::new(machine.name(), cluster_name);
+        let records = RecordWriter::new(&machine.spec().record_name, cluster_name);
         let meta_base = wants_meta.then(|| MetaBase {
-            watch: machine.name().to_owned(),
+            watch: machine.spec().record_name.clone(),
             cluster: cluster_name.to_owned(),
-            api_version: machine.spec().api_version.clone(),
+            // Known at once, or after discovery (set in `complete`).
+            api_version: machine.api_version().unwrap_or_default().to_owned(),
         });
         Watcher {
             index,
@@ -167,9 +168,9 @@ impl Watcher {
         self.cluster = cluster;
         self.sinks = sinks;
         self.meta_base = wants_meta.then(|| MetaBase {
-            watch: self.machine.name().to_owned(),
+            watch: self.machine.spec().record_name.clone(),
             cluster: self.cluster_name.clone(),
-            api_version: self.machine.spec().api_version.clone(),
+            api_version: self.machine.api_version().unwrap_or_default().to_owned(),
         });
     }
 
@@ -372,12 +373,20 @@ impl Watcher {
     /// when its sinks have room again.
     pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Flow {
         let mut budget = TURN_BUDGET;
+        if ctx
+            .clusters
+            .get(self.cluster)
+            .is_some_and(|c| c.streaming_rejected)
+        {
+            self.machine.disable_streaming();
+        }
         loop {
             match &mut self.link {
                 Link::None => {
                     if !self.machine.wants_request(ctx.now) {
                         return Flow::Idle;
                     }
+
                     if !self.has_room(ctx.sinks) {
                         return Flow::Blocked;
                     }
@@ -454,7 +463,7 @@ impl Watcher {
             return Ok(());
         };
         let auth = cluster.authorization();
-        let mut headers: Vec<(&str, &str)> = vec![("Accept", "application/json")];
+        let mut headers: Vec<(&str, &str)> = vec![("Accept", plan.accept)];
         if let Some(auth) = &auth {
             headers.push(("Authorization", auth));
         }
@@ -474,7 +483,7 @@ impl Watcher {
             RequestKind::Watch => BodyMode::Lines {
                 max_line: self.max_line,
             },
-            RequestKind::List => BodyMode::Whole {
+            RequestKind::List | RequestKind::Discovery => BodyMode::Whole {
                 max_body: self.list_body_limit,
             },
         };
@@ -665,6 +674,22 @@ impl Watcher {
                 machine.on_list_body(now, &body, &mut fanout);
             }
             RequestKind::Watch => machine.on_watch_end(ctx.now, true),
+            RequestKind::Discovery => {
+                let body = resp.reader.take_body().unwrap_or_default();
+                machine.on_discovery_body(ctx.now, &body);
+                if let (Some(base), Some(v)) = (meta_base.as_mut(), machine.api_version()) {
+                    if base.api_version != v {
+                        base.api_version = v.to_owned();
+                    }
+                }
+            }
+        }
+        // Streaming lists refused once are refused for every watch of the
+        // cluster: the others skip the attempt.
+        if machine.streaming_rejected() {
+            if let Some(c) = ctx.clusters.get_mut(self.cluster) {
+                c.streaming_rejected = true;
+            }
         }
         if !resp.keep_alive || resp.eof.is_some() {
             self.close(ctx.registry);

@@ -2,8 +2,11 @@
 //! shapes of watch events, lists and Status answers. Parsing here borrows from
 //! the input line and never re-serialises objects.
 
+pub mod discovery;
 pub mod event;
 pub mod path;
 
 pub use event::{ListPage, ObjectMeta, ParseError, Status, WatchEvent, WatchEventType};
-pub use path::{ResourcePath, Selectors, WatchQuery};
+pub use path::{
+    ResourcePath, Selectors, WatchQuery, JSON_ACCEPT, METADATA_LIST_ACCEPT, METADATA_WATCH_ACCEPT,
+};

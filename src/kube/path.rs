@@ -50,7 +50,18 @@ pub enum WatchQuery<'a> {
         resource_version: Option<&'a str>,
         timeout_seconds: u64,
     },
+    /// A watch that starts with the current state as ADDED events, ended
+    /// by a bookmark annotated `k8s.io/initial-events-end`.
+    StreamingList { timeout_seconds: u64 },
 }
+
+/// `Accept` for LISTs of `PartialObjectMetadata`.
+pub const METADATA_LIST_ACCEPT: &str =
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+/// `Accept` for WATCHes of `PartialObjectMetadata` (full objects as a fallback).
+pub const METADATA_WATCH_ACCEPT: &str =
+    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
+pub const JSON_ACCEPT: &str = "application/json";
 
 impl WatchQuery<'_> {
     pub fn to_path(&self, path: &ResourcePath, selectors: &Selectors) -> String {
@@ -79,6 +90,15 @@ impl WatchQuery<'_> {
                 if let Some(rv) = resource_version {
                     add(&mut q, "resourceVersion", rv);
                 }
+                add(&mut q, "allowWatchBookmarks", "true");
+                add(&mut q, "timeoutSeconds", &timeout_seconds.to_string());
+            }
+            WatchQuery::StreamingList { timeout_seconds } => {
+                add(&mut q, "watch", "true");
+                add(&mut q, "sendInitialEvents", "true");
+                add(&mut q, "resourceVersionMatch", "NotOlderThan");
+                // Unset: the initial events are a consistent, current read.
+                add(&mut q, "resourceVersion", "");
                 add(&mut q, "allowWatchBookmarks", "true");
                 add(&mut q, "timeoutSeconds", &timeout_seconds.to_string());
             }
@@ -128,5 +148,10 @@ mod tests {
         }
         .to_path(&p, &Selectors::default());
         assert_eq!(watch, "/api/v1/pods?watch=true&resourceVersion=17&allowWatchBookmarks=true&timeoutSeconds=300");
+        let stream = WatchQuery::StreamingList {
+            timeout_seconds: 300,
+        }
+        .to_path(&p, &Selectors::default());
+        assert_eq!(stream, "/api/v1/pods?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion=&allowWatchBookmarks=true&timeoutSeconds=300");
     }
 }

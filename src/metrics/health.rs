@@ -13,6 +13,9 @@
 //! doubling, full jitter) five failures take a few seconds, so a brief API
 //! server restart does not flip the probe but a real outage does.
 //!
+//! A watch stopped by a permanent error (an ambiguous kind, a namespace on
+//! a cluster-scoped kind) is unhealthy until a reload fixes it.
+//!
 //! Sinks do not make the daemon unhealthy: a failing hook or receiver slows
 //! its watches (they stop reading) and shows in the sink counters.
 
@@ -41,6 +44,14 @@ pub enum Health {
 }
 
 fn unhealthy_reason(w: &WatchView<'_>) -> Option<String> {
+    if w.state == "failed" {
+        // A permanent error (an ambiguous kind, a namespace on a
+        // cluster-scoped kind): it will not recover without a config change.
+        return Some(format!(
+            "stopped: {}",
+            w.last_error.unwrap_or("a permanent error; see the log")
+        ));
+    }
     let failures = w.stats.consecutive_failures;
     (failures >= FAILURE_LIMIT).then(|| {
         format!(
@@ -220,6 +231,19 @@ mod tests {
             reason.contains("5 failed attempts in a row") && reason.contains("WATCH answered 500"),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn a_watch_stopped_by_a_permanent_error_is_unhealthy() {
+        let r = healthz(&snapshot(vec![
+            view("a", "streaming", 0),
+            view("b", "failed", 0),
+        ]));
+        assert_eq!(r.status, 503);
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["unhealthy"][0]["watch"], "b");
+        let reason = body["unhealthy"][0]["reason"].as_str().unwrap();
+        assert!(reason.starts_with("stopped: "), "{reason}");
     }
 
     #[test]

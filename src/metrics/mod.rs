@@ -40,11 +40,13 @@ pub fn owns(token: Token) -> bool {
 }
 
 /// Watch states, as `state_name()` says them, and their metric label.
-pub const WATCH_STATES: [(&str, &str); 4] = [
+pub const WATCH_STATES: [(&str, &str); 6] = [
+    ("resolving", "resolving"),
     ("listing", "listing"),
     ("connecting", "connecting"),
     ("streaming", "streaming"),
     ("backing off", "backing_off"),
+    ("failed", "failed"),
 ];
 
 /// One watch as status and metrics see it.

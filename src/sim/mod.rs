@@ -7,7 +7,8 @@
 //! What it emulates (see WATCH-PROTOCOL.md): LIST with `limit`/`continue` over a consistent snapshot, WATCH from a
 //! resourceVersion with a bounded history, 410 "expired" (as an HTTP status or as an ERROR event), bookmarks,
 //! streaming lists (`sendInitialEvents`), label and field selectors with match/unmatch transitions, bearer tokens,
-//! TLS with a generated CA, minimal discovery, and injectable faults and stream shapes for client robustness tests.
+//! TLS with a generated CA, discovery (legacy and aggregated v2, with resources installable at run time like CRDs),
+//! `PartialObjectMetadata` answers, and injectable faults and stream shapes for client robustness tests.
 //!
 //! ```no_run
 //! use kwatchd::sim::{Resource, Sim, SimOptions};
@@ -72,6 +73,12 @@ pub struct SimOptions {
     pub watch_list: bool,
     /// Close a connection whose writes block this long (the real server drops slow watchers); `None`: never.
     pub write_timeout: Option<Duration>,
+    /// Answer aggregated discovery (`as=APIGroupDiscoveryList` in Accept) on `/api` and `/apis`; when false those
+    /// paths always answer the legacy documents, as servers before 1.26 do.
+    pub aggregated_discovery: bool,
+    /// Answer `PartialObjectMetadata` requests (`as=PartialObjectMetadata[List]` in Accept); when false they get
+    /// full objects if the Accept header offers plain `application/json` too, else 406 Not Acceptable.
+    pub partial_metadata: bool,
 }
 
 impl Default for SimOptions {
@@ -87,6 +94,8 @@ impl Default for SimOptions {
             addr: None,
             watch_list: true,
             write_timeout: None,
+            aggregated_discovery: true,
+            partial_metadata: true,
         }
     }
 }
@@ -281,6 +290,39 @@ impl Fault {
     }
 }
 
+/// A resource type as discovery describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceDef {
+    pub resource: Resource,
+    pub kind: String,
+    pub namespaced: bool,
+    pub short_names: Vec<String>,
+}
+
+impl ResourceDef {
+    /// A resource type; `kind` is derived from the plural as objects get it.
+    pub fn new(
+        api_version: &str,
+        plural: &str,
+        namespaced: bool,
+        short_names: &[&str],
+    ) -> ResourceDef {
+        let resource = Resource::new(api_version, plural);
+        ResourceDef {
+            kind: resource.kind(),
+            resource,
+            namespaced,
+            short_names: short_names.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// The custom resource `widgets.example.com` (`example.com/v1`, kind Widget, short name `wd`), not served until
+    /// installed with [`SimHandle::install_resource`].
+    pub fn widgets() -> ResourceDef {
+        ResourceDef::new("example.com/v1", "widgets", true, &["wd"])
+    }
+}
+
 /// A cloneable, thread-safe handle on a running emulator's state: everything but shutdown.
 ///
 /// Obtained with [`Sim::handle`]; keeps working (as an in-memory store) after the server is shut down.
@@ -399,6 +441,14 @@ impl SimHandle {
     /// Remove every pending fault rule.
     pub fn clear_faults(&self) {
         self.shared.lock().faults.clear();
+    }
+
+    /// Serve a resource type in discovery from now on, as creating a CustomResourceDefinition does (replaces a
+    /// definition of the same group version and plural).
+    pub fn install_resource(&self, def: ResourceDef) {
+        let mut st = self.shared.lock();
+        st.resources.retain(|d| d.resource != def.resource);
+        st.resources.push(def);
     }
 }
 
@@ -534,6 +584,11 @@ impl Sim {
     /// See [`SimHandle::clear_faults`].
     pub fn clear_faults(&self) {
         self.handle.clear_faults()
+    }
+
+    /// See [`SimHandle::install_resource`].
+    pub fn install_resource(&self, def: ResourceDef) {
+        self.handle.install_resource(def)
     }
 
     /// Stop serving: end every connection, join every thread, close the listener.

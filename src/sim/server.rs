@@ -15,7 +15,8 @@ use super::http::{self, Out, ReadOutcome, Request, Stream};
 use super::select::{FieldSelector, Filter, LabelSelector};
 use super::store::{self, ContinueError, SnapshotPage, Store, KNOWN};
 use super::{
-    watch, ExpiredMode, Fault, FaultRule, RequestRecord, Resource, SimOptions, StreamShape,
+    watch, ExpiredMode, Fault, FaultRule, RequestRecord, Resource, ResourceDef, SimOptions,
+    StreamShape,
 };
 
 /// Read timeout on connections: how quickly an idle connection thread notices shutdown.
@@ -37,6 +38,8 @@ pub(crate) struct State {
     /// Bumped by `bookmark_now`.
     pub(crate) bookmark_epoch: u64,
     pub(crate) open_watches: usize,
+    /// What discovery serves (besides resources that have objects).
+    pub(crate) resources: Vec<ResourceDef>,
 }
 
 /// Settings fixed at start.
@@ -45,6 +48,8 @@ pub(crate) struct Settings {
     pub(crate) bookmark_interval: Option<Duration>,
     pub(crate) continue_ttl: Duration,
     pub(crate) watch_list: bool,
+    pub(crate) aggregated_discovery: bool,
+    pub(crate) partial_metadata: bool,
 }
 
 pub(crate) struct Shared {
@@ -99,6 +104,7 @@ pub(crate) fn start(opts: SimOptions) -> io::Result<Started> {
             end_epoch: 0,
             bookmark_epoch: 0,
             open_watches: 0,
+            resources: default_resources(),
         }),
         cond: Condvar::new(),
         shutdown: AtomicBool::new(false),
@@ -107,6 +113,8 @@ pub(crate) fn start(opts: SimOptions) -> io::Result<Started> {
             bookmark_interval: opts.bookmark_interval,
             continue_ttl: opts.continue_ttl,
             watch_list: opts.watch_list,
+            aggregated_discovery: opts.aggregated_discovery,
+            partial_metadata: opts.partial_metadata,
         },
         conns: Mutex::new(HashMap::new()),
         threads: Mutex::new(Vec::new()),
@@ -455,6 +463,8 @@ fn route(ctx: &Ctx, out: &mut Out, is_watch: bool, fault: Option<Fault>) -> bool
             out,
             &json!({"major": "1", "minor": "31", "gitVersion": "v1.31.0-kwatchd-sim"}).to_string(),
         ),
+        Target::Api if wants_aggregated(ctx) => ctx.json(out, &aggregated(ctx, true)),
+        Target::Apis if wants_aggregated(ctx) => ctx.json(out, &aggregated(ctx, false)),
         Target::Api => ctx.json(
             out,
             &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
@@ -481,10 +491,20 @@ fn route(ctx: &Ctx, out: &mut Out, is_watch: bool, fault: Option<Fault>) -> bool
                 Ok(f) => f,
                 Err(msg) => return ctx.error(out, 400, &msg),
             };
+            let partial = match partial_metadata(ctx) {
+                Ok(p) => p,
+                Err(()) => {
+                    return ctx.error(
+                        out,
+                        406,
+                        "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+                    )
+                }
+            };
             if is_watch {
-                watch::serve(ctx, out, filter, fault)
+                watch::serve(ctx, out, filter, fault, partial)
             } else {
-                list(ctx, out, filter)
+                list(ctx, out, filter, partial)
             }
         }
     }
@@ -499,7 +519,36 @@ fn filter(req: &Request, res: Resource, namespace: Option<String>) -> Result<Fil
     })
 }
 
-fn list(ctx: &Ctx, out: &mut Out, filter: Filter) -> bool {
+/// Whether to answer `PartialObjectMetadata`: `Err` when the client asks for it only and it is switched off (406).
+fn partial_metadata(ctx: &Ctx) -> Result<bool, ()> {
+    let accept = ctx.req.header("accept").unwrap_or("");
+    if !accept.contains("as=PartialObjectMetadata") {
+        return Ok(false);
+    }
+    if ctx.sh.settings.partial_metadata {
+        return Ok(true);
+    }
+    let plain = accept
+        .split(',')
+        .any(|t| matches!(t.trim(), "application/json" | "*/*" | "application/*"));
+    if plain {
+        Ok(false)
+    } else {
+        Err(())
+    }
+}
+
+/// An object as `PartialObjectMetadata`: its metadata only.
+pub(crate) fn partial_object(json: &str) -> String {
+    let meta = serde_json::from_str::<serde_json::Value>(json)
+        .ok()
+        .and_then(|mut v| v.get_mut("metadata").map(serde_json::Value::take))
+        .unwrap_or_else(|| json!({}));
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
+        .to_string()
+}
+
+fn list(ctx: &Ctx, out: &mut Out, filter: Filter, partial: bool) -> bool {
     let req = ctx.req;
     let limit = match req
         .param("limit")
@@ -582,12 +631,20 @@ fn list(ctx: &Ctx, out: &mut Out, filter: Filter) -> bool {
         meta["continue"] = json!(t);
         meta["remainingItemCount"] = json!(remaining);
     }
+    let items: Vec<std::sync::Arc<str>> = if partial {
+        items.iter().map(|i| partial_object(i).into()).collect()
+    } else {
+        items
+    };
     let size: usize = items.iter().map(|i| i.len() + 1).sum();
     let mut body = String::with_capacity(size + 128);
+    let (list_kind, list_version) = if partial {
+        ("PartialObjectMetadata".to_string(), "meta.k8s.io/v1")
+    } else {
+        (filter.res.kind(), filter.res.api_version.as_str())
+    };
     body.push_str(&format!(
-        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{meta},\"items\":[",
-        filter.res.kind(),
-        filter.res.api_version
+        "{{\"kind\":\"{list_kind}List\",\"apiVersion\":\"{list_version}\",\"metadata\":{meta},\"items\":["
     ));
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
@@ -599,32 +656,97 @@ fn list(ctx: &Ctx, out: &mut Out, filter: Filter) -> bool {
     ctx.json(out, &body)
 }
 
-/// Group versions to advertise: the well-known table plus everything objects were created under.
-fn known_resources(ctx: &Ctx) -> BTreeSet<(String, String, String, bool)> {
-    let mut set: BTreeSet<_> = KNOWN
+/// The resources served before any is installed: the well-known table and `gadgets` in two groups (a name that
+/// is ambiguous without its group).
+fn default_resources() -> Vec<ResourceDef> {
+    let mut defs: Vec<ResourceDef> = KNOWN
         .iter()
-        .map(|(gv, p, k, n)| (gv.to_string(), p.to_string(), k.to_string(), *n))
+        .map(|(gv, p, _, n)| ResourceDef::new(gv, p, *n, store::short_names_for(p)))
         .collect();
-    for res in ctx.sh.lock().store.resources() {
-        if !set
-            .iter()
-            .any(|(gv, p, _, _)| *gv == res.api_version && *p == res.plural)
-        {
-            set.insert((
-                res.api_version.clone(),
-                res.plural.clone(),
-                res.kind(),
-                true,
-            ));
+    defs.push(ResourceDef::new("example.com/v1", "gadgets", true, &["gd"]));
+    defs.push(ResourceDef::new("acme.io/v1", "gadgets", true, &[]));
+    defs
+}
+
+/// Resources to advertise: the installed ones plus everything objects were created under, by group version.
+fn known_resources(ctx: &Ctx) -> Vec<ResourceDef> {
+    let st = ctx.sh.lock();
+    let mut defs = st.resources.clone();
+    for res in st.store.resources() {
+        if !defs.iter().any(|d| d.resource == res) {
+            defs.push(ResourceDef {
+                kind: res.kind(),
+                resource: res,
+                namespaced: true,
+                short_names: Vec::new(),
+            });
         }
     }
-    set
+    defs.sort_by(|a, b| a.resource.cmp(&b.resource));
+    defs
+}
+
+fn wants_aggregated(ctx: &Ctx) -> bool {
+    ctx.sh.settings.aggregated_discovery
+        && ctx
+            .req
+            .header("accept")
+            .is_some_and(|a| a.contains("as=APIGroupDiscoveryList") && a.contains("v=v2"))
+}
+
+/// An `APIGroupDiscoveryList` (v2) of the core group (`core`) or of every other group.
+fn aggregated(ctx: &Ctx, core: bool) -> String {
+    let defs = known_resources(ctx);
+    let mut groups: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
+    for d in defs
+        .iter()
+        .filter(|d| d.resource.api_version.contains('/') != core)
+    {
+        let gv = &d.resource.api_version;
+        let (g, v) = gv.split_once('/').unwrap_or(("", gv));
+        let resource = json!({
+            "resource": d.resource.plural,
+            "responseKind": {"group": g, "version": v, "kind": d.kind},
+            "scope": if d.namespaced { "Namespaced" } else { "Cluster" },
+            "singularResource": d.kind.to_lowercase(),
+            "shortNames": d.short_names,
+            "verbs": ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"],
+        });
+        match groups.iter_mut().find(|(name, _)| name == g) {
+            Some((_, versions)) => match versions.iter_mut().find(|x| x["version"] == v) {
+                Some(x) => {
+                    if let Some(list) = x["resources"].as_array_mut() {
+                        list.push(resource);
+                    }
+                }
+                None => versions
+                    .push(json!({"version": v, "resources": [resource], "freshness": "Current"})),
+            },
+            None => groups.push((
+                g.to_string(),
+                vec![json!({"version": v, "resources": [resource], "freshness": "Current"})],
+            )),
+        }
+    }
+    let items: Vec<_> = groups
+        .into_iter()
+        .map(|(name, versions)| {
+            let meta = if name.is_empty() {
+                json!({"creationTimestamp": null})
+            } else {
+                json!({"name": name, "creationTimestamp": null})
+            };
+            json!({"metadata": meta, "versions": versions})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+        .to_string()
 }
 
 fn api_groups(ctx: &Ctx) -> String {
     let gvs: BTreeSet<String> = known_resources(ctx)
         .into_iter()
-        .map(|(gv, ..)| gv)
+        .map(|d| d.resource.api_version)
         .filter(|gv| gv.contains('/'))
         .collect();
     let groups: Vec<_> = gvs
@@ -641,11 +763,11 @@ fn api_groups(ctx: &Ctx) -> String {
 fn resource_list(ctx: &Ctx, gv: &str) -> Option<String> {
     let resources: Vec<_> = known_resources(ctx)
         .into_iter()
-        .filter(|(g, ..)| g == gv)
-        .map(|(_, plural, kind, namespaced)| {
+        .filter(|d| d.resource.api_version == gv)
+        .map(|d| {
             json!({
-                "name": plural, "singularName": kind.to_lowercase(), "namespaced": namespaced, "kind": kind,
-                "verbs": ["get", "list", "watch"],
+                "name": d.resource.plural, "singularName": d.kind.to_lowercase(), "namespaced": d.namespaced,
+                "kind": d.kind, "verbs": ["get", "list", "watch"], "shortNames": d.short_names,
             })
         })
         .collect();

@@ -64,6 +64,29 @@ pub(crate) const KNOWN: &[(&str, &str, &str, bool)] = &[
     ("networking.k8s.io/v1", "ingresses", "Ingress", true),
 ];
 
+/// Short names of well-known resources, as kubectl knows them.
+pub(crate) fn short_names_for(plural: &str) -> &'static [&'static str] {
+    match plural {
+        "pods" => &["po"],
+        "configmaps" => &["cm"],
+        "services" => &["svc"],
+        "endpoints" => &["ep"],
+        "events" => &["ev"],
+        "serviceaccounts" => &["sa"],
+        "persistentvolumeclaims" => &["pvc"],
+        "persistentvolumes" => &["pv"],
+        "namespaces" => &["ns"],
+        "nodes" => &["no"],
+        "deployments" => &["deploy"],
+        "statefulsets" => &["sts"],
+        "daemonsets" => &["ds"],
+        "replicasets" => &["rs"],
+        "cronjobs" => &["cj"],
+        "ingresses" => &["ing"],
+        _ => &[],
+    }
+}
+
 struct Obj {
     uid: String,
     created: String,

@@ -35,6 +35,7 @@ struct Client {
     /// Bytes of a watch line not terminated yet.
     line: Vec<u8>,
     token: Option<String>,
+    accept: &'static str,
 }
 
 impl Client {
@@ -46,6 +47,7 @@ impl Client {
             buf: Vec::new(),
             line: Vec::new(),
             token: None,
+            accept: "application/json",
         }
     }
 
@@ -71,6 +73,7 @@ impl Client {
             buf: Vec::new(),
             line: Vec::new(),
             token: None,
+            accept: "application/json",
         }
     }
 
@@ -80,8 +83,10 @@ impl Client {
             .as_ref()
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
-        let req =
-            format!("GET {target} HTTP/1.1\r\nHost: sim\r\nAccept: application/json\r\n{auth}\r\n");
+        let req = format!(
+            "GET {target} HTTP/1.1\r\nHost: sim\r\nAccept: {}\r\n{auth}\r\n",
+            self.accept
+        );
         self.s.write_all(req.as_bytes()).unwrap();
         self.s.flush().unwrap();
     }
@@ -873,7 +878,12 @@ fn get_one_object_and_discovery() {
         .collect();
     assert!(gs.contains(&"apps") && gs.contains(&"example.com"));
     let (_, w, _) = c.get("/apis/example.com/v1");
-    assert_eq!(w["resources"][0]["kind"], "Widget");
+    let widgets = w["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "widgets");
+    assert_eq!(widgets.unwrap()["kind"], "Widget");
     assert_eq!(c.get("/apis/nothing.io/v1").0, 404);
 }
 
@@ -985,4 +995,166 @@ fn perf_probe() {
         t2.elapsed(),
         l["items"].as_array().unwrap().len()
     );
+}
+
+const AGGREGATED: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+
+/// (group, version, plural, kind, scope, short names) of every resource in an aggregated document.
+fn aggregated_resources(doc: &Value) -> Vec<(String, String, String, String, String, Vec<String>)> {
+    let mut out = Vec::new();
+    for g in doc["items"].as_array().unwrap() {
+        let group = g["metadata"]["name"].as_str().unwrap_or("").to_string();
+        for v in g["versions"].as_array().unwrap() {
+            for r in v["resources"].as_array().unwrap() {
+                let shorts = r["shortNames"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s.as_str().unwrap().to_string())
+                    .collect();
+                out.push((
+                    group.clone(),
+                    v["version"].as_str().unwrap().to_string(),
+                    r["resource"].as_str().unwrap().to_string(),
+                    r["responseKind"]["kind"].as_str().unwrap().to_string(),
+                    r["scope"].as_str().unwrap().to_string(),
+                    shorts,
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn aggregated_discovery_and_installed_resources() {
+    let sim = sim();
+    let mut c = Client::plain(&sim);
+    c.accept = AGGREGATED;
+    let (st, core, _) = c.get("/api");
+    assert_eq!(
+        (st, core["kind"].as_str()),
+        (200, Some("APIGroupDiscoveryList"))
+    );
+    let core = aggregated_resources(&core);
+    let ns = core.iter().find(|r| r.2 == "namespaces").unwrap();
+    assert_eq!(
+        (ns.0.as_str(), ns.4.as_str(), ns.5.clone()),
+        ("", "Cluster", vec!["ns".to_string()])
+    );
+    assert!(core.iter().all(|r| r.0.is_empty()));
+    let (_, groups, _) = c.get("/apis");
+    let groups = aggregated_resources(&groups);
+    let gadgets: Vec<&str> = groups
+        .iter()
+        .filter(|r| r.2 == "gadgets")
+        .map(|r| r.0.as_str())
+        .collect();
+    assert_eq!(gadgets, ["acme.io", "example.com"]);
+    assert!(
+        !groups.iter().any(|r| r.2 == "widgets"),
+        "not installed yet"
+    );
+    sim.install_resource(ResourceDef::widgets());
+    let (_, groups, _) = c.get("/apis");
+    let w = aggregated_resources(&groups)
+        .into_iter()
+        .find(|r| r.2 == "widgets")
+        .unwrap();
+    assert_eq!(
+        (w.0.as_str(), w.1.as_str(), w.3.as_str(), w.5.clone()),
+        ("example.com", "v1", "Widget", vec!["wd".to_string()])
+    );
+    // Legacy clients get the legacy documents, which list it too.
+    c.accept = "application/json";
+    let (_, legacy, _) = c.get("/apis/example.com/v1");
+    let names: Vec<&str> = legacy["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["gadgets", "widgets"]);
+    // Switched off, aggregated requests get the legacy answer.
+    let old = Sim::start(SimOptions {
+        aggregated_discovery: false,
+        ..SimOptions::default()
+    })
+    .unwrap();
+    let mut c = Client::plain(&old);
+    c.accept = AGGREGATED;
+    assert_eq!(c.get("/apis").1["kind"], "APIGroupList");
+}
+
+#[test]
+fn partial_object_metadata_lists_and_watches_or_406() {
+    let sim = sim();
+    pod(&sim, "ns", "a", &[("app", "x")]);
+    let mut c = Client::plain(&sim);
+    c.accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+    let (st, list, _) = c.get("/api/v1/pods");
+    assert_eq!(st, 200);
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    let item = &list["items"][0];
+    assert_eq!(
+        (item["kind"].as_str(), item["apiVersion"].as_str()),
+        (Some("PartialObjectMetadata"), Some("meta.k8s.io/v1"))
+    );
+    assert_eq!(item["metadata"]["labels"]["app"], "x");
+    assert!(item.get("spec").is_none());
+    let mut w = Client::plain(&sim);
+    w.accept = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
+    assert_eq!(w.watch("/api/v1/pods?watch=1").status, 200);
+    let (t, o) = w.event();
+    assert_eq!(
+        (t.as_str(), o["kind"].as_str()),
+        ("ADDED", Some("PartialObjectMetadata"))
+    );
+    sim.update(
+        &Resource::pods(),
+        "ns",
+        "a",
+        json!({"spec": {"v": 2}}),
+        None,
+    );
+    let (t, o) = w.event();
+    assert_eq!(
+        (t.as_str(), o["kind"].as_str(), o.get("spec")),
+        ("MODIFIED", Some("PartialObjectMetadata"), None)
+    );
+
+    let old = Sim::start(SimOptions {
+        partial_metadata: false,
+        ..SimOptions::default()
+    })
+    .unwrap();
+    pod(&old, "ns", "a", &[]);
+    let mut c = Client::plain(&old);
+    c.accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+    assert_eq!(c.get("/api/v1/pods").0, 406);
+    c.accept = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
+    let (st, list, _) = c.get("/api/v1/pods");
+    assert_eq!((st, list["kind"].as_str()), (200, Some("PodList")));
+}
+
+#[test]
+fn streaming_list_ends_its_initial_events_with_an_annotated_bookmark() {
+    let sim = sim();
+    pod(&sim, "ns", "a", &[]);
+    pod(&sim, "ns", "b", &[]);
+    let rv = sim.resource_version();
+    let mut w = Client::plain(&sim);
+    let head = w.watch("/api/v1/pods?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion=&allowWatchBookmarks=true");
+    assert_eq!(head.status, 200);
+    assert_eq!(w.event_summary(), "ADDED a");
+    assert_eq!(w.event_summary(), "ADDED b");
+    let (t, o) = w.event();
+    assert_eq!(t, "BOOKMARK");
+    assert_eq!(
+        o["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    assert_eq!(o["metadata"]["resourceVersion"].as_str(), Some(rv.as_str()));
+    assert_eq!(o["kind"], "Pod");
 }

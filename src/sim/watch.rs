@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::http::{self, Out};
 use super::select::Filter;
-use super::server::{peer_closed, Ctx, Shared};
+use super::server::{partial_object, peer_closed, Ctx, Shared};
 use super::store::{with_rv, Ev};
 use super::{EventType, ExpiredMode, Fault};
 
@@ -63,16 +63,25 @@ fn event_line(kind: &str, object: &str) -> Vec<u8> {
     l
 }
 
-fn seen_line(seen: &Seen, ev: &Ev) -> Vec<u8> {
+/// An event line; `partial`: its object as `PartialObjectMetadata`.
+fn object_line(kind: &str, object: &str, partial: bool) -> Vec<u8> {
+    if partial {
+        event_line(kind, &partial_object(object))
+    } else {
+        event_line(kind, object)
+    }
+}
+
+fn seen_line(seen: &Seen, ev: &Ev, partial: bool) -> Vec<u8> {
     match seen {
-        Seen::As(kind) => event_line(kind.as_str(), &ev.json),
+        Seen::As(kind) => object_line(kind.as_str(), &ev.json, partial),
         Seen::DeletedPrev => {
             let prev = ev
                 .prev
                 .as_ref()
                 .map(|(_, j)| j.as_ref())
                 .unwrap_or(&ev.json);
-            event_line("DELETED", &with_rv(prev, ev.rv))
+            object_line("DELETED", &with_rv(prev, ev.rv), partial)
         }
     }
 }
@@ -164,7 +173,13 @@ impl Emitter {
 }
 
 /// Serve a watch; returns whether the connection stays open.
-pub(crate) fn serve(ctx: &Ctx, out: &mut Out, filter: Filter, fault: Option<Fault>) -> bool {
+pub(crate) fn serve(
+    ctx: &Ctx,
+    out: &mut Out,
+    filter: Filter,
+    fault: Option<Fault>,
+    partial: bool,
+) -> bool {
     let sh = ctx.sh;
     let req = ctx.req;
     let initial_events = req.flag("sendInitialEvents");
@@ -236,7 +251,7 @@ pub(crate) fn serve(ctx: &Ctx, out: &mut Out, filter: Filter, fault: Option<Faul
             st.store
                 .list(&filter)
                 .iter()
-                .map(|j| event_line("ADDED", j))
+                .map(|j| object_line("ADDED", j, partial))
                 .collect()
         } else {
             Vec::new()
@@ -331,6 +346,7 @@ pub(crate) fn serve(ctx: &Ctx, out: &mut Out, filter: Filter, fault: Option<Faul
             bm_epoch,
             allow_bookmarks,
             timeout,
+            partial,
         },
     );
     match end {
@@ -351,6 +367,7 @@ struct Stream {
     bm_epoch: u64,
     allow_bookmarks: bool,
     timeout: Option<Duration>,
+    partial: bool,
 }
 
 fn stream(ctx: &Ctx, out: &mut Out, filter: &Filter, em: &mut Emitter, mut s: Stream) -> End {
@@ -400,7 +417,10 @@ fn stream(ctx: &Ctx, out: &mut Out, filter: &Filter, em: &mut Emitter, mut s: St
                 st = sh.wait(st, wait.max(Duration::from_millis(1)));
             }
         }
-        let mut lines: Vec<Vec<u8>> = found.iter().map(|(seen, ev)| seen_line(seen, ev)).collect();
+        let mut lines: Vec<Vec<u8>> = found
+            .iter()
+            .map(|(seen, ev)| seen_line(seen, ev, s.partial))
+            .collect();
         lines.extend(bookmark);
         if em.emit(out, &lines).is_err() {
             return End::Abort;

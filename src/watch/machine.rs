@@ -2,10 +2,12 @@
 
 use super::backoff::Backoff;
 use super::index::{object_key, Change, IndexEntry, ObjectIndex};
-use crate::config::{EventType, OnStart};
+use crate::config::{EventType, InitialList, OnStart, WatchTarget};
+use crate::kube::discovery::{Discovery, Query, DISCOVERY_ACCEPT};
 use crate::kube::event::{excerpt, object_meta, ObjectMeta};
 use crate::kube::{
-    ListPage, ResourcePath, Selectors, Status, WatchEvent, WatchEventType, WatchQuery,
+    ListPage, ResourcePath, Selectors, Status, WatchEvent, WatchEventType, WatchQuery, JSON_ACCEPT,
+    METADATA_LIST_ACCEPT, METADATA_WATCH_ACCEPT,
 };
 use crate::rand::Rng;
 use std::collections::HashSet;
@@ -18,6 +20,11 @@ const LIST_IDLE_LIMIT: Duration = Duration::from_secs(60);
 /// A watch that ends this soon without any event is treated as a failure,
 /// so a server that closes at once does not get hammered.
 const MIN_HEALTHY_STREAM: Duration = Duration::from_secs(1);
+/// Retries of a name discovery does not know (yet): a CRD being installed.
+const DISCOVERY_BACKOFF_BASE: Duration = Duration::from_secs(1);
+const DISCOVERY_BACKOFF_CAP: Duration = Duration::from_secs(60);
+/// Marks the bookmark that ends a streaming list's initial events.
+const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 
 /// Where an emitted event came from; written to every record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,10 +110,20 @@ impl<F: FnMut(Emitted<'_>)> Emit for F {
 /// What the watch is configured to do, in the terms the machine needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WatchSpec {
+    /// For logs and status: the configured name, with `[NAMESPACE]` when
+    /// one configured watch runs one machine per namespace.
     pub name: String,
-    pub api_version: String,
-    pub resource: String,
-    pub path: ResourcePath,
+    /// The configured name, written to records.
+    pub record_name: String,
+    pub target: WatchTarget,
+    /// The server URL's path prefix ("" for most servers).
+    pub base_path: String,
+    /// `None`: every namespace.
+    pub namespace: Option<String>,
+    /// Objects in these namespaces are neither delivered nor indexed.
+    pub exclude_namespaces: Vec<String>,
+    pub metadata_only: bool,
+    pub initial_list: InitialList,
     pub selectors: Selectors,
     pub events: Vec<EventType>,
     pub on_start: OnStart,
@@ -116,7 +133,10 @@ pub struct WatchSpec {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestKind {
+    /// A discovery document (whole body, like a LIST).
+    Discovery,
     List,
+    /// A WATCH, or a streaming list (a WATCH that starts with the state).
     Watch,
 }
 
@@ -125,6 +145,21 @@ pub enum RequestKind {
 pub struct RequestPlan {
     pub kind: RequestKind,
     pub path_and_query: String,
+    /// The `Accept` header.
+    pub accept: &'static str,
+}
+
+/// Where the watch's resource lives, known from the configuration or once
+/// discovery resolved its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// `v1` or `GROUP/VERSION`.
+    pub api_version: String,
+    /// The plural.
+    pub resource: String,
+    /// From discovery; `None` for a watch naming its resource directly.
+    pub kind: Option<String>,
+    pub path: ResourcePath,
 }
 
 /// What the daemon does with the stream after a line.
@@ -178,7 +213,10 @@ impl ListRound {
 
 #[derive(Debug, Clone)]
 enum Step {
+    Discover(Box<Discovery>),
     List(ListRound),
+    /// A streaming list: the round collects the initial events.
+    Stream(ListRound),
     Watch,
 }
 
@@ -193,11 +231,14 @@ struct Stream {
 
 #[derive(Debug, Clone)]
 enum InFlight {
+    Discover(Box<Discovery>),
     List(ListRound),
-    /// `stream` is `None` until the server answered 200.
+    /// `stream` is `None` until the server answered 200. `initial` is set
+    /// for a streaming list until its initial-events-end bookmark.
     Watch {
         timeout: Duration,
         stream: Option<Stream>,
+        initial: Option<ListRound>,
     },
 }
 
@@ -212,6 +253,9 @@ enum Phase {
         until: Instant,
         then: Step,
     },
+    /// A permanent error (an ambiguous name, a namespace on a
+    /// cluster-scoped kind): logged, the watch does not run.
+    Failed,
 }
 
 /// Counters for logs, status and metrics. Plain integers bumped where the
@@ -282,6 +326,14 @@ impl ReconnectReason {
 #[derive(Debug)]
 pub struct WatchMachine {
     spec: WatchSpec,
+    /// `None` until discovery resolved a `kind`.
+    resolved: Option<Resolved>,
+    /// Not-found retries of discovery (slower than request failures).
+    discovery_backoff: Backoff,
+    /// `initial_list = "auto"` and the server refused a streaming list.
+    stream_rejected: bool,
+    /// The server refused `PartialObjectMetadata` (406): full objects.
+    metadata_fallback: bool,
     phase: Phase,
     index: ObjectIndex,
     resume_rv: Option<String>,
@@ -297,10 +349,42 @@ pub struct WatchMachine {
 
 impl WatchMachine {
     pub fn new(spec: WatchSpec, rng: Rng) -> Self {
-        let deliver = spec.on_start == OnStart::Added;
-        WatchMachine {
+        let (resolved, discovery) = match &spec.target {
+            WatchTarget::Resource {
+                api_version,
+                resource,
+            } => (
+                Some(Resolved {
+                    api_version: api_version.clone(),
+                    resource: resource.clone(),
+                    kind: None,
+                    path: ResourcePath::new(
+                        &spec.base_path,
+                        api_version,
+                        spec.namespace.as_deref(),
+                        resource,
+                    ),
+                }),
+                None,
+            ),
+            WatchTarget::Kind { name, api_version } => (
+                None,
+                Some(Discovery::new(
+                    &spec.base_path,
+                    Query {
+                        name: name.clone(),
+                        api_version: api_version.clone(),
+                    },
+                )),
+            ),
+        };
+        let mut m = WatchMachine {
             spec,
-            phase: Phase::Ready(Step::List(ListRound::new(ListPurpose::Initial { deliver }))),
+            resolved: None,
+            discovery_backoff: Backoff::new(DISCOVERY_BACKOFF_BASE, DISCOVERY_BACKOFF_CAP),
+            stream_rejected: false,
+            metadata_fallback: false,
+            phase: Phase::Failed,
             index: ObjectIndex::default(),
             resume_rv: None,
             item_kind: None,
@@ -309,6 +393,99 @@ impl WatchMachine {
             auth_failures: 0,
             stats: WatchStats::default(),
             last_error: None,
+        };
+        m.phase = Phase::Ready(match discovery {
+            Some(d) => Step::Discover(Box::new(d)),
+            None => {
+                m.set_resolved(resolved);
+                m.first_step()
+            }
+        });
+        m
+    }
+
+    fn set_resolved(&mut self, resolved: Option<Resolved>) {
+        if self.spec.metadata_only {
+            // PartialObjectMetadata objects do not say what they are.
+            self.item_kind = resolved
+                .as_ref()
+                .map(|r| r.kind.clone().unwrap_or_else(|| guess_kind(&r.resource)));
+        }
+        self.resolved = resolved;
+    }
+
+    /// The first list of this run.
+    fn first_step(&self) -> Step {
+        let deliver = self.spec.on_start == OnStart::Added;
+        self.list_step(ListPurpose::Initial { deliver })
+    }
+
+    /// A LIST or a streaming list, as configured and as the server allows.
+    fn list_step(&self, purpose: ListPurpose) -> Step {
+        if self.uses_streaming_lists() {
+            Step::Stream(ListRound::new(purpose))
+        } else {
+            Step::List(ListRound::new(purpose))
+        }
+    }
+
+    fn uses_streaming_lists(&self) -> bool {
+        match self.spec.initial_list {
+            InitialList::List => false,
+            InitialList::Stream => true,
+            InitialList::Auto => !self.stream_rejected,
+        }
+    }
+
+    /// The resource, once known.
+    pub fn resolved(&self) -> Option<&Resolved> {
+        self.resolved.as_ref()
+    }
+
+    /// `v1` or `GROUP/VERSION`, once known.
+    pub fn api_version(&self) -> Option<&str> {
+        self.resolved.as_ref().map(|r| r.api_version.as_str())
+    }
+
+    /// True once this watch fell back from streaming lists to LISTs
+    /// because the server refused them (`initial_list = "auto"`).
+    pub fn streaming_rejected(&self) -> bool {
+        self.stream_rejected
+    }
+
+    /// Another watch on the same cluster learnt that it refuses streaming
+    /// lists: with `initial_list = "auto"`, use LISTs from now on.
+    pub fn disable_streaming(&mut self) {
+        if self.spec.initial_list != InitialList::Auto || self.stream_rejected {
+            return;
+        }
+        self.stream_rejected = true;
+        let step = match &mut self.phase {
+            Phase::Ready(step) | Phase::BackingOff { then: step, .. } => step,
+            _ => return,
+        };
+        if let Step::Stream(round) = step {
+            *step = Step::List(ListRound::new(round.purpose));
+        }
+    }
+
+    fn path_str(&self) -> &str {
+        self.resolved.as_ref().map_or("", |r| r.path.as_str())
+    }
+
+    fn excluded(&self, meta: &ObjectMeta<'_>) -> bool {
+        !self.spec.exclude_namespaces.is_empty()
+            && meta
+                .namespace
+                .as_deref()
+                .is_some_and(|ns| self.spec.exclude_namespaces.iter().any(|e| e == ns))
+    }
+
+    fn metadata_accept(&self, list: bool) -> &'static str {
+        match (self.spec.metadata_only && !self.metadata_fallback, list) {
+            (true, true) => METADATA_LIST_ACCEPT,
+            (true, false) => METADATA_WATCH_ACCEPT,
+            (false, _) => JSON_ACCEPT,
         }
     }
 
@@ -356,6 +533,20 @@ impl WatchMachine {
     /// A short word for logs and status.
     pub fn state_name(&self) -> &'static str {
         match &self.phase {
+            Phase::Ready(Step::Discover(_))
+            | Phase::InFlight {
+                request: InFlight::Discover(_),
+                ..
+            } => "resolving",
+            Phase::Failed => "failed",
+            Phase::Ready(Step::Stream(_))
+            | Phase::InFlight {
+                request:
+                    InFlight::Watch {
+                        initial: Some(_), ..
+                    },
+                ..
+            } => "listing",
             Phase::Ready(Step::List(_))
             | Phase::InFlight {
                 request: InFlight::List(_),
@@ -388,11 +579,17 @@ impl WatchMachine {
             Phase::InFlight {
                 request: InFlight::Watch {
                     stream: Some(_),
+                    initial: None,
                     ..
                 },
                 ..
             }
         )
+    }
+
+    /// True when the watch stopped for good (see the error log).
+    pub fn has_failed(&self) -> bool {
+        matches!(self.phase, Phase::Failed)
     }
 
     /// The next request to send, if one is due. Moves the machine to "in
@@ -411,29 +608,52 @@ impl WatchMachine {
         let Phase::Ready(step) = &self.phase else {
             return None;
         };
-        let plan = match step {
-            Step::List(round) => RequestPlan {
+        let plan = match (step, &self.resolved) {
+            (Step::Discover(d), _) => RequestPlan {
+                kind: RequestKind::Discovery,
+                path_and_query: d.next_path()?.to_owned(),
+                accept: DISCOVERY_ACCEPT,
+            },
+            (_, None) => return None,
+            (Step::List(round), Some(res)) => RequestPlan {
                 kind: RequestKind::List,
                 path_and_query: WatchQuery::List {
                     limit: self.spec.page_size,
                     continue_token: round.continue_token.as_deref(),
                 }
-                .to_path(&self.spec.path, &self.spec.selectors),
+                .to_path(&res.path, &self.spec.selectors),
+                accept: self.metadata_accept(true),
             },
-            Step::Watch => RequestPlan {
+            (Step::Stream(_), Some(res)) => RequestPlan {
+                kind: RequestKind::Watch,
+                path_and_query: WatchQuery::StreamingList {
+                    timeout_seconds: timeout.as_secs(),
+                }
+                .to_path(&res.path, &self.spec.selectors),
+                accept: self.metadata_accept(false),
+            },
+            (Step::Watch, Some(res)) => RequestPlan {
                 kind: RequestKind::Watch,
                 path_and_query: WatchQuery::Watch {
                     resource_version: self.resume_rv.as_deref(),
                     timeout_seconds: timeout.as_secs(),
                 }
-                .to_path(&self.spec.path, &self.spec.selectors),
+                .to_path(&res.path, &self.spec.selectors),
+                accept: self.metadata_accept(false),
             },
         };
         let request = match std::mem::replace(&mut self.phase, Phase::Ready(Step::Watch)) {
             Phase::Ready(Step::List(round)) => InFlight::List(round),
+            Phase::Ready(Step::Discover(d)) => InFlight::Discover(d),
+            Phase::Ready(Step::Stream(round)) => InFlight::Watch {
+                timeout,
+                stream: None,
+                initial: Some(round),
+            },
             _ => InFlight::Watch {
                 timeout,
                 stream: None,
+                initial: None,
             },
         };
         self.phase = Phase::InFlight {
@@ -453,7 +673,7 @@ impl WatchMachine {
 
     fn idle_limit(&self, request: &InFlight) -> Duration {
         match request {
-            InFlight::List(_) => LIST_IDLE_LIMIT,
+            InFlight::List(_) | InFlight::Discover(_) => LIST_IDLE_LIMIT,
             // Covers the wait for the response head too.
             InFlight::Watch { timeout, .. } => {
                 *timeout + self.spec.watch_timeout.min(Duration::from_secs(30))
@@ -471,7 +691,7 @@ impl WatchMachine {
     /// When `on_timer` next has something to do.
     pub fn deadline(&self) -> Option<Instant> {
         match &self.phase {
-            Phase::Ready(_) => None,
+            Phase::Ready(_) | Phase::Failed => None,
             Phase::BackingOff { until, .. } => Some(*until),
             Phase::InFlight {
                 request,
@@ -486,7 +706,7 @@ impl WatchMachine {
         match &self.phase {
             Phase::Ready(_) => true,
             Phase::BackingOff { until, .. } => *until <= now,
-            Phase::InFlight { .. } => false,
+            Phase::InFlight { .. } | Phase::Failed => false,
         }
     }
 
@@ -520,8 +740,28 @@ impl WatchMachine {
                 request: InFlight::List(round),
                 ..
             } => Step::List(round.clone()),
+            Phase::InFlight {
+                request:
+                    InFlight::Watch {
+                        initial: Some(round),
+                        ..
+                    },
+                ..
+            } => {
+                // A streaming list cannot resume: start it over.
+                let mut round = round.clone();
+                round.restart();
+                Step::Stream(round)
+            }
+            Phase::InFlight {
+                request: InFlight::Discover(d),
+                ..
+            } => Step::Discover(Box::new(Discovery::new(
+                &self.spec.base_path,
+                d.query().clone(),
+            ))),
             Phase::Ready(step) | Phase::BackingOff { then: step, .. } => step.clone(),
-            Phase::InFlight { .. } => Step::Watch,
+            Phase::InFlight { .. } | Phase::Failed => Step::Watch,
         }
     }
 
@@ -563,8 +803,40 @@ impl WatchMachine {
         } else {
             format!("{status} ({})", excerpt(body))
         };
+        if let Phase::InFlight {
+            request: InFlight::Discover(_),
+            ..
+        } = &self.phase
+        {
+            self.on_discovery_http_error(now, status, retry_after, &summary);
+            return;
+        }
         let step = self.retry_step();
-        let in_list = matches!(step, Step::List(_));
+        if status == 406 && self.spec.metadata_only && !self.metadata_fallback {
+            log::warn!(
+                "watch {}: the server cannot send PartialObjectMetadata ({summary}); metadata_only falls back to full objects for this watch",
+                self.spec.name
+            );
+            self.metadata_fallback = true;
+            self.phase = Phase::Ready(step);
+            return;
+        }
+        if let Step::Stream(round) = &step {
+            if self.spec.initial_list == InitialList::Auto && matches!(status, 400 | 403 | 422) {
+                log::warn!(
+                    "watch {}: the server refused a streaming list ({summary}); using paginated LISTs on this cluster from now on",
+                    self.spec.name
+                );
+                self.stream_rejected = true;
+                self.phase = Phase::Ready(Step::List(ListRound::new(round.purpose)));
+                return;
+            }
+        }
+        let what = match step {
+            Step::List(_) => "LIST",
+            Step::Stream(_) => "streaming list",
+            _ => "WATCH",
+        };
         if status == 410 || (status == 504 && parsed.is_resource_version_too_large()) {
             self.count_reconnect(ReconnectReason::Expired);
             let step = match step {
@@ -583,8 +855,9 @@ impl WatchMachine {
                         self.resume_rv.as_deref().unwrap_or("(none)")
                     );
                     self.stats.relists += 1;
-                    Step::List(ListRound::new(ListPurpose::Relist))
+                    self.list_step(ListPurpose::Relist)
                 }
+                other => other,
             };
             let retry_after = parsed
                 .details
@@ -601,7 +874,6 @@ impl WatchMachine {
             };
             return;
         }
-        let what = if in_list { "LIST" } else { "WATCH" };
         self.count_reconnect(ReconnectReason::HttpError);
         self.count_failure(format!("{what} answered {summary}"));
         let delay = self.back_off(now, step, retry_after);
@@ -618,7 +890,7 @@ impl WatchMachine {
                     log::error!(
                         "watch {}: {what} {} answered {summary}: {hint}; {retry}",
                         self.spec.name,
-                        self.spec.path.as_str()
+                        self.path_str()
                     );
                 } else {
                     log::debug!("watch {}: still {status}; {retry}", self.spec.name);
@@ -627,13 +899,152 @@ impl WatchMachine {
             404 => log::error!(
                 "watch {}: {what} {} answered 404 ({summary}): the server does not serve this resource; check api_version and resource; {retry}",
                 self.spec.name,
-                self.spec.path.as_str()
+                self.path_str()
             ),
             _ => log::warn!(
                 "watch {}: {what} answered {summary}; {retry}",
                 self.spec.name
             ),
         }
+    }
+
+    /// A discovery GET failed with a non-2xx status.
+    fn on_discovery_http_error(
+        &mut self,
+        now: Instant,
+        status: u16,
+        retry_after: Option<Duration>,
+        summary: &str,
+    ) {
+        let Phase::InFlight {
+            request: InFlight::Discover(mut d),
+            ..
+        } = std::mem::replace(&mut self.phase, Phase::Failed)
+        else {
+            return;
+        };
+        if status == 404 {
+            // A group version that went away, or one asked by api_version
+            // that is not served: nothing there.
+            d.on_not_found();
+            self.after_discovery_step(now, d);
+            return;
+        }
+        let then = Step::Discover(Box::new(Discovery::new(
+            &self.spec.base_path,
+            d.query().clone(),
+        )));
+        let delay = self.back_off(now, then, retry_after);
+        log::warn!(
+            "watch {}: discovery GET {} answered {summary}; retrying in {} ms",
+            self.spec.name,
+            d.next_path().unwrap_or(""),
+            delay.as_millis()
+        );
+    }
+
+    /// A 200 discovery document.
+    pub fn on_discovery_body(&mut self, now: Instant, body: &[u8]) {
+        let Phase::InFlight {
+            request: InFlight::Discover(mut d),
+            ..
+        } = std::mem::replace(&mut self.phase, Phase::Failed)
+        else {
+            return;
+        };
+        if let Err(e) = d.on_body(body) {
+            self.phase = Phase::InFlight {
+                request: InFlight::Discover(d),
+                last_activity: now,
+            };
+            self.on_transport_error(now, &e);
+            return;
+        }
+        self.auth_failures = 0;
+        self.after_discovery_step(now, d);
+    }
+
+    /// Next discovery GET, or resolve the name once everything is in.
+    fn after_discovery_step(&mut self, now: Instant, d: Box<Discovery>) {
+        if !d.is_done() {
+            self.phase = Phase::Ready(Step::Discover(d));
+            return;
+        }
+        let query = d.query();
+        let resolved = match d.resolve() {
+            Ok(r) => r,
+            Err(e) if e.is_permanent() => {
+                log::error!(
+                    "watch {}: kind {e}; this watch does not run (the others do); fix the configuration and reload (SIGHUP)",
+                    self.spec.name
+                );
+                self.last_error = Some(format!("kind {e}"));
+                self.phase = Phase::Failed;
+                return;
+            }
+            Err(e) => {
+                let delay = self.discovery_backoff.next_delay(now, &mut self.rng, None);
+                log::warn!(
+                    "watch {}: {e}; if it is a CustomResourceDefinition not installed yet, it will be picked up: discovering again in {} s",
+                    self.spec.name,
+                    delay.as_secs_f32().ceil()
+                );
+                self.phase = Phase::BackingOff {
+                    until: now + delay,
+                    then: Step::Discover(Box::new(Discovery::new(
+                        &self.spec.base_path,
+                        query.clone(),
+                    ))),
+                };
+                return;
+            }
+        };
+        if let (Some(ns), false) = (&self.spec.namespace, resolved.namespaced) {
+            let error = format!(
+                "{:?} is {} ({}), which is cluster-scoped: namespace {ns:?} cannot apply",
+                query.name,
+                resolved.qualified(),
+                resolved.api_version()
+            );
+            log::error!(
+                "watch {}: {error}; remove namespace from the watch and reload (SIGHUP). This watch does not run (the others do)",
+                self.spec.name,
+            );
+            self.last_error = Some(error);
+            self.phase = Phase::Failed;
+            return;
+        }
+        log::info!(
+            "watch {}: {:?} is {} ({}, {}; {} discovery)",
+            self.spec.name,
+            query.name,
+            resolved.qualified(),
+            resolved.api_version(),
+            if resolved.namespaced {
+                "namespaced"
+            } else {
+                "cluster-scoped"
+            },
+            if d.was_aggregated() {
+                "aggregated"
+            } else {
+                "legacy"
+            }
+        );
+        let api_version = resolved.api_version();
+        let path = ResourcePath::new(
+            &self.spec.base_path,
+            &api_version,
+            self.spec.namespace.as_deref(),
+            &resolved.plural,
+        );
+        self.set_resolved(Some(Resolved {
+            api_version,
+            resource: resolved.plural,
+            kind: Some(resolved.kind),
+            path,
+        }));
+        self.phase = Phase::Ready(self.first_step());
     }
 
     /// A 200 LIST body.
@@ -677,38 +1088,7 @@ impl WatchMachine {
                     continue;
                 }
             };
-            let Some(key) = object_key(&meta) else {
-                self.stats.skipped_lines += 1;
-                log::warn!(
-                    "watch {}: skipping a list item without uid or name: {}",
-                    self.spec.name,
-                    excerpt(item.get().as_bytes())
-                );
-                continue;
-            };
-            let change = self.index.upsert(&key, &meta);
-            round.seen.insert(key);
-            let (event_type, origin) = match (round.purpose, change) {
-                (_, Change::Unchanged) => continue,
-                (ListPurpose::Initial { deliver: false }, _) => continue,
-                (ListPurpose::Initial { deliver: true }, Change::New) => {
-                    (EventType::Added, Origin::List)
-                }
-                (ListPurpose::Initial { deliver: true }, Change::Changed) => {
-                    (EventType::Modified, Origin::List)
-                }
-                (ListPurpose::Relist, Change::New) => (EventType::Added, Origin::Relist),
-                (ListPurpose::Relist, Change::Changed) => (EventType::Modified, Origin::Relist),
-            };
-            let kind = self.item_kind.as_deref().unwrap_or("");
-            let event = Emitted {
-                event_type,
-                origin,
-                object: item.get(),
-                final_state_unknown: false,
-                identity: Identity::of(kind, &meta),
-            };
-            deliver(&mut self.stats, now, &self.spec.events, out, event);
+            self.list_item(now, &mut round, item.get(), &meta, out);
         }
         match page.continue_token {
             Some(token) => {
@@ -719,7 +1099,61 @@ impl WatchMachine {
         }
     }
 
+    /// One object of a list (a LIST item or a streaming list's initial
+    /// event): indexed, and delivered as the round's purpose says.
+    fn list_item(
+        &mut self,
+        now: Instant,
+        round: &mut ListRound,
+        object: &str,
+        meta: &ObjectMeta<'_>,
+        out: &mut dyn Emit,
+    ) {
+        if self.excluded(meta) {
+            return;
+        }
+        let Some(key) = object_key(meta) else {
+            self.stats.skipped_lines += 1;
+            log::warn!(
+                "watch {}: skipping a list item without uid or name: {}",
+                self.spec.name,
+                excerpt(object.as_bytes())
+            );
+            return;
+        };
+        let change = self.index.upsert(&key, meta);
+        round.seen.insert(key);
+        let (event_type, origin) = match (round.purpose, change) {
+            (_, Change::Unchanged) => return,
+            (ListPurpose::Initial { deliver: false }, _) => return,
+            (ListPurpose::Initial { deliver: true }, Change::New) => {
+                (EventType::Added, Origin::List)
+            }
+            (ListPurpose::Initial { deliver: true }, Change::Changed) => {
+                (EventType::Modified, Origin::List)
+            }
+            (ListPurpose::Relist, Change::New) => (EventType::Added, Origin::Relist),
+            (ListPurpose::Relist, Change::Changed) => (EventType::Modified, Origin::Relist),
+        };
+        let kind = self.item_kind.as_deref().unwrap_or("");
+        let event = Emitted {
+            event_type,
+            origin,
+            object,
+            final_state_unknown: false,
+            identity: Identity::of(kind, meta),
+        };
+        deliver(&mut self.stats, now, &self.spec.events, out, event);
+    }
+
     fn finish_list(&mut self, now: Instant, round: ListRound, out: &mut dyn Emit) {
+        self.conclude_round(now, round, out);
+        self.phase = Phase::Ready(Step::Watch);
+    }
+
+    /// The end of a list: objects not seen are gone (reported after a
+    /// relist), and the watch resumes from the list's resourceVersion.
+    fn conclude_round(&mut self, now: Instant, round: ListRound, out: &mut dyn Emit) {
         let seen = &round.seen;
         let gone = self.index.drain_unseen(|k| seen.contains(k));
         let report = !matches!(round.purpose, ListPurpose::Initial { deliver: false });
@@ -754,16 +1188,19 @@ impl WatchMachine {
             }
         );
         self.resume_rv = round.snapshot_rv;
-        self.phase = Phase::Ready(Step::Watch);
     }
 
     /// A minimal object (and its kind) for a DELETED whose final state was
     /// not seen.
     fn synthesise_object(&self, key: &str, entry: &IndexEntry) -> (String, String) {
+        let (api_version, resource) = self
+            .resolved
+            .as_ref()
+            .map_or(("", ""), |r| (r.api_version.as_str(), r.resource.as_str()));
         let kind = self
             .item_kind
             .clone()
-            .unwrap_or_else(|| guess_kind(&self.spec.resource));
+            .unwrap_or_else(|| guess_kind(resource));
         let mut metadata = serde_json::Map::new();
         metadata.insert("name".into(), entry.name.clone().into());
         if let Some(ns) = &entry.namespace {
@@ -777,7 +1214,7 @@ impl WatchMachine {
             entry.resource_version.clone().into(),
         );
         let object = serde_json::json!({
-            "apiVersion": self.spec.api_version,
+            "apiVersion": api_version,
             "kind": kind,
             "metadata": metadata,
         })
@@ -791,11 +1228,13 @@ impl WatchMachine {
             request:
                 InFlight::Watch {
                     stream: stream @ None,
+                    initial,
                     ..
                 },
             last_activity,
         } = &mut self.phase
         {
+            let streaming_list = initial.is_some();
             *stream = Some(Stream {
                 opened: now,
                 events: 0,
@@ -805,11 +1244,15 @@ impl WatchMachine {
             *last_activity = now;
             self.auth_failures = 0;
             self.backoff.note_healthy(now);
-            log::debug!(
-                "watch {}: streaming from resourceVersion {}",
-                self.spec.name,
-                self.resume_rv.as_deref().unwrap_or("(latest)")
-            );
+            if streaming_list {
+                log::debug!("watch {}: streaming list opened", self.spec.name);
+            } else {
+                log::debug!(
+                    "watch {}: streaming from resourceVersion {}",
+                    self.spec.name,
+                    self.resume_rv.as_deref().unwrap_or("(latest)")
+                );
+            }
         }
     }
 
@@ -819,6 +1262,7 @@ impl WatchMachine {
             request:
                 InFlight::Watch {
                     stream: Some(stream),
+                    initial,
                     ..
                 },
             last_activity,
@@ -829,6 +1273,7 @@ impl WatchMachine {
         *last_activity = now;
         stream.events += 1;
         self.stats.consecutive_failures = 0;
+        let in_initial = initial.is_some();
         let event = match WatchEvent::parse(line) {
             Ok(event) => event,
             Err(e) => {
@@ -837,6 +1282,9 @@ impl WatchMachine {
                 return LineOutcome::Continue;
             }
         };
+        if in_initial {
+            return self.on_initial_event(now, &event, out);
+        }
         if let Some(rv) = event.meta.resource_version.as_deref() {
             if event.event_type != WatchEventType::Error {
                 match &mut self.resume_rv {
@@ -850,6 +1298,9 @@ impl WatchMachine {
         }
         if self.item_kind.is_none() && event.event_type != WatchEventType::Error {
             self.item_kind = event.kind.as_deref().map(str::to_owned);
+        }
+        if self.excluded(&event.meta) {
+            return LineOutcome::Continue;
         }
         let key = object_key(&event.meta);
         let event_type = match event.event_type {
@@ -872,11 +1323,12 @@ impl WatchMachine {
                 event_type.as_str()
             ),
         }
-        let kind = event
-            .kind
-            .as_deref()
-            .or(self.item_kind.as_deref())
-            .unwrap_or("");
+        let kind = if self.spec.metadata_only {
+            self.item_kind.as_deref().or(event.kind.as_deref())
+        } else {
+            event.kind.as_deref().or(self.item_kind.as_deref())
+        }
+        .unwrap_or("");
         let emitted = Emitted {
             event_type,
             origin: Origin::Watch,
@@ -886,6 +1338,87 @@ impl WatchMachine {
         };
         deliver(&mut self.stats, now, &self.spec.events, out, emitted);
         LineOutcome::Continue
+    }
+
+    /// An event of a streaming list before its initial-events-end
+    /// bookmark: a list item, or the end of the list.
+    fn on_initial_event(
+        &mut self,
+        now: Instant,
+        event: &WatchEvent<'_>,
+        out: &mut dyn Emit,
+    ) -> LineOutcome {
+        let Phase::InFlight {
+            request: InFlight::Watch { initial, .. },
+            ..
+        } = &mut self.phase
+        else {
+            return LineOutcome::Close;
+        };
+        let Some(mut round) = initial.take() else {
+            return LineOutcome::Close;
+        };
+        match event.event_type {
+            WatchEventType::Bookmark => {
+                if is_initial_events_end(event.object.get()) {
+                    round.snapshot_rv = event.meta.resource_version.as_deref().map(str::to_owned);
+                    self.backoff.note_healthy(now);
+                    self.conclude_round(now, round, out);
+                    return LineOutcome::Continue;
+                }
+            }
+            WatchEventType::Error => {
+                let status = Status::parse_lenient(event.object.get().as_bytes());
+                self.put_initial(round);
+                let step = self.retry_step();
+                let delay = self.back_off(now, step, None);
+                log::warn!(
+                    "watch {}: the server sent an ERROR event during a streaming list ({}); listing again in {} ms",
+                    self.spec.name,
+                    status.summary(),
+                    delay.as_millis()
+                );
+                return LineOutcome::Close;
+            }
+            WatchEventType::Added | WatchEventType::Modified | WatchEventType::Deleted => {
+                if self.item_kind.is_none() {
+                    self.item_kind = event.kind.as_deref().map(str::to_owned);
+                }
+                if event.event_type == WatchEventType::Deleted {
+                    // Not expected before the end of the initial events; a
+                    // server that sends one anyway is obeyed.
+                    if let (false, Some(key)) =
+                        (self.excluded(&event.meta), object_key(&event.meta))
+                    {
+                        self.index.remove(&key);
+                        round.seen.remove(&key);
+                        let kind = self.item_kind.as_deref().unwrap_or("");
+                        let emitted = Emitted {
+                            event_type: EventType::Deleted,
+                            origin: Origin::Watch,
+                            object: event.object.get(),
+                            final_state_unknown: false,
+                            identity: Identity::of(kind, &event.meta),
+                        };
+                        deliver(&mut self.stats, now, &self.spec.events, out, emitted);
+                    }
+                } else {
+                    self.list_item(now, &mut round, event.object.get(), &event.meta, out);
+                }
+            }
+        }
+        self.put_initial(round);
+        LineOutcome::Continue
+    }
+
+    fn put_initial(&mut self, round: ListRound) {
+        if let Phase::InFlight {
+            request: InFlight::Watch { initial, .. },
+            ..
+        } = &mut self.phase
+        {
+            *initial = Some(round);
+        }
     }
 
     fn on_error_event(&mut self, now: Instant, object: &str) -> LineOutcome {
@@ -899,7 +1432,7 @@ impl WatchMachine {
             );
             self.stats.relists += 1;
             self.count_reconnect(ReconnectReason::Expired);
-            let then = Step::List(ListRound::new(ListPurpose::Relist));
+            let then = self.list_step(ListPurpose::Relist);
             self.phase = match status.details.as_ref().and_then(|d| d.retry_after_seconds) {
                 Some(s) => Phase::BackingOff {
                     until: now + Duration::from_secs(s),
@@ -926,12 +1459,34 @@ impl WatchMachine {
     /// line was handled).
     pub fn on_watch_end(&mut self, now: Instant, clean: bool) {
         let Phase::InFlight {
-            request: InFlight::Watch { stream, .. },
+            request: InFlight::Watch {
+                stream, initial, ..
+            },
             ..
         } = &self.phase
         else {
             return;
         };
+        if let Some(round) = initial {
+            if clean && self.spec.initial_list == InitialList::Auto {
+                // A server that ends the stream normally without the bookmark
+                // does not implement streaming lists (it may have ignored
+                // sendInitialEvents): LIST instead.
+                log::warn!(
+                    "watch {}: the server ended a streaming list without its initial-events-end bookmark; using paginated LISTs on this cluster from now on",
+                    self.spec.name
+                );
+                self.stream_rejected = true;
+                self.phase = Phase::Ready(Step::List(ListRound::new(round.purpose)));
+                self.count_reconnect(ReconnectReason::StreamEnded);
+                return;
+            }
+            self.on_transport_error(
+                now,
+                &"the streaming list ended before its initial-events-end bookmark",
+            );
+            return;
+        }
         let failures_before = stream
             .as_ref()
             .map_or(self.stats.consecutive_failures, |s| s.failures_before);
@@ -959,6 +1514,26 @@ impl WatchMachine {
     }
 }
 
+/// Whether a BOOKMARK's object carries `k8s.io/initial-events-end: "true"`.
+fn is_initial_events_end(object: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Bookmark {
+        #[serde(default)]
+        metadata: Meta,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct Meta {
+        #[serde(default)]
+        annotations: std::collections::HashMap<String, String>,
+    }
+    serde_json::from_str::<Bookmark>(object).is_ok_and(|b| {
+        b.metadata
+            .annotations
+            .get(INITIAL_EVENTS_END)
+            .is_some_and(|v| v == "true")
+    })
+}
+
 /// "pods" → "Pod", for synthesised objects when the server never said.
 fn guess_kind(plural: &str) -> String {
     let singular = plural
@@ -981,9 +1556,16 @@ mod tests {
     fn spec(on_start: OnStart) -> WatchSpec {
         WatchSpec {
             name: "pods".into(),
-            api_version: "v1".into(),
-            resource: "pods".into(),
-            path: ResourcePath::new("", "v1", None, "pods"),
+            record_name: "pods".into(),
+            target: WatchTarget::Resource {
+                api_version: "v1".into(),
+                resource: "pods".into(),
+            },
+            base_path: String::new(),
+            namespace: None,
+            exclude_namespaces: Vec::new(),
+            metadata_only: false,
+            initial_list: InitialList::List,
             selectors: Selectors::default(),
             events: vec![EventType::Added, EventType::Modified, EventType::Deleted],
             on_start,
@@ -1295,6 +1877,459 @@ mod tests {
             )
         };
         assert_eq!(ids, vec![want("1"), want("11"), want("11")]);
+    }
+
+    fn bookmark(rv: &str, end: bool) -> Vec<u8> {
+        let ann = if end {
+            r#","annotations":{"k8s.io/initial-events-end":"true"}"#
+        } else {
+            ""
+        };
+        format!(r#"{{"type":"BOOKMARK","object":{{"kind":"Pod","apiVersion":"v1","metadata":{{"resourceVersion":"{rv}"{ann}}}}}}}"#)
+            .into_bytes()
+    }
+
+    fn streaming_spec(initial_list: InitialList, on_start: OnStart) -> WatchSpec {
+        let mut s = spec(on_start);
+        s.initial_list = initial_list;
+        s
+    }
+
+    /// Opens a streaming list and feeds it `items` and the end bookmark.
+    fn stream_listed(
+        m: &mut WatchMachine,
+        now: Instant,
+        rv: &str,
+        items: &[String],
+        seen: &mut Seen,
+    ) {
+        let r = m.poll_request(now).unwrap();
+        assert_eq!(r.kind, RequestKind::Watch);
+        assert!(
+            r.path_and_query.starts_with("/api/v1/pods?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion=&allowWatchBookmarks=true&timeoutSeconds="),
+            "{}",
+            r.path_and_query
+        );
+        m.on_watch_opened(now);
+        assert_eq!(m.state_name(), "listing");
+        for item in items {
+            m.on_watch_line(now, &line("ADDED", item), &mut collect(seen));
+        }
+        m.on_watch_line(now, &bookmark(rv, true), &mut collect(seen));
+    }
+
+    #[test]
+    fn streaming_list_delivers_initial_events_as_list_then_watches() {
+        let mut m = WatchMachine::new(
+            streaming_spec(InitialList::Stream, OnStart::Added),
+            Rng::new(1),
+        );
+        let now = Instant::now();
+        let mut seen = Seen::new();
+        let r = m.poll_request(now).unwrap();
+        m.on_watch_opened(now);
+        assert!(r.path_and_query.contains("sendInitialEvents=true"));
+        m.on_watch_line(now, &line("ADDED", &pod("a", "3")), &mut collect(&mut seen));
+        m.on_watch_line(now, &bookmark("4", false), &mut collect(&mut seen));
+        assert!(
+            !m.has_listed(),
+            "a plain bookmark does not end the initial events"
+        );
+        assert!(!m.is_streaming());
+        m.on_watch_line(now, &line("ADDED", &pod("b", "5")), &mut collect(&mut seen));
+        m.on_watch_line(now, &bookmark("9", true), &mut collect(&mut seen));
+        assert!(m.has_listed() && m.is_streaming());
+        assert_eq!(m.resume_version(), Some("9"));
+        assert_eq!(m.known_objects(), 2);
+        m.on_watch_line(
+            now,
+            &line("MODIFIED", &pod("a", "10")),
+            &mut collect(&mut seen),
+        );
+        let got: Vec<_> = seen.iter().map(|s| (s.0, s.1)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (EventType::Added, Origin::List),
+                (EventType::Added, Origin::List),
+                (EventType::Modified, Origin::Watch)
+            ]
+        );
+        // The stream's normal end re-watches from the last resourceVersion.
+        m.on_watch_end(now + Duration::from_secs(5), true);
+        let r = m.poll_request(now + Duration::from_secs(5)).unwrap();
+        assert!(
+            r.path_and_query.contains("resourceVersion=10&"),
+            "{}",
+            r.path_and_query
+        );
+        assert!(!r.path_and_query.contains("sendInitialEvents"));
+    }
+
+    #[test]
+    fn streaming_list_obeys_on_start_skip() {
+        let mut m = WatchMachine::new(
+            streaming_spec(InitialList::Auto, OnStart::Skip),
+            Rng::new(1),
+        );
+        let now = Instant::now();
+        let mut seen = Seen::new();
+        stream_listed(&mut m, now, "7", &[pod("a", "1"), pod("b", "2")], &mut seen);
+        assert!(seen.is_empty());
+        assert_eq!(m.known_objects(), 2);
+        m.on_watch_line(
+            now,
+            &line("DELETED", &pod("a", "8")),
+            &mut collect(&mut seen),
+        );
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].1, Origin::Watch);
+    }
+
+    #[test]
+    fn auto_falls_back_to_list_when_streaming_is_refused_and_stream_does_not() {
+        let now = Instant::now();
+        let mut m = WatchMachine::new(
+            streaming_spec(InitialList::Auto, OnStart::Added),
+            Rng::new(1),
+        );
+        m.poll_request(now).unwrap();
+        m.on_http_error(
+            now,
+            422,
+            None,
+            br#"{"kind":"Status","code":422,"reason":"Invalid"}"#,
+        );
+        assert!(m.streaming_rejected());
+        let r = m.poll_request(now).expect("the LIST follows at once");
+        assert_eq!(r.kind, RequestKind::List);
+        // Relists use LISTs from now on too.
+        let mut seen = Seen::new();
+        m.on_list_body(
+            now,
+            &list_body("5", "", &[pod("a", "1")]),
+            &mut collect(&mut seen),
+        );
+        m.poll_request(now).unwrap();
+        m.on_http_error(now, 410, None, b"");
+        assert_eq!(m.poll_request(now).unwrap().kind, RequestKind::List);
+
+        let mut m = WatchMachine::new(
+            streaming_spec(InitialList::Stream, OnStart::Added),
+            Rng::new(1),
+        );
+        m.poll_request(now).unwrap();
+        m.on_http_error(now, 422, None, b"");
+        assert!(!m.streaming_rejected());
+        assert_eq!(m.state_name(), "backing off");
+        let r = m.poll_request(now + Duration::from_secs(1)).unwrap();
+        assert!(r.path_and_query.contains("sendInitialEvents=true"));
+    }
+
+    #[test]
+    fn another_watch_learning_the_refusal_switches_a_pending_stream_to_list() {
+        let now = Instant::now();
+        let mut m = WatchMachine::new(
+            streaming_spec(InitialList::Auto, OnStart::Added),
+            Rng::new(1),
+        );
+        m.disable_streaming();
+        assert_eq!(m.poll_request(now).unwrap().kind, RequestKind::List);
+        let mut m = WatchMachine::new(
+            streaming_spec(InitialList::Stream, OnStart::Added),
+            Rng::new(1),
+        );
+        m.disable_streaming();
+        assert_eq!(m.poll_request(now).unwrap().kind, RequestKind::Watch);
+    }
+
+    #[test]
+    fn relist_by_streaming_list_diffs_against_the_index() {
+        let mut m = WatchMachine::new(
+            streaming_spec(InitialList::Stream, OnStart::Added),
+            Rng::new(1),
+        );
+        let now = Instant::now();
+        let mut seen = Seen::new();
+        stream_listed(
+            &mut m,
+            now,
+            "10",
+            &[pod("a", "1"), pod("b", "2"), pod("c", "3")],
+            &mut seen,
+        );
+        seen.clear();
+        let err = r#"{"kind":"Status","status":"Failure","reason":"Expired","code":410}"#;
+        assert_eq!(
+            m.on_watch_line(now, &line("ERROR", err), &mut collect(&mut seen)),
+            LineOutcome::Close
+        );
+        // a unchanged, b modified, c gone, d new.
+        stream_listed(
+            &mut m,
+            now,
+            "20",
+            &[pod("a", "1"), pod("b", "19"), pod("d", "18")],
+            &mut seen,
+        );
+        let got: Vec<_> = seen.iter().map(|s| (s.0, s.1, s.3)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (EventType::Modified, Origin::Relist, false),
+                (EventType::Added, Origin::Relist, false),
+                (EventType::Deleted, Origin::Relist, true),
+            ]
+        );
+        assert_eq!(m.resume_version(), Some("20"));
+        assert_eq!(m.stats().relists, 1);
+        assert!(m.is_streaming());
+    }
+
+    #[test]
+    fn a_streaming_list_cut_before_its_end_starts_over() {
+        let mut m = WatchMachine::new(
+            streaming_spec(InitialList::Stream, OnStart::Added),
+            Rng::new(1),
+        );
+        let now = Instant::now();
+        let mut seen = Seen::new();
+        m.poll_request(now).unwrap();
+        m.on_watch_opened(now);
+        m.on_watch_line(now, &line("ADDED", &pod("a", "1")), &mut collect(&mut seen));
+        m.on_watch_end(now + Duration::from_secs(2), false);
+        assert!(!m.has_listed());
+        assert_eq!(m.state_name(), "backing off");
+        let later = now + Duration::from_secs(3);
+        stream_listed(
+            &mut m,
+            later,
+            "5",
+            &[pod("a", "1"), pod("b", "2")],
+            &mut seen,
+        );
+        assert_eq!(seen.len(), 2, "a is not delivered twice");
+        assert_eq!(m.resume_version(), Some("5"));
+    }
+
+    #[test]
+    fn a_streaming_list_that_ends_cleanly_without_its_bookmark_falls_back_to_list() {
+        let now = Instant::now();
+        let mut seen = Seen::new();
+        let mut m = WatchMachine::new(
+            streaming_spec(InitialList::Auto, OnStart::Added),
+            Rng::new(1),
+        );
+        m.poll_request(now).unwrap();
+        m.on_watch_opened(now);
+        m.on_watch_line(now, &line("ADDED", &pod("a", "1")), &mut collect(&mut seen));
+        m.on_watch_line(
+            now,
+            &line("DELETED", &pod("a", "2")),
+            &mut collect(&mut seen),
+        );
+        assert_eq!(m.known_objects(), 0, "a DELETED is obeyed even here");
+        m.on_watch_end(now + Duration::from_secs(300), true);
+        assert!(m.streaming_rejected());
+        assert_eq!(m.poll_request(now).unwrap().kind, RequestKind::List);
+        let got: Vec<_> = seen.iter().map(|s| (s.0, s.1)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (EventType::Added, Origin::List),
+                (EventType::Deleted, Origin::Watch)
+            ]
+        );
+    }
+
+    #[test]
+    fn excluded_namespaces_are_neither_delivered_nor_indexed() {
+        let mut s = streaming_spec(InitialList::List, OnStart::Added);
+        s.exclude_namespaces = vec!["ns".into()];
+        let mut m = WatchMachine::new(s, Rng::new(1));
+        let now = Instant::now();
+        let mut seen = Seen::new();
+        let other =
+            r#"{"metadata":{"name":"q","namespace":"other","uid":"q","resourceVersion":"4"}}"#;
+        m.poll_request(now).unwrap();
+        m.on_list_body(
+            now,
+            &list_body("5", "", &[pod("a", "1"), other.into()]),
+            &mut collect(&mut seen),
+        );
+        m.poll_request(now).unwrap();
+        m.on_watch_opened(now);
+        m.on_watch_line(
+            now,
+            &line("MODIFIED", &pod("a", "6")),
+            &mut collect(&mut seen),
+        );
+        assert_eq!(m.known_objects(), 1);
+        assert_eq!(seen.len(), 1);
+        assert!(seen[0].2.contains("\"other\""));
+        assert_eq!(
+            m.resume_version(),
+            Some("6"),
+            "excluded events still move the resume point"
+        );
+    }
+
+    #[test]
+    fn metadata_only_asks_for_partial_objects_and_falls_back_on_406() {
+        let mut s = streaming_spec(InitialList::List, OnStart::Added);
+        s.metadata_only = true;
+        let mut m = WatchMachine::new(s, Rng::new(1));
+        let now = Instant::now();
+        let r = m.poll_request(now).unwrap();
+        assert_eq!(r.accept, METADATA_LIST_ACCEPT);
+        m.on_http_error(now, 406, None, b"");
+        let r = m.poll_request(now).expect("retried at once");
+        assert_eq!((r.kind, r.accept), (RequestKind::List, JSON_ACCEPT));
+        let mut s = streaming_spec(InitialList::List, OnStart::Added);
+        s.metadata_only = true;
+        let mut m = WatchMachine::new(s, Rng::new(1));
+        let mut kinds = Vec::new();
+        m.poll_request(now).unwrap();
+        let partial = r#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":{"name":"p","namespace":"ns","uid":"u","resourceVersion":"1"}}"#;
+        let body = format!(
+            r#"{{"kind":"PartialObjectMetadataList","metadata":{{"resourceVersion":"2"}},"items":[{partial}]}}"#
+        );
+        m.on_list_body(now, body.as_bytes(), &mut |e: Emitted<'_>| {
+            kinds.push(e.identity.kind.to_owned())
+        });
+        let r = m.poll_request(now).unwrap();
+        assert_eq!(r.accept, METADATA_WATCH_ACCEPT);
+        m.on_watch_opened(now);
+        m.on_watch_line(now, &line("MODIFIED", partial), &mut |e: Emitted<'_>| {
+            kinds.push(e.identity.kind.to_owned())
+        });
+        assert_eq!(
+            kinds,
+            ["Pod", "Pod"],
+            "the resource's kind, not PartialObjectMetadata"
+        );
+    }
+
+    fn kind_spec(name: &str, namespace: Option<&str>) -> WatchSpec {
+        let mut s = streaming_spec(InitialList::List, OnStart::Added);
+        s.target = WatchTarget::Kind {
+            name: name.into(),
+            api_version: None,
+        };
+        s.namespace = namespace.map(Into::into);
+        s
+    }
+
+    const AGG_CORE: &str = r#"{"kind":"APIGroupDiscoveryList","apiVersion":"apidiscovery.k8s.io/v2","items":[{"metadata":{},"versions":[{"version":"v1","resources":[
+        {"resource":"nodes","responseKind":{"kind":"Node"},"scope":"Cluster","singularResource":"node","verbs":["list","watch"],"shortNames":["no"]},
+        {"resource":"events","responseKind":{"kind":"Event"},"scope":"Namespaced","singularResource":"event","verbs":["list","watch"]}]}]}]}"#;
+    const AGG_GROUPS: &str = r#"{"kind":"APIGroupDiscoveryList","apiVersion":"apidiscovery.k8s.io/v2","items":[{"metadata":{"name":"apps"},"versions":[{"version":"v1","resources":[
+        {"resource":"deployments","responseKind":{"kind":"Deployment"},"scope":"Namespaced","singularResource":"deployment","verbs":["list","watch"],"shortNames":["deploy"]}]}]},
+        {"metadata":{"name":"events.k8s.io"},"versions":[{"version":"v1","resources":[
+        {"resource":"events","responseKind":{"kind":"Event"},"scope":"Namespaced","singularResource":"event","verbs":["list","watch"]}]}]}]}"#;
+
+    /// Answers the two aggregated discovery GETs.
+    fn discover(m: &mut WatchMachine, now: Instant, groups: &str) {
+        for (path, body) in [("/api", AGG_CORE), ("/apis", groups)] {
+            assert!(matches!(m.state_name(), "resolving" | "backing off"));
+            let r = m.poll_request(now).unwrap();
+            assert_eq!(
+                (r.kind, r.path_and_query.as_str(), r.accept),
+                (RequestKind::Discovery, path, DISCOVERY_ACCEPT)
+            );
+            m.on_discovery_body(now, body.as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_kind_is_resolved_through_discovery_before_listing() {
+        let mut m = WatchMachine::new(kind_spec("deploy", Some("web")), Rng::new(1));
+        let now = Instant::now();
+        assert_eq!(m.api_version(), None);
+        discover(&mut m, now, AGG_GROUPS);
+        assert_eq!(m.api_version(), Some("apps/v1"));
+        let r = m.poll_request(now).unwrap();
+        assert_eq!(
+            r.path_and_query,
+            "/apis/apps/v1/namespaces/web/deployments?limit=2"
+        );
+    }
+
+    #[test]
+    fn a_missing_kind_is_discovered_again_with_backoff() {
+        let mut m = WatchMachine::new(kind_spec("Widget", None), Rng::new(1));
+        let now = Instant::now();
+        discover(&mut m, now, AGG_GROUPS);
+        assert_eq!(m.state_name(), "backing off");
+        let due = m.deadline().unwrap();
+        assert!(
+            due > now && due <= now + Duration::from_secs(2),
+            "{:?}",
+            due - now
+        );
+        assert!(m.poll_request(now).is_none());
+        let widgets = AGG_GROUPS
+            .replace("\"deployments\"", "\"widgets\"")
+            .replace("Deployment", "Widget");
+        discover(&mut m, due, &widgets);
+        assert_eq!(m.api_version(), Some("apps/v1"));
+        assert_eq!(m.poll_request(due).unwrap().kind, RequestKind::List);
+    }
+
+    #[test]
+    fn ambiguous_names_and_namespaced_cluster_kinds_fail_for_good() {
+        let now = Instant::now();
+        let mut m = WatchMachine::new(kind_spec("Event", None), Rng::new(1));
+        discover(&mut m, now, AGG_GROUPS);
+        assert!(m.has_failed());
+        assert_eq!(m.state_name(), "failed");
+        assert!(!m.wants_request(now + Duration::from_secs(3600)));
+        assert_eq!(m.deadline(), None);
+        let mut m = WatchMachine::new(kind_spec("nodes", Some("web")), Rng::new(1));
+        discover(&mut m, now, AGG_GROUPS);
+        assert!(m.has_failed());
+        let mut m = WatchMachine::new(kind_spec("nodes", None), Rng::new(1));
+        discover(&mut m, now, AGG_GROUPS);
+        assert_eq!(
+            m.poll_request(now).unwrap().path_and_query,
+            "/api/v1/nodes?limit=2"
+        );
+    }
+
+    #[test]
+    fn discovery_failures_restart_discovery_and_404s_skip_a_group_version() {
+        let now = Instant::now();
+        let mut m = WatchMachine::new(kind_spec("deploy", None), Rng::new(1));
+        m.poll_request(now).unwrap();
+        m.on_http_error(now, 503, Some(Duration::from_secs(1)), b"");
+        assert_eq!(m.state_name(), "backing off");
+        let later = now + Duration::from_secs(1);
+        assert_eq!(m.poll_request(later).unwrap().path_and_query, "/api");
+        m.on_discovery_body(later, br#"{"kind":"APIVersions","versions":["v1"]}"#);
+        assert_eq!(m.poll_request(later).unwrap().path_and_query, "/apis");
+        m.on_discovery_body(later, br#"{"kind":"APIGroupList","groups":[{"name":"apps","versions":[{"groupVersion":"apps/v1","version":"v1"}]}]}"#);
+        assert_eq!(m.poll_request(later).unwrap().path_and_query, "/api/v1");
+        m.on_http_error(later, 404, None, b"");
+        assert_eq!(
+            m.poll_request(later).unwrap().path_and_query,
+            "/apis/apps/v1"
+        );
+        m.on_discovery_body(later, br#"{"kind":"APIResourceList","groupVersion":"apps/v1","resources":[{"name":"deployments","singularName":"deployment","namespaced":true,"kind":"Deployment","verbs":["list","watch"],"shortNames":["deploy"]}]}"#);
+        assert_eq!(
+            m.poll_request(later).unwrap().path_and_query,
+            "/apis/apps/v1/deployments?limit=2"
+        );
+        // Garbage is a transport error: discovery starts over after a backoff.
+        let mut m = WatchMachine::new(kind_spec("deploy", None), Rng::new(1));
+        m.poll_request(now).unwrap();
+        m.on_discovery_body(now, b"<html>");
+        assert_eq!(m.state_name(), "backing off");
+        assert_eq!(
+            m.poll_request(now + Duration::from_secs(1))
+                .unwrap()
+                .path_and_query,
+            "/api"
+        );
     }
 
     #[test]
