@@ -54,6 +54,8 @@ pub const DEFAULT_SINK_QUEUE_EVENTS: usize = 4096;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `watch.watch_timeout`.
 pub const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default `daemon.state_dir` (systemd's `StateDirectory=kwatchd`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/kwatchd";
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +77,8 @@ pub struct DaemonConfig {
     pub max_line_bytes: usize,
     /// Per-sink queue bound, in events (>= 1).
     pub sink_queue_events: usize,
+    /// Where the per-watch checkpoints live (absolute).
+    pub state_dir: PathBuf,
 }
 
 impl Default for DaemonConfig {
@@ -83,6 +87,7 @@ impl Default for DaemonConfig {
             log_level: log::LevelFilter::Info,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             sink_queue_events: DEFAULT_SINK_QUEUE_EVENTS,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         }
     }
 }

@@ -21,7 +21,12 @@ use super::{
 };
 
 const TOP_KEYS: &[&str] = &["daemon", "clusters", "watch", "sinks"];
-const DAEMON_KEYS: &[&str] = &["log_level", "max_line_bytes", "sink_queue_events"];
+const DAEMON_KEYS: &[&str] = &[
+    "log_level",
+    "max_line_bytes",
+    "sink_queue_events",
+    "state_dir",
+];
 const CLUSTER_KEYS: &[&str] = &[
     "server",
     "certificate_authority",
@@ -92,7 +97,7 @@ fn internal_error(source: &Path) -> ConfigError {
 
 fn document(ctx: &mut Ctx, env: &Env, root: &TableNode, source: &Path) -> Option<Config> {
     root.check_keys(ctx, TOP_KEYS);
-    let daemon = daemon(ctx, root);
+    let daemon = daemon(ctx, env, root);
     let cluster_tables = named_tables(ctx, root, "clusters", "cluster");
     let sink_tables = named_tables(ctx, root, "sinks", "sink");
     let refs = Refs {
@@ -283,7 +288,7 @@ fn distinct_strings<'a>(ctx: &mut Ctx, field: &Field<'a>, what: &str) -> Option<
 
 // ---------------------------------------------------------------- [daemon]
 
-fn daemon(ctx: &mut Ctx, root: &TableNode) -> Option<DaemonConfig> {
+fn daemon(ctx: &mut Ctx, env: &Env, root: &TableNode) -> Option<DaemonConfig> {
     let Some(field) = root.get("daemon") else {
         return Some(DaemonConfig::default());
     };
@@ -297,10 +302,14 @@ fn daemon(ctx: &mut Ctx, root: &TableNode) -> Option<DaemonConfig> {
     let sink_queue_events = t
         .get("sink_queue_events")
         .map_or(Some(defaults.sink_queue_events), |f| queue_events(ctx, &f));
+    let state_dir = with_default(ctx, &t, "state_dir", defaults.state_dir, |s| {
+        resolve_path(s, env.base_dir.as_deref())
+    });
     Some(DaemonConfig {
         log_level: log_level?,
         max_line_bytes: max_line_bytes?,
         sink_queue_events: sink_queue_events?,
+        state_dir: state_dir?,
     })
 }
 

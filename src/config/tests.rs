@@ -78,6 +78,7 @@ fn minimal_config_gets_defaults() {
             log_level: log::LevelFilter::Info,
             max_line_bytes: 16 * 1024 * 1024,
             sink_queue_events: 4096,
+            state_dir: PathBuf::from("/var/lib/kwatchd"),
         },
         clusters: BTreeMap::from([(
             "local".to_string(),
@@ -242,6 +243,7 @@ fn example_config_documents_every_key() {
         "log_level",
         "max_line_bytes",
         "sink_queue_events",
+        "state_dir",
         "server",
         "certificate_authority",
         "insecure_skip_tls_verify",
@@ -479,7 +481,7 @@ format = "json"
         "verbose",
         "unknown key `verbose` at the top level; expected one of: daemon, clusters, watch, sinks",
     );
-    assert_error(&e, 3, "daemon.loglevel", "unknown key `loglevel` in [daemon]; expected one of: log_level, max_line_bytes, sink_queue_events");
+    assert_error(&e, 3, "daemon.loglevel", "unknown key `loglevel` in [daemon]; expected one of: log_level, max_line_bytes, sink_queue_events, state_dir");
     assert_error(
         &e,
         6,
@@ -792,6 +794,11 @@ fn daemon_values() {
             .daemon
             .sink_queue_events,
         100000
+    );
+    assert_eq!(
+        ok(&daemon("state_dir = \"state\"")).daemon.state_dir,
+        cwd().join("state"),
+        "relative state_dir is resolved against the current directory"
     );
     let cases = [
         ("max_line_bytes = 1023", "out of range"),

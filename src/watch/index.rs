@@ -39,6 +39,15 @@ pub fn object_key(meta: &ObjectMeta<'_>) -> Option<String> {
 }
 
 impl ObjectIndex {
+    /// An index restored from a checkpoint.
+    pub fn from_map(by_key: HashMap<String, IndexEntry>) -> Self {
+        ObjectIndex { by_key }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&IndexEntry> {
+        self.by_key.get(key)
+    }
+
     pub fn len(&self) -> usize {
         self.by_key.len()
     }

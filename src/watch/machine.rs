@@ -2,6 +2,7 @@
 
 use super::backoff::Backoff;
 use super::index::{object_key, Change, IndexEntry, ObjectIndex};
+use super::progress::{IndexChange, Progress};
 use crate::config::{EventType, OnStart};
 use crate::kube::event::{excerpt, object_meta, ObjectMeta};
 use crate::kube::{
@@ -74,16 +75,40 @@ impl<'a> Identity<'a> {
     }
 }
 
-/// Counts the event and hands it on if the watch wants its type.
-fn deliver(stats: &mut WatchStats, wanted: &[EventType], out: &mut dyn Emit, event: Emitted<'_>) {
+/// Counts the event, hands it on if the watch wants its type, then reports
+/// the step's progress (always, so the ledger sees every index change and
+/// version in order, whether the event was forwarded or filtered out).
+fn deliver(
+    stats: &mut WatchStats,
+    wanted: &[EventType],
+    out: &mut dyn Emit,
+    event: Emitted<'_>,
+    progress: Progress<'_>,
+) {
     stats.events += 1;
     if wanted.contains(&event.event_type) {
         out.emit(event);
+    }
+    out.progress(progress);
+}
+
+/// The index change of an upserted object.
+fn put<'a>(key: &'a str, meta: &'a ObjectMeta<'a>) -> IndexChange<'a> {
+    IndexChange::Put {
+        key,
+        namespace: meta.namespace.as_deref(),
+        name: meta.name.as_deref().unwrap_or(""),
+        resource_version: meta.resource_version.as_deref().unwrap_or(""),
     }
 }
 
 pub trait Emit {
     fn emit(&mut self, event: Emitted<'_>);
+
+    /// How the step whose event (if any) was just emitted moved the watch.
+    /// Every emitted event is followed by exactly one call; steps that emit
+    /// nothing (filtered events, bookmarks, silent lists) report too.
+    fn progress(&mut self, _progress: Progress<'_>) {}
 }
 
 impl<F: FnMut(Emitted<'_>)> Emit for F {
@@ -240,6 +265,22 @@ impl WatchMachine {
             auth_failures: 0,
             stats: WatchStats::default(),
         }
+    }
+
+    /// Starts from a checkpoint instead of a first list: watch from
+    /// `resource_version`, knowing `index`. If that version has expired the
+    /// watch relists and reports the difference (origin "relist"); the
+    /// watch's `on_start` does not apply. Only meaningful before the first
+    /// request.
+    pub fn resume_from(&mut self, resource_version: String, index: ObjectIndex) {
+        log::info!(
+            "watch {}: resuming from the checkpoint at resourceVersion {resource_version} ({} objects known)",
+            self.spec.name,
+            index.len()
+        );
+        self.resume_rv = Some(resource_version);
+        self.index = index;
+        self.phase = Phase::Ready(Step::Watch);
     }
 
     pub fn spec(&self) -> &WatchSpec {
@@ -590,10 +631,20 @@ impl WatchMachine {
                 continue;
             };
             let change = self.index.upsert(&key, &meta);
-            round.seen.insert(key);
+            let progress = Progress {
+                resource_version: None,
+                change: put(&key, &meta),
+            };
             let (event_type, origin) = match (round.purpose, change) {
-                (_, Change::Unchanged) => continue,
-                (ListPurpose::Initial { deliver: false }, _) => continue,
+                (_, Change::Unchanged) => {
+                    round.seen.insert(key);
+                    continue;
+                }
+                (ListPurpose::Initial { deliver: false }, _) => {
+                    out.progress(progress);
+                    round.seen.insert(key);
+                    continue;
+                }
                 (ListPurpose::Initial { deliver: true }, Change::New) => {
                     (EventType::Added, Origin::List)
                 }
@@ -611,7 +662,8 @@ impl WatchMachine {
                 final_state_unknown: false,
                 identity: Identity::of(kind, &meta),
             };
-            deliver(&mut self.stats, &self.spec.events, out, event);
+            deliver(&mut self.stats, &self.spec.events, out, event, progress);
+            round.seen.insert(key);
         }
         match page.continue_token {
             Some(token) => {
@@ -627,7 +679,13 @@ impl WatchMachine {
         let gone = self.index.drain_unseen(|k| seen.contains(k));
         let report = !matches!(round.purpose, ListPurpose::Initial { deliver: false });
         for (key, entry) in &gone {
-            if report {
+            let progress = Progress {
+                resource_version: None,
+                change: IndexChange::Remove { key },
+            };
+            if !report {
+                out.progress(progress);
+            } else {
                 let (object, kind) = self.synthesise_object(key, entry);
                 let event = Emitted {
                     event_type: EventType::Deleted,
@@ -642,8 +700,11 @@ impl WatchMachine {
                         resource_version: &entry.resource_version,
                     },
                 };
-                deliver(&mut self.stats, &self.spec.events, out, event);
+                deliver(&mut self.stats, &self.spec.events, out, event, progress);
             }
+        }
+        if let Some(rv) = &round.snapshot_rv {
+            out.progress(Progress::version(rv));
         }
         log::info!(
             "watch {}: listed {} objects at resourceVersion {}{}",
@@ -752,26 +813,37 @@ impl WatchMachine {
             self.item_kind = event.kind.as_deref().map(str::to_owned);
         }
         let key = object_key(&event.meta);
+        let event_rv = event.meta.resource_version.as_deref();
         let event_type = match event.event_type {
-            WatchEventType::Bookmark => return LineOutcome::Continue,
+            WatchEventType::Bookmark => {
+                if let Some(rv) = event_rv {
+                    out.progress(Progress::version(rv));
+                }
+                return LineOutcome::Continue;
+            }
             WatchEventType::Error => return self.on_error_event(now, event.object.get()),
             WatchEventType::Added => EventType::Added,
             WatchEventType::Modified => EventType::Modified,
             WatchEventType::Deleted => EventType::Deleted,
         };
-        match (&key, event_type) {
+        let change = match (&key, event_type) {
             (Some(key), EventType::Deleted) => {
                 self.index.remove(key);
+                IndexChange::Remove { key }
             }
             (Some(key), _) => {
                 self.index.upsert(key, &event.meta);
+                put(key, &event.meta)
             }
-            (None, _) => log::warn!(
-                "watch {}: {} event for an object without uid or name; delivered, not indexed",
-                self.spec.name,
-                event_type.as_str()
-            ),
-        }
+            (None, _) => {
+                log::warn!(
+                    "watch {}: {} event for an object without uid or name; delivered, not indexed",
+                    self.spec.name,
+                    event_type.as_str()
+                );
+                IndexChange::None
+            }
+        };
         let kind = event
             .kind
             .as_deref()
@@ -784,7 +856,11 @@ impl WatchMachine {
             final_state_unknown: false,
             identity: Identity::of(kind, &event.meta),
         };
-        deliver(&mut self.stats, &self.spec.events, out, emitted);
+        let progress = Progress {
+            resource_version: event_rv,
+            change,
+        };
+        deliver(&mut self.stats, &self.spec.events, out, emitted, progress);
         LineOutcome::Continue
     }
 
