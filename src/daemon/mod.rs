@@ -10,6 +10,8 @@ use crate::kube::{ResourcePath, Selectors};
 use crate::net::Resolver;
 use crate::rand::Rng;
 use crate::sink::{ExecSink, FileSink, QueueBound, Sink, SinkCtx, WebhookSink};
+use crate::state::{AckRef, Fingerprint, Ledger, StateDirError, StateStore};
+use crate::watch::index::ObjectIndex;
 use crate::watch::{WatchMachine, WatchSpec};
 use cluster::ClusterRuntime;
 use mio::{Events, Poll, Token, Waker};
@@ -33,6 +35,10 @@ const SINK_QUEUE_BYTES: usize = 64 << 20;
 /// a full disk, a stuck FIFO) before giving up and saying how much is left.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
 const LIST_PAGE_SIZE: u32 = 500;
+/// Checkpoints are written at most this often (and at shutdown).
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// How long shutdown waits for the checkpoint writer.
+const CHECKPOINT_FINISH: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub enum DaemonError {
@@ -51,6 +57,7 @@ pub enum DaemonError {
     TooManyWatches {
         count: usize,
     },
+    StateDir(StateDirError),
 }
 
 impl fmt::Display for DaemonError {
@@ -64,6 +71,7 @@ impl fmt::Display for DaemonError {
                 "{count} watches configured; at most {} are supported by one daemon",
                 watcher::MAX_WATCHES
             ),
+            Self::StateDir(e) => write!(f, "{e}"),
         }
     }
 }
@@ -91,6 +99,12 @@ pub struct Daemon {
     notifier: Option<notify::Notifier>,
     /// READY=1 was sent.
     ready: bool,
+    /// `None` only after shutdown handed it its last checkpoints.
+    state: Option<StateStore>,
+    /// No checkpoint write before this.
+    next_checkpoint: Instant,
+    /// Acks collected from the sinks, routed to the ledgers each turn.
+    acks: Vec<AckRef>,
 }
 
 impl Daemon {
@@ -104,6 +118,7 @@ impl Daemon {
         let waker = Arc::new(
             Waker::new(poll.registry(), WAKER_TOKEN).map_err(io_err("cannot create the waker"))?,
         );
+        let state = StateStore::open(&config.daemon.state_dir).map_err(DaemonError::StateDir)?;
 
         let mut clusters = Vec::new();
         let mut cluster_index = HashMap::new();
@@ -133,9 +148,9 @@ impl Daemon {
                         name: name.clone(),
                         error: format!("cannot open {}: {e}", f.path.display()),
                     })?;
-                    Sink::File(file)
+                    Sink::File(Box::new(file))
                 }
-                SinkConfig::Stdout => Sink::File(FileSink::stdout(name, bound, token)),
+                SinkConfig::Stdout => Sink::File(Box::new(FileSink::stdout(name, bound, token))),
                 SinkConfig::Exec(e) => {
                     Sink::Exec(Box::new(ExecSink::new(name, e, queue_events, rng)))
                 }
@@ -194,8 +209,27 @@ impl Daemon {
             let wants_meta = sink_ids
                 .iter()
                 .any(|&i| sinks.get(i).is_some_and(Sink::wants_meta));
-            let machine = WatchMachine::new(spec, Rng::from_entropy(i as u64));
-            watchers.push(Watcher::new(
+            let fingerprint = Fingerprint {
+                cluster: w.cluster.clone(),
+                server: server.to_string(),
+                api_version: w.api_version.clone(),
+                resource: w.resource.clone(),
+                path: spec.path.as_str().to_owned(),
+                namespace: w.namespace.clone(),
+                label_selector: w.label_selector.clone(),
+                field_selector: w.field_selector.clone(),
+            };
+            let target = state.target(&w.name, fingerprint);
+            let mut machine = WatchMachine::new(spec, Rng::from_entropy(i as u64));
+            let mut ledger = Ledger::new();
+            if let Some(c) = state.load(&target) {
+                machine.resume_from(
+                    c.resource_version.clone(),
+                    ObjectIndex::from_map(c.objects.clone()),
+                );
+                ledger = Ledger::resumed(c.resource_version, c.objects);
+            }
+            let mut watcher = Watcher::new(
                 watchers.len(),
                 machine,
                 cluster,
@@ -203,7 +237,10 @@ impl Daemon {
                 sink_ids,
                 wants_meta,
                 config.daemon.max_line_bytes,
-            ));
+            );
+            watcher.ledger = ledger;
+            watcher.checkpoint = Some(target);
+            watchers.push(watcher);
         }
         let n = watchers.len();
         let sink_count = sinks.len();
@@ -222,6 +259,9 @@ impl Daemon {
             phase: Phase::Running,
             notifier: notify::Notifier::from_env(Instant::now()),
             ready: false,
+            state: Some(state),
+            next_checkpoint: Instant::now() + CHECKPOINT_INTERVAL,
+            acks: Vec::new(),
         })
     }
 
@@ -349,6 +389,8 @@ impl Daemon {
             }
         }
         self.poll_sinks();
+        self.collect_acks();
+        self.checkpoint_if_due();
         for (i, w) in self.watchers.iter().enumerate() {
             if blocked[i] && w.has_room(&self.sinks) {
                 blocked[i] = false;
@@ -366,11 +408,64 @@ impl Daemon {
         }
     }
 
+    /// Hands what the sinks finished to the watches' ledgers.
+    fn collect_acks(&mut self) {
+        let mut acks = std::mem::take(&mut self.acks);
+        for s in &mut self.sinks {
+            s.take_acks(&mut acks);
+        }
+        for ack in acks.drain(..) {
+            let Some(w) = self.watchers.get_mut(ack.watch) else {
+                continue;
+            };
+            if let Err(e) = w.ledger.ack(ack.seq) {
+                // A sink reporting a record twice, or one the ledger never
+                // recorded: a bug, but the ledger stays consistent.
+                log::debug!(
+                    "watch {}: ack for step {} ignored ({e:?})",
+                    w.machine.name(),
+                    ack.seq
+                );
+            }
+        }
+        self.acks = acks;
+    }
+
+    /// Queues the checkpoints of the watches whose handled state changed,
+    /// at most once per `CHECKPOINT_INTERVAL`.
+    fn checkpoint_if_due(&mut self) {
+        let now = Instant::now();
+        if now < self.next_checkpoint {
+            return;
+        }
+        if !self.watchers.iter().any(|w| w.ledger.is_dirty()) {
+            return;
+        }
+        self.write_checkpoints();
+        self.next_checkpoint = now + CHECKPOINT_INTERVAL;
+    }
+
+    fn write_checkpoints(&mut self) {
+        let Some(state) = &mut self.state else {
+            return;
+        };
+        for w in &mut self.watchers {
+            if let Some(target) = &w.checkpoint {
+                state.save(target, &mut w.ledger);
+            }
+        }
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         let watches = self.watchers.iter().filter_map(Watcher::deadline);
         let sinks = self.sinks.iter().filter_map(Sink::deadline);
         let watchdog = self.notifier.as_ref().and_then(notify::Notifier::deadline);
-        watches.chain(sinks).chain(watchdog).min()
+        let checkpoint = self
+            .watchers
+            .iter()
+            .any(|w| w.ledger.is_dirty())
+            .then_some(self.next_checkpoint);
+        watches.chain(sinks).chain(watchdog).chain(checkpoint).min()
     }
 
     /// "3 watches, 2 streaming, 1 backing off; 5321 events".
@@ -490,6 +585,8 @@ impl Daemon {
         let give_up = Instant::now() + SHUTDOWN_DRAIN;
         loop {
             self.poll_sinks();
+            self.collect_acks();
+            self.checkpoint_if_due();
             let pending: usize = self.sinks.iter().map(Sink::pending).sum();
             if pending == 0 {
                 break;
@@ -525,6 +622,13 @@ impl Daemon {
         }
         for s in &self.sinks {
             log::info!("sink {}: {}", s.name(), s.summary());
+        }
+        // Only what the sinks finished: records aborted or still queued are
+        // ahead of the checkpoint and are delivered again after a restart.
+        self.collect_acks();
+        self.write_checkpoints();
+        if let Some(state) = self.state.take() {
+            state.finish(CHECKPOINT_FINISH);
         }
         let events: u64 = self.watchers.iter().map(|w| w.machine.stats().events).sum();
         log::info!("stopped after {events} events");

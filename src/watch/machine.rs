@@ -1112,6 +1112,167 @@ mod tests {
         assert_eq!(m.stats().relists, 1);
     }
 
+    /// Records emitted events and reported steps, in order.
+    #[derive(Default)]
+    struct Steps(Vec<String>);
+
+    impl Emit for Steps {
+        fn emit(&mut self, e: Emitted<'_>) {
+            self.0.push(format!(
+                "emit {} {} {}",
+                e.event_type.as_str(),
+                e.origin.as_str(),
+                e.identity.uid
+            ));
+        }
+
+        fn progress(&mut self, p: Progress<'_>) {
+            let change = match p.change {
+                IndexChange::None => "-".to_owned(),
+                IndexChange::Put {
+                    key,
+                    resource_version,
+                    ..
+                } => format!("put {key}@{resource_version}"),
+                IndexChange::Remove { key } => format!("remove {key}"),
+            };
+            self.0.push(format!(
+                "step {} {change}",
+                p.resource_version.unwrap_or("-")
+            ));
+        }
+    }
+
+    fn checkpoint_index() -> ObjectIndex {
+        let entry = |name: &str, rv: &str| IndexEntry {
+            namespace: Some("ns".into()),
+            name: name.into(),
+            resource_version: rv.into(),
+        };
+        ObjectIndex::from_map(
+            [
+                ("a".to_owned(), entry("p-a", "1")),
+                ("b".to_owned(), entry("p-b", "2")),
+                ("c".to_owned(), entry("p-c", "3")),
+            ]
+            .into(),
+        )
+    }
+
+    #[test]
+    fn every_step_is_reported_after_its_event_filtered_or_not() {
+        let mut s = spec(OnStart::Skip);
+        s.events = vec![EventType::Added, EventType::Deleted];
+        let mut m = WatchMachine::new(s, Rng::new(1));
+        let now = Instant::now();
+        let mut steps = Steps::default();
+        m.poll_request(now).unwrap();
+        m.on_list_body(now, &list_body("10", "", &[pod("a", "1")]), &mut steps);
+        m.poll_request(now).unwrap();
+        m.on_watch_opened(now);
+        for l in [
+            line("ADDED", &pod("b", "11")),
+            line("MODIFIED", &pod("b", "12")),
+            line("BOOKMARK", r#"{"metadata":{"resourceVersion":"13"}}"#),
+            line("DELETED", &pod("a", "14")),
+        ] {
+            m.on_watch_line(now, &l, &mut steps);
+        }
+        assert_eq!(
+            steps.0,
+            vec![
+                "step - put a@1",
+                "step 10 -",
+                "emit ADDED watch b",
+                "step 11 put b@11",
+                "step 12 put b@12",
+                "step 13 -",
+                "emit DELETED watch a",
+                "step 14 remove a",
+            ]
+        );
+    }
+
+    #[test]
+    fn resuming_from_a_checkpoint_watches_from_its_version_without_listing() {
+        // on_start = "added" only applies to a first start.
+        let mut m = WatchMachine::new(spec(OnStart::Added), Rng::new(1));
+        m.resume_from("10".into(), checkpoint_index());
+        assert!(m.has_listed());
+        assert_eq!(m.known_objects(), 3);
+        let now = Instant::now();
+        let r = m.poll_request(now).unwrap();
+        assert_eq!(r.kind, RequestKind::Watch);
+        assert!(
+            r.path_and_query.contains("resourceVersion=10&"),
+            "{}",
+            r.path_and_query
+        );
+        m.on_watch_opened(now);
+        let mut steps = Steps::default();
+        m.on_watch_line(now, &line("DELETED", &pod("c", "11")), &mut steps);
+        assert_eq!(steps.0, vec!["emit DELETED watch c", "step 11 remove c"]);
+        assert_eq!(m.known_objects(), 2);
+    }
+
+    #[test]
+    fn an_expired_checkpoint_relists_and_reports_what_changed_while_down() {
+        let err = r#"{"kind":"Status","status":"Failure","reason":"Expired","code":410,"message":"too old"}"#;
+        for by_event in [true, false] {
+            let mut m = WatchMachine::new(spec(OnStart::Added), Rng::new(1));
+            m.resume_from("10".into(), checkpoint_index());
+            let now = Instant::now();
+            m.poll_request(now).unwrap();
+            if by_event {
+                m.on_watch_opened(now);
+                let out = m.on_watch_line(now, &line("ERROR", err), &mut Steps::default());
+                assert_eq!(out, LineOutcome::Close);
+            } else {
+                m.on_http_error(now, 410, None, err.as_bytes());
+            }
+            let r = m.poll_request(now).unwrap();
+            assert_eq!(r.kind, RequestKind::List);
+            let mut steps = Steps::default();
+            // a unchanged, b modified, c gone, d new.
+            m.on_list_body(
+                now,
+                &list_body("20", "", &[pod("a", "1"), pod("b", "19"), pod("d", "18")]),
+                &mut steps,
+            );
+            assert_eq!(
+                steps.0,
+                vec![
+                    "emit MODIFIED relist b",
+                    "step - put b@19",
+                    "emit ADDED relist d",
+                    "step - put d@18",
+                    "emit DELETED relist c",
+                    "step - remove c",
+                    "step 20 -",
+                ],
+                "by ERROR event: {by_event}"
+            );
+            let mut seen = Seen::new();
+            let mut m2 = WatchMachine::new(spec(OnStart::Added), Rng::new(1));
+            m2.resume_from("10".into(), checkpoint_index());
+            m2.poll_request(now).unwrap();
+            m2.on_http_error(now, 410, None, b"");
+            m2.poll_request(now).unwrap();
+            m2.on_list_body(
+                now,
+                &list_body("20", "", &[pod("a", "1")]),
+                &mut collect(&mut seen),
+            );
+            let deleted: Vec<_> = seen.iter().filter(|s| s.3).collect();
+            assert_eq!(deleted.len(), 2, "b and c vanished: final state unknown");
+            let obj: serde_json::Value = serde_json::from_str(&deleted[0].2).unwrap();
+            assert_eq!(obj["metadata"]["name"], "p-b");
+            assert_eq!(obj["metadata"]["namespace"], "ns");
+            let r = m.poll_request(now).unwrap();
+            assert!(r.path_and_query.contains("resourceVersion=20"));
+        }
+    }
+
     #[test]
     fn http_410_on_watch_relists_and_on_continue_restarts_the_list() {
         let mut m = WatchMachine::new(spec(OnStart::Added), Rng::new(1));
