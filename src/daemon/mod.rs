@@ -223,11 +223,8 @@ impl Daemon {
             let mut machine = WatchMachine::new(spec, Rng::from_entropy(i as u64));
             let mut ledger = Ledger::new();
             if let Some(c) = state.load(&target) {
-                machine.resume_from(
-                    c.resource_version.clone(),
-                    ObjectIndex::from_map(c.objects.clone()),
-                );
-                ledger = Ledger::resumed(c.resource_version, c.objects);
+                ledger = Ledger::resumed(c.resource_version.clone());
+                machine.resume_from(c.resource_version, ObjectIndex::from_map(c.objects));
             }
             let mut watcher = Watcher::new(
                 watchers.len(),
@@ -451,7 +448,7 @@ impl Daemon {
         };
         for w in &mut self.watchers {
             if let Some(target) = &w.checkpoint {
-                state.save(target, &mut w.ledger);
+                state.save(target, &mut w.ledger, w.machine.index());
             }
         }
     }

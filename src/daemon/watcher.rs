@@ -756,7 +756,7 @@ impl Emit for Fanout<'_> {
 
     fn progress(&mut self, progress: Progress<'_>) {
         let sinks = std::mem::take(&mut self.fanned);
-        self.ledger.record(&progress, sinks);
+        self.ledger.record(progress, sinks);
     }
 }
 

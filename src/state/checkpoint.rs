@@ -145,27 +145,29 @@ impl fmt::Display for CheckpointError {
     }
 }
 
-/// Renders a checkpoint into `out` (cleared first).
+/// Renders a checkpoint of `count` objects, which `objects` calls back
+/// with, into `out` (cleared first).
 pub fn encode(
     watch: &str,
     fingerprint: &Fingerprint,
     resource_version: &str,
-    objects: &HashMap<String, IndexEntry>,
+    count: usize,
+    objects: impl FnOnce(&mut dyn FnMut(&str, &IndexEntry)),
     out: &mut Vec<u8>,
 ) {
     out.clear();
-    out.reserve(128 + objects.len() * 96);
+    out.reserve(128 + count * 96);
     let header = Header {
         kwatchd_checkpoint: FORMAT,
         watch: watch.to_owned(),
         fingerprint: fingerprint.clone(),
         resource_version: resource_version.to_owned(),
-        objects: objects.len(),
+        objects: count,
     };
     // Serialising plain strings into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, &header);
     out.push(b'\n');
-    for (key, entry) in objects {
+    objects(&mut |key, entry| {
         out.push(b'[');
         push_str(out, key);
         out.push(b',');
@@ -178,7 +180,29 @@ pub fn encode(
         out.push(b',');
         push_str(out, &entry.resource_version);
         out.extend_from_slice(b"]\n");
-    }
+    });
+}
+
+/// `encode` of a map (tests and tools).
+pub fn encode_map(
+    watch: &str,
+    fingerprint: &Fingerprint,
+    resource_version: &str,
+    objects: &HashMap<String, IndexEntry>,
+    out: &mut Vec<u8>,
+) {
+    encode(
+        watch,
+        fingerprint,
+        resource_version,
+        objects.len(),
+        |f| {
+            for (k, e) in objects {
+                f(k, e);
+            }
+        },
+        out,
+    );
 }
 
 fn push_str(out: &mut Vec<u8>, s: &str) {
@@ -282,7 +306,7 @@ mod tests {
     fn round_trips_and_stays_compact() {
         let objs = objects(1000);
         let mut out = Vec::new();
-        encode("pods", &fp(), "4711", &objs, &mut out);
+        encode_map("pods", &fp(), "4711", &objs, &mut out);
         let text = String::from_utf8(out.clone()).unwrap();
         assert!(text.starts_with("{\"kwatchd_checkpoint\":1,\"watch\":\"pods\""));
         assert_eq!(text.lines().count(), 1001);
@@ -304,7 +328,7 @@ mod tests {
                 )
             })
             .collect();
-        encode("pods", &fp(), "1", &big, &mut out);
+        encode_map("pods", &fp(), "1", &big, &mut out);
         assert!(out.len() < 40 << 20, "{} bytes", out.len());
         assert_eq!(decode(&out).unwrap().objects.len(), 250_000);
     }
@@ -312,7 +336,7 @@ mod tests {
     #[test]
     fn corrupt_files_are_refused_with_a_reason() {
         let mut out = Vec::new();
-        encode("pods", &fp(), "7", &objects(3), &mut out);
+        encode_map("pods", &fp(), "7", &objects(3), &mut out);
         assert_eq!(decode(b""), Err(CheckpointError::Empty));
         assert!(matches!(
             decode(b"garbage\n"),

@@ -8,39 +8,27 @@
 //! committed point only moves over a contiguous prefix of finished entries:
 //! everything up to it has been handled by every sink.
 //!
-//! The ledger applies the committed entries' index changes and versions to
-//! its *committed* state, which is what a checkpoint holds. So the
-//! checkpoint's index always matches its resourceVersion: an object whose
-//! ADDED is still queued is not in it, and a relist diff after a crash
-//! reports it again.
+//! The *committed* state is what a checkpoint holds: the resourceVersion of
+//! the last committed step, and the index as it was after that step. The
+//! ledger keeps no second copy of the index: each uncommitted entry keeps
+//! the entry its step replaced, so the committed index is the watch's index
+//! with, for every key an uncommitted step touched, the value the oldest
+//! such step replaced ([`Ledger::committed_view`]). Memory stays bounded by
+//! the sink queues, and the checkpoint's index always matches its version:
+//! an object whose ADDED is still queued is not in it, and a relist diff
+//! after a crash reports it again.
 
-use crate::watch::index::IndexEntry;
-use crate::watch::{IndexChange, Progress};
+use crate::watch::index::{IndexEntry, ObjectIndex};
+use crate::watch::Progress;
 use std::collections::{HashMap, VecDeque};
-
-/// What every sink of the watch has handled.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Committed {
-    /// Where a restarted watch resumes; `None` until a first list has been
-    /// handled completely.
-    pub resource_version: Option<String>,
-    /// Objects known at that version: key (uid, or namespace/name) → entry.
-    pub objects: HashMap<String, IndexEntry>,
-}
-
-#[derive(Debug)]
-enum Op {
-    None,
-    Put(String, IndexEntry),
-    Remove(String),
-}
 
 #[derive(Debug)]
 struct Entry {
     /// Sinks that have not finished with the entry's record.
     outstanding: u32,
     resource_version: Option<String>,
-    op: Op,
+    /// The key the step changed, and what the index held before.
+    change: Option<(String, Option<IndexEntry>)>,
 }
 
 /// Why an ack was not applied.
@@ -60,7 +48,9 @@ pub struct Ledger {
     /// others follow without gaps. Empty: `front_seq == next_seq`.
     pending: VecDeque<Entry>,
     front_seq: u64,
-    committed: Committed,
+    /// Where a restarted watch resumes; `None` until a first list has been
+    /// handled completely.
+    committed_rv: Option<String>,
     /// The committed state changed since the last `take_dirty`.
     dirty: bool,
 }
@@ -70,13 +60,11 @@ impl Ledger {
         Ledger::default()
     }
 
-    /// A ledger starting from a checkpoint's state.
-    pub fn resumed(resource_version: String, objects: HashMap<String, IndexEntry>) -> Self {
+    /// A ledger starting from a checkpoint's version (the watch's index
+    /// starts from the checkpoint's objects).
+    pub fn resumed(resource_version: String) -> Self {
         Ledger {
-            committed: Committed {
-                resource_version: Some(resource_version),
-                objects,
-            },
+            committed_rv: Some(resource_version),
             ..Ledger::default()
         }
     }
@@ -89,37 +77,21 @@ impl Ledger {
 
     /// Records the step whose event went to `sinks` sinks (0: no sink
     /// work). Returns its sequence number (the one `next_seq` said).
-    pub fn record(&mut self, progress: &Progress<'_>, sinks: u32) -> u64 {
+    pub fn record(&mut self, progress: Progress<'_>, sinks: u32) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let entry = Entry {
-            outstanding: sinks,
-            resource_version: progress.resource_version.map(str::to_owned),
-            op: match progress.change {
-                IndexChange::None => Op::None,
-                IndexChange::Put {
-                    key,
-                    namespace,
-                    name,
-                    resource_version,
-                } => Op::Put(
-                    key.to_owned(),
-                    IndexEntry {
-                        namespace: namespace.map(str::to_owned),
-                        name: name.to_owned(),
-                        resource_version: resource_version.to_owned(),
-                    },
-                ),
-                IndexChange::Remove { key } => Op::Remove(key.to_owned()),
-            },
-        };
         if self.pending.is_empty() && sinks == 0 {
-            // Nothing ahead of it and nothing to wait for: commit at once
-            // (a silent initial list of many objects never queues).
-            self.apply(entry);
+            // Nothing ahead of it and nothing to wait for: committed at
+            // once, and the watch's index already shows it (a silent
+            // initial list of many objects never queues).
+            self.commit(progress.resource_version, progress.change.is_some());
             self.front_seq = self.next_seq;
         } else {
-            self.pending.push_back(entry);
+            self.pending.push_back(Entry {
+                outstanding: sinks,
+                resource_version: progress.resource_version.map(str::to_owned),
+                change: progress.change.map(|c| (c.key.to_owned(), c.previous)),
+            });
         }
         seq
     }
@@ -134,36 +106,41 @@ impl Ledger {
         entry.outstanding = entry.outstanding.checked_sub(1).ok_or(AckError::Excess)?;
         while self.pending.front().is_some_and(|e| e.outstanding == 0) {
             if let Some(entry) = self.pending.pop_front() {
-                self.apply(entry);
                 self.front_seq += 1;
+                let rv = entry.resource_version.as_deref();
+                self.commit(rv, entry.change.is_some());
             }
         }
         Ok(())
     }
 
-    fn apply(&mut self, entry: Entry) {
-        match entry.op {
-            Op::None => {}
-            Op::Put(key, value) => {
-                self.committed.objects.insert(key, value);
-                self.dirty = true;
-            }
-            Op::Remove(key) => {
-                if self.committed.objects.remove(&key).is_some() {
-                    self.dirty = true;
-                }
-            }
-        }
-        if let Some(rv) = entry.resource_version {
-            if self.committed.resource_version.as_deref() != Some(rv.as_str()) {
-                self.committed.resource_version = Some(rv);
+    fn commit(&mut self, resource_version: Option<&str>, changed_index: bool) {
+        self.dirty |= changed_index;
+        if let Some(rv) = resource_version {
+            if self.committed_rv.as_deref() != Some(rv) {
+                self.committed_rv = Some(rv.to_owned());
                 self.dirty = true;
             }
         }
     }
 
-    pub fn committed(&self) -> &Committed {
-        &self.committed
+    /// The committed resourceVersion.
+    pub fn committed_version(&self) -> Option<&str> {
+        self.committed_rv.as_deref()
+    }
+
+    /// The committed index, given the watch's current index (which must be
+    /// the one the recorded steps changed).
+    pub fn committed_view<'a>(&'a self, index: &'a ObjectIndex) -> CommittedView<'a> {
+        let mut before: HashMap<&'a str, Option<&'a IndexEntry>> = HashMap::new();
+        for entry in &self.pending {
+            if let Some((key, previous)) = &entry.change {
+                // The oldest uncommitted change of a key holds its
+                // committed value.
+                before.entry(key.as_str()).or_insert(previous.as_ref());
+            }
+        }
+        CommittedView { index, before }
     }
 
     /// Steps recorded and not yet committed.
@@ -179,136 +156,252 @@ impl Ledger {
     pub fn take_dirty(&mut self) -> bool {
         std::mem::take(&mut self.dirty)
     }
+}
 
-    /// After a failed checkpoint write: the state still needs writing.
-    pub fn mark_dirty(&mut self) {
-        self.dirty = true;
+/// The index as the sinks have handled it: see [`Ledger::committed_view`].
+#[derive(Debug)]
+pub struct CommittedView<'a> {
+    index: &'a ObjectIndex,
+    /// Keys with uncommitted changes → their committed entry, if any.
+    before: HashMap<&'a str, Option<&'a IndexEntry>>,
+}
+
+impl<'a> CommittedView<'a> {
+    pub fn len(&self) -> usize {
+        let mut n = self.index.len();
+        for (key, committed) in &self.before {
+            match (self.index.get(key).is_some(), committed.is_some()) {
+                (true, false) => n -= 1,
+                (false, true) => n += 1,
+                _ => {}
+            }
+        }
+        n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every committed object, in no particular order.
+    pub fn for_each(&self, mut f: impl FnMut(&str, &IndexEntry)) {
+        for (key, entry) in self.index.iter() {
+            match self.before.get(key) {
+                None => f(key, entry),
+                Some(Some(committed)) => f(key, committed),
+                Some(None) => {}
+            }
+        }
+        for (key, committed) in &self.before {
+            if let (Some(committed), None) = (committed, self.index.get(key)) {
+                f(key, committed);
+            }
+        }
+    }
+
+    /// The committed objects as a map (tests, small indexes).
+    pub fn to_map(&self) -> HashMap<String, IndexEntry> {
+        let mut out = HashMap::with_capacity(self.len());
+        self.for_each(|k, e| {
+            out.insert(k.to_owned(), e.clone());
+        });
+        out
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kube::ObjectMeta;
+    use std::borrow::Cow;
 
-    fn put<'a>(key: &'a str, rv: &'a str) -> Progress<'a> {
-        Progress {
-            resource_version: Some(rv),
-            change: IndexChange::Put {
-                key,
-                namespace: Some("ns"),
-                name: key,
-                resource_version: rv,
-            },
+    /// A watch's index and its ledger, changed the way the machine does.
+    #[derive(Default)]
+    struct Watch {
+        index: ObjectIndex,
+        ledger: Ledger,
+    }
+
+    impl Watch {
+        fn put(&mut self, key: &str, rv: &str, sinks: u32) -> u64 {
+            let meta = ObjectMeta {
+                name: Some(Cow::Borrowed(key)),
+                namespace: Some(Cow::Borrowed("ns")),
+                uid: Some(Cow::Borrowed(key)),
+                resource_version: Some(Cow::Borrowed(rv)),
+            };
+            let (_, previous) = self.index.replace(key, &meta);
+            self.ledger
+                .record(Progress::changed(key, previous, Some(rv)), sinks)
+        }
+
+        fn remove(&mut self, key: &str, rv: &str, sinks: u32) -> u64 {
+            let previous = self.index.remove(key);
+            self.ledger
+                .record(Progress::changed(key, previous, Some(rv)), sinks)
+        }
+
+        fn rv(&self) -> Option<&str> {
+            self.ledger.committed_version()
+        }
+
+        /// key → rv of the committed index.
+        fn committed(&self) -> Vec<(String, String)> {
+            let view = self.ledger.committed_view(&self.index);
+            let mut v: Vec<_> = view
+                .to_map()
+                .into_iter()
+                .map(|(k, e)| (k, e.resource_version))
+                .collect();
+            v.sort();
+            assert_eq!(view.len(), v.len());
+            v
         }
     }
 
-    fn remove<'a>(key: &'a str, rv: &'a str) -> Progress<'a> {
-        Progress {
-            resource_version: Some(rv),
-            change: IndexChange::Remove { key },
-        }
-    }
-
-    fn rv(l: &Ledger) -> Option<&str> {
-        l.committed().resource_version.as_deref()
+    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn commits_only_a_contiguous_prefix_of_fully_acked_entries() {
-        let mut l = Ledger::new();
-        assert_eq!(l.next_seq(), 0);
-        let a = l.record(&put("a", "1"), 2);
-        let b = l.record(&put("b", "2"), 1);
-        let c = l.record(&put("c", "3"), 1);
+        let mut w = Watch::default();
+        assert_eq!(w.ledger.next_seq(), 0);
+        let a = w.put("a", "1", 2);
+        let b = w.put("b", "2", 1);
+        let c = w.put("c", "3", 1);
         assert_eq!((a, b, c), (0, 1, 2));
-        assert_eq!(rv(&l), None);
+        assert_eq!(w.rv(), None);
         // Later entries finish first: nothing moves.
-        l.ack(c).unwrap();
-        l.ack(b).unwrap();
-        assert_eq!(rv(&l), None);
-        assert!(l.committed().objects.is_empty(), "uncommitted ADDED leaked");
+        w.ledger.ack(c).unwrap();
+        w.ledger.ack(b).unwrap();
+        assert_eq!(w.rv(), None);
+        assert_eq!(w.committed(), kv(&[]), "uncommitted ADDED leaked");
         // One of two sinks: still not committed.
-        l.ack(a).unwrap();
-        assert_eq!(rv(&l), None);
-        l.ack(a).unwrap();
-        assert_eq!(rv(&l), Some("3"));
-        assert_eq!(l.committed().objects.len(), 3);
-        assert_eq!(l.uncommitted(), 0);
-        assert!(l.take_dirty());
-        assert!(!l.take_dirty());
+        w.ledger.ack(a).unwrap();
+        assert_eq!(w.rv(), None);
+        w.ledger.ack(a).unwrap();
+        assert_eq!(w.rv(), Some("3"));
+        assert_eq!(w.committed(), kv(&[("a", "1"), ("b", "2"), ("c", "3")]));
+        assert_eq!(w.ledger.uncommitted(), 0);
+        assert!(w.ledger.take_dirty());
+        assert!(!w.ledger.take_dirty());
+    }
+
+    #[test]
+    fn the_committed_index_is_the_state_after_the_last_committed_step() {
+        let mut w = Watch::default();
+        w.put("a", "1", 0);
+        w.put("b", "2", 0);
+        assert_eq!(w.committed(), kv(&[("a", "1"), ("b", "2")]));
+        // Three pending changes of "a", a delete of "b", a new "c".
+        let s1 = w.put("a", "3", 1);
+        let s2 = w.remove("b", "4", 1);
+        let s3 = w.put("a", "5", 1);
+        let s4 = w.put("c", "6", 1);
+        let s5 = w.remove("a", "7", 1);
+        assert_eq!(w.committed(), kv(&[("a", "1"), ("b", "2")]));
+        w.ledger.ack(s1).unwrap();
+        assert_eq!(w.committed(), kv(&[("a", "3"), ("b", "2")]));
+        assert_eq!(w.rv(), Some("3"));
+        w.ledger.ack(s3).unwrap();
+        assert_eq!(w.committed(), kv(&[("a", "3"), ("b", "2")]));
+        w.ledger.ack(s2).unwrap();
+        assert_eq!(w.committed(), kv(&[("a", "5")]));
+        assert_eq!(w.rv(), Some("5"));
+        w.ledger.ack(s5).unwrap();
+        assert_eq!(w.committed(), kv(&[("a", "5")]));
+        w.ledger.ack(s4).unwrap();
+        assert_eq!(w.committed(), kv(&[("c", "6")]));
+        assert_eq!(w.rv(), Some("7"));
     }
 
     #[test]
     fn entries_without_sink_work_commit_when_everything_before_them_has() {
-        let mut l = Ledger::new();
+        let mut w = Watch::default();
         // A silent initial list commits at once.
-        l.record(
-            &Progress {
-                resource_version: None,
-                change: IndexChange::Put {
-                    key: "a",
-                    namespace: None,
-                    name: "a",
-                    resource_version: "1",
-                },
-            },
-            0,
-        );
-        l.record(&Progress::version("5"), 0);
-        assert_eq!(rv(&l), Some("5"));
-        assert_eq!(l.committed().objects["a"].namespace, None);
+        let meta = ObjectMeta {
+            name: Some(Cow::Borrowed("a")),
+            namespace: None,
+            uid: Some(Cow::Borrowed("a")),
+            resource_version: Some(Cow::Borrowed("1")),
+        };
+        let (_, previous) = w.index.replace("a", &meta);
+        w.ledger.record(Progress::changed("a", previous, None), 0);
+        w.ledger.record(Progress::version("5"), 0);
+        assert_eq!(w.rv(), Some("5"));
+        assert_eq!(w.committed(), kv(&[("a", "1")]));
         // A delivered event, then a bookmark and a filtered event behind it.
-        let ev = l.record(&remove("a", "6"), 1);
-        l.record(&Progress::version("7"), 0);
-        l.record(&put("b", "8"), 0);
-        assert_eq!(rv(&l), Some("5"));
-        assert!(l.committed().objects.contains_key("a"));
-        l.ack(ev).unwrap();
-        assert_eq!(rv(&l), Some("8"));
-        assert!(!l.committed().objects.contains_key("a"));
-        assert!(l.committed().objects.contains_key("b"));
+        let ev = w.remove("a", "6", 1);
+        w.ledger.record(Progress::version("7"), 0);
+        w.put("b", "8", 0);
+        assert_eq!(w.rv(), Some("5"));
+        assert_eq!(w.committed(), kv(&[("a", "1")]));
+        w.ledger.ack(ev).unwrap();
+        assert_eq!(w.rv(), Some("8"));
+        assert_eq!(w.committed(), kv(&[("b", "8")]));
     }
 
     #[test]
     fn unknown_and_excess_acks_are_refused_without_effect() {
-        let mut l = Ledger::resumed("9".into(), HashMap::new());
-        assert_eq!(rv(&l), Some("9"));
-        assert!(!l.is_dirty(), "a resumed state is already on disk");
-        assert_eq!(l.ack(0), Err(AckError::Unknown));
-        let s = l.record(&put("a", "10"), 1);
-        assert_eq!(l.ack(s + 1), Err(AckError::Unknown));
-        l.ack(s).unwrap();
-        assert_eq!(l.ack(s), Err(AckError::Unknown), "already committed");
-        let t = l.record(&put("b", "11"), 1);
-        l.record(&put("c", "12"), 1);
-        l.ack(t).unwrap();
-        let u = l.record(&put("d", "13"), 1);
-        l.ack(u).unwrap();
-        assert_eq!(l.ack(u), Err(AckError::Excess));
-        assert_eq!(rv(&l), Some("11"));
+        let mut w = Watch {
+            ledger: Ledger::resumed("9".into()),
+            ..Watch::default()
+        };
+        assert_eq!(w.rv(), Some("9"));
+        assert!(!w.ledger.is_dirty(), "a resumed state is already on disk");
+        assert_eq!(w.ledger.ack(0), Err(AckError::Unknown));
+        let s = w.put("a", "10", 1);
+        assert_eq!(w.ledger.ack(s + 1), Err(AckError::Unknown));
+        w.ledger.ack(s).unwrap();
+        assert_eq!(w.ledger.ack(s), Err(AckError::Unknown), "already committed");
+        let t = w.put("b", "11", 1);
+        w.put("c", "12", 1);
+        w.ledger.ack(t).unwrap();
+        let u = w.put("d", "13", 1);
+        w.ledger.ack(u).unwrap();
+        assert_eq!(w.ledger.ack(u), Err(AckError::Excess));
+        assert_eq!(w.rv(), Some("11"));
     }
 
     #[test]
     fn random_ack_orders_always_commit_a_prefix() {
         use proptest::prelude::*;
-        proptest!(|(sinks in proptest::collection::vec(0u32..3, 1..40), order in proptest::collection::vec(any::<u32>(), 0..200))| {
-            let mut l = Ledger::new();
+        proptest!(|(steps in proptest::collection::vec((0u32..3, 0usize..4, any::<bool>()), 1..40),
+                    order in proptest::collection::vec(any::<u32>(), 0..200))| {
+            let mut w = Watch::default();
             let mut owed: Vec<(u64, u32)> = Vec::new();
-            let rvs: Vec<String> = (0..sinks.len()).map(|i| (i + 1).to_string()).collect();
-            for (i, k) in sinks.iter().enumerate() {
-                let seq = l.record(&Progress::version(&rvs[i]), *k);
-                owed.push((seq, *k));
+            // The expected committed index after each step.
+            let mut states: Vec<Vec<(String, String)>> = Vec::new();
+            let mut model: std::collections::BTreeMap<String, String> = Default::default();
+            for (i, (sinks, obj, delete)) in steps.iter().enumerate() {
+                let key = format!("o{obj}");
+                let rv = (i + 1).to_string();
+                let seq = if *delete {
+                    model.remove(&key);
+                    w.remove(&key, &rv, *sinks)
+                } else {
+                    model.insert(key.clone(), rv.clone());
+                    w.put(&key, &rv, *sinks)
+                };
+                owed.push((seq, *sinks));
+                states.push(model.clone().into_iter().collect());
             }
             for pick in order {
                 let open: Vec<usize> = (0..owed.len()).filter(|i| owed[*i].1 > 0).collect();
                 if open.is_empty() { break; }
                 let i = open[pick as usize % open.len()];
-                prop_assert!(l.ack(owed[i].0).is_ok());
+                prop_assert!(w.ledger.ack(owed[i].0).is_ok());
                 owed[i].1 -= 1;
                 // The committed point is the last entry of the fully acked prefix.
                 let prefix = owed.iter().take_while(|(_, k)| *k == 0).count();
-                let expected = prefix.checked_sub(1).map(|p| rvs[p].as_str());
-                prop_assert_eq!(rv(&l), expected);
+                let expected_rv = prefix.checked_sub(1).map(|p| (p + 1).to_string());
+                prop_assert_eq!(w.rv().map(str::to_owned), expected_rv);
+                let expected = prefix.checked_sub(1).map(|p| states[p].clone()).unwrap_or_default();
+                prop_assert_eq!(w.committed(), expected);
             }
         });
     }

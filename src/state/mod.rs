@@ -17,5 +17,5 @@ pub mod writer;
 
 pub use ack::{AckRef, Acks, WatchKey};
 pub use checkpoint::{Checkpoint, Fingerprint};
-pub use ledger::{AckError, Committed, Ledger};
+pub use ledger::{AckError, CommittedView, Ledger};
 pub use store::{CheckpointTarget, StateDirError, StateStore};

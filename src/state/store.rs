@@ -5,6 +5,7 @@
 use super::checkpoint::{self, Checkpoint, Fingerprint};
 use super::ledger::Ledger;
 use super::writer::CheckpointWriter;
+use crate::watch::index::ObjectIndex;
 use std::fmt;
 use std::fs::DirBuilder;
 use std::io;
@@ -140,22 +141,25 @@ impl StateStore {
         None
     }
 
-    /// Renders the ledger's committed state and queues it for writing, if
-    /// it changed and the watch has a position to resume from.
-    pub fn save(&mut self, target: &CheckpointTarget, ledger: &mut Ledger) {
+    /// Renders the ledger's committed state (`index` is the watch's
+    /// current index) and queues it for writing, if it changed and the
+    /// watch has a position to resume from.
+    pub fn save(&mut self, target: &CheckpointTarget, ledger: &mut Ledger, index: &ObjectIndex) {
         if !ledger.is_dirty() {
             return;
         }
-        let Some(rv) = ledger.committed().resource_version.as_deref() else {
+        let Some(rv) = ledger.committed_version() else {
             // Nothing to resume from yet (a first list not fully handled):
             // a restart lists afresh, as it would without a file.
             return;
         };
+        let view = ledger.committed_view(index);
         checkpoint::encode(
             &target.watch,
             &target.fingerprint,
             rv,
-            &ledger.committed().objects,
+            view.len(),
+            |f| view.for_each(f),
             &mut self.buf,
         );
         ledger.take_dirty();
@@ -201,8 +205,8 @@ mod tests {
         let target = store.target("web.pods", fp(Some("a=1")));
         assert_eq!(store.load(&target), None);
         let mut ledger = Ledger::new();
-        ledger.record(&Progress::version("42"), 0);
-        store.save(&target, &mut ledger);
+        ledger.record(Progress::version("42"), 0);
+        store.save(&target, &mut ledger, &ObjectIndex::default());
         assert!(!ledger.is_dirty());
         store.finish(Duration::from_secs(10));
 

@@ -2,7 +2,7 @@
 
 use super::backoff::Backoff;
 use super::index::{object_key, Change, IndexEntry, ObjectIndex};
-use super::progress::{IndexChange, Progress};
+use super::progress::Progress;
 use crate::config::{EventType, OnStart};
 use crate::kube::event::{excerpt, object_meta, ObjectMeta};
 use crate::kube::{
@@ -90,16 +90,6 @@ fn deliver(
         out.emit(event);
     }
     out.progress(progress);
-}
-
-/// The index change of an upserted object.
-fn put<'a>(key: &'a str, meta: &'a ObjectMeta<'a>) -> IndexChange<'a> {
-    IndexChange::Put {
-        key,
-        namespace: meta.namespace.as_deref(),
-        name: meta.name.as_deref().unwrap_or(""),
-        resource_version: meta.resource_version.as_deref().unwrap_or(""),
-    }
 }
 
 pub trait Emit {
@@ -293,6 +283,12 @@ impl WatchMachine {
 
     pub fn stats(&self) -> WatchStats {
         self.stats
+    }
+
+    /// The objects the watch knows now (read or not yet handled by the
+    /// sinks; the ledger tells which).
+    pub fn index(&self) -> &ObjectIndex {
+        &self.index
     }
 
     pub fn known_objects(&self) -> usize {
@@ -630,11 +626,8 @@ impl WatchMachine {
                 );
                 continue;
             };
-            let change = self.index.upsert(&key, &meta);
-            let progress = Progress {
-                resource_version: None,
-                change: put(&key, &meta),
-            };
+            let (change, previous) = self.index.replace(&key, &meta);
+            let progress = Progress::changed(&key, previous, None);
             let (event_type, origin) = match (round.purpose, change) {
                 (_, Change::Unchanged) => {
                     round.seen.insert(key);
@@ -679,10 +672,7 @@ impl WatchMachine {
         let gone = self.index.drain_unseen(|k| seen.contains(k));
         let report = !matches!(round.purpose, ListPurpose::Initial { deliver: false });
         for (key, entry) in &gone {
-            let progress = Progress {
-                resource_version: None,
-                change: IndexChange::Remove { key },
-            };
+            let progress = Progress::changed(key, Some(entry.clone()), None);
             if !report {
                 out.progress(progress);
             } else {
@@ -826,22 +816,31 @@ impl WatchMachine {
             WatchEventType::Modified => EventType::Modified,
             WatchEventType::Deleted => EventType::Deleted,
         };
-        let change = match (&key, event_type) {
-            (Some(key), EventType::Deleted) => {
-                self.index.remove(key);
-                IndexChange::Remove { key }
-            }
-            (Some(key), _) => {
-                self.index.upsert(key, &event.meta);
-                put(key, &event.meta)
-            }
+        let progress = match (&key, event_type) {
+            (Some(key), EventType::Deleted) => match self.index.remove(key) {
+                Some(previous) => Progress::changed(key, Some(previous), event_rv),
+                None => Progress {
+                    resource_version: event_rv,
+                    change: None,
+                },
+            },
+            (Some(key), _) => match self.index.replace(key, &event.meta) {
+                (Change::Unchanged, _) => Progress {
+                    resource_version: event_rv,
+                    change: None,
+                },
+                (_, previous) => Progress::changed(key, previous, event_rv),
+            },
             (None, _) => {
                 log::warn!(
                     "watch {}: {} event for an object without uid or name; delivered, not indexed",
                     self.spec.name,
                     event_type.as_str()
                 );
-                IndexChange::None
+                Progress {
+                    resource_version: event_rv,
+                    change: None,
+                }
             }
         };
         let kind = event
@@ -855,10 +854,6 @@ impl WatchMachine {
             object: event.object.get(),
             final_state_unknown: false,
             identity: Identity::of(kind, &event.meta),
-        };
-        let progress = Progress {
-            resource_version: event_rv,
-            change,
         };
         deliver(&mut self.stats, &self.spec.events, out, emitted, progress);
         LineOutcome::Continue
@@ -1128,13 +1123,11 @@ mod tests {
 
         fn progress(&mut self, p: Progress<'_>) {
             let change = match p.change {
-                IndexChange::None => "-".to_owned(),
-                IndexChange::Put {
-                    key,
-                    resource_version,
-                    ..
-                } => format!("put {key}@{resource_version}"),
-                IndexChange::Remove { key } => format!("remove {key}"),
+                None => "-".to_owned(),
+                Some(c) => match c.previous {
+                    None => format!("{} (new)", c.key),
+                    Some(e) => format!("{} (was {})", c.key, e.resource_version),
+                },
             };
             self.0.push(format!(
                 "step {} {change}",
@@ -1181,14 +1174,14 @@ mod tests {
         assert_eq!(
             steps.0,
             vec![
-                "step - put a@1",
+                "step - a (new)",
                 "step 10 -",
                 "emit ADDED watch b",
-                "step 11 put b@11",
-                "step 12 put b@12",
+                "step 11 b (new)",
+                "step 12 b (was 11)",
                 "step 13 -",
                 "emit DELETED watch a",
-                "step 14 remove a",
+                "step 14 a (was 1)",
             ]
         );
     }
@@ -1211,7 +1204,7 @@ mod tests {
         m.on_watch_opened(now);
         let mut steps = Steps::default();
         m.on_watch_line(now, &line("DELETED", &pod("c", "11")), &mut steps);
-        assert_eq!(steps.0, vec!["emit DELETED watch c", "step 11 remove c"]);
+        assert_eq!(steps.0, vec!["emit DELETED watch c", "step 11 c (was 3)"]);
         assert_eq!(m.known_objects(), 2);
     }
 
@@ -1243,11 +1236,11 @@ mod tests {
                 steps.0,
                 vec![
                     "emit MODIFIED relist b",
-                    "step - put b@19",
+                    "step - b (was 2)",
                     "emit ADDED relist d",
-                    "step - put d@18",
+                    "step - d (new)",
                     "emit DELETED relist c",
-                    "step - remove c",
+                    "step - c (was 3)",
                     "step 20 -",
                 ],
                 "by ERROR event: {by_event}"
