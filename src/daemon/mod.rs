@@ -438,17 +438,18 @@ impl Daemon {
         if !self.watchers.iter().any(|w| w.ledger.is_dirty()) {
             return;
         }
-        self.write_checkpoints();
+        self.write_checkpoints(false);
         self.next_checkpoint = now + CHECKPOINT_INTERVAL;
     }
 
-    fn write_checkpoints(&mut self) {
+    /// `finally`: the last checkpoints, at shutdown.
+    fn write_checkpoints(&mut self, finally: bool) {
         let Some(state) = &mut self.state else {
             return;
         };
         for w in &mut self.watchers {
             if let Some(target) = &w.checkpoint {
-                state.save(target, &mut w.ledger, w.machine.index());
+                state.save(target, &mut w.ledger, w.machine.index(), finally);
             }
         }
     }
@@ -623,7 +624,7 @@ impl Daemon {
         // Only what the sinks finished: records aborted or still queued are
         // ahead of the checkpoint and are delivered again after a restart.
         self.collect_acks();
-        self.write_checkpoints();
+        self.write_checkpoints(true);
         if let Some(state) = self.state.take() {
             state.finish(CHECKPOINT_FINISH);
         }

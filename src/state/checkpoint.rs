@@ -156,7 +156,7 @@ pub fn encode(
     out: &mut Vec<u8>,
 ) {
     out.clear();
-    out.reserve(128 + count * 96);
+    out.reserve(128 + count * 80);
     let header = Header {
         kwatchd_checkpoint: FORMAT,
         watch: watch.to_owned(),

@@ -143,9 +143,17 @@ impl StateStore {
 
     /// Renders the ledger's committed state (`index` is the watch's
     /// current index) and queues it for writing, if it changed and the
-    /// watch has a position to resume from.
-    pub fn save(&mut self, target: &CheckpointTarget, ledger: &mut Ledger, index: &ObjectIndex) {
-        if !ledger.is_dirty() {
+    /// watch has a position to resume from. While the previous checkpoint
+    /// of the watch is still being written, nothing is rendered (the state
+    /// stays dirty for the next call) unless `finally` (at shutdown).
+    pub fn save(
+        &mut self,
+        target: &CheckpointTarget,
+        ledger: &mut Ledger,
+        index: &ObjectIndex,
+        finally: bool,
+    ) {
+        if !ledger.is_dirty() || (!finally && self.writer.is_busy(&target.path)) {
             return;
         }
         let Some(rv) = ledger.committed_version() else {
@@ -206,7 +214,7 @@ mod tests {
         assert_eq!(store.load(&target), None);
         let mut ledger = Ledger::new();
         ledger.record(Progress::version("42"), 0);
-        store.save(&target, &mut ledger, &ObjectIndex::default());
+        store.save(&target, &mut ledger, &ObjectIndex::default(), false);
         assert!(!ledger.is_dirty());
         store.finish(Duration::from_secs(10));
 

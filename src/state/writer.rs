@@ -20,6 +20,8 @@ const FILE_MODE: u32 = 0o640;
 struct Queue {
     /// Snapshots to write, one per file, oldest submission first.
     jobs: Vec<(PathBuf, Vec<u8>)>,
+    /// Files with a snapshot queued or being written.
+    busy: Vec<PathBuf>,
     closed: bool,
 }
 
@@ -61,12 +63,23 @@ impl CheckpointWriter {
     /// for the same file that was not written yet.
     pub fn submit(&self, path: PathBuf, bytes: Vec<u8>) {
         let mut q = self.shared.lock();
+        if !q.busy.contains(&path) {
+            q.busy.push(path.clone());
+        }
         match q.jobs.iter_mut().find(|(p, _)| *p == path) {
             Some(job) => job.1 = bytes,
             None => q.jobs.push((path, bytes)),
         }
         drop(q);
         self.shared.wake.notify_one();
+    }
+
+    /// True while a snapshot of `path` is queued or being written. The
+    /// loop then waits rather than render another one: a big index is
+    /// rendered at most once per write, and at most one rendering per
+    /// file exists at a time.
+    pub fn is_busy(&self, path: &Path) -> bool {
+        self.shared.lock().busy.iter().any(|p| p == path)
     }
 
     /// Writes what is queued and stops the thread, waiting at most
@@ -101,7 +114,15 @@ fn run(shared: &Shared) {
         };
         for (path, bytes) in jobs {
             let was_failing = failing.iter().position(|p| *p == path);
-            match write_atomic(&path, &bytes) {
+            let result = write_atomic(&path, &bytes);
+            drop(bytes);
+            {
+                let mut q = shared.lock();
+                if !q.jobs.iter().any(|(p, _)| *p == path) {
+                    q.busy.retain(|p| *p != path);
+                }
+            }
+            match result {
                 Ok(()) => {
                     if let Some(i) = was_failing {
                         failing.swap_remove(i);
@@ -168,6 +189,7 @@ mod tests {
         std::fs::write(&a, "old").unwrap();
         let w = CheckpointWriter::spawn().unwrap();
         w.submit(a.clone(), b"first".to_vec());
+        assert!(w.is_busy(&a));
         w.submit(a.clone(), b"second".to_vec());
         w.submit(b.clone(), b"other".to_vec());
         assert!(w.finish(Duration::from_secs(10)));
