@@ -345,6 +345,12 @@ fn sigkill_mid_stream_then_restart_misses_no_change_and_no_delete() {
                 d.log_text()
             );
         }
+        // Changes before the first list are only seen as the list's state.
+        assert!(
+            wait_until(WAIT, || d.log_text().contains("streaming from")),
+            "round {round}: not streaming; log:\n{}",
+            d.log_text()
+        );
         // A checkpoint newer than the last restart exists before the kill.
         let before = checkpoint_rv(dir);
         let mutator = Mutator::start(sim.handle(), round, live_pods(&sim));
@@ -412,6 +418,14 @@ fn sigkill_mid_stream_then_restart_misses_no_change_and_no_delete() {
         .filter(|l| l.contains("partial record"))
         .count();
     eprintln!("{repaired} of {run} restarts repaired a torn last line");
+    let recs = records(&files[0]);
+    let distinct: BTreeSet<_> = recs.iter().map(key).collect();
+    eprintln!(
+        "{} records, {} distinct, {} history events",
+        recs.len(),
+        distinct.len(),
+        history.len()
+    );
 }
 
 #[test]
