@@ -623,3 +623,93 @@ fn a_torn_last_line_in_a_file_sink_is_repaired_at_start() {
     });
     assert_eq!(names.len(), 2);
 }
+
+#[test]
+fn a_hook_aborted_at_shutdown_is_not_acknowledged_and_runs_again_after_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let hang = dir.join("hang");
+    let hooked = dir.join("hooked.jsonl");
+    let hook = dir.join("hook");
+    fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nif [ -e \"{}\" ]; then cat >/dev/null; exec sleep 1000; fi\ncat >> \"{}\"\n",
+            hang.display(),
+            hooked.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(&hang, "").unwrap();
+    let text = format!(
+        r#"[daemon]
+log_level = "debug"
+state_dir = "{state}"
+
+[clusters.test]
+server = "{server}"
+
+[[watch]]
+name = "pods"
+cluster = "test"
+api_version = "v1"
+resource = "pods"
+on_start = "skip"
+sinks = ["a", "hook"]
+
+[sinks.a]
+type = "file"
+path = "{a}"
+
+[sinks.hook]
+type = "exec"
+command = ["{hook}"]
+timeout = "60s"
+"#,
+        state = dir.join("state").display(),
+        server = sim.url(),
+        a = dir.join("a.jsonl").display(),
+        hook = hook.display(),
+    );
+    let mut d = Daemon::start(dir, &text, 0);
+    assert!(wait_until(WAIT, || d.log_text().contains("streaming from")));
+    assert!(wait_until(WAIT, || checkpoint_rv(dir).is_some()));
+    let listed = checkpoint_rv(dir);
+    let pod = sim.create(&Resource::pods(), "default", "slow", &[], json!({}));
+    // The file has it; the hook hangs on it.
+    assert!(wait_until(WAIT, || count_records(&dir.join("a.jsonl")) == 1));
+    assert!(wait_until(WAIT, || d.log_text().contains("hook started")));
+    // Stop, and stop again at once: the running hook is killed.
+    unsafe {
+        libc::kill(d.child.id() as i32, libc::SIGTERM);
+    }
+    assert!(wait_until(WAIT, || d.log_text().contains("stopping:")));
+    assert!(d.stop().success(), "log:\n{}", d.log_text());
+    assert!(d.log_text().contains("not delivered"), "{}", d.log_text());
+    assert_eq!(
+        checkpoint_rv(dir),
+        listed,
+        "the checkpoint acknowledged an event its hook never finished"
+    );
+    // Next start: the hook works and gets the event again.
+    fs::remove_file(&hang).unwrap();
+    let mut d = Daemon::start(dir, &text, 1);
+    assert!(
+        wait_until(WAIT, || count_records(&hooked) == 1),
+        "log:\n{}",
+        d.log_text()
+    );
+    let got = records(&hooked);
+    assert_eq!(got[0]["object"]["metadata"]["uid"], pod.uid.as_str());
+    assert_eq!(
+        checkpoint_rv(dir).map(|_| ()),
+        Some(()),
+        "a checkpoint still exists"
+    );
+    assert!(wait_until(WAIT, || checkpoint_rv(dir)
+        == pod.resource_version.parse().ok()));
+    assert!(d.stop().success());
+}
