@@ -37,6 +37,9 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
 const LIST_PAGE_SIZE: u32 = 500;
 /// Checkpoints are written at most this often (and at shutdown).
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// Rendering checkpoints runs in the loop: with huge indexes the interval
+/// grows so that it takes at most 1/this of the loop's time.
+const CHECKPOINT_DUTY: u32 = 20;
 /// How long shutdown waits for the checkpoint writer.
 const CHECKPOINT_FINISH: Duration = Duration::from_secs(10);
 
@@ -439,7 +442,8 @@ impl Daemon {
             return;
         }
         self.write_checkpoints(false);
-        self.next_checkpoint = now + CHECKPOINT_INTERVAL;
+        let spent = now.elapsed();
+        self.next_checkpoint = now + CHECKPOINT_INTERVAL.max(spent * CHECKPOINT_DUTY);
     }
 
     /// `finally`: the last checkpoints, at shutdown.

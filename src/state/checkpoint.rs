@@ -205,8 +205,17 @@ pub fn encode_map(
     );
 }
 
+/// A JSON string. Names, uids and versions almost never need escaping, so
+/// they are copied as they are when they do not (this runs in the loop for
+/// every object of every checkpoint).
 fn push_str(out: &mut Vec<u8>, s: &str) {
-    let _ = serde_json::to_writer(&mut *out, s);
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
 }
 
 /// Parses a checkpoint file's bytes.
@@ -293,7 +302,7 @@ mod tests {
                 (
                     format!("uid-{i}"),
                     IndexEntry {
-                        namespace: (i % 2 == 0).then(|| "ns\"quoted".to_owned()),
+                        namespace: (i % 2 == 0).then(|| "ns\"quoted\\\u{1}".to_owned()),
                         name: format!("pod-{i}"),
                         resource_version: (1000 + i).to_string(),
                     },
@@ -307,6 +316,9 @@ mod tests {
         let objs = objects(1000);
         let mut out = Vec::new();
         encode_map("pods", &fp(), "4711", &objs, &mut out);
+        // Escaped where needed (quotes, backslashes, control characters).
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains(r#""ns\"quoted\\\u0001""#), "{}", &text[..300]);
         let text = String::from_utf8(out.clone()).unwrap();
         assert!(text.starts_with("{\"kwatchd_checkpoint\":1,\"watch\":\"pods\""));
         assert_eq!(text.lines().count(), 1001);
