@@ -21,6 +21,17 @@
 use crate::watch::index::{IndexEntry, ObjectIndex};
 use crate::watch::Progress;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Every ledger numbers its steps from its own base, so an ack still in a
+/// sink's queue for a watch that was replaced (a reload reusing its slot)
+/// can never match a step of the new watch's ledger.
+static NEXT_BASE: AtomicU64 = AtomicU64::new(0);
+/// Steps one ledger numbers before running into the next ledger's range
+/// (2^44: five years at 100 000 events a second); 2^20 ledgers (watches
+/// created by reloads) fit before the bases wrap. Running over only makes
+/// a stale ack from a replaced watch conceivable, nothing else.
+const SEQ_SPACE: u64 = 1 << 44;
 
 #[derive(Debug)]
 struct Entry {
@@ -40,7 +51,7 @@ pub enum AckError {
     Excess,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Ledger {
     /// The sequence number the next recorded step gets.
     next_seq: u64,
@@ -53,6 +64,20 @@ pub struct Ledger {
     committed_rv: Option<String>,
     /// The committed state changed since the last `take_dirty`.
     dirty: bool,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        let base = NEXT_BASE.fetch_add(SEQ_SPACE, Ordering::Relaxed);
+        // Sequence numbers wrap around (all arithmetic on them wraps).
+        Ledger {
+            next_seq: base,
+            pending: VecDeque::new(),
+            front_seq: base,
+            committed_rv: None,
+            dirty: false,
+        }
+    }
 }
 
 impl Ledger {
@@ -79,7 +104,7 @@ impl Ledger {
     /// work). Returns its sequence number (the one `next_seq` said).
     pub fn record(&mut self, progress: Progress<'_>, sinks: u32) -> u64 {
         let seq = self.next_seq;
-        self.next_seq += 1;
+        self.next_seq = self.next_seq.wrapping_add(1);
         if self.pending.is_empty() && sinks == 0 {
             // Nothing ahead of it and nothing to wait for: committed at
             // once, and the watch's index already shows it (a silent
@@ -98,7 +123,7 @@ impl Ledger {
 
     /// One sink finished with the record of entry `seq`.
     pub fn ack(&mut self, seq: u64) -> Result<(), AckError> {
-        let offset = seq.checked_sub(self.front_seq).ok_or(AckError::Unknown)?;
+        let offset = seq.wrapping_sub(self.front_seq);
         let entry = usize::try_from(offset)
             .ok()
             .and_then(|i| self.pending.get_mut(i))
@@ -106,7 +131,7 @@ impl Ledger {
         entry.outstanding = entry.outstanding.checked_sub(1).ok_or(AckError::Excess)?;
         while self.pending.front().is_some_and(|e| e.outstanding == 0) {
             if let Some(entry) = self.pending.pop_front() {
-                self.front_seq += 1;
+                self.front_seq = self.front_seq.wrapping_add(1);
                 let rv = entry.resource_version.as_deref();
                 self.commit(rv, entry.change.is_some());
             }
@@ -269,11 +294,11 @@ mod tests {
     #[test]
     fn commits_only_a_contiguous_prefix_of_fully_acked_entries() {
         let mut w = Watch::default();
-        assert_eq!(w.ledger.next_seq(), 0);
+        let first = w.ledger.next_seq();
         let a = w.put("a", "1", 2);
         let b = w.put("b", "2", 1);
         let c = w.put("c", "3", 1);
-        assert_eq!((a, b, c), (0, 1, 2));
+        assert_eq!((a, b, c), (first, first + 1, first + 2));
         assert_eq!(w.rv(), None);
         // Later entries finish first: nothing moves.
         w.ledger.ack(c).unwrap();
@@ -353,7 +378,11 @@ mod tests {
         };
         assert_eq!(w.rv(), Some("9"));
         assert!(!w.ledger.is_dirty(), "a resumed state is already on disk");
-        assert_eq!(w.ledger.ack(0), Err(AckError::Unknown));
+        assert_eq!(w.ledger.ack(w.ledger.next_seq()), Err(AckError::Unknown));
+        // A step of another ledger (a watch this one replaced).
+        let mut old = Ledger::new();
+        let stale = old.record(Progress::version("1"), 1);
+        assert_eq!(w.ledger.ack(stale), Err(AckError::Unknown));
         let s = w.put("a", "10", 1);
         assert_eq!(w.ledger.ack(s + 1), Err(AckError::Unknown));
         w.ledger.ack(s).unwrap();
