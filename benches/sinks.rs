@@ -49,10 +49,11 @@ fn run_daemon(
 ) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("kwatchd.toml");
+    let state = dir.path().join("state").display().to_string();
     std::fs::write(
         &config,
         format!(
-            "[daemon]\nlog_level = \"debug\"\nsink_queue_events = 100000\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"s\"]\n[sinks.s]\n{sink_toml}\n"
+            "[daemon]\nlog_level = \"debug\"\nsink_queue_events = 100000\nstate_dir = \"{state}\"\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"s\"]\n[sinks.s]\n{sink_toml}\n"
         ),
     )
     .expect("config");

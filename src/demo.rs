@@ -54,6 +54,17 @@ pub fn run(dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
     let cwd = std::env::current_dir()?;
     let dir = cwd.join(dir.unwrap_or_else(|| PathBuf::from("kwatchd-demo")));
     std::fs::create_dir_all(&dir)?;
+    // Checkpoints of an earlier demo belong to an emulator that is gone
+    // (another port, other uids): start without them rather than warn.
+    config.daemon.state_dir = dir.join("state");
+    if let Ok(entries) = std::fs::read_dir(&config.daemon.state_dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if name.to_string_lossy().contains(".checkpoint") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     let hook = dir.join("print-event");
     std::fs::write(&hook, DEMO_HOOK)?;
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;

@@ -15,5 +15,6 @@ pub mod net;
 pub mod rand;
 pub mod sim;
 pub mod sink;
+pub mod state;
 pub mod tokens;
 pub mod watch;

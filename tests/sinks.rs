@@ -477,7 +477,7 @@ fn stdout_sink_writes_records_to_standard_output() {
         "[sinks.out]\ntype = \"stdout\"\n",
     );
     let config = dir.path().join("kwatchd.toml");
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, with_state_dir(&text, &dir.path().join("state"))).unwrap();
     let stdout = dir.path().join("stdout");
     let mut child = std::process::Command::new(BIN)
         .args(["run", "--config"])

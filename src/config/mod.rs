@@ -57,6 +57,9 @@ pub const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default `daemon.shutdown_timeout`.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Default `daemon.state_dir` (systemd's `StateDirectory=kwatchd`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/kwatchd";
+
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -83,6 +86,8 @@ pub struct DaemonConfig {
     /// How long running hooks and queued deliveries get at shutdown before
     /// their process groups are killed.
     pub shutdown_timeout: Duration,
+    /// Where the per-watch checkpoints live (absolute).
+    pub state_dir: PathBuf,
 }
 
 impl Default for DaemonConfig {
@@ -94,6 +99,7 @@ impl Default for DaemonConfig {
             metrics_listen: None,
             log_format: LogFormat::Text,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         }
     }
 }

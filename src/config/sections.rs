@@ -28,6 +28,7 @@ const DAEMON_KEYS: &[&str] = &[
     "metrics_listen",
     "log_format",
     "shutdown_timeout",
+    "state_dir",
 ];
 const CLUSTER_KEYS: &[&str] = &[
     "server",
@@ -104,7 +105,7 @@ fn internal_error(source: &Path) -> ConfigError {
 
 fn document(ctx: &mut Ctx, env: &Env, root: &TableNode, source: &Path) -> Option<Config> {
     root.check_keys(ctx, TOP_KEYS);
-    let daemon = daemon(ctx, root);
+    let daemon = daemon(ctx, env, root);
     let cluster_tables = named_tables(ctx, root, "clusters", "cluster");
     let sink_tables = named_tables(ctx, root, "sinks", "sink");
     let refs = Refs {
@@ -295,7 +296,7 @@ fn distinct_strings<'a>(ctx: &mut Ctx, field: &Field<'a>, what: &str) -> Option<
 
 // ---------------------------------------------------------------- [daemon]
 
-fn daemon(ctx: &mut Ctx, root: &TableNode) -> Option<DaemonConfig> {
+fn daemon(ctx: &mut Ctx, env: &Env, root: &TableNode) -> Option<DaemonConfig> {
     let Some(field) = root.get("daemon") else {
         return Some(DaemonConfig::default());
     };
@@ -324,6 +325,9 @@ fn daemon(ctx: &mut Ctx, root: &TableNode) -> Option<DaemonConfig> {
         defaults.shutdown_timeout,
         SHUTDOWN_TIMEOUT_RANGE,
     );
+    let state_dir = with_default(ctx, &t, "state_dir", defaults.state_dir, |s| {
+        resolve_path(s, env.base_dir.as_deref())
+    });
     Some(DaemonConfig {
         log_level: log_level?,
         max_line_bytes: max_line_bytes?,
@@ -331,6 +335,7 @@ fn daemon(ctx: &mut Ctx, root: &TableNode) -> Option<DaemonConfig> {
         metrics_listen: metrics_listen?,
         log_format: log_format?,
         shutdown_timeout: shutdown_timeout?,
+        state_dir: state_dir?,
     })
 }
 

@@ -81,6 +81,7 @@ fn minimal_config_gets_defaults() {
             metrics_listen: None,
             log_format: LogFormat::Text,
             shutdown_timeout: Duration::from_secs(30),
+            state_dir: PathBuf::from("/var/lib/kwatchd"),
         },
         clusters: BTreeMap::from([(
             "local".to_string(),
@@ -267,6 +268,7 @@ fn example_config_documents_every_key() {
         "metrics_listen",
         "log_format",
         "shutdown_timeout",
+        "state_dir",
         "server",
         "certificate_authority",
         "insecure_skip_tls_verify",
@@ -508,7 +510,7 @@ format = "json"
         "verbose",
         "unknown key `verbose` at the top level; expected one of: daemon, clusters, watch, sinks",
     );
-    assert_error(&e, 3, "daemon.loglevel", "unknown key `loglevel` in [daemon]; expected one of: log_level, max_line_bytes, sink_queue_events, metrics_listen, log_format, shutdown_timeout");
+    assert_error(&e, 3, "daemon.loglevel", "unknown key `loglevel` in [daemon]; expected one of: log_level, max_line_bytes, sink_queue_events, metrics_listen, log_format, shutdown_timeout, state_dir");
     assert_error(
         &e,
         6,
@@ -834,6 +836,11 @@ fn daemon_values() {
             .daemon
             .sink_queue_events,
         100000
+    );
+    assert_eq!(
+        ok(&daemon("state_dir = \"state\"")).daemon.state_dir,
+        cwd().join("state"),
+        "relative state_dir is resolved against the current directory"
     );
     let cases = [
         ("max_line_bytes = 1023", "out of range"),

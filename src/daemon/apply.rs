@@ -144,6 +144,12 @@ impl Daemon {
             if slot.is_some() && plan.watch(name) != Some(Change::Keep) {
                 if let Some(w) = slot.as_mut() {
                     w.close(registry);
+                    // What its sinks handled so far: a watch coming back
+                    // with the same definition resumes from there (its
+                    // records still queued are acknowledged into nothing).
+                    if let (Some(state), Some(target)) = (&mut self.state, &w.checkpoint) {
+                        state.save(target, &mut w.ledger, w.machine.index(), true);
+                    }
                 }
                 *slot = None;
                 if let Some(r) = self.runnable.get_mut(i) {

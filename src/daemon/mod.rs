@@ -8,12 +8,14 @@ mod observe;
 pub mod reload;
 pub mod watcher;
 
-use crate::config::{ClusterConfig, Config, SinkConfig, WatchConfig};
-use crate::kube::Selectors;
+use crate::config::{ClusterConfig, Config, SinkConfig, WatchConfig, WatchTarget};
+use crate::kube::{ResourcePath, Selectors};
 use crate::metrics::MetricsServer;
 use crate::net::Resolver;
 use crate::rand::Rng;
 use crate::sink::{ExecSink, FileSink, QueueBound, Sink, SinkCtx, WebhookSink};
+use crate::state::{AckRef, Fingerprint, Ledger, StateDirError, StateStore};
+use crate::watch::index::ObjectIndex;
 use crate::watch::{WatchMachine, WatchSpec};
 use cluster::ClusterRuntime;
 use mio::{Events, Poll, Token, Waker};
@@ -33,6 +35,13 @@ const READ_BUF: usize = 256 << 10;
 /// Bytes a sink may hold besides its event bound.
 const SINK_QUEUE_BYTES: usize = 64 << 20;
 const LIST_PAGE_SIZE: u32 = 500;
+/// Checkpoints are written at most this often (and at shutdown).
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// Rendering checkpoints runs in the loop: with huge indexes the interval
+/// grows so that it takes at most 1/this of the loop's time.
+const CHECKPOINT_DUTY: u32 = 20;
+/// How long shutdown waits for the checkpoint writer.
+const CHECKPOINT_FINISH: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub enum DaemonError {
@@ -55,6 +64,7 @@ pub enum DaemonError {
         addr: std::net::SocketAddr,
         error: io::Error,
     },
+    StateDir(StateDirError),
 }
 
 impl fmt::Display for DaemonError {
@@ -72,6 +82,7 @@ impl fmt::Display for DaemonError {
                 f,
                 "cannot serve metrics on {addr} ([daemon] metrics_listen): {error}"
             ),
+            Self::StateDir(e) => write!(f, "{e}"),
         }
     }
 }
@@ -117,6 +128,12 @@ pub struct Daemon {
     /// hooks, a full disk, a stuck FIFO) before giving up and saying how
     /// much is left.
     shutdown_timeout: Duration,
+    /// `None` only after shutdown handed it its last checkpoints.
+    state: Option<StateStore>,
+    /// No checkpoint write before this.
+    next_checkpoint: Instant,
+    /// Acks collected from the sinks, routed to the ledgers each turn.
+    acks: Vec<AckRef>,
 }
 
 impl Daemon {
@@ -130,6 +147,7 @@ impl Daemon {
         let waker = Arc::new(
             Waker::new(poll.registry(), WAKER_TOKEN).map_err(io_err("cannot create the waker"))?,
         );
+        let state = StateStore::open(&config.daemon.state_dir).map_err(DaemonError::StateDir)?;
         if config.watches.len() > watcher::MAX_WATCHES {
             return Err(DaemonError::TooManyWatches {
                 count: config.watches.len(),
@@ -175,6 +193,9 @@ impl Daemon {
             ready: false,
             metrics,
             shutdown_timeout: config.daemon.shutdown_timeout,
+            state: Some(state),
+            next_checkpoint: Instant::now() + CHECKPOINT_INTERVAL,
+            acks: Vec::new(),
         };
         for w in &config.watches {
             daemon.start_watch(w)?;
@@ -211,8 +232,21 @@ impl Daemon {
             if slot >= watcher::MAX_WATCHES {
                 return Err(DaemonError::TooManyWatches { count: slot + 1 });
             }
-            let machine = WatchMachine::new(spec, Rng::from_entropy(slot as u64));
-            self.watchers.push(Some(Watcher::new(
+            let target = self
+                .state
+                .as_ref()
+                .map(|state| state.target(&spec.name, fingerprint(w, &cluster_config, &spec)));
+            let checkpoint = match (&self.state, &target) {
+                (Some(state), Some(target)) => state.load(target),
+                _ => None,
+            };
+            let mut machine = WatchMachine::new(spec, Rng::from_entropy(slot as u64));
+            let mut ledger = Ledger::new();
+            if let Some(c) = checkpoint {
+                ledger = Ledger::resumed(c.resource_version.clone());
+                machine.resume_from(c.resource_version, ObjectIndex::from_map(c.objects));
+            }
+            let mut watcher = Watcher::new(
                 slot,
                 machine,
                 cluster,
@@ -220,7 +254,10 @@ impl Daemon {
                 sinks.clone(),
                 wants_meta,
                 self.config.daemon.max_line_bytes,
-            )));
+            );
+            watcher.ledger = ledger;
+            watcher.checkpoint = target;
+            self.watchers.push(Some(watcher));
             self.slot_names.push(w.name.clone());
             self.runnable.push(true);
             self.blocked.push(false);
@@ -378,6 +415,8 @@ impl Daemon {
         }
         self.poll_sinks();
         self.metrics_timers();
+        self.collect_acks();
+        self.checkpoint_if_due();
         for (i, slot) in self.watchers.iter().enumerate() {
             if blocked[i] && slot.as_ref().is_some_and(|w| w.has_room(&self.sinks)) {
                 blocked[i] = false;
@@ -406,6 +445,57 @@ impl Daemon {
         });
     }
 
+    /// Hands what the sinks finished to the watches' ledgers.
+    fn collect_acks(&mut self) {
+        let mut acks = std::mem::take(&mut self.acks);
+        for s in self.sinks.iter_mut().chain(&mut self.retiring) {
+            s.take_acks(&mut acks);
+        }
+        for ack in acks.drain(..) {
+            // A watch a reload stopped no longer keeps a ledger.
+            let Some(w) = self.watchers.get_mut(ack.watch).and_then(Option::as_mut) else {
+                continue;
+            };
+            if let Err(e) = w.ledger.ack(ack.seq) {
+                // A sink reporting a record twice, or one the ledger never
+                // recorded: a bug, but the ledger stays consistent.
+                log::debug!(
+                    "watch {}: ack for step {} ignored ({e:?})",
+                    w.machine.name(),
+                    ack.seq
+                );
+            }
+        }
+        self.acks = acks;
+    }
+
+    /// Queues the checkpoints of the watches whose handled state changed,
+    /// at most once per `CHECKPOINT_INTERVAL`.
+    fn checkpoint_if_due(&mut self) {
+        let now = Instant::now();
+        if now < self.next_checkpoint {
+            return;
+        }
+        if !self.live_watchers().any(|w| w.ledger.is_dirty()) {
+            return;
+        }
+        self.write_checkpoints(false);
+        let spent = now.elapsed();
+        self.next_checkpoint = now + CHECKPOINT_INTERVAL.max(spent * CHECKPOINT_DUTY);
+    }
+
+    /// `finally`: the last checkpoints, at shutdown.
+    fn write_checkpoints(&mut self, finally: bool) {
+        let Some(state) = &mut self.state else {
+            return;
+        };
+        for w in self.watchers.iter_mut().flatten() {
+            if let Some(target) = &w.checkpoint {
+                state.save(target, &mut w.ledger, w.machine.index(), finally);
+            }
+        }
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         let watches = self.live_watchers().filter_map(Watcher::deadline);
         let sinks = self
@@ -415,7 +505,16 @@ impl Daemon {
             .filter_map(Sink::deadline);
         let watchdog = self.notifier.as_ref().and_then(notify::Notifier::deadline);
         let metrics = self.metrics.as_ref().and_then(MetricsServer::deadline);
-        watches.chain(sinks).chain(watchdog).chain(metrics).min()
+        let checkpoint = self
+            .live_watchers()
+            .any(|w| w.ledger.is_dirty())
+            .then_some(self.next_checkpoint);
+        watches
+            .chain(sinks)
+            .chain(watchdog)
+            .chain(metrics)
+            .chain(checkpoint)
+            .min()
     }
 
     /// "3 watches, 2 streaming, 1 backing off (pods-prod); 5321 events":
@@ -568,6 +667,8 @@ impl Daemon {
         let give_up = Instant::now() + self.shutdown_timeout;
         loop {
             self.poll_sinks();
+            self.collect_acks();
+            self.checkpoint_if_due();
             let pending: usize = self
                 .sinks
                 .iter()
@@ -608,6 +709,13 @@ impl Daemon {
         }
         for s in self.sinks.iter().chain(&self.retiring) {
             log::info!("sink {}: {}", s.name(), s.summary());
+        }
+        // Only what the sinks finished: records aborted or still queued are
+        // ahead of the checkpoint and are delivered again after a restart.
+        self.collect_acks();
+        self.write_checkpoints(true);
+        if let Some(state) = self.state.take() {
+            state.finish(CHECKPOINT_FINISH);
         }
         let events: u64 = self.live_watchers().map(|w| w.machine.stats().events).sum();
         log::info!("stopped after {events} events");
@@ -653,9 +761,9 @@ fn build_sink(
                 name: name.to_owned(),
                 error: format!("cannot open {}: {e}", f.path.display()),
             })?;
-            Sink::File(file)
+            Sink::File(Box::new(file))
         }
-        SinkConfig::Stdout => Sink::File(FileSink::stdout(name, bound, token)),
+        SinkConfig::Stdout => Sink::File(Box::new(FileSink::stdout(name, bound, token))),
         SinkConfig::Exec(e) => Sink::Exec(Box::new(ExecSink::new(name, e, queue_events, rng))),
         SinkConfig::Webhook(w) => {
             let webhook =
@@ -699,4 +807,43 @@ fn watch_specs(w: &WatchConfig, cluster: &ClusterConfig) -> Vec<WatchSpec> {
             watch_timeout: w.watch_timeout,
         })
         .collect()
+}
+
+/// What a checkpoint must have been written for: the stream's source, not
+/// the sinks or the event filter (changing those keeps the checkpoint).
+fn fingerprint(w: &WatchConfig, cluster: &ClusterConfig, spec: &WatchSpec) -> Fingerprint {
+    let (api_version, resource, path) = match &w.target {
+        WatchTarget::Resource {
+            api_version,
+            resource,
+        } => (
+            api_version.clone(),
+            resource.clone(),
+            ResourcePath::new(
+                &cluster.server.base_path,
+                api_version,
+                spec.namespace.as_deref(),
+                resource,
+            )
+            .as_str()
+            .to_owned(),
+        ),
+        // Resolved through discovery at run time; the name as configured
+        // is what identifies it.
+        WatchTarget::Kind { name, api_version } => (
+            api_version.clone().unwrap_or_default(),
+            format!("kind {name}"),
+            String::new(),
+        ),
+    };
+    Fingerprint {
+        cluster: w.cluster.clone(),
+        server: cluster.server.to_string(),
+        api_version,
+        resource,
+        path,
+        namespace: spec.namespace.clone(),
+        label_selector: w.label_selector.clone(),
+        field_selector: w.field_selector.clone(),
+    }
 }

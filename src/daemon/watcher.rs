@@ -6,9 +6,10 @@ use crate::http::{BodyMode, Request, ResponseReader};
 use crate::net::resolve::Resolution;
 use crate::net::{Connection, ReadOutcome, Resolver};
 use crate::sink::{EventMeta, RecordWriter, Sink};
+use crate::state::{AckRef, CheckpointTarget, Ledger, WatchKey};
 pub use crate::tokens::TokenAllocator;
 use crate::watch::{
-    Emit, Emitted, LineOutcome, RequestKind, RequestPlan, TimerOutcome, WatchMachine,
+    Emit, Emitted, LineOutcome, Progress, RequestKind, RequestPlan, TimerOutcome, WatchMachine,
 };
 use mio::{Registry, Token};
 use std::collections::VecDeque;
@@ -99,6 +100,10 @@ pub struct Watcher {
     addrs: VecDeque<SocketAddr>,
     /// Until when the current connect and TLS handshake may take.
     connect_deadline: Option<Instant>,
+    /// What the sinks have fully handled; the checkpoint's content.
+    pub ledger: Ledger,
+    /// Where the checkpoint goes; `None` keeps no checkpoint.
+    pub checkpoint: Option<CheckpointTarget>,
 }
 
 struct DisplayError<'a>(&'a str, &'a dyn fmt::Display);
@@ -155,7 +160,14 @@ impl Watcher {
             link: Link::None,
             addrs: VecDeque::new(),
             connect_deadline: None,
+            ledger: Ledger::new(),
+            checkpoint: None,
         }
+    }
+
+    /// The key records of this watch carry in their acks.
+    pub fn key(&self) -> WatchKey {
+        self.index
     }
 
     pub fn sinks(&self) -> &[usize] {
@@ -504,12 +516,14 @@ impl Watcher {
     /// state, drive again; `Some(flow)`: stop here.
     fn pump(&mut self, ctx: &mut Ctx<'_>, budget: &mut usize) -> Option<Flow> {
         let Watcher {
+            index,
             machine,
             sinks: sink_ids,
             records,
             meta_base,
             link,
             connect_deadline,
+            ledger,
             ..
         } = self;
         let Link::Connected {
@@ -539,7 +553,8 @@ impl Watcher {
                         }
                     };
                     let now = ctx.now;
-                    let mut fanout = Fanout::new(records, meta_base.as_ref(), sink_ids, ctx);
+                    let mut fanout =
+                        Fanout::new(records, meta_base.as_ref(), sink_ids, ctx, ledger, *index);
                     if machine.on_watch_line(now, line, &mut fanout) == LineOutcome::Close {
                         self.close(ctx.registry);
                         return None;
@@ -647,11 +662,13 @@ impl Watcher {
     /// connection.
     fn complete(&mut self, ctx: &mut Ctx<'_>) -> Option<Flow> {
         let Watcher {
+            index,
             machine,
             sinks: sink_ids,
             records,
             meta_base,
             link,
+            ledger,
             ..
         } = self;
         let Link::Connected { exchange, .. } = link else {
@@ -670,7 +687,8 @@ impl Watcher {
             RequestKind::List => {
                 let body = resp.reader.take_body().unwrap_or_default();
                 let now = ctx.now;
-                let mut fanout = Fanout::new(records, meta_base.as_ref(), sink_ids, ctx);
+                let mut fanout =
+                    Fanout::new(records, meta_base.as_ref(), sink_ids, ctx, ledger, *index);
                 machine.on_list_body(now, &body, &mut fanout);
             }
             RequestKind::Watch => machine.on_watch_end(ctx.now, true),
@@ -724,7 +742,9 @@ impl MetaBase {
     }
 }
 
-/// Renders each event once and queues it on every sink of the watch.
+/// Renders each event once and queues it on every sink of the watch, and
+/// records each step in the watch's ledger with the number of sinks that
+/// must finish its record before it counts as handled.
 struct Fanout<'a> {
     records: &'a RecordWriter,
     meta_base: Option<&'a MetaBase>,
@@ -732,6 +752,10 @@ struct Fanout<'a> {
     sink_ids: &'a [usize],
     sinks: &'a mut [Sink],
     buf: &'a mut Vec<u8>,
+    ledger: &'a mut Ledger,
+    watch: WatchKey,
+    /// Sinks the current step's record went to.
+    fanned: u32,
 }
 
 impl<'a> Fanout<'a> {
@@ -740,6 +764,8 @@ impl<'a> Fanout<'a> {
         meta_base: Option<&'a MetaBase>,
         sink_ids: &'a [usize],
         ctx: &'a mut Ctx<'_>,
+        ledger: &'a mut Ledger,
+        watch: WatchKey,
     ) -> Self {
         Fanout {
             records,
@@ -748,6 +774,9 @@ impl<'a> Fanout<'a> {
             sink_ids,
             sinks: ctx.sinks,
             buf: ctx.record_buf,
+            ledger,
+            watch,
+            fanned: 0,
         }
     }
 }
@@ -757,11 +786,22 @@ impl Emit for Fanout<'_> {
         self.buf.clear();
         self.records.write(self.buf, SystemTime::now(), &event);
         let meta = self.meta_base.map(|b| Rc::new(b.meta(&event)));
+        // The step is recorded right after (`progress`) under this number.
+        let ack = AckRef {
+            watch: self.watch,
+            seq: self.ledger.next_seq(),
+        };
         for &i in self.sink_ids {
             if let Some(s) = self.sinks.get_mut(i) {
-                s.push(self.now, self.buf, meta.as_ref());
+                s.push(self.now, self.buf, meta.as_ref(), ack);
+                self.fanned += 1;
             }
         }
+    }
+
+    fn progress(&mut self, progress: Progress<'_>) {
+        let sinks = std::mem::take(&mut self.fanned);
+        self.ledger.record(progress, sinks);
     }
 }
 

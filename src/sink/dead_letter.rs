@@ -131,6 +131,7 @@ mod tests {
                     line: l.as_bytes().to_vec(),
                     meta: Rc::clone(&meta),
                     received: std::time::Instant::now(),
+                    ack: crate::state::AckRef { watch: 0, seq: 0 },
                 })
                 .collect(),
             attempts: 4,

@@ -7,6 +7,8 @@ use super::latency::LatencySample;
 use super::{EventMeta, QueuedRecord};
 use crate::config::DeliveryConfig;
 use crate::rand::Rng;
+use crate::state::{AckRef, Acks};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,11 @@ pub struct Delivery {
     given_up: u64,
     /// Records in attempts that failed (each retry counts again).
     failed: u64,
+    /// Records of the jobs handed out and not completed, by job id.
+    running: HashMap<u64, Rc<[QueuedRecord]>>,
+    /// Records that are final: delivered, or given up on and dead-lettered
+    /// or logged. Not records still queued, retrying, or aborted.
+    acks: Acks,
 }
 
 /// Records by delivery result, for status and metrics.
@@ -45,6 +52,8 @@ impl Delivery {
             delivered: 0,
             given_up: 0,
             failed: 0,
+            running: HashMap::new(),
+            acks: Acks::default(),
         }
     }
 
@@ -56,31 +65,43 @@ impl Delivery {
         self.dispatcher.has_room()
     }
 
-    pub fn push(&mut self, now: Instant, line: &[u8], meta: Option<&Rc<EventMeta>>) {
+    pub fn push(&mut self, now: Instant, line: &[u8], meta: Option<&Rc<EventMeta>>, ack: AckRef) {
         self.dispatcher.push(
             now,
             QueuedRecord {
                 line: line.to_vec(),
                 meta: meta.cloned().unwrap_or_default(),
                 received: now,
+                ack,
             },
         );
     }
 
     pub fn next_job(&mut self, now: Instant) -> Option<Job> {
-        self.dispatcher.next_job(now)
+        let job = self.dispatcher.next_job(now)?;
+        self.running.insert(job.id, Rc::clone(&job.records));
+        Some(job)
     }
 
     /// A job of `records` records ended; give-ups go to the failure policy.
     pub fn complete(&mut self, now: Instant, job: u64, outcome: JobOutcome, records: usize) {
-        if outcome == JobOutcome::Success {
+        let success = outcome == JobOutcome::Success;
+        if success {
             self.delivered += records as u64;
         } else {
             self.failed += records as u64;
         }
+        let handed_out = self.running.remove(&job);
         if let Some(gave_up) = self.dispatcher.complete(now, job, outcome) {
             self.given_up += gave_up.records.len() as u64;
             self.failure.gave_up(&self.sink, &gave_up);
+            for r in gave_up.records.iter() {
+                self.acks.push(r.ack);
+            }
+        } else if success {
+            for r in handed_out.iter().flat_map(|r| r.iter()) {
+                self.acks.push(r.ack);
+            }
         }
     }
 
@@ -94,6 +115,11 @@ impl Delivery {
 
     pub fn latency(&self) -> &LatencySample {
         &self.latency
+    }
+
+    /// Moves the refs of final records to `out`.
+    pub fn take_acks(&mut self, out: &mut Vec<AckRef>) {
+        self.acks.drain_into(out);
     }
 
     pub fn record_latency(&mut self, latency: Duration) {
@@ -120,5 +146,65 @@ impl Delivery {
             "{} events delivered, {} given up{latency}",
             self.delivered, self.given_up
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OnFailure;
+
+    fn ack(seq: u64) -> AckRef {
+        AckRef { watch: 1, seq }
+    }
+
+    fn failed(retryable: bool) -> JobOutcome {
+        JobOutcome::Failed {
+            retryable,
+            retry_after: None,
+            reason: "boom".into(),
+        }
+    }
+
+    #[test]
+    fn records_are_acked_when_delivered_or_given_up_never_while_retrying() {
+        let config = DeliveryConfig {
+            max_concurrent: 4,
+            retries: 1,
+            batch_window: Duration::ZERO,
+            batch_max: 1,
+            on_failure: OnFailure::Log,
+            queue_events: None,
+        };
+        let mut d = Delivery::new("s", &config, 100, Rng::new(7));
+        let now = Instant::now();
+        let meta = |uid: &str| {
+            Rc::new(EventMeta {
+                uid: uid.into(),
+                ..EventMeta::default()
+            })
+        };
+        d.push(now, b"1\n", Some(&meta("a")), ack(1));
+        d.push(now, b"2\n", Some(&meta("b")), ack(2));
+        d.push(now, b"3\n", Some(&meta("c")), ack(3));
+        let jobs: Vec<Job> = std::iter::from_fn(|| d.next_job(now)).collect();
+        assert_eq!(jobs.len(), 3);
+        let mut acks = Vec::new();
+        // Out of order: the third succeeds first.
+        d.complete(now, jobs[2].id, JobOutcome::Success, 1);
+        // The first fails and will be retried: not final.
+        d.complete(now, jobs[0].id, failed(true), 1);
+        // The second fails for good: given up (logged), so final.
+        d.complete(now, jobs[1].id, failed(false), 1);
+        d.take_acks(&mut acks);
+        assert_eq!(acks, vec![ack(3), ack(2)]);
+        // The retry gives up too: final now.
+        let later = now + Duration::from_secs(600);
+        let retry = d.next_job(later).unwrap();
+        d.complete(later, retry.id, failed(true), 1);
+        acks.clear();
+        d.take_acks(&mut acks);
+        assert_eq!(acks, vec![ack(1)]);
+        assert_eq!(d.pending(), 0);
     }
 }

@@ -584,6 +584,10 @@ mod tests {
                 ..EventMeta::default()
             }),
             received: Instant::now(),
+            ack: crate::state::AckRef {
+                watch: 0,
+                seq: n as u64,
+            },
         }
     }
 
@@ -668,6 +672,7 @@ mod tests {
                 ..EventMeta::default()
             }),
             received: t,
+            ack: crate::state::AckRef { watch: 0, seq: 0 },
         };
         d.push(t, mk("a", "u1", "", ""));
         d.push(t, mk("b", "u1", "", "")); // same uid, other cluster

@@ -8,6 +8,7 @@
 //! its bytes are written, so a line is never lost or cut short.
 
 use super::QueueBound;
+use crate::state::{AckRef, Acks};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use std::collections::VecDeque;
@@ -36,8 +37,13 @@ pub struct FileSink {
     /// Queued record bytes; `buf[written..]` is not on disk yet.
     buf: Vec<u8>,
     written: usize,
-    /// End offset in `buf` of every queued record, oldest first.
-    record_ends: VecDeque<usize>,
+    /// End offset in `buf` of every queued record, oldest first, with the
+    /// ref acked once all of its bytes are written.
+    record_ends: VecDeque<(usize, AckRef)>,
+    acks: Acks,
+    /// The torn-line repair runs on the first open only: later opens are
+    /// rotations, and our own short writes are continued, not cut.
+    repaired: bool,
     /// After a write error: no attempt before this.
     backoff_until: Option<Instant>,
     /// After `WouldBlock`: look again by then at the latest.
@@ -73,6 +79,8 @@ impl FileSink {
             buf: Vec::new(),
             written: 0,
             record_ends: VecDeque::new(),
+            acks: Acks::default(),
+            repaired: false,
             backoff_until: None,
             recheck_at: None,
             armed_fd: None,
@@ -128,16 +136,27 @@ impl FileSink {
         }
     }
 
-    pub fn push(&mut self, record: &[u8]) {
+    pub fn push(&mut self, record: &[u8], ack: AckRef) {
         self.buf.extend_from_slice(record);
-        self.record_ends.push_back(self.buf.len());
+        self.record_ends.push_back((self.buf.len(), ack));
+    }
+
+    /// Moves the refs of written records to `out`.
+    pub fn take_acks(&mut self, out: &mut Vec<AckRef>) {
+        self.acks.drain_into(out);
     }
 
     /// Opens the file now, so a start-up problem is reported at start.
     pub fn open(&mut self) -> io::Result<()> {
         if self.file.is_none() {
             self.file = Some(match &mut self.target {
-                Target::Path(path) => open_append(path)?,
+                Target::Path(path) => {
+                    if !self.repaired {
+                        repair_torn_tail(&self.name, path)?;
+                        self.repaired = true;
+                    }
+                    open_append(path)?
+                }
                 Target::Stdout { socket } => {
                     let (file, is_socket) = dup_stdout()?;
                     *socket = is_socket;
@@ -237,12 +256,12 @@ impl FileSink {
     }
 
     fn retire_written(&mut self) {
-        while self
-            .record_ends
-            .front()
-            .is_some_and(|end| *end <= self.written)
-        {
+        while let Some(&(end, ack)) = self.record_ends.front() {
+            if end > self.written {
+                break;
+            }
             self.record_ends.pop_front();
+            self.acks.push(ack);
             self.delivered += 1;
         }
         if self.written == self.buf.len() {
@@ -250,7 +269,7 @@ impl FileSink {
             self.written = 0;
         } else if self.written >= COMPACT_AT {
             self.buf.drain(..self.written);
-            for end in &mut self.record_ends {
+            for (end, _) in &mut self.record_ends {
                 *end -= self.written;
             }
             self.written = 0;
@@ -350,6 +369,55 @@ fn dup_stdout() -> io::Result<(File, bool)> {
     Ok((file, is_socket))
 }
 
+/// After a crash mid-write (SIGKILL, OOM) the file may end in a partial
+/// record. That record was never acknowledged, so it is delivered again;
+/// the torn bytes are cut back to the last complete line so the file stays
+/// valid JSON lines. Only regular files: a FIFO has no tail to repair.
+fn repair_torn_tail(sink: &str, path: &Path) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        // Let the append open report the problem in its own words.
+        Err(_) => return Ok(()),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.len() == 0 {
+        return Ok(());
+    }
+    let len = meta.len();
+    let mut keep = 0;
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 << 10];
+    'scan: while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let n = (end - start) as usize;
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut chunk[..n])?;
+        if let Some(i) = chunk[..n].iter().rposition(|b| *b == b'\n') {
+            keep = start + i as u64 + 1;
+            break 'scan;
+        }
+        end = start;
+    }
+    if keep == len {
+        return Ok(());
+    }
+    file.set_len(keep)?;
+    file.sync_all()?;
+    log::warn!(
+        "sink {sink}: {} ended with a partial record (kwatchd was stopped while writing it); cut {} bytes back to the last complete line; that record is written again",
+        path.display(),
+        len - keep
+    );
+    Ok(())
+}
+
 /// Opens for append with mode 0640, creating the parent directory (0750).
 fn open_append(path: &Path) -> io::Result<File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -375,6 +443,8 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    const ACK: AckRef = AckRef { watch: 0, seq: 0 };
+
     fn sink(path: &Path, events: usize) -> FileSink {
         FileSink::new("f", path, bound(events), Token(9))
     }
@@ -394,9 +464,9 @@ mod tests {
         std::fs::create_dir_all(path.parent().unwrap()).ok();
         std::fs::remove_dir(path.parent().unwrap()).unwrap();
         let mut s = sink(&path, 2);
-        s.push(b"{\"n\":1}\n");
+        s.push(b"{\"n\":1}\n", ACK);
         assert!(s.has_room());
-        s.push(b"{\"n\":2}\n");
+        s.push(b"{\"n\":2}\n", ACK);
         assert!(!s.has_room());
         s.flush(Instant::now(), poll.registry());
         assert_eq!(s.queued(), 0);
@@ -408,9 +478,51 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode & !0o640, 0, "mode {mode:o} is wider than 0640");
         s.reopen();
-        s.push(b"{\"n\":3}\n");
+        s.push(b"{\"n\":3}\n", ACK);
         s.flush(Instant::now(), poll.registry());
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_at_start_and_written_records_are_acked() {
+        let poll = mio::Poll::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        std::fs::write(&path, "{\"n\":1}\n{\"n\":2,\"obj").unwrap();
+        let mut s = sink(&path, 10);
+        s.open().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"n\":1}\n");
+        let two = AckRef { watch: 3, seq: 7 };
+        s.push(b"{\"n\":2}\n", two);
+        let mut acks = Vec::new();
+        s.take_acks(&mut acks);
+        assert!(acks.is_empty(), "acked before it was written");
+        s.flush(Instant::now(), poll.registry());
+        s.take_acks(&mut acks);
+        assert_eq!(acks, vec![two]);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"n\":1}\n{\"n\":2}\n"
+        );
+        // Only the first open repairs: a reopen after rotation leaves the
+        // (foreign) content alone.
+        std::fs::write(&path, "partial").unwrap();
+        s.reopen();
+        s.open().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "partial");
+        // No newline at all: nothing complete to keep. A long torn tail
+        // spanning more than one read chunk is found too.
+        let other = dir.path().join("other.jsonl");
+        let mut text = "{\"ok\":1}\n".to_owned();
+        text.push_str(&"x".repeat(200_000));
+        std::fs::write(&other, &text).unwrap();
+        let mut s = sink(&other, 10);
+        s.open().unwrap();
+        assert_eq!(std::fs::read_to_string(&other).unwrap(), "{\"ok\":1}\n");
+        std::fs::write(&other, "no newline").unwrap();
+        let mut s = sink(&other, 10);
+        s.open().unwrap();
+        assert_eq!(std::fs::read(&other).unwrap().len(), 0);
     }
 
     #[test]
@@ -418,7 +530,7 @@ mod tests {
         let poll = mio::Poll::new().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut s = sink(dir.path(), 10);
-        s.push(b"x\n");
+        s.push(b"x\n", ACK);
         let now = Instant::now();
         s.flush(now, poll.registry());
         assert_eq!(s.queued(), 1);
@@ -443,7 +555,7 @@ mod tests {
         let mut s = sink(&path, 100_000);
         let line = format!("{}\n", "y".repeat(999));
         for _ in 0..1000 {
-            s.push(line.as_bytes());
+            s.push(line.as_bytes(), ACK);
         }
         let now = Instant::now();
         s.flush(now, poll.registry());

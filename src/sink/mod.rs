@@ -22,6 +22,7 @@ pub use record::{EventMeta, QueuedRecord, RecordWriter};
 pub use webhook::WebhookSink;
 
 use crate::net::Resolver;
+use crate::state::AckRef;
 use crate::tokens::TokenAllocator;
 use mio::{Registry, Token};
 use std::io;
@@ -63,7 +64,7 @@ pub struct SinkStats<'a> {
 #[derive(Debug)]
 pub enum Sink {
     /// A file or standard output.
-    File(FileSink),
+    File(Box<FileSink>),
     Exec(Box<ExecSink>),
     Webhook(Box<WebhookSink>),
 }
@@ -97,11 +98,21 @@ impl Sink {
 
     /// Queues one complete record (a JSON line with its newline); `meta` is
     /// set when `wants_meta` said so.
-    pub fn push(&mut self, now: Instant, line: &[u8], meta: Option<&Rc<EventMeta>>) {
+    pub fn push(&mut self, now: Instant, line: &[u8], meta: Option<&Rc<EventMeta>>, ack: AckRef) {
         match self {
-            Sink::File(s) => s.push(line),
-            Sink::Exec(s) => s.push(now, line, meta),
-            Sink::Webhook(s) => s.push(now, line, meta),
+            Sink::File(s) => s.push(line, ack),
+            Sink::Exec(s) => s.push(now, line, meta, ack),
+            Sink::Webhook(s) => s.push(now, line, meta, ack),
+        }
+    }
+
+    /// Moves the refs of records that are final (written, delivered, or
+    /// given up on for good) to `out`, for the watches' ledgers.
+    pub fn take_acks(&mut self, out: &mut Vec<AckRef>) {
+        match self {
+            Sink::File(s) => s.take_acks(out),
+            Sink::Exec(s) => s.take_acks(out),
+            Sink::Webhook(s) => s.take_acks(out),
         }
     }
 

@@ -86,6 +86,8 @@ pub struct QueuedRecord {
     pub meta: std::rc::Rc<EventMeta>,
     /// When the daemon read the event, for delivery latency.
     pub received: std::time::Instant,
+    /// Reported to the watch's ledger once the record is final.
+    pub ack: crate::state::AckRef,
 }
 
 fn push_json_string(out: &mut Vec<u8>, s: &str) {

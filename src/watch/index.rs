@@ -39,6 +39,15 @@ pub fn object_key(meta: &ObjectMeta<'_>) -> Option<String> {
 }
 
 impl ObjectIndex {
+    /// An index restored from a checkpoint.
+    pub fn from_map(by_key: HashMap<String, IndexEntry>) -> Self {
+        ObjectIndex { by_key }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&IndexEntry> {
+        self.by_key.get(key)
+    }
+
     pub fn len(&self) -> usize {
         self.by_key.len()
     }
@@ -49,13 +58,22 @@ impl ObjectIndex {
 
     /// Records the object and says how it compares with what was known.
     pub fn upsert(&mut self, key: &str, meta: &ObjectMeta<'_>) -> Change {
+        self.replace(key, meta).0
+    }
+
+    /// As `upsert`, also returning the entry it replaced (for `Changed`).
+    pub fn replace(&mut self, key: &str, meta: &ObjectMeta<'_>) -> (Change, Option<IndexEntry>) {
         let rv = meta.resource_version.as_deref().unwrap_or("");
         match self.by_key.get_mut(key) {
-            Some(entry) if entry.resource_version == rv => Change::Unchanged,
+            Some(entry) if entry.resource_version == rv => (Change::Unchanged, None),
             Some(entry) => {
-                entry.resource_version.clear();
-                entry.resource_version.push_str(rv);
-                Change::Changed
+                let old = std::mem::replace(&mut entry.resource_version, rv.to_owned());
+                let previous = IndexEntry {
+                    namespace: entry.namespace.clone(),
+                    name: entry.name.clone(),
+                    resource_version: old,
+                };
+                (Change::Changed, Some(previous))
             }
             None => {
                 self.by_key.insert(
@@ -66,9 +84,13 @@ impl ObjectIndex {
                         resource_version: rv.to_owned(),
                     },
                 );
-                Change::New
+                (Change::New, None)
             }
         }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &IndexEntry)> {
+        self.by_key.iter().map(|(k, v)| (k.as_str(), v))
     }
 
     pub fn remove(&mut self, key: &str) -> Option<IndexEntry> {

@@ -2,6 +2,7 @@
 
 use super::backoff::Backoff;
 use super::index::{object_key, Change, IndexEntry, ObjectIndex};
+use super::progress::Progress;
 use crate::config::{EventType, InitialList, OnStart, WatchTarget};
 use crate::kube::discovery::{Discovery, Query, DISCOVERY_ACCEPT};
 use crate::kube::event::{excerpt, object_meta, ObjectMeta};
@@ -81,13 +82,16 @@ impl<'a> Identity<'a> {
     }
 }
 
-/// Counts the event and hands it on if the watch wants its type.
+/// Counts the event, hands it on if the watch wants its type, then reports
+/// the step's progress (always, so the ledger sees every index change and
+/// version in order, whether the event was forwarded or filtered out).
 fn deliver(
     stats: &mut WatchStats,
     now: Instant,
     wanted: &[EventType],
     out: &mut dyn Emit,
     event: Emitted<'_>,
+    progress: Progress<'_>,
 ) {
     stats.events += 1;
     stats.events_by_type[event.event_type as usize] += 1;
@@ -95,10 +99,16 @@ fn deliver(
     if wanted.contains(&event.event_type) {
         out.emit(event);
     }
+    out.progress(progress);
 }
 
 pub trait Emit {
     fn emit(&mut self, event: Emitted<'_>);
+
+    /// How the step whose event (if any) was just emitted moved the watch.
+    /// Every emitted event is followed by exactly one call; steps that emit
+    /// nothing (filtered events, bookmarks, silent lists) report too.
+    fn progress(&mut self, _progress: Progress<'_>) {}
 }
 
 impl<F: FnMut(Emitted<'_>)> Emit for F {
@@ -416,6 +426,10 @@ impl WatchMachine {
 
     /// The first list of this run.
     fn first_step(&self) -> Step {
+        if self.resume_rv.is_some() {
+            // Resumed from a checkpoint: no initial list.
+            return Step::Watch;
+        }
         let deliver = self.spec.on_start == OnStart::Added;
         self.list_step(ListPurpose::Initial { deliver })
     }
@@ -489,6 +503,26 @@ impl WatchMachine {
         }
     }
 
+    /// Starts from a checkpoint instead of a first list: watch from
+    /// `resource_version`, knowing `index`. If that version has expired the
+    /// watch relists and reports the difference (origin "relist"); the
+    /// watch's `on_start` does not apply. Only meaningful before the first
+    /// request.
+    pub fn resume_from(&mut self, resource_version: String, index: ObjectIndex) {
+        log::info!(
+            "watch {}: resuming from the checkpoint at resourceVersion {resource_version} ({} objects known)",
+            self.spec.name,
+            index.len()
+        );
+        self.resume_rv = Some(resource_version);
+        self.index = index;
+        // A watch by kind still discovers its path first (`first_step`
+        // then watches from the checkpoint).
+        if !matches!(self.phase, Phase::Ready(Step::Discover(_))) {
+            self.phase = Phase::Ready(Step::Watch);
+        }
+    }
+
     pub fn spec(&self) -> &WatchSpec {
         &self.spec
     }
@@ -520,6 +554,12 @@ impl WatchMachine {
     fn count_failure(&mut self, error: String) {
         self.stats.consecutive_failures = self.stats.consecutive_failures.saturating_add(1);
         self.last_error = Some(error);
+    }
+
+    /// The objects the watch knows now (read or not yet handled by the
+    /// sinks; the ledger tells which).
+    pub fn index(&self) -> &ObjectIndex {
+        &self.index
     }
 
     pub fn known_objects(&self) -> usize {
@@ -1121,11 +1161,18 @@ impl WatchMachine {
             );
             return;
         };
-        let change = self.index.upsert(&key, meta);
-        round.seen.insert(key);
+        let (change, previous) = self.index.replace(&key, meta);
+        let progress = Progress::changed(&key, previous, None);
         let (event_type, origin) = match (round.purpose, change) {
-            (_, Change::Unchanged) => return,
-            (ListPurpose::Initial { deliver: false }, _) => return,
+            (_, Change::Unchanged) => {
+                round.seen.insert(key);
+                return;
+            }
+            (ListPurpose::Initial { deliver: false }, _) => {
+                out.progress(progress);
+                round.seen.insert(key);
+                return;
+            }
             (ListPurpose::Initial { deliver: true }, Change::New) => {
                 (EventType::Added, Origin::List)
             }
@@ -1143,7 +1190,15 @@ impl WatchMachine {
             final_state_unknown: false,
             identity: Identity::of(kind, meta),
         };
-        deliver(&mut self.stats, now, &self.spec.events, out, event);
+        deliver(
+            &mut self.stats,
+            now,
+            &self.spec.events,
+            out,
+            event,
+            progress,
+        );
+        round.seen.insert(key);
     }
 
     fn finish_list(&mut self, now: Instant, round: ListRound, out: &mut dyn Emit) {
@@ -1158,7 +1213,10 @@ impl WatchMachine {
         let gone = self.index.drain_unseen(|k| seen.contains(k));
         let report = !matches!(round.purpose, ListPurpose::Initial { deliver: false });
         for (key, entry) in &gone {
-            if report {
+            let progress = Progress::changed(key, Some(entry.clone()), None);
+            if !report {
+                out.progress(progress);
+            } else {
                 let (object, kind) = self.synthesise_object(key, entry);
                 let event = Emitted {
                     event_type: EventType::Deleted,
@@ -1173,8 +1231,18 @@ impl WatchMachine {
                         resource_version: &entry.resource_version,
                     },
                 };
-                deliver(&mut self.stats, now, &self.spec.events, out, event);
+                deliver(
+                    &mut self.stats,
+                    now,
+                    &self.spec.events,
+                    out,
+                    event,
+                    progress,
+                );
             }
+        }
+        if let Some(rv) = &round.snapshot_rv {
+            out.progress(Progress::version(rv));
         }
         log::info!(
             "watch {}: listed {} objects at resourceVersion {}{}",
@@ -1299,30 +1367,54 @@ impl WatchMachine {
         if self.item_kind.is_none() && event.event_type != WatchEventType::Error {
             self.item_kind = event.kind.as_deref().map(str::to_owned);
         }
+        let event_rv = event.meta.resource_version.as_deref();
         if self.excluded(&event.meta) {
+            // Not delivered, but the stream moved on: the checkpoint may too.
+            if let Some(rv) = event_rv {
+                out.progress(Progress::version(rv));
+            }
             return LineOutcome::Continue;
         }
         let key = object_key(&event.meta);
         let event_type = match event.event_type {
-            WatchEventType::Bookmark => return LineOutcome::Continue,
+            WatchEventType::Bookmark => {
+                if let Some(rv) = event_rv {
+                    out.progress(Progress::version(rv));
+                }
+                return LineOutcome::Continue;
+            }
             WatchEventType::Error => return self.on_error_event(now, event.object.get()),
             WatchEventType::Added => EventType::Added,
             WatchEventType::Modified => EventType::Modified,
             WatchEventType::Deleted => EventType::Deleted,
         };
-        match (&key, event_type) {
-            (Some(key), EventType::Deleted) => {
-                self.index.remove(key);
+        let progress = match (&key, event_type) {
+            (Some(key), EventType::Deleted) => match self.index.remove(key) {
+                Some(previous) => Progress::changed(key, Some(previous), event_rv),
+                None => Progress {
+                    resource_version: event_rv,
+                    change: None,
+                },
+            },
+            (Some(key), _) => match self.index.replace(key, &event.meta) {
+                (Change::Unchanged, _) => Progress {
+                    resource_version: event_rv,
+                    change: None,
+                },
+                (_, previous) => Progress::changed(key, previous, event_rv),
+            },
+            (None, _) => {
+                log::warn!(
+                    "watch {}: {} event for an object without uid or name; delivered, not indexed",
+                    self.spec.name,
+                    event_type.as_str()
+                );
+                Progress {
+                    resource_version: event_rv,
+                    change: None,
+                }
             }
-            (Some(key), _) => {
-                self.index.upsert(key, &event.meta);
-            }
-            (None, _) => log::warn!(
-                "watch {}: {} event for an object without uid or name; delivered, not indexed",
-                self.spec.name,
-                event_type.as_str()
-            ),
-        }
+        };
         let kind = if self.spec.metadata_only {
             self.item_kind.as_deref().or(event.kind.as_deref())
         } else {
@@ -1336,7 +1428,14 @@ impl WatchMachine {
             final_state_unknown: false,
             identity: Identity::of(kind, &event.meta),
         };
-        deliver(&mut self.stats, now, &self.spec.events, out, emitted);
+        deliver(
+            &mut self.stats,
+            now,
+            &self.spec.events,
+            out,
+            emitted,
+            progress,
+        );
         LineOutcome::Continue
     }
 
@@ -1390,7 +1489,7 @@ impl WatchMachine {
                     if let (false, Some(key)) =
                         (self.excluded(&event.meta), object_key(&event.meta))
                     {
-                        self.index.remove(&key);
+                        let previous = self.index.remove(&key);
                         round.seen.remove(&key);
                         let kind = self.item_kind.as_deref().unwrap_or("");
                         let emitted = Emitted {
@@ -1400,7 +1499,15 @@ impl WatchMachine {
                             final_state_unknown: false,
                             identity: Identity::of(kind, &event.meta),
                         };
-                        deliver(&mut self.stats, now, &self.spec.events, out, emitted);
+                        let progress = Progress::changed(&key, previous, None);
+                        deliver(
+                            &mut self.stats,
+                            now,
+                            &self.spec.events,
+                            out,
+                            emitted,
+                            progress,
+                        );
                     }
                 } else {
                     self.list_item(now, &mut round, event.object.get(), &event.meta, out);
@@ -1725,6 +1832,165 @@ mod tests {
         let r = m.poll_request(now).unwrap();
         assert!(r.path_and_query.contains("resourceVersion=20"));
         assert_eq!(m.stats().relists, 1);
+    }
+
+    /// Records emitted events and reported steps, in order.
+    #[derive(Default)]
+    struct Steps(Vec<String>);
+
+    impl Emit for Steps {
+        fn emit(&mut self, e: Emitted<'_>) {
+            self.0.push(format!(
+                "emit {} {} {}",
+                e.event_type.as_str(),
+                e.origin.as_str(),
+                e.identity.uid
+            ));
+        }
+
+        fn progress(&mut self, p: Progress<'_>) {
+            let change = match p.change {
+                None => "-".to_owned(),
+                Some(c) => match c.previous {
+                    None => format!("{} (new)", c.key),
+                    Some(e) => format!("{} (was {})", c.key, e.resource_version),
+                },
+            };
+            self.0.push(format!(
+                "step {} {change}",
+                p.resource_version.unwrap_or("-")
+            ));
+        }
+    }
+
+    fn checkpoint_index() -> ObjectIndex {
+        let entry = |name: &str, rv: &str| IndexEntry {
+            namespace: Some("ns".into()),
+            name: name.into(),
+            resource_version: rv.into(),
+        };
+        ObjectIndex::from_map(
+            [
+                ("a".to_owned(), entry("p-a", "1")),
+                ("b".to_owned(), entry("p-b", "2")),
+                ("c".to_owned(), entry("p-c", "3")),
+            ]
+            .into(),
+        )
+    }
+
+    #[test]
+    fn every_step_is_reported_after_its_event_filtered_or_not() {
+        let mut s = spec(OnStart::Skip);
+        s.events = vec![EventType::Added, EventType::Deleted];
+        let mut m = WatchMachine::new(s, Rng::new(1));
+        let now = Instant::now();
+        let mut steps = Steps::default();
+        m.poll_request(now).unwrap();
+        m.on_list_body(now, &list_body("10", "", &[pod("a", "1")]), &mut steps);
+        m.poll_request(now).unwrap();
+        m.on_watch_opened(now);
+        for l in [
+            line("ADDED", &pod("b", "11")),
+            line("MODIFIED", &pod("b", "12")),
+            line("BOOKMARK", r#"{"metadata":{"resourceVersion":"13"}}"#),
+            line("DELETED", &pod("a", "14")),
+        ] {
+            m.on_watch_line(now, &l, &mut steps);
+        }
+        assert_eq!(
+            steps.0,
+            vec![
+                "step - a (new)",
+                "step 10 -",
+                "emit ADDED watch b",
+                "step 11 b (new)",
+                "step 12 b (was 11)",
+                "step 13 -",
+                "emit DELETED watch a",
+                "step 14 a (was 1)",
+            ]
+        );
+    }
+
+    #[test]
+    fn resuming_from_a_checkpoint_watches_from_its_version_without_listing() {
+        // on_start = "added" only applies to a first start.
+        let mut m = WatchMachine::new(spec(OnStart::Added), Rng::new(1));
+        m.resume_from("10".into(), checkpoint_index());
+        assert!(m.has_listed());
+        assert_eq!(m.known_objects(), 3);
+        let now = Instant::now();
+        let r = m.poll_request(now).unwrap();
+        assert_eq!(r.kind, RequestKind::Watch);
+        assert!(
+            r.path_and_query.contains("resourceVersion=10&"),
+            "{}",
+            r.path_and_query
+        );
+        m.on_watch_opened(now);
+        let mut steps = Steps::default();
+        m.on_watch_line(now, &line("DELETED", &pod("c", "11")), &mut steps);
+        assert_eq!(steps.0, vec!["emit DELETED watch c", "step 11 c (was 3)"]);
+        assert_eq!(m.known_objects(), 2);
+    }
+
+    #[test]
+    fn an_expired_checkpoint_relists_and_reports_what_changed_while_down() {
+        let err = r#"{"kind":"Status","status":"Failure","reason":"Expired","code":410,"message":"too old"}"#;
+        for by_event in [true, false] {
+            let mut m = WatchMachine::new(spec(OnStart::Added), Rng::new(1));
+            m.resume_from("10".into(), checkpoint_index());
+            let now = Instant::now();
+            m.poll_request(now).unwrap();
+            if by_event {
+                m.on_watch_opened(now);
+                let out = m.on_watch_line(now, &line("ERROR", err), &mut Steps::default());
+                assert_eq!(out, LineOutcome::Close);
+            } else {
+                m.on_http_error(now, 410, None, err.as_bytes());
+            }
+            let r = m.poll_request(now).unwrap();
+            assert_eq!(r.kind, RequestKind::List);
+            let mut steps = Steps::default();
+            // a unchanged, b modified, c gone, d new.
+            m.on_list_body(
+                now,
+                &list_body("20", "", &[pod("a", "1"), pod("b", "19"), pod("d", "18")]),
+                &mut steps,
+            );
+            assert_eq!(
+                steps.0,
+                vec![
+                    "emit MODIFIED relist b",
+                    "step - b (was 2)",
+                    "emit ADDED relist d",
+                    "step - d (new)",
+                    "emit DELETED relist c",
+                    "step - c (was 3)",
+                    "step 20 -",
+                ],
+                "by ERROR event: {by_event}"
+            );
+            let mut seen = Seen::new();
+            let mut m2 = WatchMachine::new(spec(OnStart::Added), Rng::new(1));
+            m2.resume_from("10".into(), checkpoint_index());
+            m2.poll_request(now).unwrap();
+            m2.on_http_error(now, 410, None, b"");
+            m2.poll_request(now).unwrap();
+            m2.on_list_body(
+                now,
+                &list_body("20", "", &[pod("a", "1")]),
+                &mut collect(&mut seen),
+            );
+            let deleted: Vec<_> = seen.iter().filter(|s| s.3).collect();
+            assert_eq!(deleted.len(), 2, "b and c vanished: final state unknown");
+            let obj: serde_json::Value = serde_json::from_str(&deleted[0].2).unwrap();
+            assert_eq!(obj["metadata"]["name"], "p-b");
+            assert_eq!(obj["metadata"]["namespace"], "ns");
+            let r = m.poll_request(now).unwrap();
+            assert!(r.path_and_query.contains("resourceVersion=20"));
+        }
     }
 
     #[test]

@@ -5,8 +5,10 @@
 pub mod backoff;
 pub mod index;
 pub mod machine;
+pub mod progress;
 
 pub use machine::{
     Emit, Emitted, LineOutcome, Origin, ReconnectReason, RequestKind, RequestPlan, TimerOutcome,
     WatchMachine, WatchSpec, WatchStats,
 };
+pub use progress::{IndexChange, Progress};

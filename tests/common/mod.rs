@@ -42,6 +42,7 @@ impl Running {
 
     pub fn start_in(dir: tempfile::TempDir, config_text: &str) -> Running {
         let config = dir.path().join("kwatchd.toml");
+        let config_text = with_state_dir(config_text, &dir.path().join("state"));
         fs::write(&config, config_text).expect("write config");
         let log = dir.path().join("daemon.log");
         let child = Command::new(BIN)
@@ -117,6 +118,22 @@ impl Drop for Running {
     }
 }
 
+/// Gives a config without `state_dir` one in the test's directory, so no
+/// test writes checkpoints to the default /var/lib/kwatchd.
+pub fn with_state_dir(text: &str, state_dir: &Path) -> String {
+    if text.contains("state_dir") {
+        return text.to_owned();
+    }
+    let line = format!("state_dir = \"{}\"\n", state_dir.display());
+    match text.find("[daemon]\n") {
+        Some(i) => {
+            let at = i + "[daemon]\n".len();
+            format!("{}{line}{}", &text[..at], &text[at..])
+        }
+        None => format!("[daemon]\n{line}\n{text}"),
+    }
+}
+
 /// Every record of a JSON-lines file; a torn last line is a test failure.
 pub fn records(path: &Path) -> Vec<Value> {
     let text = fs::read_to_string(path).unwrap_or_default();
@@ -181,7 +198,8 @@ impl<'a> WatchDef<'a> {
 /// distinct sink name at DIR/NAME.jsonl.
 pub fn config(dir: &Path, cluster_extra: &str, server: &str, watches: &[WatchDef<'_>]) -> String {
     let mut s = format!(
-        "[daemon]\nlog_level = \"debug\"\n\n[clusters.test]\nserver = \"{server}\"\n{cluster_extra}\n"
+        "[daemon]\nlog_level = \"debug\"\nstate_dir = \"{}\"\n\n[clusters.test]\nserver = \"{server}\"\n{cluster_extra}\n",
+        dir.join("state").display()
     );
     let mut sinks: Vec<&str> = Vec::new();
     for w in watches {

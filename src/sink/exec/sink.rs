@@ -7,6 +7,7 @@ use crate::rand::Rng;
 use crate::sink::delivery::Delivery;
 use crate::sink::dispatch::{Job, JobOutcome};
 use crate::sink::{EventMeta, SinkCtx};
+use crate::state::AckRef;
 use mio::Token;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -129,8 +130,13 @@ impl ExecSink {
         self.delivery.has_room()
     }
 
-    pub fn push(&mut self, now: Instant, line: &[u8], meta: Option<&Rc<EventMeta>>) {
-        self.delivery.push(now, line, meta);
+    pub fn push(&mut self, now: Instant, line: &[u8], meta: Option<&Rc<EventMeta>>, ack: AckRef) {
+        self.delivery.push(now, line, meta, ack);
+    }
+
+    /// Moves the refs of finished records to `out`.
+    pub fn take_acks(&mut self, out: &mut Vec<AckRef>) {
+        self.delivery.take_acks(out);
     }
 
     pub fn poll(&mut self, ctx: &mut SinkCtx<'_>) {

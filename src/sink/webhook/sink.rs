@@ -8,6 +8,7 @@ use crate::rand::Rng;
 use crate::sink::delivery::Delivery;
 use crate::sink::dispatch::{Job, JobOutcome};
 use crate::sink::{EventMeta, QueuedRecord, SinkCtx};
+use crate::state::AckRef;
 use mio::Token;
 use std::collections::HashMap;
 use std::io;
@@ -87,8 +88,13 @@ impl WebhookSink {
         self.delivery.has_room()
     }
 
-    pub fn push(&mut self, now: Instant, line: &[u8], meta: Option<&Rc<EventMeta>>) {
-        self.delivery.push(now, line, meta);
+    pub fn push(&mut self, now: Instant, line: &[u8], meta: Option<&Rc<EventMeta>>, ack: AckRef) {
+        self.delivery.push(now, line, meta, ack);
+    }
+
+    /// Moves the refs of finished records to `out`.
+    pub fn take_acks(&mut self, out: &mut Vec<AckRef>) {
+        self.delivery.take_acks(out);
     }
 
     fn client_ctx<'a>(ctx: &'a mut SinkCtx<'_>) -> ClientCtx<'a> {
@@ -245,6 +251,7 @@ mod tests {
             line: format!("{s}\n").into_bytes(),
             meta: Rc::default(),
             received: Instant::now(),
+            ack: AckRef { watch: 0, seq: 0 },
         }
     }
 

@@ -1,0 +1,21 @@
+//! Restart without missing changes: per watch, what every sink has fully
+//! handled, kept on disk as a checkpoint.
+//!
+//! - [`ack`]: the ref each record carries through a sink, and the outbox a
+//!   sink reports finished records in;
+//! - [`ledger`]: the sans-I/O commit ledger of one watch (which steps every
+//!   sink has handled; the committed resourceVersion and object index);
+//! - [`checkpoint`]: the file format and the watch-definition fingerprint;
+//! - [`writer`]: the thread that writes checkpoint files atomically;
+//! - [`store`]: the state directory (check at start, load, save).
+
+pub mod ack;
+pub mod checkpoint;
+pub mod ledger;
+pub mod store;
+pub mod writer;
+
+pub use ack::{AckRef, Acks, WatchKey};
+pub use checkpoint::{Checkpoint, Fingerprint};
+pub use ledger::{AckError, CommittedView, Ledger};
+pub use store::{CheckpointTarget, StateDirError, StateStore};
