@@ -4,6 +4,7 @@
 
 pub mod event;
 pub mod path;
+pub mod scan;
 
-pub use event::{ListPage, ObjectMeta, ParseError, Status, WatchEvent, WatchEventType};
+pub use event::{ListPage, ObjectMeta, ParseError, RawObject, Status, WatchEvent, WatchEventType};
 pub use path::{ResourcePath, Selectors, WatchQuery};
