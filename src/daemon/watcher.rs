@@ -709,6 +709,13 @@ impl<'a> Fanout<'a> {
 
 impl Emit for Fanout<'_> {
     fn emit(&mut self, event: Emitted<'_>) {
+        if let [only] = self.sink_ids {
+            if let Some(file) = self.sinks.get_mut(*only).and_then(Sink::as_file_mut) {
+                let records = self.records;
+                file.push_rendered(|buf| records.write(buf, SystemTime::now(), &event));
+                return;
+            }
+        }
         self.buf.clear();
         self.records.write(self.buf, SystemTime::now(), &event);
         let meta = self.meta_base.map(|b| Rc::new(b.meta(&event)));

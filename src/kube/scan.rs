@@ -250,6 +250,12 @@ impl<'a> Scanner<'a> {
 
     #[inline(always)]
     fn skip_ws(&mut self) -> Option<u8> {
+        // Compact JSON has no whitespace: one compare in the common case.
+        match self.b.get(self.i) {
+            Some(&c) if c > b' ' => return Some(c),
+            None => return None,
+            Some(_) => {}
+        }
         while let Some(&c) = self.b.get(self.i) {
             match c {
                 b' ' | b'\n' | b'\t' | b'\r' => self.i += 1,

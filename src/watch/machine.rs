@@ -1,7 +1,7 @@
 //! The per-watch state machine.
 
 use super::backoff::Backoff;
-use super::index::{object_key, Change, IndexEntry, ObjectIndex};
+use super::index::{object_key, object_key_ref, Change, IndexEntry, ObjectIndex};
 use crate::config::{EventType, OnStart};
 use crate::kube::event::{excerpt, object_meta, ObjectMeta};
 use crate::kube::{
@@ -751,7 +751,7 @@ impl WatchMachine {
         if self.item_kind.is_none() && event.event_type != WatchEventType::Error {
             self.item_kind = event.kind.as_deref().map(str::to_owned);
         }
-        let key = object_key(&event.meta);
+        let key = object_key_ref(&event.meta);
         let event_type = match event.event_type {
             WatchEventType::Bookmark => return LineOutcome::Continue,
             WatchEventType::Error => return self.on_error_event(now, event.object.get()),
