@@ -18,7 +18,10 @@ use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
 /// Bytes read for one watch per loop turn before others get their turn.
-const TURN_BUDGET: usize = 4 << 20;
+/// The file sinks write once per turn: batches of about this size are
+/// still in the CPU cache when the kernel copies them into the page cache
+/// (4 MiB batches measured 10–30% more daemon CPU time in bench 1).
+const TURN_BUDGET: usize = 512 << 10;
 /// Error bodies (Status JSON) are small; anything bigger is cut off.
 const ERROR_BODY_LIMIT: usize = 1 << 20;
 

@@ -194,11 +194,19 @@ impl Nesting {
         }
     }
 
-    fn pop(&mut self) {
+    /// Removes the innermost entry and returns it.
+    fn pop(&mut self) -> Option<bool> {
+        let top = self.top();
         if self.depth > 128 {
             self.spill.pop();
         }
         self.depth = self.depth.saturating_sub(1);
+        top
+    }
+
+    fn clear(&mut self) {
+        self.depth = 0;
+        self.spill.clear();
     }
 }
 
@@ -455,6 +463,11 @@ impl<'a> Scanner<'a> {
 
     #[inline(always)]
     fn literal(&mut self, word: &'static [u8]) -> Result<(), ScanError> {
+        if self.b.get(self.i..self.i + word.len()) == Some(word) {
+            self.i += word.len();
+            return Ok(());
+        }
+        // Find the offending byte for the error position.
         for &expected in word {
             match self.b.get(self.i) {
                 Some(&c) if c == expected => self.i += 1,
@@ -467,7 +480,10 @@ impl<'a> Scanner<'a> {
 
     /// Reads one complete value (after whitespace), validating it.
     pub fn skip_value(&mut self) -> Result<(), ScanError> {
-        debug_assert_eq!(self.nesting.depth, 0);
+        // The innermost open container (true: object) stays in a local;
+        // `nesting` holds the ones around it.
+        let mut top: Option<bool> = None;
+        self.nesting.clear();
         loop {
             // A value is expected here.
             match self.skip_ws() {
@@ -479,7 +495,10 @@ impl<'a> Scanner<'a> {
                     match self.skip_ws() {
                         Some(b'}') => self.i += 1,
                         Some(b'"') => {
-                            self.nesting.push(true);
+                            if let Some(t) = top {
+                                self.nesting.push(t);
+                            }
+                            top = Some(true);
                             self.key()?;
                             continue;
                         }
@@ -492,7 +511,10 @@ impl<'a> Scanner<'a> {
                     match self.skip_ws() {
                         Some(b']') => self.i += 1,
                         Some(_) => {
-                            self.nesting.push(false);
+                            if let Some(t) = top {
+                                self.nesting.push(t);
+                            }
+                            top = Some(false);
                             continue;
                         }
                         None => return Err(self.err("unexpected end of input in an array")),
@@ -507,7 +529,7 @@ impl<'a> Scanner<'a> {
             }
             // A value ended: close what it ends, or go on to the next one.
             loop {
-                let Some(object) = self.nesting.top() else {
+                let Some(object) = top else {
                     return Ok(());
                 };
                 match self.skip_ws() {
@@ -521,11 +543,11 @@ impl<'a> Scanner<'a> {
                     }
                     Some(b'}') if object => {
                         self.i += 1;
-                        self.nesting.pop();
+                        top = self.nesting.pop();
                     }
                     Some(b']') if !object => {
                         self.i += 1;
-                        self.nesting.pop();
+                        top = self.nesting.pop();
                     }
                     Some(_) if object => return Err(self.err("expected ',' or '}'")),
                     Some(_) => return Err(self.err("expected ',' or ']'")),
