@@ -213,17 +213,18 @@ impl Nesting {
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
-/// High bit set in each byte of `w` that is `"`, `\` or below 0x20. Every
-/// flag is exact up to the lowest flagged byte, which is all the caller
-/// uses (the borrow of a flagged byte can only wrongly flag bytes above it).
+/// High bits of the bytes of `w` that are `"` (first) and of those that are
+/// `"`, `\` or below 0x20 (second). Each flag is exact up to the lowest
+/// flagged byte, which is all the caller uses (the borrow of a flagged byte
+/// can only wrongly flag bytes above it).
 #[inline(always)]
-fn string_stops(w: u64) -> u64 {
+fn string_stops(w: u64) -> (u64, u64) {
     let quote = w ^ (LO * u64::from(b'"'));
     let backslash = w ^ (LO * u64::from(b'\\'));
-    let zero_quote = quote.wrapping_sub(LO) & !quote;
+    let zero_quote = quote.wrapping_sub(LO) & !quote & HI;
     let zero_backslash = backslash.wrapping_sub(LO) & !backslash;
     let control = w.wrapping_sub(LO * 0x20) & !w;
-    (zero_quote | zero_backslash | control) & HI
+    (zero_quote, zero_quote | ((zero_backslash | control) & HI))
 }
 
 /// A pull parser over one JSON text.
@@ -359,9 +360,19 @@ impl<'a> Scanner<'a> {
             while let Some(chunk) = b.get(i..i + 8) {
                 let mut word = [0u8; 8];
                 word.copy_from_slice(chunk);
-                let stops = string_stops(u64::from_le_bytes(word));
+                let (quotes, stops) = string_stops(u64::from_le_bytes(word));
                 if stops != 0 {
-                    i += (stops.trailing_zeros() / 8) as usize;
+                    let first = stops & stops.wrapping_neg();
+                    i += (first.trailing_zeros() / 8) as usize;
+                    if quotes & first != 0 {
+                        // The closing quote, known without reading it again.
+                        self.i = i + 1;
+                        return Ok(RawStr {
+                            body: &b[start..i],
+                            at: start,
+                            escaped,
+                        });
+                    }
                     break;
                 }
                 i += 8;
