@@ -1,25 +1,158 @@
-//! Stream throughput: one watch streaming N pre-rendered ~4 KB pod events
-//! (one chunk per line, as the API server writes them) into a file sink,
-//! against a plain socket drain of the same bytes measured in the same run.
+//! Stream throughput: one watch streaming N pre-rendered pod events (one
+//! chunk per line, as the API server writes them) into a file sink, against
+//! a socket drain of the same bytes measured in the same run. Three
+//! scenarios: ~4 KB pods over plain HTTP, the same over TLS, and ~1 MiB
+//! pods over plain HTTP.
 //!
-//! `cargo bench --bench throughput` (N = 100000; `KWATCHD_BENCH_EVENTS` overrides,
-//! `KWATCHD_BENCH_ROUNDS` sets the rounds, default 3).
+//! `cargo bench --bench throughput` (`KWATCHD_BENCH_EVENTS` overrides the
+//! 4 KB event count, 100000; `KWATCHD_BENCH_ROUNDS` sets the rounds, default
+//! 3; `KWATCHD_BENCH_SCENARIOS=plain,tls,1mib` picks scenarios;
+//! `KWATCHD_BENCH_BIN=path/to/kwatchd` times another build of the daemon).
 
 mod common;
 
-use common::{render, serve, WATCH_HEAD};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use common::{serve, WATCH_HEAD};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// What the drain and the daemon connect with.
+#[derive(Clone)]
+enum Transport {
+    Plain,
+    Tls {
+        server: Arc<rustls::ServerConfig>,
+        client: Arc<rustls::ClientConfig>,
+        ca_pem: String,
+    },
+}
+
+/// A CA, a server certificate for 127.0.0.1 it signs, and both ends'
+/// configs (the daemon gets the CA as `certificate_authority`).
+fn tls_transport() -> Transport {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("cert");
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .expect("server config");
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).expect("root");
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Transport::Tls {
+        server: Arc::new(server),
+        client: Arc::new(client),
+        ca_pem: ca.pem(),
+    }
+}
+
+/// Serves the stream on a fresh listener, plain or TLS.
+fn start_server(transport: &Transport, body: &Arc<Vec<u8>>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let b = body.clone();
+    match transport {
+        Transport::Plain => {
+            thread::spawn(move || serve(listener, common::Stream::Burst(b)));
+        }
+        Transport::Tls { server, .. } => {
+            let server = server.clone();
+            thread::spawn(move || serve_tls(listener, server, b));
+        }
+    }
+    addr
+}
+
+/// `common::serve` over TLS: an empty LIST, the body to the first WATCH,
+/// later watches held open and silent.
+fn serve_tls(listener: TcpListener, config: Arc<rustls::ServerConfig>, body: Arc<Vec<u8>>) {
+    let streamed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { return };
+        let (config, body, streamed) = (config.clone(), body.clone(), streamed.clone());
+        thread::spawn(move || {
+            let Ok(tls) = rustls::ServerConnection::new(config) else {
+                return;
+            };
+            let mut reader = BufReader::new(rustls::StreamOwned::new(tls, conn));
+            loop {
+                let mut first = String::new();
+                if reader.read_line(&mut first).unwrap_or(0) == 0 {
+                    return;
+                }
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                let out = reader.get_mut();
+                if first.contains("watch=") {
+                    let _ = out.write_all(WATCH_HEAD);
+                    if streamed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        let _ = out.flush();
+                        thread::sleep(Duration::from_secs(3600));
+                        return;
+                    }
+                    let _ = out.write_all(&body);
+                    let _ = out.flush();
+                } else {
+                    let list = br#"{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}"#;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                        list.len()
+                    );
+                    let _ = out.write_all(head.as_bytes());
+                    let _ = out.write_all(list);
+                    let _ = out.flush();
+                }
+            }
+        });
+    }
+}
+
 /// Reads the whole stream; with `sink`, also writes every byte read to it
 /// (the cost of putting that many bytes into a file, without any decoding).
-fn drain(addr: std::net::SocketAddr, expect: usize, mut sink: Option<std::fs::File>) -> Duration {
+fn drain(
+    transport: &Transport,
+    addr: SocketAddr,
+    expect: usize,
+    mut sink: Option<std::fs::File>,
+) -> Duration {
     let start = Instant::now();
-    let mut s = TcpStream::connect(addr).expect("connect");
+    let tcp = TcpStream::connect(addr).expect("connect");
+    let mut s: Box<dyn ReadWrite> = match transport {
+        Transport::Plain => Box::new(tcp),
+        Transport::Tls { client, .. } => {
+            let name = ServerName::try_from("127.0.0.1").expect("name");
+            let conn = rustls::ClientConnection::new(client.clone(), name).expect("client");
+            Box::new(rustls::StreamOwned::new(conn, tcp))
+        }
+    };
     s.write_all(b"GET /api/v1/pods?watch=true HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let mut buf = vec![0u8; 256 << 10];
@@ -34,6 +167,9 @@ fn drain(addr: std::net::SocketAddr, expect: usize, mut sink: Option<std::fs::Fi
     }
     start.elapsed()
 }
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 /// CPU seconds (user + system) a process has used, from /proc.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -58,14 +194,30 @@ fn cpu_seconds(pid: u32) -> f64 {
 /// Wall time until the file holds every record (its exact size is known,
 /// so completion is seen with a `stat`, not by reading 400 MB back), and the
 /// daemon's CPU seconds.
-fn daemon(addr: std::net::SocketAddr, events: usize, record_bytes: u64) -> (Duration, f64) {
+fn daemon(
+    transport: &Transport,
+    addr: SocketAddr,
+    events: usize,
+    record_bytes: u64,
+) -> (Duration, f64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("events.jsonl");
     let config = dir.path().join("kwatchd.toml");
+    let cluster = match transport {
+        Transport::Plain => format!("server = \"http://{addr}\"\n"),
+        Transport::Tls { ca_pem, .. } => {
+            let ca = dir.path().join("ca.crt");
+            std::fs::write(&ca, ca_pem).unwrap();
+            format!(
+                "server = \"https://{addr}\"\ncertificate_authority = \"{}\"\n",
+                ca.display()
+            )
+        }
+    };
     std::fs::write(
         &config,
         format!(
-            "[daemon]\nlog_level = \"warn\"\nstate_dir = \"{}\"\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"f\"]\n[sinks.f]\ntype = \"file\"\npath = \"{}\"\n",
+            "[daemon]\nlog_level = \"warn\"\nstate_dir = \"{}\"\n[clusters.b]\n{cluster}[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"f\"]\n[sinks.f]\ntype = \"file\"\npath = \"{}\"\n",
             dir.path().join("state").display(),
             out.display()
         ),
@@ -75,7 +227,11 @@ fn daemon(addr: std::net::SocketAddr, events: usize, record_bytes: u64) -> (Dura
     // KWATCHD_BENCH_WRAP="perf record -g -o /tmp/perf.data" profiles the daemon.
     let wrap = std::env::var("KWATCHD_BENCH_WRAP").unwrap_or_default();
     let mut argv: Vec<&str> = wrap.split_whitespace().collect();
-    argv.push(env!("CARGO_BIN_EXE_kwatchd"));
+    // KWATCHD_BENCH_BIN runs another build (e.g. an older commit's) against
+    // the same streams and baselines.
+    let bin = std::env::var("KWATCHD_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_kwatchd").to_owned());
+    argv.push(&bin);
     let mut child = Command::new(argv[0])
         .args(&argv[1..])
         .args(["run", "--config"])
@@ -102,46 +258,73 @@ fn daemon(addr: std::net::SocketAddr, events: usize, record_bytes: u64) -> (Dura
     (took, cpu)
 }
 
-fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return;
+/// A pod of about `target` bytes: the 4 KB pod with its env list grown
+/// (many small members, like real objects, not one huge string).
+fn big_pod(i: usize, rv: usize, target: usize) -> String {
+    let small = common::pod(i, rv);
+    let entry =
+        |k: usize| format!(r#"{{"name":"BIG_{k}","value":"value-{k}-{i}-padding-padding"}}"#);
+    let mut extra = String::new();
+    let mut k = 0;
+    while small.len() + extra.len() < target {
+        extra.push_str(&entry(k));
+        extra.push(',');
+        k += 1;
     }
-    let events: usize = std::env::var("KWATCHD_BENCH_EVENTS")
+    // Into the env list, right after its opening bracket.
+    small.replacen(r#""env":["#, &format!(r#""env":[{extra}"#), 1)
+}
+
+/// The chunked watch body for `events` objects, the event-line bytes, and
+/// the exact size of the records the file sink will hold.
+fn render_with(events: usize, object: impl Fn(usize) -> String) -> (Vec<u8>, usize, u64) {
+    let mut body = Vec::new();
+    let mut payload = 0;
+    let mut record_bytes = 0u64;
+    // Everything of a record but the object; the timestamp has a fixed width.
+    let frame = r#"{"time":"2026-11-22T03:16:53.123Z","watch":"pods","cluster":"b","type":"ADDED","origin":"watch","object":}"#.len() + 1;
+    for i in 0..events {
+        let object = object(i);
+        record_bytes += (frame + object.len()) as u64;
+        let line = format!("{{\"type\":\"ADDED\",\"object\":{object}}}\n");
+        payload += line.len();
+        body.extend_from_slice(format!("{:x}\r\n", line.len()).as_bytes());
+        body.extend_from_slice(line.as_bytes());
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    (body, payload, record_bytes)
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let (body, payload, record_bytes) = render(events);
+        .unwrap_or(default)
+}
+
+fn scenario(name: &str, transport: &Transport, events: usize, rendered: (Vec<u8>, usize, u64)) {
+    let (body, payload, record_bytes) = rendered;
     let body = Arc::new(body);
     println!(
-        "stream: {events} events, {:.1} MB of event lines ({} B per event), {:.1} MB on the wire",
+        "[{name}] stream: {events} events, {:.1} MB of event lines ({} B per event), {:.1} MB on the wire",
         payload as f64 / 1e6,
         payload / events,
         body.len() as f64 / 1e6
     );
-    let rounds: usize = std::env::var("KWATCHD_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    for round in 1..=rounds {
-        let drain_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let drain_addr = drain_listener.local_addr().unwrap();
-        let b = body.clone();
-        thread::spawn(move || serve(drain_listener, common::Stream::Burst(b)));
-        let d = drain(drain_addr, WATCH_HEAD.len() + body.len(), None);
+    let wire = WATCH_HEAD.len() + body.len();
+    for round in 1..=env_usize("KWATCHD_BENCH_ROUNDS", 3) {
+        let d = drain(transport, start_server(transport, &body), wire, None);
         let tmp = tempfile::tempdir().expect("tempdir");
-        let copy_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let copy_addr = copy_listener.local_addr().unwrap();
-        let b = body.clone();
-        thread::spawn(move || serve(copy_listener, common::Stream::Burst(b)));
         let file = std::fs::File::create(tmp.path().join("copy")).expect("create");
-        let c = drain(copy_addr, WATCH_HEAD.len() + body.len(), Some(file));
+        let c = drain(transport, start_server(transport, &body), wire, Some(file));
         drop(tmp);
-
-        let daemon_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let daemon_addr = daemon_listener.local_addr().unwrap();
-        let b = body.clone();
-        thread::spawn(move || serve(daemon_listener, common::Stream::Burst(b)));
-        let (k, cpu) = daemon(daemon_addr, events, record_bytes);
+        let (k, cpu) = daemon(
+            transport,
+            start_server(transport, &body),
+            events,
+            record_bytes,
+        );
 
         let rate = |t: Duration| {
             (
@@ -153,12 +336,47 @@ fn main() {
         let (ke, km) = rate(k);
         let (ce, cm) = rate(c);
         println!(
-            "round {round}: socket drain {:.3} s ({de:.0} ev/s, {dm:.0} MB/s) | drain+copy to file {:.3} s ({ce:.0} ev/s, {cm:.0} MB/s) | kwatchd → file {:.3} s ({ke:.0} ev/s, {km:.0} MB/s, incl. start-up, {cpu:.2} CPU s) | kwatchd/drain = {:.0}%, kwatchd/copy = {:.0}%",
+            "[{name}] round {round}: socket drain {:.3} s ({de:.0} ev/s, {dm:.0} MB/s) | drain+copy to file {:.3} s ({ce:.0} ev/s, {cm:.0} MB/s) | kwatchd → file {:.3} s ({ke:.0} ev/s, {km:.0} MB/s, incl. start-up, {cpu:.2} CPU s) | kwatchd/drain = {:.0}%, kwatchd/copy = {:.0}%",
             d.as_secs_f64(),
             c.as_secs_f64(),
             k.as_secs_f64(),
             100.0 * d.as_secs_f64() / k.as_secs_f64(),
             100.0 * c.as_secs_f64() / k.as_secs_f64()
         );
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let events = env_usize("KWATCHD_BENCH_EVENTS", 100_000);
+    let scenarios =
+        std::env::var("KWATCHD_BENCH_SCENARIOS").unwrap_or_else(|_| "plain,tls,1mib".to_owned());
+    for name in scenarios.split(',') {
+        match name.trim() {
+            "plain" => scenario(
+                "plain",
+                &Transport::Plain,
+                events,
+                render_with(events, |i| common::pod(i, 2 + i)),
+            ),
+            "tls" => scenario(
+                "tls",
+                &tls_transport(),
+                events,
+                render_with(events, |i| common::pod(i, 2 + i)),
+            ),
+            "1mib" => {
+                let big = env_usize("KWATCHD_BENCH_BIG_EVENTS", 400);
+                scenario(
+                    "1mib",
+                    &Transport::Plain,
+                    big,
+                    render_with(big, |i| big_pod(i, 2 + i, 1 << 20)),
+                )
+            }
+            other => eprintln!("unknown scenario {other:?} (plain, tls, 1mib)"),
+        }
     }
 }

@@ -19,7 +19,10 @@ use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
 /// Bytes read for one watch per loop turn before others get their turn.
-const TURN_BUDGET: usize = 4 << 20;
+/// The file sinks write once per turn: batches of about this size are
+/// still in the CPU cache when the kernel copies them into the page cache
+/// (4 MiB batches measured 10–30% more daemon CPU time in bench 1).
+const TURN_BUDGET: usize = 512 << 10;
 /// Error bodies (Status JSON) are small; anything bigger is cut off.
 const ERROR_BODY_LIMIT: usize = 1 << 20;
 
@@ -783,14 +786,22 @@ impl<'a> Fanout<'a> {
 
 impl Emit for Fanout<'_> {
     fn emit(&mut self, event: Emitted<'_>) {
-        self.buf.clear();
-        self.records.write(self.buf, SystemTime::now(), &event);
-        let meta = self.meta_base.map(|b| Rc::new(b.meta(&event)));
         // The step is recorded right after (`progress`) under this number.
         let ack = AckRef {
             watch: self.watch,
             seq: self.ledger.next_seq(),
         };
+        if let [only] = self.sink_ids {
+            if let Some(file) = self.sinks.get_mut(*only).and_then(Sink::as_file_mut) {
+                let records = self.records;
+                file.push_rendered(|buf| records.write(buf, SystemTime::now(), &event), ack);
+                self.fanned += 1;
+                return;
+            }
+        }
+        self.buf.clear();
+        self.records.write(self.buf, SystemTime::now(), &event);
+        let meta = self.meta_base.map(|b| Rc::new(b.meta(&event)));
         for &i in self.sink_ids {
             if let Some(s) = self.sinks.get_mut(i) {
                 s.push(self.now, self.buf, meta.as_ref(), ack);

@@ -1,8 +1,9 @@
 //! Watch event envelopes, list pages and Status objects.
 //!
-//! Only the envelope and `metadata` are parsed; the object stays a borrowed
-//! `RawValue` so sinks receive exactly the bytes the server sent.
+//! Only the envelope and `metadata` are parsed; the object stays borrowed
+//! text so sinks receive exactly the bytes the server sent.
 
+use super::scan::{Peek, ScanError, Scanner};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -55,8 +56,8 @@ pub struct ObjectMeta<'a> {
     pub resource_version: Option<Cow<'a, str>>,
 }
 
+/// What a list item's head pass reads.
 struct ObjectHead<'a> {
-    kind: Option<Cow<'a, str>>,
     metadata: ObjectMeta<'a>,
 }
 
@@ -67,15 +68,17 @@ pub struct WatchEvent<'a> {
     pub kind: Option<Cow<'a, str>>,
     pub meta: ObjectMeta<'a>,
     /// The object exactly as sent.
-    pub object: &'a RawValue,
+    pub object: RawObject<'a>,
 }
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow, rename = "type")]
-    event_type: Cow<'a, str>,
-    #[serde(borrow)]
-    object: &'a RawValue,
+/// The JSON text of a value exactly as it appears in the input, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawObject<'a>(&'a str);
+
+impl<'a> RawObject<'a> {
+    pub fn get(&self) -> &'a str {
+        self.0
+    }
 }
 
 /// Why a line or body could not be used.
@@ -138,22 +141,203 @@ fn invalid_json(e: serde_json::Error, bytes: &[u8]) -> ParseError {
 }
 
 impl<'a> WatchEvent<'a> {
+    /// Validates the whole line as JSON and reads the envelope, `kind` and
+    /// `metadata` in one pass (see [`scan`](super::scan)).
     pub fn parse(line: &'a [u8]) -> Result<WatchEvent<'a>, ParseError> {
-        let envelope: Envelope<'a> =
-            serde_json::from_slice(line).map_err(|e| invalid_json(e, line))?;
-        let event_type = WatchEventType::from_wire(&envelope.event_type).ok_or_else(|| {
+        let scanned = scan_event(line).map_err(|e| ParseError::InvalidJson {
+            error: e.to_string(),
+            excerpt: excerpt(line),
+        })?;
+        let event_type = WatchEventType::from_wire(&scanned.event_type).ok_or_else(|| {
             ParseError::UnknownEventType {
-                event_type: envelope.event_type.chars().take(40).collect(),
+                event_type: scanned.event_type.chars().take(40).collect(),
             }
         })?;
-        let head = parse_object_head(envelope.object)?;
+        let Some((kind, meta)) = scanned.head else {
+            return Err(ParseError::NotAnObject {
+                excerpt: excerpt(scanned.object.as_bytes()),
+            });
+        };
         Ok(WatchEvent {
             event_type,
-            kind: head.kind,
-            meta: head.metadata,
-            object: envelope.object,
+            kind,
+            meta,
+            object: RawObject(scanned.object),
         })
     }
+}
+
+/// What one pass over an event line found.
+struct ScannedEvent<'a> {
+    event_type: Cow<'a, str>,
+    object: &'a str,
+    /// `kind` and `metadata`; `None` when the object is not a JSON object.
+    head: Option<(Option<Cow<'a, str>>, ObjectMeta<'a>)>,
+}
+
+/// Why a line is not a usable event envelope: not JSON (with the scanner's
+/// position), or JSON of the wrong shape.
+enum EventScanError {
+    Json(ScanError),
+    Utf8(std::str::Utf8Error),
+    Shape(String),
+}
+
+impl fmt::Display for EventScanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Json(e) => e.fmt(f),
+            Self::Utf8(e) => write!(f, "invalid UTF-8 at byte {}", e.valid_up_to()),
+            Self::Shape(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<ScanError> for EventScanError {
+    fn from(e: ScanError) -> Self {
+        Self::Json(e)
+    }
+}
+
+fn duplicate(field: &str) -> EventScanError {
+    EventScanError::Shape(format!("duplicate field `{field}`"))
+}
+
+/// A member that must be a string or null; `slot` must be empty.
+fn optional_string<'a>(
+    s: &mut Scanner<'a>,
+    slot: &mut Option<Option<Cow<'a, str>>>,
+    field: &str,
+) -> Result<(), EventScanError> {
+    if slot.is_some() {
+        return Err(duplicate(field));
+    }
+    *slot = Some(match s.peek() {
+        Peek::String => Some(s.string()?.decode()?),
+        Peek::Null => {
+            s.skip_value()?;
+            None
+        }
+        _ => return Err(EventScanError::Shape(format!("`{field}` is not a string"))),
+    });
+    Ok(())
+}
+
+/// The line must be UTF-8 (sinks get the object as text) and one JSON
+/// object holding `type` and `object`; any other members are validated and
+/// ignored. Duplicate wanted fields are refused, as serde's derived structs
+/// refuse them.
+fn scan_event(line: &[u8]) -> Result<ScannedEvent<'_>, EventScanError> {
+    let text = std::str::from_utf8(line).map_err(EventScanError::Utf8)?;
+    let mut s = Scanner::new(line);
+    if s.peek() != Peek::Object {
+        // Report the JSON error first when it is not JSON at all.
+        s.skip_value()?;
+        s.finish()?;
+        return Err(EventScanError::Shape(
+            "expected a watch event (a JSON object with `type` and `object`)".to_owned(),
+        ));
+    }
+    s.begin_object()?;
+    let mut event_type: Option<Cow<'_, str>> = None;
+    let mut object: Option<(usize, usize)> = None;
+    let mut head = None;
+    let mut first = true;
+    while let Some(key) = s.next_key(&mut first)? {
+        if key.is("type") {
+            if event_type.is_some() {
+                return Err(duplicate("type"));
+            }
+            if s.peek() != Peek::String {
+                return Err(EventScanError::Shape("`type` is not a string".to_owned()));
+            }
+            event_type = Some(s.string()?.decode()?);
+        } else if key.is("object") {
+            if object.is_some() {
+                return Err(duplicate("object"));
+            }
+            let peek = s.peek();
+            let start = s.pos();
+            if peek == Peek::Object {
+                head = Some(scan_object_head(&mut s)?);
+            } else {
+                s.skip_value()?;
+            }
+            object = Some((start, s.pos()));
+        } else {
+            s.skip_value()?;
+        }
+    }
+    s.finish()?;
+    let event_type =
+        event_type.ok_or_else(|| EventScanError::Shape("missing field `type`".to_owned()))?;
+    let (start, end) =
+        object.ok_or_else(|| EventScanError::Shape("missing field `object`".to_owned()))?;
+    // Both ends are at ASCII delimiters, so on character boundaries.
+    let object = text
+        .get(start..end)
+        .ok_or_else(|| EventScanError::Shape("object span off a character boundary".to_owned()))?;
+    Ok(ScannedEvent {
+        event_type,
+        object,
+        head,
+    })
+}
+
+/// `kind` and `metadata` of the object at the scanner, reading the whole
+/// object.
+fn scan_object_head<'a>(
+    s: &mut Scanner<'a>,
+) -> Result<(Option<Cow<'a, str>>, ObjectMeta<'a>), EventScanError> {
+    s.begin_object()?;
+    let mut kind = None;
+    let mut meta: Option<ObjectMeta<'a>> = None;
+    let mut first = true;
+    while let Some(key) = s.next_key(&mut first)? {
+        if key.is("kind") {
+            optional_string(s, &mut kind, "kind")?;
+        } else if key.is("metadata") {
+            if meta.is_some() {
+                return Err(duplicate("metadata"));
+            }
+            if s.peek() != Peek::Object {
+                return Err(EventScanError::Shape(
+                    "`metadata` is not an object".to_owned(),
+                ));
+            }
+            meta = Some(scan_metadata(s)?);
+        } else {
+            s.skip_value()?;
+        }
+    }
+    Ok((kind.flatten(), meta.unwrap_or_default()))
+}
+
+fn scan_metadata<'a>(s: &mut Scanner<'a>) -> Result<ObjectMeta<'a>, EventScanError> {
+    s.begin_object()?;
+    let (mut name, mut namespace, mut uid, mut rv) = (None, None, None, None);
+    let mut first = true;
+    while let Some(key) = s.next_key(&mut first)? {
+        let (slot, field) = if key.is("name") {
+            (&mut name, "metadata.name")
+        } else if key.is("namespace") {
+            (&mut namespace, "metadata.namespace")
+        } else if key.is("uid") {
+            (&mut uid, "metadata.uid")
+        } else if key.is("resourceVersion") {
+            (&mut rv, "metadata.resourceVersion")
+        } else {
+            s.skip_value()?;
+            continue;
+        };
+        optional_string(s, slot, field)?;
+    }
+    Ok(ObjectMeta {
+        name: name.flatten(),
+        namespace: namespace.flatten(),
+        uid: uid.flatten(),
+        resource_version: rv.flatten(),
+    })
 }
 
 fn parse_object_head(object: &RawValue) -> Result<ObjectHead<'_>, ParseError> {
@@ -163,8 +347,8 @@ fn parse_object_head(object: &RawValue) -> Result<ObjectHead<'_>, ParseError> {
             excerpt: excerpt(raw.as_bytes()),
         });
     }
-    // The envelope pass has validated the whole object already; this pass
-    // only needs `kind` and `metadata`, which the API server writes first.
+    // The list pass has validated the whole object already; this pass
+    // only needs `metadata`, which the API server writes first.
     // Stopping there skips spec and status (most of the bytes). serde_json
     // then reports the members left unread as an error, so the result is
     // handed out through `found`, and that error is ignored once it is set.
@@ -175,7 +359,6 @@ fn parse_object_head(object: &RawValue) -> Result<ObjectHead<'_>, ParseError> {
         (Some(head), _) => Ok(head),
         (None, Err(e)) => Err(invalid_json(e, raw.as_bytes())),
         (None, Ok(())) => Ok(ObjectHead {
-            kind: None,
             metadata: ObjectMeta::default(),
         }),
     }
@@ -193,22 +376,23 @@ impl<'de> serde::de::Visitor<'de> for HeadVisitor<'_, 'de> {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut kind: Option<Option<Cow<'de, str>>> = None;
         let mut metadata: Option<ObjectMeta<'de>> = None;
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match key.as_ref() {
-                "kind" => kind = Some(map.next_value()?),
+                // Not used, but a `kind` that is not a string is refused.
+                "kind" => {
+                    map.next_value::<Option<Cow<'de, str>>>()?;
+                }
                 "metadata" => metadata = Some(map.next_value()?),
                 _ => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
             }
-            if kind.is_some() && metadata.is_some() {
+            if metadata.is_some() {
                 break;
             }
         }
         *self.found = Some(ObjectHead {
-            kind: kind.flatten(),
             metadata: metadata.unwrap_or_default(),
         });
         Ok(())

@@ -5,8 +5,9 @@
 pub mod discovery;
 pub mod event;
 pub mod path;
+pub mod scan;
 
-pub use event::{ListPage, ObjectMeta, ParseError, Status, WatchEvent, WatchEventType};
+pub use event::{ListPage, ObjectMeta, ParseError, RawObject, Status, WatchEvent, WatchEventType};
 pub use path::{
     ResourcePath, Selectors, WatchQuery, JSON_ACCEPT, METADATA_LIST_ACCEPT, METADATA_WATCH_ACCEPT,
 };

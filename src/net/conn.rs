@@ -223,14 +223,36 @@ impl Connection {
         if self.tls.is_none() {
             return self.read_plain(buf);
         }
+        // rustls hands out at most one record (16 KiB) per step: keep going
+        // until `buf` is full or the socket is dry, so the layers above see
+        // one large read rather than a stream of record-sized ones.
+        let mut filled = 0;
         loop {
-            let step = self.tls_read_step(buf);
+            let step = self.tls_read_step(&mut buf[filled..]);
             // Handshake progress or an alert may have produced bytes to send.
             if self.tls.as_ref().is_some_and(|t| t.wants_write()) {
-                self.flush(registry)?;
+                if let Err(e) = self.flush(registry) {
+                    return if filled > 0 {
+                        Ok(ReadOutcome::Data(filled))
+                    } else {
+                        Err(e)
+                    };
+                }
             }
-            if let Some(outcome) = step? {
-                return Ok(outcome);
+            match step {
+                Ok(None) => {}
+                Ok(Some(ReadOutcome::Data(n))) => {
+                    filled += n;
+                    if filled == buf.len() {
+                        return Ok(ReadOutcome::Data(filled));
+                    }
+                }
+                // What ended this read (no more bytes for now, end of
+                // stream, an error) comes again on the next call, after
+                // the bytes already read are handed over.
+                _ if filled > 0 => return Ok(ReadOutcome::Data(filled)),
+                Ok(Some(outcome)) => return Ok(outcome),
+                Err(e) => return Err(e),
             }
         }
     }

@@ -146,6 +146,14 @@ impl FileSink {
         self.acks.drain_into(out);
     }
 
+    /// Queues the record `render` appends to the queue's buffer: the one
+    /// copy of the object a file sink needs, without a staging buffer.
+    /// `render` must append exactly one complete record.
+    pub fn push_rendered(&mut self, render: impl FnOnce(&mut Vec<u8>), ack: AckRef) {
+        render(&mut self.buf);
+        self.record_ends.push_back((self.buf.len(), ack));
+    }
+
     /// Opens the file now, so a start-up problem is reported at start.
     pub fn open(&mut self) -> io::Result<()> {
         if self.file.is_none() {

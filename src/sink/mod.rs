@@ -116,6 +116,15 @@ impl Sink {
         }
     }
 
+    /// The file sink behind this sink, if it is one: a watch whose only sink
+    /// is a file renders records straight into its queue.
+    pub fn as_file_mut(&mut self) -> Option<&mut FileSink> {
+        match self {
+            Sink::File(s) => Some(s),
+            Sink::Exec(_) | Sink::Webhook(_) => None,
+        }
+    }
+
     /// Does what can be done now without blocking: writes, starts and
     /// finishes deliveries, handles its timers.
     pub fn poll(&mut self, ctx: &mut SinkCtx<'_>) {

@@ -3,6 +3,7 @@
 //! No object bodies, so memory does not grow with object size.
 
 use crate::kube::ObjectMeta;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,15 +28,20 @@ pub enum Change {
 
 /// The key of an object: its uid, or namespace/name for servers that omit it.
 pub fn object_key(meta: &ObjectMeta<'_>) -> Option<String> {
+    object_key_ref(meta).map(Cow::into_owned)
+}
+
+/// [`object_key`] borrowing the uid: no allocation per watch event.
+pub fn object_key_ref<'a>(meta: &'a ObjectMeta<'_>) -> Option<Cow<'a, str>> {
     if let Some(uid) = meta.uid.as_deref().filter(|u| !u.is_empty()) {
-        return Some(uid.to_owned());
+        return Some(Cow::Borrowed(uid));
     }
     let name = meta.name.as_deref()?;
-    Some(format!(
+    Some(Cow::Owned(format!(
         "{}/{}",
         meta.namespace.as_deref().unwrap_or(""),
         name
-    ))
+    )))
 }
 
 impl ObjectIndex {

@@ -1,7 +1,7 @@
 //! The per-watch state machine.
 
 use super::backoff::Backoff;
-use super::index::{object_key, Change, IndexEntry, ObjectIndex};
+use super::index::{object_key, object_key_ref, Change, IndexEntry, ObjectIndex};
 use super::progress::Progress;
 use crate::config::{EventType, InitialList, OnStart, WatchTarget};
 use crate::kube::discovery::{Discovery, Query, DISCOVERY_ACCEPT};
@@ -1375,7 +1375,7 @@ impl WatchMachine {
             }
             return LineOutcome::Continue;
         }
-        let key = object_key(&event.meta);
+        let key = object_key_ref(&event.meta);
         let event_type = match event.event_type {
             WatchEventType::Bookmark => {
                 if let Some(rv) = event_rv {
