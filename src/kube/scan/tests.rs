@@ -781,3 +781,14 @@ fn event_generator_covers_accepted_and_refused_lines() {
     }
     assert!(ok > 100 && err > 20, "accepted {ok}, refused {err}");
 }
+
+/// Found by the `watch_event` fuzz target on the previous parser, which
+/// took the first of two `metadata` objects while JSON readers of the
+/// record take the last: an object whose identity depends on the reader
+/// is refused.
+#[test]
+fn fuzz_regression_two_metadata_objects_are_refused() {
+    let line: &[u8] = b"{\x22type\x22:\x22DELETED\x22,\x22object\x22:{\x22kind\x22:\x22Pod\x22,\x22apiVersion\x22:\x22v1\x22,\x22metadata\x22:{\x22name\x22:\x22web-0\x22,\x22naie\x22:\x22default\x22,\x22uid\x22:\x2266a\x22,\x22resourcentainers\x22:[{\x22name\x22:\x22web\x22,\x22image\x22:\x22nginx:1e\x5c\x5c\x22,\x22ports\x22:[{\x22AcontainerPort\x22:80}]}],\x22nodeName\x22:\x22node-1\x22},\x22staapiVersion\x22:\x22V1\x22,\x22metadata\x22:{},\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x22statu\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7ftus\x22:{\x22phase\x22:\x22Running\x22,\x22podIP\x22:\x2210.0.0.7\x22}}}";
+    let e = WatchEvent::parse(line).unwrap_err();
+    assert!(e.to_string().contains("duplicate field `metadata`"), "{e}");
+}
