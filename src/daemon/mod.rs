@@ -2,6 +2,7 @@
 //! signal multiplexed on it.
 
 pub mod cluster;
+pub mod credential;
 pub mod notify;
 pub mod watcher;
 
@@ -108,10 +109,11 @@ impl Daemon {
         let mut clusters = Vec::new();
         let mut cluster_index = HashMap::new();
         for (name, c) in &config.clusters {
-            let runtime = ClusterRuntime::new(c).map_err(|e| DaemonError::Cluster {
-                name: name.clone(),
-                error: e.to_string(),
-            })?;
+            let runtime =
+                ClusterRuntime::new(c, clusters.len()).map_err(|e| DaemonError::Cluster {
+                    name: name.clone(),
+                    error: e.to_string(),
+                })?;
             cluster_index.insert(name.clone(), clusters.len());
             clusters.push(runtime);
         }
@@ -279,6 +281,10 @@ impl Daemon {
             match event.token() {
                 SIGNAL_TOKEN => self.on_signals(),
                 WAKER_TOKEN => self.on_resolver_answers(),
+                t if credential::cluster_of(t).is_some() => {
+                    let done = cluster::on_token(&mut self.clusters, self.poll.registry(), t);
+                    self.wake_watchers(done);
+                }
                 t => match watcher::watch_of(t) {
                     Some(i) => {
                         // A stale event for a closed connection is dropped.
@@ -331,6 +337,8 @@ impl Daemon {
     fn turn(&mut self) {
         let mut runnable = std::mem::take(&mut self.runnable);
         let mut blocked = std::mem::take(&mut self.blocked);
+        let fetched = cluster::on_timers(&mut self.clusters, self.poll.registry(), Instant::now());
+        runnable.iter_mut().for_each(|r| *r |= fetched);
         {
             let (mut ctx, watchers) = self.ctx();
             for (i, w) in watchers.iter_mut().enumerate() {
@@ -370,7 +378,8 @@ impl Daemon {
         let watches = self.watchers.iter().filter_map(Watcher::deadline);
         let sinks = self.sinks.iter().filter_map(Sink::deadline);
         let watchdog = self.notifier.as_ref().and_then(notify::Notifier::deadline);
-        watches.chain(sinks).chain(watchdog).min()
+        let clusters = self.clusters.iter().filter_map(ClusterRuntime::deadline);
+        watches.chain(sinks).chain(watchdog).chain(clusters).min()
     }
 
     /// "3 watches, 2 streaming, 1 backing off; 5321 events".
@@ -425,6 +434,8 @@ impl Daemon {
                     for s in sinks.iter_mut() {
                         s.on_sigchld(&mut ctx);
                     }
+                    let done = cluster::on_sigchld(&mut self.clusters, self.poll.registry());
+                    self.wake_watchers(done);
                 }
                 SIGUSR1 => {
                     // logrotate's postrotate convention: the next write
@@ -456,6 +467,13 @@ impl Daemon {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// A credential plugin finished: the watches waiting for it go on.
+    fn wake_watchers(&mut self, wake: bool) {
+        if wake {
+            self.runnable.iter_mut().for_each(|r| *r = true);
         }
     }
 

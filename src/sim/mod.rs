@@ -72,6 +72,11 @@ pub struct SimOptions {
     pub watch_list: bool,
     /// Close a connection whose writes block this long (the real server drops slow watchers); `None`: never.
     pub write_timeout: Option<Duration>,
+    /// Subject alternative names of the TLS server certificate; IP addresses become IP SANs.
+    pub server_names: Vec<String>,
+    /// Answer 401 to requests that carry neither an accepted bearer token nor a client certificate signed by the
+    /// emulator's CA, even when no `token` is set. (With a `token` set, a client certificate is accepted too.)
+    pub require_auth: bool,
 }
 
 impl Default for SimOptions {
@@ -87,6 +92,12 @@ impl Default for SimOptions {
             addr: None,
             watch_list: true,
             write_timeout: None,
+            server_names: vec![
+                "127.0.0.1".to_string(),
+                "::1".to_string(),
+                "localhost".to_string(),
+            ],
+            require_auth: false,
         }
     }
 }
@@ -204,6 +215,8 @@ pub struct RequestRecord {
     pub query: String,
     /// The request carried an `Authorization` header.
     pub had_auth: bool,
+    /// The connection presented a client certificate the emulator's CA signed.
+    pub client_cert: bool,
     /// `watch=true` or `watch=1`.
     pub is_watch: bool,
     /// When it arrived.
@@ -359,6 +372,30 @@ impl SimHandle {
     pub fn bookmark_now(&self) {
         self.shared.lock().bookmark_epoch += 1;
         self.shared.cond.notify_all();
+    }
+
+    /// Accept this bearer token too (besides `token` and earlier ones).
+    pub fn accept_token(&self, token: &str) {
+        self.shared.lock().accepted_tokens.push(token.to_string());
+    }
+
+    /// Forget the tokens added with [`accept_token`](Self::accept_token).
+    pub fn clear_accepted_tokens(&self) {
+        self.shared.lock().accepted_tokens.clear();
+    }
+
+    /// See [`SimOptions::require_auth`].
+    pub fn set_require_auth(&self, require: bool) {
+        self.shared.lock().require_auth = require;
+    }
+
+    /// A client certificate for `user` (CN) in `groups` (O), signed by the emulator's CA, and its private key:
+    /// `(cert_pem, key_pem)`. TLS mode only.
+    pub fn issue_client_cert(&self, user: &str, groups: &[&str]) -> io::Result<(String, String)> {
+        match &self.shared.issuer {
+            Some(issuer) => issuer.client_cert(user, groups),
+            None => Err(io::Error::other("client certificates need SimOptions::tls")),
+        }
     }
 
     /// Change the required bearer token (`None`: no authentication).
