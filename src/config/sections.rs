@@ -560,7 +560,19 @@ fn kubeconfig_cluster(
         ctx,
         kubeconfig::load(&paths, context.as_deref()).map_err(|e| e.to_string()),
     )?;
-    let in_kubeconfig = |m: String| format!("{}: {m}", resolved.source);
+    let in_kubeconfig = |m: String| {
+        let mut files = String::new();
+        let mut context = String::new();
+        if let ClusterSource::Kubeconfig {
+            files: f,
+            context: c,
+        } = &resolved.source
+        {
+            let _ = crate::kube::access::write_files(&mut files, f);
+            context = format!("context {c:?}: ");
+        }
+        format!("kubeconfig {files}: {context}{m}")
+    };
     let server = f.check(
         ctx,
         ServerUrl::parse(&resolved.server)

@@ -175,18 +175,11 @@ impl ExecCredentials {
                 Readiness::Pending
             }
             Err(e) => {
-                let reason = match e.raw_os_error() {
-                    Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
-                    None => format!("{:?}", e.kind()),
-                };
                 let hint = match &self.config.install_hint {
                     Some(h) => format!("; {}", h.trim()),
                     None => String::new(),
                 };
-                let error = format!(
-                    "cannot run the credential plugin {:?}: {reason}{hint}",
-                    self.config.command
-                );
+                let error = format!("credential plugin: {e}{hint}");
                 self.state = State::Empty;
                 Readiness::Failed(error)
             }
@@ -297,12 +290,27 @@ impl ExecCredentials {
                 secrets.extend(key.as_str());
             }
         }
-        // Whatever the plugin printed on stdout is a secret too, line by line
-        // (a failed run's credential is not parsed, so this is all we know).
-        secrets.extend(stdout.lines().map(str::trim).filter(|l| l.len() >= 8));
+        // Whatever the plugin printed on stdout is a secret too (a failed
+        // run's credential was not parsed): every JSON string in it, or every
+        // word when it is not JSON.
+        let mut words: Vec<String> = Vec::new();
+        match serde_json::from_str::<serde_json::Value>(&stdout) {
+            Ok(v) => json_strings(&v, &mut words),
+            Err(_) => words.extend(stdout.split_whitespace().map(str::to_string)),
+        }
+        secrets.extend(words.iter().map(String::as_str).filter(|w| w.len() >= 8));
         for line in redact::redact(&text, &secrets).lines() {
             log::warn!("cluster {}: credential plugin stderr: {line}", self.cluster);
         }
+    }
+}
+
+fn json_strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|i| json_strings(i, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|i| json_strings(i, out)),
+        _ => {}
     }
 }
 
