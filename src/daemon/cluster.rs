@@ -475,4 +475,66 @@ mod tests {
         fs::write(&path, "   ").unwrap();
         assert_eq!(t.current(), Some("two-longer"));
     }
+
+    fn cluster_with_client_cert(dir: &std::path::Path) -> ClusterConfig {
+        let mut c = crate::config::Config::parse(
+            &format!(
+                "[clusters.c]\nserver = \"https://127.0.0.1:6443\"\ncertificate_authority = \"{d}/ca.pem\"\nclient_certificate = \"{d}/c.crt\"\nclient_key = \"{d}/c.key\"\n\n[[watch]]\nname = \"w\"\ncluster = \"c\"\napi_version = \"v1\"\nresource = \"pods\"\nsinks = [\"s\"]\n\n[sinks.s]\ntype = \"stdout\"\n",
+                d = dir.display()
+            ),
+            std::path::Path::new("k.toml"),
+        )
+        .unwrap();
+        c.clusters.remove("c").unwrap()
+    }
+
+    fn write_pair(dir: &std::path::Path) {
+        let ca = rcgen::generate_simple_self_signed(vec!["ca".to_string()]).unwrap();
+        fs::write(dir.join("ca.pem"), ca.cert.pem()).unwrap();
+        let leaf = rcgen::generate_simple_self_signed(vec!["client".to_string()]).unwrap();
+        fs::write(dir.join("c.crt"), leaf.cert.pem()).unwrap();
+        fs::write(dir.join("c.key"), leaf.key_pair.serialize_pem()).unwrap();
+    }
+
+    #[test]
+    fn rotated_tls_files_are_picked_up_by_the_next_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        write_pair(dir.path());
+        let mut c = ClusterRuntime::new(&cluster_with_client_cert(dir.path()), 0).unwrap();
+        let first = c.tls_for_connect().unwrap().unwrap().0;
+        let same = c.tls_for_connect().unwrap().unwrap().0;
+        assert!(Arc::ptr_eq(&first, &same), "unchanged files: same config");
+        // A new pair (different length, so the stamp changes even within
+        // one mtime tick).
+        std::thread::sleep(Duration::from_millis(20));
+        write_pair(dir.path());
+        fs::write(
+            dir.path().join("ca.pem"),
+            format!(
+                "{}\n",
+                fs::read_to_string(dir.path().join("ca.pem")).unwrap()
+            ),
+        )
+        .unwrap();
+        let second = c.tls_for_connect().unwrap().unwrap().0;
+        assert!(!Arc::ptr_eq(&first, &second), "rotated files: new config");
+        // A half-written key keeps the last good config.
+        fs::write(dir.path().join("c.key"), "-----BEGIN PRIVATE KEY-----\n").unwrap();
+        let kept = c.tls_for_connect().unwrap().unwrap().0;
+        assert!(Arc::ptr_eq(&second, &kept));
+    }
+
+    #[test]
+    fn an_ip_host_verifies_by_ip_unless_tls_server_name_is_set() {
+        let dir = tempfile::tempdir().unwrap();
+        write_pair(dir.path());
+        let mut config = cluster_with_client_cert(dir.path());
+        let mut c = ClusterRuntime::new(&config, 0).unwrap();
+        let name = c.tls_for_connect().unwrap().unwrap().1;
+        assert!(matches!(name, ServerName::IpAddress(_)), "{name:?}");
+        config.tls_server_name = Some("kubernetes".into());
+        let mut c = ClusterRuntime::new(&config, 0).unwrap();
+        let name = c.tls_for_connect().unwrap().unwrap().1;
+        assert_eq!(name, ServerName::try_from("kubernetes").unwrap());
+    }
 }

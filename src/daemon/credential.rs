@@ -179,7 +179,13 @@ impl ExecCredentials {
                     Some(h) => format!("; {}", h.trim()),
                     None => String::new(),
                 };
-                let error = format!("credential plugin: {e}{hint}");
+                // HookRun names the sink the command belongs to; here that
+                // is the cluster, which the log line already says.
+                let error = e.to_string();
+                let error = error
+                    .strip_prefix(&format!("sink {}: ", spec.sink))
+                    .unwrap_or(&error);
+                let error = format!("credential plugin: {error}{hint}");
                 self.state = State::Empty;
                 Readiness::Failed(error)
             }

@@ -258,7 +258,7 @@ impl HookRun {
         let Some((program, args)) = spec.command.split_first() else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("{}: the command is empty", spec.sink),
+                format!("sink {}: the exec hook's command is empty", spec.sink),
             ));
         };
         let mut command = Command::new(program);
@@ -284,8 +284,10 @@ impl HookRun {
             };
             io::Error::new(
                 e.kind(),
-                // Callers say whose command it is (the sink, the cluster).
-                format!("cannot run {:?}{dir}: {e}", spec.command),
+                format!(
+                    "sink {}: cannot run {:?}{dir}: {e}",
+                    spec.sink, spec.command
+                ),
             )
         })?;
         // Linux pids are below 2^22 (PID_MAX_LIMIT): the cast cannot wrap.
