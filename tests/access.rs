@@ -443,9 +443,14 @@ fn rotated_token_file_is_used_and_a_401_is_survived() {
     );
     let d = start(dir, &text, &[]);
     assert_events_flow(&sim, &d);
-    // Rotation first on the client side: the next request uses the new token.
+    // Rotation first on the client side (the server accepts both tokens
+    // meanwhile, as during a real rotation): from then on only the new
+    // token works, and the next requests use it.
+    sim.handle().accept_token("rotation-two-222");
     fs::write(&token, "rotation-two-222").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
     sim.set_token(Some("rotation-two-222".into()));
+    sim.handle().clear_accepted_tokens();
     sim.end_watches();
     let pods = Resource::pods();
     sim.create(&pods, "default", "second", &[], json!({}));
@@ -493,7 +498,7 @@ fn plugin(dir: &Path, api_version: &str, ttl: u32, cert: Option<(&Path, &Path)>)
         ),
     };
     let script = format!(
-        "#!/bin/sh\nset -e\nd={dir}\nn=$(( $(cat $d/runs 2>/dev/null || echo 0) + 1 ))\necho $n > $d/runs\nprintf '%s' \"$KUBERNETES_EXEC_INFO\" > $d/info\nexp=$(date -u -d \"+{ttl} seconds\" +%Y-%m-%dT%H:%M:%SZ)\necho \"plugin: issuing exec-token-$n\" >&2\ncat <<EOF\n{{\"apiVersion\":\"{api_version}\",\"kind\":\"ExecCredential\",\"status\":{{{status}}}}}\nEOF\n",
+        "#!/bin/sh\nset -e\nd={dir}\nn=$(( $(cat $d/runs 2>/dev/null || echo 0) + 1 ))\necho $n > $d/runs.tmp\nmv $d/runs.tmp $d/runs\nprintf '%s' \"$KUBERNETES_EXEC_INFO\" > $d/info.tmp\nmv $d/info.tmp $d/info\nexp=$(date -u -d \"+{ttl} seconds\" +%Y-%m-%dT%H:%M:%SZ)\necho \"plugin: issuing exec-token-$n\" >&2\ncat <<EOF\n{{\"apiVersion\":\"{api_version}\",\"kind\":\"ExecCredential\",\"status\":{{{status}}}}}\nEOF\n",
         dir = dir.display()
     );
     let path = dir.join("plugin.sh");
