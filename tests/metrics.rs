@@ -802,15 +802,12 @@ fn json_logs_are_one_object_per_line() {
     sim.create(&Resource::pods(), "default", "a", &[], json!({}));
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("kwatchd.toml");
-    std::fs::write(
-        &config,
-        config_text(
-            &sim,
-            "log_format = \"json\"",
-            &(watch("pods", "\"out\"") + &file_sink(dir.path(), "out")),
-        ),
-    )
-    .unwrap();
+    let text = config_text(
+        &sim,
+        "log_format = \"json\"",
+        &(watch("pods", "\"out\"") + &file_sink(dir.path(), "out")),
+    );
+    std::fs::write(&config, with_state_dir(&text, &dir.path().join("state"))).unwrap();
     let log = dir.path().join("log");
     let mut child = Command::new(BIN)
         .args(["run", "--config"])

@@ -39,6 +39,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::kube::access::{ClusterSource, ExecConfig, PemSource, Secret};
 pub use error::{ConfigError, ConfigErrors};
 pub use sink::{
     DeliveryConfig, ExecSinkConfig, FileSinkConfig, HttpHeader, OnFailure, SinkConfig,
@@ -148,6 +149,24 @@ pub struct ClusterConfig {
     /// File holding a bearer token (absolute path); re-read by the client.
     pub token_file: Option<PathBuf>,
     pub connect_timeout: Duration,
+    /// Where these settings came from (`server`, a kubeconfig context, the
+    /// in-cluster service account).
+    pub source: ClusterSource,
+    /// Inline CA (kubeconfig `certificate-authority-data`), PEM; wins over
+    /// `certificate_authority`.
+    pub certificate_authority_data: Option<Secret>,
+    /// Name for SNI and certificate verification instead of the URL host.
+    pub tls_server_name: Option<String>,
+    /// Client certificate and key (both or neither), PEM.
+    pub client_certificate: Option<PemSource>,
+    pub client_key: Option<PemSource>,
+    /// Inline bearer token (kubeconfig `token`).
+    pub token: Option<Secret>,
+    /// Credential plugin (kubeconfig `exec`).
+    pub exec: Option<ExecConfig>,
+    /// The kubeconfig context's or service account's namespace. Only
+    /// informative: a watch without `namespace` still sees every namespace.
+    pub namespace: Option<String>,
 }
 
 /// One `[[watch]]`.

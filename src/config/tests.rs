@@ -97,6 +97,14 @@ fn minimal_config_gets_defaults() {
                 insecure_skip_tls_verify: false,
                 token_file: None,
                 connect_timeout: Duration::from_secs(10),
+                source: crate::kube::access::ClusterSource::Server,
+                certificate_authority_data: None,
+                tls_server_name: None,
+                client_certificate: None,
+                client_key: None,
+                token: None,
+                exec: None,
+                namespace: None,
             },
         )]),
         watches: vec![WatchConfig {
@@ -212,7 +220,15 @@ fn example_config_parses() {
             ..DaemonConfig::default()
         }
     );
-    assert_eq!(c.clusters.len(), 2);
+    assert_eq!(c.clusters.len(), 3);
+    let lab = &c.clusters["lab"];
+    assert_eq!(lab.tls_server_name.as_deref(), Some("kubernetes"));
+    assert_eq!(
+        lab.client_key,
+        Some(PemSource::File(PathBuf::from(
+            "/etc/kwatchd/lab-client.key"
+        )))
+    );
     assert_eq!(
         c.clusters["proxy"].server.to_string(),
         "http://localhost:8001"
@@ -274,6 +290,9 @@ fn example_config_documents_every_key() {
         "insecure_skip_tls_verify",
         "token_file",
         "connect_timeout",
+        "client_certificate",
+        "client_key",
+        "tls_server_name",
         "name",
         "cluster",
         "api_version",
@@ -310,6 +329,15 @@ fn example_config_documents_every_key() {
         assert!(
             EXAMPLE.lines().any(|l| l.starts_with(&format!("{key} = "))),
             "{key} is not set in config/kwatchd.toml"
+        );
+    }
+    // Loading reads these (a kubeconfig, the environment): shown commented.
+    for key in ["kubeconfig", "context", "in_cluster"] {
+        assert!(
+            EXAMPLE
+                .lines()
+                .any(|l| l.starts_with(&format!("# {key} = "))),
+            "{key} is not documented in config/kwatchd.toml"
         );
     }
 }
@@ -2048,4 +2076,127 @@ fn watch_target_and_namespace_errors() {
         "kind = \"Pod\"\nmetadata_only = \"yes\"\n",
     ));
     assert_error(&e, 9, "watch[0].metadata_only", "expected");
+}
+
+// ------------------------------------------------------------------ cluster sources
+
+fn cluster_doc(cluster: &str) -> String {
+    format!(
+        "[clusters.c]\n{cluster}\n\n[[watch]]\nname = \"w\"\ncluster = \"c\"\napi_version = \"v1\"\nresource = \"pods\"\nsinks = [\"s\"]\n\n[sinks.s]\ntype = \"stdout\"\n"
+    )
+}
+
+#[test]
+fn in_cluster_reads_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("namespace"), "ops\n").unwrap();
+    let d = dir.path().to_str().unwrap();
+    let c = Config::parse_with_vars(
+        &cluster_doc("in_cluster = true"),
+        Path::new("k.toml"),
+        &[
+            ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+            ("KUBERNETES_SERVICE_PORT", "443"),
+            ("KWATCHD_SERVICEACCOUNT_DIR", d),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let c = &c.clusters["c"];
+    assert_eq!(c.server.host_header(), "10.96.0.1:443");
+    assert_eq!(c.token_file, Some(dir.path().join("token")));
+    assert_eq!(c.certificate_authority, Some(dir.path().join("ca.crt")));
+    assert_eq!(c.namespace.as_deref(), Some("ops"));
+    let e = Config::parse_with_vars(&cluster_doc("in_cluster = true"), Path::new("k.toml"), &[])
+        .unwrap_err()
+        .0;
+    assert_error(&e, 2, "clusters.c.in_cluster", "KUBERNETES_SERVICE_HOST");
+    // in_cluster = false is no source at all.
+    let e = errs(&cluster_doc("in_cluster = false"));
+    assert_error(&e, 1, "clusters.c.server", "missing required key `server`");
+}
+
+#[test]
+fn kubeconfig_path_with_tilde_and_context() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".kube")).unwrap();
+    std::fs::write(
+        home.path().join(".kube/config"),
+        "current-context: a\nclusters:\n- name: k\n  cluster: {server: 'https://k.example:6443', certificate-authority-data: UEVN}\nusers:\n- name: u\n  user: {token: tkn}\ncontexts:\n- name: a\n  context: {cluster: k, user: u}\n- name: b\n  context: {cluster: k}\n",
+    )
+    .unwrap();
+    let h = home.path().to_str().unwrap();
+    let parse = |cluster: &str| {
+        Config::parse_with_vars(&cluster_doc(cluster), Path::new("k.toml"), &[("HOME", h)])
+    };
+    let c = parse("kubeconfig = \"~/.kube/config\"").unwrap_or_else(|e| panic!("{e}"));
+    let c = &c.clusters["c"];
+    assert_eq!(c.server.to_string(), "https://k.example:6443");
+    assert_eq!(c.token, Some(Secret::new("tkn")));
+    assert_eq!(c.certificate_authority_data, Some(Secret::new("PEM")));
+    let c = parse("kubeconfig = [\"~/.kube/config\"]\ncontext = \"b\"").unwrap();
+    assert_eq!(c.clusters["c"].token, None);
+    let e = parse("kubeconfig = \"~/.kube/config\"\ncontext = \"zz\"")
+        .unwrap_err()
+        .0;
+    assert_error(
+        &e,
+        2,
+        "clusters.c.kubeconfig",
+        "context \"zz\" is not defined",
+    );
+    let e = parse("kubeconfig = \"~/.kube/config\"\nserver = \"https://x\"")
+        .unwrap_err()
+        .0;
+    assert_error(
+        &e,
+        2,
+        "clusters.c.kubeconfig",
+        "kubeconfig conflicts with server",
+    );
+    let e = parse("kubeconfig = \"~/.kube/config\"\ncertificate_authority = \"/ca\"")
+        .unwrap_err()
+        .0;
+    assert_error(
+        &e,
+        3,
+        "clusters.c.certificate_authority",
+        "cannot be combined with kubeconfig",
+    );
+}
+
+#[test]
+fn client_certificate_and_tls_server_name_keys() {
+    let c = ok(&cluster_doc(
+        "server = \"https://10.0.0.1\"\nclient_certificate = \"/c.crt\"\nclient_key = \"/c.key\"\ntls_server_name = \"kubernetes\"",
+    ));
+    let c = &c.clusters["c"];
+    assert_eq!(c.client_certificate, Some(PemSource::File("/c.crt".into())));
+    assert_eq!(c.tls_server_name.as_deref(), Some("kubernetes"));
+    let e = errs(&cluster_doc(
+        "server = \"https://10.0.0.1\"\nclient_key = \"/c.key\"",
+    ));
+    assert_error(
+        &e,
+        3,
+        "clusters.c.client_key",
+        "needs client_certificate too",
+    );
+    let e = errs(&cluster_doc(
+        "server = \"http://127.0.0.1\"\ntls_server_name = \"kubernetes\"",
+    ));
+    assert_error(
+        &e,
+        3,
+        "clusters.c.tls_server_name",
+        "needs an https:// server",
+    );
+    let e = errs(&cluster_doc(
+        "server = \"https://10.0.0.1\"\ntls_server_name = \"a b\"",
+    ));
+    assert_error(
+        &e,
+        3,
+        "clusters.c.tls_server_name",
+        "not a valid TLS server name",
+    );
 }

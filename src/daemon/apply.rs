@@ -203,7 +203,10 @@ impl Daemon {
                 .filter(|&i| i < self.clusters.len());
             clusters.push(match kept {
                 Some(i) => Part::Kept(i),
-                None => Part::Built(build_cluster(name, c)?),
+                None => {
+                    self.clusters_built += 1;
+                    Part::Built(build_cluster(name, c, self.clusters_built - 1)?)
+                }
             });
         }
         let mut sinks = Vec::new();

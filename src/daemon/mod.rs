@@ -3,6 +3,7 @@
 
 mod apply;
 pub mod cluster;
+pub mod credential;
 pub mod notify;
 mod observe;
 pub mod reload;
@@ -113,6 +114,8 @@ pub struct Daemon {
     watchers: Vec<Option<Watcher>>,
     /// The `[[watch]]` name behind each slot.
     slot_names: Vec<String>,
+    /// Clusters built so far (the next one's id).
+    clusters_built: usize,
     tokens: TokenAllocator,
     /// Watches to drive this turn (readiness, timers, room in sinks).
     runnable: Vec<bool>,
@@ -157,7 +160,8 @@ impl Daemon {
         let clusters = config
             .clusters
             .iter()
-            .map(|(name, c)| build_cluster(name, c))
+            .enumerate()
+            .map(|(id, (name, c))| build_cluster(name, c, id))
             .collect::<Result<Vec<_>, _>>()?;
         let mut sinks = Vec::new();
         for (name, s) in &config.sinks {
@@ -183,6 +187,7 @@ impl Daemon {
             retiring: Vec::new(),
             watchers: Vec::new(),
             slot_names: Vec::new(),
+            clusters_built: config.clusters.len(),
             tokens,
             runnable: Vec::new(),
             blocked: Vec::new(),
@@ -337,6 +342,10 @@ impl Daemon {
             match event.token() {
                 SIGNAL_TOKEN => self.on_signals(),
                 WAKER_TOKEN => self.on_resolver_answers(),
+                t if credential::cluster_of(t).is_some() => {
+                    let done = cluster::on_token(&mut self.clusters, self.poll.registry(), t);
+                    self.wake_watchers(done);
+                }
                 t => match watcher::watch_of(t) {
                     Some(i) => {
                         // A stale event for a closed connection is dropped.
@@ -392,6 +401,8 @@ impl Daemon {
     fn turn(&mut self) {
         let mut runnable = std::mem::take(&mut self.runnable);
         let mut blocked = std::mem::take(&mut self.blocked);
+        let fetched = cluster::on_timers(&mut self.clusters, self.poll.registry(), Instant::now());
+        runnable.iter_mut().for_each(|r| *r |= fetched);
         {
             let (mut ctx, watchers) = self.ctx();
             for (i, slot) in watchers.iter_mut().enumerate() {
@@ -504,6 +515,7 @@ impl Daemon {
             .chain(&self.retiring)
             .filter_map(Sink::deadline);
         let watchdog = self.notifier.as_ref().and_then(notify::Notifier::deadline);
+        let clusters = self.clusters.iter().filter_map(ClusterRuntime::deadline);
         let metrics = self.metrics.as_ref().and_then(MetricsServer::deadline);
         let checkpoint = self
             .live_watchers()
@@ -514,6 +526,7 @@ impl Daemon {
             .chain(watchdog)
             .chain(metrics)
             .chain(checkpoint)
+            .chain(clusters)
             .min()
     }
 
@@ -598,6 +611,8 @@ impl Daemon {
                     for s in sinks {
                         s.on_sigchld(&mut ctx);
                     }
+                    let done = cluster::on_sigchld(&mut self.clusters, self.poll.registry());
+                    self.wake_watchers(done);
                 }
                 SIGUSR1 => {
                     // logrotate's postrotate convention: the next write
@@ -628,6 +643,13 @@ impl Daemon {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// A credential plugin finished: the watches waiting for it go on.
+    fn wake_watchers(&mut self, wake: bool) {
+        if wake {
+            self.runnable.iter_mut().for_each(|r| *r = true);
         }
     }
 
@@ -733,8 +755,11 @@ enum Phase {
     Aborting,
 }
 
-fn build_cluster(name: &str, c: &ClusterConfig) -> Result<ClusterRuntime, DaemonError> {
-    ClusterRuntime::new(c).map_err(|e| DaemonError::Cluster {
+/// `id` tags the tokens of its credential plugin runs; it is unique for the
+/// daemon's life (a reload does not reuse one), so a token can never reach
+/// a cluster that took an older one's place.
+fn build_cluster(name: &str, c: &ClusterConfig, id: usize) -> Result<ClusterRuntime, DaemonError> {
+    ClusterRuntime::new(c, id).map_err(|e| DaemonError::Cluster {
         name: name.to_owned(),
         error: e.to_string(),
     })

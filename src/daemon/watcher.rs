@@ -2,6 +2,7 @@
 //! the watch state machine, and turns its events into sink records.
 
 use super::cluster::ClusterRuntime;
+use super::credential::Readiness;
 use crate::http::{BodyMode, Request, ResponseReader};
 use crate::net::resolve::Resolution;
 use crate::net::{Connection, ReadOutcome, Resolver};
@@ -318,8 +319,17 @@ impl Watcher {
     }
 
     fn connect_next(&mut self, ctx: &mut Ctx<'_>, plan: RequestPlan) {
-        let Some(cluster) = ctx.clusters.get(self.cluster) else {
+        let Some(cluster) = ctx.clusters.get_mut(self.cluster) else {
             return;
+        };
+        let tls = match cluster.tls_for_connect() {
+            Ok(tls) => tls,
+            Err(e) => {
+                self.addrs.clear();
+                self.link = Link::None;
+                self.machine.on_transport_error(ctx.now, &e);
+                return;
+            }
         };
         let mut last_error = None;
         while let Some(addr) = self.addrs.pop_front() {
@@ -329,7 +339,7 @@ impl Watcher {
                     | ((self.connections << WATCH_INDEX_BITS) & !WATCH_TOKEN_BIT)
                     | (self.index & (MAX_WATCHES - 1)),
             );
-            match Connection::connect(ctx.registry, token, addr, cluster.tls.clone()) {
+            match Connection::connect(ctx.registry, token, addr, tls.clone()) {
                 Ok(conn) => {
                     self.connect_deadline = Some(ctx.now + cluster.connect_timeout);
                     self.link = Link::Connected {
@@ -405,9 +415,17 @@ impl Watcher {
                     if !self.has_room(ctx.sinks) {
                         return Flow::Blocked;
                     }
+                    let credentials = Self::credentials(self.cluster, ctx);
+                    if credentials == Readiness::Pending {
+                        return Flow::Idle;
+                    }
                     let Some(plan) = self.machine.poll_request(ctx.now) else {
                         return Flow::Idle;
                     };
+                    if let Readiness::Failed(e) = credentials {
+                        self.machine.on_transport_error(ctx.now, &e);
+                        continue;
+                    }
                     self.start(ctx, plan);
                 }
                 Link::Resolving { .. } => return Flow::Idle,
@@ -439,6 +457,21 @@ impl Watcher {
                                 if !Self::sinks_have_room(&self.sinks, ctx.sinks) {
                                     return Flow::Blocked;
                                 }
+                                match Self::credentials(self.cluster, ctx) {
+                                    Readiness::Ready => {}
+                                    Readiness::Pending => {
+                                        // Woken when the plugin is done.
+                                        self.close(ctx.registry);
+                                        return Flow::Idle;
+                                    }
+                                    Readiness::Failed(e) => {
+                                        self.close(ctx.registry);
+                                        if self.machine.poll_request(ctx.now).is_some() {
+                                            self.machine.on_transport_error(ctx.now, &e);
+                                        }
+                                        continue;
+                                    }
+                                }
                                 if let Some(plan) = self.machine.poll_request(ctx.now) {
                                     if let Err(e) = self.send(ctx, plan, true) {
                                         self.fail(
@@ -466,6 +499,15 @@ impl Watcher {
                     }
                 }
             }
+        }
+    }
+
+    /// Whether the cluster's credentials are there (this may start its
+    /// exec plugin).
+    fn credentials(cluster: usize, ctx: &mut Ctx<'_>) -> Readiness {
+        match ctx.clusters.get_mut(cluster) {
+            Some(c) => c.readiness(ctx.registry, ctx.now),
+            None => Readiness::Ready,
         }
     }
 
@@ -672,6 +714,7 @@ impl Watcher {
             meta_base,
             link,
             ledger,
+            cluster,
             ..
         } = self;
         let Link::Connected { exchange, .. } = link else {
@@ -684,6 +727,11 @@ impl Watcher {
         let status = resp.status.unwrap_or(0);
         match resp.plan.kind {
             _ if !is_success(status) => {
+                if status == 401 {
+                    if let Some(c) = ctx.clusters.get_mut(*cluster) {
+                        c.on_unauthorized();
+                    }
+                }
                 let body = resp.reader.take_body().unwrap_or_default();
                 machine.on_http_error(ctx.now, status, resp.retry_after, &body);
             }

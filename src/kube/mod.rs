@@ -2,6 +2,7 @@
 //! shapes of watch events, lists and Status answers. Parsing here borrows from
 //! the input line and never re-serialises objects.
 
+pub mod access;
 pub mod discovery;
 pub mod event;
 pub mod path;

@@ -16,6 +16,10 @@ const IDLE: Duration = Duration::from_secs(300);
 pub(crate) trait Stream: Read + Write + Send {
     /// End the session politely (TLS close_notify); plain TCP has nothing to say.
     fn close_notify(&mut self) {}
+    /// The client presented a certificate that the emulator's CA signed (the verifier refused any other).
+    fn has_client_cert(&self) -> bool {
+        false
+    }
 }
 
 impl Stream for std::net::TcpStream {}
@@ -24,6 +28,9 @@ impl Stream for rustls::StreamOwned<rustls::ServerConnection, std::net::TcpStrea
     fn close_notify(&mut self) {
         self.conn.send_close_notify();
         let _ = self.flush();
+    }
+    fn has_client_cert(&self) -> bool {
+        self.conn.peer_certificates().is_some_and(|c| !c.is_empty())
     }
 }
 

@@ -79,6 +79,11 @@ pub struct SimOptions {
     /// Answer `PartialObjectMetadata` requests (`as=PartialObjectMetadata[List]` in Accept); when false they get
     /// full objects if the Accept header offers plain `application/json` too, else 406 Not Acceptable.
     pub partial_metadata: bool,
+    /// Subject alternative names of the TLS server certificate; IP addresses become IP SANs.
+    pub server_names: Vec<String>,
+    /// Answer 401 to requests that carry neither an accepted bearer token nor a client certificate signed by the
+    /// emulator's CA, even when no `token` is set. (With a `token` set, a client certificate is accepted too.)
+    pub require_auth: bool,
 }
 
 impl Default for SimOptions {
@@ -96,6 +101,12 @@ impl Default for SimOptions {
             write_timeout: None,
             aggregated_discovery: true,
             partial_metadata: true,
+            server_names: vec![
+                "127.0.0.1".to_string(),
+                "::1".to_string(),
+                "localhost".to_string(),
+            ],
+            require_auth: false,
         }
     }
 }
@@ -213,6 +224,8 @@ pub struct RequestRecord {
     pub query: String,
     /// The request carried an `Authorization` header.
     pub had_auth: bool,
+    /// The connection presented a client certificate the emulator's CA signed.
+    pub client_cert: bool,
     /// `watch=true` or `watch=1`.
     pub is_watch: bool,
     /// When it arrived.
@@ -401,6 +414,30 @@ impl SimHandle {
     pub fn bookmark_now(&self) {
         self.shared.lock().bookmark_epoch += 1;
         self.shared.cond.notify_all();
+    }
+
+    /// Accept this bearer token too (besides `token` and earlier ones).
+    pub fn accept_token(&self, token: &str) {
+        self.shared.lock().accepted_tokens.push(token.to_string());
+    }
+
+    /// Forget the tokens added with [`accept_token`](Self::accept_token).
+    pub fn clear_accepted_tokens(&self) {
+        self.shared.lock().accepted_tokens.clear();
+    }
+
+    /// See [`SimOptions::require_auth`].
+    pub fn set_require_auth(&self, require: bool) {
+        self.shared.lock().require_auth = require;
+    }
+
+    /// A client certificate for `user` (CN) in `groups` (O), signed by the emulator's CA, and its private key:
+    /// `(cert_pem, key_pem)`. TLS mode only.
+    pub fn issue_client_cert(&self, user: &str, groups: &[&str]) -> io::Result<(String, String)> {
+        match &self.shared.issuer {
+            Some(issuer) => issuer.client_cert(user, groups),
+            None => Err(io::Error::other("client certificates need SimOptions::tls")),
+        }
     }
 
     /// Change the required bearer token (`None`: no authentication).

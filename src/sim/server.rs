@@ -28,6 +28,10 @@ const MAX_RECORDS: usize = 200_000;
 pub(crate) struct State {
     pub(crate) store: Store,
     pub(crate) token: Option<String>,
+    /// More bearer tokens accepted besides `token` (an exec plugin's short-lived ones).
+    pub(crate) accepted_tokens: Vec<String>,
+    /// Refuse (401) requests without a valid token or client certificate even when no token is set.
+    pub(crate) require_auth: bool,
     pub(crate) requests: Vec<RequestRecord>,
     /// Records dropped from the front of `requests` to bound memory.
     pub(crate) requests_trimmed: usize,
@@ -62,6 +66,8 @@ pub(crate) struct Shared {
     pub(crate) conns: Mutex<HashMap<u64, TcpStream>>,
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
     next_conn: AtomicU64,
+    /// Signs client certificates (TLS mode only).
+    pub(crate) issuer: Option<super::tls::Issuer>,
 }
 
 impl Shared {
@@ -86,17 +92,19 @@ pub(crate) fn start(opts: SimOptions) -> io::Result<Started> {
             .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
     )?;
     let addr = listener.local_addr()?;
-    let (tls, ca_pem) = match opts.tls {
+    let (tls, ca_pem, issuer) = match opts.tls {
         true => {
-            let (cfg, pem) = super::tls::server_config()?;
-            (Some(cfg), Some(pem))
+            let (cfg, pem, issuer) = super::tls::server_config(&opts.server_names)?;
+            (Some(cfg), Some(pem), Some(issuer))
         }
-        false => (None, None),
+        false => (None, None, None),
     };
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             store: Store::new(opts.history_limit, opts.history_max_bytes),
             token: opts.token,
+            accepted_tokens: Vec::new(),
+            require_auth: opts.require_auth,
             requests: Vec::new(),
             requests_trimmed: 0,
             faults: Vec::new(),
@@ -119,6 +127,7 @@ pub(crate) fn start(opts: SimOptions) -> io::Result<Started> {
         conns: Mutex::new(HashMap::new()),
         threads: Mutex::new(Vec::new()),
         next_conn: AtomicU64::new(1),
+        issuer,
     });
     let sh = shared.clone();
     let write_timeout = opts.write_timeout;
@@ -281,19 +290,21 @@ fn handle(sh: &Shared, s: &mut dyn Stream, req: &Request, conn_id: u64, fd: RawF
             path: req.path.clone(),
             query: req.query_raw.clone(),
             had_auth: req.header("authorization").is_some(),
+            client_cert: s.has_client_cert(),
             is_watch,
             time: SystemTime::now(),
             conn_id,
             status: 0,
         });
-        let authorized = match &st.token {
-            None => true,
-            Some(t) => {
-                req.header("authorization")
-                    .and_then(|h| h.strip_prefix("Bearer "))
-                    == Some(t.as_str())
-            }
-        };
+        let bearer = req
+            .header("authorization")
+            .and_then(|h| h.strip_prefix("Bearer "));
+        let open = st.token.is_none() && st.accepted_tokens.is_empty() && !st.require_auth;
+        let authorized = open
+            || s.has_client_cert()
+            || bearer.is_some_and(|b| {
+                st.token.as_deref() == Some(b) || st.accepted_tokens.iter().any(|t| t == b)
+            });
         let fault = if authorized {
             take_fault(&mut st.faults, &req.target, is_watch)
         } else {

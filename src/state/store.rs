@@ -66,7 +66,9 @@ impl StateStore {
             .mode(DIR_MODE)
             .create(dir)
             .map_err(|e| fail("cannot create the directory", e))?;
-        let probe = dir.join(".kwatchd-write-test");
+        // Per process: two daemons probing one directory must not trip
+        // over each other's probe.
+        let probe = dir.join(format!(".kwatchd-write-test.{}", std::process::id()));
         super::writer::write_atomic(&probe, b"")
             .and_then(|()| std::fs::remove_file(&probe))
             .map_err(|e| fail("cannot write there", e))?;

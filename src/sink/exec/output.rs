@@ -153,6 +153,21 @@ pub(super) struct Output {
     token: Token,
     log: LineLog,
     state: PipeState,
+    /// `Some`: the lines are kept here for the caller instead of logged
+    /// (a credential plugin's output holds secrets).
+    captured: Option<Vec<u8>>,
+}
+
+fn emit_line(stream: Stream, label: &str, captured: &mut Option<Vec<u8>>, line: LogLine<'_>) {
+    match (captured, line) {
+        (Some(buf), LogLine::Line(l)) => {
+            buf.extend_from_slice(l.as_bytes());
+            buf.push(b'\n');
+        }
+        // The stats say it was truncated; the caller decides what that means.
+        (Some(_), LogLine::Truncated { .. }) => {}
+        (None, line) => log_line(stream, label, line),
+    }
 }
 
 impl Output {
@@ -169,7 +184,24 @@ impl Output {
             token,
             log: LineLog::new(cap),
             state,
+            captured: None,
         }
+    }
+
+    /// Keep the output for [`take_captured`](Self::take_captured) instead
+    /// of logging it.
+    pub(super) fn capture(mut self) -> Self {
+        self.captured = Some(Vec::new());
+        self
+    }
+
+    /// The captured lines (each ending in `\n`), once; empty when not
+    /// capturing.
+    pub(super) fn take_captured(&mut self) -> Vec<u8> {
+        self.captured
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     pub(super) fn register(&mut self, registry: &Registry) -> io::Result<()> {
@@ -203,7 +235,8 @@ impl Output {
             return;
         };
         let stream = self.stream;
-        let mut emit = |line: LogLine<'_>| log_line(stream, label, line);
+        let captured = &mut self.captured;
+        let mut emit = |line: LogLine<'_>| emit_line(stream, label, captured, line);
         let mut buf = [0u8; READ_CHUNK];
         let mut budget = PUMP_BUDGET;
         let eof = loop {
@@ -247,7 +280,9 @@ impl Output {
             let _ = registry.deregister(&mut pipe);
         }
         let stream = self.stream;
-        self.log.finish(&mut |line| log_line(stream, label, line));
+        let captured = &mut self.captured;
+        self.log
+            .finish(&mut |line| emit_line(stream, label, captured, line));
     }
 }
 

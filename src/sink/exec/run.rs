@@ -202,6 +202,59 @@ impl HookRun {
         now: Instant,
         detection: ExitDetection,
     ) -> io::Result<HookRun> {
+        Self::spawn_inner(
+            spec, env, stdin, label, registry, tokens, now, detection, false,
+        )
+    }
+
+    /// Like [`spawn`](Self::spawn), but stdout and stderr are kept (up to
+    /// `spec.output_cap` each) for [`take_output`](Self::take_output)
+    /// instead of logged: for children whose output holds secrets, like
+    /// credential plugins.
+    pub fn spawn_captured(
+        spec: &HookSpec,
+        env: &[(String, String)],
+        label: String,
+        registry: &Registry,
+        tokens: &mut TokenAllocator,
+        now: Instant,
+    ) -> io::Result<HookRun> {
+        Self::spawn_inner(
+            spec,
+            env,
+            Vec::new(),
+            label,
+            registry,
+            tokens,
+            now,
+            ExitDetection::PidfdOrSigchld,
+            true,
+        )
+    }
+
+    /// The captured output of a [`spawn_captured`](Self::spawn_captured)
+    /// run, once (complete after [`outcome`](Self::outcome) is `Some`), and
+    /// whether it went past the cap.
+    pub fn take_output(&mut self, stream: Stream) -> (Vec<u8>, bool) {
+        let out = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        (out.take_captured(), out.stats().truncated)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_inner(
+        spec: &HookSpec,
+        env: &[(String, String)],
+        stdin: Vec<u8>,
+        label: String,
+        registry: &Registry,
+        tokens: &mut TokenAllocator,
+        now: Instant,
+        detection: ExitDetection,
+        capture: bool,
+    ) -> io::Result<HookRun> {
         let Some((program, args)) = spec.command.split_first() else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -245,6 +298,14 @@ impl HookRun {
             stderr: tokens.allocate(),
             exit: tokens.allocate(),
         };
+        let output = |stream, token, pipe| {
+            let out = Output::new(stream, token, pipe, spec.output_cap);
+            if capture {
+                out.capture()
+            } else {
+                out
+            }
+        };
         let stdin_pipe = child.stdin.take().map(Sender::from);
         let stdout = child.stdout.take().map(mio::unix::pipe::Receiver::from);
         let stderr = child.stderr.take().map(mio::unix::pipe::Receiver::from);
@@ -262,8 +323,8 @@ impl HookRun {
                 _ => StdinState::Closed,
             },
             stdin_written: 0,
-            stdout: Output::new(Stream::Stdout, tokens.stdout, stdout, spec.output_cap),
-            stderr: Output::new(Stream::Stderr, tokens.stderr, stderr, spec.output_cap),
+            stdout: output(Stream::Stdout, tokens.stdout, stdout),
+            stderr: output(Stream::Stderr, tokens.stderr, stderr),
             exit: ExitWatch::Sigchld,
             life: Life::Running {
                 timeout_at: later(now, spec.timeout),
