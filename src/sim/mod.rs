@@ -270,6 +270,9 @@ pub enum Fault {
     InvalidJsonLine,
     /// Watch only: one event with type `WEIRD`, then continue.
     UnknownEventType,
+    /// Watch only: refuse the watch as if its resourceVersion were older than the history, in this mode
+    /// (whatever `SimOptions::expired` says). Pair it with [`SimHandle::compact`] to make the loss real.
+    Expired(ExpiredMode),
 }
 
 impl Fault {
@@ -399,6 +402,11 @@ impl SimHandle {
     /// Remove every pending fault rule.
     pub fn clear_faults(&self) {
         self.shared.lock().faults.clear();
+    }
+
+    /// The fault rules not yet used up, in the order they are tried.
+    pub fn pending_faults(&self) -> Vec<FaultRule> {
+        self.shared.lock().faults.clone()
     }
 }
 
@@ -534,6 +542,11 @@ impl Sim {
     /// See [`SimHandle::clear_faults`].
     pub fn clear_faults(&self) {
         self.handle.clear_faults()
+    }
+
+    /// See [`SimHandle::pending_faults`].
+    pub fn pending_faults(&self) -> Vec<FaultRule> {
+        self.handle.pending_faults()
     }
 
     /// Stop serving: end every connection, join every thread, close the listener.
