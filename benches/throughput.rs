@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{render, serve, WATCH_HEAD};
+use common::{cpu_seconds, render, serve, WATCH_HEAD};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -33,26 +33,6 @@ fn drain(addr: std::net::SocketAddr, expect: usize, mut sink: Option<std::fs::Fi
         got += n;
     }
     start.elapsed()
-}
-
-/// CPU seconds (user + system) a process has used, from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return f64::NAN;
-    };
-    // Fields after the command name, which is in parentheses.
-    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11)
-        .and_then(|u| u.parse::<f64>().ok())
-        .unwrap_or(f64::NAN)
-        + fields
-            .get(12)
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(f64::NAN);
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks / hz
 }
 
 /// Wall time until the file holds every record (its exact size is known,

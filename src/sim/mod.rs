@@ -36,6 +36,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 pub use churn::{start_churn, ChurnHandle, ChurnOptions};
+
+/// A rustls server config with a freshly generated CA and a certificate for the loopback names, and the CA as
+/// PEM: what the emulator serves in TLS mode, for benchmark servers of their own.
+pub fn tls_server_config() -> io::Result<(Arc<rustls::ServerConfig>, String)> {
+    tls::server_config()
+}
 pub use pod::pod_extra;
 
 use server::Shared;
