@@ -201,7 +201,13 @@ fn daemon(addr: SocketAddr, pages: &Pages, on_start: &str) -> DaemonRun {
     )
     .expect("config");
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kwatchd"))
+    // KWATCHD_BENCH_WRAP="strace -f -tt -o /tmp/st" runs the daemon under a tool
+    // (the peak RSS is then the tool's).
+    let wrap = std::env::var("KWATCHD_BENCH_WRAP").unwrap_or_default();
+    let mut argv: Vec<&str> = wrap.split_whitespace().collect();
+    argv.push(env!("CARGO_BIN_EXE_kwatchd"));
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
         .args(["run", "--config"])
         .arg(&config)
         .stderr(Stdio::inherit())
@@ -279,7 +285,8 @@ fn main() {
             base.as_secs_f64(),
             pages.item_bytes as f64 / 1e6 / base.as_secs_f64()
         );
-        for on_start in ["added", "skip"] {
+        let modes = std::env::var("KWATCHD_BENCH_LIST_MODES").unwrap_or_else(|_| "added,skip".into());
+        for on_start in modes.split(',').map(str::trim) {
             *WATCH_AT.lock().unwrap_or_else(|e| e.into_inner()) = None;
             let r = daemon(addr, &pages, on_start);
             line.push_str(&format!(
