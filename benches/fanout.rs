@@ -8,7 +8,8 @@
 //! events); the issue's figures are
 //! `KWATCHD_BENCH_FANOUT_IDLE=60 KWATCHD_BENCH_FANOUT_SECS=60 cargo bench --bench fanout`.
 //! Also `KWATCHD_BENCH_FANOUT_WATCHES` (1000), `KWATCHD_BENCH_FANOUT_RATE`
-//! (1000 events/s), `KWATCHD_BENCH_FANOUT_MODES` ("plain,tls").
+//! (1000 events/s), `KWATCHD_BENCH_FANOUT_MODES` ("baseline,plain,tls"; the
+//! baseline is a plain mio relay copying the sockets to the FIFO, see `relay`).
 //!
 //! How latency is measured: every event carries its sequence number in an
 //! annotation; the connection thread that writes it stamps the time when
@@ -27,7 +28,7 @@ mod common;
 
 use common::{cpu_seconds, percentiles, proc_status_kib};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::fd::FromRawFd;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -96,7 +97,10 @@ fn serve_conn<S: Read + Write>(stream: S, shared: &Shared) {
         if line.contains("watch=") {
             let (tx, rx) = channel::<(usize, Vec<u8>)>();
             let w = r.get_mut();
-            if w.write_all(common::WATCH_HEAD).and_then(|_| w.flush()).is_err() {
+            if w.write_all(common::WATCH_HEAD)
+                .and_then(|_| w.flush())
+                .is_err()
+            {
                 return;
             }
             if let Some(slot) = shared
@@ -116,13 +120,17 @@ fn serve_conn<S: Read + Write>(stream: S, shared: &Shared) {
             }
             return;
         }
-        let body = r#"{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}"#;
+        let body =
+            r#"{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}"#;
         let resp = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         let w = r.get_mut();
-        if w.write_all(resp.as_bytes()).and_then(|_| w.flush()).is_err() {
+        if w.write_all(resp.as_bytes())
+            .and_then(|_| w.flush())
+            .is_err()
+        {
             return;
         }
     }
@@ -198,7 +206,59 @@ fn event_chunk(id: usize, watch: usize) -> Vec<u8> {
     format!("{:x}\r\n{line}\r\n", line.len()).into_bytes()
 }
 
-fn run(tls: bool, watches: usize, idle: Duration, secs: usize, rate: usize) {
+/// The baseline: one thread, one mio poll over every watch socket, copying
+/// what arrives to the FIFO as it is (no TLS, no decoding, no parsing):
+/// the floor the machine's scheduler, loopback and pipe put under latency.
+fn relay(addr: std::net::SocketAddr, watches: usize, fifo: &std::path::Path) {
+    use mio::net::TcpStream;
+    use mio::{Events, Interest, Poll, Token};
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    assert!(fd >= 0, "open fifo for writing");
+    let mut out = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut poll = Poll::new().expect("poll");
+    let mut socks = Vec::with_capacity(watches);
+    for i in 0..watches {
+        let std = std::net::TcpStream::connect(addr).expect("connect");
+        let _ = std.set_nodelay(true);
+        let mut w = std.try_clone().expect("clone");
+        w.write_all(
+            format!("GET /api/v1/namespaces/ns-{i}/pods?watch=true HTTP/1.1\r\nHost: b\r\n\r\n")
+                .as_bytes(),
+        )
+        .expect("send");
+        std.set_nonblocking(true).expect("nonblocking");
+        let mut s = TcpStream::from_std(std);
+        poll.registry()
+            .register(&mut s, Token(i), Interest::READABLE)
+            .expect("register");
+        socks.push(s);
+    }
+    let mut events = Events::with_capacity(1024);
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        if poll.poll(&mut events, None).is_err() {
+            continue;
+        }
+        for ev in events.iter() {
+            let s = &mut socks[ev.token().0];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        if out.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+}
+
+fn run_one(tls: bool, relay_only: bool, watches: usize, idle: Duration, secs: usize, rate: usize) {
     let events = secs * rate;
     let shared = Arc::new(Shared {
         senders: Mutex::new(vec![None; watches]),
@@ -252,6 +312,28 @@ fn run(tls: bool, watches: usize, idle: Duration, secs: usize, rate: usize) {
     let config_path = dir.path().join("kwatchd.toml");
     std::fs::write(&config_path, config).expect("config");
     let started = Instant::now();
+    if relay_only {
+        let fifo = fifo.clone();
+        thread::spawn(move || relay(addr, watches, &fifo));
+        while shared.watching.load(Ordering::SeqCst) < watches {
+            assert!(started.elapsed() < Duration::from_secs(60), "relay watches");
+            thread::sleep(Duration::from_millis(10));
+        }
+        let senders: Vec<Sender<(usize, Vec<u8>)>> = shared
+            .senders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|s| s.clone().expect("every watch registered"))
+            .collect();
+        let got = stream_events(&shared, &senders, events, rate, watches);
+        let (p50, p99, max) = latencies(&shared, events);
+        println!(
+            "baseline: a mio relay copying the {watches} plain sockets to the FIFO: {got}/{events} read, latency p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            p50 as f64 / 1000.0, p99 as f64 / 1000.0, max as f64 / 1000.0
+        );
+        return;
+    }
     let mut child = Command::new(env!("CARGO_BIN_EXE_kwatchd"))
         .args(["run", "--config"])
         .arg(&config_path)
@@ -281,21 +363,9 @@ fn run(tls: bool, watches: usize, idle: Duration, secs: usize, rate: usize) {
         .iter()
         .map(|s| s.clone().expect("every watch registered"))
         .collect();
-    // Rendered before the clock starts.
-    let chunks: Vec<Vec<u8>> = (0..events).map(|id| event_chunk(id, id % watches)).collect();
     let cpu1 = cpu_seconds(pid);
     let t0 = Instant::now();
-    for (id, chunk) in chunks.into_iter().enumerate() {
-        let due = t0 + Duration::from_secs_f64(id as f64 / rate as f64);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            thread::sleep(wait);
-        }
-        let _ = senders[id % watches].send((id, chunk));
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while shared.received.load(Ordering::SeqCst) < events && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(10));
-    }
+    stream_events(&shared, &senders, events, rate, watches);
     let streaming = t0.elapsed();
     let cpu_events = cpu_seconds(pid) - cpu1;
     let rss = proc_status_kib(pid, "VmRSS").unwrap_or(0);
@@ -305,17 +375,8 @@ fn run(tls: bool, watches: usize, idle: Duration, secs: usize, rate: usize) {
     }
     let _ = child.wait();
 
-    let mut lat: Vec<u64> = (0..events)
-        .filter_map(|i| {
-            let (s, r) = (
-                shared.sent[i].load(Ordering::SeqCst),
-                shared.read[i].load(Ordering::SeqCst),
-            );
-            (s > 0 && r > 0).then(|| r.saturating_sub(s) / 1000)
-        })
-        .collect();
-    let got = lat.len();
-    let (p50, p99, max) = percentiles(&mut lat);
+    let got = shared.received.load(Ordering::SeqCst);
+    let (p50, p99, max) = latencies(&shared, events);
     println!(
         "fan-out {} {watches} watches: all open after {:.1} s, RSS {:.1} MB; idle {:.0} s: {:.3} CPU s, RSS {:.1} MB; {rate} events/s for {secs} s: {got}/{events} recorded, latency (server write returned → record read from the FIFO) p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; {:.2} CPU s over {:.1} s ({:.0}% of a core); RSS {:.1} MB, peak {:.1} MB",
         if tls { "TLS" } else { "plain" },
@@ -335,6 +396,48 @@ fn run(tls: bool, watches: usize, idle: Duration, secs: usize, rate: usize) {
     );
 }
 
+/// Sends `events` events at `rate`, round-robin, and waits (bounded) until
+/// the reader has them all; returns how many it has.
+fn stream_events(
+    shared: &Shared,
+    senders: &[Sender<(usize, Vec<u8>)>],
+    events: usize,
+    rate: usize,
+    watches: usize,
+) -> usize {
+    // Rendered before the clock starts.
+    let chunks: Vec<Vec<u8>> = (0..events)
+        .map(|id| event_chunk(id, id % watches))
+        .collect();
+    let t0 = Instant::now();
+    for (id, chunk) in chunks.into_iter().enumerate() {
+        let due = t0 + Duration::from_secs_f64(id as f64 / rate as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        let _ = senders[id % watches].send((id, chunk));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shared.received.load(Ordering::SeqCst) < events && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    shared.received.load(Ordering::SeqCst)
+}
+
+/// (p50, p99, max) in microseconds over the events both stamped.
+fn latencies(shared: &Shared, events: usize) -> (u64, u64, u64) {
+    let mut lat: Vec<u64> = (0..events)
+        .filter_map(|i| {
+            let (s, r) = (
+                shared.sent[i].load(Ordering::SeqCst),
+                shared.read[i].load(Ordering::SeqCst),
+            );
+            (s > 0 && r > 0).then(|| r.saturating_sub(s) / 1000)
+        })
+        .collect();
+    percentiles(&mut lat)
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -344,8 +447,9 @@ fn main() {
     let idle = Duration::from_secs(env_or("KWATCHD_BENCH_FANOUT_IDLE", 10) as u64);
     let secs = env_or("KWATCHD_BENCH_FANOUT_SECS", 10);
     let rate = env_or("KWATCHD_BENCH_FANOUT_RATE", 1000);
-    let modes = std::env::var("KWATCHD_BENCH_FANOUT_MODES").unwrap_or_else(|_| "plain,tls".into());
-    for mode in modes.split(',') {
-        run(mode.trim() == "tls", watches, idle, secs, rate);
+    let modes =
+        std::env::var("KWATCHD_BENCH_FANOUT_MODES").unwrap_or_else(|_| "baseline,plain,tls".into());
+    for mode in modes.split(',').map(str::trim) {
+        run_one(mode == "tls", mode == "baseline", watches, idle, secs, rate);
     }
 }

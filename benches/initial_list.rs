@@ -285,7 +285,8 @@ fn main() {
             base.as_secs_f64(),
             pages.item_bytes as f64 / 1e6 / base.as_secs_f64()
         );
-        let modes = std::env::var("KWATCHD_BENCH_LIST_MODES").unwrap_or_else(|_| "added,skip".into());
+        let modes =
+            std::env::var("KWATCHD_BENCH_LIST_MODES").unwrap_or_else(|_| "added,skip".into());
         for on_start in modes.split(',').map(str::trim) {
             *WATCH_AT.lock().unwrap_or_else(|e| e.into_inner()) = None;
             let r = daemon(addr, &pages, on_start);
