@@ -52,7 +52,15 @@ const DEFAULT_SEED: u64 = 0x6b77_6174_6368_6421;
 /// Longer than the daemon's idle deadline with `watch_timeout = "1s"`
 /// (timeoutSeconds 1 + a grace of 1 s).
 const STALL: Duration = Duration::from_secs(3);
-/// Above the daemon's `max_line_bytes` below.
+/// Above the daemon's `max_line_bytes` below. The daemon drops the
+/// connection on such a line and re-watches from the last resourceVersion it
+/// handled (`WatchMachine::on_transport_error` keeps `resume_rv`), so every
+/// event behind the line is served again: the checker grants no allowance
+/// for it. (The emulator's oversized line is a padded BOOKMARK. A real
+/// object over the limit would be served again on every re-watch, so that
+/// watch would make no progress until a 410 made it relist; the LIST, read
+/// whole up to max(max_line_bytes, 256 MiB), then records the object's
+/// current state. Late, never silently dropped.)
 const OVERSIZED_LINE: usize = 100_000;
 /// After the chaos, how long the daemon may take to catch up (its backoff
 /// is capped at 30 s).
