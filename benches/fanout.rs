@@ -50,10 +50,13 @@ fn now_ns() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
+/// A watch connection's queue: (event id, chunk bytes).
+type EventTx = Sender<(usize, Vec<u8>)>;
+
 /// Shared between the generator, the connection threads and the reader.
 struct Shared {
     /// Watch i's connection, once its WATCH arrived.
-    senders: Mutex<Vec<Option<Sender<(usize, Vec<u8>)>>>>,
+    senders: Mutex<Vec<Option<EventTx>>>,
     watching: AtomicUsize,
     /// Per event: when the server's write returned / the record was read (ns since EPOCH, 0 = not yet).
     sent: Vec<AtomicU64>,
@@ -319,7 +322,7 @@ fn run_one(tls: bool, relay_only: bool, watches: usize, idle: Duration, secs: us
             assert!(started.elapsed() < Duration::from_secs(60), "relay watches");
             thread::sleep(Duration::from_millis(10));
         }
-        let senders: Vec<Sender<(usize, Vec<u8>)>> = shared
+        let senders: Vec<EventTx> = shared
             .senders
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -356,7 +359,7 @@ fn run_one(tls: bool, relay_only: bool, watches: usize, idle: Duration, secs: us
     let cpu_idle = cpu_seconds(pid) - cpu0;
     let rss_idle = proc_status_kib(pid, "VmRSS").unwrap_or(0);
 
-    let senders: Vec<Sender<(usize, Vec<u8>)>> = shared
+    let senders: Vec<EventTx> = shared
         .senders
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -400,7 +403,7 @@ fn run_one(tls: bool, relay_only: bool, watches: usize, idle: Duration, secs: us
 /// the reader has them all; returns how many it has.
 fn stream_events(
     shared: &Shared,
-    senders: &[Sender<(usize, Vec<u8>)>],
+    senders: &[EventTx],
     events: usize,
     rate: usize,
     watches: usize,

@@ -479,6 +479,9 @@ fn gaps(requests: &[RequestRecord], path: &str) -> Vec<Gap> {
     out
 }
 
+/// A record placed in the history: (run, (position, 1 if a delete), record).
+type Placed<'a> = (usize, (usize, u8), &'a Rec);
+
 /// What the checker found.
 #[derive(Default)]
 struct Report {
@@ -561,7 +564,7 @@ fn check(
 
     // Records per object: positions, per run, in file order.
     // Key for order: (position, 0 for a state / 1 for a delete).
-    let mut recorded: HashMap<&str, Vec<(usize, (usize, u8), &Rec)>> = HashMap::new();
+    let mut recorded: HashMap<&str, Vec<Placed>> = HashMap::new();
     for r in &recs {
         let Some(&p) = pos_of.get(&(r.uid.as_str(), r.rv.as_str())) else {
             rep.errors.push(format!(
