@@ -201,8 +201,9 @@ fn daemon(addr: SocketAddr, pages: &Pages, on_start: &str) -> DaemonRun {
     )
     .expect("config");
     let start = Instant::now();
-    // KWATCHD_BENCH_WRAP="strace -f -tt -o /tmp/st" runs the daemon under a tool
-    // (the peak RSS is then the tool's).
+    // KWATCHD_BENCH_WRAP="heaptrack" runs the daemon under a tool. The peak
+    // RSS is then the tool's, and SIGTERM reaches the tool: one that does not
+    // forward it (strace, heaptrack) leaves the daemon to be stopped by hand.
     let wrap = std::env::var("KWATCHD_BENCH_WRAP").unwrap_or_default();
     let mut argv: Vec<&str> = wrap.split_whitespace().collect();
     argv.push(env!("CARGO_BIN_EXE_kwatchd"));
