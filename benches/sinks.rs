@@ -3,7 +3,9 @@
 //! start latency (event read → child spawned) at a steady rate.
 //!
 //! `cargo bench --bench sinks` (`KWATCHD_BENCH_HOOK_EVENTS`, default 3000;
-//! `KWATCHD_BENCH_POST_EVENTS`, default 20000).
+//! `KWATCHD_BENCH_POST_EVENTS`, default 20000; `KWATCHD_BENCH_HOOK_RATES`,
+//! default "200,1000", and `KWATCHD_BENCH_HOOK_SECS`, default 3, for the
+//! latency runs; `KWATCHD_BENCH_ONLY=exec` or `webhook`).
 //! The baseline for the exec figures is the same machine spawning and
 //! reaping `/bin/true` in a plain loop (std::process, 8 at a time), measured
 //! in the same run.
@@ -115,6 +117,44 @@ fn spawn_baseline(n: usize, parallel: usize) -> Duration {
     start.elapsed()
 }
 
+/// The same machine spawning `/bin/true` on a schedule of `rate` per second
+/// for `secs`, up to `parallel` alive (finished ones reaped without
+/// waiting): latency from each spawn's due time to `spawn` returning, in
+/// microseconds (p50, p99, max). What the daemon's hook start latency is
+/// up against.
+fn paced_spawn_baseline(rate: f64, secs: f64, parallel: usize) -> (u64, u64, u64) {
+    let n = (rate * secs) as usize;
+    let start = Instant::now();
+    let mut running: Vec<std::process::Child> = Vec::new();
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        loop {
+            running.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
+            if running.len() < parallel {
+                break;
+            }
+            thread::sleep(Duration::from_micros(50));
+        }
+        running.push(
+            Command::new("/bin/true")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn"),
+        );
+        lat.push(Instant::now().saturating_duration_since(due).as_micros() as u64);
+    }
+    for mut c in running {
+        let _ = c.wait();
+    }
+    common::percentiles(&mut lat)
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -124,7 +164,15 @@ fn main() {
     let exec_sink =
         |c: usize| format!("type = \"exec\"\ncommand = [\"/bin/true\"]\nmax_concurrent = {c}\n");
 
-    let only_webhook = std::env::var("KWATCHD_BENCH_ONLY").is_ok_and(|v| v == "webhook");
+    let only = std::env::var("KWATCHD_BENCH_ONLY").unwrap_or_default();
+    let only_webhook = only == "webhook";
+    let only_exec = only == "exec";
+    let hook_secs = env_or("KWATCHD_BENCH_HOOK_SECS", 3) as f64;
+    let rates: Vec<f64> = std::env::var("KWATCHD_BENCH_HOOK_RATES")
+        .unwrap_or_else(|_| "200,1000".into())
+        .split(',')
+        .filter_map(|r| r.trim().parse().ok())
+        .collect();
     // Exec throughput: every event at once; the drain at SIGTERM runs them all.
     for parallel in [1, 8] {
         if only_webhook {
@@ -151,27 +199,34 @@ fn main() {
     }
 
     // Hook start latency at a steady rate.
-    for rate in [200.0, 1000.0] {
+    for rate in rates {
         if only_webhook {
             break;
         }
-        let n = (rate * 3.0) as usize;
+        let n = (rate * hook_secs) as usize;
         let addr = server(Stream::Paced {
             chunks: Arc::new(chunks(n, 0)),
             per_second: rate,
         });
         let t0 = Instant::now();
         let r = run_daemon(addr, &exec_sink(8), |_| {
-            t0.elapsed() > Duration::from_secs_f64(3.2)
+            t0.elapsed() > Duration::from_secs_f64(hook_secs + 0.2)
         });
+        let (p50, p99, max) = paced_spawn_baseline(rate, hook_secs, 8);
         println!(
-            "exec /bin/true at {rate:.0} events/s for 3 s: {}",
-            summary_line(&r.log)
+            "exec /bin/true at {rate:.0} events/s for {hook_secs} s: {} | baseline paced spawn loop (8 alive at most): spawn latency p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            summary_line(&r.log),
+            p50 as f64 / 1e3,
+            p99 as f64 / 1e3,
+            max as f64 / 1e3
         );
     }
 
     // Webhook throughput to a loopback receiver (a thread per connection).
     for parallel in [1, 8] {
+        if only_exec {
+            break;
+        }
         let rx = receiver::Receiver::start(&[]);
         let url = rx.url("/hook");
         let addr = server(Stream::Paced {

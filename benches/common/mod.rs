@@ -9,7 +9,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub fn pod(i: usize, rv: usize) -> String {
-    let env: Vec<String> = (0..62)
+    pod_with_env(i, rv, 62)
+}
+
+/// A pod with `env_vars` padding variables: 62 make ~4.1 KB, 8 ~1.1 KB.
+pub fn pod_with_env(i: usize, rv: usize, env_vars: usize) -> String {
+    let env: Vec<String> = (0..env_vars)
         .map(|k| format!(r#"{{"name":"VAR_{k}","value":"value-{k}-{i}-padding-padding"}}"#))
         .collect();
     format!(
@@ -133,4 +138,43 @@ pub fn serve(listener: TcpListener, stream: Stream) {
             }
         });
     }
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // Fields after the command name, which is in parentheses.
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(f64::NAN)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(f64::NAN);
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / hz
+}
+
+/// A `kB` field of /proc/PID/status (`VmHWM`, `VmRSS`), in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Percentiles of latency samples in microseconds: (p50, p99, max).
+pub fn percentiles(samples: &mut [u64]) -> (u64, u64, u64) {
+    if samples.is_empty() {
+        return (0, 0, 0);
+    }
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    (at(0.50), at(0.99), samples[samples.len() - 1])
 }

@@ -37,6 +37,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 pub use churn::{start_churn, ChurnHandle, ChurnOptions};
+
+/// A rustls server config with a freshly generated CA and a certificate for the loopback names, and the CA as
+/// PEM: what the emulator serves in TLS mode, for benchmark servers of their own.
+pub fn tls_server_config() -> io::Result<(Arc<rustls::ServerConfig>, String)> {
+    let names = SimOptions::default().server_names;
+    tls::server_config(&names).map(|(config, ca, _issuer)| (config, ca))
+}
 pub use pod::pod_extra;
 
 use server::Shared;
@@ -292,6 +299,9 @@ pub enum Fault {
     InvalidJsonLine,
     /// Watch only: one event with type `WEIRD`, then continue.
     UnknownEventType,
+    /// Watch only: refuse the watch as if its resourceVersion were older than the history, in this mode
+    /// (whatever `SimOptions::expired` says). Pair it with [`SimHandle::compact`] to make the loss real.
+    Expired(ExpiredMode),
 }
 
 impl Fault {
@@ -487,6 +497,11 @@ impl SimHandle {
         st.resources.retain(|d| d.resource != def.resource);
         st.resources.push(def);
     }
+
+    /// The fault rules not yet used up, in the order they are tried.
+    pub fn pending_faults(&self) -> Vec<FaultRule> {
+        self.shared.lock().faults.clone()
+    }
 }
 
 /// A running emulator. Dropping it (or [`Sim::shutdown`]) stops every thread and closes the listener.
@@ -626,6 +641,11 @@ impl Sim {
     /// See [`SimHandle::install_resource`].
     pub fn install_resource(&self, def: ResourceDef) {
         self.handle.install_resource(def)
+    }
+
+    /// See [`SimHandle::pending_faults`].
+    pub fn pending_faults(&self) -> Vec<FaultRule> {
+        self.handle.pending_faults()
     }
 
     /// Stop serving: end every connection, join every thread, close the listener.

@@ -560,6 +560,40 @@ fn tls_with_generated_ca() {
 }
 
 #[test]
+fn fault_expired_in_either_mode_whatever_the_history() {
+    let sim = sim();
+    pod(&sim, "ns", "a", &[]);
+    sim.add_fault(FaultRule {
+        path_contains: "watch=".into(),
+        times: 1,
+        fault: Fault::Expired(ExpiredMode::HttpStatus),
+    });
+    sim.add_fault(FaultRule {
+        path_contains: "watch=".into(),
+        times: 1,
+        fault: Fault::Expired(ExpiredMode::ErrorEvent),
+    });
+    assert_eq!(sim.pending_faults().len(), 2);
+    let mut c = Client::plain(&sim);
+    let (st, status, _) = c.get("/api/v1/pods?watch=1&resourceVersion=1");
+    assert_eq!((st, status["reason"].as_str()), (410, Some("Expired")));
+    let mut c = Client::plain(&sim);
+    assert_eq!(
+        c.watch("/api/v1/pods?watch=1&resourceVersion=1").status,
+        200
+    );
+    let (t, o) = c.event();
+    assert_eq!((t.as_str(), o["code"].as_u64()), ("ERROR", Some(410)));
+    assert!(c.line().unwrap().is_none(), "stream ends after the ERROR");
+    assert!(sim.pending_faults().is_empty());
+    // Used up: the same request is served again.
+    let mut c = Client::plain(&sim);
+    c.watch("/api/v1/pods?watch=1&resourceVersion=1");
+    pod(&sim, "ns", "b", &[]);
+    assert_eq!(c.event_summary(), "ADDED b");
+}
+
+#[test]
 fn fault_status_with_retry_after() {
     let sim = sim();
     sim.add_fault(FaultRule {

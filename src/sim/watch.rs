@@ -237,7 +237,10 @@ pub(crate) fn serve(
         let mut st = sh.lock();
         let cur = st.store.rv();
         let mut expired = None;
-        if let Some(n) = asked {
+        if let Some(Fault::Expired(_)) = fault {
+            expired = Some((asked.unwrap_or(cur), st.store.compacted_through() + 1));
+        }
+        if let Some(n) = asked.filter(|_| expired.is_none()) {
             if n > cur {
                 drop(st);
                 return too_large(ctx, out, n);
@@ -262,7 +265,11 @@ pub(crate) fn serve(
         }
         (initial, cursor, st.end_epoch, st.bookmark_epoch, expired)
     };
-    if let (Some((n, oldest)), ExpiredMode::HttpStatus) = (expired, sh.settings.expired) {
+    let mode = match fault {
+        Some(Fault::Expired(mode)) => mode,
+        _ => sh.settings.expired,
+    };
+    if let (Some((n, oldest)), ExpiredMode::HttpStatus) = (expired, mode) {
         return ctx.error(
             out,
             410,

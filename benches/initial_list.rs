@@ -1,0 +1,305 @@
+//! Initial list: N objects served as a paginated LIST (limit=500, continue
+//! tokens), then a watch. Wall time until the daemon is done with the list
+//! (with `on_start = "added"`: every item written to the file sink; with
+//! `on_start = "skip"`: the WATCH that follows the last page arrives), and
+//! the daemon's peak RSS (VmHWM) — against a plain client draining the same
+//! pages over one keep-alive connection, measured in the same run.
+//!
+//! `cargo bench --bench initial_list` (`KWATCHD_BENCH_LIST_OBJECTS`, default
+//! 250000; `KWATCHD_BENCH_LIST_ENV`, padding variables per pod, default
+//! "62,8" = ~4.1 KB and ~1.1 KB objects).
+//!
+//! The pages are rendered once, in memory, before anything is timed: the
+//! emulator would build 1 GB of objects and snapshot them, which measures
+//! the emulator rather than the daemon.
+
+mod common;
+
+use common::{cpu_seconds, pod_with_env, proc_status_kib};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const PAGE: usize = 500;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Pages {
+    /// Complete HTTP responses, page k answers `continue=pK` (page 0: none).
+    responses: Vec<Vec<u8>>,
+    list_rv: usize,
+    item_bytes: u64,
+    /// Bytes the file sink writes for every item with `origin` "list".
+    record_bytes: u64,
+}
+
+fn render(objects: usize, env_vars: usize) -> Pages {
+    let frame = r#"{"time":"2026-11-22T03:16:53.123Z","watch":"pods","cluster":"b","type":"ADDED","origin":"list","object":}"#.len() + 1;
+    let list_rv = objects + 1;
+    let pages = objects.div_ceil(PAGE);
+    let mut responses = Vec::with_capacity(pages);
+    let (mut item_bytes, mut record_bytes) = (0u64, 0u64);
+    for k in 0..pages {
+        let cont = if k + 1 < pages {
+            format!("p{}", k + 1)
+        } else {
+            String::new()
+        };
+        let mut body = format!(
+            r#"{{"kind":"PodList","apiVersion":"v1","metadata":{{"resourceVersion":"{list_rv}","continue":"{cont}"}},"items":["#
+        )
+        .into_bytes();
+        for i in k * PAGE..((k + 1) * PAGE).min(objects) {
+            if i > k * PAGE {
+                body.push(b',');
+            }
+            let pod = pod_with_env(i, i + 1, env_vars);
+            item_bytes += pod.len() as u64;
+            record_bytes += (frame + pod.len()) as u64;
+            body.extend_from_slice(pod.as_bytes());
+        }
+        body.extend_from_slice(b"]}");
+        let mut r = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&body);
+        responses.push(r);
+    }
+    Pages {
+        responses,
+        list_rv,
+        item_bytes,
+        record_bytes,
+    }
+}
+
+/// Arrival of the first WATCH since it was last reset: the list is done.
+static WATCH_AT: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// Serves the pages by continue token, and holds watches open and silent.
+fn serve(listener: TcpListener, pages: Arc<Pages>) {
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { return };
+        let _ = conn.set_nodelay(true);
+        let pages = pages.clone();
+        thread::spawn(move || {
+            let Ok(mut writer) = conn.try_clone() else {
+                return;
+            };
+            let mut reader = BufReader::new(conn);
+            loop {
+                let mut first = String::new();
+                if reader.read_line(&mut first).unwrap_or(0) == 0 {
+                    return;
+                }
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                if first.contains("watch=") {
+                    WATCH_AT
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert_with(Instant::now);
+                    let _ = writer.write_all(common::WATCH_HEAD);
+                    thread::sleep(Duration::from_secs(3600));
+                    return;
+                }
+                let k = first
+                    .split("continue=p")
+                    .nth(1)
+                    .and_then(|t| t.split([' ', '&']).next())
+                    .and_then(|t| t.parse::<usize>().ok())
+                    .unwrap_or(0);
+                let Some(resp) = pages.responses.get(k) else {
+                    return;
+                };
+                if writer.write_all(resp).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// A plain client: every page over one keep-alive connection, bodies read
+/// and discarded, the continue token found in the metadata.
+fn drain(addr: SocketAddr, pages: &Pages) -> Duration {
+    let start = Instant::now();
+    let s = TcpStream::connect(addr).expect("connect");
+    let _ = s.set_nodelay(true);
+    let mut w = s.try_clone().expect("clone");
+    let mut r = BufReader::with_capacity(256 << 10, s);
+    let mut cont = String::new();
+    let mut body = Vec::new();
+    let mut n = 0;
+    loop {
+        let target = if cont.is_empty() {
+            "/api/v1/pods?limit=500".to_owned()
+        } else {
+            format!("/api/v1/pods?limit=500&continue={cont}")
+        };
+        w.write_all(format!("GET {target} HTTP/1.1\r\nHost: b\r\n\r\n").as_bytes())
+            .expect("send");
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).expect("head");
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("Content-Length: ") {
+                len = v.trim().parse().expect("length");
+            }
+        }
+        body.resize(len, 0);
+        r.read_exact(&mut body).expect("body");
+        n += 1;
+        let head = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        cont = head
+            .split("\"continue\":\"")
+            .nth(1)
+            .and_then(|t| t.split('"').next())
+            .unwrap_or("")
+            .to_owned();
+        if cont.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(n, pages.responses.len());
+    start.elapsed()
+}
+
+struct DaemonRun {
+    elapsed: Duration,
+    hwm_kib: u64,
+    cpu: f64,
+}
+
+fn daemon(addr: SocketAddr, pages: &Pages, on_start: &str) -> DaemonRun {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("events.jsonl");
+    let config = dir.path().join("kwatchd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nlog_level = \"warn\"\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\non_start = \"{on_start}\"\nsinks = [\"f\"]\n[sinks.f]\ntype = \"file\"\npath = \"{}\"\n",
+            out.display()
+        ),
+    )
+    .expect("config");
+    let start = Instant::now();
+    // KWATCHD_BENCH_WRAP="heaptrack" runs the daemon under a tool. The peak
+    // RSS is then the tool's, and SIGTERM reaches the tool: one that does not
+    // forward it (strace, heaptrack) leaves the daemon to be stopped by hand.
+    let wrap = std::env::var("KWATCHD_BENCH_WRAP").unwrap_or_default();
+    let mut argv: Vec<&str> = wrap.split_whitespace().collect();
+    argv.push(env!("CARGO_BIN_EXE_kwatchd"));
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn kwatchd");
+    let pid = child.id();
+    let want = if on_start == "added" {
+        pages.record_bytes
+    } else {
+        0
+    };
+    let elapsed = loop {
+        let written = std::fs::metadata(&out).map_or(0, |m| m.len());
+        let listed = WATCH_AT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| t > start);
+        if written >= want && listed {
+            break start.elapsed();
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            panic!("the daemon did not finish the list in 600 s");
+        }
+        thread::sleep(Duration::from_millis(2));
+    };
+    let hwm_kib = proc_status_kib(pid, "VmHWM").unwrap_or(0);
+    let cpu = cpu_seconds(pid);
+    unsafe {
+        libc::kill(pid as i32, libc::SIGTERM);
+    }
+    let _ = child.wait();
+    assert_eq!(
+        std::fs::metadata(&out).map_or(0, |m| m.len()),
+        want,
+        "records written"
+    );
+    DaemonRun {
+        elapsed,
+        hwm_kib,
+        cpu,
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let objects = env_or("KWATCHD_BENCH_LIST_OBJECTS", 250_000);
+    let envs: Vec<usize> = std::env::var("KWATCHD_BENCH_LIST_ENV")
+        .unwrap_or_else(|_| "62,8".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    for env_vars in envs {
+        let t = Instant::now();
+        let pages = Arc::new(render(objects, env_vars));
+        let avg = pages.item_bytes as f64 / objects as f64;
+        eprintln!(
+            "rendered {objects} pods of ~{avg:.0} B ({:.0} MB of items, {} pages) in {:.1} s",
+            pages.item_bytes as f64 / 1e6,
+            pages.responses.len(),
+            t.elapsed().as_secs_f64()
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        {
+            let pages = pages.clone();
+            thread::spawn(move || serve(listener, pages));
+        }
+        let base = drain(addr, &pages);
+        let mut line = format!(
+            "list of {objects} x {avg:.0} B ({:.0} MB, rv {}): plain client draining the pages {:.2} s ({:.0} MB/s)",
+            pages.item_bytes as f64 / 1e6,
+            pages.list_rv,
+            base.as_secs_f64(),
+            pages.item_bytes as f64 / 1e6 / base.as_secs_f64()
+        );
+        let modes =
+            std::env::var("KWATCHD_BENCH_LIST_MODES").unwrap_or_else(|_| "added,skip".into());
+        for on_start in modes.split(',').map(str::trim) {
+            *WATCH_AT.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            let r = daemon(addr, &pages, on_start);
+            line.push_str(&format!(
+                " | kwatchd on_start={on_start}: {:.2} s ({:.0} objects/s, {:.1} CPU s), peak RSS {:.1} MB, kwatchd/drain time = {:.1}x",
+                r.elapsed.as_secs_f64(),
+                objects as f64 / r.elapsed.as_secs_f64(),
+                r.cpu,
+                r.hwm_kib as f64 / 1024.0,
+                r.elapsed.as_secs_f64() / base.as_secs_f64()
+            ));
+        }
+        println!("{line}");
+    }
+}
