@@ -245,13 +245,17 @@ struct Daemon {
 impl Daemon {
     fn start(dir: &Path, server: &str, daemon_toml: &str) -> Daemon {
         let records = dir.join("records.jsonl");
+        // Paginated LISTs: the checker reads each relist's snapshot from
+        // the request log (a LIST's resourceVersion is exact there; a
+        // streaming list's end is not in the log). Streaming lists across
+        // SIGKILL are covered by tests/restart.rs.
         let mut text = format!(
             "[daemon]\nlog_level = \"info\"\nmax_line_bytes = \"64KiB\"\n{daemon_toml}\n\n[clusters.sim]\nserver = \"{server}\"\nconnect_timeout = \"2s\"\n"
         );
         for (name, resource, ..) in WATCHES {
             let _ = write!(
                 text,
-                "\n[[watch]]\nname = \"{name}\"\ncluster = \"sim\"\napi_version = \"v1\"\nresource = \"{resource}\"\non_start = \"added\"\nwatch_timeout = \"1s\"\nsinks = [\"records\"]\n"
+                "\n[[watch]]\nname = \"{name}\"\ncluster = \"sim\"\napi_version = \"v1\"\nresource = \"{resource}\"\non_start = \"added\"\nwatch_timeout = \"1s\"\ninitial_list = \"list\"\nsinks = [\"records\"]\n"
             );
         }
         let _ = write!(
