@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{cpu_seconds, serve, WATCH_HEAD};
+use common::{cpu_seconds, render_with, serve, WATCH_HEAD};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -253,27 +253,6 @@ fn big_pod(i: usize, rv: usize, target: usize) -> String {
     }
     // Into the env list, right after its opening bracket.
     small.replacen(r#""env":["#, &format!(r#""env":[{extra}"#), 1)
-}
-
-/// The chunked watch body for `events` objects, the event-line bytes, and
-/// the exact size of the records the file sink will hold.
-fn render_with(events: usize, object: impl Fn(usize) -> String) -> (Vec<u8>, usize, u64) {
-    let mut body = Vec::new();
-    let mut payload = 0;
-    let mut record_bytes = 0u64;
-    // Everything of a record but the object; the timestamp has a fixed width.
-    let frame = r#"{"time":"2026-11-22T03:16:53.123Z","watch":"pods","cluster":"b","type":"ADDED","origin":"watch","object":}"#.len() + 1;
-    for i in 0..events {
-        let object = object(i);
-        record_bytes += (frame + object.len()) as u64;
-        let line = format!("{{\"type\":\"ADDED\",\"object\":{object}}}\n");
-        payload += line.len();
-        body.extend_from_slice(format!("{:x}\r\n", line.len()).as_bytes());
-        body.extend_from_slice(line.as_bytes());
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(b"0\r\n\r\n");
-    (body, payload, record_bytes)
 }
 
 fn env_usize(name: &str, default: usize) -> usize {

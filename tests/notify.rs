@@ -6,34 +6,15 @@ mod common;
 
 use common::*;
 use kwatchd::sim::{Sim, SimOptions};
-use std::os::unix::net::UnixDatagram;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 #[test]
 fn ready_watchdog_and_stopping_reach_the_notify_socket() {
     let sim = Sim::start(SimOptions::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let sock_path = dir.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&sock_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let config = dir.path().join("kwatchd.toml");
-    std::fs::write(
-        &config,
-        common::config(dir.path(), "", &sim.url(), &[WatchDef::pods("pods", "out")]),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "300000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let text = common::config(dir.path(), "", &sim.url(), &[WatchDef::pods("pods", "out")]);
+    let (mut child, socket, _) = spawn_notified(dir.path(), &text, &[("WATCHDOG_USEC", "300000")]);
     let mut got = Vec::new();
     let ready = receive_until(&socket, "READY=1", &mut got);
     let watchdog = receive_until(&socket, "WATCHDOG=1", &mut got);
@@ -100,11 +81,6 @@ fn under_journald_log_lines_carry_their_syslog_priority() {
 fn ready_names_the_watches_still_backing_off() {
     let sim = Sim::start(SimOptions::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let sock_path = dir.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&sock_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
     // Nothing listens on a port we bound and closed.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_addr = dead.local_addr().unwrap();
@@ -113,16 +89,7 @@ fn ready_names_the_watches_still_backing_off() {
         + &format!(
             "\n[clusters.gone]\nserver = \"http://{dead_addr}\"\n\n[[watch]]\nname = \"unreachable\"\ncluster = \"gone\"\napi_version = \"v1\"\nresource = \"pods\"\nsinks = [\"out\"]\n"
         );
-    let config = dir.path().join("kwatchd.toml");
-    std::fs::write(&config, text).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("NOTIFY_SOCKET", &sock_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, socket, _) = spawn_notified(dir.path(), &text, &[]);
     let mut got = Vec::new();
     let ready = receive_until(&socket, "READY=1", &mut got);
     unsafe {

@@ -6,9 +6,8 @@ mod common;
 use common::*;
 use kwatchd::sim::{Resource, Sim, SimOptions};
 use serde_json::json;
-use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Command, Stdio};
+
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -181,22 +180,8 @@ fn invalid_reload_keeps_the_running_configuration() {
 fn reload_is_announced_to_systemd() {
     let sim = Sim::start(SimOptions::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let sock_path = dir.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&sock_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let config_path = dir.path().join("kwatchd.toml");
     let text = config(dir.path(), "", &sim.url(), &[WatchDef::pods("pods", "out")]);
-    std::fs::write(&config_path, &text).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config_path)
-        .env("NOTIFY_SOCKET", &sock_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, socket, config_path) = spawn_notified(dir.path(), &text, &[]);
     let mut got = Vec::new();
     let ready = receive_until(&socket, "READY=1", &mut got);
     unsafe {

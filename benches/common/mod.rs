@@ -29,13 +29,19 @@ pub fn pod_with_env(i: usize, rv: usize, env_vars: usize) -> String {
 /// The whole chunked watch response body: one chunk per event line, then
 /// the terminating chunk.
 pub fn render(events: usize) -> (Vec<u8>, usize, u64) {
+    render_with(events, |i| pod(i, 2 + i))
+}
+
+/// The chunked watch body for `events` objects, the event-line bytes, and
+/// the exact size of the records the file sink will hold.
+pub fn render_with(events: usize, object: impl Fn(usize) -> String) -> (Vec<u8>, usize, u64) {
     let mut body = Vec::new();
     let mut payload = 0;
     let mut record_bytes = 0u64;
     // Everything of a record but the object; the timestamp has a fixed width.
     let frame = r#"{"time":"2026-11-22T03:16:53.123Z","watch":"pods","cluster":"b","type":"ADDED","origin":"watch","object":}"#.len() + 1;
     for i in 0..events {
-        let object = pod(i, 2 + i);
+        let object = object(i);
         record_bytes += (frame + object.len()) as u64;
         let line = format!("{{\"type\":\"ADDED\",\"object\":{object}}}\n");
         payload += line.len();

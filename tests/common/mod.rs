@@ -244,3 +244,30 @@ pub fn receive_until(
     }
     false
 }
+
+/// The daemon on `config_text` (written to DIR/kwatchd.toml) with a test
+/// NOTIFY_SOCKET at DIR/notify.sock standing in for systemd: the child, the
+/// socket (100 ms read timeout, for `receive_until`) and the config path.
+pub fn spawn_notified(
+    dir: &Path,
+    config_text: &str,
+    env: &[(&str, &str)],
+) -> (Child, std::os::unix::net::UnixDatagram, PathBuf) {
+    let sock_path = dir.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("socket timeout");
+    let config = dir.join("kwatchd.toml");
+    fs::write(&config, config_text).expect("write config");
+    let child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn kwatchd");
+    (child, socket, config)
+}
