@@ -10,12 +10,12 @@
 //! ```
 //!
 //! Environment: `KWATCHD_CHAOS_SECS` (length of the chaos phase, default
-//! 45), `KWATCHD_CHAOS_SEED` (decimal or 0x-hex; the seed is printed),
-//! `KWATCHD_CHAOS_RESTARTS=1` / `KWATCHD_CHAOS_RELOADS=1` (switch the
-//! SIGKILL-restart and SIGHUP-reload actions on, see `RESTARTS` and
+//! 60), `KWATCHD_CHAOS_SEED` (decimal or 0x-hex; the seed is printed),
+//! `KWATCHD_CHAOS_RESTARTS=0` / `KWATCHD_CHAOS_RELOADS=0` (switch the
+//! SIGKILL-restart and SIGHUP-reload actions off, see `RESTARTS` and
 //! `RELOADS`), `KWATCHD_CHAOS_DAEMON_TOML` (lines added to `[daemon]`,
-//! `{dir}` replaced by the test directory: where the checkpoint's state
-//! directory goes).
+//! `{dir}` replaced by the test directory; default: the checkpoints' state
+//! directory).
 
 mod common;
 
@@ -42,7 +42,7 @@ const RELOADS: bool = true;
 /// `[daemon]` lines for a restartable daemon, `{dir}` = the test directory.
 const DAEMON_TOML: &str = "state_dir = \"{dir}/state\"";
 
-const DEFAULT_SECS: u64 = 45;
+const DEFAULT_SECS: u64 = 60;
 const DEFAULT_SEED: u64 = 0x6b77_6174_6368_6421;
 /// Longer than the daemon's idle deadline with `watch_timeout = "1s"`
 /// (timeoutSeconds 1 + a grace of 1 s).
