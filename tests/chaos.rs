@@ -15,7 +15,8 @@
 //! SIGKILL-restart and SIGHUP-reload actions off, see `RESTARTS` and
 //! `RELOADS`), `KWATCHD_CHAOS_DAEMON_TOML` (lines added to `[daemon]`,
 //! `{dir}` replaced by the test directory; default: the checkpoints' state
-//! directory).
+//! directory), `KWATCHD_CHAOS_INITIAL_LIST` (`auto`, the daemon's default:
+//! streaming lists, or `list` for paginated LISTs).
 
 mod common;
 
@@ -243,19 +244,15 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(dir: &Path, server: &str, daemon_toml: &str) -> Daemon {
+    fn start(dir: &Path, server: &str, daemon_toml: &str, initial_list: &str) -> Daemon {
         let records = dir.join("records.jsonl");
-        // Paginated LISTs: the checker reads each relist's snapshot from
-        // the request log (a LIST's resourceVersion is exact there; a
-        // streaming list's end is not in the log). Streaming lists across
-        // SIGKILL are covered by tests/restart.rs.
         let mut text = format!(
             "[daemon]\nlog_level = \"info\"\nmax_line_bytes = \"64KiB\"\n{daemon_toml}\n\n[clusters.sim]\nserver = \"{server}\"\nconnect_timeout = \"2s\"\n"
         );
         for (name, resource, ..) in WATCHES {
             let _ = write!(
                 text,
-                "\n[[watch]]\nname = \"{name}\"\ncluster = \"sim\"\napi_version = \"v1\"\nresource = \"{resource}\"\non_start = \"added\"\nwatch_timeout = \"1s\"\ninitial_list = \"list\"\nsinks = [\"records\"]\n"
+                "\n[[watch]]\nname = \"{name}\"\ncluster = \"sim\"\napi_version = \"v1\"\nresource = \"{resource}\"\non_start = \"added\"\nwatch_timeout = \"1s\"\ninitial_list = \"{initial_list}\"\nsinks = [\"records\"]\n"
             );
         }
         let _ = write!(
@@ -460,6 +457,21 @@ fn gaps(requests: &[RequestRecord], path: &str) -> Vec<Gap> {
     let mut last_watch = 0u64;
     let mut open: Option<u64> = None;
     for r in requests.iter().filter(|r| r.path == path) {
+        if r.is_watch && query_param(&r.query, "sendInitialEvents") == Some("true") {
+            // A streaming list relists like a LIST; its snapshot is where
+            // its initial events ended (unknown if it was cut before: then
+            // the next request closes the gap).
+            if open.is_none() {
+                open = Some(last_watch);
+            }
+            if let Some(end) = r.initial_events_end {
+                if let Some(lo) = open.take() {
+                    out.push(Gap { lo, hi: end });
+                }
+                last_watch = end;
+            }
+            continue;
+        }
         if r.is_watch {
             let rv = query_param(&r.query, "resourceVersion")
                 .and_then(|v| v.parse::<u64>().ok())
@@ -771,8 +783,10 @@ fn chaos_soak_loses_nothing() {
     let seed = env_u64("KWATCHD_CHAOS_SEED").unwrap_or(DEFAULT_SEED);
     let restarts = env_flag("KWATCHD_CHAOS_RESTARTS", RESTARTS);
     let reloads = env_flag("KWATCHD_CHAOS_RELOADS", RELOADS);
+    let initial_list =
+        std::env::var("KWATCHD_CHAOS_INITIAL_LIST").unwrap_or_else(|_| "auto".to_owned());
     eprintln!(
-        "chaos: seed {seed:#x} (KWATCHD_CHAOS_SEED), {secs} s (KWATCHD_CHAOS_SECS), restarts {restarts}, reloads {reloads}"
+        "chaos: seed {seed:#x} (KWATCHD_CHAOS_SEED), {secs} s (KWATCHD_CHAOS_SECS), restarts {restarts}, reloads {reloads}, initial_list {initial_list}"
     );
     let mut rng = Rng::new(seed);
     let sim = Sim::start(SimOptions {
@@ -787,7 +801,7 @@ fn chaos_soak_loses_nothing() {
     let daemon_toml = std::env::var("KWATCHD_CHAOS_DAEMON_TOML")
         .unwrap_or_else(|_| DAEMON_TOML.to_owned())
         .replace("{dir}", &dir.path().display().to_string());
-    let mut d = Daemon::start(dir.path(), &sim.url(), &daemon_toml);
+    let mut d = Daemon::start(dir.path(), &sim.url(), &daemon_toml, &initial_list);
 
     let churns: Vec<_> = WATCHES
         .iter()
@@ -954,6 +968,7 @@ fn checker_catches_loss_duplicates_and_disorder() {
         time: std::time::SystemTime::now(),
         conn_id: 1,
         status: 200,
+        initial_events_end: None,
     };
     // Listed at 2, watched from 2 to the end.
     let requests = vec![

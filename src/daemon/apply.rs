@@ -148,7 +148,13 @@ impl Daemon {
                     // with the same definition resumes from there (its
                     // records still queued are acknowledged into nothing).
                     if let (Some(state), Some(target)) = (&mut self.state, &w.checkpoint) {
-                        state.save(target, &mut w.ledger, w.machine.index(), true);
+                        state.save(
+                            target,
+                            &mut w.ledger,
+                            w.machine.index(),
+                            w.journal.as_mut(),
+                            true,
+                        );
                     }
                 }
                 *slot = None;

@@ -15,8 +15,8 @@ use crate::metrics::MetricsServer;
 use crate::net::Resolver;
 use crate::rand::Rng;
 use crate::sink::{ExecSink, FileSink, QueueBound, Sink, SinkCtx, WebhookSink};
-use crate::state::{AckRef, Fingerprint, Ledger, StateDirError, StateStore};
-use crate::watch::index::ObjectIndex;
+use crate::state::{AckRef, Fingerprint, Journal, Ledger, StateDirError, StateStore};
+use crate::watch::index::{unconfirmed_version, IndexEntry, ObjectIndex};
 use crate::watch::{WatchMachine, WatchSpec};
 use cluster::ClusterRuntime;
 use mio::{Events, Poll, Token, Waker};
@@ -247,10 +247,36 @@ impl Daemon {
             };
             let mut machine = WatchMachine::new(spec, Rng::from_entropy(slot as u64));
             let mut ledger = Ledger::new();
-            if let Some(c) = checkpoint {
-                ledger = Ledger::resumed(c.resource_version.clone());
-                machine.resume_from(c.resource_version, ObjectIndex::from_map(c.objects));
-            }
+            let journal = target.as_ref().map(|t| {
+                match checkpoint {
+                    Some(mut c) => {
+                        // Objects first reported after the checkpoint was
+                        // written: unconfirmed, so a relist reports them
+                        // again, or their DELETED.
+                        let mut added = 0;
+                        for (key, namespace, name, rv) in Journal::load(&t.path) {
+                            c.objects.entry(key).or_insert_with(|| {
+                                added += 1;
+                                IndexEntry {
+                                    namespace,
+                                    name,
+                                    resource_version: unconfirmed_version(&rv),
+                                }
+                            });
+                        }
+                        if added > 0 {
+                            log::info!(
+                                "watch {}: {added} objects reported after the checkpoint was written are taken as unconfirmed",
+                                machine.name()
+                            );
+                        }
+                        ledger = Ledger::resumed(c.resource_version.clone());
+                        machine.resume_from(c.resource_version, ObjectIndex::from_map(c.objects));
+                    }
+                    None => Journal::discard(&t.path),
+                }
+                Journal::new(&t.path)
+            });
             let mut watcher = Watcher::new(
                 slot,
                 machine,
@@ -262,6 +288,7 @@ impl Daemon {
             );
             watcher.ledger = ledger;
             watcher.checkpoint = target;
+            watcher.journal = journal;
             self.watchers.push(Some(watcher));
             self.slot_names.push(w.name.clone());
             self.runnable.push(true);
@@ -424,6 +451,12 @@ impl Daemon {
                 blocked[i] = flow == Flow::Blocked;
             }
         }
+        // New objects are on disk before any sink acts on them.
+        for w in self.watchers.iter_mut().flatten() {
+            if let Some(j) = &mut w.journal {
+                j.flush();
+            }
+        }
         self.poll_sinks();
         self.metrics_timers();
         self.collect_acks();
@@ -502,7 +535,13 @@ impl Daemon {
         };
         for w in self.watchers.iter_mut().flatten() {
             if let Some(target) = &w.checkpoint {
-                state.save(target, &mut w.ledger, w.machine.index(), finally);
+                state.save(
+                    target,
+                    &mut w.ledger,
+                    w.machine.index(),
+                    w.journal.as_mut(),
+                    finally,
+                );
             }
         }
     }

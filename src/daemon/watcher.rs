@@ -7,7 +7,7 @@ use crate::http::{BodyMode, Request, ResponseReader};
 use crate::net::resolve::Resolution;
 use crate::net::{Connection, ReadOutcome, Resolver};
 use crate::sink::{EventMeta, RecordWriter, Sink};
-use crate::state::{AckRef, CheckpointTarget, Ledger, WatchKey};
+use crate::state::{AckRef, CheckpointTarget, Journal, Ledger, WatchKey};
 pub use crate::tokens::TokenAllocator;
 use crate::watch::{
     Emit, Emitted, LineOutcome, Progress, RequestKind, RequestPlan, TimerOutcome, WatchMachine,
@@ -108,6 +108,9 @@ pub struct Watcher {
     pub ledger: Ledger,
     /// Where the checkpoint goes; `None` keeps no checkpoint.
     pub checkpoint: Option<CheckpointTarget>,
+    /// New objects since the last checkpoint, written before the sinks act
+    /// (see `state::journal`); with a checkpoint target only.
+    pub journal: Option<Journal>,
 }
 
 struct DisplayError<'a>(&'a str, &'a dyn fmt::Display);
@@ -166,6 +169,7 @@ impl Watcher {
             connect_deadline: None,
             ledger: Ledger::new(),
             checkpoint: None,
+            journal: None,
         }
     }
 
@@ -569,6 +573,7 @@ impl Watcher {
             link,
             connect_deadline,
             ledger,
+            journal,
             ..
         } = self;
         let Link::Connected {
@@ -598,8 +603,15 @@ impl Watcher {
                         }
                     };
                     let now = ctx.now;
-                    let mut fanout =
-                        Fanout::new(records, meta_base.as_ref(), sink_ids, ctx, ledger, *index);
+                    let mut fanout = Fanout::new(
+                        records,
+                        meta_base.as_ref(),
+                        sink_ids,
+                        ctx,
+                        ledger,
+                        journal.as_mut(),
+                        *index,
+                    );
                     if machine.on_watch_line(now, line, &mut fanout) == LineOutcome::Close {
                         self.close(ctx.registry);
                         return None;
@@ -714,6 +726,7 @@ impl Watcher {
             meta_base,
             link,
             ledger,
+            journal,
             cluster,
             ..
         } = self;
@@ -738,8 +751,15 @@ impl Watcher {
             RequestKind::List => {
                 let body = resp.reader.take_body().unwrap_or_default();
                 let now = ctx.now;
-                let mut fanout =
-                    Fanout::new(records, meta_base.as_ref(), sink_ids, ctx, ledger, *index);
+                let mut fanout = Fanout::new(
+                    records,
+                    meta_base.as_ref(),
+                    sink_ids,
+                    ctx,
+                    ledger,
+                    journal.as_mut(),
+                    *index,
+                );
                 machine.on_list_body(now, &body, &mut fanout);
             }
             RequestKind::Watch => machine.on_watch_end(ctx.now, true),
@@ -804,6 +824,7 @@ struct Fanout<'a> {
     sinks: &'a mut [Sink],
     buf: &'a mut Vec<u8>,
     ledger: &'a mut Ledger,
+    journal: Option<&'a mut Journal>,
     watch: WatchKey,
     /// Sinks the current step's record went to.
     fanned: u32,
@@ -816,6 +837,7 @@ impl<'a> Fanout<'a> {
         sink_ids: &'a [usize],
         ctx: &'a mut Ctx<'_>,
         ledger: &'a mut Ledger,
+        journal: Option<&'a mut Journal>,
         watch: WatchKey,
     ) -> Self {
         Fanout {
@@ -826,6 +848,7 @@ impl<'a> Fanout<'a> {
             sinks: ctx.sinks,
             buf: ctx.record_buf,
             ledger,
+            journal,
             watch,
             fanned: 0,
         }
@@ -834,6 +857,13 @@ impl<'a> Fanout<'a> {
 
 impl Emit for Fanout<'_> {
     fn emit(&mut self, event: Emitted<'_>) {
+        if let Some(j) = self.journal.as_deref_mut() {
+            j.stage(
+                event.identity.namespace,
+                event.identity.name,
+                event.identity.resource_version,
+            );
+        }
         // The step is recorded right after (`progress`) under this number.
         let ack = AckRef {
             watch: self.watch,
@@ -860,6 +890,13 @@ impl Emit for Fanout<'_> {
 
     fn progress(&mut self, progress: Progress<'_>) {
         let sinks = std::mem::take(&mut self.fanned);
+        if let (Some(j), Some(change)) = (self.journal.as_deref_mut(), &progress.change) {
+            // A sink got the first event of an object the checkpoint does
+            // not know yet.
+            if sinks > 0 && change.previous.is_none() {
+                j.record(change.key);
+            }
+        }
         self.ledger.record(progress, sinks);
     }
 }

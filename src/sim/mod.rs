@@ -241,6 +241,10 @@ pub struct RequestRecord {
     pub conn_id: u64,
     /// Status code of the response (0 while not yet decided).
     pub status: u16,
+    /// For a streaming list (`sendInitialEvents`): the resourceVersion of
+    /// the snapshot its initial events show (the initial-events-end
+    /// bookmark's), once they were sent.
+    pub initial_events_end: Option<u64>,
 }
 
 /// How watch responses are cut into writes and chunks, to exercise client framing.

@@ -261,6 +261,17 @@ impl Ctx<'_> {
         }
     }
 
+    /// A streaming list's initial events show the state at `rv`.
+    pub(crate) fn set_initial_events_end(&self, rv: u64) {
+        let mut st = self.sh.lock();
+        let Some(i) = self.record.checked_sub(st.requests_trimmed) else {
+            return;
+        };
+        if let Some(r) = st.requests.get_mut(i) {
+            r.initial_events_end = Some(rv);
+        }
+    }
+
     /// Send a Status error; returns whether the connection may be kept.
     pub(crate) fn error(&self, out: &mut Out, code: u16, message: &str) -> bool {
         self.set_status(code);
@@ -295,6 +306,7 @@ fn handle(sh: &Shared, s: &mut dyn Stream, req: &Request, conn_id: u64, fd: RawF
             time: SystemTime::now(),
             conn_id,
             status: 0,
+            initial_events_end: None,
         });
         let bearer = req
             .header("authorization")

@@ -336,6 +336,9 @@ pub(crate) fn serve(
     if em.emit(out, &lines).is_err() {
         return false;
     }
+    if initial_events {
+        ctx.set_initial_events_end(cursor);
+    }
     if let Some(line) = inject {
         // Its own chunk, whatever the shape: the point is one bad line.
         if out.send(&http::chunk(&line, ext)).is_err() {

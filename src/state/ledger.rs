@@ -18,7 +18,7 @@
 //! an object whose ADDED is still queued is not in it, and a relist diff
 //! after a crash reports it again.
 
-use crate::watch::index::{IndexEntry, ObjectIndex};
+use crate::watch::index::{shown_version, unconfirmed_version, IndexEntry, ObjectIndex};
 use crate::watch::Progress;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -155,17 +155,48 @@ impl Ledger {
     }
 
     /// The committed index, given the watch's current index (which must be
-    /// the one the recorded steps changed).
+    /// the one the recorded steps changed), plus the objects whose first
+    /// event is not committed yet, as *unconfirmed* (see
+    /// `index::unconfirmed_version`): their event may have reached a sink
+    /// already, so a relist after a crash must report them (DELETED if they
+    /// are gone, their state again otherwise).
     pub fn committed_view<'a>(&'a self, index: &'a ObjectIndex) -> CommittedView<'a> {
         let mut before: HashMap<&'a str, Option<&'a IndexEntry>> = HashMap::new();
+        // For new objects an uncommitted step removed again: who they were.
+        let mut last_known: HashMap<&'a str, &'a IndexEntry> = HashMap::new();
         for entry in &self.pending {
             if let Some((key, previous)) = &entry.change {
                 // The oldest uncommitted change of a key holds its
                 // committed value.
                 before.entry(key.as_str()).or_insert(previous.as_ref());
+                if let Some(p) = previous {
+                    last_known.insert(key.as_str(), p);
+                }
             }
         }
-        CommittedView { index, before }
+        let mut unconfirmed = HashMap::new();
+        for (key, committed) in &before {
+            if committed.is_none() {
+                let known = index.get(key).or_else(|| last_known.get(key).copied());
+                if let Some(e) = known {
+                    unconfirmed.insert(
+                        *key,
+                        IndexEntry {
+                            namespace: e.namespace.clone(),
+                            name: e.name.clone(),
+                            resource_version: unconfirmed_version(shown_version(
+                                &e.resource_version,
+                            )),
+                        },
+                    );
+                }
+            }
+        }
+        CommittedView {
+            index,
+            before,
+            unconfirmed,
+        }
     }
 
     /// Steps recorded and not yet committed.
@@ -189,6 +220,8 @@ pub struct CommittedView<'a> {
     index: &'a ObjectIndex,
     /// Keys with uncommitted changes → their committed entry, if any.
     before: HashMap<&'a str, Option<&'a IndexEntry>>,
+    /// Keys with no committed entry whose first event is uncommitted.
+    unconfirmed: HashMap<&'a str, IndexEntry>,
 }
 
 impl<'a> CommittedView<'a> {
@@ -196,8 +229,8 @@ impl<'a> CommittedView<'a> {
         let mut n = self.index.len();
         for (key, committed) in &self.before {
             match (self.index.get(key).is_some(), committed.is_some()) {
-                (true, false) => n -= 1,
                 (false, true) => n += 1,
+                (false, false) if self.unconfirmed.contains_key(key) => n += 1,
                 _ => {}
             }
         }
@@ -208,18 +241,31 @@ impl<'a> CommittedView<'a> {
         self.len() == 0
     }
 
-    /// Every committed object, in no particular order.
+    /// Every committed object (and every unconfirmed one, with an empty
+    /// resourceVersion), in no particular order.
     pub fn for_each(&self, mut f: impl FnMut(&str, &IndexEntry)) {
         for (key, entry) in self.index.iter() {
             match self.before.get(key) {
                 None => f(key, entry),
                 Some(Some(committed)) => f(key, committed),
-                Some(None) => {}
+                Some(None) => {
+                    if let Some(u) = self.unconfirmed.get(key) {
+                        f(key, u);
+                    }
+                }
             }
         }
         for (key, committed) in &self.before {
-            if let (Some(committed), None) = (committed, self.index.get(key)) {
-                f(key, committed);
+            if self.index.get(key).is_some() {
+                continue;
+            }
+            match committed {
+                Some(committed) => f(key, committed),
+                None => {
+                    if let Some(u) = self.unconfirmed.get(key) {
+                        f(key, u);
+                    }
+                }
             }
         }
     }
@@ -270,16 +316,31 @@ mod tests {
             self.ledger.committed_version()
         }
 
-        /// key → rv of the committed index.
+        /// key → rv of the committed index (unconfirmed objects left out).
         fn committed(&self) -> Vec<(String, String)> {
             let view = self.ledger.committed_view(&self.index);
-            let mut v: Vec<_> = view
-                .to_map()
+            let map = view.to_map();
+            assert_eq!(view.len(), map.len());
+            let mut v: Vec<_> = map
                 .into_iter()
+                .filter(|(_, e)| !e.resource_version.starts_with('\0'))
                 .map(|(k, e)| (k, e.resource_version))
                 .collect();
             v.sort();
-            assert_eq!(view.len(), v.len());
+            v
+        }
+
+        /// Keys in the view as unconfirmed (first event not committed).
+        fn unconfirmed(&self) -> Vec<String> {
+            let mut v: Vec<_> = self
+                .ledger
+                .committed_view(&self.index)
+                .to_map()
+                .into_iter()
+                .filter(|(_, e)| e.resource_version.starts_with('\0'))
+                .map(|(k, _)| k)
+                .collect();
+            v.sort();
             v
         }
     }
@@ -305,12 +366,16 @@ mod tests {
         w.ledger.ack(b).unwrap();
         assert_eq!(w.rv(), None);
         assert_eq!(w.committed(), kv(&[]), "uncommitted ADDED leaked");
+        // Their first events may have reached a sink: a checkpoint names
+        // them, unconfirmed, so a relist after a crash reports them.
+        assert_eq!(w.unconfirmed(), vec!["a", "b", "c"]);
         // One of two sinks: still not committed.
         w.ledger.ack(a).unwrap();
         assert_eq!(w.rv(), None);
         w.ledger.ack(a).unwrap();
         assert_eq!(w.rv(), Some("3"));
         assert_eq!(w.committed(), kv(&[("a", "1"), ("b", "2"), ("c", "3")]));
+        assert!(w.unconfirmed().is_empty());
         assert_eq!(w.ledger.uncommitted(), 0);
         assert!(w.ledger.take_dirty());
         assert!(!w.ledger.take_dirty());
@@ -430,7 +495,17 @@ mod tests {
                 let expected_rv = prefix.checked_sub(1).map(|p| (p + 1).to_string());
                 prop_assert_eq!(w.rv().map(str::to_owned), expected_rv);
                 let expected = prefix.checked_sub(1).map(|p| states[p].clone()).unwrap_or_default();
-                prop_assert_eq!(w.committed(), expected);
+                prop_assert_eq!(w.committed(), expected.clone());
+                // Unconfirmed: objects an uncommitted step created, and only those.
+                let created_later: std::collections::BTreeSet<String> = steps[prefix..]
+                    .iter()
+                    .filter(|(_, _, delete)| !delete)
+                    .map(|(_, obj, _)| format!("o{obj}"))
+                    .collect();
+                for key in w.unconfirmed() {
+                    prop_assert!(created_later.contains(&key), "{} unconfirmed", key);
+                    prop_assert!(!expected.iter().any(|(k, _)| *k == key));
+                }
             }
         });
     }

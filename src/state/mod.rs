@@ -6,16 +6,19 @@
 //! - [`ledger`]: the sans-I/O commit ledger of one watch (which steps every
 //!   sink has handled; the committed resourceVersion and object index);
 //! - [`checkpoint`]: the file format and the watch-definition fingerprint;
+//! - [`journal`]: objects first reported since the last checkpoint;
 //! - [`writer`]: the thread that writes checkpoint files atomically;
 //! - [`store`]: the state directory (check at start, load, save).
 
 pub mod ack;
 pub mod checkpoint;
+pub mod journal;
 pub mod ledger;
 pub mod store;
 pub mod writer;
 
 pub use ack::{AckRef, Acks, WatchKey};
 pub use checkpoint::{Checkpoint, Fingerprint};
+pub use journal::Journal;
 pub use ledger::{AckError, CommittedView, Ledger};
 pub use store::{CheckpointTarget, StateDirError, StateStore};

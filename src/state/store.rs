@@ -3,6 +3,7 @@
 //! writer thread.
 
 use super::checkpoint::{self, Checkpoint, Fingerprint};
+use super::journal::Journal;
 use super::ledger::Ledger;
 use super::writer::CheckpointWriter;
 use crate::watch::index::ObjectIndex;
@@ -153,6 +154,7 @@ impl StateStore {
         target: &CheckpointTarget,
         ledger: &mut Ledger,
         index: &ObjectIndex,
+        journal: Option<&mut Journal>,
         finally: bool,
     ) {
         if !ledger.is_dirty() || (!finally && self.writer.is_busy(&target.path)) {
@@ -174,7 +176,10 @@ impl StateStore {
         );
         ledger.take_dirty();
         let bytes = std::mem::take(&mut self.buf);
-        self.writer.submit(target.path.clone(), bytes);
+        // The snapshot holds every object journalled so far (uncommitted
+        // new ones as unconfirmed).
+        let obsoletes = journal.and_then(Journal::rotate);
+        self.writer.submit(target.path.clone(), bytes, obsoletes);
     }
 
     /// Waits (at most `timeout`) for every queued checkpoint to be written.
@@ -216,7 +221,7 @@ mod tests {
         assert_eq!(store.load(&target), None);
         let mut ledger = Ledger::new();
         ledger.record(Progress::version("42"), 0);
-        store.save(&target, &mut ledger, &ObjectIndex::default(), false);
+        store.save(&target, &mut ledger, &ObjectIndex::default(), None, false);
         assert!(!ledger.is_dirty());
         store.finish(Duration::from_secs(10));
 

@@ -19,10 +19,18 @@ const FILE_MODE: u32 = 0o640;
 #[derive(Debug, Default)]
 struct Queue {
     /// Snapshots to write, one per file, oldest submission first.
-    jobs: Vec<(PathBuf, Vec<u8>)>,
+    jobs: Vec<Job>,
     /// Files with a snapshot queued or being written.
     busy: Vec<PathBuf>,
     closed: bool,
+}
+
+#[derive(Debug)]
+struct Job {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    /// Files the snapshot makes redundant, removed once it is written.
+    obsoletes: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -60,15 +68,23 @@ impl CheckpointWriter {
     }
 
     /// Queues `bytes` to become the content of `path`, replacing a snapshot
-    /// for the same file that was not written yet.
-    pub fn submit(&self, path: PathBuf, bytes: Vec<u8>) {
+    /// for the same file that was not written yet. Once it is written, the
+    /// files in `obsoletes` are removed.
+    pub fn submit(&self, path: PathBuf, bytes: Vec<u8>, obsoletes: Option<PathBuf>) {
         let mut q = self.shared.lock();
         if !q.busy.contains(&path) {
             q.busy.push(path.clone());
         }
-        match q.jobs.iter_mut().find(|(p, _)| *p == path) {
-            Some(job) => job.1 = bytes,
-            None => q.jobs.push((path, bytes)),
+        match q.jobs.iter_mut().find(|j| j.path == path) {
+            Some(job) => {
+                job.bytes = bytes;
+                job.obsoletes.extend(obsoletes);
+            }
+            None => q.jobs.push(Job {
+                path,
+                bytes,
+                obsoletes: obsoletes.into_iter().collect(),
+            }),
         }
         drop(q);
         self.shared.wake.notify_one();
@@ -112,13 +128,23 @@ fn run(shared: &Shared) {
             }
             std::mem::take(&mut q.jobs)
         };
-        for (path, bytes) in jobs {
+        for Job {
+            path,
+            bytes,
+            obsoletes,
+        } in jobs
+        {
             let was_failing = failing.iter().position(|p| *p == path);
             let result = write_atomic(&path, &bytes);
             drop(bytes);
+            if result.is_ok() {
+                for p in &obsoletes {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
             {
                 let mut q = shared.lock();
-                if !q.jobs.iter().any(|(p, _)| *p == path) {
+                if !q.jobs.iter().any(|j| j.path == path) {
                     q.busy.retain(|p| *p != path);
                 }
             }
@@ -188,10 +214,10 @@ mod tests {
         let b = dir.path().join("b.checkpoint");
         std::fs::write(&a, "old").unwrap();
         let w = CheckpointWriter::spawn().unwrap();
-        w.submit(a.clone(), b"first".to_vec());
+        w.submit(a.clone(), b"first".to_vec(), None);
         assert!(w.is_busy(&a));
-        w.submit(a.clone(), b"second".to_vec());
-        w.submit(b.clone(), b"other".to_vec());
+        w.submit(a.clone(), b"second".to_vec(), None);
+        w.submit(b.clone(), b"other".to_vec(), None);
         assert!(w.finish(Duration::from_secs(10)));
         assert_eq!(std::fs::read_to_string(&a).unwrap(), "second");
         assert_eq!(std::fs::read_to_string(&b).unwrap(), "other");

@@ -13,6 +13,21 @@ pub struct IndexEntry {
     pub resource_version: String,
 }
 
+/// The resourceVersion an index entry holds for an object whose first event
+/// may or may not have reached the sinks before a crash (see
+/// `state::journal`): the version last reported, behind a NUL, so it equals
+/// no version a server sends (a relist reports the object again) while the
+/// version can still be said in a synthesised DELETED.
+pub fn unconfirmed_version(reported: &str) -> String {
+    format!("\0{reported}")
+}
+
+/// The version to show for an index entry: an unconfirmed one without its
+/// mark.
+pub fn shown_version(rv: &str) -> &str {
+    rv.strip_prefix('\0').unwrap_or(rv)
+}
+
 #[derive(Debug, Default)]
 pub struct ObjectIndex {
     by_key: HashMap<String, IndexEntry>,

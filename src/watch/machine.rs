@@ -1,7 +1,7 @@
 //! The per-watch state machine.
 
 use super::backoff::Backoff;
-use super::index::{object_key, object_key_ref, Change, IndexEntry, ObjectIndex};
+use super::index::{object_key, object_key_ref, shown_version, Change, IndexEntry, ObjectIndex};
 use super::progress::Progress;
 use crate::config::{EventType, InitialList, OnStart, WatchTarget};
 use crate::kube::discovery::{Discovery, Query, DISCOVERY_ACCEPT};
@@ -1228,7 +1228,7 @@ impl WatchMachine {
                         namespace: entry.namespace.as_deref().unwrap_or(""),
                         name: &entry.name,
                         uid: if key.contains('/') { "" } else { key },
-                        resource_version: &entry.resource_version,
+                        resource_version: shown_version(&entry.resource_version),
                     },
                 };
                 deliver(
@@ -1279,7 +1279,7 @@ impl WatchMachine {
         }
         metadata.insert(
             "resourceVersion".into(),
-            entry.resource_version.clone().into(),
+            shown_version(&entry.resource_version).to_owned().into(),
         );
         let object = serde_json::json!({
             "apiVersion": api_version,
