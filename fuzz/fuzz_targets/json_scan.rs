@@ -50,7 +50,11 @@ fuzz_target!(|data: &[u8]| {
             let meta = object.and_then(|o| o.get("metadata"));
             let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str);
             assert_eq!(field("name"), ev.meta.name.as_deref(), "name");
-            assert_eq!(field("namespace"), ev.meta.namespace.as_deref(), "namespace");
+            assert_eq!(
+                field("namespace"),
+                ev.meta.namespace.as_deref(),
+                "namespace"
+            );
             assert_eq!(field("uid"), ev.meta.uid.as_deref(), "uid");
             assert_eq!(
                 field("resourceVersion"),

@@ -15,7 +15,10 @@ const RENDERED: &str = "/fuzz/rendered.yaml";
 fn check_error(e: &kwatchd::kube::access::kubeconfig::KubeconfigError, file: &str) {
     assert_eq!(e.files, vec![PathBuf::from(file)], "{e}");
     assert!(!e.message.is_empty(), "error without a message");
-    assert!(e.to_string().starts_with(&format!("kubeconfig {file}: ")), "{e}");
+    assert!(
+        e.to_string().starts_with(&format!("kubeconfig {file}: ")),
+        "{e}"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -792,3 +792,17 @@ fn fuzz_regression_two_metadata_objects_are_refused() {
     let e = WatchEvent::parse(line).unwrap_err();
     assert!(e.to_string().contains("duplicate field `metadata`"), "{e}");
 }
+
+/// Found by the `watch_event` fuzz target: a number beyond f64's range is
+/// valid JSON (RFC 8259 sets no range, and serde_json's `RawValue` check
+/// accepts it too), so the event is taken; readers that turn numbers into
+/// f64 may refuse the record, which is theirs to decide.
+#[test]
+fn fuzz_regression_numbers_beyond_f64_are_valid_json() {
+    let line = br#"{"type":"ADDED","object":{"kind":"Pod","metadata":{"name":"a"},"x":55555555E55555555545555555555554191}}"#;
+    let ev = WatchEvent::parse(line).unwrap();
+    assert_eq!(ev.meta.name.as_deref(), Some("a"));
+    let object = ev.object.get();
+    assert!(serde_json::from_str::<serde::de::IgnoredAny>(object).is_ok());
+    assert!(serde_json::from_str::<serde_json::Value>(object).is_err());
+}
