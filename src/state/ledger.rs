@@ -276,7 +276,7 @@ mod tests {
             let mut v: Vec<_> = view
                 .to_map()
                 .into_iter()
-                .map(|(k, e)| (k, e.resource_version))
+                .map(|(k, e)| (k, e.resource_version().to_owned()))
                 .collect();
             v.sort();
             assert_eq!(view.len(), v.len());
