@@ -34,8 +34,9 @@ impl IndexEntry {
         text.push_str(name);
         text.push_str(resource_version);
         // Fields come from one HTTP body or checkpoint line, far below
-        // 4 GiB; were one longer, the accessors return "" rather than
-        // split at a wrong place.
+        // 4 GiB. Were one longer, its length would be clamped and the
+        // fields split at the wrong place; the accessors never panic
+        // (`str::get`).
         let len = |s: &str| u32::try_from(s.len()).unwrap_or(NO_NAMESPACE - 1);
         IndexEntry {
             text: text.into_boxed_str(),
