@@ -297,7 +297,8 @@ fn run_one(tls: bool, relay_only: bool, watches: usize, idle: Duration, secs: us
     thread::sleep(Duration::from_millis(100));
 
     let mut config = format!(
-        "[daemon]\nlog_level = \"warn\"\n[clusters.b]\nserver = \"{}://{addr}\"\n",
+        "[daemon]\nlog_level = \"warn\"\nstate_dir = \"{}\"\n[clusters.b]\nserver = \"{}://{addr}\"\n",
+        dir.path().join("state").display(),
         if tls { "https" } else { "http" }
     );
     if let Some(ca) = &ca {
@@ -305,7 +306,7 @@ fn run_one(tls: bool, relay_only: bool, watches: usize, idle: Duration, secs: us
     }
     for i in 0..watches {
         config.push_str(&format!(
-            "[[watch]]\nname = \"w{i}\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\nnamespace = \"ns-{i}\"\non_start = \"skip\"\nwatch_timeout = \"1h\"\nsinks = [\"f\"]\n"
+            "[[watch]]\nname = \"w{i}\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\nnamespace = \"ns-{i}\"\non_start = \"skip\"\nwatch_timeout = \"1h\"\ninitial_list = \"list\"\nsinks = [\"f\"]\n"
         ));
     }
     config.push_str(&format!(

@@ -195,7 +195,8 @@ fn daemon(addr: SocketAddr, pages: &Pages, on_start: &str) -> DaemonRun {
     std::fs::write(
         &config,
         format!(
-            "[daemon]\nlog_level = \"warn\"\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\non_start = \"{on_start}\"\nsinks = [\"f\"]\n[sinks.f]\ntype = \"file\"\npath = \"{}\"\n",
+            "[daemon]\nlog_level = \"warn\"\nstate_dir = \"{}\"\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\non_start = \"{on_start}\"\nsinks = [\"f\"]\n[sinks.f]\ntype = \"file\"\npath = \"{}\"\n",
+            dir.path().display(),
             out.display()
         ),
     )

@@ -41,6 +41,8 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// Rendering checkpoints runs in the loop: with huge indexes the interval
 /// grows so that it takes at most 1/this of the loop's time.
 const CHECKPOINT_DUTY: u32 = 20;
+/// Watches whose checkpoint one loop turn renders at most.
+const CHECKPOINTS_PER_TURN: usize = 16;
 /// How long shutdown waits for the checkpoint writer.
 const CHECKPOINT_FINISH: Duration = Duration::from_secs(10);
 
@@ -135,6 +137,8 @@ pub struct Daemon {
     state: Option<StateStore>,
     /// No checkpoint write before this.
     next_checkpoint: Instant,
+    /// The slot a checkpoint round spread over turns goes on from.
+    checkpoint_cursor: usize,
     /// Acks collected from the sinks, routed to the ledgers each turn.
     acks: Vec<AckRef>,
 }
@@ -200,6 +204,7 @@ impl Daemon {
             shutdown_timeout: config.daemon.shutdown_timeout,
             state: Some(state),
             next_checkpoint: Instant::now() + CHECKPOINT_INTERVAL,
+            checkpoint_cursor: 0,
             acks: Vec::new(),
         };
         for w in &config.watches {
@@ -257,11 +262,11 @@ impl Daemon {
                         for (key, namespace, name, rv) in Journal::load(&t.path) {
                             c.objects.entry(key).or_insert_with(|| {
                                 added += 1;
-                                IndexEntry {
-                                    namespace,
-                                    name,
-                                    resource_version: unconfirmed_version(&rv),
-                                }
+                                IndexEntry::new(
+                                    namespace.as_deref(),
+                                    &name,
+                                    &unconfirmed_version(&rv),
+                                )
                             });
                         }
                         if added > 0 {
@@ -523,27 +528,51 @@ impl Daemon {
         if !self.live_watchers().any(|w| w.ledger.is_dirty()) {
             return;
         }
-        self.write_checkpoints(false);
+        let round_done = self.write_checkpoints(false);
         let spent = now.elapsed();
-        self.next_checkpoint = now + CHECKPOINT_INTERVAL.max(spent * CHECKPOINT_DUTY);
+        // A round over many watches is spread over loop turns, the loop
+        // keeping most of its time for the sockets in between.
+        self.next_checkpoint = if round_done {
+            now + CHECKPOINT_INTERVAL.max(spent * CHECKPOINT_DUTY)
+        } else {
+            now + spent * CHECKPOINT_DUTY
+        };
     }
 
-    /// `finally`: the last checkpoints, at shutdown.
-    fn write_checkpoints(&mut self, finally: bool) {
+    /// `finally`: the last checkpoints, at shutdown (all of them). Else at
+    /// most `CHECKPOINTS_PER_TURN` dirty watches, from where the last call
+    /// stopped; true when the round reached the last watch.
+    fn write_checkpoints(&mut self, finally: bool) -> bool {
         let Some(state) = &mut self.state else {
-            return;
+            return true;
         };
-        for w in self.watchers.iter_mut().flatten() {
-            if let Some(target) = &w.checkpoint {
-                state.save(
-                    target,
-                    &mut w.ledger,
-                    w.machine.index(),
-                    w.journal.as_mut(),
-                    finally,
-                );
+        let slots = self.watchers.len();
+        let start = if finally { 0 } else { self.checkpoint_cursor };
+        let mut written = 0;
+        for i in start..slots {
+            let Some(w) = self.watchers.get_mut(i).and_then(Option::as_mut) else {
+                continue;
+            };
+            let Some(target) = &w.checkpoint else {
+                continue;
+            };
+            if !finally && written == CHECKPOINTS_PER_TURN {
+                self.checkpoint_cursor = i;
+                return false;
             }
+            if w.ledger.is_dirty() {
+                written += 1;
+            }
+            state.save(
+                target,
+                &mut w.ledger,
+                w.machine.index(),
+                w.journal.as_mut(),
+                finally,
+            );
         }
+        self.checkpoint_cursor = 0;
+        true
     }
 
     fn next_deadline(&self) -> Option<Instant> {

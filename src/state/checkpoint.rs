@@ -171,14 +171,14 @@ pub fn encode(
         out.push(b'[');
         push_str(out, key);
         out.push(b',');
-        match &entry.namespace {
+        match entry.namespace() {
             Some(ns) => push_str(out, ns),
             None => out.extend_from_slice(b"null"),
         }
         out.push(b',');
-        push_str(out, &entry.name);
+        push_str(out, entry.name());
         out.push(b',');
-        push_str(out, &entry.resource_version);
+        push_str(out, entry.resource_version());
         out.extend_from_slice(b"]\n");
     });
 }
@@ -241,11 +241,7 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
             })?;
         objects.insert(
             key,
-            IndexEntry {
-                namespace,
-                name,
-                resource_version,
-            },
+            IndexEntry::new(namespace.as_deref(), &name, &resource_version),
         );
     }
     if objects.len() != header.objects || !bytes.ends_with(b"\n") {
@@ -301,11 +297,11 @@ mod tests {
             .map(|i| {
                 (
                     format!("uid-{i}"),
-                    IndexEntry {
-                        namespace: (i % 2 == 0).then(|| "ns\"quoted\\\u{1}".to_owned()),
-                        name: format!("pod-{i}"),
-                        resource_version: (1000 + i).to_string(),
-                    },
+                    IndexEntry::new(
+                        (i % 2 == 0).then_some("ns\"quoted\\\u{1}"),
+                        &format!("pod-{i}"),
+                        &(1000 + i).to_string(),
+                    ),
                 )
             })
             .collect()
@@ -332,11 +328,11 @@ mod tests {
             .map(|i| {
                 (
                     format!("{i:08x}-0000-4000-8000-{i:012x}"),
-                    IndexEntry {
-                        namespace: Some("team-payments".into()),
-                        name: format!("payments-api-7d9f8c6b5-{i:05x}"),
-                        resource_version: (100_000_000 + i).to_string(),
-                    },
+                    IndexEntry::new(
+                        Some("team-payments"),
+                        &format!("payments-api-7d9f8c6b5-{i:05x}"),
+                        &(100_000_000 + i).to_string(),
+                    ),
                 )
             })
             .collect();

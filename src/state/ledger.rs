@@ -181,13 +181,11 @@ impl Ledger {
                 if let Some(e) = known {
                     unconfirmed.insert(
                         *key,
-                        IndexEntry {
-                            namespace: e.namespace.clone(),
-                            name: e.name.clone(),
-                            resource_version: unconfirmed_version(shown_version(
-                                &e.resource_version,
-                            )),
-                        },
+                        IndexEntry::new(
+                            e.namespace(),
+                            e.name(),
+                            &unconfirmed_version(shown_version(e.resource_version())),
+                        ),
                     );
                 }
             }
@@ -323,8 +321,8 @@ mod tests {
             assert_eq!(view.len(), map.len());
             let mut v: Vec<_> = map
                 .into_iter()
-                .filter(|(_, e)| !e.resource_version.starts_with('\0'))
-                .map(|(k, e)| (k, e.resource_version))
+                .filter(|(_, e)| !e.resource_version().starts_with('\0'))
+                .map(|(k, e)| (k, e.resource_version().to_owned()))
                 .collect();
             v.sort();
             v
@@ -337,7 +335,7 @@ mod tests {
                 .committed_view(&self.index)
                 .to_map()
                 .into_iter()
-                .filter(|(_, e)| e.resource_version.starts_with('\0'))
+                .filter(|(_, e)| e.resource_version().starts_with('\0'))
                 .map(|(k, _)| k)
                 .collect();
             v.sort();

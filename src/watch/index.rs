@@ -1,16 +1,104 @@
 //! The index of objects a watch knows: enough to diff a relist and to
 //! synthesise DELETED for objects that vanished while the watch was away.
 //! No object bodies, so memory does not grow with object size.
+//!
+//! It holds every object of every watch (250,000 and more for a big list),
+//! so entries are compact: the key and one string per entry, boxed without
+//! spare capacity, and which list round last saw an entry is a stamp in its
+//! slot rather than a second set of keys.
 
 use crate::kube::ObjectMeta;
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `ns_len` of an entry without a namespace (cluster-scoped objects).
+const NO_NAMESPACE: u32 = u32::MAX;
+
+/// What the index knows of one object: namespace, name, resourceVersion.
+/// Stored back to back in one boxed string (16 B + the text on the heap,
+/// instead of three `String`s with their spare capacity).
+#[derive(Clone, PartialEq, Eq)]
 pub struct IndexEntry {
-    pub namespace: Option<String>,
-    pub name: String,
-    pub resource_version: String,
+    text: Box<str>,
+    /// Length of the namespace at the start of `text`; `NO_NAMESPACE`: none.
+    ns_len: u32,
+    name_len: u32,
+}
+
+impl IndexEntry {
+    pub fn new(namespace: Option<&str>, name: &str, resource_version: &str) -> Self {
+        let ns = namespace.unwrap_or("");
+        let mut text = String::with_capacity(ns.len() + name.len() + resource_version.len());
+        text.push_str(ns);
+        text.push_str(name);
+        text.push_str(resource_version);
+        // Fields come from one HTTP body or checkpoint line, far below
+        // 4 GiB. Were one longer, its length would be clamped and the
+        // fields split at the wrong place; the accessors never panic
+        // (`str::get`).
+        let len = |s: &str| u32::try_from(s.len()).unwrap_or(NO_NAMESPACE - 1);
+        IndexEntry {
+            text: text.into_boxed_str(),
+            ns_len: namespace.map_or(NO_NAMESPACE, len),
+            name_len: len(name),
+        }
+    }
+
+    fn name_start(&self) -> usize {
+        if self.ns_len == NO_NAMESPACE {
+            0
+        } else {
+            self.ns_len as usize
+        }
+    }
+
+    /// `None` for cluster-scoped objects.
+    pub fn namespace(&self) -> Option<&str> {
+        if self.ns_len == NO_NAMESPACE {
+            None
+        } else {
+            Some(self.text.get(..self.ns_len as usize).unwrap_or(""))
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        let start = self.name_start();
+        self.text
+            .get(start..start + self.name_len as usize)
+            .unwrap_or("")
+    }
+
+    pub fn resource_version(&self) -> &str {
+        let start = self.name_start() + self.name_len as usize;
+        self.text.get(start..).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for IndexEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IndexEntry")
+            .field("namespace", &self.namespace())
+            .field("name", &self.name())
+            .field("resource_version", &self.resource_version())
+            .finish()
+    }
+}
+
+/// A list round, as the index stamps the entries it sees: see
+/// [`ObjectIndex::begin_round`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Round(u32);
+
+/// The stamp of entries no round has seen (added by watch events or
+/// restored from a checkpoint); no round gets it.
+const NO_ROUND: u32 = 0;
+
+#[derive(Debug)]
+struct Slot {
+    entry: IndexEntry,
+    /// The last list round that saw the entry.
+    round: u32,
 }
 
 /// The resourceVersion an index entry holds for an object whose first event
@@ -30,7 +118,9 @@ pub fn shown_version(rv: &str) -> &str {
 
 #[derive(Debug, Default)]
 pub struct ObjectIndex {
-    by_key: HashMap<String, IndexEntry>,
+    by_key: HashMap<Box<str>, Slot>,
+    /// The round `begin_round` handed out last.
+    last_round: u32,
 }
 
 /// What a listed object is, compared with the index.
@@ -62,11 +152,24 @@ pub fn object_key_ref<'a>(meta: &'a ObjectMeta<'_>) -> Option<Cow<'a, str>> {
 impl ObjectIndex {
     /// An index restored from a checkpoint.
     pub fn from_map(by_key: HashMap<String, IndexEntry>) -> Self {
-        ObjectIndex { by_key }
+        let mut index = HashMap::with_capacity(by_key.len());
+        for (key, entry) in by_key {
+            index.insert(
+                key.into_boxed_str(),
+                Slot {
+                    entry,
+                    round: NO_ROUND,
+                },
+            );
+        }
+        ObjectIndex {
+            by_key: index,
+            last_round: NO_ROUND,
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&IndexEntry> {
-        self.by_key.get(key)
+        self.by_key.get(key).map(|slot| &slot.entry)
     }
 
     pub fn len(&self) -> usize {
@@ -83,53 +186,103 @@ impl ObjectIndex {
     }
 
     /// As `upsert`, also returning the entry it replaced (for `Changed`).
+    /// Does not change which round saw the entry: a new one is seen by none.
     pub fn replace(&mut self, key: &str, meta: &ObjectMeta<'_>) -> (Change, Option<IndexEntry>) {
+        self.put(key, meta, None)
+    }
+
+    /// As `replace`, for an object listed in `round`: the entry counts as
+    /// seen by it (see [`drain_unseen`](Self::drain_unseen)).
+    pub fn replace_listed(
+        &mut self,
+        key: &str,
+        meta: &ObjectMeta<'_>,
+        round: Round,
+    ) -> (Change, Option<IndexEntry>) {
+        self.put(key, meta, Some(round))
+    }
+
+    fn put(
+        &mut self,
+        key: &str,
+        meta: &ObjectMeta<'_>,
+        round: Option<Round>,
+    ) -> (Change, Option<IndexEntry>) {
         let rv = meta.resource_version.as_deref().unwrap_or("");
         match self.by_key.get_mut(key) {
-            Some(entry) if entry.resource_version == rv => (Change::Unchanged, None),
-            Some(entry) => {
-                let old = std::mem::replace(&mut entry.resource_version, rv.to_owned());
-                let previous = IndexEntry {
-                    namespace: entry.namespace.clone(),
-                    name: entry.name.clone(),
-                    resource_version: old,
-                };
+            Some(slot) => {
+                if let Some(Round(r)) = round {
+                    slot.round = r;
+                }
+                if slot.entry.resource_version() == rv {
+                    return (Change::Unchanged, None);
+                }
+                // The stored namespace and name stay: the key (uid) names
+                // the same object.
+                let entry = IndexEntry::new(slot.entry.namespace(), slot.entry.name(), rv);
+                let previous = std::mem::replace(&mut slot.entry, entry);
                 (Change::Changed, Some(previous))
             }
             None => {
-                self.by_key.insert(
-                    key.to_owned(),
-                    IndexEntry {
-                        namespace: meta.namespace.as_deref().map(str::to_owned),
-                        name: meta.name.as_deref().unwrap_or("").to_owned(),
-                        resource_version: rv.to_owned(),
-                    },
+                let entry = IndexEntry::new(
+                    meta.namespace.as_deref(),
+                    meta.name.as_deref().unwrap_or(""),
+                    rv,
                 );
+                let round = round.map_or(NO_ROUND, |Round(r)| r);
+                self.by_key.insert(key.into(), Slot { entry, round });
                 (Change::New, None)
             }
         }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &IndexEntry)> {
-        self.by_key.iter().map(|(k, v)| (k.as_str(), v))
+        self.by_key.iter().map(|(k, slot)| (&**k, &slot.entry))
     }
 
     pub fn remove(&mut self, key: &str) -> Option<IndexEntry> {
-        self.by_key.remove(key)
+        self.by_key.remove(key).map(|slot| slot.entry)
     }
 
-    /// Removes and returns every entry whose key `keep` rejects.
-    pub fn drain_unseen(
-        &mut self,
-        mut keep: impl FnMut(&str) -> bool,
-    ) -> Vec<(String, IndexEntry)> {
-        let gone: Vec<String> = self.by_key.keys().filter(|k| !keep(k)).cloned().collect();
+    /// A new list round: no entry counts as seen by it until
+    /// `replace_listed` stamps it. A round that starts over (an expired
+    /// continue token) takes a new one.
+    pub fn begin_round(&mut self) -> Round {
+        self.last_round = self.last_round.wrapping_add(1);
+        if self.last_round == NO_ROUND {
+            // Wrapped after 2^32 rounds: old stamps could now match a new
+            // round, so none is kept.
+            for slot in self.by_key.values_mut() {
+                slot.round = NO_ROUND;
+            }
+            self.last_round = NO_ROUND + 1;
+        }
+        Round(self.last_round)
+    }
+
+    /// The end of a list round: removes and returns every entry `round`
+    /// did not see (every entry for `None`: a round that listed nothing
+    /// never began), ordered by namespace and name.
+    pub fn drain_unseen(&mut self, round: Option<Round>) -> Vec<(String, IndexEntry)> {
+        let seen = round.map(|Round(r)| r);
+        // Usually few: copying their keys costs less than rebuilding the map
+        // (`HashMap::extract_if` is newer than the crate's MSRV).
+        let gone: Vec<Box<str>> = self
+            .by_key
+            .iter()
+            .filter(|(_, slot)| Some(slot.round) != seen)
+            .map(|(k, _)| k.clone())
+            .collect();
         let mut out: Vec<(String, IndexEntry)> = gone
             .into_iter()
-            .filter_map(|k| self.by_key.remove(&k).map(|e| (k, e)))
+            .filter_map(|k| {
+                self.by_key
+                    .remove(&k)
+                    .map(|slot| (k.into_string(), slot.entry))
+            })
             .collect();
         // Deterministic order for records and tests.
-        out.sort_by(|a, b| (&a.1.namespace, &a.1.name).cmp(&(&b.1.namespace, &b.1.name)));
+        out.sort_by(|a, b| (a.1.namespace(), a.1.name()).cmp(&(b.1.namespace(), b.1.name())));
         out
     }
 }
@@ -148,17 +301,155 @@ mod tests {
         }
     }
 
+    fn listed(idx: &mut ObjectIndex, round: Round, uid: &str, name: &str, rv: &str) -> Change {
+        idx.replace_listed(uid, &meta(uid, name, rv), round).0
+    }
+
+    fn names(gone: &[(String, IndexEntry)]) -> Vec<(&str, &str)> {
+        gone.iter().map(|(k, e)| (k.as_str(), e.name())).collect()
+    }
+
     #[test]
     fn upsert_classifies_and_drain_removes_unseen() {
         let mut idx = ObjectIndex::default();
-        assert_eq!(idx.upsert("u1", &meta("u1", "a", "1")), Change::New);
-        assert_eq!(idx.upsert("u1", &meta("u1", "a", "1")), Change::Unchanged);
-        assert_eq!(idx.upsert("u1", &meta("u1", "a", "2")), Change::Changed);
+        let round = idx.begin_round();
+        assert_eq!(listed(&mut idx, round, "u1", "a", "1"), Change::New);
+        assert_eq!(listed(&mut idx, round, "u1", "a", "1"), Change::Unchanged);
+        assert_eq!(listed(&mut idx, round, "u1", "a", "2"), Change::Changed);
         idx.upsert("u2", &meta("u2", "b", "3"));
-        let gone = idx.drain_unseen(|k| k == "u1");
-        assert_eq!(gone.len(), 1);
-        assert_eq!(gone[0].1.name, "b");
+        let gone = idx.drain_unseen(Some(round));
+        assert_eq!(names(&gone), [("u2", "b")]);
         assert_eq!(idx.len(), 1);
+        assert_eq!(idx.get("u1").map(IndexEntry::resource_version), Some("2"));
+    }
+
+    #[test]
+    fn entry_keeps_its_fields_apart() {
+        let e = IndexEntry::new(Some("ns-é"), "pod/ä", "42");
+        assert_eq!(
+            (e.namespace(), e.name(), e.resource_version()),
+            (Some("ns-é"), "pod/ä", "42")
+        );
+        let cluster = IndexEntry::new(None, "node-1", "");
+        assert_eq!(
+            (
+                cluster.namespace(),
+                cluster.name(),
+                cluster.resource_version()
+            ),
+            (None, "node-1", "")
+        );
+        // Same text, different split: not the same entry.
+        assert_ne!(
+            IndexEntry::new(None, "ab", "1"),
+            IndexEntry::new(Some(""), "ab", "1")
+        );
+        assert_ne!(
+            IndexEntry::new(Some("a"), "b", "1"),
+            IndexEntry::new(Some("ab"), "", "1")
+        );
+        assert_eq!(e.clone(), e);
+        assert_eq!(
+            format!("{cluster:?}"),
+            r#"IndexEntry { namespace: None, name: "node-1", resource_version: "" }"#
+        );
+    }
+
+    #[test]
+    fn replace_returns_the_previous_entry_and_keeps_the_identity() {
+        let mut idx = ObjectIndex::default();
+        assert_eq!(
+            idx.replace("u1", &meta("u1", "a", "1")),
+            (Change::New, None)
+        );
+        assert_eq!(
+            idx.replace("u1", &meta("u1", "a", "1")),
+            (Change::Unchanged, None)
+        );
+        let (change, previous) = idx.replace("u1", &meta("u1", "a", "2"));
+        assert_eq!(change, Change::Changed);
+        assert_eq!(previous, Some(IndexEntry::new(Some("ns"), "a", "1")));
+        assert_eq!(idx.get("u1"), Some(&IndexEntry::new(Some("ns"), "a", "2")));
+        assert_eq!(
+            idx.remove("u1"),
+            Some(IndexEntry::new(Some("ns"), "a", "2"))
+        );
+        assert!(idx.is_empty());
+    }
+
+    #[test]
+    fn only_entries_the_round_listed_survive_it() {
+        let mut idx = ObjectIndex::from_map(
+            [("u1", "a"), ("u2", "b"), ("u3", "c")]
+                .into_iter()
+                .map(|(k, n)| (k.to_owned(), IndexEntry::new(Some("ns"), n, "1")))
+                .collect(),
+        );
+        let round = idx.begin_round();
+        assert_eq!(listed(&mut idx, round, "u2", "b", "1"), Change::Unchanged);
+        assert_eq!(listed(&mut idx, round, "u4", "d", "1"), Change::New);
+        // Watch events while a round runs do not count as listed: a new
+        // entry is unseen, a changed one keeps its stamp.
+        idx.upsert("u5", &meta("u5", "e", "1"));
+        assert_eq!(idx.upsert("u2", &meta("u2", "b", "2")), Change::Changed);
+        let gone = idx.drain_unseen(Some(round));
+        assert_eq!(names(&gone), [("u1", "a"), ("u3", "c"), ("u5", "e")]);
+        let mut left: Vec<_> = idx.iter().map(|(k, e)| (k, e.resource_version())).collect();
+        left.sort();
+        assert_eq!(left, [("u2", "2"), ("u4", "1")]);
+        // The next round starts with nothing seen.
+        let next = idx.begin_round();
+        assert_ne!(next, round);
+        listed(&mut idx, next, "u4", "d", "1");
+        assert_eq!(names(&idx.drain_unseen(Some(next))), [("u2", "b")]);
+    }
+
+    #[test]
+    fn a_restarted_round_forgets_what_the_first_attempt_saw() {
+        let mut idx = ObjectIndex::default();
+        let first = idx.begin_round();
+        listed(&mut idx, first, "u1", "a", "1");
+        listed(&mut idx, first, "u2", "b", "1");
+        let second = idx.begin_round();
+        listed(&mut idx, second, "u2", "b", "1");
+        assert_eq!(names(&idx.drain_unseen(Some(second))), [("u1", "a")]);
+        // A round that never listed anything drains everything.
+        assert_eq!(names(&idx.drain_unseen(None)), [("u2", "b")]);
+        assert!(idx.is_empty());
+    }
+
+    #[test]
+    fn drained_entries_come_sorted_by_namespace_and_name() {
+        let mut idx = ObjectIndex::default();
+        for (uid, ns, name) in [
+            ("u1", Some("b"), "x"),
+            ("u2", None, "z"),
+            ("u3", Some("a"), "y"),
+        ] {
+            let m = ObjectMeta {
+                namespace: ns.map(Cow::Borrowed),
+                ..meta(uid, name, "1")
+            };
+            idx.upsert(uid, &m);
+        }
+        let round = idx.begin_round();
+        assert_eq!(
+            names(&idx.drain_unseen(Some(round))),
+            [("u2", "z"), ("u3", "y"), ("u1", "x")]
+        );
+    }
+
+    #[test]
+    fn round_numbers_wrapping_around_clear_old_stamps() {
+        let mut idx = ObjectIndex::default();
+        let one = idx.begin_round();
+        assert_eq!(one, Round(1));
+        listed(&mut idx, one, "u1", "a", "1");
+        idx.last_round = u32::MAX;
+        let wrapped = idx.begin_round();
+        assert_eq!(wrapped, one);
+        // Seen by the round 2^32 rounds ago, not by this one.
+        assert_eq!(names(&idx.drain_unseen(Some(wrapped))), [("u1", "a")]);
     }
 
     #[test]

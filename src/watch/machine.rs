@@ -1,7 +1,9 @@
 //! The per-watch state machine.
 
 use super::backoff::Backoff;
-use super::index::{object_key, object_key_ref, shown_version, Change, IndexEntry, ObjectIndex};
+use super::index::{
+    object_key, object_key_ref, shown_version, Change, IndexEntry, ObjectIndex, Round,
+};
 use super::progress::Progress;
 use crate::config::{EventType, InitialList, OnStart, WatchTarget};
 use crate::kube::discovery::{Discovery, Query, DISCOVERY_ACCEPT};
@@ -11,7 +13,6 @@ use crate::kube::{
     METADATA_LIST_ACCEPT, METADATA_WATCH_ACCEPT,
 };
 use crate::rand::Rng;
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
@@ -200,7 +201,9 @@ struct ListRound {
     purpose: ListPurpose,
     continue_token: Option<String>,
     snapshot_rv: Option<String>,
-    seen: HashSet<String>,
+    /// The index's stamp for the objects this round listed; begun with its
+    /// first object (`None`: none listed yet, so every entry is unseen).
+    stamp: Option<Round>,
 }
 
 impl ListRound {
@@ -209,7 +212,7 @@ impl ListRound {
             purpose,
             continue_token: None,
             snapshot_rv: None,
-            seen: HashSet::new(),
+            stamp: None,
         }
     }
 
@@ -217,7 +220,8 @@ impl ListRound {
     fn restart(&mut self) {
         self.continue_token = None;
         self.snapshot_rv = None;
-        self.seen.clear();
+        // Objects stamped with the old round count as unseen again.
+        self.stamp = None;
     }
 }
 
@@ -1161,16 +1165,13 @@ impl WatchMachine {
             );
             return;
         };
-        let (change, previous) = self.index.replace(&key, meta);
+        let stamp = *round.stamp.get_or_insert_with(|| self.index.begin_round());
+        let (change, previous) = self.index.replace_listed(&key, meta, stamp);
         let progress = Progress::changed(&key, previous, None);
         let (event_type, origin) = match (round.purpose, change) {
-            (_, Change::Unchanged) => {
-                round.seen.insert(key);
-                return;
-            }
+            (_, Change::Unchanged) => return,
             (ListPurpose::Initial { deliver: false }, _) => {
                 out.progress(progress);
-                round.seen.insert(key);
                 return;
             }
             (ListPurpose::Initial { deliver: true }, Change::New) => {
@@ -1198,7 +1199,6 @@ impl WatchMachine {
             event,
             progress,
         );
-        round.seen.insert(key);
     }
 
     fn finish_list(&mut self, now: Instant, round: ListRound, out: &mut dyn Emit) {
@@ -1209,8 +1209,7 @@ impl WatchMachine {
     /// The end of a list: objects not seen are gone (reported after a
     /// relist), and the watch resumes from the list's resourceVersion.
     fn conclude_round(&mut self, now: Instant, round: ListRound, out: &mut dyn Emit) {
-        let seen = &round.seen;
-        let gone = self.index.drain_unseen(|k| seen.contains(k));
+        let gone = self.index.drain_unseen(round.stamp);
         let report = !matches!(round.purpose, ListPurpose::Initial { deliver: false });
         for (key, entry) in &gone {
             let progress = Progress::changed(key, Some(entry.clone()), None);
@@ -1225,10 +1224,10 @@ impl WatchMachine {
                     final_state_unknown: true,
                     identity: Identity {
                         kind: &kind,
-                        namespace: entry.namespace.as_deref().unwrap_or(""),
-                        name: &entry.name,
+                        namespace: entry.namespace().unwrap_or(""),
+                        name: entry.name(),
                         uid: if key.contains('/') { "" } else { key },
-                        resource_version: shown_version(&entry.resource_version),
+                        resource_version: shown_version(entry.resource_version()),
                     },
                 };
                 deliver(
@@ -1270,16 +1269,16 @@ impl WatchMachine {
             .clone()
             .unwrap_or_else(|| guess_kind(resource));
         let mut metadata = serde_json::Map::new();
-        metadata.insert("name".into(), entry.name.clone().into());
-        if let Some(ns) = &entry.namespace {
-            metadata.insert("namespace".into(), ns.clone().into());
+        metadata.insert("name".into(), entry.name().into());
+        if let Some(ns) = entry.namespace() {
+            metadata.insert("namespace".into(), ns.into());
         }
         if !key.contains('/') {
             metadata.insert("uid".into(), key.into());
         }
         metadata.insert(
             "resourceVersion".into(),
-            shown_version(&entry.resource_version).to_owned().into(),
+            shown_version(entry.resource_version()).into(),
         );
         let object = serde_json::json!({
             "apiVersion": api_version,
@@ -1489,8 +1488,9 @@ impl WatchMachine {
                     if let (false, Some(key)) =
                         (self.excluded(&event.meta), object_key(&event.meta))
                     {
+                        // Gone from the index, so not among the round's
+                        // objects either.
                         let previous = self.index.remove(&key);
-                        round.seen.remove(&key);
                         let kind = self.item_kind.as_deref().unwrap_or("");
                         let emitted = Emitted {
                             event_type: EventType::Deleted,
@@ -1853,7 +1853,7 @@ mod tests {
                 None => "-".to_owned(),
                 Some(c) => match c.previous {
                     None => format!("{} (new)", c.key),
-                    Some(e) => format!("{} (was {})", c.key, e.resource_version),
+                    Some(e) => format!("{} (was {})", c.key, e.resource_version()),
                 },
             };
             self.0.push(format!(
@@ -1864,11 +1864,7 @@ mod tests {
     }
 
     fn checkpoint_index() -> ObjectIndex {
-        let entry = |name: &str, rv: &str| IndexEntry {
-            namespace: Some("ns".into()),
-            name: name.into(),
-            resource_version: rv.into(),
-        };
+        let entry = |name: &str, rv: &str| IndexEntry::new(Some("ns"), name, rv);
         ObjectIndex::from_map(
             [
                 ("a".to_owned(), entry("p-a", "1")),
