@@ -23,28 +23,16 @@ fn assert_within(part: &str, whole: &[u8]) {
 }
 
 /// Valid JSON by the grammar (serde_json's own check, as `RawValue` does
-/// it); then, as a `Value` when it has one: a number beyond f64's range
-/// (`1E400`) and a lone UTF-16 surrogate escape (`"\uDDDD"`) are valid JSON
-/// that `Value` refuses, and the metadata checks below need the `Value`.
+/// it); then, as a `Value` when it has one. What passes the grammar check
+/// but is no `Value` cannot be represented, not malformed: a number beyond
+/// f64's range (`1E400`), lone or broken UTF-16 surrogate escapes in
+/// strings the daemon never decodes (`"\uDDDD"`); the metadata checks need
+/// the `Value` and are skipped for those.
 fn assert_valid_json(raw: &str) -> Option<Value> {
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(raw) {
         panic!("returned object is not valid JSON ({e}): {raw:?}");
     }
-    match serde_json::from_str::<Value>(raw) {
-        Ok(v) => Some(v),
-        Err(e)
-            if [
-                "number out of range",
-                "surrogate",
-                "invalid unicode code point",
-            ]
-            .iter()
-            .any(|m| e.to_string().contains(m)) =>
-        {
-            None
-        }
-        Err(e) => panic!("returned object is valid JSON but not a Value ({e}): {raw:?}"),
-    }
+    serde_json::from_str::<Value>(raw).ok()
 }
 
 fuzz_target!(|data: &[u8]| {
