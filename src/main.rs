@@ -23,6 +23,10 @@ USAGE:
                                   exit 0 healthy, 1 unhealthy, 2 unreachable, 78 config problem
     kwatchd demo [--dir DIR]      run the built-in API server emulator and the daemon on config/demo.toml
                                   (events go to DIR/events.jsonl, default ./kwatchd-demo)
+    kwatchd sim [--listen IP:PORT] [--kubeconfig-out FILE] [--tls]
+                                  run the API server emulator on its own (kubectl can create, label, patch,
+                                  delete…) and write a kubeconfig for it (default ./kwatchd-sim.kubeconfig);
+                                  --tls: HTTPS with a generated CA and a bearer token
     kwatchd --version
 
 ENVIRONMENT:
@@ -37,6 +41,11 @@ enum Command {
         addr: Option<String>,
     },
     Demo(Option<PathBuf>),
+    Sim {
+        listen: Option<String>,
+        kubeconfig_out: Option<PathBuf>,
+        tls: bool,
+    },
     Version,
     Help,
 }
@@ -48,8 +57,17 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     };
     let mut path = None;
     let mut addr = None;
+    let (mut listen, mut kubeconfig_out, mut tls) = (None, None, false);
     while let Some(arg) = it.next() {
         match arg.as_str() {
+            "--listen" if cmd == "sim" => {
+                listen = Some(it.next().ok_or("--listen needs a value")?.clone());
+            }
+            "--kubeconfig-out" if cmd == "sim" => {
+                let v = it.next().ok_or("--kubeconfig-out needs a value")?;
+                kubeconfig_out = Some(PathBuf::from(v));
+            }
+            "--tls" if cmd == "sim" => tls = true,
             "--addr" if cmd == "status" => {
                 addr = Some(it.next().ok_or("--addr needs a value")?.clone());
             }
@@ -80,6 +98,12 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             .map(Command::Check)
             .ok_or_else(|| "check needs --config FILE".into()),
         "demo" => Ok(Command::Demo(path)),
+        "sim" if path.is_some() => Err("sim takes --listen, --kubeconfig-out and --tls".into()),
+        "sim" => Ok(Command::Sim {
+            listen,
+            kubeconfig_out,
+            tls,
+        }),
         "status" if path.is_none() && addr.is_none() => {
             Err("status needs --config FILE (or --addr IP:PORT)".into())
         }
@@ -143,6 +167,11 @@ fn main() -> ExitCode {
         }
         Command::Status { config, addr } => status(config.as_deref(), addr.as_deref()),
         Command::Demo(dir) => demo(dir),
+        Command::Sim {
+            listen,
+            kubeconfig_out,
+            tls,
+        } => sim(listen.as_deref(), kubeconfig_out, tls),
     }
 }
 
@@ -155,6 +184,35 @@ fn demo(dir: Option<PathBuf>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(feature = "demo")]
+fn sim(listen: Option<&str>, kubeconfig_out: Option<PathBuf>, tls: bool) -> ExitCode {
+    let listen = match listen.map(kwatchd::config::parse_listen_addr).transpose() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("kwatchd sim: --listen: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let cmd = kwatchd::demo::sim::SimCommand {
+        listen,
+        kubeconfig_out,
+        tls,
+    };
+    match kwatchd::demo::sim::run(&cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kwatchd sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(feature = "demo"))]
+fn sim(_listen: Option<&str>, _kubeconfig_out: Option<PathBuf>, _tls: bool) -> ExitCode {
+    eprintln!("kwatchd sim: this kwatchd was built without the `demo` feature (cargo build --features demo)");
+    ExitCode::from(EX_USAGE)
 }
 
 /// A daemon built without the emulator (`--no-default-features`) says how to get it rather than "unknown command".

@@ -21,13 +21,17 @@
 //! ```
 
 pub mod churn;
+mod crd;
+mod discovery;
 mod http;
+mod patch;
 mod pod;
 mod select;
 mod server;
 mod store;
 mod tls;
 mod watch;
+mod write;
 
 #[cfg(test)]
 mod tests;
@@ -396,6 +400,58 @@ impl SimHandle {
             .update(res, namespace, name, extra, labels);
         self.shared.cond.notify_all();
         r
+    }
+
+    /// Create an object as a client's POST would (`kubectl create`): the server sets uid, creationTimestamp,
+    /// resourceVersion and (in named API groups) generation; an existing name is an error. `namespace` is empty
+    /// for cluster-scoped resources. `Err`: the API server's message.
+    pub fn create_object(
+        &self,
+        res: &Resource,
+        namespace: &str,
+        object: serde_json::Value,
+    ) -> Result<ObjectRef, String> {
+        let write = write::OwnerWrite::Create(object);
+        self.owner_write(res, namespace, None, write::Part::Object, write)
+    }
+
+    /// Apply a JSON merge patch as a client's PATCH would: a resource with a `status` subresource keeps its
+    /// status, `generation` moves when the spec changes, a patch that changes nothing is no event.
+    pub fn patch(
+        &self,
+        res: &Resource,
+        namespace: &str,
+        name: &str,
+        patch: serde_json::Value,
+    ) -> Result<ObjectRef, String> {
+        let write = write::OwnerWrite::MergePatch(patch);
+        self.owner_write(res, namespace, Some(name), write::Part::Object, write)
+    }
+
+    /// Apply a JSON merge patch to the `status` subresource, as a controller reporting progress does: only the
+    /// status changes (a MODIFIED event with the same `generation`).
+    pub fn patch_status(
+        &self,
+        res: &Resource,
+        namespace: &str,
+        name: &str,
+        patch: serde_json::Value,
+    ) -> Result<ObjectRef, String> {
+        let write = write::OwnerWrite::MergePatch(patch);
+        self.owner_write(res, namespace, Some(name), write::Part::Status, write)
+    }
+
+    fn owner_write(
+        &self,
+        res: &Resource,
+        namespace: &str,
+        name: Option<&str>,
+        part: write::Part,
+        w: write::OwnerWrite,
+    ) -> Result<ObjectRef, String> {
+        let r = write::owner_write(&mut self.shared.lock(), res, namespace, name, part, w);
+        self.shared.cond.notify_all();
+        r.map_err(|e| e.message)
     }
 
     /// Delete an object: DELETED, carrying its last state with the deletion's resourceVersion.

@@ -1,5 +1,8 @@
 //! `kwatchd demo`: the emulator, a little churn, and the daemon on the
-//! embedded `config/demo.toml`, with the events file tailed to the terminal.
+//! embedded `config/demo.toml`, with the events file tailed to the terminal;
+//! and `kwatchd sim` (in `sim`), the emulator on its own.
+
+pub mod sim;
 
 use crate::config::{Config, ServerUrl, SinkConfig};
 use crate::daemon::Daemon;
@@ -13,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::Duration;
 
-const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
-const DEMO_HOOK: &str = include_str!("../config/hooks/print-event");
+const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+const DEMO_HOOK: &str = include_str!("../../config/hooks/print-event");
 
 pub fn run(dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
     let sim = Sim::start(SimOptions {
