@@ -2,6 +2,7 @@
 //! signal multiplexed on it.
 
 mod apply;
+mod closing;
 pub mod cluster;
 pub mod credential;
 pub mod notify;
@@ -807,8 +808,11 @@ impl Daemon {
         if let Some(state) = self.state.take() {
             state.finish(CHECKPOINT_FINISH);
         }
-        let events: u64 = self.live_watchers().map(|w| w.machine.stats().events).sum();
-        log::info!("stopped after {events} events");
+        let watches = self.live_watchers().map(|w| {
+            let m = &w.machine;
+            (m.name(), m.stats(), m.spec().events.as_slice())
+        });
+        log::info!("{}", closing::stopped_line(watches));
         Ok(())
     }
 }

@@ -74,7 +74,7 @@ fn new_token() -> io::Result<String> {
 }
 
 /// Write `text` to `path` readable by its owner only (it may hold a token), replacing what was there.
-fn write_private(path: &Path, text: &str) -> io::Result<()> {
+pub fn write_private(path: &Path, text: &str) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -43,7 +43,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-pub use churn::{start_churn, ChurnHandle, ChurnOptions};
+pub use churn::{
+    deployment, start_churn, start_rollout_churn, ChurnHandle, ChurnOptions, RolloutOptions,
+};
 
 /// A rustls server config with a freshly generated CA and a certificate for the loopback names, and the CA as
 /// PEM: what the emulator serves in TLS mode, for benchmark servers of their own.
