@@ -1,19 +1,16 @@
-//! `[sinks.NAME]` tables. The `type` key picks a parser from [`SINK_TYPES`];
-//! adding a sink kind is a new `SinkConfig` variant, a parser function and a
-//! line in that table.
+//! `[sinks.NAME]` tables. The `type` key picks a [`SinkType`] from
+//! [`TYPES`] (its keys and its parser); adding a sink kind is a new
+//! `SinkConfig` variant, a parser function and a line in that table.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use toml_edit::Value;
-
 use super::doc::{Ctx, Field, TableNode};
-use super::sections::{duration, file_path, queue_events, with_default, FileKind};
+use super::fields::{duration, file_path, integer, queue_events, with_default, Env, FileKind};
 use super::syntax::resolve_path;
 use super::url::{Scheme, WebhookUrl};
-use super::Env;
 
 /// Where events go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +89,8 @@ const MAX_CONCURRENT: i64 = 1024;
 const MAX_RETRIES: i64 = 100;
 const MAX_BATCH: i64 = 100_000;
 
+const FILE_KEYS: &[&str] = &["type", "path"];
+const STDOUT_KEYS: &[&str] = &["type"];
 const EXEC_KEYS: &[&str] = &[
     "type",
     "command",
@@ -228,24 +227,50 @@ impl fmt::Debug for HttpHeader {
 
 // ---------------------------------------------------------------- dispatch
 
-type SinkParser = fn(&mut Ctx, &Env, &TableNode) -> Option<SinkConfig>;
+/// One sink `type`: the keys its table takes and its parser (called after
+/// the keys were checked).
+pub(crate) struct SinkType {
+    pub(crate) name: &'static str,
+    /// Every key of a `[sinks.NAME]` table of this type.
+    pub(crate) keys: &'static [&'static str],
+    parse: fn(&mut Ctx, &Env, &TableNode) -> Option<SinkConfig>,
+}
 
-/// Every sink `type`, with its parser.
-const SINK_TYPES: &[(&str, SinkParser)] = &[
-    ("file", file_sink),
-    ("exec", exec_sink),
-    ("webhook", webhook_sink),
-    ("stdout", stdout_sink),
+/// Every sink `type`.
+pub(crate) const TYPES: &[SinkType] = &[
+    SinkType {
+        name: "file",
+        keys: FILE_KEYS,
+        parse: file_sink,
+    },
+    SinkType {
+        name: "exec",
+        keys: EXEC_KEYS,
+        parse: exec_sink,
+    },
+    SinkType {
+        name: "webhook",
+        keys: WEBHOOK_KEYS,
+        parse: webhook_sink,
+    },
+    SinkType {
+        name: "stdout",
+        keys: STDOUT_KEYS,
+        parse: stdout_sink,
+    },
 ];
 
 /// Parses one `[sinks.NAME]` table.
-pub(crate) fn sink(ctx: &mut Ctx, env: &Env, table: &TableNode) -> Option<SinkConfig> {
+pub(super) fn parse(ctx: &mut Ctx, env: &Env, table: &TableNode) -> Option<SinkConfig> {
     let field = table.require(ctx, "type")?;
     let kind = field.str(ctx)?;
-    match SINK_TYPES.iter().find(|(name, _)| *name == kind) {
-        Some((_, parse)) => parse(ctx, env, table),
+    match TYPES.iter().find(|t| t.name == kind) {
+        Some(t) => {
+            table.check_keys(ctx, t.keys);
+            (t.parse)(ctx, env, table)
+        }
         None => {
-            let known: Vec<&str> = SINK_TYPES.iter().map(|(name, _)| *name).collect();
+            let known: Vec<&str> = TYPES.iter().map(|t| t.name).collect();
             field.error(
                 ctx,
                 format!(
@@ -259,20 +284,17 @@ pub(crate) fn sink(ctx: &mut Ctx, env: &Env, table: &TableNode) -> Option<SinkCo
 }
 
 fn file_sink(ctx: &mut Ctx, env: &Env, table: &TableNode) -> Option<SinkConfig> {
-    table.check_keys(ctx, &["type", "path"]);
     let path = table
         .require(ctx, "path")?
         .parse_str(ctx, |s| resolve_path(s, env.base_dir.as_deref()))?;
     Some(SinkConfig::File(FileSinkConfig { path }))
 }
 
-fn stdout_sink(ctx: &mut Ctx, _env: &Env, table: &TableNode) -> Option<SinkConfig> {
-    table.check_keys(ctx, &["type"]);
+fn stdout_sink(_ctx: &mut Ctx, _env: &Env, _table: &TableNode) -> Option<SinkConfig> {
     Some(SinkConfig::Stdout)
 }
 
 fn exec_sink(ctx: &mut Ctx, env: &Env, t: &TableNode) -> Option<SinkConfig> {
-    t.check_keys(ctx, EXEC_KEYS);
     let command = t
         .require(ctx, "command")
         .and_then(|f| command(ctx, env, &f));
@@ -300,7 +322,6 @@ fn exec_sink(ctx: &mut Ctx, env: &Env, t: &TableNode) -> Option<SinkConfig> {
 }
 
 fn webhook_sink(ctx: &mut Ctx, env: &Env, t: &TableNode) -> Option<SinkConfig> {
-    t.check_keys(ctx, WEBHOOK_KEYS);
     let url = t.require(ctx, "url").and_then(|f| webhook_url(ctx, &f));
     let headers = t
         .get("headers")
@@ -376,27 +397,6 @@ fn delivery(
         on_failure: on_failure?,
         queue_events: queue_events?,
     })
-}
-
-/// An optional integer key within `[min, max]`, else `default`.
-fn integer<T: TryFrom<i64>>(
-    ctx: &mut Ctx,
-    t: &TableNode,
-    key: &str,
-    default: T,
-    min: i64,
-    max: i64,
-) -> Option<T> {
-    let Some(f) = t.get(key) else {
-        return Some(default);
-    };
-    let n = f.expect(ctx, "an integer", Value::as_integer)?;
-    let checked = if (min..=max).contains(&n) {
-        T::try_from(n).map_err(|_| format!("{n} does not fit on this platform"))
-    } else {
-        Err(format!("must be from {min} to {max}, got {n}"))
-    };
-    f.check(ctx, checked)
 }
 
 #[derive(Clone, Copy)]
