@@ -10,9 +10,9 @@ use toml_edit::Value;
 
 use super::doc::{Ctx, Field, TableNode};
 use super::fields::{
-    boolean, check_file, distinct_strings, duration, file_path, optional, owned, Env, FileKind,
+    boolean, check_file, distinct_strings, duration, file_path, optional, owned, path, Env,
+    FileKind,
 };
-use super::syntax::resolve_path;
 use super::url::{Scheme, ServerUrl};
 use crate::kube::access::{incluster, kubeconfig, ClusterSource, ExecConfig, PemSource, Secret};
 
@@ -241,14 +241,21 @@ fn kubeconfig_cluster(
     base: ClusterConfig,
 ) -> Option<ClusterConfig> {
     let expand = |s: &str| -> Result<PathBuf, String> {
-        let s = match s.strip_prefix("~/").or((s == "~").then_some("")) {
-            Some(rest) => match env.var("HOME")? {
-                Some(home) if !home.is_empty() => format!("{home}/{rest}"),
-                _ => return Err(format!("cannot expand {s:?}: HOME is not set")),
-            },
-            None => s.to_string(),
+        let Some(rest) = s.strip_prefix("~/").or((s == "~").then_some("")) else {
+            return path(s, env);
         };
-        resolve_path(&s, env.base_dir.as_deref())
+        if env.offline() {
+            // HOME is not consulted; the rest is still checked.
+            return if rest.is_empty() {
+                Ok(PathBuf::from(s))
+            } else {
+                path(rest, env)
+            };
+        }
+        match env.var("HOME")? {
+            Some(home) if !home.is_empty() => path(&format!("{home}/{rest}"), env),
+            _ => Err(format!("cannot expand {s:?}: HOME is not set")),
+        }
     };
     let paths = match f.value() {
         Some(Value::Array(_)) => {
@@ -276,6 +283,10 @@ fn kubeconfig_cluster(
             }
         }),
     )?;
+    if env.offline() {
+        // Reading the kubeconfig is what offline leaves out.
+        return Some(base);
+    }
     let resolved = f.check(
         ctx,
         kubeconfig::load(&paths, context.as_deref()).map_err(|e| e.to_string()),
@@ -311,7 +322,7 @@ fn kubeconfig_cluster(
                 .map_err(|e| in_kubeconfig(format!("tls-server-name: {e}"))),
         )?;
     }
-    if env.check_files {
+    if env.check_files() {
         let mut files = Vec::new();
         if let Some(p) = &certificate_authority {
             files.push(("certificate-authority", p.clone(), FileKind::Pem));
@@ -356,9 +367,13 @@ fn in_cluster_cluster(
     f: &Field,
     base: ClusterConfig,
 ) -> Option<ClusterConfig> {
+    if env.offline() {
+        // The service account is found through the environment.
+        return Some(base);
+    }
     let ic = f.check(ctx, incluster::from_env(&|k| env.var(k)))?;
     let server = f.check(ctx, ServerUrl::parse(&ic.server))?;
-    if env.check_files {
+    if env.check_files() {
         f.check(ctx, check_file(&ic.ca_file, FileKind::Pem))?;
         f.check(ctx, check_file(&ic.token_file, FileKind::Token))?;
     }

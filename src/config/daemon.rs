@@ -7,8 +7,8 @@ use std::time::Duration;
 use toml_edit::Value;
 
 use super::doc::{Ctx, Field, TableNode};
-use super::fields::{duration, optional, queue_events, with_default, Env};
-use super::syntax::{parse_log_level, parse_size, resolve_path};
+use super::fields::{duration, optional, path, queue_events, with_default, Env};
+use super::syntax::{parse_log_level, parse_size};
 
 /// Default `daemon.max_line_bytes`: 16 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 16 << 20;
@@ -123,9 +123,7 @@ pub(super) fn parse(ctx: &mut Ctx, env: &Env, root: &TableNode) -> Option<Daemon
         defaults.shutdown_timeout,
         SHUTDOWN_TIMEOUT_RANGE,
     );
-    let state_dir = with_default(ctx, &t, "state_dir", defaults.state_dir, |s| {
-        resolve_path(s, env.base_dir.as_deref())
-    });
+    let state_dir = with_default(ctx, &t, "state_dir", defaults.state_dir, |s| path(s, env));
     Some(DaemonConfig {
         log_level: log_level?,
         max_line_bytes: max_line_bytes?,

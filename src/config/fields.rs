@@ -14,23 +14,71 @@ use toml_edit::Value;
 
 use super::doc::{Ctx, Field, TableNode};
 use super::syntax::{check_name, parse_duration, resolve_path};
+use super::vars::{expand, Syntax};
 
 /// Largest CA bundle read when checking it holds a certificate.
 const MAX_CA_BYTES: u64 = 16 << 20;
+
+/// What parsing may consult besides the text, from least to most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Nothing: no environment variable, kubeconfig, service account or
+    /// referenced file (`kwatchd check --offline`). Every check that needs
+    /// none of them still runs; the configuration built is not usable.
+    Offline,
+    /// The environment (`${VAR}`, `HOME`, the in-cluster variables) and
+    /// the kubeconfigs and service account a cluster names: everything a
+    /// usable configuration needs. Referenced files are not checked.
+    Environment,
+    /// Also check that referenced files (CA, token, keys, hook programs,
+    /// directories) are usable.
+    Files,
+}
 
 /// What parsing needs from outside the text.
 pub(crate) struct Env {
     /// Base for relative paths (the working directory), if known.
     pub(crate) base_dir: Option<PathBuf>,
-    /// Check that referenced files (CA, token, hook program) are usable.
-    pub(crate) check_files: bool,
-    /// Variables `${VAR}` in webhook headers expand from: `None` is the
-    /// process environment (the normal case); tests pass a fixed map so they
-    /// never have to mutate the process environment.
+    pub(crate) reach: Reach,
+    /// Variables `${VAR}` expand from: `None` is the process environment
+    /// (the normal case); tests pass a fixed map so they never have to
+    /// mutate the process environment.
     pub(crate) vars: Option<BTreeMap<String, String>>,
 }
 
 impl Env {
+    /// The process's environment and working directory.
+    pub(crate) fn process(reach: Reach) -> Env {
+        Env {
+            base_dir: std::env::current_dir().ok(),
+            reach,
+            vars: None,
+        }
+    }
+
+    /// Variables from `vars` only, never the process environment (tests).
+    #[cfg(test)]
+    pub(crate) fn fixed(reach: Reach, vars: &[(&str, &str)]) -> Env {
+        Env {
+            vars: Some(
+                vars.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Env::process(reach)
+        }
+    }
+
+    /// Whether referenced files are to be checked.
+    pub(crate) fn check_files(&self) -> bool {
+        self.reach == Reach::Files
+    }
+
+    /// Whether nothing outside the text may be consulted.
+    pub(crate) fn offline(&self) -> bool {
+        self.reach == Reach::Offline
+    }
+
     /// The value of environment variable `name`, `Ok(None)` when unset.
     pub(crate) fn var(&self, name: &str) -> Result<Option<String>, String> {
         match &self.vars {
@@ -44,6 +92,26 @@ impl Env {
             },
         }
     }
+}
+
+/// A configured file path: `${VAR}` and `$VAR` expanded (see `vars.rs`),
+/// then resolved against the working directory.
+pub(super) fn path(s: &str, env: &Env) -> Result<PathBuf, String> {
+    resolve_path(&expand_path_vars(s, env)?, env.base_dir.as_deref())
+}
+
+/// `${VAR}` and `$VAR` in a path, expanded.
+pub(super) fn expand_path_vars(s: &str, env: &Env) -> Result<String, String> {
+    expand(s, env, Syntax::Shell, &|name, value| {
+        // `${EMPTY}/token` would name `/token`: never what was meant.
+        if value.is_empty() {
+            Err(format!(
+                "environment variable {name} is empty (in the path {s:?})"
+            ))
+        } else {
+            Ok(())
+        }
+    })
 }
 
 /// A required string key converted by `parse`.
@@ -261,7 +329,8 @@ pub(super) enum FileKind {
     Key,
 }
 
-/// An optional file path, resolved, and with `env.check_files` readable.
+/// An optional file path, expanded and resolved, and with
+/// `env.check_files()` readable.
 pub(super) fn file_path(
     ctx: &mut Ctx,
     env: &Env,
@@ -272,8 +341,8 @@ pub(super) fn file_path(
     let Some(f) = t.get(key) else {
         return Some(None);
     };
-    let path = f.parse_str(ctx, |s| resolve_path(s, env.base_dir.as_deref()))?;
-    if env.check_files {
+    let path = f.parse_str(ctx, |s| path(s, env))?;
+    if env.check_files() {
         f.check(ctx, check_file(&path, kind))?;
     }
     Some(Some(path))

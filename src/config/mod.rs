@@ -17,8 +17,14 @@
 //! `certificate_authority`, an exec hook's program (executable, or found in
 //! `PATH`) and `working_dir`, and that a `dead_letter` is not a directory.
 //!
-//! `${VAR}` in webhook `headers` is expanded from the environment when the
-//! file is parsed (so also on reload); an unset variable is an error.
+//! `${VAR}` in webhook `headers`, and `${VAR}` or `$VAR` in file paths
+//! (`${CREDENTIALS_DIRECTORY}/token` under systemd's `LoadCredential=`), are
+//! expanded from the environment when the file is parsed (so also on
+//! reload); an unset variable is an error (`vars.rs`).
+//!
+//! [`Config::check`] with [`LoadMode::Offline`] runs every check that needs
+//! no file, environment variable or kubeconfig (`kwatchd check --offline`,
+//! for CI): the same walk, with `fields::Reach` saying what it may consult.
 //!
 //! Relative paths in the file are resolved against the current working
 //! directory at load time and stored absolute, so a later `chdir` (or a
@@ -40,12 +46,14 @@ mod selector;
 mod sink;
 mod syntax;
 mod url;
+mod vars;
 mod watch;
 
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use toml_edit::ImDocument;
@@ -65,7 +73,7 @@ pub use url::{Scheme, ServerUrl, WebhookUrl};
 pub use watch::{EventType, InitialList, OnStart, WatchConfig, WatchTarget, DEFAULT_WATCH_TIMEOUT};
 
 use doc::{Ctx, TableNode};
-use fields::{named_tables, Env};
+use fields::{named_tables, Env, Reach};
 use watch::Refs;
 
 /// Keys of the top level: one per section.
@@ -83,36 +91,73 @@ pub struct Config {
     pub sinks: BTreeMap<String, SinkConfig>,
 }
 
+/// How much beyond the configuration file itself a check consults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMode {
+    /// Everything a running daemon needs, as [`Config::load`]: `${VAR}`
+    /// references, kubeconfigs, the in-cluster service account, and that
+    /// referenced files (CA, token, keys, hook programs, directories) are
+    /// usable.
+    Full,
+    /// The file only (`kwatchd check --offline`, CI): syntax, types,
+    /// ranges, references between sections, the syntax of `${VAR}`. No
+    /// file it names, no environment variable and no kubeconfig is read, so
+    /// a configuration written for another machine checks anywhere.
+    Offline,
+}
+
+/// The counts a successful check reports. `Display`:
+/// `2 clusters, 3 watches, 4 sinks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigSummary {
+    pub clusters: usize,
+    pub watches: usize,
+    pub sinks: usize,
+}
+
+impl fmt::Display for ConfigSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} clusters, {} watches, {} sinks",
+            self.clusters, self.watches, self.sinks
+        )
+    }
+}
+
 impl Config {
     /// Parses and validates `text`; `source` names the file in errors.
     /// Relative paths are resolved against the current working directory.
     /// Referenced files need not exist.
     pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
-        let env = Env {
-            base_dir: std::env::current_dir().ok(),
-            check_files: false,
-            vars: None,
-        };
-        parse(text, source, &env)
+        parse(text, source, &Env::process(Reach::Environment))
     }
 
     /// Reads `path`, parses it, and checks the files it names (see the
     /// module documentation): CA bundles must hold a PEM certificate, hook
     /// programs must be executable. All problems are reported together.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
-            line: None,
-            column: None,
-            key: String::new(),
-            message: format!("cannot read the configuration file: {e}"),
-        })?;
-        let env = Env {
-            base_dir: std::env::current_dir().ok(),
-            check_files: true,
-            vars: None,
+        parse(&read(path)?, path, &Env::process(Reach::Files))
+    }
+
+    /// Reads and checks `path` as `mode` says, reporting every problem like
+    /// [`Config::load`]. Only `load` returns the configuration: an offline
+    /// one lacks what the environment and the named files provide.
+    pub fn check(path: &Path, mode: LoadMode) -> Result<ConfigSummary, ConfigErrors> {
+        let reach = match mode {
+            LoadMode::Full => Reach::Files,
+            LoadMode::Offline => Reach::Offline,
         };
-        parse(&text, path, &env)
+        parse(&read(path)?, path, &Env::process(reach)).map(|c| c.summary())
+    }
+
+    /// How many clusters, watches and sinks there are.
+    pub fn summary(&self) -> ConfigSummary {
+        ConfigSummary {
+            clusters: self.clusters.len(),
+            watches: self.watches.len(),
+            sinks: self.sinks.len(),
+        }
     }
 
     /// [`Config::parse`] with `${VAR}` expanding from `vars` only.
@@ -122,16 +167,26 @@ impl Config {
         source: &Path,
         vars: &[(&str, &str)],
     ) -> Result<Config, ConfigErrors> {
-        let env = Env {
-            base_dir: std::env::current_dir().ok(),
-            check_files: false,
-            vars: Some(
-                vars.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
-        };
-        parse(text, source, &env)
+        parse(text, source, &Env::fixed(Reach::Environment, vars))
+    }
+
+    /// [`Config::load`] with `${VAR}` expanding from `vars` only.
+    #[cfg(test)]
+    pub(crate) fn load_with_vars(
+        path: &Path,
+        vars: &[(&str, &str)],
+    ) -> Result<Config, ConfigErrors> {
+        parse(&read(path)?, path, &Env::fixed(Reach::Files, vars))
+    }
+
+    /// The offline check of `text`, with no variable set at all (so a
+    /// lookup would fail the check).
+    #[cfg(test)]
+    pub(crate) fn check_text_offline(
+        text: &str,
+        source: &Path,
+    ) -> Result<ConfigSummary, ConfigErrors> {
+        parse(text, source, &Env::fixed(Reach::Offline, &[])).map(|c| c.summary())
     }
 
     pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
@@ -211,4 +266,15 @@ fn absolute(source: &Path, env: &Env) -> PathBuf {
         Some(base) if source.is_relative() => base.join(source).components().collect(),
         _ => source.to_path_buf(),
     }
+}
+
+/// The configuration file's text; unreadable is one error without a line.
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        column: None,
+        key: String::new(),
+        message: format!("cannot read the configuration file: {e}"),
+    })
 }

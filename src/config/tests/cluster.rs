@@ -130,12 +130,6 @@ fn load_reports_missing_and_unusable_files() {
 
 // ------------------------------------------------------------------ cluster sources
 
-fn cluster_doc(cluster: &str) -> String {
-    format!(
-        "[clusters.c]\n{cluster}\n\n[[watch]]\nname = \"w\"\ncluster = \"c\"\napi_version = \"v1\"\nresource = \"pods\"\nsinks = [\"s\"]\n\n[sinks.s]\ntype = \"stdout\"\n"
-    )
-}
-
 #[test]
 fn in_cluster_reads_the_environment() {
     let dir = tempfile::tempdir().unwrap();

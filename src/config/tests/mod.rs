@@ -5,6 +5,8 @@
 mod cluster;
 mod daemon;
 mod document;
+mod offline;
+mod paths;
 mod sink;
 mod watch;
 
@@ -517,4 +519,12 @@ fn resource_of(w: &WatchConfig) -> (&str, &str) {
 /// MINIMAL with the watch's `api_version` and `resource` lines replaced.
 fn with_target_keys(keys: &str) -> String {
     MINIMAL.replace("api_version = \"v1\"\nresource = \"pods\"\n", keys)
+}
+
+/// A document with one cluster `c` (given by `cluster`, from line 2), one
+/// watch and one stdout sink.
+fn cluster_doc(cluster: &str) -> String {
+    format!(
+        "[clusters.c]\n{cluster}\n\n[[watch]]\nname = \"w\"\ncluster = \"c\"\napi_version = \"v1\"\nresource = \"pods\"\nsinks = [\"s\"]\n\n[sinks.s]\ntype = \"stdout\"\n"
+    )
 }
