@@ -17,7 +17,7 @@ use crate::rand::Rng;
 use crate::sink::{ExecSink, FileSink, QueueBound, Sink, SinkCtx, WebhookSink};
 use crate::state::{AckRef, Fingerprint, Journal, Ledger, StateDirError, StateStore};
 use crate::watch::index::{unconfirmed_version, IndexEntry, ObjectIndex};
-use crate::watch::{WatchMachine, WatchSpec};
+use crate::watch::{WatchMachine, WatchSpec, WatchState};
 use cluster::ClusterRuntime;
 use mio::{Events, Poll, Token, Waker};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
@@ -605,11 +605,11 @@ impl Daemon {
         const NAMED: usize = 3;
         let streaming = self
             .live_watchers()
-            .filter(|w| w.machine.state_name() == "streaming")
+            .filter(|w| w.machine.state() == WatchState::Streaming)
             .count();
         let backing_off: Vec<&str> = self
             .live_watchers()
-            .filter(|w| w.machine.state_name() == "backing off")
+            .filter(|w| w.machine.state() == WatchState::BackingOff)
             .map(|w| w.machine.name())
             .collect();
         let mut names = backing_off
@@ -659,7 +659,7 @@ impl Daemon {
             && self.live_watchers().all(|w| {
                 w.machine.has_listed()
                     || w.machine.has_failed()
-                    || w.machine.state_name() == "backing off"
+                    || w.machine.state() == WatchState::BackingOff
             })
         {
             notifier.send(&format!("READY=1\nSTATUS={status}"));

@@ -23,7 +23,7 @@ fn snapshot<'a>(
                 cluster: clusters
                     .get(w.cluster_index())
                     .map_or("", |c| c.name.as_str()),
-                state: w.machine.state_name(),
+                state: w.machine.state(),
                 objects: w.machine.known_objects(),
                 stats: w.machine.stats(),
                 last_error: w.machine.last_error(),
