@@ -1,5 +1,5 @@
-//! kubectl against `kwatchd sim`: the real kubectl creates, labels, annotates, patches, edits, replaces and
-//! deletes objects in the emulator run as `kwatchd sim --tls` (its kubeconfig: CA and token), and a real kwatchd
+//! kubectl against `kwatchd sim`: the real kubectl creates, labels, annotates, patches, edits, scales, replaces
+//! and deletes objects in the emulator run as `kwatchd sim --tls` (its kubeconfig: CA and token), and a real kwatchd
 //! daemon pointed at the same kubeconfig reports each change in its file sink.
 //!
 //! Skips (with a message saying how to get it) when no `kubectl` is on PATH; `.ci/run` installs one.
@@ -248,6 +248,11 @@ fn kubectl_changes_in_kwatchd_sim_reach_a_watching_daemon() {
         c["image"] == "nginx:1.27"
             && c["ports"][0]["containerPort"] == 80
             && o["metadata"]["generation"] == 2
+    });
+
+    k.run(&["scale", "deployment", "web", "--replicas=4"], None);
+    expect_record(&sink, "MODIFIED", "Deployment", "web", |o| {
+        o["spec"]["replicas"] == 4 && o["metadata"]["generation"] == 3
     });
 
     k.run(&["create", "namespace", "team"], None);

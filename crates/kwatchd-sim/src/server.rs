@@ -483,6 +483,9 @@ fn parse_path(path: &str) -> Option<Target> {
         ["namespaces", ns, plural, name, "status"] if !bad(ns) && !bad(plural) && !bad(name) => {
             object(plural, ns, name, Part::Status)
         }
+        ["namespaces", ns, plural, name, "scale"] if !bad(ns) && !bad(plural) && !bad(name) => {
+            object(plural, ns, name, Part::Scale)
+        }
         // `/api/v1/namespaces/NS` is the Namespace object NS (cluster-scoped).
         ["namespaces", name] if !bad(name) => object("namespaces", "", name, Part::Object),
         [plural] if !bad(plural) => Target::Collection {
@@ -552,12 +555,12 @@ fn route(ctx: &Ctx, out: &mut Out, is_watch: bool, fault: Option<Fault>) -> bool
             res,
             namespace,
             name,
-            part: _,
+            part,
         } => {
             let found = ctx.sh.lock().store.get(&res, &namespace, &name);
-            match found {
-                Some(json) => ctx.json(out, &json),
-                None => {
+            match found.map(|json| write::view(&res, part, &json)) {
+                Some(Some(json)) => ctx.json(out, &json),
+                _ => {
                     let e = write::ApiError::not_found(&res, &name);
                     ctx.set_status(404);
                     out.send(&http::json_response(404, &e.body(), &[], false))

@@ -24,6 +24,8 @@ use serde_json::{json, Map, Value};
 
 use super::http::{self, Out};
 use super::patch;
+
+mod scale;
 use super::server::{Ctx, State};
 use super::{ObjectRef, Resource, ResourceDef};
 
@@ -32,6 +34,8 @@ use super::{ObjectRef, Resource, ResourceDef};
 pub(crate) enum Part {
     Object,
     Status,
+    /// `autoscaling/v1` `Scale` (see `scale.rs`).
+    Scale,
 }
 
 /// An API error, answered as a `Status` body.
@@ -96,6 +100,18 @@ impl ApiError {
     }
 }
 
+/// What a GET of `part` of a stored object answers; `None`: the resource has no such subresource.
+pub(crate) fn view(res: &Resource, part: Part, json: &str) -> Option<String> {
+    match part {
+        Part::Object | Part::Status => Some(json.to_string()),
+        Part::Scale if scale::has_scale(res) => match serde_json::from_str(json) {
+            Ok(Value::Object(obj)) => Some(scale::view(&obj).to_string()),
+            _ => None,
+        },
+        Part::Scale => None,
+    }
+}
+
 /// `pods` or `deployments.apps`, as the API server names a resource in messages.
 fn qualified(res: &Resource) -> String {
     match res.api_version.split_once('/') {
@@ -105,6 +121,7 @@ fn qualified(res: &Resource) -> String {
 }
 
 /// Where a write lands: the resource type as served, and the namespace and name from the URL.
+#[derive(Clone, Copy)]
 pub(crate) struct Dest<'a> {
     pub(crate) def: &'a ResourceDef,
     pub(crate) namespace: &'a str,
@@ -141,12 +158,13 @@ fn apply(st: &mut State, ctx: &Ctx, dest: &Dest) -> Result<(u16, String), ApiErr
     let name = dest.name.unwrap_or("");
     match (req.method.as_str(), dest.name) {
         ("POST", None) => create(st, dest, parse_object(&req.body)?).map(|r| (201, r.json)),
-        ("PUT", Some(name)) => {
-            replace(st, dest, name, parse_object(&req.body)?, None).map(|r| (200, r.json))
-        }
+        ("PUT", Some(name)) => finish(st, dest, name, parse_object(&req.body)?, None),
         ("PATCH", Some(name)) => {
             let current = current(st, res, dest.namespace, name)?;
-            let mut patched = Value::Object(current.clone());
+            let mut patched = match dest.part {
+                Part::Scale => scale::view(&current),
+                Part::Object | Part::Status => Value::Object(current.clone()),
+            };
             let doc: Value = serde_json::from_slice(&req.body)
                 .map_err(|e| ApiError::bad_request(format!("the patch is not JSON: {e}")))?;
             let ctype = req.header("content-type").unwrap_or("");
@@ -167,7 +185,7 @@ fn apply(st: &mut State, ctx: &Ctx, dest: &Dest) -> Result<(u16, String), ApiErr
             let Value::Object(patched) = patched else {
                 return Err(ApiError::bad_request("the patched object is not an object"));
             };
-            replace(st, dest, name, patched, Some(current)).map(|r| (200, r.json))
+            finish(st, dest, name, patched, Some(current))
         }
         ("DELETE", Some(name)) => delete(st, dest, name, &req.body).map(|r| (200, r.json)),
         (method, _) => Err(ApiError::new(
@@ -176,6 +194,42 @@ fn apply(st: &mut State, ctx: &Ctx, dest: &Dest) -> Result<(u16, String), ApiErr
             format!("{method} is not supported on {}", req.path),
         )
         .about(res, name)),
+    }
+}
+
+/// The end of a PUT or PATCH: `doc` is the new object, or the new `Scale` of it.
+fn finish(
+    st: &mut State,
+    dest: &Dest,
+    name: &str,
+    doc: Map<String, Value>,
+    current_given: Option<Map<String, Value>>,
+) -> Result<(u16, String), ApiError> {
+    let res = &dest.def.resource;
+    if dest.part != Part::Scale {
+        return replace(st, dest, name, doc, current_given).map(|r| (200, r.json));
+    }
+    if !scale::has_scale(res) {
+        return Err(ApiError::not_found(res, name));
+    }
+    let current = match current_given {
+        Some(c) => c,
+        None => current(st, res, dest.namespace, name)?,
+    };
+    let obj =
+        scale::apply(&current, &doc).map_err(|e| ApiError::invalid("Scale", res, name, &e))?;
+    let object = Dest {
+        part: Part::Object,
+        ..*dest
+    };
+    let r = replace(st, &object, name, obj, Some(current))?;
+    match serde_json::from_str(&r.json) {
+        Ok(Value::Object(now)) => Ok((200, scale::view(&now).to_string())),
+        _ => Err(ApiError::new(
+            500,
+            "InternalError",
+            "stored object unreadable".into(),
+        )),
     }
 }
 
@@ -488,13 +542,13 @@ fn replace(
             // Writes to the object leave its status alone…
             Part::Object => set_or_remove(&mut obj, "status", old.get("status").cloned()),
             // …and writes to /status change nothing else.
-            Part::Status => {
+            Part::Status | Part::Scale => {
                 let status = obj.remove("status");
                 obj = old.clone();
                 set_or_remove(&mut obj, "status", status);
             }
         }
-    } else if dest.part == Part::Status {
+    } else if dest.part != Part::Object {
         return Err(ApiError::not_found(res, name));
     }
     meta(&mut obj).insert("uid".into(), old_uid.into());

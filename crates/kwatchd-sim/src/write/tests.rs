@@ -487,3 +487,28 @@ fn openapi_v3_names_each_group_version_and_its_patch_operations() {
     assert!(get(&sim, "/openapi/v3/api/v1").1["paths"]["/api/v1/namespaces/{name}"].is_object());
     assert_eq!(get(&sim, "/openapi/v3/apis/none.io/v1").0, 404);
 }
+
+#[test]
+fn scale_subresource_reads_and_writes_replicas_only() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let deploy = crate::deployment("web", 2);
+    assert_eq!(post(&sim, DEPLOYS, deploy).0, 201);
+    let path = format!("{DEPLOYS}/web/scale");
+    let (code, scale) = get(&sim, &path);
+    assert_eq!(code, 200);
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 2);
+    assert_eq!(scale["status"]["selector"], "app=web");
+    let (code, scaled) = merge(&sim, &path, json!({"spec": {"replicas": 5}}));
+    assert_eq!((code, &scaled["spec"]["replicas"]), (200, &json!(5)));
+    let (_, d) = get(&sim, &format!("{DEPLOYS}/web"));
+    assert_eq!(d["spec"]["replicas"], 5);
+    assert_eq!(d["metadata"]["generation"], 2);
+    // A PUT of a stale Scale conflicts; a negative count is invalid.
+    assert_eq!(put(&sim, &path, &scale).0, 409);
+    assert_eq!(merge(&sim, &path, json!({"spec": {"replicas": -1}})).0, 422);
+    // Config maps have no scale.
+    post(&sim, CMS, json!({"metadata": {"name": "a"}}));
+    assert_eq!(get(&sim, &format!("{CMS}/a/scale")).0, 404);
+    assert_eq!(merge(&sim, &format!("{CMS}/a/scale"), json!({})).0, 404);
+}
