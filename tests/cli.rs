@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use kwatchd::sim::{Sim, SimOptions};
+use kwatchd_sim::{Sim, SimOptions};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
