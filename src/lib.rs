@@ -11,6 +11,7 @@ pub mod http;
 pub mod kube;
 pub mod logging;
 pub mod metrics;
+pub mod nats;
 pub mod net;
 pub mod rand;
 pub mod sim;
