@@ -26,6 +26,7 @@
 
 mod doc;
 mod error;
+mod nats;
 mod sections;
 mod selector;
 mod sink;
@@ -41,6 +42,7 @@ use std::time::Duration;
 
 pub use crate::kube::access::{ClusterSource, ExecConfig, PemSource, Secret};
 pub use error::{ConfigError, ConfigErrors};
+pub use nats::NatsSinkConfig;
 pub use sink::{
     DeliveryConfig, ExecSinkConfig, FileSinkConfig, HttpHeader, OnFailure, SinkConfig,
     WebhookSinkConfig,

@@ -8,6 +8,8 @@
 pub mod client;
 pub mod nkey;
 pub mod proto;
+pub mod subject;
+pub mod testing;
 pub mod url;
 
 pub use client::{ClientEvent, NatsClient};

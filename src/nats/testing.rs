@@ -1,0 +1,298 @@
+//! A real `nats-server` for tests and benchmarks, and a small blocking
+//! client to manage streams and read them back. Not used by the daemon.
+//! Everything here bounds its own time and returns errors instead of
+//! panicking, so a missing or broken server fails the caller's test with a
+//! reason.
+
+use super::proto::{self, Message, Parser, ServerOp};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// One `nats-server` process with JetStream on file storage.
+pub struct NatsServer {
+    pub port: u16,
+    store: PathBuf,
+    /// Extra arguments (`-c FILE` for auth or cluster configs).
+    args: Vec<String>,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl NatsServer {
+    /// Starts `nats-server -a 127.0.0.1 -p PORT -js -sd DIR/store ARGS`, logging
+    /// to `DIR/nats-PORT.log`, and waits until it accepts connections.
+    pub fn start(dir: &Path, args: &[&str]) -> io::Result<NatsServer> {
+        Self::start_on(dir, free_port()?, args)
+    }
+
+    pub fn start_on(dir: &Path, port: u16, args: &[&str]) -> io::Result<NatsServer> {
+        let mut s = NatsServer {
+            port,
+            store: dir.join(format!("store-{port}")),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            child: None,
+            log: dir.join(format!("nats-{port}.log")),
+        };
+        s.restart()?;
+        Ok(s)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts the process on the same port and store.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.kill();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.store)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot run nats-server: {e}")))?;
+        self.child = Some(child);
+        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                return Err(io::Error::other(format!(
+                    "nats-server exited with {status}: {}",
+                    self.log_text()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(io::Error::other("nats-server did not listen within 15 s"))
+    }
+
+    /// SIGKILL: no clean shutdown, as a crash or an OOM kill.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A blocking client for test setup and checks: streams, their messages.
+pub struct Admin {
+    sock: TcpStream,
+    parser: Parser,
+    next: u64,
+}
+
+fn timed_out(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("{what}: timed out"))
+}
+
+impl Admin {
+    /// Connects with extra CONNECT fields (`{"auth_token": …}`).
+    pub fn connect(port: u16, auth: serde_json::Value) -> io::Result<Admin> {
+        let sock = TcpStream::connect(("127.0.0.1", port))?;
+        sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let mut a = Admin {
+            sock,
+            parser: Parser::new(64 << 20),
+            next: 0,
+        };
+        match a.read_op(Duration::from_secs(5))? {
+            ServerOp::Info(_) => {}
+            other => return Err(io::Error::other(format!("expected INFO, got {other:?}"))),
+        }
+        let mut connect = serde_json::json!({"verbose": false, "headers": true, "no_responders": true, "protocol": 1});
+        if let (Some(c), serde_json::Value::Object(extra)) = (connect.as_object_mut(), auth) {
+            c.extend(extra);
+        }
+        let mut out = Vec::new();
+        proto::encode_connect(&mut out, &connect);
+        proto::encode_sub(&mut out, "_ADMIN.*", 1);
+        out.extend_from_slice(b"PING\r\n");
+        a.sock.write_all(&out)?;
+        loop {
+            match a.read_op(Duration::from_secs(5))? {
+                ServerOp::Pong => return Ok(a),
+                ServerOp::Err(e) => return Err(io::Error::other(format!("refused: {e}"))),
+                _ => {}
+            }
+        }
+    }
+
+    fn read_op(&mut self, wait: Duration) -> io::Result<ServerOp> {
+        let deadline = Instant::now() + wait;
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            if let Some(op) = self.parser.next_op().map_err(io::Error::other)? {
+                if op == ServerOp::Ping {
+                    self.sock.write_all(b"PONG\r\n")?;
+                    continue;
+                }
+                return Ok(op);
+            }
+            if Instant::now() > deadline {
+                return Err(timed_out("reading from nats-server"));
+            }
+            match self.sock.read(&mut buf) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => self.parser.feed(&buf[..n]),
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::TimedOut => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A request and its reply (a 503 status message when no one listens).
+    pub fn request(&mut self, subject: &str, payload: &[u8]) -> io::Result<Message> {
+        self.next += 1;
+        let reply = format!("_ADMIN.{}", self.next);
+        let mut out = format!("PUB {subject} {reply} {}\r\n", payload.len()).into_bytes();
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"\r\n");
+        self.sock.write_all(&out)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(timed_out(subject));
+            }
+            if let ServerOp::Msg(m) = self.read_op(left)? {
+                if m.subject == reply {
+                    return Ok(m);
+                }
+            }
+        }
+    }
+
+    /// A JetStream API call; an `error` in the answer is an `Err`.
+    pub fn api(
+        &mut self,
+        subject: &str,
+        body: &serde_json::Value,
+    ) -> io::Result<serde_json::Value> {
+        let m = self.request(subject, body.to_string().as_bytes())?;
+        if m.status() == Some(503) {
+            return Err(io::Error::other(format!("{subject}: no responders")));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&m.payload).map_err(io::Error::other)?;
+        if let Some(e) = v.get("error") {
+            return Err(io::Error::other(format!("{subject}: {e}")));
+        }
+        Ok(v)
+    }
+
+    /// Creates a file-backed stream capturing `subjects`.
+    pub fn create_stream(
+        &mut self,
+        name: &str,
+        subjects: &[&str],
+        replicas: u32,
+    ) -> io::Result<()> {
+        let body = serde_json::json!({
+            "name": name, "subjects": subjects, "storage": "file",
+            "num_replicas": replicas, "duplicate_window": 120_000_000_000u64,
+        });
+        // A new cluster may still be electing its meta leader.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.api(&format!("$JS.API.STREAM.CREATE.{name}"), &body) {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() < deadline => {
+                    log::debug!("stream create: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Messages in the stream.
+    pub fn stream_messages(&mut self, name: &str) -> io::Result<u64> {
+        let v = self.api(
+            &format!("$JS.API.STREAM.INFO.{name}"),
+            &serde_json::json!({}),
+        )?;
+        Ok(v["state"]["messages"].as_u64().unwrap_or(0))
+    }
+
+    /// Every message of the stream, in order: (subject, headers, data).
+    pub fn read_stream(&mut self, name: &str) -> io::Result<Vec<StoredMessage>> {
+        use base64::Engine;
+        let info = self.api(
+            &format!("$JS.API.STREAM.INFO.{name}"),
+            &serde_json::json!({}),
+        )?;
+        let first = info["state"]["first_seq"].as_u64().unwrap_or(1);
+        let last = info["state"]["last_seq"].as_u64().unwrap_or(0);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut out = Vec::new();
+        for seq in first..=last {
+            let v = self.api(
+                &format!("$JS.API.STREAM.MSG.GET.{name}"),
+                &serde_json::json!({ "seq": seq }),
+            )?;
+            let m = &v["message"];
+            let decode = |k: &str| {
+                b64.decode(m[k].as_str().unwrap_or_default())
+                    .map_err(io::Error::other)
+            };
+            out.push(StoredMessage {
+                seq,
+                subject: m["subject"].as_str().unwrap_or_default().to_owned(),
+                headers: String::from_utf8_lossy(&decode("hdrs")?).into_owned(),
+                data: decode("data")?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// One message read back from a stream.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub seq: u64,
+    pub subject: String,
+    /// The raw header block.
+    pub headers: String,
+    pub data: Vec<u8>,
+}
+
+impl StoredMessage {
+    pub fn header(&self, key: &str) -> Option<&str> {
+        proto::header_value(self.headers.as_bytes(), key)
+    }
+}

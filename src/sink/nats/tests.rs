@@ -1,0 +1,275 @@
+//! The sink against a real nats-server, driven by a small mio loop here
+//! (the daemon-level tests are in tests/nats.rs).
+
+use super::*;
+use crate::config::OnFailure;
+use crate::nats::subject::SubjectTemplate;
+use crate::nats::testing::{Admin, NatsServer, StoredMessage};
+use crate::nats::{Auth, ServerUrl};
+use crate::net::Resolver;
+use crate::state::AckRef;
+use crate::tokens::TokenAllocator;
+use mio::{Events, Poll, Waker};
+use std::rc::Rc;
+use std::sync::Arc;
+
+struct Loop {
+    poll: Poll,
+    resolver: Resolver,
+    tokens: TokenAllocator,
+    acks: Vec<AckRef>,
+}
+
+impl Loop {
+    fn new() -> Loop {
+        let poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), Token(0)).unwrap());
+        Loop {
+            poll,
+            resolver: Resolver::new(waker),
+            tokens: TokenAllocator::starting_at(10),
+            acks: Vec::new(),
+        }
+    }
+
+    /// Runs the sink until `done` or `limit` passes; false on timeout.
+    fn run(
+        &mut self,
+        sink: &mut NatsSink,
+        limit: Duration,
+        mut done: impl FnMut(&NatsSink, &[AckRef]) -> bool,
+    ) -> bool {
+        let end = Instant::now() + limit;
+        let mut events = Events::with_capacity(64);
+        loop {
+            if done(sink, &self.acks) {
+                return true;
+            }
+            let now = Instant::now();
+            if now > end {
+                return false;
+            }
+            let wait = sink
+                .deadline()
+                .map_or(Duration::from_millis(50), |d| {
+                    d.saturating_duration_since(now)
+                })
+                .min(Duration::from_millis(50));
+            self.poll.poll(&mut events, Some(wait)).unwrap();
+            let mut ctx = SinkCtx {
+                registry: self.poll.registry(),
+                tokens: &mut self.tokens,
+                resolver: &mut self.resolver,
+                now: Instant::now(),
+            };
+            for e in events.iter() {
+                sink.on_ready(e.token(), &mut ctx);
+            }
+            let answers = ctx.resolver.answers();
+            for a in answers {
+                sink.on_resolved(a.id, a.result, &mut ctx);
+            }
+            sink.poll(&mut ctx);
+            sink.delivery_mut().take_acks(&mut self.acks);
+        }
+    }
+}
+
+fn config(server: &NatsServer, auth: Auth) -> NatsSinkConfig {
+    NatsSinkConfig {
+        servers: vec![ServerUrl::parse(&server.url()).unwrap()],
+        subject: SubjectTemplate::parse("kube.{cluster}.{watch}.{namespace}.{kind}.{name}")
+            .unwrap(),
+        stream: "KUBE".into(),
+        auth,
+        certificate_authority: None,
+        client_certificate: None,
+        client_key: None,
+        max_in_flight: 16,
+        ack_timeout: Duration::from_secs(2),
+        on_failure: OnFailure::Log,
+        queue_events: Some(60),
+    }
+}
+
+/// Event `seq` of object `obj`: resourceVersion = seq.
+fn event(obj: u64, seq: u64, pad: usize) -> (Vec<u8>, Rc<EventMeta>) {
+    let meta = EventMeta {
+        watch: "pods".into(),
+        cluster: "c1".into(),
+        event_type: if seq == obj { "ADDED" } else { "MODIFIED" },
+        origin: "watch",
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        namespace: if obj % 5 == 0 {
+            String::new()
+        } else {
+            "ns".into()
+        },
+        name: format!("pod.{obj}"),
+        uid: format!("uid-{obj}"),
+        resource_version: seq.to_string(),
+    };
+    let line = format!(
+        "{{\"type\":\"{}\",\"object\":{{\"rv\":{seq},\"pad\":\"{}\"}}}}\n",
+        meta.event_type,
+        "x".repeat(pad)
+    );
+    (line.into_bytes(), Rc::new(meta))
+}
+
+fn push(sink: &mut NatsSink, seq: u64, pad: usize) {
+    let (line, meta) = event(seq % 7, seq, pad);
+    sink.delivery_mut()
+        .push(Instant::now(), &line, Some(&meta), AckRef { watch: 1, seq });
+}
+
+/// Every event once, in resourceVersion order per object.
+fn check_exactly_once(msgs: &[StoredMessage], events: u64) {
+    let mut ids: Vec<&str> = msgs
+        .iter()
+        .filter_map(|m| m.header("Nats-Msg-Id"))
+        .collect();
+    assert_eq!(
+        msgs.len() as u64,
+        events,
+        "stream holds {} messages",
+        msgs.len()
+    );
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len() as u64,
+        events,
+        "duplicate Nats-Msg-Id in the stream"
+    );
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for m in msgs {
+        let v: serde_json::Value = serde_json::from_slice(&m.data).unwrap();
+        let rv = v["object"]["rv"].as_u64().unwrap();
+        let prev = last.insert(m.subject.clone(), rv);
+        assert!(
+            prev.is_none_or(|p| p < rv),
+            "{}: {prev:?} then {rv}",
+            m.subject
+        );
+    }
+}
+
+#[test]
+fn records_wait_for_the_stream_and_survive_a_server_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = NatsServer::start(dir.path(), &[]).unwrap();
+    let mut l = Loop::new();
+    let mut sink = NatsSink::new(
+        "bus",
+        &config(&server, Auth::None),
+        1000,
+        Rng::new(1),
+        Instant::now(),
+    )
+    .unwrap();
+    for seq in 1..=20 {
+        push(&mut sink, seq, 100);
+    }
+    // No stream yet: publishing pauses, nothing is acknowledged.
+    assert!(l.run(&mut sink, Duration::from_secs(10), |s, _| s
+        .nats_stats()
+        .paused));
+    assert!(
+        !l.run(&mut sink, Duration::from_millis(600), |_, acks| !acks
+            .is_empty())
+    );
+    assert_eq!(sink.nats_stats().state, ConnState::Connected);
+    let mut admin = Admin::connect(server.port, serde_json::json!({})).unwrap();
+    admin.create_stream("KUBE", &["kube.>"], 1).unwrap();
+    assert!(
+        l.run(&mut sink, Duration::from_secs(15), |_, acks| acks.len()
+            == 20)
+    );
+    assert!(!sink.nats_stats().paused);
+
+    // SIGKILL of the server with publishes in flight: the queue fills and
+    // stays full.
+    for seq in 21..=50 {
+        push(&mut sink, seq, 4000);
+    }
+    assert!(
+        l.run(&mut sink, Duration::from_secs(10), |_, acks| acks.len()
+            > 24)
+    );
+    server.kill();
+    // PubAcks already in the socket still count; then nothing can.
+    l.run(&mut sink, Duration::from_millis(300), |_, _| false);
+    let mut seq = 50;
+    while sink.delivery().has_room() {
+        seq += 1;
+        push(&mut sink, seq, 4000);
+    }
+    assert!(seq >= 60, "has_room turned false at {seq}");
+    assert!(!l.run(&mut sink, Duration::from_millis(800), |s, _| s
+        .delivery()
+        .has_room()));
+    server.restart().unwrap();
+    assert!(
+        l.run(&mut sink, Duration::from_secs(20), |_, acks| acks.len()
+            as u64
+            == seq)
+    );
+    assert!(sink.delivery().has_room());
+    let mut admin = Admin::connect(server.port, serde_json::json!({})).unwrap();
+    let msgs = admin.read_stream("KUBE").unwrap();
+    check_exactly_once(&msgs, seq);
+    // Subjects and headers.
+    let m = msgs
+        .iter()
+        .find(|m| m.header("Nats-Msg-Id") == Some("c1/uid-0/35/MODIFIED"))
+        .unwrap();
+    assert_eq!(m.subject, "kube.c1.pods._.Pod.pod%2E0");
+    assert_eq!(m.header("Kwatchd-Watch"), Some("pods"));
+    assert_eq!(m.header("Kwatchd-Type"), Some("MODIFIED"));
+    assert_eq!(m.header("Kwatchd-Origin"), Some("watch"));
+    assert_eq!(sink.counts().given_up, 0);
+}
+
+#[test]
+fn token_auth_and_oversized_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("auth.conf");
+    std::fs::write(
+        &conf,
+        "authorization { token: \"s3cret\" }\nmax_payload: 2048\n",
+    )
+    .unwrap();
+    let server = NatsServer::start(dir.path(), &["-c", conf.to_str().unwrap()]).unwrap();
+    let mut admin =
+        Admin::connect(server.port, serde_json::json!({"auth_token": "s3cret"})).unwrap();
+    admin.create_stream("KUBE", &["kube.>"], 1).unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "wrong\n").unwrap();
+    let mut l = Loop::new();
+    let mut sink = NatsSink::new(
+        "bus",
+        &config(&server, Auth::Token(token.clone())),
+        1000,
+        Rng::new(2),
+        Instant::now(),
+    )
+    .unwrap();
+    push(&mut sink, 1, 10);
+    push(&mut sink, 2, 5000); // over max_payload: given up
+    push(&mut sink, 3, 10);
+    // A wrong token is refused; the file is read again at each attempt.
+    assert!(!l.run(&mut sink, Duration::from_millis(700), |s, _| s
+        .nats_stats()
+        .state
+        == ConnState::Connected));
+    std::fs::write(&token, "s3cret\n").unwrap();
+    assert!(
+        l.run(&mut sink, Duration::from_secs(15), |_, acks| acks.len()
+            == 3)
+    );
+    assert_eq!(sink.counts().given_up, 1);
+    assert_eq!(sink.counts().delivered, 2);
+    assert_eq!(admin.stream_messages("KUBE").unwrap(), 2);
+}
