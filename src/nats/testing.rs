@@ -120,8 +120,8 @@ fn timed_out(what: &str) -> io::Error {
 }
 
 impl Admin {
-    /// Connects with extra CONNECT fields (`{"auth_token": …}`).
-    pub fn connect(port: u16, auth: serde_json::Value) -> io::Result<Admin> {
+    /// Connects, authenticating as `auth` says.
+    pub fn connect(port: u16, auth: &super::Auth) -> io::Result<Admin> {
         let sock = TcpStream::connect(("127.0.0.1", port))?;
         sock.set_read_timeout(Some(Duration::from_millis(100)))?;
         let mut a = Admin {
@@ -129,14 +129,21 @@ impl Admin {
             parser: Parser::new(64 << 20),
             next: 0,
         };
-        match a.read_op(Duration::from_secs(5))? {
-            ServerOp::Info(_) => {}
+        let info = match a.read_op(Duration::from_secs(5))? {
+            ServerOp::Info(info) => info,
             other => return Err(io::Error::other(format!("expected INFO, got {other:?}"))),
+        };
+        let mut connect = auth
+            .connect_fields(info.nonce.as_deref())
+            .map_err(io::Error::other)?;
+        for (k, v) in [
+            ("verbose", false),
+            ("headers", true),
+            ("no_responders", true),
+        ] {
+            connect.insert(k.into(), v.into());
         }
-        let mut connect = serde_json::json!({"verbose": false, "headers": true, "no_responders": true, "protocol": 1});
-        if let (Some(c), serde_json::Value::Object(extra)) = (connect.as_object_mut(), auth) {
-            c.extend(extra);
-        }
+        let connect = serde_json::Value::Object(connect);
         let mut out = Vec::new();
         proto::encode_connect(&mut out, &connect);
         proto::encode_sub(&mut out, "_ADMIN.*", 1);
@@ -295,4 +302,103 @@ impl StoredMessage {
     pub fn header(&self, key: &str) -> Option<&str> {
         proto::header_value(self.headers.as_bytes(), key)
     }
+}
+
+/// An operator → account → user JWT chain, as `nsc` would make it, for a
+/// server in operator mode with a memory resolver.
+pub struct Jwts {
+    /// The server's config text (operator, resolver, preloaded account).
+    pub server_config: String,
+    /// The user's `.creds` file text.
+    pub creds: String,
+}
+
+impl Jwts {
+    /// `seeds`: 32 bytes each for operator, account, user and the system
+    /// account (JetStream needs one in operator mode).
+    pub fn generate(seeds: [[u8; 32]; 4]) -> Result<Jwts, super::nkey::NkeyError> {
+        use super::nkey::{encode_seed, KeyPair, PREFIX_ACCOUNT, PREFIX_OPERATOR, PREFIX_USER};
+        let key = |prefix, seed: &[u8; 32]| KeyPair::from_seed(&encode_seed(prefix, seed));
+        let operator = key(PREFIX_OPERATOR, &seeds[0])?;
+        let account = key(PREFIX_ACCOUNT, &seeds[1])?;
+        let user_seed = encode_seed(PREFIX_USER, &seeds[2]);
+        let user = KeyPair::from_seed(&user_seed)?;
+        let system = key(PREFIX_ACCOUNT, &seeds[3])?;
+        let unlimited = serde_json::json!({
+            "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+            "wildcards": true, "conn": -1, "leaf": -1,
+            "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1,
+        });
+        let op_jwt = jwt(
+            &operator,
+            &operator,
+            "op",
+            serde_json::json!({"type": "operator", "version": 2}),
+        );
+        let acc_jwt = jwt(
+            &operator,
+            &account,
+            "acc",
+            serde_json::json!({
+                "limits": unlimited,
+                "default_permissions": {"pub": {}, "sub": {}},
+                "type": "account", "version": 2,
+            }),
+        );
+        let sys_jwt = jwt(
+            &operator,
+            &system,
+            "SYS",
+            serde_json::json!({"type": "account", "version": 2}),
+        );
+        let user_jwt = jwt(
+            &account,
+            &user,
+            "kwatchd",
+            serde_json::json!({
+                "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+                "type": "user", "version": 2,
+            }),
+        );
+        Ok(Jwts {
+            server_config: format!(
+                "operator: \"{op_jwt}\"\nsystem_account: {sys}\nresolver: MEMORY\nresolver_preload: {{\n  {}: \"{acc_jwt}\"\n  {sys}: \"{sys_jwt}\"\n}}\n",
+                account.public_key(),
+                sys = system.public_key(),
+            ),
+            creds: format!(
+                "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+                 -----BEGIN USER NKEY SEED-----\n{user_seed}\n------END USER NKEY SEED------\n"
+            ),
+        })
+    }
+}
+
+/// A JWT signed by `issuer` about `subject` (nats-io/jwt v2 layout).
+fn jwt(
+    issuer: &super::nkey::KeyPair,
+    subject: &super::nkey::KeyPair,
+    name: &str,
+    nats: serde_json::Value,
+) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = serde_json::json!({"typ": "JWT", "alg": "ed25519-nkey"});
+    let iat = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut claims = serde_json::json!({
+        "jti": "", "iat": iat, "iss": issuer.public_key(), "name": name,
+        "sub": subject.public_key(), "nats": nats,
+    });
+    // jti: base32 of the SHA-256 of the claims without it.
+    let digest = ring::digest::digest(&ring::digest::SHA256, claims.to_string().as_bytes());
+    claims["jti"] = super::nkey::base32_encode(digest.as_ref()).into();
+    let signing = format!(
+        "{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string())
+    );
+    let sig = b64.encode(issuer.sign(signing.as_bytes()));
+    format!("{signing}.{sig}")
 }

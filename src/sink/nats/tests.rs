@@ -181,7 +181,7 @@ fn records_wait_for_the_stream_and_survive_a_server_kill() {
             .is_empty())
     );
     assert_eq!(sink.nats_stats().state, ConnState::Connected);
-    let mut admin = Admin::connect(server.port, serde_json::json!({})).unwrap();
+    let mut admin = Admin::connect(server.port, &Auth::None).unwrap();
     admin.create_stream("KUBE", &["kube.>"], 1).unwrap();
     assert!(
         l.run(&mut sink, Duration::from_secs(15), |_, acks| acks.len()
@@ -217,7 +217,7 @@ fn records_wait_for_the_stream_and_survive_a_server_kill() {
             == seq)
     );
     assert!(sink.delivery().has_room());
-    let mut admin = Admin::connect(server.port, serde_json::json!({})).unwrap();
+    let mut admin = Admin::connect(server.port, &Auth::None).unwrap();
     let msgs = admin.read_stream("KUBE").unwrap();
     check_exactly_once(&msgs, seq);
     // Subjects and headers.
@@ -242,10 +242,10 @@ fn token_auth_and_oversized_records() {
     )
     .unwrap();
     let server = NatsServer::start(dir.path(), &["-c", conf.to_str().unwrap()]).unwrap();
-    let mut admin =
-        Admin::connect(server.port, serde_json::json!({"auth_token": "s3cret"})).unwrap();
-    admin.create_stream("KUBE", &["kube.>"], 1).unwrap();
     let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let mut admin = Admin::connect(server.port, &Auth::Token(token.clone())).unwrap();
+    admin.create_stream("KUBE", &["kube.>"], 1).unwrap();
     std::fs::write(&token, "wrong\n").unwrap();
     let mut l = Loop::new();
     let mut sink = NatsSink::new(
@@ -272,4 +272,61 @@ fn token_auth_and_oversized_records() {
     assert_eq!(sink.counts().given_up, 1);
     assert_eq!(sink.counts().delivered, 2);
     assert_eq!(admin.stream_messages("KUBE").unwrap(), 2);
+}
+
+/// Publishes three records with `auth` to a server started with `conf`.
+fn publish_with(conf_text: &str, auth: impl Fn(&std::path::Path) -> Auth) {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("server.conf");
+    std::fs::write(&conf, conf_text).unwrap();
+    let server = NatsServer::start(dir.path(), &["-c", conf.to_str().unwrap()]).unwrap();
+    let auth = auth(dir.path());
+    let mut admin = Admin::connect(server.port, &auth)
+        .map_err(|e| format!("{e}: {}", server.log_text()))
+        .unwrap();
+    admin.create_stream("KUBE", &["kube.>"], 1).unwrap();
+    let mut l = Loop::new();
+    let mut sink = NatsSink::new(
+        "bus",
+        &config(&server, auth),
+        1000,
+        Rng::new(3),
+        Instant::now(),
+    )
+    .unwrap();
+    for seq in 1..=3 {
+        push(&mut sink, seq, 10);
+    }
+    assert!(
+        l.run(&mut sink, Duration::from_secs(10), |_, acks| acks.len()
+            == 3),
+        "{}",
+        server.log_text()
+    );
+    assert_eq!(admin.stream_messages("KUBE").unwrap(), 3);
+}
+
+#[test]
+fn nkey_seed_auth() {
+    use crate::nats::nkey::{encode_seed, KeyPair, PREFIX_USER};
+    let seed = encode_seed(PREFIX_USER, &[7; 32]);
+    let public = KeyPair::from_seed(&seed).unwrap().public_key();
+    publish_with(
+        &format!("authorization {{ users = [ {{ nkey: {public} }} ] }}\n"),
+        |dir| {
+            let path = dir.join("user.nk");
+            std::fs::write(&path, format!("{seed}\n")).unwrap();
+            Auth::NkeySeed(path)
+        },
+    );
+}
+
+#[test]
+fn credentials_file_auth_in_operator_mode() {
+    let jwts = crate::nats::testing::Jwts::generate([[1; 32], [2; 32], [3; 32], [4; 32]]).unwrap();
+    publish_with(&jwts.server_config, |dir| {
+        let path = dir.join("user.creds");
+        std::fs::write(&path, &jwts.creds).unwrap();
+        Auth::Credentials(path)
+    });
 }
