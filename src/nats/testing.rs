@@ -108,9 +108,12 @@ impl Drop for NatsServer {
     }
 }
 
+trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
 /// A blocking client for test setup and checks: streams, their messages.
 pub struct Admin {
-    sock: TcpStream,
+    sock: Box<dyn Stream>,
     parser: Parser,
     next: u64,
 }
@@ -122,10 +125,20 @@ fn timed_out(what: &str) -> io::Error {
 impl Admin {
     /// Connects, authenticating as `auth` says.
     pub fn connect(port: u16, auth: &super::Auth) -> io::Result<Admin> {
-        let sock = TcpStream::connect(("127.0.0.1", port))?;
-        sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+        Self::connect_with(port, auth, None)
+    }
+
+    /// [`connect`](Self::connect), over TLS with `tls` (the server's name
+    /// is checked as 127.0.0.1).
+    pub fn connect_with(
+        port: u16,
+        auth: &super::Auth,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> io::Result<Admin> {
+        let tcp = TcpStream::connect(("127.0.0.1", port))?;
+        tcp.set_read_timeout(Some(Duration::from_millis(100)))?;
         let mut a = Admin {
-            sock,
+            sock: Box::new(tcp.try_clone()?),
             parser: Parser::new(64 << 20),
             next: 0,
         };
@@ -133,6 +146,11 @@ impl Admin {
             ServerOp::Info(info) => info,
             other => return Err(io::Error::other(format!("expected INFO, got {other:?}"))),
         };
+        if let Some(config) = tls {
+            let name = rustls_pki_types::ServerName::from(std::net::IpAddr::from([127, 0, 0, 1]));
+            let conn = rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
+            a.sock = Box::new(rustls::StreamOwned::new(conn, tcp));
+        }
         let mut connect = auth
             .connect_fields(info.nonce.as_deref())
             .map_err(io::Error::other)?;
@@ -401,4 +419,21 @@ fn jwt(
     );
     let sig = b64.encode(issuer.sign(signing.as_bytes()));
     format!("{signing}.{sig}")
+}
+
+/// A CA and a certificate it signs for 127.0.0.1, as PEM: (ca, cert, key).
+/// Call twice with the CA's output to get a client certificate too.
+pub fn test_pki() -> Result<(String, [(String, String); 2]), rcgen::Error> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key)?;
+    let mut leaf = || -> Result<(String, String), rcgen::Error> {
+        let key = KeyPair::generate()?;
+        let cert =
+            CertificateParams::new(vec!["127.0.0.1".to_string()])?.signed_by(&key, &ca, &ca_key)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    };
+    Ok((ca.pem(), [leaf()?, leaf()?]))
 }

@@ -330,3 +330,53 @@ fn credentials_file_auth_in_operator_mode() {
         Auth::Credentials(path)
     });
 }
+
+#[test]
+fn mutual_tls_after_plaintext_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, [(cert, key), (client_cert, client_key)]) = crate::nats::testing::test_pki().unwrap();
+    let p = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (ca, cert, key) = (p("ca.pem", &ca), p("cert.pem", &cert), p("key.pem", &key));
+    let (client_cert, client_key) = (
+        p("client.pem", &client_cert),
+        p("client-key.pem", &client_key),
+    );
+    let conf = p(
+        "server.conf",
+        &format!(
+            "tls {{ cert_file: {cert:?}\n key_file: {key:?}\n ca_file: {ca:?}\n verify: true }}\n"
+        ),
+    );
+    let server = NatsServer::start(dir.path(), &["-c", conf.to_str().unwrap()]).unwrap();
+    let mut c = config(&server, Auth::None);
+    c.certificate_authority = Some(ca.clone());
+    c.client_certificate = Some(client_cert.clone());
+    c.client_key = Some(client_key.clone());
+    let tls = tls_config(&c).unwrap();
+    let mut admin = Admin::connect_with(server.port, &Auth::None, tls).unwrap();
+    admin.create_stream("KUBE", &["kube.>"], 1).unwrap();
+    let mut l = Loop::new();
+    let mut sink = NatsSink::new("bus", &c, 1000, Rng::new(4), Instant::now()).unwrap();
+    for seq in 1..=3 {
+        push(&mut sink, seq, 20_000);
+    }
+    assert!(
+        l.run(&mut sink, Duration::from_secs(10), |_, acks| acks.len()
+            == 3),
+        "{}",
+        server.log_text()
+    );
+    assert_eq!(admin.stream_messages("KUBE").unwrap(), 3);
+    // Without the client certificate the server refuses the handshake.
+    c.client_certificate = None;
+    c.client_key = None;
+    let mut sink = NatsSink::new("bus", &c, 1000, Rng::new(5), Instant::now()).unwrap();
+    push(&mut sink, 9, 10);
+    assert!(!l.run(&mut sink, Duration::from_millis(1500), |s, _| {
+        s.nats_stats().state == ConnState::Connected
+    }));
+}
