@@ -429,7 +429,7 @@ pub fn test_pki() -> Result<(String, [(String, String); 2]), rcgen::Error> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = ca_params.self_signed(&ca_key)?;
-    let mut leaf = || -> Result<(String, String), rcgen::Error> {
+    let leaf = || -> Result<(String, String), rcgen::Error> {
         let key = KeyPair::generate()?;
         let cert =
             CertificateParams::new(vec!["127.0.0.1".to_string()])?.signed_by(&key, &ca, &ca_key)?;

@@ -380,3 +380,73 @@ fn mutual_tls_after_plaintext_info() {
         s.nats_stats().state == ConnState::Connected
     }));
 }
+
+#[test]
+fn three_node_cluster_survives_losing_the_connected_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<(u16, u16)> = (0..3)
+        .map(|_| {
+            (
+                crate::nats::testing::free_port().unwrap(),
+                crate::nats::testing::free_port().unwrap(),
+            )
+        })
+        .collect();
+    let mut nodes: Vec<NatsServer> = Vec::new();
+    for (i, (client, route)) in ports.iter().enumerate() {
+        let routes: Vec<String> = ports
+            .iter()
+            .filter(|(_, r)| r != route)
+            .map(|(_, r)| format!("nats-route://127.0.0.1:{r}"))
+            .collect();
+        let conf = dir.path().join(format!("n{i}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "server_name: n{i}\ncluster {{ name: kw\n listen: 127.0.0.1:{route}\n routes: [{}] }}\n",
+                routes.join(", ")
+            ),
+        )
+        .unwrap();
+        nodes.push(
+            NatsServer::start_on(dir.path(), *client, &["-c", conf.to_str().unwrap()]).unwrap(),
+        );
+    }
+    let mut admin = Admin::connect(nodes[1].port, &Auth::None).unwrap();
+    admin.create_stream("KUBE", &["kube.>"], 3).unwrap();
+    // Only the first node is configured: the others come from INFO.
+    let mut l = Loop::new();
+    let mut sink = NatsSink::new(
+        "bus",
+        &config(&nodes[0], Auth::None),
+        1000,
+        Rng::new(6),
+        Instant::now(),
+    )
+    .unwrap();
+    for seq in 1..=40 {
+        push(&mut sink, seq, 1000);
+    }
+    assert!(
+        l.run(&mut sink, Duration::from_secs(15), |_, acks| acks.len()
+            >= 10)
+    );
+    assert!(
+        sink.client().servers().len() >= 3,
+        "{:?}",
+        sink.client().servers()
+    );
+    nodes[0].kill();
+    for seq in 41..=60 {
+        push(&mut sink, seq, 1000);
+    }
+    assert!(
+        l.run(&mut sink, Duration::from_secs(20), |_, acks| acks.len()
+            == 60),
+        "{}",
+        nodes[1].log_text()
+    );
+    let mut admin = Admin::connect(nodes[2].port, &Auth::None).unwrap();
+    let msgs = admin.read_stream("KUBE").unwrap();
+    check_exactly_once(&msgs, 60);
+}
