@@ -420,20 +420,3 @@ fn jwt(
     let sig = b64.encode(issuer.sign(signing.as_bytes()));
     format!("{signing}.{sig}")
 }
-
-/// A CA and a certificate it signs for 127.0.0.1, as PEM: (ca, cert, key).
-/// Call twice with the CA's output to get a client certificate too.
-pub fn test_pki() -> Result<(String, [(String, String); 2]), rcgen::Error> {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key)?;
-    let leaf = || -> Result<(String, String), rcgen::Error> {
-        let key = KeyPair::generate()?;
-        let cert =
-            CertificateParams::new(vec!["127.0.0.1".to_string()])?.signed_by(&key, &ca, &ca_key)?;
-        Ok((cert.pem(), key.serialize_pem()))
-    };
-    Ok((ca.pem(), [leaf()?, leaf()?]))
-}

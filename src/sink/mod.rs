@@ -59,6 +59,8 @@ pub struct SinkStats<'a> {
     pub latency: Option<&'a LatencySample>,
     /// Exec sinks only.
     pub hook_runs: Option<HookRunCounts>,
+    /// NATS sinks only: the connection and the duplicates acknowledged.
+    pub nats: Option<nats::NatsStats<'a>>,
 }
 
 /// A configured sink. An enum, not a trait object: the set of sink types is
@@ -217,6 +219,7 @@ impl Sink {
                 },
                 latency: None,
                 hook_runs: None,
+                nats: None,
             },
             Sink::Exec(s) => SinkStats {
                 kind: "exec",
@@ -224,6 +227,7 @@ impl Sink {
                 counts: s.delivery().counts(),
                 latency: Some(s.delivery().latency()),
                 hook_runs: Some(s.hook_runs()),
+                nats: None,
             },
             Sink::Webhook(s) => SinkStats {
                 kind: "webhook",
@@ -231,6 +235,7 @@ impl Sink {
                 counts: s.delivery().counts(),
                 latency: Some(s.delivery().latency()),
                 hook_runs: None,
+                nats: None,
             },
             Sink::Nats(s) => SinkStats {
                 kind: "nats",
@@ -238,6 +243,7 @@ impl Sink {
                 counts: s.counts(),
                 latency: Some(s.delivery().latency()),
                 hook_runs: None,
+                nats: Some(s.nats_stats()),
             },
         }
     }

@@ -334,7 +334,7 @@ fn credentials_file_auth_in_operator_mode() {
 #[test]
 fn mutual_tls_after_plaintext_info() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, [(cert, key), (client_cert, client_key)]) = crate::nats::testing::test_pki().unwrap();
+    let (ca, [(cert, key), (client_cert, client_key)]) = test_pki().unwrap();
     let p = |name: &str, text: &str| {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
@@ -449,4 +449,21 @@ fn three_node_cluster_survives_losing_the_connected_node() {
     let mut admin = Admin::connect(nodes[2].port, &Auth::None).unwrap();
     let msgs = admin.read_stream("KUBE").unwrap();
     check_exactly_once(&msgs, 60);
+}
+
+/// A CA and a certificate it signs for 127.0.0.1, as PEM: (ca, cert, key).
+/// Call twice with the CA's output to get a client certificate too.
+pub fn test_pki() -> Result<(String, [(String, String); 2]), rcgen::Error> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key)?;
+    let leaf = || -> Result<(String, String), rcgen::Error> {
+        let key = KeyPair::generate()?;
+        let cert =
+            CertificateParams::new(vec!["127.0.0.1".to_string()])?.signed_by(&key, &ca, &ca_key)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    };
+    Ok((ca.pem(), [leaf()?, leaf()?]))
 }
