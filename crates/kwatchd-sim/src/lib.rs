@@ -13,6 +13,12 @@
 //! with resources installable at run time like CRDs), `PartialObjectMetadata` answers, and injectable faults
 //! and stream shapes for client robustness tests.
 //!
+//! Writes (`write/`): POST, PUT, PATCH (merge, JSON, strategic as `patch.rs` approximates it) and DELETE with
+//! the API server's rules for server-owned metadata, preconditions and errors, the `status` and `scale`
+//! subresources, CRDs that serve their resources once created (`crd.rs`), and OpenAPI v3 enough for kubectl
+//! (`discovery.rs`): so `kubectl` can drive it (`kwatchd sim`). Leases are served like every resource, and
+//! `lease.rs` fails or delays one client's Lease requests for leader-election tests.
+//!
 //! ```no_run
 //! use kwatchd_sim::{Resource, Sim, SimOptions};
 //! let sim = Sim::start(SimOptions::default()).unwrap();
@@ -24,6 +30,7 @@ pub mod churn;
 mod crd;
 mod discovery;
 mod http;
+mod lease;
 mod patch;
 mod pod;
 mod select;
@@ -33,6 +40,8 @@ mod tls;
 mod watch;
 mod write;
 
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -53,6 +62,7 @@ pub fn tls_server_config() -> io::Result<(Arc<rustls::ServerConfig>, String)> {
     let names = SimOptions::default().server_names;
     tls::server_config(&names).map(|(config, ca, _issuer)| (config, ca))
 }
+pub use lease::{LeaseAction, LeaseClient, LeaseFault};
 pub use pod::pod_extra;
 
 use server::Shared;
@@ -561,6 +571,26 @@ impl SimHandle {
         let mut st = self.shared.lock();
         st.resources.retain(|d| d.resource != def.resource);
         st.resources.push(def);
+    }
+
+    /// Add a fault for one client's Lease requests (see [`LeaseFault`]); faults are tried in the order added.
+    pub fn add_lease_fault(&self, fault: LeaseFault) {
+        self.shared.lock().lease_faults.push(fault);
+    }
+
+    /// Remove every Lease fault (a partition heals).
+    pub fn clear_lease_faults(&self) {
+        self.shared.lock().lease_faults.clear();
+    }
+
+    /// The Lease faults still in force.
+    pub fn lease_faults(&self) -> Vec<LeaseFault> {
+        self.shared.lock().lease_faults.clone()
+    }
+
+    /// How many requests Lease faults have hit since start.
+    pub fn lease_fault_hits(&self) -> u64 {
+        self.shared.lock().lease_fault_hits
     }
 
     /// The fault rules not yet used up, in the order they are tried.

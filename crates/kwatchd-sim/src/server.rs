@@ -16,6 +16,7 @@ use super::discovery::{
     wants_aggregated,
 };
 use super::http::{self, Out, ReadOutcome, Request, Stream};
+use super::lease::{self, LeaseAction, LeaseFault};
 use super::select::{FieldSelector, Filter, LabelSelector};
 use super::store::{self, ContinueError, SnapshotPage, Store};
 use super::write::{self, Dest, Part};
@@ -41,6 +42,9 @@ pub(crate) struct State {
     /// Records dropped from the front of `requests` to bound memory.
     pub(crate) requests_trimmed: usize,
     pub(crate) faults: Vec<FaultRule>,
+    /// Faults for one client's Lease requests, and how many requests they hit.
+    pub(crate) lease_faults: Vec<LeaseFault>,
+    pub(crate) lease_fault_hits: u64,
     pub(crate) shape: StreamShape,
     /// Bumped by `end_watches`: a watch that started at an older epoch ends.
     pub(crate) end_epoch: u64,
@@ -127,6 +131,8 @@ pub(crate) fn start(opts: SimOptions) -> io::Result<Started> {
             requests: Vec::new(),
             requests_trimmed: 0,
             faults: Vec::new(),
+            lease_faults: Vec::new(),
+            lease_fault_hits: 0,
             shape: StreamShape::default(),
             end_epoch: 0,
             bookmark_epoch: 0,
@@ -315,7 +321,7 @@ impl Ctx<'_> {
 /// Serve one request; returns whether the connection stays open.
 fn handle(sh: &Shared, s: &mut dyn Stream, req: &Request, conn_id: u64, fd: RawFd) -> bool {
     let is_watch = req.flag("watch");
-    let (record, authorized, fault, shape) = {
+    let (record, authorized, fault, lease_action, shape) = {
         let mut st = sh.lock();
         if st.requests.len() >= MAX_RECORDS {
             st.requests.drain(..MAX_RECORDS / 2);
@@ -347,10 +353,17 @@ fn handle(sh: &Shared, s: &mut dyn Stream, req: &Request, conn_id: u64, fd: RawF
         } else {
             None
         };
+        let st = &mut *st;
+        let lease_action = if authorized {
+            lease::take(&mut st.lease_faults, &mut st.lease_fault_hits, req, bearer)
+        } else {
+            None
+        };
         (
             st.requests_trimmed + st.requests.len() - 1,
             authorized,
             fault,
+            lease_action,
             st.shape.clone(),
         )
     };
@@ -372,6 +385,17 @@ fn handle(sh: &Shared, s: &mut dyn Stream, req: &Request, conn_id: u64, fd: RawF
     };
     if !authorized {
         return ctx.error(&mut out, 401, "Unauthorized");
+    }
+    match lease_action {
+        Some(LeaseAction::Fail { code }) => {
+            return ctx.error(
+                &mut out,
+                code,
+                "injected fault for this client's Lease requests",
+            )
+        }
+        Some(LeaseAction::Delay(d)) => watch::sleep_unless_shutdown(sh, d),
+        None => {}
     }
     match &fault {
         Some(Fault::Status { code, retry_after }) => {

@@ -1,27 +1,13 @@
 //! Writes over real HTTP, as kubectl sends them, and what watches see of them.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
 use crate::{EventType, Resource, Sim, SimOptions};
 
 /// One request on its own connection; the status code and the JSON body.
 fn call(sim: &Sim, method: &str, path: &str, ctype: &str, body: &str) -> (u16, Value) {
-    let mut s = TcpStream::connect(sim.addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let code = resp[9..12].parse().unwrap();
-    let (_, body) = resp.split_once("\r\n\r\n").unwrap();
-    (code, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (code, body) = crate::testing::request(sim, None, method, path, ctype, body);
+    (code, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 fn post(sim: &Sim, path: &str, obj: Value) -> (u16, Value) {
