@@ -296,12 +296,12 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// Writes `DIR/man/kwatchd.1` (with `kwatchd-SUBCOMMAND.1` for each
-/// subcommand) and `DIR/completions/{kwatchd.bash,_kwatchd,kwatchd.fish}`;
+/// Writes `DIR/man/man1/kwatchd.1` (with `kwatchd-SUBCOMMAND.1` for each
+/// subcommand; `DIR/man` is a manual tree for MANPATH) and `DIR/completions/{kwatchd.bash,_kwatchd,kwatchd.fish}`;
 /// returns the files written.
 pub fn generate_assets(out: &Path) -> io::Result<Vec<PathBuf>> {
     use clap_complete::{generate_to, Shell};
-    let man_dir = out.join("man");
+    let man_dir = out.join("man").join("man1");
     let completions = out.join("completions");
     std::fs::create_dir_all(&man_dir)?;
     std::fs::create_dir_all(&completions)?;
@@ -511,11 +511,11 @@ mod tests {
             .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
             .collect();
         for want in [
-            "man/kwatchd.1",
-            "man/kwatchd-run.1",
-            "man/kwatchd-check.1",
-            "man/kwatchd-status.1",
-            "man/kwatchd-demo.1",
+            "man/man1/kwatchd.1",
+            "man/man1/kwatchd-run.1",
+            "man/man1/kwatchd-check.1",
+            "man/man1/kwatchd-status.1",
+            "man/man1/kwatchd-demo.1",
             "completions/kwatchd.bash",
             "completions/_kwatchd",
             "completions/kwatchd.fish",
@@ -523,7 +523,7 @@ mod tests {
             assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
         }
         assert!(!names.iter().any(|n| n.contains("generate-assets")));
-        let page = std::fs::read_to_string(dir.path().join("man/kwatchd.1")).unwrap();
+        let page = std::fs::read_to_string(dir.path().join("man/man1/kwatchd.1")).unwrap();
         for section in [
             "EXIT STATUS",
             "ENVIRONMENT",
