@@ -6,7 +6,7 @@ mod cli;
 use cli::{Command, EX_CONFIG, EX_USAGE};
 use kwatchd::config::Config;
 use kwatchd::daemon::Daemon;
-use kwatchd::{demo, logging};
+use kwatchd::logging;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -23,13 +23,7 @@ fn main() -> ExitCode {
         Command::Run(file) => run(&file.path()),
         Command::Check(args) => check(&args.config.path()),
         Command::Status(args) => status(args),
-        Command::Demo(args) => match demo::run(args.dir) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("kwatchd demo: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Demo(args) => demo(args.dir),
         Command::GenerateAssets(args) => match cli::generate_assets(&args.out) {
             Ok(files) => {
                 for f in files {
@@ -121,4 +115,21 @@ fn status(args: cli::StatusArgs) -> ExitCode {
             ExitCode::from(client::EXIT_UNREACHABLE)
         }
     }
+}
+
+#[cfg(feature = "demo")]
+fn demo(dir: Option<std::path::PathBuf>) -> ExitCode {
+    match kwatchd::demo::run(dir) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kwatchd demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(feature = "demo"))]
+fn demo(_dir: Option<std::path::PathBuf>) -> ExitCode {
+    eprintln!("kwatchd demo: this kwatchd was built without the `demo` feature (cargo build --features demo)");
+    ExitCode::FAILURE
 }
