@@ -128,7 +128,8 @@ pub enum Command {
     /// Exit 0 when it is valid, or 78 with every problem listed as
     /// FILE:LINE:COLUMN: KEY: MESSAGE. Files the configuration names (CA,
     /// token, kubeconfig, hook programs) are checked as the daemon would load
-    /// them, and ${VAR} in webhook headers needs the variable.
+    /// them, and ${VAR} in paths and webhook headers needs the variable;
+    /// --offline checks only the file itself.
     Check(CheckArgs),
     /// Ask a running daemon how its watches and sinks are doing.
     ///
@@ -175,6 +176,13 @@ impl ConfigFile {
 pub struct CheckArgs {
     #[command(flatten)]
     pub config: ConfigFile,
+    /// Check only the file: syntax, types, ranges, references between
+    /// tables, the syntax of ${VAR}. No file it names, no environment
+    /// variable and no kubeconfig is read, so a configuration written for
+    /// another machine (or for LoadCredential= under systemd) checks
+    /// anywhere, e.g. in CI.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// `kwatchd status`: where the daemon is, and how long to wait for it.
@@ -398,10 +406,21 @@ mod tests {
             match parse(args) {
                 Ok(Cli {
                     command: Command::Check(c),
-                }) => assert_eq!(c.config.path(), PathBuf::from("a.toml"), "{args:?}"),
+                }) => {
+                    assert!(!c.offline);
+                    assert_eq!(c.config.path(), PathBuf::from("a.toml"), "{args:?}");
+                }
                 other => panic!("{args:?}: {other:?}"),
             }
         }
+        match parse(&["check", "--offline", "a.toml"]) {
+            Ok(Cli {
+                command: Command::Check(c),
+            }) => assert!(c.offline),
+            other => panic!("{other:?}"),
+        }
+        let e = parse(&["run", "--offline", "a.toml"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
         let both = parse(&["run", "--config", "a.toml", "b.toml"]).unwrap_err();
         assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict);
         let none = parse(&["run"]).unwrap_err();
