@@ -45,6 +45,14 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "expands a leading ~/ in a cluster's kubeconfig paths",
     ),
     (
+        "${NAME} in the configuration",
+        "file paths and webhook headers take any variable, expanded at load and reload; an unset one is a configuration problem (check --offline skips them)",
+    ),
+    (
+        "CREDENTIALS_DIRECTORY",
+        "set by systemd for LoadCredential=: paths such as \"${CREDENTIALS_DIRECTORY}/token\" reach secrets the service's dynamic user cannot open itself",
+    ),
+    (
         "NOTIFY_SOCKET, WATCHDOG_USEC",
         "set by systemd for Type=notify and WatchdogSec=: kwatchd reports READY=1, RELOADING=1, STOPPING=1 and WATCHDOG=1",
     ),
