@@ -13,7 +13,7 @@
 
 use crate::kube::access::exec::{self, ClusterInfo, Credential};
 use crate::kube::access::{redact, ExecConfig};
-use crate::sink::exec::{HookRun, HookSpec, Stream};
+use crate::sink::exec::{HookRun, HookSpec, SpawnOptions, Stream};
 use crate::tokens::TokenAllocator;
 use mio::{Registry, Token};
 use std::time::{Duration, Instant, SystemTime};
@@ -164,7 +164,8 @@ impl ExecCredentials {
         env.push(("KUBERNETES_EXEC_INFO".to_string(), self.info.clone()));
         let label = format!("cluster {}: credential plugin", self.cluster);
         self.runs += 1;
-        match HookRun::spawn_captured(&spec, &env, label, registry, &mut self.tokens, now) {
+        let options = SpawnOptions::new(&spec, &env, label).captured();
+        match HookRun::spawn(options, registry, &mut self.tokens, now) {
             Ok(run) => {
                 log::debug!(
                     "cluster {}: running credential plugin {:?} (pid {})",

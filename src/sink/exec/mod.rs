@@ -27,7 +27,7 @@ mod tests;
 
 pub use env::{hook_env, DEFAULT_PATH};
 pub use output::{OutputStats, Stream};
-pub use run::{ExitDetection, HookRun};
+pub use run::{ExitDetection, HookRun, SpawnOptions};
 pub use sink::{ExecSink, HookResult, HookRunCounts};
 
 use std::fmt;

@@ -157,104 +157,76 @@ pub struct HookRun {
     life: Life,
 }
 
+/// What [`HookRun::spawn`] starts, and how: everything a run needs except
+/// the loop's registry, token allocator and clock.
+#[derive(Debug)]
+pub struct SpawnOptions<'a> {
+    spec: &'a HookSpec,
+    env: &'a [(String, String)],
+    label: String,
+    stdin: Vec<u8>,
+    detection: ExitDetection,
+    capture: bool,
+}
+
+impl<'a> SpawnOptions<'a> {
+    /// `spec.command` with exactly `env` (see [`hook_env`](super::hook_env)),
+    /// its output logged under `label` (e.g. "sink on-change, watch pods,
+    /// default/web-1"); no input, exit detection by pidfd where possible.
+    pub fn new(spec: &'a HookSpec, env: &'a [(String, String)], label: String) -> Self {
+        SpawnOptions {
+            spec,
+            env,
+            label,
+            stdin: Vec::new(),
+            detection: ExitDetection::PidfdOrSigchld,
+            capture: false,
+        }
+    }
+
+    /// Written to the hook through the loop, then closed.
+    pub fn stdin(mut self, stdin: Vec<u8>) -> Self {
+        self.stdin = stdin;
+        self
+    }
+
+    /// Forcing SIGCHLD is for tests of the fallback, and a way out should
+    /// pidfds misbehave somewhere.
+    pub fn detection(mut self, detection: ExitDetection) -> Self {
+        self.detection = detection;
+        self
+    }
+
+    /// stdout and stderr are kept (up to `spec.output_cap` each) for
+    /// [`HookRun::take_output`] instead of logged: for children whose
+    /// output holds secrets, like credential plugins.
+    pub fn captured(mut self) -> Self {
+        self.capture = true;
+        self
+    }
+}
+
 impl HookRun {
-    /// Starts the hook: `spec.command` with exactly `env` (see
-    /// [`hook_env`](super::hook_env)), in its own process group, `stdin`
-    /// written to it through the loop and then closed, its output logged
-    /// under `label` (e.g. "sink on-change, watch pods, default/web-1").
+    /// Starts the hook `options` describe, in its own process group.
     ///
     /// `Err` when the command cannot be started (no such file, not
     /// executable, missing working directory, empty command), with a
     /// message naming the sink and the command; or when its pipes cannot be
     /// registered, in which case the child was already killed.
     pub fn spawn(
-        spec: &HookSpec,
-        env: &[(String, String)],
-        stdin: Vec<u8>,
-        label: String,
+        options: SpawnOptions<'_>,
         registry: &Registry,
         tokens: &mut TokenAllocator,
         now: Instant,
     ) -> io::Result<HookRun> {
-        Self::spawn_with(
+        let SpawnOptions {
             spec,
             env,
+            label,
             stdin,
-            label,
-            registry,
-            tokens,
-            now,
-            ExitDetection::PidfdOrSigchld,
-        )
-    }
-
-    /// [`spawn`](Self::spawn) with a choice of exit detection: forcing
-    /// SIGCHLD is for tests of the fallback, and a way out should pidfds
-    /// misbehave somewhere.
-    #[allow(clippy::too_many_arguments)]
-    pub fn spawn_with(
-        spec: &HookSpec,
-        env: &[(String, String)],
-        stdin: Vec<u8>,
-        label: String,
-        registry: &Registry,
-        tokens: &mut TokenAllocator,
-        now: Instant,
-        detection: ExitDetection,
-    ) -> io::Result<HookRun> {
-        Self::spawn_inner(
-            spec, env, stdin, label, registry, tokens, now, detection, false,
-        )
-    }
-
-    /// Like [`spawn`](Self::spawn), but stdout and stderr are kept (up to
-    /// `spec.output_cap` each) for [`take_output`](Self::take_output)
-    /// instead of logged: for children whose output holds secrets, like
-    /// credential plugins.
-    pub fn spawn_captured(
-        spec: &HookSpec,
-        env: &[(String, String)],
-        label: String,
-        registry: &Registry,
-        tokens: &mut TokenAllocator,
-        now: Instant,
-    ) -> io::Result<HookRun> {
-        Self::spawn_inner(
-            spec,
-            env,
-            Vec::new(),
-            label,
-            registry,
-            tokens,
-            now,
-            ExitDetection::PidfdOrSigchld,
-            true,
-        )
-    }
-
-    /// The captured output of a [`spawn_captured`](Self::spawn_captured)
-    /// run, once (complete after [`outcome`](Self::outcome) is `Some`), and
-    /// whether it went past the cap.
-    pub fn take_output(&mut self, stream: Stream) -> (Vec<u8>, bool) {
-        let out = match stream {
-            Stream::Stdout => &mut self.stdout,
-            Stream::Stderr => &mut self.stderr,
-        };
-        (out.take_captured(), out.stats().truncated)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn spawn_inner(
-        spec: &HookSpec,
-        env: &[(String, String)],
-        stdin: Vec<u8>,
-        label: String,
-        registry: &Registry,
-        tokens: &mut TokenAllocator,
-        now: Instant,
-        detection: ExitDetection,
-        capture: bool,
-    ) -> io::Result<HookRun> {
+            detection,
+            capture,
+        } = options;
         let Some((program, args)) = spec.command.split_first() else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -336,6 +308,17 @@ impl HookRun {
         // Write at once rather than wait for the first WRITABLE edge.
         run.write_stdin(registry);
         Ok(run)
+    }
+
+    /// The captured output of a [`captured`](SpawnOptions::captured) run,
+    /// once (complete after [`outcome`](Self::outcome) is `Some`), and
+    /// whether it went past the cap.
+    pub fn take_output(&mut self, stream: Stream) -> (Vec<u8>, bool) {
+        let out = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        (out.take_captured(), out.stats().truncated)
     }
 
     fn register(&mut self, registry: &Registry, detection: ExitDetection) -> io::Result<()> {

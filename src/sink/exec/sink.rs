@@ -1,7 +1,7 @@
 //! The exec sink: the scheduler decides which records run when; each job is
 //! one `HookRun` with the records on stdin.
 
-use super::{hook_env, HookOutcome, HookRun, HookSpec};
+use super::{hook_env, HookOutcome, HookRun, HookSpec, SpawnOptions};
 use crate::config::ExecSinkConfig;
 use crate::rand::Rng;
 use crate::sink::delivery::Delivery;
@@ -232,15 +232,8 @@ impl ExecSink {
         if job.records.len() > 1 {
             label.push_str(&format!(" and {} more", job.records.len() - 1));
         }
-        match HookRun::spawn(
-            &self.spec,
-            &env,
-            stdin,
-            label,
-            ctx.registry,
-            ctx.tokens,
-            ctx.now,
-        ) {
+        let options = SpawnOptions::new(&self.spec, &env, label).stdin(stdin);
+        match HookRun::spawn(options, ctx.registry, ctx.tokens, ctx.now) {
             Ok(run) => {
                 let latency = Instant::now().saturating_duration_since(first.received);
                 self.delivery.record_latency(latency);

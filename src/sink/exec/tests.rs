@@ -61,15 +61,15 @@ impl Harness {
         detection: ExitDetection,
     ) -> io::Result<HookRun> {
         let env = hook_env(&meta(), 1, spec);
-        HookRun::spawn_with(
-            spec,
-            &env,
-            stdin,
-            format!("sink {}, watch pods, default/web-1", spec.sink),
+        let label = format!("sink {}, watch pods, default/web-1", spec.sink);
+        let options = SpawnOptions::new(spec, &env, label)
+            .stdin(stdin)
+            .detection(detection);
+        HookRun::spawn(
+            options,
             self.poll.registry(),
             &mut self.tokens,
             Instant::now(),
-            detection,
         )
     }
 
