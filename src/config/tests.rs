@@ -313,6 +313,7 @@ fn example_config_documents_every_key() {
         "command",
         "timeout",
         "kill_grace",
+        "kill_process_group",
         "max_concurrent",
         "retries",
         "batch_window",
@@ -1382,6 +1383,7 @@ fn exec_sink_defaults() {
             command: vec!["/usr/local/bin/on-change".to_string()],
             timeout: Duration::from_secs(30),
             kill_grace: Duration::from_secs(5),
+            kill_process_group: true,
             working_dir: None,
             env: BTreeMap::new(),
             delivery: DeliveryConfig {
@@ -1404,6 +1406,7 @@ fn exec_sink_every_key() {
 command = ["hooks/on-change", "--verbose", ""]
 timeout = "2m"
 kill_grace = "0s"
+kill_process_group = false
 max_concurrent = 4
 retries = 0
 batch_window = "250ms"
@@ -1425,6 +1428,7 @@ queue_events = 10"#,
     );
     assert_eq!(e.timeout, Duration::from_secs(120));
     assert_eq!(e.kill_grace, Duration::ZERO);
+    assert!(!e.kill_process_group);
     assert_eq!(e.working_dir, Some(cwd.join("hooks/work")));
     assert_eq!(
         e.env,

@@ -13,7 +13,7 @@
 
 use crate::kube::access::exec::{self, ClusterInfo, Credential};
 use crate::kube::access::{redact, ExecConfig};
-use crate::sink::exec::{HookRun, HookSpec, SpawnOptions, Stream};
+use crate::sink::exec::{HookRun, HookSpec, Leftovers, SpawnOptions, Stream};
 use crate::tokens::TokenAllocator;
 use mio::{Registry, Token};
 use std::time::{Duration, Instant, SystemTime};
@@ -152,6 +152,9 @@ impl ExecCredentials {
             timeout: PLUGIN_TIMEOUT,
             kill_grace: PLUGIN_KILL_GRACE,
             output_cap: PLUGIN_OUTPUT_CAP,
+            // As before the knob existed (and as client-go does): a plugin
+            // that leaves a helper running is trusted to mean it.
+            leftovers: Leftovers::Keep,
         };
         // Like client-go: the daemon's environment, the kubeconfig's env,
         // and the exec info.

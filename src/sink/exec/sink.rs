@@ -1,7 +1,7 @@
 //! The exec sink: the scheduler decides which records run when; each job is
 //! one `HookRun` with the records on stdin.
 
-use super::{hook_env, HookOutcome, HookRun, HookSpec, SpawnOptions};
+use super::{hook_env, HookOutcome, HookRun, HookSpec, Leftovers, SpawnOptions};
 use crate::config::ExecSinkConfig;
 use crate::rand::Rng;
 use crate::sink::delivery::Delivery;
@@ -114,6 +114,11 @@ impl ExecSink {
                 timeout: config.timeout,
                 kill_grace: config.kill_grace,
                 output_cap: OUTPUT_CAP,
+                leftovers: if config.kill_process_group {
+                    Leftovers::Kill
+                } else {
+                    Leftovers::Keep
+                },
             },
             delivery: Delivery::new(name, &config.delivery, daemon_queue_events, rng),
             active: Vec::new(),
