@@ -6,6 +6,19 @@
 //! and a failed write (full disk, I/O error) keeps every queued byte and
 //! retries with backoff. A record is only dropped from the queue once all of
 //! its bytes are written, so a line is never lost or cut short.
+//!
+//! A regular file never shows half a record, so a `tail -f` reader or log
+//! shipper sees whole lines only, also while the disk is full. Room for the
+//! records is reserved (`fallocate`, keeping the file size) before they are
+//! written: a full disk refuses a record before any byte of it is visible.
+//! Where that cannot be done (no `fallocate`, or a copy-on-write filesystem
+//! failing the write anyway) and a write stops part-way through a record
+//! (ENOSPC, an I/O error), the bytes of it already written are cut off again
+//! at once (truncate back to the end of the last whole line) and the whole
+//! record is written later. Should that cut fail too, it is tried again
+//! before the next write, before the file is closed for a rotation and when
+//! the sink is dropped at shutdown; only a crash can leave a torn tail, and
+//! the next start cuts it.
 
 use super::QueueBound;
 use crate::state::{AckRef, Acks};
@@ -37,6 +50,16 @@ pub struct FileSink {
     /// Queued record bytes; `buf[written..]` is not on disk yet.
     buf: Vec<u8>,
     written: usize,
+    /// `buf[..whole]` is whole records written (`whole <= written`): a
+    /// failed write rolls the file and `written` back to here.
+    whole: usize,
+    /// The file holds part of a record from this offset on (a failed write
+    /// whose bytes could not be cut off yet): cut before anything else is
+    /// written. Regular files only.
+    torn: Option<u64>,
+    /// Room is reserved before writing (see `room`); off once the file
+    /// refused a reservation for another reason than a full disk.
+    reserve: bool,
     /// End offset in `buf` of every queued record, oldest first, with the
     /// ref acked once all of its bytes are written.
     record_ends: VecDeque<(usize, AckRef)>,
@@ -54,9 +77,9 @@ pub struct FileSink {
     token: Token,
     failures: u32,
     delivered: u64,
-    /// Records queued when a write or open failed (kept and retried; each
-    /// failure counts them again).
-    failed: u64,
+    /// Records queued when a write or open failed, all kept and tried
+    /// again: each failure counts them again. A file sink never gives up.
+    retries: u64,
 }
 
 impl FileSink {
@@ -78,6 +101,9 @@ impl FileSink {
             bound,
             buf: Vec::new(),
             written: 0,
+            whole: 0,
+            torn: None,
+            reserve: true,
             record_ends: VecDeque::new(),
             acks: Acks::default(),
             repaired: false,
@@ -87,7 +113,7 @@ impl FileSink {
             token,
             failures: 0,
             delivered: 0,
-            failed: 0,
+            retries: 0,
         }
     }
 
@@ -116,8 +142,9 @@ impl FileSink {
         self.delivered
     }
 
-    pub fn failed(&self) -> u64 {
-        self.failed
+    /// See [`DeliveryCounts::retries`](super::DeliveryCounts::retries).
+    pub fn retries(&self) -> u64 {
+        self.retries
     }
 
     pub fn is_stdout(&self) -> bool {
@@ -163,6 +190,7 @@ impl FileSink {
                         repair_torn_tail(&self.name, path)?;
                         self.repaired = true;
                     }
+                    self.reserve = true;
                     open_append(path)?
                 }
                 Target::Stdout { socket } => {
@@ -181,9 +209,120 @@ impl FileSink {
     }
 
     fn close_file(&mut self) {
+        if let Some(file) = self.file.take() {
+            if let Err(e) = self.cut_torn(&file) {
+                // The file is being rotated away; the record goes whole
+                // into the next one.
+                log::error!(
+                    "sink {}: {} keeps a partial last line: cutting it off failed: {e}",
+                    self.name,
+                    self.describe()
+                );
+                self.torn = None;
+            }
+        }
         // Closing the descriptor also removes it from the poller.
-        self.file = None;
         self.armed_fd = None;
+    }
+
+    /// How far into `buf` the next writes may go: the end of the queue, or,
+    /// when the disk has no room for all of it, of the records it has room
+    /// for. The room is reserved (`fallocate`, keeping the file's size) so
+    /// that a full disk refuses a record before any byte of it is visible;
+    /// `Err` (ENOSPC) when not even the next record fits. Everything where
+    /// the file cannot be reserved (a pipe, a filesystem without
+    /// `fallocate`): a failed write is rolled back instead.
+    fn room(&mut self, file: &File) -> io::Result<usize> {
+        let all = self.buf.len();
+        if !self.reserve || !matches!(self.target, Target::Path(_)) {
+            return Ok(all);
+        }
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            self.reserve = false;
+            return Ok(all);
+        }
+        let next = self
+            .record_ends
+            .iter()
+            .map(|(end, _)| *end)
+            .find(|end| *end > self.written)
+            .unwrap_or(all);
+        for stop in [all, next] {
+            match reserve(file, meta.len(), stop - self.written) {
+                Ok(()) => return Ok(stop),
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && stop != next => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => return Err(e),
+                Err(e) => {
+                    log::debug!(
+                        "sink {}: {} cannot reserve room ({e}); a write the disk cuts short is rolled back",
+                        self.name,
+                        self.describe()
+                    );
+                    self.reserve = false;
+                    return Ok(all);
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    /// A write stopped part-way through a record: cut the part that made it
+    /// to the file, so readers never see half a line, and write the whole
+    /// record again later. Pipes cannot take bytes back (and a reader has
+    /// them already): their write continues where it stopped.
+    fn roll_back(&mut self, file: &File) {
+        let partial = self.written - self.whole;
+        if partial == 0 || !matches!(self.target, Target::Path(_)) {
+            return;
+        }
+        match file.metadata() {
+            Ok(m) if m.is_file() => {}
+            _ => return,
+        }
+        // After an append the position is the end of what we wrote.
+        let end = match io::Seek::stream_position(&mut &*file) {
+            Ok(end) => end,
+            Err(e) => {
+                log::error!(
+                    "sink {}: {} may show a partial last line: {e}",
+                    self.name,
+                    self.describe()
+                );
+                return;
+            }
+        };
+        self.written = self.whole;
+        self.torn = Some(end.saturating_sub(partial as u64));
+        match self.cut_torn(file) {
+            // Once per outage, like the error that follows; retries quietly.
+            Ok(()) => log::log!(
+                if self.failures == 0 {
+                    log::Level::Warn
+                } else {
+                    log::Level::Debug
+                },
+                "sink {}: took the {partial} bytes of a record that did not fit back out of {}; \
+                 it is written whole once the file takes it",
+                self.name,
+                self.describe()
+            ),
+            Err(e) => log::error!(
+                "sink {}: {} shows a partial last line of {partial} bytes until it can be cut off \
+                 (tried again before the next write): {e}",
+                self.name,
+                self.describe()
+            ),
+        }
+    }
+
+    /// Cuts the file back to `torn`, if set.
+    fn cut_torn(&mut self, file: &File) -> io::Result<()> {
+        if let Some(offset) = self.torn {
+            file.set_len(offset)?;
+            self.torn = None;
+        }
+        Ok(())
     }
 
     pub fn flush(&mut self, now: Instant, registry: &Registry) {
@@ -199,42 +338,66 @@ impl FileSink {
         let Some(mut file) = self.file.take() else {
             return;
         };
+        if let Err(e) = self.cut_torn(&file) {
+            self.file = Some(file);
+            self.fail(now, "cannot cut a partial line off", &e);
+            return;
+        }
         while self.written < self.buf.len() {
-            match self.target.write(&mut file, &self.buf[self.written..]) {
-                Ok(0) => {
-                    self.file = Some(file);
-                    let e = io::Error::new(io::ErrorKind::WriteZero, "the write made no progress");
-                    self.fail(now, "cannot write to", &e);
-                    return;
-                }
-                Ok(n) => {
-                    self.written += n;
-                    self.retire_written();
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let fd = file.as_raw_fd();
-                    self.file = Some(file);
-                    self.arm(registry, fd);
-                    self.recheck_at = Some(
-                        now + if self.armed_fd.is_some() {
-                            ARMED_RETRY
-                        } else {
-                            BLOCKED_RETRY
-                        },
-                    );
-                    return;
-                }
+            let stop = match self.room(&file) {
+                Ok(stop) => stop,
                 Err(e) => {
-                    // A broken descriptor (FIFO reader gone) is reopened;
-                    // other errors (a full disk) keep it.
-                    let broken = matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::EBADF));
                     self.file = Some(file);
-                    if broken {
-                        self.close_file();
-                    }
-                    self.fail(now, "cannot write to", &e);
+                    self.fail(now, "no room for the next record in", &e);
                     return;
+                }
+            };
+            // Counted down, not compared with `stop`: retiring written
+            // records may clear or compact `buf` under these indices.
+            let mut left = stop - self.written;
+            while left > 0 {
+                let at = self.written;
+                match self.target.write(&mut file, &self.buf[at..at + left]) {
+                    Ok(0) => {
+                        self.roll_back(&file);
+                        self.file = Some(file);
+                        let e =
+                            io::Error::new(io::ErrorKind::WriteZero, "the write made no progress");
+                        self.fail(now, "cannot write to", &e);
+                        return;
+                    }
+                    Ok(n) => {
+                        self.written += n;
+                        left -= n;
+                        self.retire_written();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        let fd = file.as_raw_fd();
+                        self.file = Some(file);
+                        self.arm(registry, fd);
+                        self.recheck_at = Some(
+                            now + if self.armed_fd.is_some() {
+                                ARMED_RETRY
+                            } else {
+                                BLOCKED_RETRY
+                            },
+                        );
+                        return;
+                    }
+                    Err(e) => {
+                        // A broken descriptor (FIFO reader gone) is reopened;
+                        // other errors (a full disk) keep it.
+                        let broken =
+                            matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::EBADF));
+                        self.roll_back(&file);
+                        self.file = Some(file);
+                        if broken {
+                            self.close_file();
+                        }
+                        self.fail(now, "cannot write to", &e);
+                        return;
+                    }
                 }
             }
         }
@@ -271,22 +434,27 @@ impl FileSink {
             self.record_ends.pop_front();
             self.acks.push(ack);
             self.delivered += 1;
+            self.whole = end;
         }
         if self.written == self.buf.len() {
             self.buf.clear();
             self.written = 0;
-        } else if self.written >= COMPACT_AT {
-            self.buf.drain(..self.written);
+            self.whole = 0;
+        } else if self.whole >= COMPACT_AT {
+            // Up to the last whole record: a partial one may still be
+            // rolled back and written again.
+            self.buf.drain(..self.whole);
             for (end, _) in &mut self.record_ends {
-                *end -= self.written;
+                *end -= self.whole;
             }
-            self.written = 0;
+            self.written -= self.whole;
+            self.whole = 0;
         }
     }
 
     fn fail(&mut self, now: Instant, what: &str, e: &io::Error) {
         self.failures = self.failures.saturating_add(1);
-        self.failed += self.record_ends.len() as u64;
+        self.retries += self.record_ends.len() as u64;
         let delay = ERROR_RETRY_MIN
             .saturating_mul(1 << self.failures.min(16))
             .min(ERROR_RETRY_MAX);
@@ -303,6 +471,14 @@ impl FileSink {
         } else {
             log::debug!("{msg}");
         }
+    }
+}
+
+impl Drop for FileSink {
+    /// Shutdown: whatever ends the daemon, a partial record the disk had no
+    /// room for is not left behind in the file.
+    fn drop(&mut self) {
+        self.close_file();
     }
 }
 
@@ -426,6 +602,27 @@ fn repair_torn_tail(sink: &str, path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Allocates `len` bytes of disk past `offset` without changing the
+/// file's size: a later write there cannot fail for want of room (on
+/// filesystems that do not copy on write).
+fn reserve(file: &File, offset: u64, len: usize) -> io::Result<()> {
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::ErrorKind::InvalidInput.into());
+    };
+    loop {
+        // SAFETY: plain syscall on an open descriptor and integers.
+        let r =
+            unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, len) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// Opens for append with mode 0640, creating the parent directory (0750).
 fn open_append(path: &Path) -> io::Result<File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -546,6 +743,103 @@ mod tests {
         assert!(retry > now);
         s.flush(now, poll.registry());
         assert_eq!(s.queued(), 1, "no retry before the deadline");
+    }
+
+    /// A 256 KiB tmpfs on `dir` (unmounted on drop), full but for one
+    /// page; `None` with a message where this process may not mount.
+    struct FullTmpfs(PathBuf);
+
+    impl FullTmpfs {
+        fn mount(dir: &Path) -> Option<FullTmpfs> {
+            let status = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+                .arg(dir)
+                .stderr(std::process::Stdio::null())
+                .status();
+            if !status.is_ok_and(|s| s.success()) {
+                eprintln!("SKIPPED: cannot mount a tmpfs here");
+                return None;
+            }
+            let mounted = FullTmpfs(dir.to_owned());
+            let mut filler = File::create(dir.join("filler")).unwrap();
+            while filler.write(&[b'f'; 4096]).is_ok_and(|n| n > 0) {}
+            let len = filler.metadata().unwrap().len();
+            filler.set_len(len - 4096).unwrap();
+            Some(mounted)
+        }
+    }
+
+    impl Drop for FullTmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+
+    /// A sink on a full tmpfs in `dir`, open, with ten 1000-byte records
+    /// queued: (mount, sink, its path, one record).
+    fn full_disk_sink(dir: &Path) -> Option<(FullTmpfs, FileSink, PathBuf, String)> {
+        let fs = FullTmpfs::mount(dir)?;
+        let path = dir.join("out.jsonl");
+        let mut s = sink(&path, 100);
+        s.open().unwrap();
+        let line = format!("{}\n", "r".repeat(999));
+        for seq in 0..10 {
+            s.push(line.as_bytes(), AckRef { watch: 1, seq });
+        }
+        Some((fs, s, path, line))
+    }
+
+    #[test]
+    fn a_write_the_full_disk_cuts_short_is_rolled_back_and_retried() {
+        let poll = mio::Poll::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let Some((_fs, mut s, path, line)) = full_disk_sink(dir.path()) else {
+            return;
+        };
+        // The path a filesystem without fallocate takes.
+        s.reserve = false;
+        let now = Instant::now();
+        s.flush(now, poll.registry());
+        // Four records fit the free page; the fifth was cut and taken back.
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, line.repeat(4));
+        assert_eq!(s.queued(), 6);
+        assert_eq!(s.torn, None);
+        assert_eq!(s.retries(), 6, "each kept record counts once per failure");
+        let mut acks = Vec::new();
+        s.take_acks(&mut acks);
+        assert_eq!(acks.len(), 4, "only whole records are acked");
+        // A retry while still full changes nothing visible.
+        let retry = s.retry_at().unwrap();
+        s.flush(retry, poll.registry());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        assert_eq!(s.retries(), 12);
+        // Room again: the rest arrives, whole and once.
+        std::fs::remove_file(dir.path().join("filler")).unwrap();
+        s.flush(s.retry_at().unwrap(), poll.registry());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), line.repeat(10));
+        assert_eq!(s.queued(), 0);
+        s.take_acks(&mut acks);
+        assert_eq!(acks.len(), 10);
+    }
+
+    #[test]
+    fn with_room_reserved_a_full_disk_refuses_a_record_before_writing_it() {
+        let poll = mio::Poll::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let Some((_fs, mut s, path, line)) = full_disk_sink(dir.path()) else {
+            return;
+        };
+        s.flush(Instant::now(), poll.registry());
+        assert!(s.reserve, "tmpfs reserves");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), line.repeat(4));
+        assert_eq!(s.queued(), 6);
+        std::fs::remove_file(dir.path().join("filler")).unwrap();
+        s.flush(s.retry_at().unwrap(), poll.registry());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), line.repeat(10));
     }
 
     #[test]

@@ -197,7 +197,7 @@ impl Sink {
                 queue_depth: s.queued(),
                 counts: DeliveryCounts {
                     delivered: s.delivered(),
-                    failed: s.failed(),
+                    retries: s.retries(),
                     given_up: 0,
                 },
                 latency: None,
