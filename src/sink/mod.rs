@@ -16,7 +16,7 @@ pub use delivery::DeliveryCounts;
 pub use dispatch::{DispatchPolicy, Dispatcher, GaveUp, Job, JobOutcome};
 pub use exec::ExecSink;
 pub use exec::{HookResult, HookRunCounts};
-pub use file::FileSink;
+pub use file::{FileSink, SyncPolicy};
 pub use latency::LatencySample;
 pub use record::{EventMeta, QueuedRecord, RecordWriter};
 pub use webhook::WebhookSink;

@@ -19,21 +19,31 @@
 //! before the next write, before the file is closed for a rotation and when
 //! the sink is dropped at shutdown; only a crash can leave a torn tail, and
 //! the next start cuts it.
+//!
+//! Durability against a host crash is the [`SyncPolicy`]'s: without one a
+//! record counts as handled once `write()` took it; with `Always` its ack
+//! waits for an fsync (run on a helper thread, `sync.rs`), so a watch's
+//! checkpoint never passes a record the disk may not have.
 
+mod sync;
 mod target;
 #[cfg(test)]
 mod tests;
 
+pub use sync::SyncPolicy;
+
 use super::QueueBound;
 use crate::state::{AckRef, Acks};
 use mio::unix::SourceFd;
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Registry, Token, Waker};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use sync::Syncer;
 use target::{dup_stdout, open_append, repair_torn_tail, reserve, Target};
 
 /// Retry delay when a full FIFO or pipe cannot be polled for room.
@@ -65,8 +75,18 @@ pub struct FileSink {
     /// refused a reservation for another reason than a full disk.
     reserve: bool,
     /// End offset in `buf` of every queued record, oldest first, with the
-    /// ref acked once all of its bytes are written.
+    /// ref acked once all of its bytes are written (and synced, see
+    /// `unsynced`).
     record_ends: VecDeque<(usize, AckRef)>,
+    /// `buf[..released]` is records whose acks went out; their bytes may be
+    /// dropped (`released <= whole`).
+    released: usize,
+    /// Written records waiting for an fsync before their acks go
+    /// (`SyncPolicy::Always`), with their end offsets in `buf`: their bytes
+    /// are kept, to be written again should the fsync fail.
+    unsynced: VecDeque<(usize, AckRef)>,
+    /// `None`: never fsync (also for standard output).
+    sync: Option<SyncState>,
     acks: Acks,
     /// The torn-line repair runs on the first open only: later opens are
     /// rotations, and our own short writes are continued, not cut.
@@ -109,6 +129,9 @@ impl FileSink {
             torn: None,
             reserve: true,
             record_ends: VecDeque::new(),
+            released: 0,
+            unsynced: VecDeque::new(),
+            sync: None,
             acks: Acks::default(),
             repaired: false,
             backoff_until: None,
@@ -119,6 +142,31 @@ impl FileSink {
             delivered: 0,
             retries: 0,
         }
+    }
+
+    /// fsyncs the file as `policy` says, on a helper thread that wakes the
+    /// loop through `waker` when one is done (the daemon's waker: any wake
+    /// leads to `flush`, which collects the result). `Err` when that thread
+    /// cannot be started. Standard output is never synced.
+    pub fn with_sync(mut self, policy: SyncPolicy, waker: Arc<Waker>) -> io::Result<Self> {
+        if policy == SyncPolicy::None || self.is_stdout() {
+            self.sync = None;
+            return Ok(self);
+        }
+        log::debug!(
+            "sink {}: fsync policy {} for {}",
+            self.name,
+            policy.as_str(),
+            self.describe()
+        );
+        self.sync = Some(SyncState {
+            policy,
+            syncer: Syncer::spawn(&self.name, waker)?,
+            in_flight: VecDeque::new(),
+            dirty: false,
+            due: None,
+        });
+        Ok(self)
     }
 
     pub fn name(&self) -> &str {
@@ -134,12 +182,13 @@ impl FileSink {
     }
 
     pub fn has_room(&self) -> bool {
-        self.record_ends.len() < self.bound.events
-            && self.buf.len() - self.written < self.bound.bytes
+        self.queued() < self.bound.events && self.buf.len() - self.released < self.bound.bytes
     }
 
+    /// Records not handled yet: queued, or written and waiting for their
+    /// fsync.
     pub fn queued(&self) -> usize {
-        self.record_ends.len()
+        self.record_ends.len() + self.unsynced.len()
     }
 
     pub fn delivered(&self) -> u64 {
@@ -161,10 +210,15 @@ impl FileSink {
     }
 
     pub fn retry_at(&self) -> Option<Instant> {
-        match (self.backoff_until, self.recheck_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let sync_due = self
+            .sync
+            .as_ref()
+            .filter(|s| s.dirty && s.in_flight.is_empty())
+            .and_then(|s| s.due);
+        [self.backoff_until, self.recheck_at, sync_due]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn push(&mut self, record: &[u8], ack: AckRef) {
@@ -214,6 +268,16 @@ impl FileSink {
 
     fn close_file(&mut self) {
         if let Some(file) = self.file.take() {
+            // What was written to this file is synced before it goes (a
+            // rotation must not lose the fsync its records wait for).
+            if let Some(sync) = self.sync.as_mut().filter(|s| s.dirty) {
+                if let Ok(dup) = file.try_clone() {
+                    if sync.syncer.request(dup) {
+                        sync.in_flight.push_back(self.whole);
+                        sync.dirty = false;
+                    }
+                }
+            }
             if let Err(e) = self.cut_torn(&file) {
                 // The file is being rotated away; the record goes whole
                 // into the next one.
@@ -329,7 +393,15 @@ impl FileSink {
         Ok(())
     }
 
+    /// Collects finished fsyncs, writes what is queued, and starts an
+    /// fsync when the policy says one is due.
     pub fn flush(&mut self, now: Instant, registry: &Registry) {
+        self.collect_syncs(now);
+        self.write_queue(now, registry);
+        self.start_sync(now);
+    }
+
+    fn write_queue(&mut self, now: Instant, registry: &Registry) {
         if self.record_ends.is_empty() || self.backoff_until.is_some_and(|t| t > now) {
             return;
         }
@@ -373,6 +445,9 @@ impl FileSink {
                     Ok(n) => {
                         self.written += n;
                         left -= n;
+                        if let Some(sync) = &mut self.sync {
+                            sync.dirty = true;
+                        }
                         self.retire_written();
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -431,29 +506,164 @@ impl FileSink {
     }
 
     fn retire_written(&mut self) {
+        let hold = self
+            .sync
+            .as_ref()
+            .is_some_and(|s| s.policy == SyncPolicy::Always);
         while let Some(&(end, ack)) = self.record_ends.front() {
             if end > self.written {
                 break;
             }
             self.record_ends.pop_front();
-            self.acks.push(ack);
-            self.delivered += 1;
             self.whole = end;
-        }
-        if self.written == self.buf.len() {
-            self.buf.clear();
-            self.written = 0;
-            self.whole = 0;
-        } else if self.whole >= COMPACT_AT {
-            // Up to the last whole record: a partial one may still be
-            // rolled back and written again.
-            self.buf.drain(..self.whole);
-            for (end, _) in &mut self.record_ends {
-                *end -= self.whole;
+            if hold {
+                self.unsynced.push_back((end, ack));
+            } else {
+                self.release(end, ack);
             }
-            self.written -= self.whole;
-            self.whole = 0;
         }
+        self.compact();
+    }
+
+    fn release(&mut self, end: usize, ack: AckRef) {
+        self.acks.push(ack);
+        self.delivered += 1;
+        self.released = end;
+    }
+
+    /// Drops the bytes of released records from `buf`: all of it once
+    /// everything is written and released, else in steps of `COMPACT_AT`.
+    /// Never a partial record (it may be rolled back and written again) nor
+    /// one waiting for its fsync (it is written again if that fails).
+    fn compact(&mut self) {
+        let cut = if self.written == self.buf.len() && self.released == self.written {
+            self.buf.clear();
+            self.released
+        } else if self.released >= COMPACT_AT {
+            self.buf.drain(..self.released);
+            self.released
+        } else {
+            return;
+        };
+        for (end, _) in self.record_ends.iter_mut().chain(&mut self.unsynced) {
+            *end -= cut;
+        }
+        if let Some(sync) = &mut self.sync {
+            for covers in &mut sync.in_flight {
+                *covers = covers.saturating_sub(cut);
+            }
+        }
+        self.written -= cut;
+        self.whole -= cut;
+        self.released = 0;
+    }
+
+    /// Asks the helper thread for an fsync when one is due: at once for
+    /// `Always` (while none runs: those writes wait for the next), for
+    /// `Interval` once the interval since the last one passed.
+    fn start_sync(&mut self, now: Instant) {
+        let Some(sync) = &mut self.sync else {
+            return;
+        };
+        if !sync.dirty || !sync.in_flight.is_empty() || sync.due.is_some_and(|t| t > now) {
+            return;
+        }
+        let Some(file) = &self.file else {
+            return;
+        };
+        let interval = match sync.policy {
+            SyncPolicy::Interval(d) => d,
+            SyncPolicy::None | SyncPolicy::Always => Duration::ZERO,
+        };
+        match file.try_clone().map(|dup| sync.syncer.request(dup)) {
+            Ok(true) => {
+                sync.in_flight.push_back(self.whole);
+                sync.dirty = false;
+                sync.due = now.checked_add(interval);
+            }
+            Ok(false) => {
+                log::error!(
+                    "sink {}: the fsync thread is gone; {} is no longer synced",
+                    self.name,
+                    self.describe()
+                );
+                self.stop_syncing();
+            }
+            // EMFILE, most likely: tried again after a pause.
+            Err(e) => {
+                log::debug!("sink {}: cannot hand the file to fsync: {e}", self.name);
+                sync.due = Some(now + ERROR_RETRY_MIN);
+            }
+        }
+    }
+
+    /// Takes the results of finished fsyncs: releases what they covered, or
+    /// after a failure writes the unsynced records again (`Always`; they
+    /// may then appear twice, never not at all).
+    fn collect_syncs(&mut self, now: Instant) {
+        loop {
+            let Some(sync) = self.sync.as_mut().filter(|s| !s.in_flight.is_empty()) else {
+                return;
+            };
+            let Some(result) = sync.syncer.poll() else {
+                return;
+            };
+            let covers = sync.in_flight.pop_front().unwrap_or(0);
+            let policy = sync.policy;
+            match result {
+                Ok(()) => {
+                    while let Some(&(end, ack)) = self.unsynced.front() {
+                        if end > covers {
+                            break;
+                        }
+                        self.unsynced.pop_front();
+                        self.release(end, ack);
+                    }
+                    self.compact();
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    log::info!(
+                        "sink {}: {} cannot be synced ({e}); its records count as handled once written",
+                        self.name,
+                        self.describe()
+                    );
+                    self.stop_syncing();
+                }
+                Err(e) if policy == SyncPolicy::Always => {
+                    self.unwind_unsynced();
+                    self.fail(now, "cannot sync", &e);
+                }
+                Err(e) => log::error!(
+                    "sink {}: cannot sync {}: {e}; what was written since the last sync may not survive a host crash",
+                    self.name,
+                    self.describe()
+                ),
+            }
+        }
+    }
+
+    /// An fsync failed: what it should have covered may not be on disk
+    /// (the kernel may even have dropped the pages), so every record still
+    /// waiting for one is queued again, ahead of the rest.
+    fn unwind_unsynced(&mut self) {
+        if let Some(sync) = &mut self.sync {
+            sync.in_flight.clear();
+            sync.dirty = false;
+        }
+        while let Some(r) = self.unsynced.pop_back() {
+            self.record_ends.push_front(r);
+        }
+        self.written = self.released;
+        self.whole = self.released;
+    }
+
+    /// No more fsyncs: what waited for one is released now.
+    fn stop_syncing(&mut self) {
+        self.sync = None;
+        while let Some((end, ack)) = self.unsynced.pop_front() {
+            self.release(end, ack);
+        }
+        self.compact();
     }
 
     fn fail(&mut self, now: Instant, what: &str, e: &io::Error) {
@@ -476,6 +686,20 @@ impl FileSink {
             log::debug!("{msg}");
         }
     }
+}
+
+/// A sink's fsync state (see [`SyncPolicy`]).
+#[derive(Debug)]
+struct SyncState {
+    policy: SyncPolicy,
+    syncer: Syncer,
+    /// Requested fsyncs, oldest first, each with the offset in `buf` up to
+    /// which it covers what was written (results come back in order).
+    in_flight: VecDeque<usize>,
+    /// Bytes were written since the last fsync was requested.
+    dirty: bool,
+    /// No new fsync before this (`Interval`; a pause after a failed hand-over).
+    due: Option<Instant>,
 }
 
 impl Drop for FileSink {

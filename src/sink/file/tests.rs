@@ -246,3 +246,118 @@ fn a_full_fifo_blocks_without_losing_or_splitting_lines() {
         .all(|l| l.len() == 999));
     assert_eq!(s.queued(), 0);
 }
+
+const WAKER: Token = Token(1);
+
+/// A poller with the waker the sync thread wakes, and a sink on it.
+fn synced_sink(path: &Path, policy: SyncPolicy) -> (mio::Poll, FileSink) {
+    let poll = mio::Poll::new().unwrap();
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER).unwrap());
+    let s = sink(path, 100).with_sync(policy, waker).unwrap();
+    (poll, s)
+}
+
+/// Waits (at most 10 s) for the sync thread's wake.
+fn wait_for_wake(poll: &mut mio::Poll) {
+    let mut events = mio::Events::with_capacity(4);
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < give_up {
+        poll.poll(&mut events, Some(Duration::from_millis(100)))
+            .unwrap();
+        if events.iter().any(|e| e.token() == WAKER) {
+            return;
+        }
+    }
+    panic!("no wake from the sync thread within 10 s");
+}
+
+fn ack(seq: u64) -> AckRef {
+    AckRef { watch: 2, seq }
+}
+
+#[test]
+fn with_sync_always_acks_only_after_the_fsync_that_followed_the_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    let (mut poll, mut s) = synced_sink(&path, SyncPolicy::Always);
+    for seq in 0..3 {
+        s.push(format!("{{\"n\":{seq}}}\n").as_bytes(), ack(seq));
+    }
+    s.flush(Instant::now(), poll.registry());
+    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
+    let mut acks = Vec::new();
+    // Written is not handled: nothing is acked before the fsync is done
+    // (its result is only taken in by `flush`, on the loop).
+    s.take_acks(&mut acks);
+    assert!(acks.is_empty(), "acked before the fsync: {acks:?}");
+    assert_eq!(s.queued(), 3, "waiting for the fsync counts as queued");
+    assert_eq!(s.delivered(), 0);
+    wait_for_wake(&mut poll);
+    s.flush(Instant::now(), poll.registry());
+    s.take_acks(&mut acks);
+    assert_eq!(acks, vec![ack(0), ack(1), ack(2)]);
+    assert_eq!((s.queued(), s.delivered()), (0, 3));
+    assert!(s.buf.is_empty(), "released bytes are dropped");
+    // The next write waits for its own fsync.
+    s.push(b"{\"n\":3}\n", ack(3));
+    s.flush(Instant::now(), poll.registry());
+    acks.clear();
+    s.take_acks(&mut acks);
+    assert!(acks.is_empty());
+    wait_for_wake(&mut poll);
+    s.flush(Instant::now(), poll.registry());
+    s.take_acks(&mut acks);
+    assert_eq!(acks, vec![ack(3)]);
+}
+
+#[test]
+fn with_sync_interval_acks_at_write_and_syncs_at_most_every_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    let interval = Duration::from_millis(300);
+    let (mut poll, mut s) = synced_sink(&path, SyncPolicy::Interval(interval));
+    s.push(b"{\"n\":0}\n", ack(0));
+    let t0 = Instant::now();
+    s.flush(t0, poll.registry());
+    let mut acks = Vec::new();
+    s.take_acks(&mut acks);
+    assert_eq!(acks, vec![ack(0)], "acked at write");
+    let sync = |s: &FileSink| {
+        let st = s.sync.as_ref().unwrap();
+        (st.in_flight.len(), st.dirty)
+    };
+    assert_eq!(sync(&s), (1, false), "the first write is synced at once");
+    wait_for_wake(&mut poll);
+    s.push(b"{\"n\":1}\n", ack(1));
+    s.flush(t0 + Duration::from_millis(1), poll.registry());
+    assert_eq!(sync(&s), (0, true), "not again within the interval");
+    assert_eq!(s.retry_at(), Some(t0 + interval), "but when it is up");
+    s.flush(t0 + interval, poll.registry());
+    assert_eq!(sync(&s), (1, false));
+    wait_for_wake(&mut poll);
+    s.flush(t0 + interval, poll.registry());
+    assert_eq!(sync(&s), (0, false));
+    assert_eq!(s.retry_at(), None, "nothing left to sync");
+}
+
+#[test]
+fn a_fifo_cannot_be_synced_so_its_records_are_acked_once_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fifo");
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let _reader = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .unwrap();
+    let (mut poll, mut s) = synced_sink(&path, SyncPolicy::Always);
+    s.push(b"{}\n", ack(0));
+    s.flush(Instant::now(), poll.registry());
+    wait_for_wake(&mut poll);
+    s.flush(Instant::now(), poll.registry());
+    let mut acks = Vec::new();
+    s.take_acks(&mut acks);
+    assert_eq!(acks, vec![ack(0)]);
+    assert!(s.sync.is_none(), "syncing stops after EINVAL");
+}
