@@ -42,6 +42,7 @@ use mio::Token;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 const GATE_FIRST: Duration = Duration::from_millis(100);
@@ -296,8 +297,7 @@ impl NatsSink {
                 let Some(record) = p.job.records.first() else {
                     return;
                 };
-                let subject = self.subject(&record.meta);
-                match classify(&message, &subject, &self.stream) {
+                match classify(&message, || self.subject(&record.meta), &self.stream) {
                     Reply::Stored { duplicate, .. } => {
                         self.duplicates += u64::from(duplicate);
                         let latency = now.saturating_duration_since(record.received);
@@ -433,11 +433,10 @@ impl NatsSink {
             let Some(id) = self.unsent.pop_first() else {
                 break;
             };
-            let Some(record) = self
-                .jobs
-                .get(&id)
-                .and_then(|p| p.job.records.first().cloned())
-            else {
+            let Some(records) = self.jobs.get(&id).map(|p| Rc::clone(&p.job.records)) else {
+                continue;
+            };
+            let Some(record) = records.first() else {
                 continue;
             };
             let subject = self.subject(&record.meta);
