@@ -31,7 +31,7 @@ pub const NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kub
 
 /// Create the namespaces a fresh cluster has, Active, as the API server would show them.
 pub fn seed_namespaces(sim: &SimHandle) {
-    let namespaces = Resource::new("v1", "namespaces");
+    let namespaces = Resource::namespaces();
     for ns in NAMESPACES {
         sim.create(
             &namespaces,
