@@ -648,6 +648,7 @@ impl Watcher {
                     }
                     if let (false, Some(status)) = (had_head, resp.status()) {
                         *handshake_deadline = None;
+                        machine.on_response_head(ctx.now);
                         if !is_success(status) {
                             // Only fails once a line was pulled, and no
                             // line is pulled before a 2xx head.
