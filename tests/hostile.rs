@@ -24,7 +24,7 @@ struct Server {
 }
 
 impl Server {
-    /// `answer` writes the response to a request line; it may stall or
+    /// `answer` writes the response to a request head; it may stall or
     /// never finish (a write error ends it once the daemon hangs up).
     fn start(answer: impl Fn(&str, &mut TcpStream) + Send + Sync + 'static) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -57,21 +57,25 @@ impl Server {
             .lock()
             .unwrap()
             .iter()
-            .filter(|l| l.contains("watch=true"))
+            .filter(|l| l.lines().next().is_some_and(|l| l.contains("watch=true")))
             .count()
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
     }
 }
 
-/// The request line of the request head on `conn`.
+/// The request head on `conn` (request line first, CRLFs kept).
 fn read_request(conn: &TcpStream) -> Option<String> {
     let mut reader = BufReader::new(conn.try_clone().ok()?);
-    let mut first = String::new();
-    reader.read_line(&mut first).ok()?;
+    let mut head = String::new();
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).ok()? == 0 || line == "\r\n" {
-            return Some(first.trim_end().to_owned());
+            return Some(head);
         }
+        head.push_str(&line);
     }
 }
 
@@ -83,6 +87,23 @@ fn list_answer(conn: &mut TcpStream) {
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// A response head and `body` as one chunk, and the last chunk.
+fn chunked(conn: &mut TcpStream, head: &str, body: &[u8]) {
+    let _ = write!(
+        conn,
+        "HTTP/1.1 200 OK\r\n{head}Transfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        body.len()
+    );
+    let _ = conn.write_all(body);
+    let _ = conn.write_all(b"\r\n0\r\n\r\n");
 }
 
 /// Writes `piece` every `every` until the daemon hangs up.
@@ -197,5 +218,82 @@ fn a_trickled_response_head_does_not_hold_a_watch() {
         &d,
         addr,
         "no complete response head from the server within 5s",
+    );
+}
+
+#[test]
+fn a_gzip_list_is_asked_for_and_decoded() {
+    let server = Server::start(|head, conn| {
+        if head.contains("watch=true") {
+            return drip(conn, b"", Duration::from_secs(1));
+        }
+        let items: Vec<String> = (0..300)
+            .map(|i| format!(r#"{{"metadata":{{"name":"p{i}","namespace":"default","uid":"u{i}","resourceVersion":"{i}"}}}}"#))
+            .collect();
+        let body = format!(
+            r#"{{"kind":"PodList","apiVersion":"v1","metadata":{{"resourceVersion":"500"}},"items":[{}]}}"#,
+            items.join(",")
+        );
+        // Compressed whatever the request said, as a misconfigured proxy
+        // would: only a client that asked can read it.
+        chunked(
+            conn,
+            "Content-Type: application/json\r\nContent-Encoding: gzip\r\nConnection: close\r\n",
+            &gzip(body.as_bytes()),
+        );
+    });
+    let (d, _) = daemon(&server);
+    assert!(
+        wait_until(WAIT, || count_records(&d.path("out.jsonl")) == 300),
+        "log:\n{}",
+        d.log_text()
+    );
+    let list = server
+        .heads()
+        .into_iter()
+        .find(|h| h.contains("limit="))
+        .unwrap();
+    assert!(
+        list.to_ascii_lowercase()
+            .contains("\r\naccept-encoding: gzip\r\n"),
+        "{list}"
+    );
+    let watch = server
+        .heads()
+        .into_iter()
+        .find(|h| h.contains("watch=true"));
+    assert!(
+        watch.is_some_and(|w| !w.to_ascii_lowercase().contains("accept-encoding")),
+        "watches do not ask for gzip"
+    );
+}
+
+#[test]
+fn a_watch_body_in_an_encoding_not_asked_for_is_refused_by_name() {
+    let server = Server::start(|head, conn| {
+        if !head.contains("watch=true") {
+            return list_answer(conn);
+        }
+        let event = br#"{"type":"ADDED","object":{"metadata":{"name":"b","namespace":"default","uid":"u-b","resourceVersion":"11"}}}
+"#;
+        chunked(
+            conn,
+            "Content-Type: application/json\r\nContent-Encoding: gzip\r\n",
+            &gzip(event),
+        );
+    });
+    let (d, _) = daemon(&server);
+    assert!(
+        wait_until(WAIT, || d.log_text().contains(
+            "the server sent a body with Content-Encoding gzip, which kwatchd did not ask for"
+        )),
+        "log:\n{}",
+        d.log_text()
+    );
+    assert!(wait_until(WAIT, || server.watches() >= 2), "not retried");
+    assert_eq!(
+        count_records(&d.path("out.jsonl")),
+        1,
+        "only the listed pod"
     );
 }
