@@ -548,6 +548,12 @@ impl Watcher {
         };
         let auth = cluster.authorization();
         let mut headers: Vec<(&str, &str)> = vec![("Accept", plan.accept)];
+        // Big LIST answers compress well; watch streams are not compressed
+        // (every line must be readable the moment it arrives).
+        let gzip = plan.kind == RequestKind::List;
+        if gzip {
+            headers.push(("Accept-Encoding", "gzip"));
+        }
         if let Some(auth) = &auth {
             headers.push(("Authorization", auth));
         }
@@ -573,7 +579,10 @@ impl Watcher {
         };
         *exchange = Exchange::Awaiting(Box::new(Response {
             plan,
-            reader: ResponseReader::new(mode),
+            reader: match gzip {
+                true => ResponseReader::new(mode).accepting_gzip(),
+                false => ResponseReader::new(mode),
+            },
             eof: None,
             received: 0,
             reused,
@@ -648,6 +657,7 @@ impl Watcher {
                     }
                     if let (false, Some(status)) = (had_head, resp.status()) {
                         *handshake_deadline = None;
+                        machine.on_response_head(ctx.now);
                         if !is_success(status) {
                             // Only fails once a line was pulled, and no
                             // line is pulled before a 2xx head.
