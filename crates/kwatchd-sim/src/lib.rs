@@ -170,6 +170,21 @@ impl Resource {
         Resource::new("apps/v1", "deployments")
     }
 
+    /// Core v1 secrets.
+    pub fn secrets() -> Resource {
+        Resource::new("v1", "secrets")
+    }
+
+    /// Core v1 namespaces (cluster-scoped: their namespace is "").
+    pub fn namespaces() -> Resource {
+        Resource::new("v1", "namespaces")
+    }
+
+    /// `coordination.k8s.io/v1` leases, as leader election uses them.
+    pub fn leases() -> Resource {
+        Resource::new("coordination.k8s.io/v1", "leases")
+    }
+
     /// The `kind` of this resource's objects: from a table of well-known resources, else the capitalised singular.
     pub fn kind(&self) -> String {
         store::kind_for(&self.plural)

@@ -462,6 +462,9 @@ enum Target {
     Health,
     Version,
     OpenApiRoot,
+    /// `/openapi/v2`: an empty protobuf document, which kubectl before 1.27 reads (to find no schema) before
+    /// it edits or validates.
+    OpenApiV2,
     /// `/openapi/v3/api/v1` or `/openapi/v3/apis/G/V`: the group version.
     OpenApi(String),
 }
@@ -472,6 +475,7 @@ fn parse_path(path: &str) -> Option<Target> {
         ["healthz" | "readyz" | "livez"] => return Some(Target::Health),
         ["version"] => return Some(Target::Version),
         ["openapi", "v3"] => return Some(Target::OpenApiRoot),
+        ["openapi", "v2"] => return Some(Target::OpenApiV2),
         ["openapi", "v3", "api", v] => return Some(Target::OpenApi(v.to_string())),
         ["openapi", "v3", "apis", g, v] => return Some(Target::OpenApi(format!("{g}/{v}"))),
         ["api"] => return Some(Target::Api),
@@ -567,6 +571,11 @@ fn route(ctx: &Ctx, out: &mut Out, is_watch: bool, fault: Option<Fault>) -> bool
         ),
         Target::Apis => ctx.json(out, &api_groups(ctx)),
         Target::OpenApiRoot => ctx.json(out, &openapi_root(ctx)),
+        Target::OpenApiV2 => ctx.typed(
+            out,
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            "",
+        ),
         Target::OpenApi(gv) => match openapi_gv(ctx, &gv) {
             Some(body) => ctx.json(out, &body),
             None => ctx.error(out, 404, NOT_FOUND),
