@@ -978,3 +978,37 @@ fn a_hook_outliving_shutdown_timeout_is_killed_with_its_group_and_the_daemon_exi
     let log = d.log_text();
     assert!(log.contains("not delivered before shutdown"), "{log}");
 }
+
+#[test]
+fn healthz_answers_while_idle_connections_fill_every_slot() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        &sim,
+        "metrics_listen = \"127.0.0.1:0\"",
+        &(watch("pods", "\"out\"") + &file_sink(dir.path(), "out")),
+    );
+    let d = Running::start_in(dir, &text);
+    let addr = metrics_addr(&d);
+    assert!(wait_until(WAIT, || sim.open_watches() == 1));
+    // More idle connections than the server's cap (64), held open.
+    let idle: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..5 {
+        let r = get(addr, "/healthz");
+        assert_eq!((r.status, r.text().as_str()), (200, "ok\n"));
+    }
+    let out = Command::new(BIN)
+        .args(["status", "--addr", &addr.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(idle);
+}

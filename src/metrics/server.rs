@@ -2,12 +2,19 @@
 //!
 //! Non-blocking throughout: accept, read and write until `WouldBlock`;
 //! WRITABLE interest only while a response is unsent. Bounded: at most
-//! [`MAX_CONNECTIONS`] connections (more are closed on accept), one request
-//! head of at most 8 KiB buffered per connection, a request head must arrive
-//! within [`REQUEST_TIMEOUT`] of its first byte, and a connection idle for
-//! [`IDLE_TIMEOUT`] is closed. A client pipelining many requests is served
-//! [`REQUESTS_PER_TURN`] at a time; the rest waits for the next loop turn
-//! (its deadline is set to "now", so the loop comes back at once).
+//! [`MAX_CONNECTIONS`] connections, one request head of at most 8 KiB
+//! buffered per connection, a request head must arrive within
+//! [`REQUEST_TIMEOUT`] of its first byte, a new connection must send its
+//! first byte within [`FIRST_REQUEST_TIMEOUT`], and a kept-alive connection
+//! idle for [`IDLE_TIMEOUT`] is closed. A client pipelining many requests is
+//! served [`REQUESTS_PER_TURN`] at a time; the rest waits for the next loop
+//! turn (its deadline is set to "now", so the loop comes back at once).
+//!
+//! The bound must not starve the probes: a liveness probe that is refused
+//! because idle connections hold every slot restarts a healthy daemon. So a
+//! new connection is always taken; at the bound, the connection that has
+//! waited longest for its client goes instead (an idle one before one with
+//! a partial request, before one whose answer is being written).
 
 use super::http::{self, Endpoint, Response, Session};
 use super::METRICS_TOKEN_BIT;
@@ -19,7 +26,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub const MAX_CONNECTIONS: usize = 64;
+/// Prometheus keeps a connection between scrapes (15 s to 1 min apart).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client that connects and says nothing is not a scraper or a probe.
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REQUESTS_PER_TURN: usize = 8;
 /// After a failed accept (out of descriptors): try again this much later.
@@ -31,10 +41,26 @@ struct Conn {
     peer: SocketAddr,
     session: Session,
     deadline: Instant,
+    /// When the connection last made progress (accepted, read, written).
+    active: Instant,
     /// Registered for WRITABLE too (a response is unsent).
     writable: bool,
     /// Stopped at its request budget with more to do.
     again: bool,
+}
+
+impl Conn {
+    /// Eviction order: 0 waiting for a request, 1 a request half sent,
+    /// 2 an answer being written or a pipeline being served.
+    fn busyness(&self) -> u8 {
+        if self.again || !self.session.output().is_empty() {
+            2
+        } else if !self.session.input_is_empty() {
+            1
+        } else {
+            0
+        }
+    }
 }
 
 /// What the server needs answered: the daemon renders from its state.
@@ -155,6 +181,22 @@ impl MetricsServer {
         }
     }
 
+    /// Makes room for a new connection from `peer`: closes the one that has
+    /// waited longest for its client, idle ones first.
+    fn evict(&mut self, registry: &Registry, peer: SocketAddr) {
+        let victim = self
+            .conns
+            .iter()
+            .min_by_key(|(_, c)| (c.busyness(), c.active))
+            .map(|(id, c)| (*id, c.peer));
+        if let Some((id, old)) = victim {
+            log::debug!(
+                "metrics: {MAX_CONNECTIONS} connections open; closing the longest waiting one (from {old}) for one from {peer}"
+            );
+            self.close(id, registry);
+        }
+    }
+
     fn accept(&mut self, registry: &Registry, now: Instant, handler: &mut Handler<'_>) {
         loop {
             let (mut stream, peer) = match self.listener.accept() {
@@ -180,10 +222,7 @@ impl MetricsServer {
                 }
             };
             if self.conns.len() >= MAX_CONNECTIONS {
-                log::debug!(
-                    "metrics: {MAX_CONNECTIONS} connections open; closing the one from {peer}"
-                );
-                continue;
+                self.evict(registry, peer);
             }
             let id = self.next_id;
             self.next_id += 1;
@@ -197,7 +236,8 @@ impl MetricsServer {
                 stream,
                 peer,
                 session: Session::default(),
-                deadline: now + IDLE_TIMEOUT,
+                deadline: now + FIRST_REQUEST_TIMEOUT,
+                active: now,
                 writable: false,
                 again: false,
             };
@@ -228,6 +268,7 @@ fn drive(
                 Ok(n) => {
                     conn.session.advance(n);
                     conn.deadline = now + IDLE_TIMEOUT;
+                    conn.active = now;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if !conn.writable {
@@ -286,6 +327,7 @@ fn drive(
                 if conn.session.input_is_empty() {
                     conn.deadline = now + REQUEST_TIMEOUT;
                 }
+                conn.active = now;
                 conn.session.feed(&buf[..n]);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
@@ -368,41 +410,70 @@ mod tests {
     }
 
     #[test]
-    fn idle_and_slow_connections_are_closed_by_their_deadlines() {
+    fn silent_slow_and_idle_connections_are_closed_by_their_deadlines() {
         let mut rig = Rig::new();
-        let mut idle = rig.connect();
+        let mut silent = rig.connect();
         let mut slow = rig.connect();
+        let mut kept = rig.connect();
         rig.turns(3);
         slow.write_all(b"GET /metr").unwrap();
+        kept.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
         rig.turns(3);
+        let mut answer = [0u8; 256];
+        assert!(kept.read(&mut answer).unwrap() > 0);
+        assert_eq!(rig.server.connections(), 3);
+        // A connection must say something within FIRST_REQUEST_TIMEOUT.
+        rig.turn(Instant::now() + FIRST_REQUEST_TIMEOUT + Duration::from_millis(100));
         assert_eq!(rig.server.connections(), 2);
+        assert!(closed(&mut silent));
         // A head must complete within REQUEST_TIMEOUT of its first byte.
         rig.turn(Instant::now() + REQUEST_TIMEOUT + Duration::from_millis(100));
         assert_eq!(rig.server.connections(), 1);
         assert!(closed(&mut slow));
+        // An answered connection is kept alive for IDLE_TIMEOUT.
         rig.turn(Instant::now() + IDLE_TIMEOUT + Duration::from_millis(100));
         assert_eq!(rig.server.connections(), 0);
-        assert!(closed(&mut idle));
-        assert_eq!(rig.answered, 0);
+        assert!(closed(&mut kept));
+        assert_eq!(rig.answered, 1);
     }
 
     #[test]
-    fn connections_beyond_the_bound_are_closed_at_once() {
+    fn at_the_bound_a_new_connection_replaces_the_longest_idle_one() {
         let mut rig = Rig::new();
-        let mut clients: Vec<StdStream> = (0..MAX_CONNECTIONS).map(|_| rig.connect()).collect();
-        rig.turns(5);
+        let mut clients: Vec<StdStream> = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            clients.push(rig.connect());
+            rig.turn(Instant::now());
+        }
         assert_eq!(rig.server.connections(), MAX_CONNECTIONS);
-        let mut extra = rig.connect();
-        rig.turns(3);
-        assert!(closed(&mut extra));
+        // The newest has half a request: busier than the idle ones.
+        clients[MAX_CONNECTIONS - 1].write_all(b"GET /he").unwrap();
+        rig.turns(2);
+        // Probes get in and are answered (kept alive, so each one needs
+        // a slot).
+        let mut probes = Vec::new();
+        for (round, oldest) in clients.iter_mut().enumerate().take(3) {
+            let mut probe = rig.connect();
+            probe.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+            rig.turns(3);
+            let mut answer = [0u8; 512];
+            let n = probe.read(&mut answer).unwrap();
+            let answer = String::from_utf8_lossy(&answer[..n]);
+            assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+            // The one that waited longest went for it.
+            assert!(closed(oldest), "client {round}");
+            probes.push(probe);
+        }
         assert_eq!(rig.server.connections(), MAX_CONNECTIONS);
-        // The others still get answers.
-        clients[0]
-            .write_all(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+        // The half-sent request survived and can finish.
+        clients[MAX_CONNECTIONS - 1]
+            .write_all(b"althz HTTP/1.1\r\nConnection: close\r\n\r\n")
             .unwrap();
         rig.turns(3);
         let mut answer = String::new();
-        clients[0].read_to_string(&mut answer).unwrap();
+        clients[MAX_CONNECTIONS - 1]
+            .read_to_string(&mut answer)
+            .unwrap();
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     }
 
