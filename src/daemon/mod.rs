@@ -175,7 +175,7 @@ impl Daemon {
             Some(addr) => {
                 let server = MetricsServer::bind(addr, poll.registry())
                     .map_err(|error| DaemonError::Metrics { addr, error })?;
-                log::info!("metrics: listening on http://{}", server.local_addr());
+                server.announce();
                 Some(server)
             }
             None => None,

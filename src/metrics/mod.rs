@@ -7,10 +7,14 @@
 //! thread, no copy of the counters. The counters themselves live where the
 //! data is born (`WatchStats`, the sinks' delivery counts).
 //!
+//! `[daemon] metrics_token_file` puts `/metrics` and `/status` behind a
+//! bearer token ([`auth`]); the probes stay open.
+//!
 //! Tokens: the listener and its connections carry [`METRICS_TOKEN_BIT`], so
 //! the loop routes their readiness without a lookup and without depending on
 //! watch or sink indices.
 
+pub mod auth;
 pub mod client;
 pub mod health;
 pub mod http;

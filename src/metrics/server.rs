@@ -16,6 +16,7 @@
 //! waited longest for its client goes instead (an idle one before one with
 //! a partial request, before one whose answer is being written).
 
+use super::auth::Auth;
 use super::http::{self, Endpoint, Response, Session};
 use super::METRICS_TOKEN_BIT;
 use mio::net::{TcpListener, TcpStream};
@@ -23,6 +24,7 @@ use mio::{Interest, Registry, Token};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub const MAX_CONNECTIONS: usize = 64;
@@ -73,6 +75,8 @@ pub struct MetricsServer {
     /// Ids only grow (below bit 61), so a token is never reused.
     next_id: usize,
     accept_retry: Option<Instant>,
+    /// `[daemon] metrics_token_file`, when set.
+    auth: Option<Auth>,
 }
 
 impl std::fmt::Debug for MetricsServer {
@@ -80,6 +84,7 @@ impl std::fmt::Debug for MetricsServer {
         f.debug_struct("MetricsServer")
             .field("addr", &self.addr)
             .field("connections", &self.conns.len())
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -97,7 +102,30 @@ impl MetricsServer {
             conns: BTreeMap::new(),
             next_id: 1,
             accept_retry: None,
+            auth: None,
         })
+    }
+
+    /// Requires the token in `path` for `/metrics` and `/status` (`None`:
+    /// no token). Applies to the next request, kept-alive connections too.
+    pub fn require_token(&mut self, path: Option<PathBuf>) {
+        if self.auth.as_ref().map(Auth::path) != path.as_deref() {
+            self.auth = path.map(Auth::new);
+        }
+    }
+
+    /// The start-up log: where it listens, and a warning when every
+    /// interface can read the daemon's state without a token.
+    pub fn announce(&self) {
+        log::info!("metrics: listening on http://{}", self.addr);
+        match (&self.auth, exposure_warning(self.addr)) {
+            (Some(auth), _) => log::info!(
+                "metrics: /metrics and /status need the bearer token in {} (/healthz and /readyz stay open for probes)",
+                auth.path().display()
+            ),
+            (None, Some(warning)) => log::warn!("{warning}"),
+            (None, None) => {}
+        }
     }
 
     /// The bound address (with the real port when 0 was asked for).
@@ -123,7 +151,7 @@ impl MetricsServer {
         }
         let id = token.0 & !METRICS_TOKEN_BIT;
         if let Some(conn) = self.conns.get_mut(&id) {
-            if !drive(conn, token, registry, now, handler) {
+            if !drive(conn, token, registry, now, &mut self.auth, handler) {
                 self.close(id, registry);
             }
         }
@@ -154,7 +182,8 @@ impl MetricsServer {
             if conn.again {
                 conn.again = false;
                 conn.deadline = now + IDLE_TIMEOUT;
-                if drive(conn, Token(METRICS_TOKEN_BIT | id), registry, now, handler) {
+                let token = Token(METRICS_TOKEN_BIT | id);
+                if drive(conn, token, registry, now, &mut self.auth, handler) {
                     continue;
                 }
             } else {
@@ -242,7 +271,7 @@ impl MetricsServer {
                 again: false,
             };
             // The request may already be there.
-            let keep = drive(&mut conn, token, registry, now, handler);
+            let keep = drive(&mut conn, token, registry, now, &mut self.auth, handler);
             self.conns.insert(id, conn);
             if !keep {
                 self.close(id, registry);
@@ -251,12 +280,20 @@ impl MetricsServer {
     }
 }
 
+/// The warning for a listener every interface reaches without a token.
+fn exposure_warning(addr: SocketAddr) -> Option<String> {
+    addr.ip().is_unspecified().then(|| format!(
+        "metrics: http://{addr} listens on every interface without authentication: whoever reaches the port reads /status and /metrics (watch and cluster names, errors); set [daemon] metrics_token_file, or listen on 127.0.0.1"
+    ))
+}
+
 /// Moves one connection forward until it must wait. False: close it.
 fn drive(
     conn: &mut Conn,
     token: Token,
     registry: &Registry,
     now: Instant,
+    auth: &mut Option<Auth>,
     handler: &mut Handler<'_>,
 ) -> bool {
     let mut budget = REQUESTS_PER_TURN;
@@ -306,9 +343,22 @@ fn drive(
         }
         if let Some(req) = conn.session.next_request() {
             budget -= 1;
-            let resp = match http::route(&req) {
+            let mut allowed = |endpoint| match auth {
+                Some(auth) => auth.check(endpoint, &req),
+                None => Ok(()),
+            };
+            let resp = match http::route(&req).and_then(|e| allowed(e).map(|()| e)) {
                 Ok(endpoint) => handler(endpoint),
-                Err(resp) => resp,
+                Err(resp) => {
+                    if resp.status == 401 {
+                        log::debug!(
+                            "metrics: {} from {} refused: no valid token",
+                            req.path,
+                            conn.peer
+                        );
+                    }
+                    resp
+                }
             };
             conn.session.respond(&req, &resp);
             continue;
@@ -525,5 +575,58 @@ mod tests {
         let mut answer = String::new();
         c.read_to_string(&mut answer).unwrap();
         assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), n);
+    }
+
+    /// One request on a fresh connection; the whole answer.
+    fn ask(rig: &mut Rig, request: &str) -> String {
+        let mut c = rig.connect();
+        c.write_all(request.as_bytes()).unwrap();
+        rig.turns(3);
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    #[test]
+    fn a_token_guards_metrics_and_status_but_not_the_probes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "t0ken\n").unwrap();
+        let mut rig = Rig::new();
+        rig.server.require_token(Some(path.clone()));
+        let get =
+            |p: &str, auth: &str| format!("GET {p} HTTP/1.1\r\n{auth}Connection: close\r\n\r\n");
+        for p in ["/metrics", "/status"] {
+            let refused = ask(&mut rig, &get(p, ""));
+            assert!(
+                refused.starts_with("HTTP/1.1 401 Unauthorized\r\n"),
+                "{refused}"
+            );
+            assert!(refused.contains("WWW-Authenticate: Bearer realm=\"kwatchd\"\r\n"));
+            let wrong = ask(&mut rig, &get(p, "Authorization: Bearer nope\r\n"));
+            assert!(wrong.starts_with("HTTP/1.1 401 "), "{wrong}");
+            let ok = ask(&mut rig, &get(p, "Authorization: Bearer t0ken\r\n"));
+            assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        }
+        assert_eq!(rig.answered, 2, "refused requests never reach the handler");
+        let probe = ask(&mut rig, &get("/healthz", ""));
+        assert!(probe.starts_with("HTTP/1.1 200 OK\r\n"), "{probe}");
+        // Unset again: open.
+        rig.server.require_token(None);
+        assert!(ask(&mut rig, &get("/metrics", "")).starts_with("HTTP/1.1 200 OK\r\n"));
+    }
+
+    #[test]
+    fn wildcard_listeners_are_warned_about() {
+        for addr in ["0.0.0.0:9464", "[::]:9464"] {
+            let w = exposure_warning(addr.parse().unwrap()).unwrap();
+            assert!(
+                w.contains("without authentication") && w.contains("metrics_token_file"),
+                "{w}"
+            );
+        }
+        for addr in ["127.0.0.1:9464", "[::1]:9464", "10.0.0.5:9464"] {
+            assert_eq!(exposure_warning(addr.parse().unwrap()), None, "{addr}");
+        }
     }
 }
