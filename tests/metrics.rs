@@ -561,19 +561,65 @@ fn metrics_follow_the_emulator_events_and_parse_strictly() {
         f["kwatchd_sink_delivery_duration_seconds"].kind,
         "histogram"
     );
+    // Every sink type has a delivery histogram (a slow disk is a sink
+    // problem too); exec sinks also say how long their hooks ran.
+    assert_eq!(
+        value(
+            &f,
+            "kwatchd_sink_delivery_duration_seconds_count",
+            &[("sink", "out")]
+        ),
+        5.0
+    );
+    assert_eq!(f["kwatchd_hook_run_duration_seconds"].kind, "histogram");
+    assert_eq!(
+        value(
+            &f,
+            "kwatchd_hook_run_duration_seconds_count",
+            &[("sink", "hook")]
+        ),
+        5.0
+    );
     assert!(
-        !f["kwatchd_sink_delivery_duration_seconds"]
+        value(
+            &f,
+            "kwatchd_hook_run_duration_seconds_sum",
+            &[("sink", "hook")]
+        ) > 0.0
+    );
+    assert!(
+        !f["kwatchd_hook_run_duration_seconds"]
             .samples
             .iter()
             .any(|s| s.labels["sink"] == "out"),
-        "file sinks have no latency histogram"
+        "file sinks run no hooks"
     );
-    assert!(value(&f, "kwatchd_process_resident_memory_bytes", &[]) > 1e6);
-    assert!(value(&f, "kwatchd_process_open_fds", &[]) >= 5.0);
-    let start = value(&f, "kwatchd_process_start_time_seconds", &[]);
+    // The standard process families, under their standard names.
+    assert_eq!(f["process_cpu_seconds_total"].kind, "counter");
+    // Present (an idle daemon may not have used one clock tick yet).
+    assert!(value(&f, "process_cpu_seconds_total", &[]) >= 0.0);
+    let rss = value(&f, "process_resident_memory_bytes", &[]);
+    assert!(rss > 1e6);
+    assert!(value(&f, "process_virtual_memory_bytes", &[]) >= rss);
+    let open_fds = value(&f, "process_open_fds", &[]);
+    assert!(open_fds >= 5.0);
+    assert!(value(&f, "process_max_fds", &[]) >= open_fds);
+    let start = value(&f, "process_start_time_seconds", &[]);
     assert!(
         start >= started - 5.0 && start <= now_unix(),
         "{start} vs {started}"
+    );
+    assert!(
+        !f.keys().any(|k| k.starts_with("kwatchd_process_")),
+        "renamed to the standard process_* families"
+    );
+    assert_eq!(
+        value(
+            &f,
+            "kwatchd_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
     );
 
     // /status agrees.
@@ -979,17 +1025,24 @@ fn a_hook_outliving_shutdown_timeout_is_killed_with_its_group_and_the_daemon_exi
     assert!(log.contains("not delivered before shutdown"), "{log}");
 }
 
-#[test]
-fn healthz_answers_while_idle_connections_fill_every_slot() {
-    let sim = Sim::start(SimOptions::default()).unwrap();
+/// A daemon with metrics on a free port (and `daemon`, more `[daemon]`
+/// keys) and one pod watch into a file sink.
+fn pods_into_a_file(sim: &Sim, daemon: &str) -> (Running, SocketAddr) {
     let dir = tempfile::tempdir().unwrap();
     let text = config_text(
-        &sim,
-        "metrics_listen = \"127.0.0.1:0\"",
+        sim,
+        &format!("metrics_listen = \"127.0.0.1:0\"\n{daemon}"),
         &(watch("pods", "\"out\"") + &file_sink(dir.path(), "out")),
     );
     let d = Running::start_in(dir, &text);
     let addr = metrics_addr(&d);
+    (d, addr)
+}
+
+#[test]
+fn healthz_answers_while_idle_connections_fill_every_slot() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let (_d, addr) = pods_into_a_file(&sim, "");
     assert!(wait_until(WAIT, || sim.open_watches() == 1));
     // More idle connections than the server's cap (64), held open.
     let idle: Vec<TcpStream> = (0..100)
@@ -1011,4 +1064,38 @@ fn healthz_answers_while_idle_connections_fill_every_slot() {
         String::from_utf8_lossy(&out.stderr)
     );
     drop(idle);
+}
+
+#[test]
+fn readyz_waits_for_the_first_list_and_the_index_lists_the_endpoints() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    sim.create(&Resource::pods(), "default", "a", &[], json!({}));
+    // The first LIST answers its head, then stays silent for a while.
+    sim.add_fault(FaultRule {
+        path_contains: "/pods".into(),
+        times: 1,
+        fault: Fault::Stall(Duration::from_secs(4)),
+    });
+    let (d, addr) = pods_into_a_file(&sim, "");
+    let r = get(addr, "/readyz");
+    assert_eq!(r.status, 503, "{}", r.text());
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["status"], "not ready");
+    assert_eq!(body["waiting"][0]["watch"], "pods");
+    assert_eq!(body["waiting"][0]["state"], "listing");
+    // Liveness is another matter: a slow first list is not a failure.
+    assert_eq!(get(addr, "/healthz").status, 200);
+    assert!(
+        wait_until(WAIT, || get(addr, "/readyz").status == 200),
+        "log:\n{}",
+        d.log_text()
+    );
+    assert_eq!(get(addr, "/readyz").text(), "ready\n");
+
+    let index = get(addr, "/");
+    assert_eq!(index.status, 200);
+    for path in ["/metrics", "/healthz", "/readyz", "/status"] {
+        assert!(index.text().contains(path), "{path}: {}", index.text());
+    }
+    assert_eq!(get(addr, "/nope").status, 404);
 }

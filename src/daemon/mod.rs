@@ -655,13 +655,7 @@ impl Daemon {
             return;
         }
         let status = self.status_line();
-        if !self.ready
-            && self.live_watchers().all(|w| {
-                w.machine.has_listed()
-                    || w.machine.has_failed()
-                    || w.machine.state_name() == "backing off"
-            })
-        {
+        if !self.ready && self.live_watchers().all(|w| observe::is_ready(&w.machine)) {
             notifier.send(&format!("READY=1\nSTATUS={status}"));
             self.ready = true;
         }

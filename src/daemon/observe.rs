@@ -6,8 +6,15 @@ use super::watcher::Watcher;
 use super::Daemon;
 use crate::metrics::{self, SinkView, Snapshot, WatchView};
 use crate::sink::Sink;
+use crate::watch::WatchMachine;
 use mio::Token;
 use std::time::{Instant, SystemTime};
+
+/// Listed once, or retrying after a failure: READY=1 and `/readyz` wait
+/// for every watch to be so.
+pub(super) fn is_ready(w: &WatchMachine) -> bool {
+    w.has_listed() || w.has_failed() || w.state_name() == "backing off"
+}
 
 fn snapshot<'a>(
     watchers: &'a [Option<Watcher>],
@@ -27,6 +34,7 @@ fn snapshot<'a>(
                 objects: w.machine.known_objects(),
                 stats: w.machine.stats(),
                 last_error: w.machine.last_error(),
+                ready: is_ready(&w.machine),
             })
             .collect(),
         // Sinks retiring after a reload are left out: their names are taken

@@ -319,8 +319,11 @@ impl Session {
 /// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
+    /// `/`: what is served here.
+    Index,
     Metrics,
     Healthz,
+    Readyz,
     Status,
 }
 
@@ -330,7 +333,7 @@ impl Endpoint {
     pub fn needs_token(self) -> bool {
         match self {
             Endpoint::Metrics | Endpoint::Status => true,
-            Endpoint::Healthz => false,
+            Endpoint::Index | Endpoint::Healthz | Endpoint::Readyz => false,
         }
     }
 }
@@ -338,13 +341,15 @@ impl Endpoint {
 /// Routes a request: the endpoint, or the error response to send.
 pub fn route(req: &RequestHead) -> Result<Endpoint, Response> {
     let endpoint = match req.path.as_str() {
+        "/" => Endpoint::Index,
         "/metrics" => Endpoint::Metrics,
         "/healthz" => Endpoint::Healthz,
+        "/readyz" => Endpoint::Readyz,
         "/status" => Endpoint::Status,
         _ => {
             return Err(Response::text(
                 404,
-                "not found; try /metrics, /healthz or /status\n",
+                "not found; try /metrics, /healthz, /readyz or /status (/ lists them)\n",
             ))
         }
     };
@@ -450,7 +455,9 @@ mod tests {
         assert_eq!(route(&req(Method::Get, "/metrics")), Ok(Endpoint::Metrics));
         assert_eq!(route(&req(Method::Head, "/healthz")), Ok(Endpoint::Healthz));
         assert_eq!(route(&req(Method::Get, "/status")), Ok(Endpoint::Status));
-        assert_eq!(route(&req(Method::Get, "/")).unwrap_err().status, 404);
+        assert_eq!(route(&req(Method::Get, "/readyz")), Ok(Endpoint::Readyz));
+        assert_eq!(route(&req(Method::Get, "/")), Ok(Endpoint::Index));
+        assert_eq!(route(&req(Method::Get, "/x")).unwrap_err().status, 404);
         assert_eq!(
             route(&req(Method::Other, "/metrics")).unwrap_err().status,
             405

@@ -7,7 +7,7 @@
 //! retries with backoff. A record is only dropped from the queue once all of
 //! its bytes are written, so a line is never lost or cut short.
 
-use super::QueueBound;
+use super::{LatencySample, QueueBound};
 use crate::state::{AckRef, Acks};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
@@ -38,8 +38,10 @@ pub struct FileSink {
     buf: Vec<u8>,
     written: usize,
     /// End offset in `buf` of every queued record, oldest first, with the
-    /// ref acked once all of its bytes are written.
-    record_ends: VecDeque<(usize, AckRef)>,
+    /// ref acked once all of its bytes are written and when it was queued.
+    record_ends: VecDeque<(usize, AckRef, Instant)>,
+    /// Queued → written, per record: a slow disk shows here.
+    latency: LatencySample,
     acks: Acks,
     /// The torn-line repair runs on the first open only: later opens are
     /// rotations, and our own short writes are continued, not cut.
@@ -79,6 +81,7 @@ impl FileSink {
             buf: Vec::new(),
             written: 0,
             record_ends: VecDeque::new(),
+            latency: LatencySample::default(),
             acks: Acks::default(),
             repaired: false,
             backoff_until: None,
@@ -120,6 +123,11 @@ impl FileSink {
         self.failed
     }
 
+    /// Queued → written, per record.
+    pub fn latency(&self) -> &LatencySample {
+        &self.latency
+    }
+
     pub fn is_stdout(&self) -> bool {
         matches!(self.target, Target::Stdout { .. })
     }
@@ -136,9 +144,10 @@ impl FileSink {
         }
     }
 
-    pub fn push(&mut self, record: &[u8], ack: AckRef) {
+    /// `now`: when the event was read.
+    pub fn push(&mut self, now: Instant, record: &[u8], ack: AckRef) {
         self.buf.extend_from_slice(record);
-        self.record_ends.push_back((self.buf.len(), ack));
+        self.record_ends.push_back((self.buf.len(), ack, now));
     }
 
     /// Moves the refs of written records to `out`.
@@ -149,9 +158,9 @@ impl FileSink {
     /// Queues the record `render` appends to the queue's buffer: the one
     /// copy of the object a file sink needs, without a staging buffer.
     /// `render` must append exactly one complete record.
-    pub fn push_rendered(&mut self, render: impl FnOnce(&mut Vec<u8>), ack: AckRef) {
+    pub fn push_rendered(&mut self, now: Instant, render: impl FnOnce(&mut Vec<u8>), ack: AckRef) {
         render(&mut self.buf);
-        self.record_ends.push_back((self.buf.len(), ack));
+        self.record_ends.push_back((self.buf.len(), ack, now));
     }
 
     /// Opens the file now, so a start-up problem is reported at start.
@@ -209,7 +218,8 @@ impl FileSink {
                 }
                 Ok(n) => {
                     self.written += n;
-                    self.retire_written();
+                    // One clock read per write: the write's own time counts.
+                    self.retire_written(Instant::now());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -263,13 +273,14 @@ impl FileSink {
         }
     }
 
-    fn retire_written(&mut self) {
-        while let Some(&(end, ack)) = self.record_ends.front() {
+    fn retire_written(&mut self, now: Instant) {
+        while let Some(&(end, ack, queued)) = self.record_ends.front() {
             if end > self.written {
                 break;
             }
             self.record_ends.pop_front();
             self.acks.push(ack);
+            self.latency.record(now.saturating_duration_since(queued));
             self.delivered += 1;
         }
         if self.written == self.buf.len() {
@@ -277,7 +288,7 @@ impl FileSink {
             self.written = 0;
         } else if self.written >= COMPACT_AT {
             self.buf.drain(..self.written);
-            for (end, _) in &mut self.record_ends {
+            for (end, _, _) in &mut self.record_ends {
                 *end -= self.written;
             }
             self.written = 0;
@@ -472,9 +483,9 @@ mod tests {
         std::fs::create_dir_all(path.parent().unwrap()).ok();
         std::fs::remove_dir(path.parent().unwrap()).unwrap();
         let mut s = sink(&path, 2);
-        s.push(b"{\"n\":1}\n", ACK);
+        s.push(Instant::now(), b"{\"n\":1}\n", ACK);
         assert!(s.has_room());
-        s.push(b"{\"n\":2}\n", ACK);
+        s.push(Instant::now(), b"{\"n\":2}\n", ACK);
         assert!(!s.has_room());
         s.flush(Instant::now(), poll.registry());
         assert_eq!(s.queued(), 0);
@@ -486,7 +497,7 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode & !0o640, 0, "mode {mode:o} is wider than 0640");
         s.reopen();
-        s.push(b"{\"n\":3}\n", ACK);
+        s.push(Instant::now(), b"{\"n\":3}\n", ACK);
         s.flush(Instant::now(), poll.registry());
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
     }
@@ -501,7 +512,7 @@ mod tests {
         s.open().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"n\":1}\n");
         let two = AckRef { watch: 3, seq: 7 };
-        s.push(b"{\"n\":2}\n", two);
+        s.push(Instant::now(), b"{\"n\":2}\n", two);
         let mut acks = Vec::new();
         s.take_acks(&mut acks);
         assert!(acks.is_empty(), "acked before it was written");
@@ -538,7 +549,7 @@ mod tests {
         let poll = mio::Poll::new().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut s = sink(dir.path(), 10);
-        s.push(b"x\n", ACK);
+        s.push(Instant::now(), b"x\n", ACK);
         let now = Instant::now();
         s.flush(now, poll.registry());
         assert_eq!(s.queued(), 1);
@@ -563,7 +574,7 @@ mod tests {
         let mut s = sink(&path, 100_000);
         let line = format!("{}\n", "y".repeat(999));
         for _ in 0..1000 {
-            s.push(line.as_bytes(), ACK);
+            s.push(Instant::now(), line.as_bytes(), ACK);
         }
         let now = Instant::now();
         s.flush(now, poll.registry());

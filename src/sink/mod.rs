@@ -53,10 +53,13 @@ pub struct SinkStats<'a> {
     /// Events accepted and not yet delivered (queued or in flight).
     pub queue_depth: usize,
     pub counts: DeliveryCounts,
-    /// Event read → hook spawned (exec) or → 2xx (webhook); files have none.
+    /// Event read → written (file, stdout), → hook spawned (exec) or → 2xx
+    /// (webhook).
     pub latency: Option<&'a LatencySample>,
     /// Exec sinks only.
     pub hook_runs: Option<HookRunCounts>,
+    /// Exec sinks only: spawn → exit of each hook run.
+    pub hook_run_durations: Option<&'a LatencySample>,
 }
 
 /// A configured sink. An enum, not a trait object: the set of sink types is
@@ -100,7 +103,7 @@ impl Sink {
     /// set when `wants_meta` said so.
     pub fn push(&mut self, now: Instant, line: &[u8], meta: Option<&Rc<EventMeta>>, ack: AckRef) {
         match self {
-            Sink::File(s) => s.push(line, ack),
+            Sink::File(s) => s.push(now, line, ack),
             Sink::Exec(s) => s.push(now, line, meta, ack),
             Sink::Webhook(s) => s.push(now, line, meta, ack),
         }
@@ -200,8 +203,9 @@ impl Sink {
                     failed: s.failed(),
                     given_up: 0,
                 },
-                latency: None,
+                latency: Some(s.latency()),
                 hook_runs: None,
+                hook_run_durations: None,
             },
             Sink::Exec(s) => SinkStats {
                 kind: "exec",
@@ -209,6 +213,7 @@ impl Sink {
                 counts: s.delivery().counts(),
                 latency: Some(s.delivery().latency()),
                 hook_runs: Some(s.hook_runs()),
+                hook_run_durations: Some(s.run_durations()),
             },
             Sink::Webhook(s) => SinkStats {
                 kind: "webhook",
@@ -216,6 +221,7 @@ impl Sink {
                 counts: s.delivery().counts(),
                 latency: Some(s.delivery().latency()),
                 hook_runs: None,
+                hook_run_durations: None,
             },
         }
     }
