@@ -145,6 +145,7 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn new(config: &Config) -> Result<Daemon, DaemonError> {
+        let nofile = crate::fdlimit::raise_soft_limit();
         let poll = Poll::new().map_err(io_err("cannot create the poller"))?;
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGCHLD, SIGHUP, SIGUSR1])
             .map_err(io_err("cannot install signal handlers"))?;
@@ -210,6 +211,11 @@ impl Daemon {
         for w in &config.watches {
             daemon.start_watch(w)?;
         }
+        crate::fdlimit::report(
+            nofile,
+            daemon.watchers.len(),
+            crate::fdlimit::reserve(config),
+        );
         Ok(daemon)
     }
 

@@ -336,6 +336,7 @@ impl Watcher {
             }
         };
         let mut last_error = None;
+        let mut exhausted = false;
         while let Some(addr) = self.addrs.pop_front() {
             self.connections += 1;
             let token = Token(
@@ -352,12 +353,21 @@ impl Watcher {
                     };
                     return;
                 }
-                Err(e) => last_error = Some(format!("cannot connect to {addr}: {e}")),
+                Err(e) => {
+                    exhausted = crate::fdlimit::is_exhaustion(&e);
+                    last_error = Some(format!("cannot connect to {addr}: {e}"));
+                }
             }
         }
         self.link = Link::None;
         let error = last_error.unwrap_or_else(|| "no address to connect to".into());
-        self.machine.on_transport_error(ctx.now, &error);
+        if exhausted {
+            // Every watch fails alike: one warning a minute, not one each.
+            crate::fdlimit::warn_exhausted(&format_args!("watch {}: {error}", self.machine.name()));
+            self.machine.on_transport_error_quietly(ctx.now, &error);
+        } else {
+            self.machine.on_transport_error(ctx.now, &error);
+        }
     }
 
     /// The current connect attempt failed: next address, or report.

@@ -33,7 +33,7 @@ impl ProcessStats {
                 .map(|(s, hz)| (s.utime + s.stime) as f64 / hz as f64),
             resident_memory_bytes: stat.zip(page).map(|(s, page)| s.rss_pages * page),
             virtual_memory_bytes: stat.map(|s| s.vsize),
-            open_fds: open_fds(),
+            open_fds: crate::fdlimit::open_fds(),
             max_fds: crate::fdlimit::soft_limit(),
             start_time_seconds: stat.zip(hz).and_then(|(s, hz)| start_time_seconds(s, hz)),
         }
@@ -74,12 +74,6 @@ fn sysconf(name: libc::c_int) -> Option<u64> {
     // SAFETY: sysconf has no memory effects.
     let v = unsafe { libc::sysconf(name) };
     u64::try_from(v).ok().filter(|v| *v > 0)
-}
-
-fn open_fds() -> Option<u64> {
-    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
-    // The directory's own descriptor is listed too; it is closed right after.
-    Some((dir.count() as u64).saturating_sub(1))
 }
 
 /// The start (clock ticks after boot) turned into wall time:

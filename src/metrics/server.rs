@@ -242,10 +242,16 @@ impl MetricsServer {
                 Err(e) => {
                     // Likely out of descriptors: the pending connection stays
                     // in the backlog, and no new edge may come; retry later.
-                    log::warn!(
+                    let what = format_args!(
                         "metrics: cannot accept a connection: {e}; retrying in {}s",
                         ACCEPT_RETRY.as_secs()
                     );
+                    if crate::fdlimit::is_exhaustion(&e) {
+                        crate::fdlimit::warn_exhausted(&what);
+                        log::debug!("{what}");
+                    } else {
+                        log::warn!("{what}");
+                    }
                     self.accept_retry = Some(now + ACCEPT_RETRY);
                     return;
                 }
