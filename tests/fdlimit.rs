@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use kwatchd::sim::{Sim, SimOptions};
+use kwatchd_sim::{Sim, SimOptions};
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
