@@ -11,7 +11,7 @@ use super::doc::{Ctx, Field, TableNode};
 use super::fields::{
     duration, expand_path_vars, file_path, integer, path, queue_events, with_default, Env, FileKind,
 };
-use super::syntax::resolve_path;
+use super::syntax::{closest, resolve_path};
 use super::url::{Scheme, WebhookUrl};
 use super::vars::{expand, is_env_name, Syntax};
 
@@ -274,13 +274,14 @@ pub(super) fn parse(ctx: &mut Ctx, env: &Env, table: &TableNode) -> Option<SinkC
         }
         None => {
             let known: Vec<&str> = TYPES.iter().map(|t| t.name).collect();
-            field.error(
-                ctx,
-                format!(
-                    "unknown sink type {kind:?}; expected one of: {}",
-                    known.join(", ")
+            let list = known.join(", ");
+            let message = match closest(kind, known.iter().copied()) {
+                Some(near) => format!(
+                    "unknown sink type {kind:?}; did you mean {near:?}? (expected one of: {list})"
                 ),
-            );
+                None => format!("unknown sink type {kind:?}; expected one of: {list}"),
+            };
+            field.error(ctx, message);
             None
         }
     }
