@@ -169,7 +169,7 @@ fn status(config: Option<&std::path::Path>, addr: Option<&str>) -> ExitCode {
     use kwatchd::metrics::client;
     let addr = match (addr, config) {
         (Some(a), _) => match kwatchd::config::parse_listen_addr(a) {
-            Ok(a) => a,
+            Ok(a) => a.into(),
             Err(e) => {
                 eprintln!("kwatchd status: --addr: {e}");
                 return ExitCode::from(EX_USAGE);
@@ -184,7 +184,7 @@ fn status(config: Option<&std::path::Path>, addr: Option<&str>) -> ExitCode {
         },
         (None, None) => return ExitCode::from(EX_USAGE),
     };
-    match client::fetch(addr, std::time::Duration::from_secs(5)) {
+    match client::fetch(&addr, std::time::Duration::from_secs(5)) {
         Ok(report) => {
             print!("{}", client::render(&report));
             ExitCode::from(if report.healthy {

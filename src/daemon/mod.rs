@@ -201,8 +201,9 @@ impl Daemon {
         }
         let metrics = match config.daemon.metrics_listen {
             Some(addr) => {
-                let server = MetricsServer::bind(addr, poll.registry())
+                let mut server = MetricsServer::bind(addr, poll.registry())
                     .map_err(|error| DaemonError::Metrics { addr, error })?;
+                server.require_token(config.daemon.metrics_token_file.clone());
                 server.announce();
                 Some(server)
             }

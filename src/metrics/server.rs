@@ -77,6 +77,8 @@ pub struct MetricsServer {
     accept_retry: Option<Instant>,
     /// `[daemon] metrics_token_file`, when set.
     auth: Option<Auth>,
+    /// The start-up lines were logged: later changes are logged too.
+    announced: bool,
 }
 
 impl std::fmt::Debug for MetricsServer {
@@ -103,20 +105,32 @@ impl MetricsServer {
             next_id: 1,
             accept_retry: None,
             auth: None,
+            announced: false,
         })
     }
 
     /// Requires the token in `path` for `/metrics` and `/status` (`None`:
     /// no token). Applies to the next request, kept-alive connections too.
     pub fn require_token(&mut self, path: Option<PathBuf>) {
-        if self.auth.as_ref().map(Auth::path) != path.as_deref() {
-            self.auth = path.map(Auth::new);
+        if self.auth.as_ref().map(Auth::path) == path.as_deref() {
+            return;
         }
+        if self.announced {
+            match &path {
+                Some(p) => log::info!(
+                    "metrics: /metrics and /status now need the bearer token in {}",
+                    p.display()
+                ),
+                None => log::warn!("metrics: /metrics and /status no longer need a token"),
+            }
+        }
+        self.auth = path.map(Auth::new);
     }
 
     /// The start-up log: where it listens, and a warning when every
     /// interface can read the daemon's state without a token.
-    pub fn announce(&self) {
+    pub fn announce(&mut self) {
+        self.announced = true;
         log::info!("metrics: listening on http://{}", self.addr);
         match (&self.auth, exposure_warning(self.addr)) {
             (Some(auth), _) => log::info!(
