@@ -1164,6 +1164,40 @@ fn a_token_file_guards_metrics_and_status_and_status_sends_it() {
 }
 
 #[test]
+fn a_reload_sets_and_clears_the_metrics_token() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let (d, addr) = pods_into_a_file(&sim, "metrics_listen = \"127.0.0.1:0\"");
+    assert!(wait_until(WAIT, || sim.open_watches() == 1));
+    assert_eq!(status_of(addr, "/metrics", ""), 200);
+    let token = d.path("metrics-token");
+    std::fs::write(&token, "reloaded-token\n").unwrap();
+    let plain = std::fs::read_to_string(&d.config).unwrap();
+    let guarded = plain.replacen(
+        "[daemon]\n",
+        &format!(
+            "[daemon]\nmetrics_token_file = {:?}\n",
+            token.display().to_string()
+        ),
+        1,
+    );
+    let reload = |text: &str, want: u16| {
+        std::fs::write(&d.config, text).unwrap();
+        d.signal(libc::SIGHUP);
+        assert!(
+            wait_until(WAIT, || status_of(addr, "/metrics", "") == want),
+            "log:\n{}",
+            d.log_text()
+        );
+    };
+    reload(&guarded, 401);
+    let bearer = "Authorization: Bearer reloaded-token\r\n";
+    assert_eq!(status_of(addr, "/metrics", bearer), 200);
+    assert!(d.log_text().contains("now need the bearer token in"));
+    reload(&plain, 200);
+    assert!(d.log_text().contains("no longer need a token"));
+}
+
+#[test]
 fn status_gives_up_at_its_deadline_on_a_trickling_endpoint() {
     // Accepts, then sends a response head one byte a second, forever.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
