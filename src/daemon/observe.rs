@@ -7,6 +7,7 @@ use super::watcher::Watcher;
 use super::{Daemon, Slot};
 use crate::metrics::{self, SinkView, Snapshot};
 use crate::sink::Sink;
+use crate::watch::WatchState;
 use mio::Token;
 use std::time::{Instant, SystemTime};
 
@@ -67,11 +68,11 @@ impl Daemon {
         const NAMED: usize = 3;
         let streaming = self
             .live_watchers()
-            .filter(|w| w.machine().state_name() == "streaming")
+            .filter(|w| w.machine().state() == WatchState::Streaming)
             .count();
         let backing_off: Vec<&str> = self
             .live_watchers()
-            .filter(|w| w.machine().state_name() == "backing off")
+            .filter(|w| w.machine().state() == WatchState::BackingOff)
             .map(|w| w.machine().name())
             .collect();
         let mut names = backing_off

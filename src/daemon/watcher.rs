@@ -11,7 +11,7 @@ use crate::net::{Connection, ReadOutcome, Resolver};
 use crate::sink::{RecordWriter, Sink};
 use crate::state::{Persistence, StateStore, WatchKey};
 use crate::tokens::Source;
-use crate::watch::{LineOutcome, RequestKind, RequestPlan, TimerOutcome, WatchMachine};
+use crate::watch::{LineOutcome, RequestKind, RequestPlan, TimerOutcome, WatchMachine, WatchState};
 use mio::{Registry, Token};
 use std::collections::VecDeque;
 use std::fmt;
@@ -184,7 +184,7 @@ impl Watcher {
         WatchView {
             name: self.machine.name(),
             cluster: clusters.get(self.cluster).map_or("", |c| c.name.as_str()),
-            state: self.machine.state_name(),
+            state: self.machine.state(),
             objects: self.machine.known_objects(),
             stats: self.machine.stats(),
             last_error: self.machine.last_error(),
@@ -196,7 +196,7 @@ impl Watcher {
     /// for every watch to be so.
     pub fn is_ready(&self) -> bool {
         let m = &self.machine;
-        m.has_listed() || m.has_failed() || m.state_name() == "backing off"
+        m.has_listed() || m.has_failed() || m.state() == WatchState::BackingOff
     }
 
     /// After a reload: the cluster and sinks it feeds now.

@@ -27,6 +27,7 @@
 use super::http::Response;
 use super::{Snapshot, WatchView};
 use crate::config::EventType;
+use crate::watch::WatchState;
 use serde_json::{json, Value};
 
 /// Consecutive failed attempts that make a watch unhealthy.
@@ -49,7 +50,7 @@ pub enum Health {
 }
 
 fn unhealthy_reason(w: &WatchView<'_>) -> Option<String> {
-    if w.state == "failed" {
+    if w.state == WatchState::Failed {
         // A permanent error (an ambiguous kind, a namespace on a
         // cluster-scoped kind): it will not recover without a config change.
         return Some(format!(
@@ -74,7 +75,7 @@ pub fn health(s: &Snapshot<'_>) -> Health {
             unhealthy_reason(w).map(|reason| Unhealthy {
                 watch: w.name.to_owned(),
                 cluster: w.cluster.to_owned(),
-                state: w.state.to_owned(),
+                state: w.state.as_str().to_owned(),
                 consecutive_failures: w.stats.consecutive_failures,
                 reason,
             })
@@ -115,7 +116,7 @@ pub fn readyz(s: &Snapshot<'_>) -> Response {
         .watches
         .iter()
         .filter(|w| !w.ready)
-        .map(|w| json!({"watch": w.name, "cluster": w.cluster, "state": w.state}))
+        .map(|w| json!({"watch": w.name, "cluster": w.cluster, "state": w.state.as_str()}))
         .collect();
     if waiting.is_empty() {
         Response::text(200, "ready\n")
@@ -149,7 +150,7 @@ pub fn status(s: &Snapshot<'_>) -> Value {
             json!({
                 "name": w.name,
                 "cluster": w.cluster,
-                "state": w.state,
+                "state": w.state.as_str(),
                 "healthy": unhealthy_reason(w).is_none(),
                 "objects_known": w.objects,
                 "events": w.stats.events,
@@ -199,10 +200,10 @@ mod tests {
     use super::super::SinkView;
     use super::*;
     use crate::sink::{DeliveryCounts, SinkStats};
-    use crate::watch::WatchStats;
+    use crate::watch::{WatchState, WatchStats};
     use std::time::{Duration, Instant, SystemTime};
 
-    fn view(name: &'static str, state: &'static str, failures: u32) -> WatchView<'static> {
+    fn view(name: &'static str, state: WatchState, failures: u32) -> WatchView<'static> {
         WatchView {
             name,
             cluster: "c",
@@ -229,17 +230,17 @@ mod tests {
     #[test]
     fn healthy_until_the_failure_limit_whatever_the_state() {
         let ok = snapshot(vec![
-            view("a", "streaming", 0),
-            view("b", "backing off", FAILURE_LIMIT - 1),
-            view("c", "listing", 0),
+            view("a", WatchState::Streaming, 0),
+            view("b", WatchState::BackingOff, FAILURE_LIMIT - 1),
+            view("c", WatchState::Listing, 0),
         ]);
         assert_eq!(health(&ok), Health::Healthy);
         let r = healthz(&ok);
         assert_eq!((r.status, r.body.as_slice()), (200, &b"ok\n"[..]));
 
         let bad = snapshot(vec![
-            view("a", "streaming", 0),
-            view("b", "connecting", FAILURE_LIMIT),
+            view("a", WatchState::Streaming, 0),
+            view("b", WatchState::Connecting, FAILURE_LIMIT),
         ]);
         let r = healthz(&bad);
         assert_eq!(r.status, 503);
@@ -256,7 +257,10 @@ mod tests {
 
     #[test]
     fn ready_once_every_watch_is() {
-        let mut s = snapshot(vec![view("a", "streaming", 0), view("b", "listing", 0)]);
+        let mut s = snapshot(vec![
+            view("a", WatchState::Streaming, 0),
+            view("b", WatchState::Listing, 0),
+        ]);
         s.watches[1].ready = false;
         let r = readyz(&s);
         assert_eq!(r.status, 503);
@@ -274,8 +278,8 @@ mod tests {
     #[test]
     fn a_watch_stopped_by_a_permanent_error_is_unhealthy() {
         let r = healthz(&snapshot(vec![
-            view("a", "streaming", 0),
-            view("b", "failed", 0),
+            view("a", WatchState::Streaming, 0),
+            view("b", WatchState::Failed, 0),
         ]));
         assert_eq!(r.status, 503);
         let body: Value = serde_json::from_slice(&r.body).unwrap();
@@ -286,7 +290,7 @@ mod tests {
 
     #[test]
     fn status_lists_watches_and_sinks() {
-        let mut s = snapshot(vec![view("a", "streaming", 0)]);
+        let mut s = snapshot(vec![view("a", WatchState::Streaming, 0)]);
         s.watches[0].stats.last_event = Some(s.now - Duration::from_millis(1500));
         s.watches[0].stats.events_by_type = [2, 0, 1];
         s.sinks.push(SinkView {

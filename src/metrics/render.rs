@@ -3,11 +3,11 @@
 
 use super::process::ProcessStats;
 use super::text::{Exposition, Kind};
-use super::{Snapshot, WATCH_STATES};
+use super::Snapshot;
 use crate::config::EventType;
 use crate::sink::latency::BUCKETS_SECONDS;
 use crate::sink::{HookResult, LatencySample};
-use crate::watch::ReconnectReason;
+use crate::watch::{ReconnectReason, WatchState};
 
 /// Renders the whole exposition.
 pub fn render(s: &Snapshot<'_>, process: &ProcessStats) -> String {
@@ -49,11 +49,11 @@ fn watches(e: &mut Exposition, s: &Snapshot<'_>) {
         "1 for the state each watch is in, 0 for the others.",
     );
     for w in &s.watches {
-        for (name, label) in WATCH_STATES {
+        for state in WatchState::ALL {
             e.int(
                 "kwatchd_watch_state",
-                &[("watch", w.name), ("state", label)],
-                u64::from(w.state == name),
+                &[("watch", w.name), ("state", state.label())],
+                u64::from(w.state == state),
             );
         }
     }
@@ -307,7 +307,7 @@ mod tests {
             watches: vec![WatchView {
                 name: "we\"ird\\\nname",
                 cluster: "c",
-                state: "backing off",
+                state: WatchState::BackingOff,
                 objects: 7,
                 stats,
                 last_error: None,
