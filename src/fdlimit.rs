@@ -128,7 +128,8 @@ pub fn reserve(config: &Config) -> u64 {
             // stdin, stdout, stderr and a pidfd per running hook.
             SinkConfig::Exec(e) => 4 * e.delivery.max_concurrent as u64,
             SinkConfig::Webhook(w) => w.delivery.max_concurrent as u64,
-            SinkConfig::File(_) | SinkConfig::Stdout => 1,
+            // A file, or one connection to a NATS server.
+            SinkConfig::File(_) | SinkConfig::Stdout | SinkConfig::Nats(_) => 1,
         })
         .sum();
     metrics + sinks + SLACK

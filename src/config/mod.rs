@@ -42,6 +42,7 @@ mod daemon;
 mod doc;
 mod error;
 mod fields;
+pub(crate) mod nats;
 mod selector;
 mod sink;
 mod syntax;
@@ -66,6 +67,7 @@ pub use daemon::{
 };
 pub use error::{ConfigError, ConfigErrors};
 pub(crate) use fields::resolve_in_process;
+pub use nats::NatsSinkConfig;
 pub use sink::{
     DeliveryConfig, ExecSinkConfig, FileSinkConfig, HttpHeader, OnFailure, SinkConfig,
     WebhookSinkConfig,

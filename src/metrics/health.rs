@@ -168,14 +168,23 @@ pub fn status(s: &Snapshot<'_>) -> Value {
         .sinks
         .iter()
         .map(|k| {
-            json!({
+            let mut v = json!({
                 "name": k.name,
                 "type": k.stats.kind,
                 "queue_depth": k.stats.queue_depth,
                 "delivered": k.stats.counts.delivered,
                 "failed": k.stats.counts.failed,
                 "given_up": k.stats.counts.given_up,
-            })
+            });
+            if let Some(n) = &k.stats.nats {
+                v["nats"] = json!({
+                    "connection": n.state.as_str(),
+                    "server": n.server.map(|s| s.to_string()),
+                    "paused": n.paused,
+                    "duplicates": n.duplicates,
+                });
+            }
+            v
         })
         .collect();
     json!({
@@ -306,6 +315,7 @@ mod tests {
                 latency: None,
                 hook_runs: None,
                 hook_run_durations: None,
+                nats: None,
             },
         });
         let v = status(&s);

@@ -5,6 +5,7 @@ use super::process::ProcessStats;
 use super::text::{Exposition, Kind};
 use super::Snapshot;
 use crate::config::EventType;
+use crate::nats::ConnState;
 use crate::sink::latency::BUCKETS_SECONDS;
 use crate::sink::{HookResult, LatencySample};
 use crate::watch::{ReconnectReason, WatchState};
@@ -14,6 +15,7 @@ pub fn render(s: &Snapshot<'_>, process: &ProcessStats) -> String {
     let mut e = Exposition::new();
     watches(&mut e, s);
     sinks(&mut e, s);
+    nats_sinks(&mut e, s);
     process_families(&mut e, process);
     e.family(
         "kwatchd_build_info",
@@ -206,6 +208,39 @@ fn sinks(e: &mut Exposition, s: &Snapshot<'_>) {
     }
 }
 
+fn nats_sinks(e: &mut Exposition, s: &Snapshot<'_>) {
+    e.family(
+        "kwatchd_nats_duplicates_total",
+        Kind::Counter,
+        "NATS sinks: PubAcks that said duplicate: true (the stream already held the event; kwatchd sent it again after a crash, reconnect or timeout).",
+    );
+    for k in &s.sinks {
+        if let Some(n) = k.stats.nats {
+            e.int(
+                "kwatchd_nats_duplicates_total",
+                &[("sink", k.name)],
+                n.duplicates,
+            );
+        }
+    }
+    e.family(
+        "kwatchd_nats_connection_state",
+        Kind::Gauge,
+        "NATS sinks: 1 for the connection's current state, 0 for the others.",
+    );
+    for k in &s.sinks {
+        if let Some(n) = k.stats.nats {
+            for state in ConnState::ALL {
+                e.int(
+                    "kwatchd_nats_connection_state",
+                    &[("sink", k.name), ("state", state.as_str())],
+                    u64::from(state == n.state),
+                );
+            }
+        }
+    }
+}
+
 /// One sink's series of a histogram family (`_bucket`, `_sum`, `_count`).
 fn histogram(e: &mut Exposition, family: &str, sink: &str, h: &LatencySample) {
     let (bucket, sum, count) = (
@@ -327,6 +362,7 @@ mod tests {
                         latency: Some(&latency),
                         hook_runs: Some(runs),
                         hook_run_durations: Some(&run_durations),
+                        nats: None,
                     },
                 },
                 SinkView {
@@ -342,6 +378,7 @@ mod tests {
                         latency: Some(&written),
                         hook_runs: None,
                         hook_run_durations: None,
+                        nats: None,
                     },
                 },
             ],
