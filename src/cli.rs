@@ -45,6 +45,14 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "expands a leading ~/ in a cluster's kubeconfig paths",
     ),
     (
+        "${NAME} in the configuration",
+        "file paths and webhook headers take any variable, expanded at load and reload; an unset one is a configuration problem (check --offline skips them)",
+    ),
+    (
+        "CREDENTIALS_DIRECTORY",
+        "set by systemd for LoadCredential=: paths such as \"${CREDENTIALS_DIRECTORY}/token\" reach secrets the service's dynamic user cannot open itself",
+    ),
+    (
         "NOTIFY_SOCKET, WATCHDOG_USEC",
         "set by systemd for Type=notify and WatchdogSec=: kwatchd reports READY=1, RELOADING=1, STOPPING=1 and WATCHDOG=1",
     ),
@@ -128,7 +136,8 @@ pub enum Command {
     /// Exit 0 when it is valid, or 78 with every problem listed as
     /// FILE:LINE:COLUMN: KEY: MESSAGE. Files the configuration names (CA,
     /// token, kubeconfig, hook programs) are checked as the daemon would load
-    /// them, and ${VAR} in webhook headers needs the variable.
+    /// them, and ${VAR} in paths and webhook headers needs the variable;
+    /// --offline checks only the file itself.
     Check(CheckArgs),
     /// Ask a running daemon how its watches and sinks are doing.
     ///
@@ -175,6 +184,13 @@ impl ConfigFile {
 pub struct CheckArgs {
     #[command(flatten)]
     pub config: ConfigFile,
+    /// Check only the file: syntax, types, ranges, references between
+    /// tables, the syntax of ${VAR}. No file it names, no environment
+    /// variable and no kubeconfig is read, so a configuration written for
+    /// another machine (or for LoadCredential= under systemd) checks
+    /// anywhere, e.g. in CI.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// `kwatchd status`: where the daemon is, and how long to wait for it.
@@ -296,12 +312,12 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// Writes `DIR/man/kwatchd.1` (with `kwatchd-SUBCOMMAND.1` for each
-/// subcommand) and `DIR/completions/{kwatchd.bash,_kwatchd,kwatchd.fish}`;
+/// Writes `DIR/man/man1/kwatchd.1` (with `kwatchd-SUBCOMMAND.1` for each
+/// subcommand; `DIR/man` is a manual tree for MANPATH) and `DIR/completions/{kwatchd.bash,_kwatchd,kwatchd.fish}`;
 /// returns the files written.
 pub fn generate_assets(out: &Path) -> io::Result<Vec<PathBuf>> {
     use clap_complete::{generate_to, Shell};
-    let man_dir = out.join("man");
+    let man_dir = out.join("man").join("man1");
     let completions = out.join("completions");
     std::fs::create_dir_all(&man_dir)?;
     std::fs::create_dir_all(&completions)?;
@@ -398,10 +414,21 @@ mod tests {
             match parse(args) {
                 Ok(Cli {
                     command: Command::Check(c),
-                }) => assert_eq!(c.config.path(), PathBuf::from("a.toml"), "{args:?}"),
+                }) => {
+                    assert!(!c.offline);
+                    assert_eq!(c.config.path(), PathBuf::from("a.toml"), "{args:?}");
+                }
                 other => panic!("{args:?}: {other:?}"),
             }
         }
+        match parse(&["check", "--offline", "a.toml"]) {
+            Ok(Cli {
+                command: Command::Check(c),
+            }) => assert!(c.offline),
+            other => panic!("{other:?}"),
+        }
+        let e = parse(&["run", "--offline", "a.toml"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
         let both = parse(&["run", "--config", "a.toml", "b.toml"]).unwrap_err();
         assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict);
         let none = parse(&["run"]).unwrap_err();
@@ -511,11 +538,11 @@ mod tests {
             .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
             .collect();
         for want in [
-            "man/kwatchd.1",
-            "man/kwatchd-run.1",
-            "man/kwatchd-check.1",
-            "man/kwatchd-status.1",
-            "man/kwatchd-demo.1",
+            "man/man1/kwatchd.1",
+            "man/man1/kwatchd-run.1",
+            "man/man1/kwatchd-check.1",
+            "man/man1/kwatchd-status.1",
+            "man/man1/kwatchd-demo.1",
             "completions/kwatchd.bash",
             "completions/_kwatchd",
             "completions/kwatchd.fish",
@@ -523,7 +550,7 @@ mod tests {
             assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
         }
         assert!(!names.iter().any(|n| n.contains("generate-assets")));
-        let page = std::fs::read_to_string(dir.path().join("man/kwatchd.1")).unwrap();
+        let page = std::fs::read_to_string(dir.path().join("man/man1/kwatchd.1")).unwrap();
         for section in [
             "EXIT STATUS",
             "ENVIRONMENT",

@@ -4,7 +4,7 @@
 mod cli;
 
 use cli::{Command, EX_CONFIG, EX_USAGE};
-use kwatchd::config::Config;
+use kwatchd::config::{Config, LoadMode};
 use kwatchd::daemon::Daemon;
 use kwatchd::logging;
 use std::path::Path;
@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(file) => run(&file.path()),
-        Command::Check(args) => check(&args.config.path()),
+        Command::Check(args) => check(args),
         Command::Status(args) => status(args),
         Command::Demo(args) => demo(args.dir),
         Command::GenerateAssets(args) => match cli::generate_assets(&args.out) {
@@ -39,16 +39,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(path: &Path) -> ExitCode {
-    match Config::load(path) {
-        Ok(c) => {
-            println!(
-                "{}: valid ({} clusters, {} watches, {} sinks)",
-                path.display(),
-                c.clusters.len(),
-                c.watches.len(),
-                c.sinks.len()
-            );
+fn check(args: cli::CheckArgs) -> ExitCode {
+    let path = args.config.path();
+    let (mode, scope) = if args.offline {
+        (
+            LoadMode::Offline,
+            "; offline: the files and environment variables it names were not checked",
+        )
+    } else {
+        (LoadMode::Full, "")
+    };
+    match Config::check(&path, mode) {
+        Ok(summary) => {
+            println!("{}: valid ({summary}){scope}", path.display());
             ExitCode::SUCCESS
         }
         Err(errors) => {

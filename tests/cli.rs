@@ -291,3 +291,76 @@ fn status_takes_the_url_the_daemon_logs() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("plain http://"));
 }
+
+#[test]
+fn every_shipped_config_passes_check_offline() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = Command::new(BIN)
+                .args(["check", "--offline"])
+                .arg(&path)
+                .env_remove("WEBHOOK_TOKEN")
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+            checked.push(path);
+        }
+    }
+    assert!(checked.len() >= 2, "{checked:?}");
+}
+
+#[test]
+fn check_expands_credentials_directory_and_offline_needs_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("token"), "t0ken\n").unwrap();
+    let config = dir.path().join("kwatchd.toml");
+    std::fs::write(
+        &config,
+        GOOD.replace(
+            "server = \"http://127.0.0.1:6443\"",
+            "server = \"https://127.0.0.1:6443\"\ntoken_file = \"${CREDENTIALS_DIRECTORY}/token\"",
+        ),
+    )
+    .unwrap();
+    let check = |offline: bool, creds: Option<&std::path::Path>| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("check");
+        if offline {
+            cmd.arg("--offline");
+        }
+        cmd.arg(&config).env_remove("CREDENTIALS_DIRECTORY");
+        if let Some(c) = creds {
+            cmd.env("CREDENTIALS_DIRECTORY", c);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        (out.status.code(), text)
+    };
+    // As under LoadCredential=: the variable names the directory.
+    let (code, out) = check(false, Some(&creds));
+    assert_eq!(code, Some(0), "{out}");
+    // Outside the service the full check says what is missing...
+    let (code, out) = check(false, None);
+    assert_eq!(code, Some(78), "{out}");
+    assert!(
+        out.contains("token_file") && out.contains("CREDENTIALS_DIRECTORY"),
+        "{out}"
+    );
+    // ...and --offline checks the file alone.
+    let (code, out) = check(true, None);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("offline"), "{out}");
+}

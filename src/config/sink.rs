@@ -102,6 +102,7 @@ const EXEC_KEYS: &[&str] = &[
     "command",
     "timeout",
     "kill_grace",
+    "kill_process_group",
     "max_concurrent",
     "retries",
     "batch_window",
@@ -187,6 +188,9 @@ pub struct ExecSinkConfig {
     pub timeout: Duration,
     /// After SIGTERM, SIGKILL this much later (zero: at once).
     pub kill_grace: Duration,
+    /// SIGKILL what is left of the hook's process group when the hook
+    /// exits by itself (default); false for hooks that start daemons.
+    pub kill_process_group: bool,
     /// Absolute; `None`: the daemon's working directory.
     pub working_dir: Option<PathBuf>,
     /// Added to the hook's minimal environment (may override PATH, HOME,
@@ -312,6 +316,9 @@ fn exec_sink(ctx: &mut Ctx, env: &Env, t: &TableNode) -> Option<SinkConfig> {
         .and_then(|f| command(ctx, env, &f));
     let timeout = duration(ctx, t, "timeout", DEFAULT_EXEC_TIMEOUT, EXEC_TIMEOUT_RANGE);
     let kill_grace = duration(ctx, t, "kill_grace", DEFAULT_KILL_GRACE, KILL_GRACE_RANGE);
+    let kill_process_group = t
+        .get("kill_process_group")
+        .map_or(Some(true), |f| f.bool(ctx));
     let working_dir = working_dir(ctx, env, t);
     let hook_env = t
         .get("env")
@@ -327,6 +334,7 @@ fn exec_sink(ctx: &mut Ctx, env: &Env, t: &TableNode) -> Option<SinkConfig> {
         command: command?,
         timeout: timeout?,
         kill_grace: kill_grace?,
+        kill_process_group: kill_process_group?,
         working_dir: working_dir?,
         env: hook_env?,
         delivery: delivery?,

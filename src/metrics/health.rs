@@ -173,7 +173,7 @@ pub fn status(s: &Snapshot<'_>) -> Value {
                 "type": k.stats.kind,
                 "queue_depth": k.stats.queue_depth,
                 "delivered": k.stats.counts.delivered,
-                "failed": k.stats.counts.failed,
+                "retries": k.stats.counts.retries,
                 "given_up": k.stats.counts.given_up,
             });
             if let Some(n) = &k.stats.nats {
@@ -309,7 +309,7 @@ mod tests {
                 queue_depth: 3,
                 counts: DeliveryCounts {
                     delivered: 9,
-                    failed: 0,
+                    retries: 0,
                     given_up: 0,
                 },
                 latency: None,
@@ -330,7 +330,7 @@ mod tests {
         assert_eq!(w["last_error"], Value::Null);
         assert_eq!(
             v["sinks"][0],
-            json!({"name":"out","type":"file","queue_depth":3,"delivered":9,"failed":0,"given_up":0})
+            json!({"name":"out","type":"file","queue_depth":3,"delivered":9,"retries":0,"given_up":0})
         );
     }
 }

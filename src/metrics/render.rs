@@ -141,13 +141,13 @@ fn sinks(e: &mut Exposition, s: &Snapshot<'_>) {
     e.family(
         "kwatchd_sink_deliveries_total",
         Kind::Counter,
-        "Events per sink and result: delivered; failed (in an attempt that failed, counted again per retry); given_up (handed to on_failure).",
+        "Events per sink and result: delivered; retries (sent back for another attempt after a failed one, counted per attempt); given_up (handed to on_failure).",
     );
     for k in &s.sinks {
         let c = k.stats.counts;
         for (result, n) in [
             ("delivered", c.delivered),
-            ("failed", c.failed),
+            ("retries", c.retries),
             ("given_up", c.given_up),
         ] {
             e.int(
@@ -356,7 +356,7 @@ mod tests {
                         queue_depth: 4,
                         counts: DeliveryCounts {
                             delivered: 10,
-                            failed: 2,
+                            retries: 2,
                             given_up: 1,
                         },
                         latency: Some(&latency),
@@ -372,7 +372,7 @@ mod tests {
                         queue_depth: 0,
                         counts: DeliveryCounts {
                             delivered: 1,
-                            failed: 0,
+                            retries: 0,
                             given_up: 0,
                         },
                         latency: Some(&written),

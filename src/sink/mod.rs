@@ -17,7 +17,7 @@ pub use delivery::DeliveryCounts;
 pub use dispatch::{DispatchPolicy, Dispatcher, GaveUp, Job, JobOutcome};
 pub use exec::ExecSink;
 pub use exec::{HookResult, HookRunCounts};
-pub use file::FileSink;
+pub use file::{FileSink, SyncPolicy};
 pub use latency::LatencySample;
 pub use nats::NatsSink;
 pub use record::{EventMeta, QueuedRecord, RecordWriter};
@@ -217,7 +217,7 @@ impl Sink {
                 queue_depth: s.queued(),
                 counts: DeliveryCounts {
                     delivered: s.delivered(),
-                    failed: s.failed(),
+                    retries: s.retries(),
                     given_up: 0,
                 },
                 latency: Some(s.latency()),

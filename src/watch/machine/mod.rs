@@ -526,6 +526,21 @@ impl WatchMachine {
                 let then = self.list_step(ListPurpose::Relist);
                 self.next(waiting(then, at(after)));
             }
+            Verdict::RelistRefused => {
+                self.known.stats.relists += 1;
+                self.known.count_reconnect(ReconnectReason::HttpError);
+                self.known
+                    .count_failure(format!("{what} answered {summary}"));
+                let delay = self.backoff.next_delay(now, &mut self.rng, None);
+                log::warn!(
+                    "watch {}: the server refused resourceVersion {} ({summary}); relisting in {} ms and reporting what changed since, as for an expired position",
+                    self.spec.name,
+                    self.known.resume_rv.as_deref().unwrap_or("(none)"),
+                    delay.as_millis()
+                );
+                let then = self.list_step(ListPurpose::Relist);
+                self.next(waiting(then, Some(now + delay)));
+            }
             Verdict::RestartList { after } => {
                 log::info!(
                     "watch {name}: list snapshot expired ({summary}); listing again from the start",

@@ -61,6 +61,12 @@ pub(super) enum Verdict {
     /// list again and report the difference. `after`: the server asked
     /// to wait that long first.
     Relist { after: Option<Duration> },
+    /// The server refuses the watch's resourceVersion as invalid (a
+    /// checkpoint from a server that numbers differently, a mangled
+    /// position): no retry of it can succeed. List again and report the
+    /// difference, as for an expired one, after a backoff (a server that
+    /// refuses the positions of its own lists must not be hammered).
+    RelistRefused,
     /// A list's snapshot is gone (410 on a continue token): start the
     /// list over. `after` as for `Relist`.
     RestartList { after: Option<Duration> },
@@ -113,6 +119,7 @@ pub(super) fn verdict(
             Verdict::FallbackToList
         }
         (_, 410) => expired(attempted, server_wait.or(header_wait)),
+        (Attempted::Watch, 400 | 422) if refuses_position(status) => Verdict::RelistRefused,
         (_, 504) if status.is_resource_version_too_large() => {
             expired(attempted, server_wait.or(header_wait))
         }
@@ -130,6 +137,19 @@ fn expired(attempted: Attempted, after: Option<Duration>) -> Verdict {
             Verdict::RestartList { after }
         }
     }
+}
+
+/// The Status says the request's resourceVersion is invalid: the API
+/// server's `resourceVersion: Invalid value: …` (field validation) or
+/// `invalid resource version` wordings.
+fn refuses_position(status: &Status) -> bool {
+    let message = status
+        .message
+        .as_deref()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    (message.contains("resourceversion:") || message.contains("resource version"))
+        && message.contains("invalid")
 }
 
 /// What an operator should do about a status that will not fix itself.
@@ -171,6 +191,10 @@ mod tests {
         r#"{"code":504,"details":{"causes":[{"reason":"ResourceVersionTooLarge"}]}}"#;
     const WAIT_3: &str = r#"{"code":410,"details":{"retryAfterSeconds":3}}"#;
     const GONE_REASON: &str = r#"{"reason":"Gone"}"#;
+    const INVALID_RV: &str = r#"{"kind":"Status","code":400,"reason":"BadRequest","message":"resourceVersion: Invalid value: \"abc\": strconv.ParseUint: parsing \"abc\": invalid syntax"}"#;
+    const INVALID_RV_422: &str = r#"{"code":422,"reason":"Invalid","message":"pods \"\" is invalid: resourceVersion: Invalid value: \"x\""}"#;
+    const INVALID_RV_OLD: &str = r#"{"code":400,"message":"invalid resource version: x"}"#;
+    const RV_MATCH: &str = r#"{"code":400,"message":"resourceVersionMatch is forbidden unless resourceVersion is provided"}"#;
 
     #[test]
     fn verdicts() {
@@ -194,6 +218,17 @@ mod tests {
             (Answer::Http { status: 410, retry_after: s7 }, "", List, NONE, Verdict::RestartList { after: s7 }),
             (Answer::Http { status: 410, retry_after: s7 }, WAIT_3, Watch, NONE, Verdict::Relist { after: s3 }),
             (Answer::Http { status: 429, retry_after: s7 }, WAIT_3, List, NONE, Verdict::Backoff { retry_after: s7 }),
+            // A position the server refuses as invalid relists (after a
+            // backoff); other 400s and refusals of a list do not.
+            (http(400), INVALID_RV, Watch, NONE, Verdict::RelistRefused),
+            (http(422), INVALID_RV_422, Watch, AUTO, Verdict::RelistRefused),
+            (http(400), INVALID_RV_OLD, Watch, NONE, Verdict::RelistRefused),
+            (http(400), RV_MATCH, Watch, NONE, Verdict::Backoff { retry_after: none }),
+            (http(400), "", Watch, NONE, Verdict::Backoff { retry_after: none }),
+            (http(500), INVALID_RV, Watch, NONE, Verdict::Backoff { retry_after: none }),
+            (http(400), INVALID_RV, List, NONE, Verdict::Backoff { retry_after: none }),
+            (http(400), INVALID_RV, StreamingList, AUTO, Verdict::FallbackToList),
+            (Answer::ErrorEvent, INVALID_RV, Watch, NONE, Verdict::Backoff { retry_after: none }),
             // ERROR events: an expiry (by code, reason or cause) relists,
             // anything else re-watches after a backoff.
             (Answer::ErrorEvent, EXPIRED, Watch, NONE, Verdict::Relist { after: none }),

@@ -1049,3 +1049,46 @@ fn an_error_event_during_a_streaming_list_is_a_counted_failure_and_starts_over()
     stream_listed(&mut m, later, "5", &[pod("a", "1")], &mut seen);
     assert_eq!(seen.len(), 1, "a is not delivered twice");
 }
+
+#[test]
+fn a_refused_checkpoint_position_relists_after_a_backoff_and_reports_the_difference() {
+    let mut m = WatchMachine::new(spec(OnStart::Added), Rng::new(1));
+    m.resume_from("abc".into(), checkpoint_index());
+    let now = Instant::now();
+    assert_eq!(m.poll_request(now).unwrap().kind, RequestKind::Watch);
+    let refused = br#"{"kind":"Status","code":400,"reason":"BadRequest","message":"resourceVersion: Invalid value: \"abc\": strconv.ParseUint: parsing \"abc\": invalid syntax"}"#;
+    m.on_http_error(now, 400, None, refused);
+    assert_eq!(m.state(), WatchState::BackingOff);
+    assert_eq!(m.stats().relists, 1);
+    assert_eq!(m.stats().consecutive_failures, 1);
+    let due = m.deadline().unwrap();
+    assert!(due <= now + Duration::from_millis(200), "{:?}", due - now);
+    let r = m.poll_request(due).unwrap();
+    assert_eq!(r.kind, RequestKind::List, "the position is not retried");
+    let mut steps = Steps::default();
+    m.on_list_body(
+        due,
+        &list_body("20", "", &[pod("a", "1"), pod("b", "19")]),
+        &mut steps,
+    );
+    assert_eq!(
+        steps.0,
+        vec![
+            "emit MODIFIED relist b",
+            "step - b (was 2)",
+            "emit DELETED relist c",
+            "step - c (was 3)",
+            "step 20 -",
+        ]
+    );
+    assert_eq!(m.stats().consecutive_failures, 0);
+    let r = m.poll_request(due).unwrap();
+    assert!(r.path_and_query.contains("resourceVersion=20&"));
+    // Any other 400 on a WATCH is a failure that retries the WATCH.
+    m.on_watch_opened(due);
+    m.on_watch_end(due + Duration::from_secs(5), true);
+    m.poll_request(due + Duration::from_secs(5)).unwrap();
+    m.on_http_error(due, 400, None, br#"{"code":400,"message":"bad"}"#);
+    let later = due + Duration::from_secs(60);
+    assert_eq!(m.poll_request(later).unwrap().kind, RequestKind::Watch);
+}
