@@ -164,6 +164,13 @@ fn read_token(value: &toml::Value) -> Result<Secret, String> {
     if token.is_empty() {
         return Err(format!("{} is empty", file.display()));
     }
+    // It goes into a header line.
+    if token.bytes().any(|b| b.is_ascii_control()) {
+        return Err(format!(
+            "{} holds more than one line or control characters",
+            file.display()
+        ));
+    }
     Ok(Secret::new(token))
 }
 
@@ -494,6 +501,10 @@ mod tests {
         assert!(listen_addr_from_config(&p)
             .unwrap_err()
             .contains("daemon.metrics_token_file: "));
+        std::fs::write(&token, "a\r\nX-Injected: 1\n").unwrap();
+        assert!(listen_addr_from_config(&p)
+            .unwrap_err()
+            .contains("control characters"));
         let err = |text: &str| listen_addr_from_config(&write(text)).unwrap_err();
         assert!(err("[daemon]\n").contains("metrics_listen is not set"));
         assert!(err("").contains("metrics_listen is not set"));
