@@ -152,6 +152,16 @@ pub enum Command {
     /// on an embedded demo configuration, and tails each event to the
     /// terminal until Ctrl-C.
     Demo(DemoArgs),
+    /// Run the API server emulator on its own, as a cluster to try hooks on.
+    ///
+    /// Serves pods, configmaps, secrets, namespaces, deployments, leases,
+    /// CustomResourceDefinitions and their resources, for reads, watches and
+    /// writes from kubectl (create, replace, delete, label, annotate, edit,
+    /// scale, patch), and writes a kubeconfig for it. Plain HTTP without
+    /// authentication, or with --tls HTTPS with a generated CA and a bearer
+    /// token (both in the kubeconfig). Serves until SIGINT or SIGTERM; nothing
+    /// is kept.
+    Sim(SimArgs),
     /// Write the man pages and shell completions (for packaging).
     #[command(hide = true)]
     GenerateAssets(AssetsArgs),
@@ -226,6 +236,24 @@ pub struct DemoArgs {
     /// Where the demo writes events.jsonl [default: ./kwatchd-demo].
     #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub dir: Option<PathBuf>,
+}
+
+/// `kwatchd sim`.
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    /// Where to listen: IP:PORT [default: 127.0.0.1 on a free port].
+    #[arg(long, value_name = "IP:PORT", value_parser = parse_sim_listen)]
+    pub listen: Option<SocketAddr>,
+    /// Where to write the kubeconfig (mode 0600) [default: ./kwatchd-sim.kubeconfig].
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub kubeconfig_out: Option<PathBuf>,
+    /// Serve HTTPS with a generated CA and require a bearer token.
+    #[arg(long)]
+    pub tls: bool,
+}
+
+fn parse_sim_listen(s: &str) -> Result<SocketAddr, String> {
+    kwatchd::config::parse_listen_addr(s)
 }
 
 /// `kwatchd generate-assets`.
@@ -443,6 +471,7 @@ mod tests {
             &["demo", "--config", "x.toml"],
             &["run", "--addr", "127.0.0.1:1", "a.toml"],
             &["status", "--dir", "x"],
+            &["sim", "--config", "x.toml"],
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(
@@ -451,6 +480,29 @@ mod tests {
                 "{args:?}"
             );
         }
+    }
+
+    #[test]
+    fn sim_takes_listen_kubeconfig_out_and_tls() {
+        match parse(&[
+            "sim",
+            "--listen",
+            "127.0.0.1:6443",
+            "--kubeconfig-out",
+            "k",
+            "--tls",
+        ]) {
+            Ok(Cli {
+                command: Command::Sim(a),
+            }) => {
+                assert_eq!(a.listen, Some("127.0.0.1:6443".parse().unwrap()));
+                assert_eq!(a.kubeconfig_out, Some(PathBuf::from("k")));
+                assert!(a.tls);
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = parse(&["sim", "--listen", "localhost:1"]).unwrap_err();
+        assert_eq!(error_exit_code(&e), EX_USAGE);
     }
 
     #[test]
@@ -543,6 +595,7 @@ mod tests {
             "man/man1/kwatchd-check.1",
             "man/man1/kwatchd-status.1",
             "man/man1/kwatchd-demo.1",
+            "man/man1/kwatchd-sim.1",
             "completions/kwatchd.bash",
             "completions/_kwatchd",
             "completions/kwatchd.fish",

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Status(args) => status(args),
         Command::Demo(args) => demo(args.dir),
+        Command::Sim(args) => sim(args),
         Command::GenerateAssets(args) => match cli::generate_assets(&args.out) {
             Ok(files) => {
                 for f in files {
@@ -129,6 +130,28 @@ fn demo(dir: Option<std::path::PathBuf>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(feature = "demo")]
+fn sim(args: cli::SimArgs) -> ExitCode {
+    let cmd = kwatchd::demo::sim::SimCommand {
+        listen: args.listen,
+        kubeconfig_out: args.kubeconfig_out,
+        tls: args.tls,
+    };
+    match kwatchd::demo::sim::run(&cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kwatchd sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(feature = "demo"))]
+fn sim(_args: cli::SimArgs) -> ExitCode {
+    eprintln!("kwatchd sim: this kwatchd was built without the `demo` feature (cargo build --features demo)");
+    ExitCode::FAILURE
 }
 
 #[cfg(not(feature = "demo"))]

@@ -10,6 +10,7 @@
 mod apply;
 mod build;
 mod checkpoints;
+mod closing;
 pub mod cluster;
 pub mod credential;
 mod fanout;
@@ -613,11 +614,11 @@ impl Daemon {
         // ahead of the checkpoint and are delivered again after a restart.
         self.collect_acks();
         self.checkpoints.finish(&mut self.slots);
-        let events: u64 = self
-            .live_watchers()
-            .map(|w| w.machine().stats().events)
-            .sum();
-        log::info!("stopped after {events} events");
+        let watches = self.live_watchers().map(|w| {
+            let m = w.machine();
+            (m.name(), m.stats(), m.spec().events.as_slice())
+        });
+        log::info!("{}", closing::stopped_line(watches));
         Ok(())
     }
 }

@@ -13,6 +13,12 @@
 //! with resources installable at run time like CRDs), `PartialObjectMetadata` answers, and injectable faults
 //! and stream shapes for client robustness tests.
 //!
+//! Writes (`write/`): POST, PUT, PATCH (merge, JSON, strategic as `patch.rs` approximates it) and DELETE with
+//! the API server's rules for server-owned metadata, preconditions and errors, the `status` and `scale`
+//! subresources, CRDs that serve their resources once created (`crd.rs`), and OpenAPI v3 enough for kubectl
+//! (`discovery.rs`): so `kubectl` can drive it (`kwatchd sim`). Leases are served like every resource, and
+//! `lease.rs` fails or delays one client's Lease requests for leader-election tests.
+//!
 //! ```no_run
 //! use kwatchd_sim::{Resource, Sim, SimOptions};
 //! let sim = Sim::start(SimOptions::default()).unwrap();
@@ -21,14 +27,21 @@
 //! ```
 
 pub mod churn;
+mod crd;
+mod discovery;
 mod http;
+mod lease;
+mod patch;
 mod pod;
 mod select;
 mod server;
 mod store;
 mod tls;
 mod watch;
+mod write;
 
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -39,7 +52,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-pub use churn::{start_churn, ChurnHandle, ChurnOptions};
+pub use churn::{
+    deployment, start_churn, start_rollout_churn, ChurnHandle, ChurnOptions, RolloutOptions,
+};
 
 /// A rustls server config with a freshly generated CA and a certificate for the loopback names, and the CA as
 /// PEM: what the emulator serves in TLS mode, for benchmark servers of their own.
@@ -47,6 +62,7 @@ pub fn tls_server_config() -> io::Result<(Arc<rustls::ServerConfig>, String)> {
     let names = SimOptions::default().server_names;
     tls::server_config(&names).map(|(config, ca, _issuer)| (config, ca))
 }
+pub use lease::{LeaseAction, LeaseClient, LeaseFault};
 pub use pod::pod_extra;
 
 use server::Shared;
@@ -402,6 +418,58 @@ impl SimHandle {
         r
     }
 
+    /// Create an object as a client's POST would (`kubectl create`): the server sets uid, creationTimestamp,
+    /// resourceVersion and (in named API groups) generation; an existing name is an error. `namespace` is empty
+    /// for cluster-scoped resources. `Err`: the API server's message.
+    pub fn create_object(
+        &self,
+        res: &Resource,
+        namespace: &str,
+        object: serde_json::Value,
+    ) -> Result<ObjectRef, String> {
+        let write = write::OwnerWrite::Create(object);
+        self.owner_write(res, namespace, None, write::Part::Object, write)
+    }
+
+    /// Apply a JSON merge patch as a client's PATCH would: a resource with a `status` subresource keeps its
+    /// status, `generation` moves when the spec changes, a patch that changes nothing is no event.
+    pub fn patch(
+        &self,
+        res: &Resource,
+        namespace: &str,
+        name: &str,
+        patch: serde_json::Value,
+    ) -> Result<ObjectRef, String> {
+        let write = write::OwnerWrite::MergePatch(patch);
+        self.owner_write(res, namespace, Some(name), write::Part::Object, write)
+    }
+
+    /// Apply a JSON merge patch to the `status` subresource, as a controller reporting progress does: only the
+    /// status changes (a MODIFIED event with the same `generation`).
+    pub fn patch_status(
+        &self,
+        res: &Resource,
+        namespace: &str,
+        name: &str,
+        patch: serde_json::Value,
+    ) -> Result<ObjectRef, String> {
+        let write = write::OwnerWrite::MergePatch(patch);
+        self.owner_write(res, namespace, Some(name), write::Part::Status, write)
+    }
+
+    fn owner_write(
+        &self,
+        res: &Resource,
+        namespace: &str,
+        name: Option<&str>,
+        part: write::Part,
+        w: write::OwnerWrite,
+    ) -> Result<ObjectRef, String> {
+        let r = write::owner_write(&mut self.shared.lock(), res, namespace, name, part, w);
+        self.shared.cond.notify_all();
+        r.map_err(|e| e.message)
+    }
+
     /// Delete an object: DELETED, carrying its last state with the deletion's resourceVersion.
     pub fn delete(&self, res: &Resource, namespace: &str, name: &str) -> Option<ObjectRef> {
         let r = self.shared.lock().store.delete(res, namespace, name);
@@ -507,6 +575,26 @@ impl SimHandle {
         let mut st = self.shared.lock();
         st.resources.retain(|d| d.resource != def.resource);
         st.resources.push(def);
+    }
+
+    /// Add a fault for one client's Lease requests (see [`LeaseFault`]); faults are tried in the order added.
+    pub fn add_lease_fault(&self, fault: LeaseFault) {
+        self.shared.lock().lease_faults.push(fault);
+    }
+
+    /// Remove every Lease fault (a partition heals).
+    pub fn clear_lease_faults(&self) {
+        self.shared.lock().lease_faults.clear();
+    }
+
+    /// The Lease faults still in force.
+    pub fn lease_faults(&self) -> Vec<LeaseFault> {
+        self.shared.lock().lease_faults.clone()
+    }
+
+    /// How many requests Lease faults have hit since start.
+    pub fn lease_fault_hits(&self) -> u64 {
+        self.shared.lock().lease_fault_hits
     }
 
     /// The fault rules not yet used up, in the order they are tried.
