@@ -11,7 +11,7 @@ use crate::net::{Connection, ReadOutcome, Resolver};
 use crate::sink::{RecordWriter, Sink};
 use crate::state::{Persistence, StateStore, WatchKey};
 use crate::tokens::Source;
-use crate::watch::{LineOutcome, RequestKind, RequestPlan, TimerOutcome, WatchMachine};
+use crate::watch::{LineOutcome, RequestKind, RequestPlan, TimerOutcome, WatchMachine, WatchState};
 use mio::{Registry, Token};
 use std::collections::VecDeque;
 use std::fmt;
@@ -188,7 +188,15 @@ impl Watcher {
             objects: self.machine.known_objects(),
             stats: self.machine.stats(),
             last_error: self.machine.last_error(),
+            ready: self.is_ready(),
         }
+    }
+
+    /// Listed once, or retrying after a failure: READY=1 and `/readyz` wait
+    /// for every watch to be so.
+    pub fn is_ready(&self) -> bool {
+        let m = &self.machine;
+        m.has_listed() || m.has_failed() || m.state() == WatchState::BackingOff
     }
 
     /// After a reload: the cluster and sinks it feeds now.
@@ -356,6 +364,7 @@ impl Watcher {
             }
         };
         let mut last_error = None;
+        let mut exhausted = false;
         while let Some(addr) = addrs.pop_front() {
             self.connections += 1;
             let token = Source::Watch {
@@ -373,11 +382,20 @@ impl Watcher {
                     };
                     return;
                 }
-                Err(e) => last_error = Some(format!("cannot connect to {addr}: {e}")),
+                Err(e) => {
+                    exhausted = crate::fdlimit::is_exhaustion(&e);
+                    last_error = Some(format!("cannot connect to {addr}: {e}"));
+                }
             }
         }
         let error = last_error.unwrap_or_else(|| "no address to connect to".into());
-        self.machine.on_transport_error(ctx.now, &error);
+        if exhausted {
+            // Every watch fails alike: one warning a minute, not one each.
+            crate::fdlimit::warn_exhausted(&format_args!("watch {}: {error}", self.machine.name()));
+            self.machine.on_transport_error_quietly(ctx.now, &error);
+        } else {
+            self.machine.on_transport_error(ctx.now, &error);
+        }
     }
 
     /// The current connect attempt failed: next address, or report.
