@@ -66,6 +66,7 @@ pub use daemon::{
     DEFAULT_SINK_QUEUE_EVENTS, DEFAULT_STATE_DIR,
 };
 pub use error::{ConfigError, ConfigErrors};
+pub(crate) use fields::resolve_in_process;
 pub use nats::NatsSinkConfig;
 pub use sink::{
     DeliveryConfig, ExecSinkConfig, FileSinkConfig, HttpHeader, OnFailure, SinkConfig,

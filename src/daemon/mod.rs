@@ -177,6 +177,7 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn new(config: &Config) -> Result<Daemon, DaemonError> {
+        let nofile = crate::fdlimit::raise_soft_limit();
         let poll = Poll::new().map_err(io_err("cannot create the poller"))?;
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGCHLD, SIGHUP, SIGUSR1])
             .map_err(io_err("cannot install signal handlers"))?;
@@ -210,9 +211,10 @@ impl Daemon {
         }
         let metrics = match config.daemon.metrics_listen {
             Some(addr) => {
-                let server = MetricsServer::bind(addr, poll.registry())
+                let mut server = MetricsServer::bind(addr, poll.registry())
                     .map_err(|error| DaemonError::Metrics { addr, error })?;
-                log::info!("metrics: listening on http://{}", server.local_addr());
+                server.require_token(config.daemon.metrics_token_file.clone());
+                server.announce();
                 Some(server)
             }
             None => None,
@@ -242,6 +244,11 @@ impl Daemon {
         for w in &config.watches {
             daemon.start_watch(w)?;
         }
+        crate::fdlimit::report(
+            nofile,
+            daemon.live_watchers().count(),
+            crate::fdlimit::reserve(config),
+        );
         Ok(daemon)
     }
 
