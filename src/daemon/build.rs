@@ -7,7 +7,7 @@ use crate::config::{ClusterConfig, Config, SinkConfig, WatchConfig, WatchTarget}
 use crate::kube::{ResourcePath, Selectors};
 use crate::rand::Rng;
 use crate::sink::{ExecSink, FileSink, QueueBound, Sink, WebhookSink};
-use crate::state::{Fingerprint, Persistence};
+use crate::state::{Fingerprint, Persistence, Resume};
 use crate::tokens::{TokenAllocator, MAX_WATCHES};
 use crate::watch::{WatchMachine, WatchSpec};
 
@@ -41,12 +41,16 @@ impl Daemon {
             }
             let fingerprint = fingerprint(w, &cluster_config, &spec);
             let mut machine = WatchMachine::new(spec, Rng::from_entropy(slot as u64));
-            let state = match self.checkpoints.store() {
+            let state = match self.checkpoints.store_mut() {
                 Some(store) => {
-                    let target = store.target(machine.name(), fingerprint);
-                    let (state, resume) = Persistence::resume(store, target);
-                    if let Some(r) = resume {
-                        machine.resume_from(r.resource_version, r.index);
+                    let (state, resume) = Persistence::resume(store, machine.name(), fingerprint);
+                    match resume {
+                        Some(Resume::At {
+                            resource_version,
+                            index,
+                        }) => machine.resume_from(resource_version, index),
+                        Some(Resume::Unpositioned { index }) => machine.resume_unpositioned(index),
+                        None => {}
                     }
                     state
                 }

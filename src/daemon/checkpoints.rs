@@ -1,42 +1,76 @@
-//! When the watches' handled state is saved: at most once per interval,
-//! a round over the watches spread over loop turns, and everything at
-//! shutdown.
+//! When the watches' state reaches the store: their new objects every
+//! turn, before the sinks may act (the *gate*); what the sinks handled at
+//! most once per interval; everything at shutdown.
 
 use super::watcher::Watcher;
 use super::Slot;
+use crate::state::db::Op;
 use crate::state::StateStore;
 use std::time::{Duration, Instant};
 
-/// Checkpoints are written at most this often (and at shutdown).
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
-/// Rendering checkpoints runs in the loop: with huge indexes the interval
-/// grows so that it takes at most 1/this of the loop's time.
-const CHECKPOINT_DUTY: u32 = 20;
-/// Watches whose checkpoint one loop turn renders at most.
-const CHECKPOINTS_PER_TURN: usize = 16;
-/// How long shutdown waits for the checkpoint writer.
-const CHECKPOINT_FINISH: Duration = Duration::from_secs(10);
+/// What the sinks handled is saved at most this often (and at shutdown).
+const SAVE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long shutdown waits for the store's writer.
+const FINISH: Duration = Duration::from_secs(10);
 
 pub(super) struct Checkpoints {
-    /// `None` only after shutdown handed it its last checkpoints.
+    /// `None` only after shutdown handed it its last changes.
     store: Option<StateStore>,
-    /// No checkpoint write before this.
+    /// No save round before this.
     next: Instant,
-    /// The slot a round spread over turns goes on from.
-    cursor: usize,
+    /// Reused for each turn's new objects.
+    new_objects: Vec<Op>,
+    /// The store's writer failing was said in the status line.
+    failing: Option<String>,
 }
 
 impl Checkpoints {
     pub fn new(store: StateStore) -> Self {
         Checkpoints {
             store: Some(store),
-            next: Instant::now() + CHECKPOINT_INTERVAL,
-            cursor: 0,
+            next: Instant::now() + SAVE_INTERVAL,
+            new_objects: Vec::new(),
+            failing: None,
         }
     }
 
-    pub fn store(&self) -> Option<&StateStore> {
-        self.store.as_ref()
+    pub fn store_mut(&mut self) -> Option<&mut StateStore> {
+        self.store.as_mut()
+    }
+
+    /// Hands the new objects of this turn's watches to the store; the
+    /// sinks wait for them (see `gate_open`).
+    pub fn hand_over_new_objects<'a>(&mut self, watchers: impl Iterator<Item = &'a mut Watcher>) {
+        let Some(store) = &mut self.store else {
+            return;
+        };
+        for w in watchers {
+            w.take_new_objects(&mut self.new_objects);
+        }
+        if !self.new_objects.is_empty() {
+            let ops = std::mem::take(&mut self.new_objects);
+            store.submit(ops, true);
+        }
+    }
+
+    /// True when the store has every new object handed over: the sinks may
+    /// act on what they hold.
+    pub fn gate_open(&mut self) -> bool {
+        let Some(store) = &self.store else {
+            return true;
+        };
+        let open = store.gate_open();
+        if !open {
+            self.failing = store.failing();
+        } else {
+            self.failing = None;
+        }
+        open
+    }
+
+    /// Why the store cannot commit, while the sinks wait for it.
+    pub fn failing(&self) -> Option<&str> {
+        self.failing.as_deref()
     }
 
     /// When `save_if_due` has something to do.
@@ -46,65 +80,42 @@ impl Checkpoints {
             .then_some(self.next)
     }
 
-    /// Saves the watches whose handled state changed, at most once per
-    /// `CHECKPOINT_INTERVAL`.
+    /// Saves what the sinks handled, at most once per `SAVE_INTERVAL`: one
+    /// batch for every watch, its cost what changed.
     pub fn save_if_due(&mut self, slots: &mut [Slot]) {
         let now = Instant::now();
-        if now < self.next || !live(slots).any(Watcher::has_unsaved_state) {
+        if now < self.next {
             return;
         }
-        let round_done = self.save(slots, false);
-        let spent = now.elapsed();
-        // A round over many watches is spread over loop turns, the loop
-        // keeping most of its time for the sockets in between.
-        self.next = if round_done {
-            now + CHECKPOINT_INTERVAL.max(spent * CHECKPOINT_DUTY)
-        } else {
-            now + spent * CHECKPOINT_DUTY
-        };
+        self.next = now + SAVE_INTERVAL;
+        self.save(slots);
     }
 
     /// A watch that stops (a reload): what its sinks handled so far, so a
     /// watch coming back with the same definition resumes from there.
     pub fn save_now(&mut self, w: &mut Watcher) {
         if let Some(store) = &mut self.store {
-            w.save_checkpoint(store, true);
+            w.save_state(store);
         }
     }
 
-    /// The last checkpoints, at shutdown; waits for the writer.
+    /// The last save, at shutdown; waits for the writer.
     pub fn finish(&mut self, slots: &mut [Slot]) {
-        self.save(slots, true);
+        self.save(slots);
         if let Some(store) = self.store.take() {
-            store.finish(CHECKPOINT_FINISH);
+            store.finish(FINISH);
         }
     }
 
-    /// `finally`: every watch. Else at most `CHECKPOINTS_PER_TURN` watches
-    /// with unsaved state, from where the last call stopped; true when the
-    /// round reached the last watch.
-    fn save(&mut self, slots: &mut [Slot], finally: bool) -> bool {
+    fn save(&mut self, slots: &mut [Slot]) {
         let Some(store) = &mut self.store else {
-            return true;
+            return;
         };
-        let start = if finally { 0 } else { self.cursor };
-        let mut written = 0;
-        for (i, slot) in slots.iter_mut().enumerate().skip(start) {
-            let Some(w) = &mut slot.watcher else {
-                continue;
-            };
-            if !w.has_unsaved_state() {
-                continue;
+        for w in slots.iter_mut().filter_map(|s| s.watcher.as_mut()) {
+            if w.has_unsaved_state() {
+                w.save_state(store);
             }
-            if !finally && written == CHECKPOINTS_PER_TURN {
-                self.cursor = i;
-                return false;
-            }
-            written += 1;
-            w.save_checkpoint(store, finally);
         }
-        self.cursor = 0;
-        true
     }
 }
 

@@ -23,7 +23,7 @@ use crate::metrics::MetricsServer;
 use crate::net::tls::TlsSetupError;
 use crate::net::Resolver;
 use crate::sink::{Sink, SinkCtx};
-use crate::state::{AckRef, StateDirError, StateStore};
+use crate::state::{AckRef, StateDirError, StateStore, SyncMode};
 use crate::tokens::{Source, TokenAllocator, MAX_WATCHES};
 use build::{build_cluster, build_sink};
 use checkpoints::Checkpoints;
@@ -181,7 +181,12 @@ impl Daemon {
             Waker::new(poll.registry(), Source::Waker.token())
                 .map_err(io_err("cannot create the waker"))?,
         );
-        let state = StateStore::open(&config.daemon.state_dir).map_err(DaemonError::StateDir)?;
+        let state = StateStore::open(
+            &config.daemon.state_dir,
+            (SyncMode::Interval, Duration::from_secs(1)),
+            Arc::clone(&waker),
+        )
+        .map_err(DaemonError::StateDir)?;
         if config.watches.len() > MAX_WATCHES {
             return Err(DaemonError::TooManyWatches {
                 count: config.watches.len(),
@@ -300,6 +305,7 @@ impl Daemon {
             let token = event.token();
             match Source::of(token) {
                 Some(Source::Signal) => self.on_signals(),
+                // The turn that follows checks the store's gate too.
                 Some(Source::Waker) => self.on_resolver_answers(),
                 Some(Source::Watch { slot, .. }) => {
                     // A stale event for a closed connection is dropped.
@@ -381,12 +387,9 @@ impl Daemon {
                 slot.blocked = flow == Flow::Blocked;
             }
         }
-        // New objects are on disk before any sink acts on them.
-        for slot in &mut self.slots {
-            if let Some(w) = &mut slot.watcher {
-                w.flush_new_objects();
-            }
-        }
+        // The store knows new objects before any sink acts on them.
+        self.checkpoints
+            .hand_over_new_objects(self.slots.iter_mut().filter_map(|s| s.watcher.as_mut()));
         self.poll_sinks();
         self.metrics_timers();
         self.collect_acks();
@@ -404,7 +407,12 @@ impl Daemon {
         }
     }
 
+    /// Lets the sinks act on what they hold, once the store has the new
+    /// objects among it (else the store's writer wakes the loop later).
     fn poll_sinks(&mut self) {
+        if !self.checkpoints.gate_open() {
+            return;
+        }
         let (mut ctx, sinks) = self.sink_ctx();
         for s in sinks {
             s.poll(&mut ctx);
@@ -443,10 +451,13 @@ impl Daemon {
 
     fn next_deadline(&self) -> Option<Instant> {
         let watches = self.live_watchers().filter_map(Watcher::deadline);
+        // Sinks waiting for the store have nothing to do before it wakes
+        // the loop.
         let sinks = self
             .sinks
             .iter()
             .chain(&self.retiring)
+            .filter(|_| self.checkpoints.failing().is_none())
             .filter_map(Sink::deadline);
         let watchdog = self.notifier.as_ref().and_then(notify::Notifier::deadline);
         let clusters = self.clusters.iter().filter_map(ClusterRuntime::deadline);
@@ -516,12 +527,15 @@ impl Daemon {
         let answers = self.resolver.answers();
         for answer in answers {
             let (mut ctx, slots) = self.ctx();
-            if let Some(w) = slots
-                .iter_mut()
-                .filter_map(|s| s.watcher.as_mut())
-                .find(|w| w.resolver_query() == Some(answer.id))
-            {
-                w.on_resolved(&mut ctx, answer.result);
+            if let Some(slot) = slots.iter_mut().find(|s| {
+                s.watcher
+                    .as_ref()
+                    .is_some_and(|w| w.resolver_query() == Some(answer.id))
+            }) {
+                if let Some(w) = &mut slot.watcher {
+                    w.on_resolved(&mut ctx, answer.result);
+                }
+                slot.runnable = true;
                 continue;
             }
             let (mut ctx, mut sinks) = self.sink_ctx();
@@ -529,7 +543,6 @@ impl Daemon {
                 s.on_resolved(answer.id, answer.result, &mut ctx);
             }
         }
-        self.slots.iter_mut().for_each(|s| s.runnable = true);
     }
 
     /// Stop reading, let the sinks deliver what they hold (running hooks

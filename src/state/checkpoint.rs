@@ -1,4 +1,6 @@
-//! The checkpoint file of one watch: JSON lines, compact, loaded fast.
+//! The checkpoint file of one watch as kwatchd versions before the state
+//! store wrote it (read once by `migrate`), and the watch-definition
+//! [`Fingerprint`] the store keeps with each watch. JSON lines:
 //!
 //! ```text
 //! {"kwatchd_checkpoint":1,"watch":"pods","fingerprint":{…},"resource_version":"4711","objects":2}
@@ -145,8 +147,10 @@ impl fmt::Display for CheckpointError {
     }
 }
 
-/// Renders a checkpoint of `count` objects, which `objects` calls back
+/// Renders a checkpoint of `count` objects (tests write the files of older
+/// versions with it), which `objects` calls back
 /// with, into `out` (cleared first).
+#[cfg(test)]
 pub fn encode(
     watch: &str,
     fingerprint: &Fingerprint,
@@ -184,6 +188,7 @@ pub fn encode(
 }
 
 /// `encode` of a map (tests and tools).
+#[cfg(test)]
 pub fn encode_map(
     watch: &str,
     fingerprint: &Fingerprint,
@@ -208,6 +213,7 @@ pub fn encode_map(
 /// A JSON string. Names, uids and versions almost never need escaping, so
 /// they are copied as they are when they do not (this runs in the loop for
 /// every object of every checkpoint).
+#[cfg(test)]
 fn push_str(out: &mut Vec<u8>, s: &str) {
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.push(b'"');
@@ -262,6 +268,7 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
 /// the config, but the name is escaped anyway (every byte outside
 /// `A-Za-z0-9_-` as `%XX`, dots included) so that no name can reach
 /// outside the state directory or collide with `.`/`..` or temp files.
+#[cfg(test)]
 pub fn file_name(watch: &str) -> String {
     let mut out = String::with_capacity(watch.len() + SUFFIX.len());
     for b in watch.bytes() {
