@@ -86,7 +86,9 @@ impl Daemon {
         self.shutdown_timeout = new.daemon.shutdown_timeout;
         for key in &plan.restart_needed {
             let when = match *key {
-                "metrics_listen" | "log_format" => "it applies after a restart",
+                "metrics_listen" | "log_format" | "sync" | "sync_interval" => {
+                    "it applies after a restart"
+                }
                 _ => "it applies to the watches and sinks started from now on; restart kwatchd to apply it to all",
             };
             log::warn!("[daemon] {key} changed: {when}");

@@ -23,7 +23,7 @@ use crate::metrics::MetricsServer;
 use crate::net::tls::TlsSetupError;
 use crate::net::Resolver;
 use crate::sink::{Sink, SinkCtx};
-use crate::state::{AckRef, StateDirError, StateStore, SyncMode};
+use crate::state::{AckRef, StateDirError, StateStore};
 use crate::tokens::{Source, TokenAllocator, MAX_WATCHES};
 use build::{build_cluster, build_sink};
 use checkpoints::Checkpoints;
@@ -183,7 +183,7 @@ impl Daemon {
         );
         let state = StateStore::open(
             &config.daemon.state_dir,
-            (SyncMode::Interval, Duration::from_secs(1)),
+            (config.daemon.sync, config.daemon.sync_interval),
             Arc::clone(&waker),
         )
         .map_err(DaemonError::StateDir)?;

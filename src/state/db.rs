@@ -111,29 +111,7 @@ pub struct Saved {
     pub objects: HashMap<String, IndexEntry>,
 }
 
-/// How the file is made durable (`[daemon] sync`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncMode {
-    /// Never fsync: a killed process loses nothing, a host crash may lose
-    /// what the page cache held.
-    None,
-    /// fsync at most every `sync_interval`.
-    Interval,
-    /// fsync every commit before it counts.
-    Always,
-}
-
-impl SyncMode {
-    pub const ALL: [SyncMode; 3] = [SyncMode::None, SyncMode::Interval, SyncMode::Always];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SyncMode::None => "none",
-            SyncMode::Interval => "interval",
-            SyncMode::Always => "always",
-        }
-    }
-}
+pub use crate::config::SyncMode;
 
 /// redb's file backend, with the fsync under the sync setting's control.
 #[derive(Debug)]
