@@ -151,8 +151,6 @@ impl Daemon {
                 // Its records still queued are acknowledged into nothing.
                 self.checkpoints.save_now(&mut w);
             }
-            slot.runnable = false;
-            slot.blocked = false;
         }
         self.config = new;
         let watches = self.config.watches.clone();
@@ -164,11 +162,10 @@ impl Daemon {
                 continue;
             };
             let route = self.route(w, cluster);
-            let slot = &mut self.slots[i];
-            if let Some(watcher) = &mut slot.watcher {
+            if let Some(watcher) = &mut self.slots[i].watcher {
                 watcher.reroute(route);
                 // It may have been waiting for room in a sink it no longer feeds.
-                slot.runnable = true;
+                self.schedule.make_runnable(&mut self.slots, i);
             }
         }
         for w in &watches {

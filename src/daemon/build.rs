@@ -1,6 +1,7 @@
 //! What the configuration becomes: clusters, sinks, and the watchers of
 //! each `[[watch]]` with their routes and saved state.
 
+use super::schedule::Marks;
 use super::watcher::{Route, Watcher};
 use super::{ClusterRuntime, Daemon, DaemonError, Slot};
 use crate::config::{ClusterConfig, Config, SinkConfig, WatchConfig, WatchTarget};
@@ -67,9 +68,9 @@ impl Daemon {
             self.slots.push(Slot {
                 name: w.name.clone(),
                 watcher: Some(watcher),
-                runnable: true,
-                blocked: false,
+                marks: Marks::default(),
             });
+            self.schedule.make_runnable(&mut self.slots, slot);
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! turn, before the sinks may act (the *gate*); what the sinks handled at
 //! most once per interval; everything at shutdown.
 
+use super::schedule::Schedule;
 use super::watcher::Watcher;
 use super::Slot;
 use crate::state::db::Op;
@@ -20,8 +21,11 @@ pub(super) struct Checkpoints {
     next: Instant,
     /// Reused for each turn's new objects.
     new_objects: Vec<Op>,
-    /// The store's writer failing was said in the status line.
+    /// Why the store's writer fails, while the sinks wait for it.
     failing: Option<String>,
+    /// The last `gate_open` said no: the writer wakes the loop when it
+    /// opens.
+    gate_closed: bool,
 }
 
 impl Checkpoints {
@@ -31,6 +35,7 @@ impl Checkpoints {
             next: Instant::now() + SAVE_INTERVAL,
             new_objects: Vec::new(),
             failing: None,
+            gate_closed: false,
         }
     }
 
@@ -38,14 +43,16 @@ impl Checkpoints {
         self.store.as_mut()
     }
 
-    /// Hands the new objects of this turn's watches to the store; the
-    /// sinks wait for them (see `gate_open`).
-    pub fn hand_over_new_objects<'a>(&mut self, watchers: impl Iterator<Item = &'a mut Watcher>) {
+    /// Hands the new objects of this turn's watches (`touched`) to the
+    /// store; the sinks wait for them (see `gate_open`).
+    pub fn hand_over_new_objects(&mut self, slots: &mut [Slot], touched: &[usize]) {
         let Some(store) = &mut self.store else {
             return;
         };
-        for w in watchers {
-            w.take_new_objects(&mut self.new_objects);
+        for &i in touched {
+            if let Some(w) = slots.get_mut(i).and_then(|s| s.watcher.as_mut()) {
+                w.take_new_objects(&mut self.new_objects);
+            }
         }
         if !self.new_objects.is_empty() {
             let ops = std::mem::take(&mut self.new_objects);
@@ -60,12 +67,14 @@ impl Checkpoints {
             return true;
         };
         let open = store.gate_open();
-        if !open {
-            self.failing = store.failing();
-        } else {
-            self.failing = None;
-        }
+        self.failing = if open { None } else { store.failing() };
+        self.gate_closed = !open;
         open
+    }
+
+    /// The sinks wait for the store (as the last `gate_open` found).
+    pub fn gate_closed(&self) -> bool {
+        self.gate_closed
     }
 
     /// Why the store cannot commit, while the sinks wait for it.
@@ -74,21 +83,29 @@ impl Checkpoints {
     }
 
     /// When `save_if_due` has something to do.
-    pub fn deadline(&self, slots: &[Slot]) -> Option<Instant> {
-        live(slots)
-            .any(Watcher::has_unsaved_state)
-            .then_some(self.next)
+    pub fn deadline(&self, schedule: &Schedule) -> Option<Instant> {
+        schedule.has_unsaved().then_some(self.next)
     }
 
-    /// Saves what the sinks handled, at most once per `SAVE_INTERVAL`: one
-    /// batch for every watch, its cost what changed.
-    pub fn save_if_due(&mut self, slots: &mut [Slot]) {
+    /// Saves what the sinks handled, at most once per `SAVE_INTERVAL`, for
+    /// the watches driven or acked since the last save: its cost is what
+    /// changed.
+    pub fn save_if_due(&mut self, slots: &mut [Slot], schedule: &mut Schedule) {
         let now = Instant::now();
-        if now < self.next {
+        if now < self.next || !schedule.has_unsaved() {
             return;
         }
         self.next = now + SAVE_INTERVAL;
-        self.save(slots);
+        let Some(store) = &mut self.store else {
+            return;
+        };
+        for i in schedule.take_unsaved(slots) {
+            if let Some(w) = slots.get_mut(i).and_then(|s| s.watcher.as_mut()) {
+                if w.has_unsaved_state() {
+                    w.save_state(store);
+                }
+            }
+        }
     }
 
     /// A watch that stops (a reload): what its sinks handled so far, so a
@@ -117,8 +134,4 @@ impl Checkpoints {
             }
         }
     }
-}
-
-fn live(slots: &[Slot]) -> impl Iterator<Item = &Watcher> {
-    slots.iter().filter_map(|s| s.watcher.as_ref())
 }

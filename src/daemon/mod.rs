@@ -16,6 +16,7 @@ mod fanout;
 pub mod notify;
 mod observe;
 pub mod reload;
+mod schedule;
 pub mod watcher;
 
 use crate::config::Config;
@@ -29,6 +30,7 @@ use build::{build_cluster, build_sink};
 use checkpoints::Checkpoints;
 use cluster::ClusterRuntime;
 use mio::{Events, Poll, Waker};
+use schedule::{Marks, Schedule};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use std::fmt;
@@ -123,10 +125,8 @@ struct Slot {
     name: String,
     /// `None` once a reload stopped it.
     watcher: Option<Watcher>,
-    /// To be driven this turn (readiness, timers, room in sinks).
-    runnable: bool,
-    /// Stopped for a full sink; runnable again when it has room.
-    blocked: bool,
+    /// Where it is in the schedule.
+    marks: Marks,
 }
 
 pub struct Daemon {
@@ -145,6 +145,7 @@ pub struct Daemon {
     /// closed once they delivered what they hold.
     retiring: Vec<Sink>,
     slots: Vec<Slot>,
+    schedule: Schedule,
     /// Clusters built so far (the next one's id).
     clusters_built: usize,
     /// Sink tokens.
@@ -181,12 +182,6 @@ impl Daemon {
             Waker::new(poll.registry(), Source::Waker.token())
                 .map_err(io_err("cannot create the waker"))?,
         );
-        let state = StateStore::open(
-            &config.daemon.state_dir,
-            (config.daemon.sync, config.daemon.sync_interval),
-            Arc::clone(&waker),
-        )
-        .map_err(DaemonError::StateDir)?;
         if config.watches.len() > MAX_WATCHES {
             return Err(DaemonError::TooManyWatches {
                 count: config.watches.len(),
@@ -212,6 +207,14 @@ impl Daemon {
             }
             None => None,
         };
+        // After the listener: a second daemon on the same configuration is
+        // told about the address first.
+        let state = StateStore::open(
+            &config.daemon.state_dir,
+            (config.daemon.sync, config.daemon.sync_interval),
+            Arc::clone(&waker),
+        )
+        .map_err(DaemonError::StateDir)?;
         let mut daemon = Daemon {
             config: config.clone(),
             reloadable: true,
@@ -222,6 +225,7 @@ impl Daemon {
             sinks,
             retiring: Vec::new(),
             slots: Vec::new(),
+            schedule: Schedule::default(),
             clusters_built: config.clusters.len(),
             tokens,
             read_buf: vec![0; READ_BUF],
@@ -279,7 +283,8 @@ impl Daemon {
     /// watch has work left over from the last turn).
     fn wait(&mut self, events: &mut Events) -> Result<(), DaemonError> {
         let now = Instant::now();
-        let timeout = if self.slots.iter().any(|s| s.runnable) {
+        // Watches wait while the store commits what they handed over.
+        let timeout = if self.schedule.has_runnable() && !self.checkpoints.gate_closed() {
             Some(Duration::ZERO)
         } else {
             self.next_deadline()
@@ -309,10 +314,9 @@ impl Daemon {
                 Some(Source::Waker) => self.on_resolver_answers(),
                 Some(Source::Watch { slot, .. }) => {
                     // A stale event for a closed connection is dropped.
-                    if let Some(s) = self.slots.get_mut(slot) {
-                        if s.watcher.as_ref().and_then(Watcher::token) == Some(token) {
-                            s.runnable = true;
-                        }
+                    let owner = self.slots.get(slot).and_then(|s| s.watcher.as_ref());
+                    if owner.and_then(Watcher::token) == Some(token) {
+                        self.schedule.make_runnable(&mut self.slots, slot);
                     }
                 }
                 Some(Source::Credential { .. }) => {
@@ -362,49 +366,59 @@ impl Daemon {
         )
     }
 
-    /// One loop turn after poll: timers, driving the watches, the sinks.
+    /// One loop turn after poll: due timers, driving the watches with
+    /// work, the sinks. Watches with nothing due are not looked at.
     fn turn(&mut self) {
-        let fetched = cluster::on_timers(&mut self.clusters, self.poll.registry(), Instant::now());
+        let now = Instant::now();
+        if cluster::on_timers(&mut self.clusters, self.poll.registry(), now) {
+            self.schedule.wake_all(&mut self.slots);
+        }
+        let mut schedule = std::mem::take(&mut self.schedule);
+        let due = schedule.take_due(&mut self.slots, now);
+        // While the store has not committed the new objects handed over,
+        // the sinks hold back and the watches wait: nothing new is read
+        // that a sink could act on first (and a store that cannot write
+        // stops the daemon from consuming, said in the log and /status).
+        let drive = self.checkpoints.gate_open();
         {
             let (mut ctx, slots) = self.ctx();
-            for slot in slots.iter_mut() {
-                slot.runnable |= fetched;
-                if slot.watcher.as_mut().is_some_and(|w| w.on_timers(&mut ctx)) {
-                    slot.runnable = true;
+            for i in due {
+                let w = slots.get_mut(i).and_then(|s| s.watcher.as_mut());
+                if w.is_some_and(|w| w.on_timers(&mut ctx)) {
+                    schedule.make_runnable(slots, i);
                 }
             }
-            for slot in slots.iter_mut() {
-                let Some(w) = &mut slot.watcher else {
-                    slot.runnable = false;
+            let batch = if drive {
+                schedule.take_runnable(slots)
+            } else {
+                Vec::new()
+            };
+            for i in batch {
+                let Some(w) = slots.get_mut(i).and_then(|s| s.watcher.as_mut()) else {
                     continue;
                 };
-                if !slot.runnable {
-                    continue;
-                }
                 ctx.now = Instant::now();
-                let flow = w.drive(&mut ctx);
-                slot.runnable = flow == Flow::Again;
-                slot.blocked = flow == Flow::Blocked;
+                match w.drive(&mut ctx) {
+                    Flow::Again => schedule.make_runnable(slots, i),
+                    Flow::Blocked => schedule.block(slots, i),
+                    Flow::Idle => {}
+                }
             }
         }
+        let touched = schedule.take_touched(&mut self.slots);
+        self.schedule = schedule;
         // The store knows new objects before any sink acts on them.
         self.checkpoints
-            .hand_over_new_objects(self.slots.iter_mut().filter_map(|s| s.watcher.as_mut()));
+            .hand_over_new_objects(&mut self.slots, &touched);
         self.poll_sinks();
         self.metrics_timers();
         self.collect_acks();
-        self.checkpoints.save_if_due(&mut self.slots);
-        for slot in &mut self.slots {
-            if slot.blocked
-                && slot
-                    .watcher
-                    .as_ref()
-                    .is_some_and(|w| w.has_room(&self.sinks))
-            {
-                slot.blocked = false;
-                slot.runnable = true;
-            }
-        }
+        self.checkpoints
+            .save_if_due(&mut self.slots, &mut self.schedule);
+        let sinks = &self.sinks;
+        self.schedule.unblock(&mut self.slots, |s| {
+            s.watcher.as_ref().is_some_and(|w| w.has_room(sinks))
+        });
     }
 
     /// Lets the sinks act on what they hold, once the store has the new
@@ -444,25 +458,26 @@ impl Daemon {
                 .and_then(|s| s.watcher.as_mut())
             {
                 w.ack(ack.seq);
+                self.schedule.touch(&mut self.slots, ack.watch);
             }
         }
         self.acks = acks;
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        let watches = self.live_watchers().filter_map(Watcher::deadline);
+    fn next_deadline(&mut self) -> Option<Instant> {
+        let watches = self.schedule.next_timer(&self.slots).into_iter();
         // Sinks waiting for the store have nothing to do before it wakes
         // the loop.
         let sinks = self
             .sinks
             .iter()
             .chain(&self.retiring)
-            .filter(|_| self.checkpoints.failing().is_none())
+            .filter(|_| !self.checkpoints.gate_closed())
             .filter_map(Sink::deadline);
         let watchdog = self.notifier.as_ref().and_then(notify::Notifier::deadline);
         let clusters = self.clusters.iter().filter_map(ClusterRuntime::deadline);
         let metrics = self.metrics.as_ref().and_then(MetricsServer::deadline);
-        let checkpoint = self.checkpoints.deadline(&self.slots);
+        let checkpoint = self.checkpoints.deadline(&self.schedule);
         watches
             .chain(sinks)
             .chain(watchdog)
@@ -519,23 +534,24 @@ impl Daemon {
     /// A credential plugin finished: the watches waiting for it go on.
     fn wake_watchers(&mut self, wake: bool) {
         if wake {
-            self.slots.iter_mut().for_each(|s| s.runnable = true);
+            self.schedule.wake_all(&mut self.slots);
         }
     }
 
     fn on_resolver_answers(&mut self) {
         let answers = self.resolver.answers();
         for answer in answers {
-            let (mut ctx, slots) = self.ctx();
-            if let Some(slot) = slots.iter_mut().find(|s| {
+            let asked = self.slots.iter().position(|s| {
                 s.watcher
                     .as_ref()
                     .is_some_and(|w| w.resolver_query() == Some(answer.id))
-            }) {
-                if let Some(w) = &mut slot.watcher {
+            });
+            if let Some(i) = asked {
+                let (mut ctx, slots) = self.ctx();
+                if let Some(w) = slots.get_mut(i).and_then(|s| s.watcher.as_mut()) {
                     w.on_resolved(&mut ctx, answer.result);
                 }
-                slot.runnable = true;
+                self.schedule.make_runnable(&mut self.slots, i);
                 continue;
             }
             let (mut ctx, mut sinks) = self.sink_ctx();
@@ -554,7 +570,6 @@ impl Daemon {
             if let Some(w) = &mut slot.watcher {
                 w.close(registry);
             }
-            slot.runnable = false;
         }
         if let Some(m) = &mut self.metrics {
             m.shutdown(registry);
@@ -564,7 +579,8 @@ impl Daemon {
         loop {
             self.poll_sinks();
             self.collect_acks();
-            self.checkpoints.save_if_due(&mut self.slots);
+            self.checkpoints
+                .save_if_due(&mut self.slots, &mut self.schedule);
             let pending: usize = self
                 .sinks
                 .iter()

@@ -162,6 +162,10 @@ pub fn status(s: &Snapshot<'_>) -> Value {
         "healthy": health(s) == Health::Healthy,
         "watches": watches,
         "sinks": sinks,
+        "state_store": {
+            "writing": s.state_store_error.is_none(),
+            "error": s.state_store_error,
+        },
     })
 }
 
@@ -198,6 +202,7 @@ mod tests {
 
     fn snapshot(watches: Vec<WatchView<'static>>) -> Snapshot<'static> {
         Snapshot {
+            state_store_error: None,
             watches,
             sinks: vec![],
             now: Instant::now(),

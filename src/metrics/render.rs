@@ -274,6 +274,7 @@ mod tests {
         runs.0[HookResult::TimedOut as usize] = 1;
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let s = Snapshot {
+            state_store_error: None,
             watches: vec![WatchView {
                 name: "we\"ird\\\nname",
                 cluster: "c",

@@ -163,6 +163,11 @@ impl Job {
             if last_id > self.progress.committed() && retry_at.is_none_or(|t| t <= now) {
                 match self.commit(&ops) {
                     Ok(()) => {
+                        log::trace!(
+                            "state store: committed {} changes in {:?}",
+                            ops.len(),
+                            now.elapsed()
+                        );
                         ops.clear();
                         retry_at = None;
                         self.progress.committed.store(last_id, Ordering::Release);
