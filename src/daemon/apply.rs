@@ -84,6 +84,9 @@ impl Daemon {
             log::set_max_level(new.daemon.log_level);
         }
         self.shutdown_timeout = new.daemon.shutdown_timeout;
+        if let Some(server) = &mut self.metrics {
+            server.require_token(new.daemon.metrics_token_file.clone());
+        }
         for key in &plan.restart_needed {
             let when = match *key {
                 "metrics_listen" | "log_format" | "sync" | "sync_interval" => {
@@ -211,7 +214,7 @@ impl Daemon {
                 .filter(|&i| i < self.sinks.len());
             sinks.push(match kept {
                 Some(i) => Part::Kept(i),
-                None => Part::Built(build_sink(new, name, s, &mut self.tokens)?),
+                None => Part::Built(build_sink(new, name, s, (&mut self.tokens, &self.waker))?),
             });
         }
         Ok(Prepared {

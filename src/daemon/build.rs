@@ -3,14 +3,17 @@
 
 use super::schedule::Marks;
 use super::watcher::{Route, Watcher};
-use super::{ClusterRuntime, Daemon, DaemonError, Slot};
-use crate::config::{ClusterConfig, Config, SinkConfig, WatchConfig, WatchTarget};
+use super::{io_err, ClusterRuntime, Daemon, DaemonError, Slot};
+use crate::config::{ClusterConfig, Config, SinkConfig, SyncMode, WatchConfig, WatchTarget};
 use crate::kube::{ResourcePath, Selectors};
 use crate::rand::Rng;
-use crate::sink::{ExecSink, FileSink, QueueBound, Sink, WebhookSink};
+use crate::sink::{ExecSink, FileSink, NatsSink, QueueBound, Sink, SyncPolicy, WebhookSink};
 use crate::state::{Fingerprint, Persistence, Resume};
 use crate::tokens::{TokenAllocator, MAX_WATCHES};
 use crate::watch::{WatchMachine, WatchSpec};
+use mio::Waker;
+use std::sync::Arc;
+use std::time::Instant;
 
 /// Bytes a sink may hold besides its event bound.
 const SINK_QUEUE_BYTES: usize = 64 << 20;
@@ -109,12 +112,13 @@ pub(super) fn build_cluster(
     })
 }
 
-/// A sink as `[sinks.NAME]` defines it, its file opened.
+/// A sink as `[sinks.NAME]` defines it, its file opened and synced as
+/// `[daemon] sync` says (its sync thread wakes the loop through `waker`).
 pub(super) fn build_sink(
     config: &Config,
     name: &str,
     s: &SinkConfig,
-    tokens: &mut TokenAllocator,
+    (tokens, waker): (&mut TokenAllocator, &Arc<Waker>),
 ) -> Result<Sink, DaemonError> {
     let queue_events = config.daemon.sink_queue_events.max(1);
     let bound = QueueBound {
@@ -131,6 +135,14 @@ pub(super) fn build_sink(
                 path: f.path.clone(),
                 error,
             })?;
+            let policy = match config.daemon.sync {
+                SyncMode::None => SyncPolicy::None,
+                SyncMode::Interval => SyncPolicy::Interval(config.daemon.sync_interval),
+                SyncMode::Always => SyncPolicy::Always,
+            };
+            let file = file
+                .with_sync(policy, Arc::clone(waker))
+                .map_err(io_err("cannot start a file sink's fsync thread"))?;
             Sink::File(Box::new(file))
         }
         SinkConfig::Stdout => Sink::File(Box::new(FileSink::stdout(name, bound, token))),
@@ -143,6 +155,16 @@ pub(super) fn build_sink(
                 }
             })?;
             Sink::Webhook(Box::new(webhook))
+        }
+        SinkConfig::Nats(n) => {
+            let nats =
+                NatsSink::new(name, n, queue_events, rng, Instant::now()).map_err(|reason| {
+                    DaemonError::SinkSetup {
+                        name: name.to_owned(),
+                        reason,
+                    }
+                })?;
+            Sink::Nats(Box::new(nats))
         }
     })
 }

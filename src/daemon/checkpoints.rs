@@ -135,3 +135,82 @@ impl Checkpoints {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::SyncMode;
+    use crate::sink::{FileSink, QueueBound, SyncPolicy};
+    use crate::state::{db, AckRef, Fingerprint, Persistence, StateStore};
+    use crate::watch::index::ObjectIndex;
+    use crate::watch::Progress;
+    use mio::{Events, Poll, Token, Waker};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    fn fp() -> Fingerprint {
+        Fingerprint {
+            cluster: "c".into(),
+            server: "http://127.0.0.1:1".into(),
+            api_version: "v1".into(),
+            resource: "pods".into(),
+            path: "/api/v1/pods".into(),
+            namespace: None,
+            label_selector: None,
+            field_selector: None,
+        }
+    }
+
+    /// `sync = "always"`: a file sink acknowledges a record only after an
+    /// fsync that followed its write, and a position is saved only once
+    /// every sink acknowledged it; so the store never holds a position whose
+    /// records are not on disk.
+    #[test]
+    fn with_sync_always_the_position_is_saved_only_after_the_file_sink_fsynced() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let mut poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), Token(1)).unwrap());
+        let sync = (SyncMode::Always, Duration::from_secs(1));
+        let mut store = StateStore::open(&state, sync, Arc::clone(&waker)).unwrap();
+        let (mut watch, _) = Persistence::resume(&mut store, "pods", fp());
+        let bound = QueueBound {
+            events: 16,
+            bytes: 1 << 20,
+        };
+        let mut file = FileSink::new("out", &dir.path().join("out.jsonl"), bound, Token(2));
+        file.open().unwrap();
+        let mut file = file.with_sync(SyncPolicy::Always, waker).unwrap();
+
+        let ack = AckRef {
+            watch: 0,
+            seq: watch.next_seq(),
+        };
+        file.push(Instant::now(), b"{\"n\":1}\n", ack);
+        watch.record(Progress::version("7"), 1);
+        file.flush(Instant::now(), poll.registry());
+        let mut acks = Vec::new();
+        file.take_acks(&mut acks);
+        assert!(acks.is_empty(), "acknowledged at write(), before its fsync");
+        let index = ObjectIndex::default();
+        watch.save(&mut store, &index);
+
+        // The fsync thread wakes the loop; the next flush collects it.
+        let mut events = Events::with_capacity(4);
+        let end = Instant::now() + Duration::from_secs(10);
+        while acks.is_empty() && Instant::now() < end {
+            poll.poll(&mut events, Some(Duration::from_millis(50)))
+                .unwrap();
+            file.flush(Instant::now(), poll.registry());
+            file.take_acks(&mut acks);
+        }
+        assert_eq!(acks, [ack]);
+        // Nothing saved the position before the ack.
+        store.submit(Vec::new(), false);
+        let positions = db::positions(&state).unwrap();
+        assert_eq!(positions.get("pods").cloned().flatten(), None);
+        watch.ack(ack.seq).unwrap();
+        watch.save(&mut store, &index);
+        store.finish(Duration::from_secs(10));
+        assert_eq!(db::positions(&state).unwrap()["pods"].as_deref(), Some("7"));
+    }
+}

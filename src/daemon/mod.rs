@@ -10,6 +10,7 @@
 mod apply;
 mod build;
 mod checkpoints;
+mod closing;
 pub mod cluster;
 pub mod credential;
 mod fanout;
@@ -66,6 +67,12 @@ pub enum DaemonError {
         name: String,
         error: TlsSetupError,
     },
+    /// A sink that cannot start for a reason other than TLS (unreadable
+    /// NATS credentials).
+    SinkSetup {
+        name: String,
+        reason: String,
+    },
     TooManyWatches {
         count: usize,
     },
@@ -88,6 +95,7 @@ impl fmt::Display for DaemonError {
                 write!(f, "sink {name}: cannot open {}: {error}", path.display())
             }
             Self::Sink { name, error } => write!(f, "sink {name}: {error}"),
+            Self::SinkSetup { name, reason } => write!(f, "sink {name}: {reason}"),
             Self::TooManyWatches { count } => write!(
                 f,
                 "{count} watches configured; at most {MAX_WATCHES} are supported by one daemon",
@@ -109,7 +117,9 @@ impl std::error::Error for DaemonError {
             }
             Self::Cluster { error, .. } | Self::Sink { error, .. } => Some(error),
             Self::StateDir(e) => Some(e),
-            Self::UnknownCluster { .. } | Self::TooManyWatches { .. } => None,
+            Self::UnknownCluster { .. } | Self::TooManyWatches { .. } | Self::SinkSetup { .. } => {
+                None
+            }
         }
     }
 }
@@ -137,6 +147,9 @@ pub struct Daemon {
     poll: Poll,
     signals: Signals,
     resolver: Resolver,
+    /// Wakes the loop for the helper threads (resolver, state writer,
+    /// file sinks' fsyncs).
+    waker: Arc<Waker>,
     /// In `config.clusters` order; watchers hold positions in it.
     clusters: Vec<ClusterRuntime>,
     /// In `config.sinks` order; watchers hold positions in it.
@@ -168,6 +181,7 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn new(config: &Config) -> Result<Daemon, DaemonError> {
+        let nofile = crate::fdlimit::raise_soft_limit();
         let poll = Poll::new().map_err(io_err("cannot create the poller"))?;
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGCHLD, SIGHUP, SIGUSR1])
             .map_err(io_err("cannot install signal handlers"))?;
@@ -196,13 +210,14 @@ impl Daemon {
             .collect::<Result<Vec<_>, _>>()?;
         let mut sinks = Vec::new();
         for (name, s) in &config.sinks {
-            sinks.push(build_sink(config, name, s, &mut tokens)?);
+            sinks.push(build_sink(config, name, s, (&mut tokens, &waker))?);
         }
         let metrics = match config.daemon.metrics_listen {
             Some(addr) => {
-                let server = MetricsServer::bind(addr, poll.registry())
+                let mut server = MetricsServer::bind(addr, poll.registry())
                     .map_err(|error| DaemonError::Metrics { addr, error })?;
-                log::info!("metrics: listening on http://{}", server.local_addr());
+                server.require_token(config.daemon.metrics_token_file.clone());
+                server.announce();
                 Some(server)
             }
             None => None,
@@ -220,7 +235,8 @@ impl Daemon {
             reloadable: true,
             poll,
             signals,
-            resolver: Resolver::new(waker),
+            resolver: Resolver::new(Arc::clone(&waker)),
+            waker,
             clusters,
             sinks,
             retiring: Vec::new(),
@@ -241,6 +257,11 @@ impl Daemon {
         for w in &config.watches {
             daemon.start_watch(w)?;
         }
+        crate::fdlimit::report(
+            nofile,
+            daemon.live_watchers().count(),
+            crate::fdlimit::reserve(config),
+        );
         Ok(daemon)
     }
 
@@ -626,11 +647,11 @@ impl Daemon {
         // ahead of the checkpoint and are delivered again after a restart.
         self.collect_acks();
         self.checkpoints.finish(&mut self.slots);
-        let events: u64 = self
-            .live_watchers()
-            .map(|w| w.machine().stats().events)
-            .sum();
-        log::info!("stopped after {events} events");
+        let watches = self.live_watchers().map(|w| {
+            let m = w.machine();
+            (m.name(), m.stats(), m.spec().events.as_slice())
+        });
+        log::info!("{}", closing::stopped_line(watches));
         Ok(())
     }
 }
