@@ -147,10 +147,9 @@ impl fmt::Display for CheckpointError {
     }
 }
 
-/// Renders a checkpoint of `count` objects (tests write the files of older
-/// versions with it), which `objects` calls back
+/// Renders a checkpoint of `count` objects (the tests and the state store
+/// benchmark write the files of older versions with it), which `objects` calls back
 /// with, into `out` (cleared first).
-#[cfg(test)]
 pub fn encode(
     watch: &str,
     fingerprint: &Fingerprint,
@@ -188,7 +187,6 @@ pub fn encode(
 }
 
 /// `encode` of a map (tests and tools).
-#[cfg(test)]
 pub fn encode_map(
     watch: &str,
     fingerprint: &Fingerprint,
@@ -213,7 +211,6 @@ pub fn encode_map(
 /// A JSON string. Names, uids and versions almost never need escaping, so
 /// they are copied as they are when they do not (this runs in the loop for
 /// every object of every checkpoint).
-#[cfg(test)]
 fn push_str(out: &mut Vec<u8>, s: &str) {
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.push(b'"');
