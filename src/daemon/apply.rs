@@ -149,10 +149,11 @@ impl Daemon {
             if slot.watcher.is_none() || plan.watch(&slot.name) == Some(Change::Keep) {
                 continue;
             }
-            if let Some(mut w) = slot.watcher.take() {
-                w.close(registry);
-                // Its records still queued are acknowledged into nothing.
-                self.checkpoints.save_now(&mut w);
+            if let Some(w) = slot.watcher.take() {
+                // What its sinks handled so far: a watch coming back with the
+                // same definition resumes from there (its records still
+                // queued are acknowledged into nothing).
+                w.retire(registry, self.checkpoints.store_mut());
             }
         }
         self.config = new;

@@ -3,7 +3,6 @@
 //! most once per interval; everything at shutdown.
 
 use super::schedule::Schedule;
-use super::watcher::Watcher;
 use super::Slot;
 use crate::state::db::Op;
 use crate::state::StateStore;
@@ -105,14 +104,6 @@ impl Checkpoints {
                     w.save_state(store);
                 }
             }
-        }
-    }
-
-    /// A watch that stops (a reload): what its sinks handled so far, so a
-    /// watch coming back with the same definition resumes from there.
-    pub fn save_now(&mut self, w: &mut Watcher) {
-        if let Some(store) = &mut self.store {
-            w.save_state(store);
         }
     }
 

@@ -230,6 +230,14 @@ impl Watcher {
         self.out.state.is_dirty()
     }
 
+    /// The watch stops for good (a reload): its handled state to the store.
+    pub fn retire(mut self, registry: &Registry, store: Option<&mut StateStore>) {
+        self.close(registry);
+        if let Some(store) = store {
+            self.out.state.retire(store, self.machine.index());
+        }
+    }
+
     /// Hands what the sinks handled since the last save to the store.
     pub fn save_state(&mut self, store: &mut StateStore) {
         self.out.state.save(store, self.machine.index());

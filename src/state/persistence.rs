@@ -19,6 +19,7 @@ use super::ledger::{AckError, Ledger};
 use super::store::StateStore;
 use crate::watch::index::{unconfirmed_version, ObjectIndex};
 use crate::watch::Progress;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Where a watch starts after a restart.
@@ -199,6 +200,25 @@ impl Persistence {
     /// The handled state changed since the last save.
     pub fn is_dirty(&self) -> bool {
         self.disk.is_some() && self.ledger.is_dirty()
+    }
+
+    /// The watch stops (a reload): what its sinks handled goes to the store,
+    /// and stays at hand for a watch of the same name started later in
+    /// this run (the store's copy may still be on its way to the file).
+    pub fn retire(mut self, store: &mut StateStore, index: &ObjectIndex) {
+        self.save(store, index);
+        let Some(d) = self.disk else {
+            return;
+        };
+        let mut objects = HashMap::new();
+        self.ledger.committed_view(index).for_each(|key, entry| {
+            objects.insert(key.to_owned(), entry.clone());
+        });
+        let row = WatchRow {
+            fingerprint: d.fingerprint,
+            resource_version: d.saved_rv,
+        };
+        store.put_saved(&d.watch, Saved { row, objects });
     }
 
     /// Hands what the sinks handled since the last save (`index` is the

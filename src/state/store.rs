@@ -125,6 +125,11 @@ impl StateStore {
         self.saved.remove(watch)
     }
 
+    /// What a stopped watch left, for a watch of its name started later.
+    pub fn put_saved(&mut self, watch: &str, saved: Saved) {
+        self.saved.insert(watch.to_owned(), saved);
+    }
+
     /// Queues `ops` for the next commit. `gate`: the sinks must not act
     /// before it is committed (see `gate_open`).
     pub fn submit(&mut self, ops: Vec<Op>, gate: bool) {
