@@ -15,8 +15,10 @@ fn snapshot<'a>(
     slots: &'a [Slot],
     sinks: &'a [Sink],
     clusters: &'a [ClusterRuntime],
+    state_store_error: Option<&'a str>,
 ) -> Snapshot<'a> {
     Snapshot {
+        state_store_error,
         watches: slots
             .iter()
             .filter_map(|s| s.watcher.as_ref())
@@ -43,7 +45,8 @@ impl Daemon {
             return;
         };
         let (slots, sinks, clusters) = (&self.slots, &self.sinks, &self.clusters);
-        let mut handler = |e| metrics::answer(e, &snapshot(slots, sinks, clusters));
+        let store = self.checkpoints.failing();
+        let mut handler = |e| metrics::answer(e, &snapshot(slots, sinks, clusters, store));
         server.on_ready(token, self.poll.registry(), Instant::now(), &mut handler);
     }
 
@@ -57,7 +60,8 @@ impl Daemon {
             return;
         }
         let (slots, sinks, clusters) = (&self.slots, &self.sinks, &self.clusters);
-        let mut handler = |e| metrics::answer(e, &snapshot(slots, sinks, clusters));
+        let store = self.checkpoints.failing();
+        let mut handler = |e| metrics::answer(e, &snapshot(slots, sinks, clusters, store));
         server.on_timer(self.poll.registry(), now, &mut handler);
     }
 
@@ -102,8 +106,12 @@ impl Daemon {
             .live_watchers()
             .map(|w| w.machine().stats().events)
             .sum();
+        let store = match self.checkpoints.failing() {
+            Some(why) => format!("; state store cannot commit ({why}), sinks held back"),
+            None => String::new(),
+        };
         format!(
-            "{} watches, {streaming} streaming, {} backing off{names}{failed}; {events} events",
+            "{} watches, {streaming} streaming, {} backing off{names}{failed}; {events} events{store}",
             self.live_watchers().count(),
             backing_off.len(),
         )

@@ -9,6 +9,7 @@ use crate::metrics::WatchView;
 use crate::net::resolve::Resolution;
 use crate::net::{Connection, ReadOutcome, Resolver};
 use crate::sink::{RecordWriter, Sink};
+use crate::state::db::Op;
 use crate::state::{Persistence, StateStore, WatchKey};
 use crate::tokens::Source;
 use crate::watch::{LineOutcome, RequestKind, RequestPlan, TimerOutcome, WatchMachine, WatchState};
@@ -218,21 +219,28 @@ impl Watcher {
         }
     }
 
-    /// New objects the sinks got this turn reach the state directory
+    /// The new objects the sinks got since the last call, for the store
     /// before any sink acts on them.
-    pub fn flush_new_objects(&mut self) {
-        self.out.state.flush();
+    pub fn take_new_objects(&mut self, out: &mut Vec<Op>) {
+        self.out.state.take_new_objects(out);
     }
 
-    /// The handled state changed since the last checkpoint.
+    /// The handled state changed since the last save.
     pub fn has_unsaved_state(&self) -> bool {
         self.out.state.is_dirty()
     }
 
-    /// Hands the handled state to the store (`finally`: even while an
-    /// older checkpoint of the watch is still being written).
-    pub fn save_checkpoint(&mut self, store: &mut StateStore, finally: bool) {
-        self.out.state.save(store, self.machine.index(), finally);
+    /// The watch stops for good (a reload): its handled state to the store.
+    pub fn retire(mut self, registry: &Registry, store: Option<&mut StateStore>) {
+        self.close(registry);
+        if let Some(store) = store {
+            self.out.state.retire(store, self.machine.index());
+        }
+    }
+
+    /// Hands what the sinks handled since the last save to the store.
+    pub fn save_state(&mut self, store: &mut StateStore) {
+        self.out.state.save(store, self.machine.index());
     }
 
     pub fn token(&self) -> Option<Token> {

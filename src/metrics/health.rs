@@ -192,6 +192,10 @@ pub fn status(s: &Snapshot<'_>) -> Value {
         "healthy": health(s) == Health::Healthy,
         "watches": watches,
         "sinks": sinks,
+        "state_store": {
+            "writing": s.state_store_error.is_none(),
+            "error": s.state_store_error,
+        },
     })
 }
 
@@ -229,6 +233,7 @@ mod tests {
 
     fn snapshot(watches: Vec<WatchView<'static>>) -> Snapshot<'static> {
         Snapshot {
+            state_store_error: None,
             watches,
             sinks: vec![],
             now: Instant::now(),

@@ -55,6 +55,8 @@ pub struct SinkView<'a> {
 pub struct Snapshot<'a> {
     pub watches: Vec<WatchView<'a>>,
     pub sinks: Vec<SinkView<'a>>,
+    /// Why the state store cannot commit, while the sinks wait for it.
+    pub state_store_error: Option<&'a str>,
     /// The monotonic and the wall clock read together, to turn the
     /// counters' `Instant`s into timestamps and ages.
     pub now: Instant,

@@ -339,6 +339,7 @@ mod tests {
         written.record(Duration::from_micros(300));
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let s = Snapshot {
+            state_store_error: None,
             watches: vec![WatchView {
                 name: "we\"ird\\\nname",
                 cluster: "c",

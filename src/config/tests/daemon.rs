@@ -130,3 +130,20 @@ fn metrics_token_file_is_checked_and_needs_a_listener() {
         "has no effect without metrics_listen",
     );
 }
+
+#[test]
+fn sync_modes_and_interval() {
+    let daemon = |body: &str| format!("[daemon]\n{body}\n{MINIMAL}");
+    for mode in SyncMode::ALL {
+        let d = ok(&daemon(&format!("sync = \"{}\"", mode.as_str()))).daemon;
+        assert_eq!(d.sync, mode);
+    }
+    let d = ok(&daemon("sync_interval = \"250ms\"")).daemon;
+    assert_eq!(d.sync_interval, Duration::from_millis(250));
+    let e = errs(&daemon("sync = \"sometimes\""));
+    assert!(
+        e.iter().any(|e| e.to_string().contains("\"interval\"")),
+        "{e:?}"
+    );
+    assert!(!errs(&daemon("sync_interval = \"1ms\"")).is_empty());
+}

@@ -93,6 +93,8 @@ fn minimal_config_gets_defaults() {
             log_format: LogFormat::Text,
             shutdown_timeout: Duration::from_secs(30),
             state_dir: PathBuf::from("/var/lib/kwatchd"),
+            sync: SyncMode::Interval,
+            sync_interval: Duration::from_secs(1),
         },
         clusters: BTreeMap::from([(
             "local".to_string(),

@@ -234,6 +234,14 @@ impl WatchMachine {
         }
     }
 
+    /// Starts knowing `index` but from no position: objects a run that
+    /// crashed before its first position was handled had reported (all
+    /// unconfirmed). The first list then reports the difference against
+    /// them (their DELETED if gone) as `on_start` says.
+    pub fn resume_unpositioned(&mut self, index: ObjectIndex) {
+        self.known.index = index;
+    }
+
     pub fn spec(&self) -> &WatchSpec {
         &self.spec
     }
