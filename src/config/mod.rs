@@ -42,6 +42,7 @@ mod daemon;
 mod doc;
 mod error;
 mod fields;
+pub(crate) mod nats;
 mod selector;
 mod sink;
 mod syntax;
@@ -65,6 +66,8 @@ pub use daemon::{
     DEFAULT_SINK_QUEUE_EVENTS, DEFAULT_STATE_DIR,
 };
 pub use error::{ConfigError, ConfigErrors};
+pub(crate) use fields::resolve_in_process;
+pub use nats::NatsSinkConfig;
 pub use sink::{
     DeliveryConfig, ExecSinkConfig, FileSinkConfig, HttpHeader, OnFailure, SinkConfig,
     WebhookSinkConfig,

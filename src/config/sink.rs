@@ -26,6 +26,8 @@ pub enum SinkConfig {
     Webhook(WebhookSinkConfig),
     /// Write records to standard output.
     Stdout,
+    /// Publish each record to a NATS JetStream stream.
+    Nats(super::NatsSinkConfig),
 }
 
 impl SinkConfig {
@@ -36,6 +38,7 @@ impl SinkConfig {
             SinkConfig::Exec(_) => "exec",
             SinkConfig::Webhook(_) => "webhook",
             SinkConfig::Stdout => "stdout",
+            SinkConfig::Nats(_) => "nats",
         }
     }
 
@@ -44,7 +47,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Exec(e) => Some(&e.delivery),
             SinkConfig::Webhook(w) => Some(&w.delivery),
-            SinkConfig::File(_) | SinkConfig::Stdout => None,
+            SinkConfig::File(_) | SinkConfig::Stdout | SinkConfig::Nats(_) => None,
         }
     }
 }
@@ -265,6 +268,11 @@ pub(crate) const TYPES: &[SinkType] = &[
         keys: STDOUT_KEYS,
         parse: stdout_sink,
     },
+    SinkType {
+        name: "nats",
+        keys: super::nats::KEYS,
+        parse: super::nats::parse,
+    },
 ];
 
 /// Parses one `[sinks.NAME]` table.
@@ -420,7 +428,7 @@ enum FailureMode {
 /// `on_failure` and `dead_letter`: the file is required exactly when the
 /// mode is "dead_letter", so a path that would silently be ignored, or a
 /// mode with nowhere to write, are both refused.
-fn on_failure(ctx: &mut Ctx, env: &Env, t: &TableNode) -> Option<OnFailure> {
+pub(super) fn on_failure(ctx: &mut Ctx, env: &Env, t: &TableNode) -> Option<OnFailure> {
     let mode = with_default(ctx, t, "on_failure", FailureMode::Log, |s| match s {
         "log" => Ok(FailureMode::Log),
         "dead_letter" => Ok(FailureMode::DeadLetter),

@@ -10,6 +10,7 @@
 mod apply;
 mod build;
 mod checkpoints;
+mod closing;
 pub mod cluster;
 pub mod credential;
 mod fanout;
@@ -64,6 +65,12 @@ pub enum DaemonError {
         name: String,
         error: TlsSetupError,
     },
+    /// A sink that cannot start for a reason other than TLS (unreadable
+    /// NATS credentials).
+    SinkSetup {
+        name: String,
+        reason: String,
+    },
     TooManyWatches {
         count: usize,
     },
@@ -86,6 +93,7 @@ impl fmt::Display for DaemonError {
                 write!(f, "sink {name}: cannot open {}: {error}", path.display())
             }
             Self::Sink { name, error } => write!(f, "sink {name}: {error}"),
+            Self::SinkSetup { name, reason } => write!(f, "sink {name}: {reason}"),
             Self::TooManyWatches { count } => write!(
                 f,
                 "{count} watches configured; at most {MAX_WATCHES} are supported by one daemon",
@@ -107,7 +115,9 @@ impl std::error::Error for DaemonError {
             }
             Self::Cluster { error, .. } | Self::Sink { error, .. } => Some(error),
             Self::StateDir(e) => Some(e),
-            Self::UnknownCluster { .. } | Self::TooManyWatches { .. } => None,
+            Self::UnknownCluster { .. } | Self::TooManyWatches { .. } | Self::SinkSetup { .. } => {
+                None
+            }
         }
     }
 }
@@ -167,6 +177,7 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn new(config: &Config) -> Result<Daemon, DaemonError> {
+        let nofile = crate::fdlimit::raise_soft_limit();
         let poll = Poll::new().map_err(io_err("cannot create the poller"))?;
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGCHLD, SIGHUP, SIGUSR1])
             .map_err(io_err("cannot install signal handlers"))?;
@@ -200,9 +211,10 @@ impl Daemon {
         }
         let metrics = match config.daemon.metrics_listen {
             Some(addr) => {
-                let server = MetricsServer::bind(addr, poll.registry())
+                let mut server = MetricsServer::bind(addr, poll.registry())
                     .map_err(|error| DaemonError::Metrics { addr, error })?;
-                log::info!("metrics: listening on http://{}", server.local_addr());
+                server.require_token(config.daemon.metrics_token_file.clone());
+                server.announce();
                 Some(server)
             }
             None => None,
@@ -232,6 +244,11 @@ impl Daemon {
         for w in &config.watches {
             daemon.start_watch(w)?;
         }
+        crate::fdlimit::report(
+            nofile,
+            daemon.live_watchers().count(),
+            crate::fdlimit::reserve(config),
+        );
         Ok(daemon)
     }
 
@@ -597,11 +614,11 @@ impl Daemon {
         // ahead of the checkpoint and are delivered again after a restart.
         self.collect_acks();
         self.checkpoints.finish(&mut self.slots);
-        let events: u64 = self
-            .live_watchers()
-            .map(|w| w.machine().stats().events)
-            .sum();
-        log::info!("stopped after {events} events");
+        let watches = self.live_watchers().map(|w| {
+            let m = w.machine();
+            (m.name(), m.stats(), m.spec().events.as_slice())
+        });
+        log::info!("{}", closing::stopped_line(watches));
         Ok(())
     }
 }

@@ -3,9 +3,11 @@
 //! line and readiness systemd is told.
 
 use super::cluster::ClusterRuntime;
+use super::watcher::Watcher;
 use super::{Daemon, Slot};
 use crate::metrics::{self, SinkView, Snapshot};
 use crate::sink::Sink;
+use crate::watch::WatchState;
 use mio::Token;
 use std::time::{Instant, SystemTime};
 
@@ -66,11 +68,11 @@ impl Daemon {
         const NAMED: usize = 3;
         let streaming = self
             .live_watchers()
-            .filter(|w| w.machine().state_name() == "streaming")
+            .filter(|w| w.machine().state() == WatchState::Streaming)
             .count();
         let backing_off: Vec<&str> = self
             .live_watchers()
-            .filter(|w| w.machine().state_name() == "backing off")
+            .filter(|w| w.machine().state() == WatchState::BackingOff)
             .map(|w| w.machine().name())
             .collect();
         let mut names = backing_off
@@ -119,13 +121,7 @@ impl Daemon {
             return;
         }
         let status = self.status_line();
-        if !self.ready
-            && self.live_watchers().all(|w| {
-                w.machine().has_listed()
-                    || w.machine().has_failed()
-                    || w.machine().state_name() == "backing off"
-            })
-        {
+        if !self.ready && self.live_watchers().all(Watcher::is_ready) {
             notifier.send(&format!("READY=1\nSTATUS={status}"));
             self.ready = true;
         }

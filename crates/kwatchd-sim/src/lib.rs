@@ -13,6 +13,12 @@
 //! with resources installable at run time like CRDs), `PartialObjectMetadata` answers, and injectable faults
 //! and stream shapes for client robustness tests.
 //!
+//! Writes (`write/`): POST, PUT, PATCH (merge, JSON, strategic as `patch.rs` approximates it) and DELETE with
+//! the API server's rules for server-owned metadata, preconditions and errors, the `status` and `scale`
+//! subresources, CRDs that serve their resources once created (`crd.rs`), and OpenAPI v3 enough for kubectl
+//! (`discovery.rs`): so `kubectl` can drive it (`kwatchd sim`). Leases are served like every resource, and
+//! `lease.rs` fails or delays one client's Lease requests for leader-election tests.
+//!
 //! ```no_run
 //! use kwatchd_sim::{Resource, Sim, SimOptions};
 //! let sim = Sim::start(SimOptions::default()).unwrap();
@@ -21,14 +27,21 @@
 //! ```
 
 pub mod churn;
+mod crd;
+mod discovery;
 mod http;
+mod lease;
+mod patch;
 mod pod;
 mod select;
 mod server;
 mod store;
 mod tls;
 mod watch;
+mod write;
 
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -39,7 +52,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-pub use churn::{start_churn, ChurnHandle, ChurnOptions};
+pub use churn::{
+    deployment, start_churn, start_rollout_churn, ChurnHandle, ChurnOptions, RolloutOptions,
+};
 
 /// A rustls server config with a freshly generated CA and a certificate for the loopback names, and the CA as
 /// PEM: what the emulator serves in TLS mode, for benchmark servers of their own.
@@ -47,6 +62,7 @@ pub fn tls_server_config() -> io::Result<(Arc<rustls::ServerConfig>, String)> {
     let names = SimOptions::default().server_names;
     tls::server_config(&names).map(|(config, ca, _issuer)| (config, ca))
 }
+pub use lease::{LeaseAction, LeaseClient, LeaseFault};
 pub use pod::pod_extra;
 
 use server::Shared;
@@ -152,6 +168,21 @@ impl Resource {
     /// `apps/v1` deployments.
     pub fn deployments() -> Resource {
         Resource::new("apps/v1", "deployments")
+    }
+
+    /// Core v1 secrets.
+    pub fn secrets() -> Resource {
+        Resource::new("v1", "secrets")
+    }
+
+    /// Core v1 namespaces (cluster-scoped: their namespace is "").
+    pub fn namespaces() -> Resource {
+        Resource::new("v1", "namespaces")
+    }
+
+    /// `coordination.k8s.io/v1` leases, as leader election uses them.
+    pub fn leases() -> Resource {
+        Resource::new("coordination.k8s.io/v1", "leases")
     }
 
     /// The `kind` of this resource's objects: from a table of well-known resources, else the capitalised singular.
@@ -309,6 +340,10 @@ pub enum Fault {
     /// Watch only: refuse the watch as if its resourceVersion were older than the history, in this mode
     /// (whatever `SimOptions::expired` says). Pair it with [`SimHandle::compact`] to make the loss real.
     Expired(ExpiredMode),
+    /// Watch only: refuse the watch's resourceVersion as invalid, as an API server does for a position it cannot
+    /// parse (`400 BadRequest`, `resourceVersion: Invalid value: …`). Target one position with a
+    /// `path_contains` of `resourceVersion=N&`.
+    InvalidResourceVersion,
 }
 
 impl Fault {
@@ -396,6 +431,58 @@ impl SimHandle {
             .update(res, namespace, name, extra, labels);
         self.shared.cond.notify_all();
         r
+    }
+
+    /// Create an object as a client's POST would (`kubectl create`): the server sets uid, creationTimestamp,
+    /// resourceVersion and (in named API groups) generation; an existing name is an error. `namespace` is empty
+    /// for cluster-scoped resources. `Err`: the API server's message.
+    pub fn create_object(
+        &self,
+        res: &Resource,
+        namespace: &str,
+        object: serde_json::Value,
+    ) -> Result<ObjectRef, String> {
+        let write = write::OwnerWrite::Create(object);
+        self.owner_write(res, namespace, None, write::Part::Object, write)
+    }
+
+    /// Apply a JSON merge patch as a client's PATCH would: a resource with a `status` subresource keeps its
+    /// status, `generation` moves when the spec changes, a patch that changes nothing is no event.
+    pub fn patch(
+        &self,
+        res: &Resource,
+        namespace: &str,
+        name: &str,
+        patch: serde_json::Value,
+    ) -> Result<ObjectRef, String> {
+        let write = write::OwnerWrite::MergePatch(patch);
+        self.owner_write(res, namespace, Some(name), write::Part::Object, write)
+    }
+
+    /// Apply a JSON merge patch to the `status` subresource, as a controller reporting progress does: only the
+    /// status changes (a MODIFIED event with the same `generation`).
+    pub fn patch_status(
+        &self,
+        res: &Resource,
+        namespace: &str,
+        name: &str,
+        patch: serde_json::Value,
+    ) -> Result<ObjectRef, String> {
+        let write = write::OwnerWrite::MergePatch(patch);
+        self.owner_write(res, namespace, Some(name), write::Part::Status, write)
+    }
+
+    fn owner_write(
+        &self,
+        res: &Resource,
+        namespace: &str,
+        name: Option<&str>,
+        part: write::Part,
+        w: write::OwnerWrite,
+    ) -> Result<ObjectRef, String> {
+        let r = write::owner_write(&mut self.shared.lock(), res, namespace, name, part, w);
+        self.shared.cond.notify_all();
+        r.map_err(|e| e.message)
     }
 
     /// Delete an object: DELETED, carrying its last state with the deletion's resourceVersion.
@@ -503,6 +590,26 @@ impl SimHandle {
         let mut st = self.shared.lock();
         st.resources.retain(|d| d.resource != def.resource);
         st.resources.push(def);
+    }
+
+    /// Add a fault for one client's Lease requests (see [`LeaseFault`]); faults are tried in the order added.
+    pub fn add_lease_fault(&self, fault: LeaseFault) {
+        self.shared.lock().lease_faults.push(fault);
+    }
+
+    /// Remove every Lease fault (a partition heals).
+    pub fn clear_lease_faults(&self) {
+        self.shared.lock().lease_faults.clear();
+    }
+
+    /// The Lease faults still in force.
+    pub fn lease_faults(&self) -> Vec<LeaseFault> {
+        self.shared.lock().lease_faults.clone()
+    }
+
+    /// How many requests Lease faults have hit since start.
+    pub fn lease_fault_hits(&self) -> u64 {
+        self.shared.lock().lease_fault_hits
     }
 
     /// The fault rules not yet used up, in the order they are tried.

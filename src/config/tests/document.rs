@@ -174,7 +174,7 @@ format = "json"
         "verbose",
         "unknown key `verbose` at the top level; expected one of: daemon, clusters, watch, sinks",
     );
-    assert_error(&e, 3, "daemon.loglevel", "unknown key `loglevel` in [daemon]; did you mean `log_level`? (expected one of: log_level, max_line_bytes, sink_queue_events, metrics_listen, log_format, shutdown_timeout, state_dir)");
+    assert_error(&e, 3, "daemon.loglevel", "unknown key `loglevel` in [daemon]; did you mean `log_level`? (expected one of: log_level, max_line_bytes, sink_queue_events, metrics_listen, metrics_token_file, log_format, shutdown_timeout, state_dir)");
     assert_error(
         &e,
         6,
@@ -257,7 +257,7 @@ pth = "/x"
         &e,
         14,
         "sinks.out.type",
-        "unknown sink type \"webhok\"; did you mean \"webhook\"? (expected one of: file, exec, webhook, stdout)",
+        "unknown sink type \"webhok\"; did you mean \"webhook\"? (expected one of: file, exec, webhook, stdout, nats)",
     );
     assert_error(&e, 17, "sinks.other.pth", "did you mean `path`?");
     assert_error(
