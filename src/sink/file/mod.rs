@@ -199,12 +199,12 @@ impl FileSink {
         self.delivered
     }
 
-    /// See [`DeliveryCounts::retries`](super::DeliveryCounts::retries).
     /// Queued → handled, per record.
     pub fn latency(&self) -> &LatencySample {
         &self.latency
     }
 
+    /// See [`DeliveryCounts::retries`](super::DeliveryCounts::retries).
     pub fn retries(&self) -> u64 {
         self.retries
     }
