@@ -7,7 +7,8 @@
 //!
 //! Both sides publish ~4.2 KB records (a pod with 62 env variables in
 //! kwatchd's record envelope) with the same headers (Nats-Msg-Id,
-//! Nats-Expected-Stream, Kwatchd-*) to a file-backed stream, at most 256
+//! Nats-Expected-Stream, Kwatchd-*), one subject per pod as kwatchd's
+//! default subject template makes them, to a file-backed stream, at most 256
 //! unacknowledged at once, and count a record only when its PubAck arrives.
 //! The baseline is two threads on a blocking socket (one writes while the
 //! window has room, one reads PubAcks), with no watch, no parsing and no
@@ -108,13 +109,10 @@ fn baseline(port: u16, n: usize) -> Duration {
             let Some((payload, headers)) = records.get(next) else {
                 break;
             };
-            encode_hpub(
-                &mut out,
-                "base.pods",
-                &format!("_B.{next}"),
-                headers,
-                payload,
-            );
+            // The subject kwatchd's default template gives this pod: one
+            // subject per object, as the stream's per-subject index sees it.
+            let subject = format!("base.b.pods.default.Pod.web-{next}");
+            encode_hpub(&mut out, &subject, &format!("_B.{next}"), headers, payload);
             next += 1;
         }
         sock.write_all(&out).expect("write");
@@ -208,9 +206,20 @@ fn main() {
         }
         admin.create_stream("BASE", &["base.>"], 1).expect("stream");
         admin.create_stream("KUBE", &["kube.>"], 1).expect("stream");
+        let server_cpu = || common::cpu_seconds(server.pid().unwrap_or(0));
+        let (me0, srv0) = (common::cpu_seconds(std::process::id()), server_cpu());
         let b = baseline(server.port, n);
+        let (me1, srv1) = (common::cpu_seconds(std::process::id()), server_cpu());
         let base = n as f64 / b.as_secs_f64();
         let (k, summary) = kwatchd(server.port, &mut admin, n);
+        let srv2 = server_cpu();
+        println!(
+            "round {round} CPU s: baseline publisher {:.2}, nats-server meanwhile {:.2} | nats-server during kwatchd {:.2} | load average {}",
+            me1 - me0,
+            srv1 - srv0,
+            srv2 - srv1,
+            std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+        );
         let kw = n as f64 / k.as_secs_f64();
         best_base = best_base.max(base);
         best_kw = best_kw.max(kw);

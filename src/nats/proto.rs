@@ -9,6 +9,7 @@
 
 use serde::Deserialize;
 use std::fmt;
+use std::io::Write as _;
 
 /// nats-server's own control line limit (`MAX_CONTROL_LINE_SIZE`).
 pub const MAX_CONTROL_LINE: usize = 4096;
@@ -229,21 +230,28 @@ impl Parser {
             Some(i) => (&line[..i], line[i..].trim()),
             None => (line, ""),
         };
-        match op.to_ascii_uppercase().as_str() {
-            "PING" => Ok(Some(ServerOp::Ping)),
-            "PONG" => Ok(Some(ServerOp::Pong)),
-            "+OK" => Ok(Some(ServerOp::Ok)),
-            "-ERR" => {
-                let text = args.trim_matches('\'');
-                Ok(Some(ServerOp::Err(text.to_owned())))
-            }
-            "INFO" => serde_json::from_str::<ServerInfo>(args)
+        let is = |name: &str| op.eq_ignore_ascii_case(name);
+        if is("MSG") {
+            self.msg_line("MSG", args, false)
+        } else if is("HMSG") {
+            self.msg_line("HMSG", args, true)
+        } else if is("PING") {
+            Ok(Some(ServerOp::Ping))
+        } else if is("PONG") {
+            Ok(Some(ServerOp::Pong))
+        } else if is("+OK") {
+            Ok(Some(ServerOp::Ok))
+        } else if is("-ERR") {
+            let text = args.trim_matches('\'');
+            Ok(Some(ServerOp::Err(text.to_owned())))
+        } else if is("INFO") {
+            serde_json::from_str::<ServerInfo>(args)
                 .map(|i| Some(ServerOp::Info(Box::new(i))))
-                .map_err(|e| ProtoError::BadInfo(e.to_string())),
-            "MSG" => self.msg_line("MSG", args, false),
-            "HMSG" => self.msg_line("HMSG", args, true),
-            "" => Ok(None),
-            _ => Err(ProtoError::UnknownOp(op.chars().take(32).collect())),
+                .map_err(|e| ProtoError::BadInfo(e.to_string()))
+        } else if op.is_empty() {
+            Ok(None)
+        } else {
+            Err(ProtoError::UnknownOp(op.chars().take(32).collect()))
         }
     }
 
@@ -315,7 +323,8 @@ pub fn encode_hpub(out: &mut Vec<u8>, subject: &str, reply: &str, headers: &[u8]
     out.extend_from_slice(subject.as_bytes());
     out.push(b' ');
     out.extend_from_slice(reply.as_bytes());
-    out.extend_from_slice(format!(" {} {total}\r\n", headers.len()).as_bytes());
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, " {} {total}\r\n", headers.len());
     out.extend_from_slice(headers);
     out.extend_from_slice(payload);
     out.extend_from_slice(b"\r\n");
