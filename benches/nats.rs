@@ -142,8 +142,9 @@ fn kwatchd(port: u16, n: usize) -> (Duration, String) {
     .expect("config");
     let log = dir.path().join("log");
     let start = Instant::now();
-    // KWATCHD_BENCH_NATS_WRAP="perf record -g -o FILE --" (or strace …)
-    // runs kwatchd under that command.
+    // KWATCHD_BENCH_NATS_WRAP="perf record -g -o FILE --" runs kwatchd
+    // under that command (perf passes the SIGTERM on; `strace -o` does
+    // not, and the run then hangs).
     let wrap = std::env::var("KWATCHD_BENCH_NATS_WRAP").unwrap_or_default();
     let mut words = wrap.split_whitespace();
     let mut command = match words.next() {
