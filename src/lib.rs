@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod demo;
 pub mod http;
 pub mod kube;
+pub mod lease;
 pub mod logging;
 pub mod metrics;
 pub mod nats;
