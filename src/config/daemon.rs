@@ -8,6 +8,7 @@ use toml_edit::Value;
 
 use super::doc::{Ctx, Field, TableNode};
 use super::fields::{duration, optional, path, queue_events, with_default, Env};
+use super::leader::{self, LeaderElectionConfig};
 use super::syntax::{parse_log_level, parse_size};
 
 /// Default `daemon.max_line_bytes`: 16 MiB.
@@ -50,6 +51,8 @@ pub struct DaemonConfig {
     pub shutdown_timeout: Duration,
     /// Where the per-watch checkpoints live (absolute).
     pub state_dir: PathBuf,
+    /// `[daemon.leader_election]`; `None`: this replica always delivers.
+    pub leader_election: Option<LeaderElectionConfig>,
 }
 
 impl Default for DaemonConfig {
@@ -62,6 +65,7 @@ impl Default for DaemonConfig {
             log_format: LogFormat::Text,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            leader_election: None,
         }
     }
 }
@@ -100,12 +104,18 @@ pub fn parse_listen_addr(s: &str) -> Result<std::net::SocketAddr, String> {
 }
 
 /// Parses `[daemon]` from the root table; defaults when it is absent.
-pub(super) fn parse(ctx: &mut Ctx, env: &Env, root: &TableNode) -> Option<DaemonConfig> {
+/// `clusters`: the names of `[clusters.NAME]`, which the Lease's `cluster` names.
+pub(super) fn parse(
+    ctx: &mut Ctx,
+    env: &Env,
+    root: &TableNode,
+    clusters: &[String],
+) -> Option<DaemonConfig> {
     let Some(field) = root.get("daemon") else {
         return Some(DaemonConfig::default());
     };
     let t = field.table(ctx, "[daemon]".to_string())?;
-    t.check_keys(ctx, KEYS);
+    t.check_keys(ctx, &[KEYS, &["leader_election"]].concat());
     let defaults = DaemonConfig::default();
     let log_level = with_default(ctx, &t, "log_level", defaults.log_level, parse_log_level);
     let max_line_bytes = t
@@ -124,6 +134,7 @@ pub(super) fn parse(ctx: &mut Ctx, env: &Env, root: &TableNode) -> Option<Daemon
         SHUTDOWN_TIMEOUT_RANGE,
     );
     let state_dir = with_default(ctx, &t, "state_dir", defaults.state_dir, |s| path(s, env));
+    let leader_election = leader::parse(ctx, &t, clusters);
     Some(DaemonConfig {
         log_level: log_level?,
         max_line_bytes: max_line_bytes?,
@@ -132,6 +143,7 @@ pub(super) fn parse(ctx: &mut Ctx, env: &Env, root: &TableNode) -> Option<Daemon
         log_format: log_format?,
         shutdown_timeout: shutdown_timeout?,
         state_dir: state_dir?,
+        leader_election: leader_election?,
     })
 }
 

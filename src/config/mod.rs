@@ -42,6 +42,7 @@ mod daemon;
 mod doc;
 mod error;
 mod fields;
+mod leader;
 pub(crate) mod nats;
 mod selector;
 mod sink;
@@ -66,6 +67,10 @@ pub use daemon::{
     DEFAULT_SINK_QUEUE_EVENTS, DEFAULT_STATE_DIR,
 };
 pub use error::{ConfigError, ConfigErrors};
+pub use leader::{
+    LeaderElectionConfig, DEFAULT_LEASE_DURATION, DEFAULT_LEASE_NAME, DEFAULT_LEASE_NAMESPACE,
+    DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD,
+};
 pub use nats::NatsSinkConfig;
 pub use sink::{
     DeliveryConfig, ExecSinkConfig, FileSinkConfig, HttpHeader, OnFailure, SinkConfig,
@@ -244,8 +249,8 @@ fn internal_error(source: &Path) -> ConfigError {
 
 fn document(ctx: &mut Ctx, env: &Env, root: &TableNode, source: &Path) -> Option<Config> {
     root.check_keys(ctx, TOP_KEYS);
-    let daemon = daemon::parse(ctx, env, root);
     let cluster_tables = named_tables(ctx, root, "clusters", "cluster");
+    let daemon = daemon::parse(ctx, env, root, &cluster_tables.names);
     let sink_tables = named_tables(ctx, root, "sinks", "sink");
     let refs = Refs {
         clusters: cluster_tables.names.clone(),
