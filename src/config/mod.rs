@@ -158,6 +158,14 @@ impl Config {
         parse(&read(path)?, path, &Env::process(reach)).map(|c| c.summary())
     }
 
+    /// Reads and checks `path` offline, as `kwatchd check --offline`, for
+    /// tools that need only the file's own content (`kwatchd rbac`): what
+    /// the environment and the named files provide is not filled in, so
+    /// such a configuration must never run a daemon.
+    pub fn load_offline(path: &Path) -> Result<Config, ConfigErrors> {
+        parse(&read(path)?, path, &Env::process(Reach::Offline))
+    }
+
     /// How many clusters, watches and sinks there are.
     pub fn summary(&self) -> ConfigSummary {
         ConfigSummary {

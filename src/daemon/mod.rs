@@ -661,7 +661,8 @@ sinks = ["out"]
         let config = Config::parse(text, std::path::Path::new("k.toml")).unwrap();
         let e = Daemon::new(&config).err().map(|e| e.to_string());
         assert!(
-            e.as_deref().is_some_and(|e| e.contains("not run by this build")),
+            e.as_deref()
+                .is_some_and(|e| e.contains("not run by this build")),
             "{e:?}"
         );
     }
