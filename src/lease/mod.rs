@@ -54,6 +54,22 @@ impl Params {
     }
 }
 
+/// `identity`'s default: `<hostname>_<8 random hex>`, new for every process,
+/// so a restarted replica is a new candidate (it never renews the Lease its
+/// previous life held, which it cannot know the state of).
+pub fn default_identity(rng: &mut Rng) -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length; gethostname writes
+    // at most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let host = match std::str::from_utf8(&buf[..end]) {
+        Ok(h) if rc == 0 && !h.is_empty() => h,
+        _ => "kwatchd",
+    };
+    format!("{host}_{:08x}", rng.next_u64() as u32)
+}
+
 /// Where this replica stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

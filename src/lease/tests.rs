@@ -420,3 +420,14 @@ fn names_are_distinct() {
     let verbs: std::collections::HashSet<_> = Verb::ALL.iter().map(|v| v.method()).collect();
     assert_eq!(verbs.len(), Verb::ALL.len());
 }
+
+#[test]
+fn default_identities_name_the_host_and_differ_per_process() {
+    let a = default_identity(&mut Rng::new(1));
+    let b = default_identity(&mut Rng::new(2));
+    assert_ne!(a, b);
+    let (host, hex) = a.rsplit_once('_').unwrap();
+    assert!(!host.is_empty());
+    assert_eq!(hex.len(), 8);
+    assert!(hex.chars().all(|c| c.is_ascii_hexdigit()), "{a}");
+}
