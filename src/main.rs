@@ -122,7 +122,7 @@ fn status(args: cli::StatusArgs) -> ExitCode {
     use kwatchd::metrics::client;
     let target = args.target;
     let addr = match (target.addr, target.config.or(target.file)) {
-        (Some(a), _) => a,
+        (Some(a), _) => a.into(),
         (None, Some(path)) => match client::listen_addr_from_config(&path) {
             Ok(a) => a,
             Err(e) => {
@@ -136,7 +136,7 @@ fn status(args: cli::StatusArgs) -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    match client::fetch(addr, args.timeout) {
+    match client::fetch(&addr, args.timeout) {
         Ok(report) => {
             print!("{}", client::render(&report));
             ExitCode::from(if report.healthy {

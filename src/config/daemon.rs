@@ -7,7 +7,9 @@ use std::time::Duration;
 use toml_edit::Value;
 
 use super::doc::{Ctx, Field, TableNode};
-use super::fields::{duration, optional, path, queue_events, with_default, Env};
+use super::fields::{
+    duration, file_path, optional, path, queue_events, with_default, Env, FileKind,
+};
 use super::leader::{self, LeaderElectionConfig};
 use super::syntax::{parse_log_level, parse_size};
 
@@ -26,6 +28,7 @@ pub(crate) const KEYS: &[&str] = &[
     "max_line_bytes",
     "sink_queue_events",
     "metrics_listen",
+    "metrics_token_file",
     "log_format",
     "shutdown_timeout",
     "state_dir",
@@ -43,8 +46,12 @@ pub struct DaemonConfig {
     pub max_line_bytes: usize,
     /// Per-sink queue bound, in events (>= 1).
     pub sink_queue_events: usize,
-    /// Where `/metrics`, `/healthz` and `/status` are served; `None`: off.
+    /// Where `/metrics`, `/healthz`, `/readyz` and `/status` are served;
+    /// `None`: off.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// A bearer token `/metrics` and `/status` require (re-read when the
+    /// file changes); `None`: no authentication.
+    pub metrics_token_file: Option<PathBuf>,
     pub log_format: LogFormat,
     /// How long running hooks and queued deliveries get at shutdown before
     /// their process groups are killed.
@@ -62,6 +69,7 @@ impl Default for DaemonConfig {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             sink_queue_events: DEFAULT_SINK_QUEUE_EVENTS,
             metrics_listen: None,
+            metrics_token_file: None,
             log_format: LogFormat::Text,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
@@ -125,6 +133,13 @@ pub(super) fn parse(
         .get("sink_queue_events")
         .map_or(Some(defaults.sink_queue_events), |f| queue_events(ctx, &f));
     let metrics_listen = optional(ctx, &t, "metrics_listen", parse_listen_addr);
+    let metrics_token_file = file_path(ctx, env, &t, "metrics_token_file", FileKind::Token);
+    if let (Some(f), None) = (t.get("metrics_token_file"), t.get("metrics_listen")) {
+        f.error(
+            ctx,
+            "has no effect without metrics_listen (no metrics endpoint is served)".to_string(),
+        );
+    }
     let log_format = with_default(ctx, &t, "log_format", defaults.log_format, LogFormat::parse);
     let shutdown_timeout = duration(
         ctx,
@@ -140,6 +155,7 @@ pub(super) fn parse(
         max_line_bytes: max_line_bytes?,
         sink_queue_events: sink_queue_events?,
         metrics_listen: metrics_listen?,
+        metrics_token_file: metrics_token_file?,
         log_format: log_format?,
         shutdown_timeout: shutdown_timeout?,
         state_dir: state_dir?,

@@ -67,6 +67,7 @@ pub use daemon::{
     DEFAULT_SINK_QUEUE_EVENTS, DEFAULT_STATE_DIR,
 };
 pub use error::{ConfigError, ConfigErrors};
+pub(crate) use fields::resolve_in_process;
 pub use leader::{
     LeaderElectionConfig, DEFAULT_LEASE_DURATION, DEFAULT_LEASE_NAME, DEFAULT_LEASE_NAMESPACE,
     DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD,

@@ -84,6 +84,9 @@ impl Daemon {
             log::set_max_level(new.daemon.log_level);
         }
         self.shutdown_timeout = new.daemon.shutdown_timeout;
+        if let Some(server) = &mut self.metrics {
+            server.require_token(new.daemon.metrics_token_file.clone());
+        }
         for key in &plan.restart_needed {
             let when = match *key {
                 "metrics_listen" | "log_format" => "it applies after a restart",

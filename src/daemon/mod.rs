@@ -189,6 +189,7 @@ impl Daemon {
         if config.daemon.leader_election.is_some() {
             return Err(DaemonError::LeaderElectionNotRun);
         }
+        let nofile = crate::fdlimit::raise_soft_limit();
         let poll = Poll::new().map_err(io_err("cannot create the poller"))?;
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGCHLD, SIGHUP, SIGUSR1])
             .map_err(io_err("cannot install signal handlers"))?;
@@ -222,9 +223,10 @@ impl Daemon {
         }
         let metrics = match config.daemon.metrics_listen {
             Some(addr) => {
-                let server = MetricsServer::bind(addr, poll.registry())
+                let mut server = MetricsServer::bind(addr, poll.registry())
                     .map_err(|error| DaemonError::Metrics { addr, error })?;
-                log::info!("metrics: listening on http://{}", server.local_addr());
+                server.require_token(config.daemon.metrics_token_file.clone());
+                server.announce();
                 Some(server)
             }
             None => None,
@@ -254,6 +256,11 @@ impl Daemon {
         for w in &config.watches {
             daemon.start_watch(w)?;
         }
+        crate::fdlimit::report(
+            nofile,
+            daemon.live_watchers().count(),
+            crate::fdlimit::reserve(config),
+        );
         Ok(daemon)
     }
 

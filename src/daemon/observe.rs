@@ -3,6 +3,7 @@
 //! line and readiness systemd is told.
 
 use super::cluster::ClusterRuntime;
+use super::watcher::Watcher;
 use super::{Daemon, Slot};
 use crate::metrics::{self, SinkView, Snapshot};
 use crate::sink::Sink;
@@ -120,13 +121,7 @@ impl Daemon {
             return;
         }
         let status = self.status_line();
-        if !self.ready
-            && self.live_watchers().all(|w| {
-                w.machine().has_listed()
-                    || w.machine().has_failed()
-                    || w.machine().state() == WatchState::BackingOff
-            })
-        {
+        if !self.ready && self.live_watchers().all(Watcher::is_ready) {
             notifier.send(&format!("READY=1\nSTATUS={status}"));
             self.ready = true;
         }

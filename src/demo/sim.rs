@@ -31,7 +31,7 @@ pub const NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kub
 
 /// Create the namespaces a fresh cluster has, Active, as the API server would show them.
 pub fn seed_namespaces(sim: &SimHandle) {
-    let namespaces = Resource::new("v1", "namespaces");
+    let namespaces = Resource::namespaces();
     for ns in NAMESPACES {
         sim.create(
             &namespaces,
@@ -114,7 +114,9 @@ pub fn run(cmd: &SimCommand) -> Result<(), Box<dyn std::error::Error>> {
     let kc = path.display();
     println!("kwatchd sim: API server emulator at {}", sim.url());
     println!("kwatchd sim: kubeconfig written to {kc}");
-    println!("  kubectl --kubeconfig {kc} create deployment web --image=nginx");
+    println!(
+        "  kubectl --kubeconfig {kc} create deployment web --image=nginx --dry-run=client -o yaml | kubectl --kubeconfig {kc} create -f -"
+    );
     println!("  kubectl --kubeconfig {kc} get deployments,pods,configmaps -A");
     println!("  a kwatchd config:  [clusters.sim]  kubeconfig = \"{kc}\"");
     println!("kwatchd sim: serves pods, configmaps, secrets, namespaces, deployments, CRDs, leases…; press Ctrl-C to stop");

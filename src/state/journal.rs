@@ -121,10 +121,16 @@ impl Journal {
             }
             Err(e) => {
                 if !std::mem::replace(&mut self.failing, true) {
-                    log::error!(
+                    let msg = format!(
                         "journal {}: cannot write: {e}; until it can, a crash may lose the DELETED of objects first reported since the last checkpoint",
                         self.path.display()
                     );
+                    if crate::fdlimit::is_exhaustion(&e) {
+                        // Every watch's journal fails alike.
+                        crate::fdlimit::warn_exhausted(&msg);
+                    } else {
+                        log::error!("{msg}");
+                    }
                 }
             }
         }

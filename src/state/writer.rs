@@ -163,7 +163,12 @@ fn run(shared: &Shared) {
                     if was_failing.is_some() {
                         log::debug!("{msg}");
                     } else {
-                        log::warn!("{msg}");
+                        if crate::fdlimit::is_exhaustion(&e) {
+                            // Every watch's checkpoint fails alike.
+                            crate::fdlimit::warn_exhausted(&msg);
+                        } else {
+                            log::warn!("{msg}");
+                        }
                         failing.push(path);
                     }
                 }

@@ -31,6 +31,7 @@ mod crd;
 mod discovery;
 mod http;
 mod lease;
+mod list;
 mod patch;
 mod pod;
 mod select;
@@ -168,6 +169,21 @@ impl Resource {
     /// `apps/v1` deployments.
     pub fn deployments() -> Resource {
         Resource::new("apps/v1", "deployments")
+    }
+
+    /// Core v1 secrets.
+    pub fn secrets() -> Resource {
+        Resource::new("v1", "secrets")
+    }
+
+    /// Core v1 namespaces (cluster-scoped: their namespace is "").
+    pub fn namespaces() -> Resource {
+        Resource::new("v1", "namespaces")
+    }
+
+    /// `coordination.k8s.io/v1` leases, as leader election uses them.
+    pub fn leases() -> Resource {
+        Resource::new("coordination.k8s.io/v1", "leases")
     }
 
     /// The `kind` of this resource's objects: from a table of well-known resources, else the capitalised singular.
@@ -648,105 +664,6 @@ impl Sim {
         self.handle.clone()
     }
 
-    /// See [`SimHandle::create`].
-    pub fn create(
-        &self,
-        res: &Resource,
-        namespace: &str,
-        name: &str,
-        labels: &[(&str, &str)],
-        extra: serde_json::Value,
-    ) -> ObjectRef {
-        self.handle.create(res, namespace, name, labels, extra)
-    }
-
-    /// See [`SimHandle::update`].
-    pub fn update(
-        &self,
-        res: &Resource,
-        namespace: &str,
-        name: &str,
-        extra: serde_json::Value,
-        labels: Option<&[(&str, &str)]>,
-    ) -> Option<ObjectRef> {
-        self.handle.update(res, namespace, name, extra, labels)
-    }
-
-    /// See [`SimHandle::delete`].
-    pub fn delete(&self, res: &Resource, namespace: &str, name: &str) -> Option<ObjectRef> {
-        self.handle.delete(res, namespace, name)
-    }
-
-    /// See [`SimHandle::get`].
-    pub fn get(&self, res: &Resource, namespace: &str, name: &str) -> Option<String> {
-        self.handle.get(res, namespace, name)
-    }
-
-    /// See [`SimHandle::compact`].
-    pub fn compact(&self) {
-        self.handle.compact()
-    }
-
-    /// See [`SimHandle::end_watches`].
-    pub fn end_watches(&self) {
-        self.handle.end_watches()
-    }
-
-    /// See [`SimHandle::bookmark_now`].
-    pub fn bookmark_now(&self) {
-        self.handle.bookmark_now()
-    }
-
-    /// See [`SimHandle::set_token`].
-    pub fn set_token(&self, token: Option<String>) {
-        self.handle.set_token(token)
-    }
-
-    /// See [`SimHandle::resource_version`].
-    pub fn resource_version(&self) -> String {
-        self.handle.resource_version()
-    }
-
-    /// See [`SimHandle::history`].
-    pub fn history(&self) -> Vec<HistoryEvent> {
-        self.handle.history()
-    }
-
-    /// See [`SimHandle::requests`].
-    pub fn requests(&self) -> Vec<RequestRecord> {
-        self.handle.requests()
-    }
-
-    /// See [`SimHandle::open_watches`].
-    pub fn open_watches(&self) -> usize {
-        self.handle.open_watches()
-    }
-
-    /// See [`SimHandle::set_stream_shape`].
-    pub fn set_stream_shape(&self, shape: StreamShape) {
-        self.handle.set_stream_shape(shape)
-    }
-
-    /// See [`SimHandle::add_fault`].
-    pub fn add_fault(&self, rule: FaultRule) {
-        self.handle.add_fault(rule)
-    }
-
-    /// See [`SimHandle::clear_faults`].
-    pub fn clear_faults(&self) {
-        self.handle.clear_faults()
-    }
-
-    /// See [`SimHandle::install_resource`].
-    pub fn install_resource(&self, def: ResourceDef) {
-        self.handle.install_resource(def)
-    }
-
-    /// See [`SimHandle::pending_faults`].
-    pub fn pending_faults(&self) -> Vec<FaultRule> {
-        self.handle.pending_faults()
-    }
-
     /// Stop serving: end every connection, join every thread, close the listener.
     pub fn shutdown(mut self) {
         self.stop();
@@ -790,6 +707,16 @@ impl Sim {
 impl Drop for Sim {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Everything but starting and stopping is the handle's: `sim.create(…)`, `sim.history()`, … on a [`Sim`] are
+/// [`SimHandle`]'s methods.
+impl std::ops::Deref for Sim {
+    type Target = SimHandle;
+
+    fn deref(&self) -> &SimHandle {
+        &self.handle
     }
 }
 

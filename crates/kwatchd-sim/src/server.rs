@@ -17,8 +17,8 @@ use super::discovery::{
 };
 use super::http::{self, Out, ReadOutcome, Request, Stream};
 use super::lease::{self, LeaseAction, LeaseFault};
-use super::select::{FieldSelector, Filter, LabelSelector};
-use super::store::{self, ContinueError, SnapshotPage, Store};
+use super::list::{filter, list, partial_metadata};
+use super::store::Store;
 use super::write::{self, Dest, Part};
 use super::{
     watch, ExpiredMode, Fault, FaultRule, RequestRecord, Resource, ResourceDef, SimOptions,
@@ -462,6 +462,9 @@ enum Target {
     Health,
     Version,
     OpenApiRoot,
+    /// `/openapi/v2`: an empty protobuf document, which kubectl before 1.27 reads (to find no schema) before
+    /// it edits or validates.
+    OpenApiV2,
     /// `/openapi/v3/api/v1` or `/openapi/v3/apis/G/V`: the group version.
     OpenApi(String),
 }
@@ -472,6 +475,7 @@ fn parse_path(path: &str) -> Option<Target> {
         ["healthz" | "readyz" | "livez"] => return Some(Target::Health),
         ["version"] => return Some(Target::Version),
         ["openapi", "v3"] => return Some(Target::OpenApiRoot),
+        ["openapi", "v2"] => return Some(Target::OpenApiV2),
         ["openapi", "v3", "api", v] => return Some(Target::OpenApi(v.to_string())),
         ["openapi", "v3", "apis", g, v] => return Some(Target::OpenApi(format!("{g}/{v}"))),
         ["api"] => return Some(Target::Api),
@@ -567,6 +571,11 @@ fn route(ctx: &Ctx, out: &mut Out, is_watch: bool, fault: Option<Fault>) -> bool
         ),
         Target::Apis => ctx.json(out, &api_groups(ctx)),
         Target::OpenApiRoot => ctx.json(out, &openapi_root(ctx)),
+        Target::OpenApiV2 => ctx.typed(
+            out,
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            "",
+        ),
         Target::OpenApi(gv) => match openapi_gv(ctx, &gv) {
             Some(body) => ctx.json(out, &body),
             None => ctx.error(out, 404, NOT_FOUND),
@@ -643,152 +652,4 @@ fn route_write(ctx: &Ctx, out: &mut Out, target: Target) -> bool {
         part,
     };
     write::serve(ctx, out, &dest)
-}
-
-fn filter(req: &Request, res: Resource, namespace: Option<String>) -> Result<Filter, String> {
-    Ok(Filter {
-        res,
-        namespace,
-        labels: LabelSelector::parse(req.param("labelSelector").unwrap_or(""))?,
-        fields: FieldSelector::parse(req.param("fieldSelector").unwrap_or(""))?,
-    })
-}
-
-/// Whether to answer `PartialObjectMetadata`: `Err` when the client asks for it only and it is switched off (406).
-fn partial_metadata(ctx: &Ctx) -> Result<bool, ()> {
-    let accept = ctx.req.header("accept").unwrap_or("");
-    if !accept.contains("as=PartialObjectMetadata") {
-        return Ok(false);
-    }
-    if ctx.sh.settings.partial_metadata {
-        return Ok(true);
-    }
-    let plain = accept
-        .split(',')
-        .any(|t| matches!(t.trim(), "application/json" | "*/*" | "application/*"));
-    if plain {
-        Ok(false)
-    } else {
-        Err(())
-    }
-}
-
-/// An object as `PartialObjectMetadata`: its metadata only.
-pub(crate) fn partial_object(json: &str) -> String {
-    let meta = serde_json::from_str::<serde_json::Value>(json)
-        .ok()
-        .and_then(|mut v| v.get_mut("metadata").map(serde_json::Value::take))
-        .unwrap_or_else(|| json!({}));
-    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
-        .to_string()
-}
-
-fn list(ctx: &Ctx, out: &mut Out, filter: Filter, partial: bool) -> bool {
-    let req = ctx.req;
-    let limit = match req
-        .param("limit")
-        .filter(|l| !l.is_empty())
-        .map(str::parse::<usize>)
-    {
-        None => 0,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => return ctx.error(out, 400, "limit must be a non-negative integer"),
-    };
-    let cont = req.param("continue").filter(|c| !c.is_empty());
-    if req
-        .param("resourceVersionMatch")
-        .is_some_and(|m| !m.is_empty())
-    {
-        if cont.is_some() {
-            return ctx.error(
-                out,
-                422,
-                "resourceVersionMatch is forbidden when continue is provided",
-            );
-        }
-        if req.param("resourceVersion").is_none_or(str::is_empty) {
-            return ctx.error(
-                out,
-                422,
-                "resourceVersionMatch is forbidden unless resourceVersion is provided",
-            );
-        }
-    }
-    let ttl = ctx.sh.settings.continue_ttl;
-    let kind;
-    let page = {
-        let mut st = ctx.sh.lock();
-        kind = st.kind_of(&filter.res);
-        match cont {
-            Some(token) => match st.store.snapshot(token, ttl) {
-                Ok(SnapshotPage {
-                    items,
-                    rv,
-                    offset,
-                    id,
-                }) => {
-                    let end = if limit == 0 {
-                        items.len()
-                    } else {
-                        offset.saturating_add(limit).min(items.len())
-                    };
-                    let offset = offset.min(end);
-                    let next = (end < items.len()).then(|| store::continue_token(id, end));
-                    Ok((items[offset..end].to_vec(), rv, next, items.len() - end))
-                }
-                Err(e) => Err(e),
-            },
-            None => {
-                let items = st.store.list(&filter);
-                let rv = st.store.rv();
-                if limit > 0 && items.len() > limit {
-                    let page = items[..limit].to_vec();
-                    let remaining = items.len() - limit;
-                    let token = st.store.save_snapshot(items, rv, limit, ttl);
-                    Ok((page, rv, Some(token), remaining))
-                } else {
-                    Ok((items, rv, None, 0))
-                }
-            }
-        }
-    };
-    let (items, rv, next, remaining) = match page {
-        Ok(p) => p,
-        Err(ContinueError::Malformed) => return ctx.error(out, 400, "invalid continue token"),
-        Err(ContinueError::Expired) => {
-            let msg =
-                "The provided continue parameter is too old to display a consistent list result. \
-                       You can start a new list without the continue parameter.";
-            return ctx.error(out, 410, msg);
-        }
-    };
-    // Assembled by hand: the items are already serialised and may be large.
-    let mut meta = json!({"resourceVersion": rv.to_string()});
-    if let Some(t) = &next {
-        meta["continue"] = json!(t);
-        meta["remainingItemCount"] = json!(remaining);
-    }
-    let items: Vec<std::sync::Arc<str>> = if partial {
-        items.iter().map(|i| partial_object(i).into()).collect()
-    } else {
-        items
-    };
-    let size: usize = items.iter().map(|i| i.len() + 1).sum();
-    let mut body = String::with_capacity(size + 128);
-    let (list_kind, list_version) = if partial {
-        ("PartialObjectMetadata".to_string(), "meta.k8s.io/v1")
-    } else {
-        (kind, filter.res.api_version.as_str())
-    };
-    body.push_str(&format!(
-        "{{\"kind\":\"{list_kind}List\",\"apiVersion\":\"{list_version}\",\"metadata\":{meta},\"items\":["
-    ));
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(item);
-    }
-    body.push_str("]}");
-    ctx.json(out, &body)
 }

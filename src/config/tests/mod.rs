@@ -89,6 +89,7 @@ fn minimal_config_gets_defaults() {
             max_line_bytes: 16 * 1024 * 1024,
             sink_queue_events: 4096,
             metrics_listen: None,
+            metrics_token_file: None,
             log_format: LogFormat::Text,
             shutdown_timeout: Duration::from_secs(30),
             state_dir: PathBuf::from("/var/lib/kwatchd"),
@@ -290,9 +291,13 @@ fn example_config_parses() {
 fn example_config_documents_every_key() {
     use crate::config::{cluster, daemon, leader, sink, watch};
     // Loading reads these (a kubeconfig, the environment): shown commented.
-    let commented = ["kubeconfig", "context", "in_cluster"];
+    // So is the metrics token: the example keeps its endpoint on loopback.
+    let commented = ["kubeconfig", "context", "in_cluster", "metrics_token_file"];
     for key in commented {
-        assert!(cluster::KEYS.contains(&key), "{key} is not a cluster key");
+        assert!(
+            cluster::KEYS.contains(&key) || daemon::KEYS.contains(&key),
+            "{key} is not a key"
+        );
     }
     // Leader election is off in the example: its keys are shown commented.
     for key in leader::KEYS {

@@ -52,10 +52,10 @@ pub use resolve::Resolved;
 use super::backoff::Backoff;
 use super::event::Emit;
 use super::index::ObjectIndex;
-use super::spec::{RequestKind, RequestPlan, WatchSpec};
+use super::spec::{RequestPlan, WatchSpec};
 use super::stats::{ReconnectReason, WatchState, WatchStats};
 use crate::config::{InitialList, OnStart, WatchTarget};
-use crate::kube::discovery::{Discovery, Query, DISCOVERY_ACCEPT};
+use crate::kube::discovery::{Discovery, Query};
 use crate::kube::event::excerpt;
 use crate::kube::{ListPage, Status, WatchEvent, WatchEventType};
 use crate::rand::Rng;
@@ -301,26 +301,9 @@ impl WatchMachine {
         match std::mem::replace(&mut self.phase, Phase::Failed) {
             Phase::Failed => None,
             Phase::Resolving(attempt) => {
-                let d = match attempt.into_due(now) {
-                    Ok(d) => d,
-                    Err(attempt) => {
-                        self.phase = Phase::Resolving(attempt);
-                        return None;
-                    }
-                };
-                let Some(path) = d.next_path().map(str::to_owned) else {
-                    self.phase = Phase::Resolving(Attempt::Ready(d));
-                    return None;
-                };
-                self.phase = Phase::Resolving(Attempt::InFlight {
-                    request: d,
-                    last_activity: now,
-                });
-                Some(RequestPlan {
-                    kind: RequestKind::Discovery,
-                    path_and_query: path,
-                    accept: DISCOVERY_ACCEPT,
-                })
+                let (phase, plan) = phase::poll_discovery(attempt, now);
+                self.phase = phase;
+                plan
             }
             Phase::Running { resolved, attempt } => {
                 let step = match attempt.into_due(now) {
@@ -340,10 +323,7 @@ impl WatchMachine {
                 });
                 self.phase = Phase::Running {
                     resolved,
-                    attempt: Attempt::InFlight {
-                        request,
-                        last_activity: now,
-                    },
+                    attempt: Attempt::sent(request, now),
                 };
                 Some(plan)
             }
@@ -358,9 +338,16 @@ impl WatchMachine {
         Duration::from_secs(t.as_secs().max(1))
     }
 
-    /// Bytes arrived for the in-flight request.
+    /// Bytes arrived for the in-flight request (progress for a list, not
+    /// for a response head or a watch stream: see `on_timer`).
     pub fn note_activity(&mut self, now: Instant) {
         self.phase.note_activity(now);
+    }
+
+    /// The response head of the request in flight is complete (any
+    /// status): from now on its body's deadline applies.
+    pub fn on_response_head(&mut self, now: Instant) {
+        self.phase.note_head(now);
     }
 
     /// When `on_timer` next has something to do.
@@ -374,18 +361,27 @@ impl WatchMachine {
         self.phase.due(now)
     }
 
+    /// Closes a request that stayed silent too long: no complete response
+    /// head in time (bytes trickling in do not count), no byte of a list,
+    /// or no event or bookmark on a watch stream (keep-alive blank lines
+    /// do not count). An open stream that never delivered an event does
+    /// not count as the success its opening seemed, so a server that
+    /// keeps streams open without events turns the watch unhealthy.
     pub fn on_timer(&mut self, now: Instant) -> TimerOutcome {
-        let Some(limit) = self.phase.silent(now, self.spec.watch_timeout) else {
+        let Some((awaited, limit)) = self.phase.silent(now, self.spec.watch_timeout) else {
             return TimerOutcome::Nothing;
         };
+        let error = awaited.missed(limit);
         log::warn!(
-            "watch {}: no data from the server for {}s; the connection is presumed dead, reconnecting",
+            "watch {}: {error}; the connection is presumed dead, reconnecting",
             self.spec.name,
-            limit.as_secs()
         );
+        if let Some(failures_before) = self.phase.open_stream().and_then(Stream::eventless) {
+            self.known.stats.consecutive_failures = failures_before;
+            self.known.silent_streams = true;
+        }
         self.known.count_reconnect(ReconnectReason::IdleTimeout);
-        self.known
-            .count_failure(format!("no data from the server for {}s", limit.as_secs()));
+        self.known.count_failure(error);
         self.retry(None);
         TimerOutcome::CloseConnection
     }
@@ -414,10 +410,21 @@ impl WatchMachine {
     /// The connection failed or the response could not be read (connect
     /// error, reset, TLS failure, malformed HTTP, a line over the limit).
     pub fn on_transport_error(&mut self, now: Instant, error: &dyn std::fmt::Display) {
+        self.transport_error(now, error, log::Level::Warn);
+    }
+
+    /// A transport error the daemon reports in one summary line rather than
+    /// once per watch (out of file descriptors): the same, logged at debug.
+    pub fn on_transport_error_quietly(&mut self, now: Instant, error: &dyn std::fmt::Display) {
+        self.transport_error(now, error, log::Level::Debug);
+    }
+
+    fn transport_error(&mut self, now: Instant, error: &dyn std::fmt::Display, level: log::Level) {
         self.known.count_reconnect(ReconnectReason::TransportError);
         self.known.count_failure(error.to_string());
         let delay = self.back_off(now, None);
-        log::warn!(
+        log::log!(
+            level,
             "watch {}: {error}; retrying in {} ms (attempt {})",
             self.spec.name,
             delay.as_millis(),
@@ -671,7 +678,7 @@ impl WatchMachine {
             return;
         };
         self.auth_failures = 0;
-        self.known.stats.consecutive_failures = 0;
+        self.known.succeeded();
         self.backoff.note_healthy(now);
         let next = match round.on_page(&self.spec, &mut self.known, now, page, out) {
             PageEnd::More => Step::List(round),
@@ -698,6 +705,7 @@ impl WatchMachine {
                             ..
                         },
                     last_activity,
+                    answered,
                 },
             ..
         } = &mut self.phase
@@ -705,8 +713,13 @@ impl WatchMachine {
             return;
         };
         *stream = Some(Stream::opened(now, self.known.stats.consecutive_failures));
-        self.known.stats.consecutive_failures = 0;
+        // After streams that stayed open without a line, an opening alone is
+        // no success: the stream must deliver one (or end normally).
+        if !self.known.silent_streams {
+            self.known.stats.consecutive_failures = 0;
+        }
         *last_activity = now;
+        *answered = true;
         self.auth_failures = 0;
         self.backoff.note_healthy(now);
         if initial.is_some() {
@@ -733,14 +746,14 @@ impl WatchMachine {
                             ..
                         },
                     last_activity,
+                    ..
                 },
         } = &mut self.phase
         else {
             return LineOutcome::Close;
         };
-        *last_activity = now;
         stream.events += 1;
-        self.known.stats.consecutive_failures = 0;
+        self.known.succeeded();
         let event = match WatchEvent::parse(line) {
             Ok(event) => event,
             Err(e) => {
@@ -749,6 +762,8 @@ impl WatchMachine {
                 return LineOutcome::Continue;
             }
         };
+        // Only events (bookmarks included) keep the stream's deadline away.
+        *last_activity = now;
         if event.event_type == WatchEventType::Error {
             return self.on_error_event(now, event.object.get());
         }
@@ -817,7 +832,7 @@ impl WatchMachine {
             return;
         }
         self.known.count_reconnect(ReconnectReason::StreamEnded);
-        self.known.stats.consecutive_failures = 0;
+        self.known.succeeded();
         log::debug!(
             "watch {}: stream ended{}; resuming from resourceVersion {}",
             self.spec.name,

@@ -156,6 +156,17 @@ fn apply(st: &mut State, ctx: &Ctx, dest: &Dest) -> Result<(u16, String), ApiErr
     let req = ctx.req;
     let res = &dest.def.resource;
     let name = dest.name.unwrap_or("");
+    let ctype = req.header("content-type").unwrap_or("");
+    let ctype = ctype.split(';').next().unwrap_or("").trim();
+    // Clients that prefer protobuf or CBOR (kubectl 1.35+) fall back to JSON on a 415, as they do with
+    // aggregated servers that speak only JSON.
+    if matches!(req.method.as_str(), "POST" | "PUT") && !matches!(ctype, "" | "application/json") {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: application/json (the emulator's only one; got {ctype})"),
+        ));
+    }
     match (req.method.as_str(), dest.name) {
         ("POST", None) => create(st, dest, parse_object(&req.body)?).map(|r| (201, r.json)),
         ("PUT", Some(name)) => finish(st, dest, name, parse_object(&req.body)?, None),
@@ -167,8 +178,6 @@ fn apply(st: &mut State, ctx: &Ctx, dest: &Dest) -> Result<(u16, String), ApiErr
             };
             let doc: Value = serde_json::from_slice(&req.body)
                 .map_err(|e| ApiError::bad_request(format!("the patch is not JSON: {e}")))?;
-            let ctype = req.header("content-type").unwrap_or("");
-            let ctype = ctype.split(';').next().unwrap_or("").trim();
             match ctype {
                 "application/merge-patch+json" => patch::merge(&mut patched, &doc),
                 "application/strategic-merge-patch+json" => patch::strategic(&mut patched, &doc),

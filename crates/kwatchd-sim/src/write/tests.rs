@@ -498,3 +498,23 @@ fn scale_subresource_reads_and_writes_replicas_only() {
     assert_eq!(get(&sim, &format!("{CMS}/a/scale")).0, 404);
     assert_eq!(merge(&sim, &format!("{CMS}/a/scale"), json!({})).0, 404);
 }
+
+#[test]
+fn refuses_bodies_it_cannot_read_with_415() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let proto = "k8s\u{0}\n\u{2}v1";
+    let (code, st) = call(
+        &sim,
+        "POST",
+        CMS,
+        "application/vnd.kubernetes.protobuf",
+        proto,
+    );
+    assert_eq!(
+        (code, st["reason"].as_str()),
+        (415, Some("UnsupportedMediaType"))
+    );
+    // kubectl before 1.27 reads OpenAPI v2 as protobuf before it validates or edits: an empty document.
+    let (code, _) = crate::testing::request(&sim, None, "GET", "/openapi/v2", "", "");
+    assert_eq!(code, 200);
+}
