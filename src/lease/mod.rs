@@ -315,6 +315,10 @@ impl Elector {
 
     /// The next timer and when it fires.
     pub fn poll_timeout(&self) -> Option<(Instant, Timer)> {
+        // The release is best effort: shutdown bounds the wait for its answer.
+        if self.role == Role::Released {
+            return None;
+        }
         let mut next: Option<(Instant, Timer)> = None;
         let mut consider = |at: Option<Instant>, timer| {
             if let Some(at) = at {

@@ -355,6 +355,7 @@ fn release_frees_the_lease_for_the_next_candidate() {
     assert_eq!(b["spec"]["leaseTransitions"], 0);
     assert_eq!(b["spec"]["acquireTime"], "2026-12-04T17:28:49.000000Z");
     assert_eq!(b["metadata"]["resourceVersion"], "1");
+    assert_eq!(run.e.poll_timeout(), None, "no timer spins while the release is out");
     run.accept(&rel, "2");
     run.set(100.0);
     assert!(run.poll().is_none());
