@@ -146,6 +146,14 @@ pub enum Command {
     /// sinks. Exit 0 healthy, 1 unhealthy, 2 unreachable (or not a kwatchd
     /// answer), 78 the configuration has no usable metrics_listen.
     Status(StatusArgs),
+    /// Print the RBAC objects a configuration needs, as YAML.
+    ///
+    /// Least privilege, from the file alone (checked as --offline): list and
+    /// watch on each watched resource, in a Role per watched namespace or a
+    /// ClusterRole for watches of every namespace; get and update on the
+    /// Lease of [daemon.leader_election] and create on leases. Each is bound
+    /// to the ServiceAccount. Pipe it to `kubectl apply -f -`.
+    Rbac(RbacArgs),
     /// Try kwatchd without a cluster.
     ///
     /// Runs the built-in API server emulator with some churn and the daemon
@@ -201,6 +209,22 @@ pub struct CheckArgs {
     /// anywhere, e.g. in CI.
     #[arg(long)]
     pub offline: bool,
+}
+
+/// `kwatchd rbac`.
+#[derive(Args, Debug)]
+pub struct RbacArgs {
+    #[command(flatten)]
+    pub config: ConfigFile,
+    /// The ServiceAccount's namespace (the bindings' subject).
+    #[arg(long, value_name = "NS", default_value = "kwatchd")]
+    pub namespace: String,
+    /// The ServiceAccount's name; also the name of the roles.
+    #[arg(long, value_name = "NAME", default_value = "kwatchd")]
+    pub service_account: String,
+    /// Only what the daemon requests from this [clusters.NAME] (default: every cluster).
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
 }
 
 /// `kwatchd status`: where the daemon is, and how long to wait for it.

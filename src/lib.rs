@@ -11,10 +11,12 @@ pub mod demo;
 pub mod fdlimit;
 pub mod http;
 pub mod kube;
+pub mod lease;
 pub mod logging;
 pub mod metrics;
 pub mod nats;
 pub mod net;
+pub mod rbac;
 /// The PRNG lives in its own crate so that the emulator (`kwatchd-sim`) shares it without depending on the daemon.
 pub use kwatchd_rand as rand;
 pub mod sink;

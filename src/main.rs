@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Run(file) => run(&file.path()),
         Command::Check(args) => check(args),
         Command::Status(args) => status(args),
+        Command::Rbac(args) => rbac(args),
         Command::Demo(args) => demo(args.dir),
         Command::Sim(args) => sim(args),
         Command::GenerateAssets(args) => match cli::generate_assets(&args.out) {
@@ -61,6 +62,36 @@ fn check(args: cli::CheckArgs) -> ExitCode {
             ExitCode::from(EX_CONFIG)
         }
     }
+}
+
+fn rbac(args: cli::RbacArgs) -> ExitCode {
+    let path = args.config.path();
+    let config = match Config::load_offline(&path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} problem(s) found", path.display(), errors.0.len());
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    if let Some(c) = args
+        .cluster
+        .as_ref()
+        .filter(|c| !config.clusters.contains_key(*c))
+    {
+        eprintln!(
+            "kwatchd rbac: --cluster {c:?} is not a [clusters.NAME] of {}",
+            path.display()
+        );
+        return ExitCode::from(EX_USAGE);
+    }
+    let options = kwatchd::rbac::RbacOptions {
+        namespace: args.namespace,
+        service_account: args.service_account,
+        cluster: args.cluster,
+    };
+    print!("{}", kwatchd::rbac::render(&config, &options));
+    ExitCode::SUCCESS
 }
 
 fn run(path: &Path) -> ExitCode {

@@ -10,6 +10,7 @@ use super::doc::{Ctx, Field, TableNode};
 use super::fields::{
     duration, file_path, optional, path, queue_events, with_default, Env, FileKind,
 };
+use super::leader::{self, LeaderElectionConfig};
 use super::syntax::{parse_log_level, parse_size};
 
 /// Default `daemon.max_line_bytes`: 16 MiB.
@@ -67,6 +68,8 @@ pub struct DaemonConfig {
     pub sync: SyncMode,
     /// With `sync = "interval"`: at most this long between fsyncs.
     pub sync_interval: Duration,
+    /// `[daemon.leader_election]`; `None`: this replica always delivers.
+    pub leader_election: Option<LeaderElectionConfig>,
 }
 
 impl Default for DaemonConfig {
@@ -82,6 +85,7 @@ impl Default for DaemonConfig {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             sync: SyncMode::Interval,
             sync_interval: DEFAULT_SYNC_INTERVAL,
+            leader_election: None,
         }
     }
 }
@@ -156,12 +160,18 @@ pub fn parse_listen_addr(s: &str) -> Result<std::net::SocketAddr, String> {
 }
 
 /// Parses `[daemon]` from the root table; defaults when it is absent.
-pub(super) fn parse(ctx: &mut Ctx, env: &Env, root: &TableNode) -> Option<DaemonConfig> {
+/// `clusters`: the names of `[clusters.NAME]`, which the Lease's `cluster` names.
+pub(super) fn parse(
+    ctx: &mut Ctx,
+    env: &Env,
+    root: &TableNode,
+    clusters: &[String],
+) -> Option<DaemonConfig> {
     let Some(field) = root.get("daemon") else {
         return Some(DaemonConfig::default());
     };
     let t = field.table(ctx, "[daemon]".to_string())?;
-    t.check_keys(ctx, KEYS);
+    t.check_keys(ctx, &[KEYS, &["leader_election"]].concat());
     let defaults = DaemonConfig::default();
     let log_level = with_default(ctx, &t, "log_level", defaults.log_level, parse_log_level);
     let max_line_bytes = t
@@ -195,6 +205,7 @@ pub(super) fn parse(ctx: &mut Ctx, env: &Env, root: &TableNode) -> Option<Daemon
         defaults.sync_interval,
         SYNC_INTERVAL_RANGE,
     );
+    let leader_election = leader::parse(ctx, &t, clusters);
     Some(DaemonConfig {
         log_level: log_level?,
         max_line_bytes: max_line_bytes?,
@@ -206,6 +217,7 @@ pub(super) fn parse(ctx: &mut Ctx, env: &Env, root: &TableNode) -> Option<Daemon
         state_dir: state_dir?,
         sync: sync?,
         sync_interval: sync_interval?,
+        leader_election: leader_election?,
     })
 }
 

@@ -42,6 +42,7 @@ mod daemon;
 mod doc;
 mod error;
 mod fields;
+mod leader;
 pub(crate) mod nats;
 mod selector;
 mod sink;
@@ -67,6 +68,10 @@ pub use daemon::{
 };
 pub use error::{ConfigError, ConfigErrors};
 pub(crate) use fields::resolve_in_process;
+pub use leader::{
+    LeaderElectionConfig, DEFAULT_LEASE_DURATION, DEFAULT_LEASE_NAME, DEFAULT_LEASE_NAMESPACE,
+    DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD,
+};
 pub use nats::NatsSinkConfig;
 pub use sink::{
     DeliveryConfig, ExecSinkConfig, FileSinkConfig, HttpHeader, OnFailure, SinkConfig,
@@ -152,6 +157,14 @@ impl Config {
             LoadMode::Offline => Reach::Offline,
         };
         parse(&read(path)?, path, &Env::process(reach)).map(|c| c.summary())
+    }
+
+    /// Reads and checks `path` offline, as `kwatchd check --offline`, for
+    /// tools that need only the file's own content (`kwatchd rbac`): what
+    /// the environment and the named files provide is not filled in, so
+    /// such a configuration must never run a daemon.
+    pub fn load_offline(path: &Path) -> Result<Config, ConfigErrors> {
+        parse(&read(path)?, path, &Env::process(Reach::Offline))
     }
 
     /// How many clusters, watches and sinks there are.
@@ -245,8 +258,8 @@ fn internal_error(source: &Path) -> ConfigError {
 
 fn document(ctx: &mut Ctx, env: &Env, root: &TableNode, source: &Path) -> Option<Config> {
     root.check_keys(ctx, TOP_KEYS);
-    let daemon = daemon::parse(ctx, env, root);
     let cluster_tables = named_tables(ctx, root, "clusters", "cluster");
+    let daemon = daemon::parse(ctx, env, root, &cluster_tables.names);
     let sink_tables = named_tables(ctx, root, "sinks", "sink");
     let refs = Refs {
         clusters: cluster_tables.names.clone(),

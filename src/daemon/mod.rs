@@ -76,6 +76,10 @@ pub enum DaemonError {
     TooManyWatches {
         count: usize,
     },
+    /// `[daemon.leader_election]` is configured, but this build's loop does
+    /// not run the elector (`crate::lease`) yet: refusing is the only safe
+    /// answer, as every replica would deliver.
+    LeaderElectionNotRun,
     Metrics {
         addr: std::net::SocketAddr,
         error: io::Error,
@@ -96,6 +100,10 @@ impl fmt::Display for DaemonError {
             }
             Self::Sink { name, error } => write!(f, "sink {name}: {error}"),
             Self::SinkSetup { name, reason } => write!(f, "sink {name}: {reason}"),
+            Self::LeaderElectionNotRun => write!(
+                f,
+                "[daemon.leader_election] is not run by this build yet (every replica would deliver); remove the table to run a single replica",
+            ),
             Self::TooManyWatches { count } => write!(
                 f,
                 "{count} watches configured; at most {MAX_WATCHES} are supported by one daemon",
@@ -117,9 +125,10 @@ impl std::error::Error for DaemonError {
             }
             Self::Cluster { error, .. } | Self::Sink { error, .. } => Some(error),
             Self::StateDir(e) => Some(e),
-            Self::UnknownCluster { .. } | Self::TooManyWatches { .. } | Self::SinkSetup { .. } => {
-                None
-            }
+            Self::UnknownCluster { .. }
+            | Self::TooManyWatches { .. }
+            | Self::SinkSetup { .. }
+            | Self::LeaderElectionNotRun => None,
         }
     }
 }
@@ -181,6 +190,9 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn new(config: &Config) -> Result<Daemon, DaemonError> {
+        if config.daemon.leader_election.is_some() {
+            return Err(DaemonError::LeaderElectionNotRun);
+        }
         let nofile = crate::fdlimit::raise_soft_limit();
         let poll = Poll::new().map_err(io_err("cannot create the poller"))?;
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGCHLD, SIGHUP, SIGUSR1])
@@ -664,4 +676,34 @@ enum Phase {
     Draining,
     /// A second signal, or the drain time is up.
     Aborting,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leader_election_is_refused_until_the_loop_runs_it() {
+        let text = r#"
+[daemon.leader_election]
+cluster = "lo"
+[clusters.lo]
+server = "http://127.0.0.1:1"
+[sinks.out]
+type = "stdout"
+[[watch]]
+name = "pods"
+cluster = "lo"
+api_version = "v1"
+resource = "pods"
+sinks = ["out"]
+"#;
+        let config = Config::parse(text, std::path::Path::new("k.toml")).unwrap();
+        let e = Daemon::new(&config).err().map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("not run by this build")),
+            "{e:?}"
+        );
+    }
 }
