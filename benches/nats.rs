@@ -3,7 +3,8 @@
 //! measured in the same run against the same nats-server.
 //!
 //! `cargo bench --bench nats` (`KWATCHD_BENCH_NATS_EVENTS`, default 30000;
-//! `KWATCHD_BENCH_NATS_ROUNDS`, default 3). Needs `nats-server` on PATH.
+//! `KWATCHD_BENCH_NATS_ROUNDS`, default 3; `KWATCHD_BENCH_NATS_WINDOW`,
+//! default 256). Needs `nats-server` on PATH.
 //!
 //! Both sides publish ~4.2 KB records (a pod with 62 env variables in
 //! kwatchd's record envelope) with the same headers (Nats-Msg-Id,
@@ -27,7 +28,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const WINDOW: usize = 256;
+/// Unacknowledged publishes at once, both sides
+/// (`KWATCHD_BENCH_NATS_WINDOW`, default 256 = the sink's default).
+fn window() -> usize {
+    env_or("KWATCHD_BENCH_NATS_WINDOW", 256)
+}
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -54,7 +59,7 @@ fn record(i: usize) -> (Vec<u8>, Vec<u8>) {
     (line.into_bytes(), h.finish())
 }
 
-/// The minimal publisher: `n` records, `WINDOW` in flight; returns the time
+/// The minimal publisher: `n` records, `window()` in flight; returns the time
 /// from the first byte sent to the last PubAck.
 fn baseline(port: u16, n: usize) -> Duration {
     let records: Vec<(Vec<u8>, Vec<u8>)> = (0..n).map(record).collect();
@@ -75,8 +80,8 @@ fn baseline(port: u16, n: usize) -> Duration {
             }
         }
     }
-    let (credit_tx, credit_rx) = mpsc::sync_channel::<()>(WINDOW);
-    for _ in 0..WINDOW {
+    let (credit_tx, credit_rx) = mpsc::sync_channel::<()>(window());
+    for _ in 0..window() {
         credit_tx.send(()).expect("credit");
     }
     let acks = thread::spawn(move || {
@@ -135,8 +140,9 @@ fn kwatchd(port: u16, n: usize) -> (Duration, String) {
     std::fs::write(
         &config,
         format!(
-            "[daemon]\nlog_level = \"info\"\nsink_queue_events = 100000\nmetrics_listen = \"127.0.0.1:{metrics}\"\nstate_dir = \"{}\"\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"s\"]\n[sinks.s]\ntype = \"nats\"\nservers = [\"nats://127.0.0.1:{port}\"]\nstream = \"KUBE\"\nmax_in_flight = {WINDOW}\n",
-            dir.path().join("state").display()
+            "[daemon]\nlog_level = \"info\"\nsink_queue_events = 100000\nmetrics_listen = \"127.0.0.1:{metrics}\"\nstate_dir = \"{}\"\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"s\"]\n[sinks.s]\ntype = \"nats\"\nservers = [\"nats://127.0.0.1:{port}\"]\nstream = \"KUBE\"\nmax_in_flight = {}\n",
+            dir.path().join("state").display(),
+            window()
         ),
     )
     .expect("config");
