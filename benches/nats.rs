@@ -129,7 +129,7 @@ fn baseline(port: u16, n: usize) -> Duration {
 
 /// kwatchd with one watch streaming `n` pods into a nats sink; returns the
 /// time from spawn until the stream holds all `n`.
-fn kwatchd(port: u16, n: usize) -> (Duration, String) {
+fn kwatchd(sink_toml: &str, n: usize) -> (Duration, String) {
     let metrics = kwatchd::nats::testing::free_port().expect("port");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -140,9 +140,8 @@ fn kwatchd(port: u16, n: usize) -> (Duration, String) {
     std::fs::write(
         &config,
         format!(
-            "[daemon]\nlog_level = \"info\"\nsink_queue_events = 100000\nmetrics_listen = \"127.0.0.1:{metrics}\"\nstate_dir = \"{}\"\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"s\"]\n[sinks.s]\ntype = \"nats\"\nservers = [\"nats://127.0.0.1:{port}\"]\nstream = \"KUBE\"\nmax_in_flight = {}\n",
+            "[daemon]\nlog_level = \"info\"\nsink_queue_events = 100000\nmetrics_listen = \"127.0.0.1:{metrics}\"\nstate_dir = \"{}\"\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"s\"]\n[sinks.s]\n{sink_toml}\n",
             dir.path().join("state").display(),
-            window()
         ),
     )
     .expect("config");
@@ -234,7 +233,12 @@ fn main() {
         let b = baseline(server.port, n);
         let (me1, srv1) = (common::cpu_seconds(std::process::id()), server_cpu());
         let base = n as f64 / b.as_secs_f64();
-        let (k, summary) = kwatchd(server.port, n);
+        let nats_sink = format!(
+            "type = \"nats\"\nservers = [\"nats://127.0.0.1:{}\"]\nstream = \"KUBE\"\nmax_in_flight = {}",
+            server.port,
+            window()
+        );
+        let (k, summary) = kwatchd(&nats_sink, n);
         let srv2 = server_cpu();
         println!(
             "round {round} CPU s: baseline publisher {:.2}, nats-server meanwhile {:.2} | nats-server during kwatchd {:.2} | load average {}",
@@ -253,6 +257,15 @@ fn main() {
             100.0 * kw / base
         );
     }
+    // Control: the same watch into a file sink, now, on this machine: how
+    // fast the daemon reads and records the stream at all.
+    let out = dir.path().join("control.jsonl");
+    let (f, _) = kwatchd(&format!("type = \"file\"\npath = \"{}\"", out.display()), n);
+    println!(
+        "control: kwatchd watch → file sink {n} in {:.2} s = {:.0} events/s",
+        f.as_secs_f64(),
+        n as f64 / f.as_secs_f64()
+    );
     println!(
         "best of {rounds}: baseline {best_base:.0} events/s, kwatchd {best_kw:.0} events/s, kwatchd/baseline = {:.0}%",
         100.0 * best_kw / best_base
