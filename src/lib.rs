@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod fdlimit;
 pub mod http;
 pub mod kube;
 pub mod logging;

@@ -1,4 +1,9 @@
-//! `/healthz` and `/status`.
+//! `/healthz`, `/readyz` and `/status`.
+//!
+//! Readiness is the rule the daemon sends systemd's READY=1 by: every watch
+//! has listed its objects once, or is backing off after a failure (so one
+//! unreachable cluster does not hold the others back; `/healthz` reports it
+//! once it keeps failing).
 //!
 //! Health is about the watches: kwatchd is healthy when every watch is
 //! doing its job or is in a normal retry. A watch is **unhealthy** when its
@@ -22,6 +27,7 @@
 use super::http::Response;
 use super::{Snapshot, WatchView};
 use crate::config::EventType;
+use crate::watch::WatchState;
 use serde_json::{json, Value};
 
 /// Consecutive failed attempts that make a watch unhealthy.
@@ -44,7 +50,7 @@ pub enum Health {
 }
 
 fn unhealthy_reason(w: &WatchView<'_>) -> Option<String> {
-    if w.state == "failed" {
+    if w.state == WatchState::Failed {
         // A permanent error (an ambiguous kind, a namespace on a
         // cluster-scoped kind): it will not recover without a config change.
         return Some(format!(
@@ -69,7 +75,7 @@ pub fn health(s: &Snapshot<'_>) -> Health {
             unhealthy_reason(w).map(|reason| Unhealthy {
                 watch: w.name.to_owned(),
                 cluster: w.cluster.to_owned(),
-                state: w.state.to_owned(),
+                state: w.state.as_str().to_owned(),
                 consecutive_failures: w.stats.consecutive_failures,
                 reason,
             })
@@ -104,6 +110,21 @@ pub fn healthz(s: &Snapshot<'_>) -> Response {
     }
 }
 
+/// 200 `ready`, or 503 with `{"status":"not ready","waiting":[…]}`.
+pub fn readyz(s: &Snapshot<'_>) -> Response {
+    let waiting: Vec<Value> = s
+        .watches
+        .iter()
+        .filter(|w| !w.ready)
+        .map(|w| json!({"watch": w.name, "cluster": w.cluster, "state": w.state.as_str()}))
+        .collect();
+    if waiting.is_empty() {
+        Response::text(200, "ready\n")
+    } else {
+        Response::json(503, &json!({"status": "not ready", "waiting": waiting}))
+    }
+}
+
 /// The `/status` document.
 pub fn status(s: &Snapshot<'_>) -> Value {
     let watches: Vec<Value> = s
@@ -129,7 +150,7 @@ pub fn status(s: &Snapshot<'_>) -> Value {
             json!({
                 "name": w.name,
                 "cluster": w.cluster,
-                "state": w.state,
+                "state": w.state.as_str(),
                 "healthy": unhealthy_reason(w).is_none(),
                 "objects_known": w.objects,
                 "events": w.stats.events,
@@ -152,7 +173,7 @@ pub fn status(s: &Snapshot<'_>) -> Value {
                 "type": k.stats.kind,
                 "queue_depth": k.stats.queue_depth,
                 "delivered": k.stats.counts.delivered,
-                "failed": k.stats.counts.failed,
+                "retries": k.stats.counts.retries,
                 "given_up": k.stats.counts.given_up,
             });
             if let Some(n) = &k.stats.nats {
@@ -171,6 +192,10 @@ pub fn status(s: &Snapshot<'_>) -> Value {
         "healthy": health(s) == Health::Healthy,
         "watches": watches,
         "sinks": sinks,
+        "state_store": {
+            "writing": s.state_store_error.is_none(),
+            "error": s.state_store_error,
+        },
     })
 }
 
@@ -188,10 +213,10 @@ mod tests {
     use super::super::SinkView;
     use super::*;
     use crate::sink::{DeliveryCounts, SinkStats};
-    use crate::watch::WatchStats;
+    use crate::watch::{WatchState, WatchStats};
     use std::time::{Duration, Instant, SystemTime};
 
-    fn view(name: &'static str, state: &'static str, failures: u32) -> WatchView<'static> {
+    fn view(name: &'static str, state: WatchState, failures: u32) -> WatchView<'static> {
         WatchView {
             name,
             cluster: "c",
@@ -202,11 +227,13 @@ mod tests {
                 ..WatchStats::default()
             },
             last_error: (failures > 0).then_some("WATCH answered 500"),
+            ready: true,
         }
     }
 
     fn snapshot(watches: Vec<WatchView<'static>>) -> Snapshot<'static> {
         Snapshot {
+            state_store_error: None,
             watches,
             sinks: vec![],
             now: Instant::now(),
@@ -217,17 +244,17 @@ mod tests {
     #[test]
     fn healthy_until_the_failure_limit_whatever_the_state() {
         let ok = snapshot(vec![
-            view("a", "streaming", 0),
-            view("b", "backing off", FAILURE_LIMIT - 1),
-            view("c", "listing", 0),
+            view("a", WatchState::Streaming, 0),
+            view("b", WatchState::BackingOff, FAILURE_LIMIT - 1),
+            view("c", WatchState::Listing, 0),
         ]);
         assert_eq!(health(&ok), Health::Healthy);
         let r = healthz(&ok);
         assert_eq!((r.status, r.body.as_slice()), (200, &b"ok\n"[..]));
 
         let bad = snapshot(vec![
-            view("a", "streaming", 0),
-            view("b", "connecting", FAILURE_LIMIT),
+            view("a", WatchState::Streaming, 0),
+            view("b", WatchState::Connecting, FAILURE_LIMIT),
         ]);
         let r = healthz(&bad);
         assert_eq!(r.status, 503);
@@ -243,10 +270,30 @@ mod tests {
     }
 
     #[test]
+    fn ready_once_every_watch_is() {
+        let mut s = snapshot(vec![
+            view("a", WatchState::Streaming, 0),
+            view("b", WatchState::Listing, 0),
+        ]);
+        s.watches[1].ready = false;
+        let r = readyz(&s);
+        assert_eq!(r.status, 503);
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            body,
+            json!({"status":"not ready","waiting":[{"watch":"b","cluster":"c","state":"listing"}]})
+        );
+        s.watches[1].ready = true;
+        let r = readyz(&s);
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"ready\n"[..]));
+        assert_eq!(readyz(&snapshot(vec![])).status, 200);
+    }
+
+    #[test]
     fn a_watch_stopped_by_a_permanent_error_is_unhealthy() {
         let r = healthz(&snapshot(vec![
-            view("a", "streaming", 0),
-            view("b", "failed", 0),
+            view("a", WatchState::Streaming, 0),
+            view("b", WatchState::Failed, 0),
         ]));
         assert_eq!(r.status, 503);
         let body: Value = serde_json::from_slice(&r.body).unwrap();
@@ -257,7 +304,7 @@ mod tests {
 
     #[test]
     fn status_lists_watches_and_sinks() {
-        let mut s = snapshot(vec![view("a", "streaming", 0)]);
+        let mut s = snapshot(vec![view("a", WatchState::Streaming, 0)]);
         s.watches[0].stats.last_event = Some(s.now - Duration::from_millis(1500));
         s.watches[0].stats.events_by_type = [2, 0, 1];
         s.sinks.push(SinkView {
@@ -267,11 +314,12 @@ mod tests {
                 queue_depth: 3,
                 counts: DeliveryCounts {
                     delivered: 9,
-                    failed: 0,
+                    retries: 0,
                     given_up: 0,
                 },
                 latency: None,
                 hook_runs: None,
+                hook_run_durations: None,
                 nats: None,
             },
         });
@@ -287,7 +335,7 @@ mod tests {
         assert_eq!(w["last_error"], Value::Null);
         assert_eq!(
             v["sinks"][0],
-            json!({"name":"out","type":"file","queue_depth":3,"delivered":9,"failed":0,"given_up":0})
+            json!({"name":"out","type":"file","queue_depth":3,"delivered":9,"retries":0,"given_up":0})
         );
     }
 }

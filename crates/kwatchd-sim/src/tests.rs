@@ -594,6 +594,33 @@ fn fault_expired_in_either_mode_whatever_the_history() {
 }
 
 #[test]
+fn fault_invalid_resource_version_refuses_one_position() {
+    let sim = sim();
+    pod(&sim, "ns", "a", &[]);
+    sim.add_fault(FaultRule {
+        path_contains: "resourceVersion=1&".into(),
+        times: 2,
+        fault: Fault::InvalidResourceVersion,
+    });
+    let mut c = Client::plain(&sim);
+    let (st, status, _) = c.get("/api/v1/pods?watch=1&resourceVersion=1&timeoutSeconds=5");
+    assert_eq!((st, status["reason"].as_str()), (400, Some("BadRequest")));
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("resourceVersion: Invalid value: \"1\""),
+        "{message}"
+    );
+    // Another position is served.
+    let mut c = Client::plain(&sim);
+    assert_eq!(
+        c.watch("/api/v1/pods?watch=1&resourceVersion=0&timeoutSeconds=5")
+            .status,
+        200
+    );
+    assert_eq!(sim.pending_faults().len(), 1);
+}
+
+#[test]
 fn fault_status_with_retry_after() {
     let sim = sim();
     sim.add_fault(FaultRule {
@@ -984,6 +1011,37 @@ fn churn_mutates_and_stops() {
     c.watch("/api/v1/pods?watch=1&resourceVersion=0&labelSelector=tier%3Dweb");
     sim.end_watches();
     while c.line().unwrap().is_some() {}
+}
+
+#[test]
+fn rollout_churn_is_mostly_status_with_a_spec_change_now_and_then() {
+    let sim = sim();
+    let opts = RolloutOptions {
+        names: vec!["web".into(), "api".into()],
+        interval: Duration::from_millis(1),
+        spec_every: 5,
+        ..Default::default()
+    };
+    let churn = start_rollout_churn(&sim, opts);
+    wait_for("rollout ops", || churn.ops() >= 20);
+    churn.stop();
+    let res = Resource::deployments();
+    let generations: u64 = ["web", "api"]
+        .iter()
+        .map(|n| {
+            let v: Value = serde_json::from_str(&sim.get(&res, "default", n).unwrap()).unwrap();
+            v["metadata"]["generation"].as_u64().unwrap()
+        })
+        .sum();
+    let modified = sim
+        .history()
+        .iter()
+        .filter(|e| e.event_type == EventType::Modified)
+        .count() as u64;
+    // Every step changes something, so each is one MODIFIED event; every fifth bumps a generation (both
+    // start at 1), the rest only move the status.
+    assert!(modified >= 20, "{modified} MODIFIED events");
+    assert_eq!(generations, 2 + modified / 5, "{modified} steps");
 }
 
 /// Not a correctness test: `cargo test perf_probe -- --ignored --nocapture` prints rough throughput.

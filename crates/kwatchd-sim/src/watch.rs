@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::http::{self, Out};
+use super::list::partial_object;
 use super::select::Filter;
-use super::server::{partial_object, peer_closed, Ctx, Shared};
+use super::server::{peer_closed, Ctx, Shared};
 use super::store::{with_rv, Ev};
 use super::{EventType, ExpiredMode, Fault};
 
@@ -221,6 +222,14 @@ pub(crate) fn serve(
             return ctx.error(out, 400, "timeoutSeconds must be a non-negative integer")
         }
     };
+    if let Some(Fault::InvalidResourceVersion) = fault {
+        let rv = req.param("resourceVersion").unwrap_or_default();
+        return ctx.error(
+            out,
+            400,
+            &format!("resourceVersion: Invalid value: \"{rv}\": refused by an injected fault"),
+        );
+    }
     let asked = match req
         .param("resourceVersion")
         .filter(|v| !v.is_empty() && *v != "0")

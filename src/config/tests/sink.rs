@@ -56,6 +56,7 @@ fn exec_sink_defaults() {
             command: vec!["/usr/local/bin/on-change".to_string()],
             timeout: Duration::from_secs(30),
             kill_grace: Duration::from_secs(5),
+            kill_process_group: true,
             working_dir: None,
             env: BTreeMap::new(),
             delivery: DeliveryConfig {
@@ -78,6 +79,7 @@ fn exec_sink_every_key() {
 command = ["hooks/on-change", "--verbose", ""]
 timeout = "2m"
 kill_grace = "0s"
+kill_process_group = false
 max_concurrent = 4
 retries = 0
 batch_window = "250ms"
@@ -99,6 +101,7 @@ queue_events = 10"#,
     );
     assert_eq!(e.timeout, Duration::from_secs(120));
     assert_eq!(e.kill_grace, Duration::ZERO);
+    assert!(!e.kill_process_group);
     assert_eq!(e.working_dir, Some(cwd.join("hooks/work")));
     assert_eq!(
         e.env,

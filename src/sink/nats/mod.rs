@@ -219,10 +219,11 @@ impl NatsSink {
         &mut self.delivery
     }
 
-    /// Delivery counts; `failed` includes attempts that will be retried.
+    /// Delivery counts; `retries` includes publishes sent again after a
+    /// reconnect, a timeout or a paused stream.
     pub fn counts(&self) -> DeliveryCounts {
         let mut c = self.delivery.counts();
-        c.failed += self.retried;
+        c.retries += self.retried;
         c
     }
 
