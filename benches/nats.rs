@@ -3,7 +3,8 @@
 //! measured in the same run against the same nats-server.
 //!
 //! `cargo bench --bench nats` (`KWATCHD_BENCH_NATS_EVENTS`, default 30000;
-//! `KWATCHD_BENCH_NATS_ROUNDS`, default 3). Needs `nats-server` on PATH.
+//! `KWATCHD_BENCH_NATS_ROUNDS`, default 3; `KWATCHD_BENCH_NATS_WINDOW`,
+//! default 256). Needs `nats-server` on PATH.
 //!
 //! Both sides publish ~4.2 KB records (a pod with 62 env variables in
 //! kwatchd's record envelope) with the same headers (Nats-Msg-Id,
@@ -27,7 +28,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const WINDOW: usize = 256;
+/// Unacknowledged publishes at once, both sides
+/// (`KWATCHD_BENCH_NATS_WINDOW`, default 256 = the sink's default).
+fn window() -> usize {
+    env_or("KWATCHD_BENCH_NATS_WINDOW", 256)
+}
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -54,7 +59,7 @@ fn record(i: usize) -> (Vec<u8>, Vec<u8>) {
     (line.into_bytes(), h.finish())
 }
 
-/// The minimal publisher: `n` records, `WINDOW` in flight; returns the time
+/// The minimal publisher: `n` records, `window()` in flight; returns the time
 /// from the first byte sent to the last PubAck.
 fn baseline(port: u16, n: usize) -> Duration {
     let records: Vec<(Vec<u8>, Vec<u8>)> = (0..n).map(record).collect();
@@ -75,8 +80,8 @@ fn baseline(port: u16, n: usize) -> Duration {
             }
         }
     }
-    let (credit_tx, credit_rx) = mpsc::sync_channel::<()>(WINDOW);
-    for _ in 0..WINDOW {
+    let (credit_tx, credit_rx) = mpsc::sync_channel::<()>(window());
+    for _ in 0..window() {
         credit_tx.send(()).expect("credit");
     }
     let acks = thread::spawn(move || {
@@ -124,7 +129,7 @@ fn baseline(port: u16, n: usize) -> Duration {
 
 /// kwatchd with one watch streaming `n` pods into a nats sink; returns the
 /// time from spawn until the stream holds all `n`.
-fn kwatchd(port: u16, n: usize) -> (Duration, String) {
+fn kwatchd(sink_toml: &str, n: usize) -> (Duration, String) {
     let metrics = kwatchd::nats::testing::free_port().expect("port");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -135,8 +140,8 @@ fn kwatchd(port: u16, n: usize) -> (Duration, String) {
     std::fs::write(
         &config,
         format!(
-            "[daemon]\nlog_level = \"info\"\nsink_queue_events = 100000\nmetrics_listen = \"127.0.0.1:{metrics}\"\nstate_dir = \"{}\"\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"s\"]\n[sinks.s]\ntype = \"nats\"\nservers = [\"nats://127.0.0.1:{port}\"]\nstream = \"KUBE\"\nmax_in_flight = {WINDOW}\n",
-            dir.path().join("state").display()
+            "[daemon]\nlog_level = \"info\"\nsink_queue_events = 100000\nmetrics_listen = \"127.0.0.1:{metrics}\"\nstate_dir = \"{}\"\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"s\"]\n[sinks.s]\n{sink_toml}\n",
+            dir.path().join("state").display(),
         ),
     )
     .expect("config");
@@ -228,7 +233,12 @@ fn main() {
         let b = baseline(server.port, n);
         let (me1, srv1) = (common::cpu_seconds(std::process::id()), server_cpu());
         let base = n as f64 / b.as_secs_f64();
-        let (k, summary) = kwatchd(server.port, n);
+        let nats_sink = format!(
+            "type = \"nats\"\nservers = [\"nats://127.0.0.1:{}\"]\nstream = \"KUBE\"\nmax_in_flight = {}",
+            server.port,
+            window()
+        );
+        let (k, summary) = kwatchd(&nats_sink, n);
         let srv2 = server_cpu();
         println!(
             "round {round} CPU s: baseline publisher {:.2}, nats-server meanwhile {:.2} | nats-server during kwatchd {:.2} | load average {}",
@@ -247,6 +257,15 @@ fn main() {
             100.0 * kw / base
         );
     }
+    // Control: the same watch into a file sink, now, on this machine: how
+    // fast the daemon reads and records the stream at all.
+    let out = dir.path().join("control.jsonl");
+    let (f, _) = kwatchd(&format!("type = \"file\"\npath = \"{}\"", out.display()), n);
+    println!(
+        "control: kwatchd watch → file sink {n} in {:.2} s = {:.0} events/s",
+        f.as_secs_f64(),
+        n as f64 / f.as_secs_f64()
+    );
     println!(
         "best of {rounds}: baseline {best_base:.0} events/s, kwatchd {best_kw:.0} events/s, kwatchd/baseline = {:.0}%",
         100.0 * best_kw / best_base
