@@ -13,7 +13,7 @@ use std::time::Duration;
 use toml_edit::Value;
 
 use super::doc::{Ctx, Field, TableNode};
-use super::syntax::{check_name, parse_duration, resolve_path};
+use super::syntax::{check_name, closest, parse_duration, resolve_path};
 use super::vars::{expand, Syntax};
 
 /// Largest CA bundle read when checking it holds a certificate.
@@ -100,6 +100,13 @@ pub(super) fn path(s: &str, env: &Env) -> Result<PathBuf, String> {
     resolve_path(&expand_path_vars(s, env)?, env.base_dir.as_deref())
 }
 
+/// A path-valued key's value as the daemon resolves it (variables of the
+/// process environment expanded, relative to the working directory), for
+/// commands that read one key without loading the whole file.
+pub(crate) fn resolve_in_process(s: &str) -> Result<PathBuf, String> {
+    path(s, &Env::process(Reach::Environment))
+}
+
 /// `${VAR}` and `$VAR` in a path, expanded.
 pub(super) fn expand_path_vars(s: &str, env: &Env) -> Result<String, String> {
     expand(s, env, Syntax::Shell, &|name, value| {
@@ -156,7 +163,32 @@ pub(super) fn duration(
     default: Duration,
     (min, max): (Duration, Duration),
 ) -> Option<Duration> {
-    with_default(ctx, t, key, default, |s| parse_duration(s, min, max))
+    let Some(f) = t.get(key) else {
+        return Some(default);
+    };
+    let s = f.str_or_hint(ctx, duration_hint)?;
+    f.check(ctx, parse_duration(s, min, max))
+}
+
+/// A bare number where a duration belongs: the string to write instead
+/// (`300` -> `"300s"`, `1.5` -> `"1500ms"`).
+fn duration_hint(value: &Value) -> Option<String> {
+    let written = match value {
+        Value::Integer(n) if *n.value() >= 0 => format!("{}s", n.value()),
+        Value::Float(x) if x.value().is_finite() && *x.value() >= 0.0 => {
+            let ms = (x.value() * 1000.0).round();
+            // Saturating casts: a huge number still gets a (too long) hint.
+            if ms % 1000.0 == 0.0 {
+                format!("{}s", (ms / 1000.0) as u64)
+            } else {
+                format!("{}ms", ms as u64)
+            }
+        }
+        _ => return None,
+    };
+    Some(format!(
+        "durations are strings with a unit: write \"{written}\""
+    ))
 }
 
 /// An optional boolean, else `default`.
@@ -210,17 +242,20 @@ pub(super) fn reference(
     defined: &[String],
 ) -> Result<String, String> {
     if defined.iter().any(|d| d == name) {
-        Ok(name.to_string())
-    } else if defined.is_empty() {
-        Err(format!(
-            "{kind} {name:?} is not defined (there is no [{table}.NAME] table)"
-        ))
-    } else {
-        Err(format!(
-            "{kind} {name:?} is not defined (defined: {})",
-            defined.join(", ")
-        ))
+        return Ok(name.to_string());
     }
+    if defined.is_empty() {
+        return Err(format!(
+            "{kind} {name:?} is not defined (there is no [{table}.NAME] table)"
+        ));
+    }
+    let list = defined.join(", ");
+    Err(match closest(name, defined.iter().map(String::as_str)) {
+        Some(near) => {
+            format!("{kind} {name:?} is not defined; did you mean {near:?}? (defined: {list})")
+        }
+        None => format!("{kind} {name:?} is not defined (defined: {list})"),
+    })
 }
 
 /// The entries of a `[table.NAME]` map.

@@ -42,6 +42,7 @@ mod daemon;
 mod doc;
 mod error;
 mod fields;
+pub(crate) mod nats;
 mod selector;
 mod sink;
 mod syntax;
@@ -61,10 +62,12 @@ use toml_edit::ImDocument;
 pub use crate::kube::access::{ClusterSource, ExecConfig, PemSource, Secret};
 pub use cluster::{ClusterConfig, DEFAULT_CONNECT_TIMEOUT};
 pub use daemon::{
-    parse_listen_addr, DaemonConfig, LogFormat, DEFAULT_MAX_LINE_BYTES, DEFAULT_SHUTDOWN_TIMEOUT,
-    DEFAULT_SINK_QUEUE_EVENTS, DEFAULT_STATE_DIR,
+    parse_listen_addr, DaemonConfig, LogFormat, SyncMode, DEFAULT_MAX_LINE_BYTES,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SINK_QUEUE_EVENTS, DEFAULT_STATE_DIR,
 };
 pub use error::{ConfigError, ConfigErrors};
+pub(crate) use fields::resolve_in_process;
+pub use nats::NatsSinkConfig;
 pub use sink::{
     DeliveryConfig, ExecSinkConfig, FileSinkConfig, HttpHeader, OnFailure, SinkConfig,
     WebhookSinkConfig,

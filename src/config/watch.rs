@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use toml_edit::Value;
 
-use super::doc::{Ctx, Field, Pos, TableNode};
+use super::doc::{join_key, Ctx, Field, Pos, TableNode};
 use super::fields::{
     boolean, distinct_strings, duration, optional, owned, reference, required, with_default,
 };
@@ -322,7 +322,19 @@ fn target(ctx: &mut Ctx, t: &TableNode) -> Option<WatchTarget> {
             })
         }
         (None, None) => {
-            t.require(ctx, "kind");
+            let hint: String = t
+                .misspellings(KEYS, &["kind", "resource"])
+                .iter()
+                .map(|(written, meant)| format!("; `{written}` looks like a misspelt `{meant}`"))
+                .collect();
+            ctx.error(
+                t.pos(),
+                &join_key(t.path(), "kind"),
+                format!(
+                    "one of `kind` or `resource` is required in {}: `kind` to find it through discovery (e.g. \"Deployment\"), or `resource` with `api_version` to name it directly (e.g. \"pods\" and \"v1\"){hint}",
+                    t.label()
+                ),
+            );
             None
         }
     }

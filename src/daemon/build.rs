@@ -1,15 +1,19 @@
 //! What the configuration becomes: clusters, sinks, and the watchers of
 //! each `[[watch]]` with their routes and saved state.
 
+use super::schedule::Marks;
 use super::watcher::{Route, Watcher};
-use super::{ClusterRuntime, Daemon, DaemonError, Slot};
-use crate::config::{ClusterConfig, Config, SinkConfig, WatchConfig, WatchTarget};
+use super::{io_err, ClusterRuntime, Daemon, DaemonError, Slot};
+use crate::config::{ClusterConfig, Config, SinkConfig, SyncMode, WatchConfig, WatchTarget};
 use crate::kube::{ResourcePath, Selectors};
 use crate::rand::Rng;
-use crate::sink::{ExecSink, FileSink, QueueBound, Sink, WebhookSink};
-use crate::state::{Fingerprint, Persistence};
+use crate::sink::{ExecSink, FileSink, NatsSink, QueueBound, Sink, SyncPolicy, WebhookSink};
+use crate::state::{Fingerprint, Persistence, Resume};
 use crate::tokens::{TokenAllocator, MAX_WATCHES};
 use crate::watch::{WatchMachine, WatchSpec};
+use mio::Waker;
+use std::sync::Arc;
+use std::time::Instant;
 
 /// Bytes a sink may hold besides its event bound.
 const SINK_QUEUE_BYTES: usize = 64 << 20;
@@ -41,12 +45,16 @@ impl Daemon {
             }
             let fingerprint = fingerprint(w, &cluster_config, &spec);
             let mut machine = WatchMachine::new(spec, Rng::from_entropy(slot as u64));
-            let state = match self.checkpoints.store() {
+            let state = match self.checkpoints.store_mut() {
                 Some(store) => {
-                    let target = store.target(machine.name(), fingerprint);
-                    let (state, resume) = Persistence::resume(store, target);
-                    if let Some(r) = resume {
-                        machine.resume_from(r.resource_version, r.index);
+                    let (state, resume) = Persistence::resume(store, machine.name(), fingerprint);
+                    match resume {
+                        Some(Resume::At {
+                            resource_version,
+                            index,
+                        }) => machine.resume_from(resource_version, index),
+                        Some(Resume::Unpositioned { index }) => machine.resume_unpositioned(index),
+                        None => {}
                     }
                     state
                 }
@@ -63,9 +71,9 @@ impl Daemon {
             self.slots.push(Slot {
                 name: w.name.clone(),
                 watcher: Some(watcher),
-                runnable: true,
-                blocked: false,
+                marks: Marks::default(),
             });
+            self.schedule.make_runnable(&mut self.slots, slot);
         }
         Ok(())
     }
@@ -104,12 +112,13 @@ pub(super) fn build_cluster(
     })
 }
 
-/// A sink as `[sinks.NAME]` defines it, its file opened.
+/// A sink as `[sinks.NAME]` defines it, its file opened and synced as
+/// `[daemon] sync` says (its sync thread wakes the loop through `waker`).
 pub(super) fn build_sink(
     config: &Config,
     name: &str,
     s: &SinkConfig,
-    tokens: &mut TokenAllocator,
+    (tokens, waker): (&mut TokenAllocator, &Arc<Waker>),
 ) -> Result<Sink, DaemonError> {
     let queue_events = config.daemon.sink_queue_events.max(1);
     let bound = QueueBound {
@@ -126,6 +135,14 @@ pub(super) fn build_sink(
                 path: f.path.clone(),
                 error,
             })?;
+            let policy = match config.daemon.sync {
+                SyncMode::None => SyncPolicy::None,
+                SyncMode::Interval => SyncPolicy::Interval(config.daemon.sync_interval),
+                SyncMode::Always => SyncPolicy::Always,
+            };
+            let file = file
+                .with_sync(policy, Arc::clone(waker))
+                .map_err(io_err("cannot start a file sink's fsync thread"))?;
             Sink::File(Box::new(file))
         }
         SinkConfig::Stdout => Sink::File(Box::new(FileSink::stdout(name, bound, token))),
@@ -138,6 +155,16 @@ pub(super) fn build_sink(
                 }
             })?;
             Sink::Webhook(Box::new(webhook))
+        }
+        SinkConfig::Nats(n) => {
+            let nats =
+                NatsSink::new(name, n, queue_events, rng, Instant::now()).map_err(|reason| {
+                    DaemonError::SinkSetup {
+                        name: name.to_owned(),
+                        reason,
+                    }
+                })?;
+            Sink::Nats(Box::new(nats))
         }
     })
 }

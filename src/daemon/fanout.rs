@@ -94,7 +94,11 @@ impl Emit for Fanout<'_> {
         if let [only] = self.out.sinks[..] {
             if let Some(file) = self.sinks.get_mut(only).and_then(Sink::as_file_mut) {
                 let records = &self.out.records;
-                file.push_rendered(|buf| records.write(buf, SystemTime::now(), &event), ack);
+                file.push_rendered(
+                    self.now,
+                    |buf| records.write(buf, SystemTime::now(), &event),
+                    ack,
+                );
                 self.fanned += 1;
                 return;
             }

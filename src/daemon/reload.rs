@@ -137,6 +137,12 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     if a.log_format != b.log_format {
         keys.push("log_format");
     }
+    if a.sync != b.sync {
+        keys.push("sync");
+    }
+    if a.sync_interval != b.sync_interval {
+        keys.push("sync_interval");
+    }
     keys
 }
 

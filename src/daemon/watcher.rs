@@ -10,9 +10,10 @@ use crate::metrics::WatchView;
 use crate::net::resolve::Resolution;
 use crate::net::{Connection, ReadOutcome, Resolver};
 use crate::sink::{RecordWriter, Sink};
+use crate::state::db::Op;
 use crate::state::{Persistence, StateStore, WatchKey};
 use crate::tokens::Source;
-use crate::watch::{LineOutcome, RequestKind, RequestPlan, TimerOutcome, WatchMachine};
+use crate::watch::{LineOutcome, RequestKind, RequestPlan, TimerOutcome, WatchMachine, WatchState};
 use mio::{Registry, Token};
 use std::collections::VecDeque;
 use std::fmt;
@@ -191,7 +192,15 @@ impl Watcher {
             objects: self.machine.known_objects(),
             stats: self.machine.stats(),
             last_error: self.machine.last_error(),
+            ready: self.is_ready(),
         }
+    }
+
+    /// Listed once, or retrying after a failure: READY=1 and `/readyz` wait
+    /// for every watch to be so.
+    pub fn is_ready(&self) -> bool {
+        let m = &self.machine;
+        m.has_listed() || m.has_failed() || m.state() == WatchState::BackingOff
     }
 
     /// After a reload: the cluster and sinks it feeds now.
@@ -213,21 +222,28 @@ impl Watcher {
         }
     }
 
-    /// New objects the sinks got this turn reach the state directory
+    /// The new objects the sinks got since the last call, for the store
     /// before any sink acts on them.
-    pub fn flush_new_objects(&mut self) {
-        self.out.state.flush();
+    pub fn take_new_objects(&mut self, out: &mut Vec<Op>) {
+        self.out.state.take_new_objects(out);
     }
 
-    /// The handled state changed since the last checkpoint.
+    /// The handled state changed since the last save.
     pub fn has_unsaved_state(&self) -> bool {
         self.out.state.is_dirty()
     }
 
-    /// Hands the handled state to the store (`finally`: even while an
-    /// older checkpoint of the watch is still being written).
-    pub fn save_checkpoint(&mut self, store: &mut StateStore, finally: bool) {
-        self.out.state.save(store, self.machine.index(), finally);
+    /// The watch stops for good (a reload): its handled state to the store.
+    pub fn retire(mut self, registry: &Registry, store: Option<&mut StateStore>) {
+        self.close(registry);
+        if let Some(store) = store {
+            self.out.state.retire(store, self.machine.index());
+        }
+    }
+
+    /// Hands what the sinks handled since the last save to the store.
+    pub fn save_state(&mut self, store: &mut StateStore) {
+        self.out.state.save(store, self.machine.index());
     }
 
     pub fn token(&self) -> Option<Token> {
@@ -359,6 +375,7 @@ impl Watcher {
             }
         };
         let mut last_error = None;
+        let mut exhausted = false;
         while let Some(addr) = addrs.pop_front() {
             self.connections += 1;
             let token = Source::Watch {
@@ -376,11 +393,20 @@ impl Watcher {
                     };
                     return;
                 }
-                Err(e) => last_error = Some(format!("cannot connect to {addr}: {e}")),
+                Err(e) => {
+                    exhausted = crate::fdlimit::is_exhaustion(&e);
+                    last_error = Some(format!("cannot connect to {addr}: {e}"));
+                }
             }
         }
         let error = last_error.unwrap_or_else(|| "no address to connect to".into());
-        self.machine.on_transport_error(ctx.now, &error);
+        if exhausted {
+            // Every watch fails alike: one warning a minute, not one each.
+            crate::fdlimit::warn_exhausted(&format_args!("watch {}: {error}", self.machine.name()));
+            self.machine.on_transport_error_quietly(ctx.now, &error);
+        } else {
+            self.machine.on_transport_error(ctx.now, &error);
+        }
     }
 
     /// The current connect attempt failed: next address, or report.

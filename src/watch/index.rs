@@ -103,7 +103,7 @@ struct Slot {
 
 /// The resourceVersion an index entry holds for an object whose first event
 /// may or may not have reached the sinks before a crash (see
-/// `state::journal`): the version last reported, behind a NUL, so it equals
+/// `state::persistence`): the version last reported, behind a NUL, so it equals
 /// no version a server sends (a relist reports the object again) while the
 /// version can still be said in a synthesised DELETED.
 pub fn unconfirmed_version(reported: &str) -> String {

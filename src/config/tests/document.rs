@@ -174,7 +174,7 @@ format = "json"
         "verbose",
         "unknown key `verbose` at the top level; expected one of: daemon, clusters, watch, sinks",
     );
-    assert_error(&e, 3, "daemon.loglevel", "unknown key `loglevel` in [daemon]; expected one of: log_level, max_line_bytes, sink_queue_events, metrics_listen, log_format, shutdown_timeout, state_dir");
+    assert_error(&e, 3, "daemon.loglevel", "unknown key `loglevel` in [daemon]; did you mean `log_level`? (expected one of: log_level, max_line_bytes, sink_queue_events, metrics_listen, metrics_token_file, log_format, shutdown_timeout, state_dir, sync, sync_interval)");
     assert_error(
         &e,
         6,
@@ -193,8 +193,81 @@ format = "json"
         "sinks.out.format",
         "unknown key `format` in [sinks.out]; expected one of: type, path",
     );
-    assert_error(&e, 24, "watches", "unknown key `watches` at the top level");
+    assert_error(
+        &e,
+        24,
+        "watches",
+        "unknown key `watches` at the top level; did you mean `watch`?",
+    );
     assert_eq!(e.len(), 6);
+}
+
+#[test]
+fn unknown_keys_and_names_suggest_the_closest() {
+    let text = r#"[daemon]
+Log-Level = "info"
+[clusters.local]
+server = "https://127.0.0.1"
+tokenfile = "/t"
+[[watch]]
+name = "a"
+cluster = "locla"
+api_version = "v1"
+resrouce = "pods"
+namespaces = ["a"]
+sink = ["out"]
+[sinks.out]
+type = "webhok"
+[sinks.other]
+type = "file"
+pth = "/x"
+[sink.x]
+"#;
+    let e = errs(text);
+    assert_error(
+        &e,
+        2,
+        "daemon.Log-Level",
+        "unknown key `Log-Level` in [daemon]; did you mean `log_level`?",
+    );
+    assert_error(
+        &e,
+        5,
+        "clusters.local.tokenfile",
+        "did you mean `token_file`?",
+    );
+    assert_error(
+        &e,
+        8,
+        "watch[0].cluster",
+        "cluster \"locla\" is not defined; did you mean \"local\"? (defined: local)",
+    );
+    assert_error(&e, 10, "watch[0].resrouce", "unknown key `resrouce` in [[watch]] #1; did you mean `resource`? (expected one of: name, cluster,");
+    assert_error(&e, 11, "watch[0].namespaces", "did you mean `namespace`?");
+    assert_error(&e, 12, "watch[0].sink", "did you mean `sinks`?");
+    // The misspelt key does not hide that the watch names nothing.
+    assert_error(
+        &e,
+        6,
+        "watch[0].kind",
+        "one of `kind` or `resource` is required in [[watch]] #1: `kind` to find it through discovery (e.g. \"Deployment\"), or `resource` with `api_version` to name it directly (e.g. \"pods\" and \"v1\"); `resrouce` looks like a misspelt `resource`",
+    );
+    assert_error(&e, 6, "watch[0].sinks", "missing required key `sinks`");
+    assert_error(
+        &e,
+        14,
+        "sinks.out.type",
+        "unknown sink type \"webhok\"; did you mean \"webhook\"? (expected one of: file, exec, webhook, stdout, nats)",
+    );
+    assert_error(&e, 17, "sinks.other.pth", "did you mean `path`?");
+    assert_error(
+        &e,
+        18,
+        "sink",
+        "unknown key `sink` at the top level; did you mean `sinks`?",
+    );
+    assert_error(&e, 15, "sinks.other.path", "missing required key `path`");
+    assert_eq!(e.len(), 12, "{}", ConfigErrors(e.clone()));
 }
 
 #[test]
@@ -232,7 +305,13 @@ path = "/x"
         "clusters.local.server",
         "missing required key `server`",
     );
-    for key in ["name", "cluster", "kind", "sinks"] {
+    assert_error(
+        &e,
+        5,
+        "watch[0].kind",
+        "one of `kind` or `resource` is required in [[watch]] #1",
+    );
+    for key in ["name", "cluster", "sinks"] {
         assert_error(
             &e,
             5,

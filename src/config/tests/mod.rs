@@ -89,9 +89,12 @@ fn minimal_config_gets_defaults() {
             max_line_bytes: 16 * 1024 * 1024,
             sink_queue_events: 4096,
             metrics_listen: None,
+            metrics_token_file: None,
             log_format: LogFormat::Text,
             shutdown_timeout: Duration::from_secs(30),
             state_dir: PathBuf::from("/var/lib/kwatchd"),
+            sync: SyncMode::Interval,
+            sync_interval: Duration::from_secs(1),
         },
         clusters: BTreeMap::from([(
             "local".to_string(),
@@ -289,9 +292,13 @@ fn example_config_parses() {
 fn example_config_documents_every_key() {
     use crate::config::{cluster, daemon, sink, watch};
     // Loading reads these (a kubeconfig, the environment): shown commented.
-    let commented = ["kubeconfig", "context", "in_cluster"];
+    // So is the metrics token: the example keeps its endpoint on loopback.
+    let commented = ["kubeconfig", "context", "in_cluster", "metrics_token_file"];
     for key in commented {
-        assert!(cluster::KEYS.contains(&key), "{key} is not a cluster key");
+        assert!(
+            cluster::KEYS.contains(&key) || daemon::KEYS.contains(&key),
+            "{key} is not a key"
+        );
     }
     let sink_keys = sink::TYPES.iter().flat_map(|t| t.keys.iter());
     let keys = daemon::KEYS

@@ -210,3 +210,43 @@ fn watch_target_and_namespace_errors() {
     ));
     assert_error(&e, 9, "watch[0].metadata_only", "expected");
 }
+
+#[test]
+fn bare_numbers_for_durations_suggest_a_string_with_a_unit() {
+    let cases = [
+        ("watch_timeout = 300", "expected a string, found an integer; durations are strings with a unit: write \"300s\""),
+        ("watch_timeout = 1.5", "found a float; durations are strings with a unit: write \"1500ms\""),
+        ("watch_timeout = 2.0", "write \"2s\""),
+        ("watch_timeout = \"300\"", "invalid duration \"300\": a unit is needed, e.g. \"300s\""),
+    ];
+    for (body, fragment) in cases {
+        assert_error(
+            &errs(&with_watch_keys(body)),
+            11,
+            "watch[0].watch_timeout",
+            fragment,
+        );
+    }
+    // No guess where there is nothing sensible to suggest.
+    for body in [
+        "watch_timeout = -5",
+        "watch_timeout = true",
+        "watch_timeout = [\"5m\"]",
+    ] {
+        let e = errs(&with_watch_keys(body));
+        assert_eq!(e.len(), 1, "{}", ConfigErrors(e.clone()));
+        assert!(
+            e[0].message.starts_with("expected a string, found "),
+            "{}",
+            e[0]
+        );
+        assert!(!e[0].message.contains("write"), "{}", e[0]);
+    }
+    // Every duration key gets the hint, in every section.
+    let e = errs(&format!("[daemon]\nshutdown_timeout = 30\n{MINIMAL}"));
+    assert_error(&e, 2, "daemon.shutdown_timeout", "write \"30s\"");
+    let e = errs(&with_sink(
+        "type = \"exec\"\ncommand = [\"/x\"]\nkill_grace = 0",
+    ));
+    assert_error(&e, 15, "sinks.out.kill_grace", "write \"0s\"");
+}

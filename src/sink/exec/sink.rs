@@ -1,12 +1,12 @@
 //! The exec sink: the scheduler decides which records run when; each job is
 //! one `HookRun` with the records on stdin.
 
-use super::{hook_env, HookOutcome, HookRun, HookSpec};
+use super::{hook_env, HookOutcome, HookRun, HookSpec, Leftovers, SpawnOptions};
 use crate::config::ExecSinkConfig;
 use crate::rand::Rng;
 use crate::sink::delivery::Delivery;
 use crate::sink::dispatch::{Job, JobOutcome};
-use crate::sink::{EventMeta, SinkCtx};
+use crate::sink::{EventMeta, LatencySample, SinkCtx};
 use crate::state::AckRef;
 use mio::Token;
 use std::rc::Rc;
@@ -30,6 +30,8 @@ pub struct ExecSink {
     /// place).
     spawn_failed: Vec<(u64, String, usize)>,
     runs: HookRunCounts,
+    /// Spawn → exit of every hook that ran.
+    run_durations: LatencySample,
 }
 
 /// How hook runs ended, for the metrics.
@@ -114,11 +116,17 @@ impl ExecSink {
                 timeout: config.timeout,
                 kill_grace: config.kill_grace,
                 output_cap: OUTPUT_CAP,
+                leftovers: if config.kill_process_group {
+                    Leftovers::Kill
+                } else {
+                    Leftovers::Keep
+                },
             },
             delivery: Delivery::new(name, &config.delivery, daemon_queue_events, rng),
             active: Vec::new(),
             spawn_failed: Vec::new(),
             runs: HookRunCounts::default(),
+            run_durations: LatencySample::default(),
         }
     }
 
@@ -164,6 +172,8 @@ impl ExecSink {
             let outcome = outcome.clone();
             self.runs.0[HookResult::of(&outcome) as usize] += 1;
             let a = self.active.swap_remove(i);
+            self.run_durations
+                .record(now.saturating_duration_since(a.run.started()));
             let result = if outcome.success() {
                 JobOutcome::Success
             } else {
@@ -205,6 +215,11 @@ impl ExecSink {
         self.runs
     }
 
+    /// How long hooks ran (spawn → exit).
+    pub fn run_durations(&self) -> &LatencySample {
+        &self.run_durations
+    }
+
     /// Counts and hook start latency, for the log at shutdown.
     pub fn summary(&self) -> String {
         self.delivery
@@ -232,15 +247,8 @@ impl ExecSink {
         if job.records.len() > 1 {
             label.push_str(&format!(" and {} more", job.records.len() - 1));
         }
-        match HookRun::spawn(
-            &self.spec,
-            &env,
-            stdin,
-            label,
-            ctx.registry,
-            ctx.tokens,
-            ctx.now,
-        ) {
+        let options = SpawnOptions::new(&self.spec, &env, label).stdin(stdin);
+        match HookRun::spawn(options, ctx.registry, ctx.tokens, ctx.now) {
             Ok(run) => {
                 let latency = Instant::now().saturating_duration_since(first.received);
                 self.delivery.record_latency(latency);

@@ -221,6 +221,14 @@ impl WatchMachine {
         }
     }
 
+    /// Starts knowing `index` but from no position: objects a run that
+    /// crashed before its first position was handled had reported (all
+    /// unconfirmed). The first list then reports the difference against
+    /// them (their DELETED if gone) as `on_start` says.
+    pub fn resume_unpositioned(&mut self, index: ObjectIndex) {
+        self.known.index = index;
+    }
+
     pub fn spec(&self) -> &WatchSpec {
         &self.spec
     }
@@ -397,10 +405,21 @@ impl WatchMachine {
     /// The connection failed or the response could not be read (connect
     /// error, reset, TLS failure, malformed HTTP, a line over the limit).
     pub fn on_transport_error(&mut self, now: Instant, error: &dyn std::fmt::Display) {
+        self.transport_error(now, error, log::Level::Warn);
+    }
+
+    /// A transport error the daemon reports in one summary line rather than
+    /// once per watch (out of file descriptors): the same, logged at debug.
+    pub fn on_transport_error_quietly(&mut self, now: Instant, error: &dyn std::fmt::Display) {
+        self.transport_error(now, error, log::Level::Debug);
+    }
+
+    fn transport_error(&mut self, now: Instant, error: &dyn std::fmt::Display, level: log::Level) {
         self.known.count_reconnect(ReconnectReason::TransportError);
         self.known.count_failure(error.to_string());
         let delay = self.back_off(now, None);
-        log::warn!(
+        log::log!(
+            level,
             "watch {}: {error}; retrying in {} ms (attempt {})",
             self.spec.name,
             delay.as_millis(),
