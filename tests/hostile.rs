@@ -258,6 +258,7 @@ fn a_gzip_list_is_asked_for_and_decoded() {
             .contains("\r\naccept-encoding: gzip\r\n"),
         "{list}"
     );
+    assert!(wait_until(WAIT, || server.watches() >= 1));
     let watch = server
         .heads()
         .into_iter()
@@ -295,5 +296,107 @@ fn a_watch_body_in_an_encoding_not_asked_for_is_refused_by_name() {
         count_records(&d.path("out.jsonl")),
         1,
         "only the listed pod"
+    );
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Peak resident set size of `pid` in KiB (VmHWM).
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(u64::MAX)
+}
+
+/// A server that ignores `limit` and answers each namespace's LIST with one
+/// chunked page of `KWATCHD_TEST_LIST_MB` (default 64) MB of ~100 KB pods;
+/// the daemon's peak RSS must stay under `KWATCHD_TEST_LIST_RSS_MB` (default
+/// 40) MiB. `KWATCHD_TEST_LIST_NAMESPACES` (default 1) watches run at once.
+/// The figure in BENCHMARKS.md comes from this test with 4 namespaces of
+/// 250 MB (`--release`, see there).
+#[test]
+fn a_huge_single_page_list_is_read_in_bounded_memory() {
+    let page_mb = env_usize("KWATCHD_TEST_LIST_MB", 64);
+    let rss_mb = env_usize("KWATCHD_TEST_LIST_RSS_MB", 40);
+    let namespaces = env_usize("KWATCHD_TEST_LIST_NAMESPACES", 1);
+    const PAD: usize = 100_000;
+    let items = page_mb * 1_000_000 / (PAD + 120);
+    let server = Server::start(move |head, conn| {
+        let pad = "x".repeat(PAD);
+        if head.contains("watch=true") {
+            // Hold the stream: the watch's LIST is done.
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+            return drip(conn, b"", Duration::from_secs(1));
+        }
+        let _ = conn.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        );
+        let start =
+            br#"{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":["#;
+        let mut send = |piece: &[u8]| {
+            write!(conn, "{:x}\r\n", piece.len())
+                .and_then(|_| conn.write_all(piece))
+                .and_then(|_| conn.write_all(b"\r\n"))
+                .is_ok()
+        };
+        send(start);
+        for i in 0..items {
+            let item = format!(
+                r#"{}{{"metadata":{{"name":"p{i}","namespace":"ns","uid":"u{i}","resourceVersion":"{i}"}},"pad":"{pad}"}}"#,
+                if i > 0 { "," } else { "" }
+            );
+            if !send(item.as_bytes()) {
+                return;
+            }
+        }
+        send(b"]}");
+        let _ = conn.write_all(b"0\r\n\r\n");
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..namespaces).map(|i| format!("ns{i}")).collect();
+    let watches: Vec<WatchDef<'_>> = names
+        .iter()
+        .map(|ns| {
+            let mut w = WatchDef::pods(ns, "out");
+            w.namespace = Some(ns);
+            w.on_start = "skip";
+            w.extra = "initial_list = \"list\"";
+            w
+        })
+        .collect();
+    let text = config(dir.path(), "", &server.url(), &watches);
+    let d = Running::start_in(dir, &text);
+    let started = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(300), || server.watches() >= namespaces),
+        "the lists did not finish; log:\n{}",
+        d.log_text()
+    );
+    let listed = d
+        .log_text()
+        .matches(&format!("listed {items} objects"))
+        .count();
+    assert_eq!(listed, namespaces, "log:\n{}", d.log_text());
+    let peak = peak_rss_kib(d.child.id());
+    eprintln!(
+        "{namespaces} namespace(s) x {page_mb} MB single-page LISTs ({items} pods of {} KB each): \
+         daemon peak RSS (VmHWM) {:.1} MiB, listed in {:.1} s",
+        PAD / 1000,
+        peak as f64 / 1024.0,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        peak < (rss_mb as u64) << 10,
+        "peak RSS {peak} KiB for {namespaces} x {page_mb} MB pages (bound {rss_mb} MiB)"
     );
 }

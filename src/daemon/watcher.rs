@@ -5,6 +5,7 @@ use super::cluster::ClusterRuntime;
 use super::credential::Readiness;
 use super::fanout::{MetaBase, Outlet};
 use crate::http::{BodyMode, Request, ResponseReader};
+use crate::kube::list_scan::ListScanner;
 use crate::metrics::WatchView;
 use crate::net::resolve::Resolution;
 use crate::net::{Connection, ReadOutcome, Resolver};
@@ -68,6 +69,8 @@ struct Response {
     received: usize,
     /// Sent on a connection that had served a request before.
     reused: bool,
+    /// A LIST answer, read item by item as it arrives.
+    list: Option<ListScanner>,
 }
 
 impl Response {
@@ -599,10 +602,13 @@ impl Watcher {
             RequestKind::Watch => BodyMode::Lines {
                 max_line: self.max_line,
             },
-            RequestKind::List | RequestKind::Discovery => BodyMode::Whole {
+            // Memory per LIST is one item (max_line), not the page.
+            RequestKind::List => BodyMode::Stream,
+            RequestKind::Discovery => BodyMode::Whole {
                 max_body: self.list_body_limit,
             },
         };
+        let list = (plan.kind == RequestKind::List).then(|| ListScanner::new(self.max_line));
         *exchange = Exchange::Awaiting(Box::new(Response {
             plan,
             reader: match gzip {
@@ -612,6 +618,7 @@ impl Watcher {
             eof: None,
             received: 0,
             reused,
+            list,
         }));
         Ok(())
     }
@@ -651,6 +658,34 @@ impl Watcher {
                     let now = ctx.now;
                     if machine.on_watch_line(now, line, &mut out.fanout(ctx)) == LineOutcome::Close
                     {
+                        self.close(ctx.registry);
+                        return Pumped::Changed;
+                    }
+                }
+            }
+            // 1b. LIST items likewise, as their bytes arrive.
+            if let (Some(true), Some(scanner)) = (resp.status().map(is_success), resp.list.as_mut())
+            {
+                if let Some(bytes) = resp.reader.body_bytes() {
+                    scanner.feed(bytes);
+                    bytes.clear();
+                }
+                loop {
+                    if !out.has_room(ctx.sinks) {
+                        return Pumped::Stop(Flow::Blocked);
+                    }
+                    let now = ctx.now;
+                    let outcome = match scanner.next_item() {
+                        Ok(None) => break,
+                        Ok(Some((item, info))) => {
+                            machine.on_list_item(now, info, item, &mut out.fanout(ctx))
+                        }
+                        Err(e) => {
+                            machine.unusable_list(now, &e);
+                            LineOutcome::Close
+                        }
+                    };
+                    if outcome == LineOutcome::Close {
                         self.close(ctx.registry);
                         return Pumped::Changed;
                     }
@@ -779,9 +814,22 @@ impl Watcher {
                 machine.on_http_error(ctx.now, status, retry_after, &body);
             }
             RequestKind::List => {
-                let body = resp.reader.take_body().unwrap_or_default();
                 let now = ctx.now;
-                machine.on_list_body(now, &body, &mut out.fanout(ctx));
+                match resp.list.as_mut().map(ListScanner::finish) {
+                    Some(Err(e)) => {
+                        machine.unusable_list(now, &e);
+                        self.close(ctx.registry);
+                        return Pumped::Changed;
+                    }
+                    _ => {
+                        let info = resp
+                            .list
+                            .as_ref()
+                            .map(|s| s.info().clone())
+                            .unwrap_or_default();
+                        machine.on_list_end(now, &info, &mut out.fanout(ctx));
+                    }
+                }
             }
             RequestKind::Watch => machine.on_watch_end(ctx.now, true),
             RequestKind::Discovery => {

@@ -22,6 +22,9 @@ pub enum BodyMode {
     /// chunked or read-until-close body fails in the `feed` that crosses the
     /// limit (memory overshoots by at most that one input slice).
     Whole { max_body: usize },
+    /// Hand the decoded bytes to the caller as they arrive
+    /// ([`ResponseReader::body_bytes`]); the caller bounds its memory.
+    Stream,
 }
 
 /// Anything that makes a response unusable. The connection should be closed.
@@ -145,6 +148,7 @@ enum BodyDecoder {
 enum BodySink {
     Lines(LineFramer),
     Whole { body: Vec<u8>, max_body: usize },
+    Stream(Vec<u8>),
 }
 
 impl BodySink {
@@ -155,6 +159,7 @@ impl BodySink {
                 body: Vec::new(),
                 max_body,
             },
+            BodyMode::Stream => BodySink::Stream(Vec::new()),
         }
     }
 
@@ -162,14 +167,14 @@ impl BodySink {
     fn buffer(&mut self) -> &mut Vec<u8> {
         match self {
             BodySink::Lines(f) => f.buffer_mut(),
-            BodySink::Whole { body, .. } => body,
+            BodySink::Whole { body, .. } | BodySink::Stream(body) => body,
         }
     }
 
     fn check_size(&self) -> Result<(), HttpError> {
         self.check_len(match self {
             BodySink::Whole { body, .. } => body.len(),
-            BodySink::Lines(_) => 0,
+            BodySink::Lines(_) | BodySink::Stream(_) => 0,
         })
     }
 
@@ -453,6 +458,7 @@ impl ResponseReader {
         self.body_done()
             && match &self.sink {
                 BodySink::Lines(f) => f.buffered() == 0,
+                BodySink::Stream(bytes) => bytes.is_empty(),
                 BodySink::Whole { .. } => true,
             }
     }
@@ -467,12 +473,21 @@ impl ResponseReader {
                 self.body_taken = true;
                 Some(std::mem::take(body))
             }
-            BodySink::Lines(_) => None,
+            BodySink::Lines(_) | BodySink::Stream(_) => None,
+        }
+    }
+
+    /// Stream mode: the decoded body bytes not taken yet; the caller
+    /// drains what it has consumed. `None` in the other modes.
+    pub fn body_bytes(&mut self) -> Option<&mut Vec<u8>> {
+        match &mut self.sink {
+            BodySink::Stream(bytes) => Some(bytes),
+            BodySink::Lines(_) | BodySink::Whole { .. } => None,
         }
     }
 
     /// Switches the body mode after the head arrived, e.g. to read a non-2xx
-    /// watch response (a Kubernetes `Status` JSON) whole. Bytes already
+    /// watch or list response (a Kubernetes `Status` JSON) whole. Bytes already
     /// received are kept. Fails with `ModeChangeTooLate` if lines were
     /// already pulled, and with `BodyTooLarge` if the new limit is already
     /// exceeded.
@@ -486,7 +501,7 @@ impl ResponseReader {
                 }
                 f.into_unconsumed()
             }
-            BodySink::Whole { body, .. } => body,
+            BodySink::Whole { body, .. } | BodySink::Stream(body) => body,
         };
         self.sink = match mode {
             BodyMode::Lines { max_line } => {
@@ -496,6 +511,7 @@ impl ResponseReader {
                 body: buffered,
                 max_body,
             },
+            BodyMode::Stream => BodySink::Stream(buffered),
         };
         if let (
             BodySink::Whole { max_body, .. },
@@ -1049,12 +1065,19 @@ mod tests {
         for mode in [
             BodyMode::Whole { max_body: 1 << 20 },
             BodyMode::Lines { max_line: 100 },
+            BodyMode::Stream,
         ] {
             let mut r = ResponseReader::new(mode).accepting_gzip();
+            let mut streamed = Vec::new();
             for b in wire.chunks(7) {
                 r.feed(b).unwrap();
+                if let Some(bytes) = r.body_bytes() {
+                    streamed.append(bytes);
+                    assert!(!r.is_complete() || r.body_done());
+                }
             }
             let got = match mode {
+                BodyMode::Stream => streamed,
                 BodyMode::Whole { .. } => r.take_body().unwrap(),
                 BodyMode::Lines { .. } => {
                     let mut all = Vec::new();

@@ -57,10 +57,11 @@ use super::stats::{ReconnectReason, WatchState, WatchStats};
 use crate::config::{InitialList, OnStart, WatchTarget};
 use crate::kube::discovery::{Discovery, Query};
 use crate::kube::event::excerpt;
-use crate::kube::{ListPage, Status, WatchEvent, WatchEventType};
+use crate::kube::list_scan::ListInfo;
+use crate::kube::{Status, WatchEvent, WatchEventType};
 use crate::rand::Rng;
 use known::Known;
-use list::{ListPurpose, ListRound, PageEnd};
+use list::{ListPurpose, PageEnd};
 use phase::{waiting, Attempt, InFlight, Phase, Request, Step};
 use policy::{Answer, Attempted, Flags, Verdict};
 use resolve::Resolution;
@@ -150,31 +151,17 @@ impl WatchMachine {
         }
     }
 
-    /// The first list of this run.
+    /// The first list of this run (none when resumed from a checkpoint).
     fn first_step(&self) -> Step {
         if self.known.resume_rv.is_some() {
-            // Resumed from a checkpoint: no initial list.
             return Step::Watch;
         }
         let deliver = self.spec.on_start == OnStart::Added;
         self.list_step(ListPurpose::Initial { deliver })
     }
 
-    /// A LIST or a streaming list, as configured and as the server allows.
     fn list_step(&self, purpose: ListPurpose) -> Step {
-        if self.uses_streaming_lists() {
-            Step::Stream(ListRound::new(purpose))
-        } else {
-            Step::List(ListRound::new(purpose))
-        }
-    }
-
-    fn uses_streaming_lists(&self) -> bool {
-        match self.spec.initial_list {
-            InitialList::List => false,
-            InitialList::Stream => true,
-            InitialList::Auto => !self.stream_rejected,
-        }
+        Step::list(&self.spec, self.stream_rejected, purpose)
     }
 
     /// The resource, once known.
@@ -491,7 +478,7 @@ impl WatchMachine {
         attempted: Attempted,
         summary: &str,
     ) {
-        let name = &self.spec.name;
+        let name = self.spec.name.clone();
         let what = attempted.what();
         let at = |after: Option<Duration>| after.map(|a| now + a);
         match verdict {
@@ -553,62 +540,41 @@ impl WatchMachine {
                 self.retry(at(after));
                 self.phase.restart_list();
             }
-            Verdict::Backoff { retry_after } => match (answer, attempted) {
-                (_, Attempted::Discovery) => {
-                    let path = match &self.phase {
-                        Phase::Resolving(Attempt::InFlight { request, .. }) => {
-                            request.next_path().unwrap_or("").to_owned()
-                        }
-                        _ => String::new(),
-                    };
-                    let delay = self.back_off(now, retry_after);
-                    log::warn!(
-                        "watch {}: discovery GET {path} answered {summary}; retrying in {} ms",
-                        self.spec.name,
+            Verdict::Backoff { retry_after } => {
+                let path = match &self.phase {
+                    Phase::Resolving(Attempt::InFlight { request, .. }) => {
+                        request.next_path().unwrap_or("").to_owned()
+                    }
+                    _ => self.path_str().to_owned(),
+                };
+                let counted = policy::failure(answer, attempted, summary);
+                if let Some((reason, error)) = counted {
+                    self.known.count_reconnect(reason);
+                    self.known.count_failure(error);
+                }
+                let delay = self.back_off(now, retry_after);
+                let auth = matches!(
+                    answer,
+                    Answer::Http {
+                        status: 401 | 403,
+                        ..
+                    }
+                );
+                self.auth_failures = if auth {
+                    self.auth_failures + 1
+                } else {
+                    self.auth_failures
+                };
+                let line = policy::retry_line(answer, attempted, summary, &path, delay);
+                match (line, auth && self.auth_failures > 1) {
+                    (_, true) => log::debug!(
+                        "watch {name}: still failing; retrying in {} ms",
                         delay.as_millis()
-                    );
+                    ),
+                    ((log::Level::Error, text), _) => log::error!("watch {name}: {text}"),
+                    ((_, text), _) => log::warn!("watch {name}: {text}"),
                 }
-                (Answer::ErrorEvent, _) => {
-                    self.known.count_reconnect(ReconnectReason::ErrorEvent);
-                    self.known.count_failure(format!("ERROR event: {summary}"));
-                    let delay = self.back_off(now, retry_after);
-                    let (during, next) = match attempted {
-                        Attempted::StreamingList => (" during a streaming list", "listing again"),
-                        _ => ("", "re-watching"),
-                    };
-                    log::warn!(
-                        "watch {}: the server sent an ERROR event{during} ({summary}); {next} in {} ms",
-                        self.spec.name,
-                        delay.as_millis()
-                    );
-                }
-                (Answer::Http { status, .. }, _) => {
-                    self.known.count_reconnect(ReconnectReason::HttpError);
-                    self.known
-                        .count_failure(format!("{what} answered {summary}"));
-                    let delay = self.back_off(now, retry_after);
-                    self.log_http_failure(status, what, summary, delay);
-                }
-            },
-        }
-    }
-
-    fn log_http_failure(&mut self, status: u16, what: &str, summary: &str, delay: Duration) {
-        let retry = format!("retrying in {} ms", delay.as_millis());
-        let name = &self.spec.name;
-        if matches!(status, 401 | 403) {
-            self.auth_failures += 1;
-            if self.auth_failures > 1 {
-                log::debug!("watch {name}: still {status}; {retry}");
-                return;
             }
-        }
-        match policy::hint(status) {
-            Some(hint) => log::error!(
-                "watch {name}: {what} {} answered {summary}: {hint}; {retry}",
-                self.path_str()
-            ),
-            None => log::warn!("watch {name}: {what} answered {summary}; {retry}"),
         }
     }
 
@@ -637,15 +603,8 @@ impl WatchMachine {
             Resolution::Resolved(resolved) => self.running(resolved),
             Resolution::NotYet { again, why } => {
                 let delay = self.discovery_backoff.next_delay(now, &mut self.rng, None);
-                log::warn!(
-                    "watch {}: {why}; if it is a CustomResourceDefinition not installed yet, it will be picked up: discovering again in {} s",
-                    self.spec.name,
-                    delay.as_secs_f32().ceil()
-                );
-                Phase::Resolving(Attempt::BackingOff {
-                    until: now + delay,
-                    then: again,
-                })
+                resolve::log_not_yet(&self.spec, &why, delay);
+                Phase::Resolving(waiting(again, Some(now + delay)))
             }
             Resolution::Failed(error) => {
                 self.known.last_error = Some(error);
@@ -654,26 +613,59 @@ impl WatchMachine {
         };
     }
 
-    /// A 200 LIST body.
-    pub fn on_list_body(&mut self, now: Instant, body: &[u8], out: &mut dyn Emit) {
+    /// The LIST answer cannot be read on: a transport error (the daemon
+    /// closes the connection).
+    pub fn unusable_list(&mut self, now: Instant, error: &dyn std::fmt::Display) {
+        self.on_transport_error(now, &format_args!("unusable LIST answer: {error}"));
+    }
+
+    /// One item of a 200 LIST answer as it arrives, with what the list
+    /// said of itself so far. `Close` when the answer is unusable (the
+    /// retry is scheduled; the daemon closes the connection).
+    pub fn on_list_item(
+        &mut self,
+        now: Instant,
+        info: &ListInfo,
+        item: &[u8],
+        out: &mut dyn Emit,
+    ) -> LineOutcome {
         let Phase::Running {
             attempt:
                 Attempt::InFlight {
-                    request: InFlight::List(_),
+                    request: InFlight::List(round),
                     ..
                 },
             ..
-        } = &self.phase
+        } = &mut self.phase
         else {
-            return;
+            return LineOutcome::Close;
         };
-        let page = match ListPage::parse(body) {
-            Ok(page) => page,
+        round.note_info(&mut self.known, info);
+        match round.list_item(&self.spec, &mut self.known, now, item, out) {
+            Ok(()) => LineOutcome::Continue,
             Err(e) => {
-                self.on_transport_error(now, &format_args!("unusable LIST answer: {e}"));
-                return;
+                self.unusable_list(now, &e);
+                LineOutcome::Close
             }
-        };
+        }
+    }
+
+    /// The 200 LIST answer is complete: the next page, or the end of the
+    /// list.
+    pub fn on_list_end(&mut self, now: Instant, info: &ListInfo, out: &mut dyn Emit) {
+        let listing = matches!(
+            self.phase,
+            Phase::Running {
+                attempt: Attempt::InFlight {
+                    request: InFlight::List(_),
+                    ..
+                },
+                ..
+            }
+        );
+        if !listing {
+            return;
+        }
         let Phase::Running {
             resolved,
             attempt:
@@ -688,7 +680,7 @@ impl WatchMachine {
         self.auth_failures = 0;
         self.known.succeeded();
         self.backoff.note_healthy(now);
-        let next = match round.on_page(&self.spec, &mut self.known, now, page, out) {
+        let next = match round.end_page(&mut self.known, info) {
             PageEnd::More => Step::List(round),
             PageEnd::Last => {
                 round.conclude(&self.spec, &resolved, &mut self.known, now, out);

@@ -3,10 +3,11 @@
 //! Each phase holds what it has — the resolved resource, the list round, the
 //! open stream — so nothing asks "is it known yet?" of a field beside it.
 
-use super::list::ListRound;
+use super::list::{ListPurpose, ListRound};
 use super::policy::Attempted;
 use super::resolve::{self, Resolved};
 use super::stream::Stream;
+use crate::config::InitialList;
 use crate::kube::discovery::{Discovery, DISCOVERY_ACCEPT};
 use crate::kube::{
     Selectors, WatchQuery, JSON_ACCEPT, METADATA_LIST_ACCEPT, METADATA_WATCH_ACCEPT,
@@ -224,6 +225,19 @@ pub(super) struct Request<'a> {
 }
 
 impl Step {
+    /// A LIST or a streaming list, as configured and as the server allows.
+    pub fn list(spec: &WatchSpec, stream_rejected: bool, purpose: ListPurpose) -> Step {
+        let streaming = match spec.initial_list {
+            InitialList::List => false,
+            InitialList::Stream => true,
+            InitialList::Auto => !stream_rejected,
+        };
+        match streaming {
+            true => Step::Stream(ListRound::new(purpose)),
+            false => Step::List(ListRound::new(purpose)),
+        }
+    }
+
     /// The request for this step, and what the step becomes in flight.
     pub fn plan(self, r: Request<'_>) -> (RequestPlan, InFlight) {
         let path = &r.resolved.path;

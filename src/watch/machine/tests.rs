@@ -4,9 +4,37 @@ use super::known::guess_kind;
 use super::*;
 use crate::config::EventType;
 use crate::kube::discovery::DISCOVERY_ACCEPT;
+use crate::kube::list_scan::ListScanner;
 use crate::kube::{Selectors, JSON_ACCEPT, METADATA_LIST_ACCEPT, METADATA_WATCH_ACCEPT};
 use crate::watch::index::IndexEntry;
 use crate::watch::{Emitted, Origin, Progress, RequestKind};
+
+/// A whole LIST body, through the scanner the daemon streams it with.
+trait ListBody {
+    fn on_list_body(&mut self, now: Instant, body: &[u8], out: &mut dyn Emit);
+}
+
+impl ListBody for WatchMachine {
+    fn on_list_body(&mut self, now: Instant, body: &[u8], out: &mut dyn Emit) {
+        let mut scanner = ListScanner::new(body.len());
+        scanner.feed(body);
+        loop {
+            match scanner.next_item() {
+                Ok(Some((item, info))) => {
+                    if self.on_list_item(now, info, item, out) == LineOutcome::Close {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return self.unusable_list(now, &e),
+            }
+        }
+        match scanner.finish() {
+            Ok(()) => self.on_list_end(now, scanner.info(), out),
+            Err(e) => self.unusable_list(now, &e),
+        }
+    }
+}
 
 fn spec(on_start: OnStart) -> WatchSpec {
     WatchSpec {
