@@ -119,3 +119,16 @@ impl Emit for Fanout<'_> {
         self.out.state.record(progress, sinks);
     }
 }
+
+pub(super) fn meta_base(
+    machine: &crate::watch::WatchMachine,
+    cluster_name: &str,
+    wants_meta: bool,
+) -> Option<MetaBase> {
+    wants_meta.then(|| MetaBase {
+        watch: machine.spec().record_name.clone(),
+        cluster: cluster_name.to_owned(),
+        // Known at once, or after discovery (set in `complete`).
+        api_version: machine.api_version().unwrap_or_default().to_owned(),
+    })
+}

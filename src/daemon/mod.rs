@@ -14,6 +14,7 @@ mod closing;
 pub mod cluster;
 pub mod credential;
 mod fanout;
+mod link;
 pub mod notify;
 mod observe;
 pub mod reload;

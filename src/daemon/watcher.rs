@@ -3,7 +3,8 @@
 
 use super::cluster::ClusterRuntime;
 use super::credential::Readiness;
-use super::fanout::{MetaBase, Outlet};
+use super::fanout::{meta_base, Outlet};
+use super::link::{is_success, Exchange, Link, Response};
 use crate::http::{BodyMode, Request, ResponseReader};
 use crate::kube::list_scan::ListScanner;
 use crate::metrics::WatchView;
@@ -60,56 +61,6 @@ enum Pumped {
     Stop(Flow),
 }
 
-struct Response {
-    plan: RequestPlan,
-    reader: ResponseReader,
-    /// Set when the peer closed: what the reader made of the end.
-    eof: Option<Option<String>>,
-    /// Bytes received for this response.
-    received: usize,
-    /// Sent on a connection that had served a request before.
-    reused: bool,
-    /// A LIST answer, read item by item as it arrives.
-    list: Option<ListScanner>,
-}
-
-impl Response {
-    /// Status, once the head arrived.
-    fn status(&self) -> Option<u16> {
-        self.reader.head().map(|h| h.status)
-    }
-}
-
-enum Exchange {
-    Awaiting(Box<Response>),
-    /// Keep-alive connection with nothing in flight.
-    Idle,
-}
-
-enum Link {
-    None,
-    Resolving {
-        query: u64,
-        plan: RequestPlan,
-    },
-    /// TCP connect under way; the request goes out once it is done.
-    Connecting {
-        conn: Connection,
-        plan: RequestPlan,
-        /// Addresses still to try if this one fails.
-        addrs: VecDeque<SocketAddr>,
-        /// Until when the connect and the TLS handshake may take.
-        deadline: Instant,
-    },
-    Connected {
-        conn: Connection,
-        exchange: Exchange,
-        /// The connect's deadline, until the TLS handshake is done (or the
-        /// answer's head arrived).
-        handshake_deadline: Option<Instant>,
-    },
-}
-
 /// Where a watch's events go: its cluster and sinks (positions in the
 /// daemon's lists), and whether a sink wants each event's metadata.
 #[derive(Debug, Clone)]
@@ -137,15 +88,6 @@ impl fmt::Display for DisplayError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.0, self.1)
     }
-}
-
-fn meta_base(machine: &WatchMachine, cluster_name: &str, wants_meta: bool) -> Option<MetaBase> {
-    wants_meta.then(|| MetaBase {
-        watch: machine.spec().record_name.clone(),
-        cluster: cluster_name.to_owned(),
-        // Known at once, or after discovery (set in `complete`).
-        api_version: machine.api_version().unwrap_or_default().to_owned(),
-    })
 }
 
 impl Watcher {
@@ -854,8 +796,4 @@ impl Watcher {
         }
         Pumped::Changed
     }
-}
-
-fn is_success(status: u16) -> bool {
-    (200..300).contains(&status)
 }
