@@ -220,9 +220,16 @@ fn kwatchd_sigkill_mid_stream_then_restart_stores_every_event_once() {
     let mut first = Running::start_in(tempfile::tempdir().unwrap(), &text);
     wait_listed(&first);
     let mutator = Mutator::start(sim.handle(), "a");
-    let checkpoint = dir.join("state").join("pods.checkpoint");
+    // A position is saved in the state store.
+    let state = dir.join("state");
+    let saved = || {
+        kwatchd::state::db::positions(&state)
+            .ok()
+            .and_then(|p| p.get("pods").cloned().flatten())
+            .is_some()
+    };
     assert!(
-        wait_until(WAIT, || checkpoint.exists()
+        wait_until(WAIT, || saved()
             && admin.stream_messages("KUBE").unwrap_or(0) > 150),
         "log:\n{}",
         first.log_text()
