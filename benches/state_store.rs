@@ -175,6 +175,8 @@ fn main() {
         (cpu() - c0) / secs as f64,
         t0.elapsed().as_secs_f64() / secs as f64,
     );
+    // The file is locked while open (the backend and the fsync handle).
+    drop(sync);
     drop(database);
     let t = Instant::now();
     let (database, _) = db::open(&path, SyncMode::Interval).expect("reopen");
