@@ -7,6 +7,7 @@
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod filter;
 pub mod http;
 pub mod kube;
 pub mod logging;
