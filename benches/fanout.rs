@@ -272,7 +272,7 @@ fn run_one(tls: bool, relay_only: bool, watches: usize, idle: Duration, secs: us
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let (server_tls, ca) = if tls {
-        let (cfg, pem) = kwatchd::sim::tls_server_config().expect("tls");
+        let (cfg, pem) = kwatchd_sim::tls_server_config().expect("tls");
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, pem).expect("ca");
         (Some(cfg), Some(ca))

@@ -4,8 +4,8 @@
 use crate::config::{Config, ServerUrl, SinkConfig};
 use crate::daemon::Daemon;
 use crate::logging;
-use crate::sim::churn::{start_churn, ChurnOptions};
-use crate::sim::{Resource, Sim, SimOptions};
+use kwatchd_sim::churn::{start_churn, ChurnOptions};
+use kwatchd_sim::{Resource, Sim, SimOptions};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;
@@ -32,7 +32,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
             ns,
             name,
             &[("tier", tier)],
-            crate::sim::pod_extra(600),
+            kwatchd_sim::pod_extra(600),
         );
     }
     let _churn = start_churn(

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod filter;
 pub mod http;
@@ -13,8 +14,8 @@ pub mod kube;
 pub mod logging;
 pub mod metrics;
 pub mod net;
-pub mod rand;
-pub mod sim;
+/// The PRNG lives in its own crate so that the emulator (`kwatchd-sim`) shares it without depending on the daemon.
+pub use kwatchd_rand as rand;
 pub mod sink;
 pub mod state;
 pub mod tokens;

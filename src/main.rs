@@ -2,7 +2,7 @@
 
 use kwatchd::config::Config;
 use kwatchd::daemon::Daemon;
-use kwatchd::{demo, logging};
+use kwatchd::logging;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -142,14 +142,26 @@ fn main() -> ExitCode {
             run_daemon(&config)
         }
         Command::Status { config, addr } => status(config.as_deref(), addr.as_deref()),
-        Command::Demo(dir) => match demo::run(dir) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("kwatchd demo: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Demo(dir) => demo(dir),
     }
+}
+
+#[cfg(feature = "demo")]
+fn demo(dir: Option<PathBuf>) -> ExitCode {
+    match kwatchd::demo::run(dir) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kwatchd demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A daemon built without the emulator (`--no-default-features`) says how to get it rather than "unknown command".
+#[cfg(not(feature = "demo"))]
+fn demo(_dir: Option<PathBuf>) -> ExitCode {
+    eprintln!("kwatchd demo: this kwatchd was built without the `demo` feature (cargo build --features demo)");
+    ExitCode::from(EX_USAGE)
 }
 
 /// `kwatchd status`: the address from --addr or the config, then the table.

@@ -7,7 +7,7 @@ mod common;
 
 use base64::Engine;
 use common::*;
-use kwatchd::sim::{Resource, Sim, SimOptions};
+use kwatchd_sim::{Resource, Sim, SimOptions};
 use serde_json::json;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

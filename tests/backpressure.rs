@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use kwatchd::sim::{Resource, Sim, SimOptions};
+use kwatchd_sim::{Resource, Sim, SimOptions};
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
@@ -36,7 +36,7 @@ fn a_blocked_sink_bounds_memory_and_loses_nothing() {
     );
 
     let pods = Resource::pods();
-    let pad = kwatchd::sim::pod_extra(2000);
+    let pad = kwatchd_sim::pod_extra(2000);
     let started = Instant::now();
     for i in 0..EVENTS {
         sim.create(&pods, "default", &format!("p{i}"), &[], pad.clone());

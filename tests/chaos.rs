@@ -21,7 +21,7 @@
 mod common;
 
 use common::{wait_until, BIN};
-use kwatchd::sim::{
+use kwatchd_sim::{
     start_churn, ChurnOptions, ExpiredMode, Fault, FaultRule, HistoryEvent, RequestRecord,
     Resource, Sim, SimHandle, SimOptions,
 };
@@ -945,7 +945,7 @@ fn chaos_soak_loses_nothing() {
 /// relist's folding is excused only inside its gap.
 #[test]
 fn checker_catches_loss_duplicates_and_disorder() {
-    use kwatchd::sim::EventType::{Added, Deleted, Modified};
+    use kwatchd_sim::EventType::{Added, Deleted, Modified};
     let pods = Resource::pods();
     let ev = |t, name: &str, uid: &str, rv: u64| HistoryEvent {
         event_type: t,

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use kwatchd::sim::{Fault, FaultRule, Resource, ResourceDef, Sim, SimOptions};
+use kwatchd_sim::{Fault, FaultRule, Resource, ResourceDef, Sim, SimOptions};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;

@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use kwatchd::sim::{Fault, FaultRule, Resource, Sim, SimOptions};
+use kwatchd_sim::{Fault, FaultRule, Resource, Sim, SimOptions};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use kwatchd::sim::{Sim, SimOptions};
+use kwatchd_sim::{Sim, SimOptions};
 use std::process::Command;
 use std::time::Duration;
 

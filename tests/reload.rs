@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use kwatchd::sim::{Resource, Sim, SimOptions};
+use kwatchd_sim::{Resource, Sim, SimOptions};
 use serde_json::json;
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use kwatchd::sim::{Fault, FaultRule, Resource, Sim, SimOptions};
+use kwatchd_sim::{Fault, FaultRule, Resource, Sim, SimOptions};
 use serde_json::json;
 use std::time::{Duration, SystemTime};
 

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use kwatchd::sim::{EventType, HistoryEvent, Resource, Sim, SimHandle, SimOptions};
+use kwatchd_sim::{EventType, HistoryEvent, Resource, Sim, SimHandle, SimOptions};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;

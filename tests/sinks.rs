@@ -5,7 +5,7 @@ mod common;
 
 use common::receiver::Receiver;
 use common::*;
-use kwatchd::sim::{Resource, Sim, SimOptions};
+use kwatchd_sim::{Resource, Sim, SimOptions};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -451,7 +451,7 @@ fn a_slow_hook_sink_bounds_memory_and_loses_nothing() {
     let d = Running::start_in(dir, &text);
     assert!(started(&sim, 1));
     let pods = Resource::pods();
-    let pad = kwatchd::sim::pod_extra(2000);
+    let pad = kwatchd_sim::pod_extra(2000);
     for i in 0..20_000 {
         sim.create(&pods, "default", &format!("p{i}"), &[], pad.clone());
     }

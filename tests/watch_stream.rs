@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use kwatchd::sim::{ExpiredMode, Fault, FaultRule, Resource, Sim, SimOptions, StreamShape};
+use kwatchd_sim::{ExpiredMode, Fault, FaultRule, Resource, Sim, SimOptions, StreamShape};
 use serde_json::json;
 use std::time::Duration;
 

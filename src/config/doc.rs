@@ -11,6 +11,7 @@ use std::path::Path;
 use toml_edit::{Item, TableLike, Value};
 
 use super::error::ConfigError;
+use super::syntax::closest;
 
 /// Byte offset into the document text, when known.
 pub(crate) type Pos = Option<usize>;
@@ -211,6 +212,11 @@ impl<'a> TableNode<'a> {
         field
     }
 
+    /// For messages: `[daemon]`, `[[watch]] #2`, `the top level`.
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
     /// "at the top level" or "in [daemon]".
     fn place(&self) -> String {
         if self.path.is_empty() {
@@ -228,21 +234,39 @@ impl<'a> TableNode<'a> {
             .collect()
     }
 
-    /// Records an error for every key that is not in `allowed`.
+    /// Records an error for every key that is not in `allowed`, with the
+    /// closest allowed key when one is close enough to be what was meant.
     pub(crate) fn check_keys(&self, ctx: &mut Ctx, allowed: &[&str]) {
         for (key, field) in self.entries() {
             if !allowed.contains(&key.as_str()) {
-                ctx.error(
-                    field.key_pos,
-                    &field.path,
-                    format!(
-                        "unknown key `{key}` {}; expected one of: {}",
-                        self.place(),
-                        allowed.join(", ")
+                let place = self.place();
+                let list = allowed.join(", ");
+                let message = match closest(&key, allowed.iter().copied()) {
+                    Some(near) => format!(
+                        "unknown key `{key}` {place}; did you mean `{near}`? (expected one of: {list})"
                     ),
-                );
+                    None => format!("unknown key `{key}` {place}; expected one of: {list}"),
+                };
+                ctx.error(field.key_pos, &field.path, message);
             }
         }
+    }
+
+    /// Entries not in `known` that look like a misspelling of one of
+    /// `wanted`, as `(written, meant)`.
+    pub(crate) fn misspellings<'w>(
+        &self,
+        known: &[&str],
+        wanted: &[&'w str],
+    ) -> Vec<(String, &'w str)> {
+        self.entries()
+            .into_iter()
+            .filter(|(key, _)| !known.contains(&key.as_str()))
+            .filter_map(|(key, _)| {
+                let meant = closest(&key, wanted.iter().copied())?;
+                Some((key, meant))
+            })
+            .collect()
     }
 }
 
@@ -278,6 +302,25 @@ impl<'a> Field<'a> {
     fn type_error(&self, ctx: &mut Ctx, expected: &str) {
         let found = self.node.describe();
         self.error(ctx, format!("expected {expected}, found {found}"));
+    }
+
+    /// A string; when the value is another type, `hint` may say what to
+    /// write instead (e.g. a duration given as a bare number).
+    pub(crate) fn str_or_hint(
+        &self,
+        ctx: &mut Ctx,
+        hint: impl FnOnce(&Value) -> Option<String>,
+    ) -> Option<&'a str> {
+        let value = self.node.value();
+        if let Some(s) = value.and_then(Value::as_str) {
+            return Some(s);
+        }
+        let found = self.node.describe();
+        let hint = value
+            .and_then(hint)
+            .map_or(String::new(), |h| format!("; {h}"));
+        self.error(ctx, format!("expected a string, found {found}{hint}"));
+        None
     }
 
     /// The value converted by `get`, or a type error naming `expected`.

@@ -17,49 +17,67 @@
 //! `certificate_authority`, an exec hook's program (executable, or found in
 //! `PATH`) and `working_dir`, and that a `dead_letter` is not a directory.
 //!
-//! `${VAR}` in webhook `headers` is expanded from the environment when the
-//! file is parsed (so also on reload); an unset variable is an error.
+//! `${VAR}` in webhook `headers`, and `${VAR}` or `$VAR` in file paths
+//! (`${CREDENTIALS_DIRECTORY}/token` under systemd's `LoadCredential=`), are
+//! expanded from the environment when the file is parsed (so also on
+//! reload); an unset variable is an error (`vars.rs`).
+//!
+//! [`Config::check`] with [`LoadMode::Offline`] runs every check that needs
+//! no file, environment variable or kubeconfig (`kwatchd check --offline`,
+//! for CI): the same walk, with `fields::Reach` saying what it may consult.
 //!
 //! Relative paths in the file are resolved against the current working
 //! directory at load time and stored absolute, so a later `chdir` (or a
 //! reload from another directory) cannot change what they mean.
+//!
+//! Layout: one file per section (`daemon.rs`, `cluster.rs`, `watch.rs`,
+//! `sink.rs`), each with its types, its `KEYS` and its parser; they share
+//! the generic readers of `fields.rs` and never import each other. This file
+//! walks the top level. Adding a key: put it in its section's `KEYS`, read
+//! it in that section's parser, and show it in `config/kwatchd.toml` (a test
+//! checks that the example sets every key of every `KEYS`).
 
+mod cluster;
+mod daemon;
 mod doc;
 mod error;
-mod sections;
+mod fields;
 mod selector;
 mod sink;
 mod syntax;
 mod url;
+mod vars;
+mod watch;
 
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+
+use toml_edit::ImDocument;
 
 pub use crate::kube::access::{ClusterSource, ExecConfig, PemSource, Secret};
+pub use cluster::{ClusterConfig, DEFAULT_CONNECT_TIMEOUT};
+pub use daemon::{
+    parse_listen_addr, DaemonConfig, LogFormat, DEFAULT_MAX_LINE_BYTES, DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_SINK_QUEUE_EVENTS, DEFAULT_STATE_DIR,
+};
 pub use error::{ConfigError, ConfigErrors};
 pub use sink::{
     DeliveryConfig, ExecSinkConfig, FileSinkConfig, HttpHeader, OnFailure, SinkConfig,
     WebhookSinkConfig,
 };
 pub use url::{Scheme, ServerUrl, WebhookUrl};
+pub use watch::{EventType, InitialList, OnStart, WatchConfig, WatchTarget, DEFAULT_WATCH_TIMEOUT};
 
-/// Default `daemon.max_line_bytes`: 16 MiB.
-pub const DEFAULT_MAX_LINE_BYTES: usize = 16 << 20;
-/// Default `daemon.sink_queue_events`.
-pub const DEFAULT_SINK_QUEUE_EVENTS: usize = 4096;
-/// Default `clusters.NAME.connect_timeout`.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default `watch.watch_timeout`.
-pub const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(300);
-/// Default `daemon.shutdown_timeout`.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+use doc::{Ctx, TableNode};
+use fields::{named_tables, Env, Reach};
+use watch::Refs;
 
-/// Default `daemon.state_dir` (systemd's `StateDirectory=kwatchd`).
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/kwatchd";
+/// Keys of the top level: one per section.
+const TOP_KEYS: &[&str] = &["daemon", "clusters", "watch", "sinks"];
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,257 +91,37 @@ pub struct Config {
     pub sinks: BTreeMap<String, SinkConfig>,
 }
 
-/// `[daemon]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DaemonConfig {
-    pub log_level: log::LevelFilter,
-    /// Longest watch-event line accepted, in bytes.
-    pub max_line_bytes: usize,
-    /// Per-sink queue bound, in events (>= 1).
-    pub sink_queue_events: usize,
-    /// Where `/metrics`, `/healthz` and `/status` are served; `None`: off.
-    pub metrics_listen: Option<std::net::SocketAddr>,
-    pub log_format: LogFormat,
-    /// How long running hooks and queued deliveries get at shutdown before
-    /// their process groups are killed.
-    pub shutdown_timeout: Duration,
-    /// Where the per-watch checkpoints live (absolute).
-    pub state_dir: PathBuf,
+/// How much beyond the configuration file itself a check consults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMode {
+    /// Everything a running daemon needs, as [`Config::load`]: `${VAR}`
+    /// references, kubeconfigs, the in-cluster service account, and that
+    /// referenced files (CA, token, keys, hook programs, directories) are
+    /// usable.
+    Full,
+    /// The file only (`kwatchd check --offline`, CI): syntax, types,
+    /// ranges, references between sections, the syntax of `${VAR}`. No
+    /// file it names, no environment variable and no kubeconfig is read, so
+    /// a configuration written for another machine checks anywhere.
+    Offline,
 }
 
-impl Default for DaemonConfig {
-    fn default() -> Self {
-        DaemonConfig {
-            log_level: log::LevelFilter::Info,
-            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
-            sink_queue_events: DEFAULT_SINK_QUEUE_EVENTS,
-            metrics_listen: None,
-            log_format: LogFormat::Text,
-            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
-            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
-        }
-    }
+/// The counts a successful check reports. `Display`:
+/// `2 clusters, 3 watches, 4 sinks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigSummary {
+    pub clusters: usize,
+    pub watches: usize,
+    pub sinks: usize,
 }
 
-/// `daemon.log_format`: how each log record is written to stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// `TIME LEVEL message` (under journald: `<PRIORITY>LEVEL message`).
-    #[default]
-    Text,
-    /// One JSON object per line: `time`, `level`, `target`, `message`.
-    Json,
-}
-
-impl LogFormat {
-    pub fn parse(s: &str) -> Result<LogFormat, String> {
-        match s {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            _ => Err(format!(
-                "invalid log format {s:?}; expected \"text\" or \"json\""
-            )),
-        }
-    }
-}
-
-/// A `metrics_listen` value: `IP:PORT` (`[IPv6]:PORT`). Port 0 asks the
-/// kernel for a free port (the daemon logs the one it got). Names are not
-/// resolved: a listener address must not depend on DNS at start.
-pub fn parse_listen_addr(s: &str) -> Result<std::net::SocketAddr, String> {
-    s.parse().map_err(|_| {
-        format!(
-            "invalid listen address {s:?}; expected IP:PORT, e.g. \"127.0.0.1:9464\" or \"[::1]:9464\" (host names are not accepted)"
+impl fmt::Display for ConfigSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} clusters, {} watches, {} sinks",
+            self.clusters, self.watches, self.sinks
         )
-    })
-}
-
-/// `[clusters.NAME]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterConfig {
-    pub name: String,
-    pub server: ServerUrl,
-    /// PEM bundle to verify the server with (absolute path).
-    pub certificate_authority: Option<PathBuf>,
-    pub insecure_skip_tls_verify: bool,
-    /// File holding a bearer token (absolute path); re-read by the client.
-    pub token_file: Option<PathBuf>,
-    pub connect_timeout: Duration,
-    /// Where these settings came from (`server`, a kubeconfig context, the
-    /// in-cluster service account).
-    pub source: ClusterSource,
-    /// Inline CA (kubeconfig `certificate-authority-data`), PEM; wins over
-    /// `certificate_authority`.
-    pub certificate_authority_data: Option<Secret>,
-    /// Name for SNI and certificate verification instead of the URL host.
-    pub tls_server_name: Option<String>,
-    /// Client certificate and key (both or neither), PEM.
-    pub client_certificate: Option<PemSource>,
-    pub client_key: Option<PemSource>,
-    /// Inline bearer token (kubeconfig `token`).
-    pub token: Option<Secret>,
-    /// Credential plugin (kubeconfig `exec`).
-    pub exec: Option<ExecConfig>,
-    /// The kubeconfig context's or service account's namespace. Only
-    /// informative: a watch without `namespace` still sees every namespace.
-    pub namespace: Option<String>,
-}
-
-/// One `[[watch]]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WatchConfig {
-    pub name: String,
-    /// Name of a `[clusters.NAME]`.
-    pub cluster: String,
-    /// What to watch: a resource path given directly, or a name resolved
-    /// through discovery.
-    pub target: WatchTarget,
-    /// Namespaces to watch, one watch each; empty: every namespace.
-    pub namespaces: Vec<String>,
-    /// Namespaces whose events are dropped (only with every namespace).
-    pub exclude_namespaces: Vec<String>,
-    /// Ask for `PartialObjectMetadata` objects instead of full ones.
-    pub metadata_only: bool,
-    /// How the initial state is read.
-    pub initial_list: InitialList,
-    /// Sent as is; validated with the Kubernetes grammar.
-    pub label_selector: Option<String>,
-    /// Sent as is; validated with the Kubernetes grammar.
-    pub field_selector: Option<String>,
-    /// Event types forwarded to the sinks, in canonical order
-    /// (ADDED, MODIFIED, DELETED), whatever the order in the file.
-    pub events: Vec<EventType>,
-    pub on_start: OnStart,
-    /// Names of `[sinks.NAME]`, in file order.
-    pub sinks: Vec<String>,
-    /// Server-side `timeoutSeconds` is drawn from `[t, 2t)`.
-    pub watch_timeout: Duration,
-}
-
-impl WatchConfig {
-    /// Whether events of type `t` go to the sinks.
-    pub fn wants(&self, t: EventType) -> bool {
-        self.events.contains(&t)
-    }
-}
-
-/// What a `[[watch]]` names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WatchTarget {
-    /// `api_version` + `resource`: the path is built as given, no discovery.
-    Resource {
-        /// `v1` or `GROUP/VERSION`.
-        api_version: String,
-        /// Plural resource name, e.g. `pods`.
-        resource: String,
-    },
-    /// `kind` (a kind, plural, short name or `plural.group`, matched
-    /// case-insensitively), resolved through discovery at run time;
-    /// `api_version` narrows the candidates.
-    Kind {
-        name: String,
-        api_version: Option<String>,
-    },
-}
-
-impl WatchTarget {
-    /// For logs: `pods (v1)` or `kind Deployment`.
-    pub fn describe(&self) -> String {
-        match self {
-            WatchTarget::Resource {
-                api_version,
-                resource,
-            } => format!("{resource} ({api_version})"),
-            WatchTarget::Kind {
-                name,
-                api_version: Some(v),
-            } => format!("kind {name} ({v})"),
-            WatchTarget::Kind { name, .. } => format!("kind {name}"),
-        }
-    }
-}
-
-/// `initial_list`: how a watch reads the objects that exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum InitialList {
-    /// Streaming list, falling back to LIST when the server refuses it.
-    Auto,
-    /// Streaming list only (`sendInitialEvents`).
-    Stream,
-    /// Paginated LIST only.
-    List,
-}
-
-/// Watch event types a sink can receive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum EventType {
-    Added,
-    Modified,
-    Deleted,
-}
-
-impl EventType {
-    /// Every type, in canonical order.
-    pub const ALL: [EventType; 3] = [EventType::Added, EventType::Modified, EventType::Deleted];
-
-    /// The wire name: `ADDED`, `MODIFIED`, `DELETED`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Added => "ADDED",
-            EventType::Modified => "MODIFIED",
-            EventType::Deleted => "DELETED",
-        }
-    }
-
-    /// From the wire name (exact, upper case).
-    pub fn from_wire(s: &str) -> Option<EventType> {
-        EventType::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-}
-
-/// What a watch does with the objects that exist when it starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OnStart {
-    /// Emit an ADDED event for each (the default).
-    Added,
-    /// Emit nothing for them; only changes from then on.
-    Skip,
-}
-
-impl OnStart {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OnStart::Added => "added",
-            OnStart::Skip => "skip",
-        }
-    }
-}
-
-/// What parsing needs from outside the text.
-pub(crate) struct Env {
-    /// Base for relative paths (the working directory), if known.
-    pub(crate) base_dir: Option<PathBuf>,
-    /// Check that referenced files (CA, token, hook program) are usable.
-    pub(crate) check_files: bool,
-    /// Variables `${VAR}` in webhook headers expand from: `None` is the
-    /// process environment (the normal case); tests pass a fixed map so they
-    /// never have to mutate the process environment.
-    pub(crate) vars: Option<BTreeMap<String, String>>,
-}
-
-impl Env {
-    /// The value of environment variable `name`, `Ok(None)` when unset.
-    pub(crate) fn var(&self, name: &str) -> Result<Option<String>, String> {
-        match &self.vars {
-            Some(vars) => Ok(vars.get(name).cloned()),
-            None => match std::env::var(name) {
-                Ok(v) => Ok(Some(v)),
-                Err(std::env::VarError::NotPresent) => Ok(None),
-                Err(std::env::VarError::NotUnicode(_)) => {
-                    Err(format!("environment variable {name} is not valid UTF-8"))
-                }
-            },
-        }
     }
 }
 
@@ -332,31 +130,34 @@ impl Config {
     /// Relative paths are resolved against the current working directory.
     /// Referenced files need not exist.
     pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
-        let env = Env {
-            base_dir: std::env::current_dir().ok(),
-            check_files: false,
-            vars: None,
-        };
-        sections::parse(text, source, &env)
+        parse(text, source, &Env::process(Reach::Environment))
     }
 
     /// Reads `path`, parses it, and checks the files it names (see the
     /// module documentation): CA bundles must hold a PEM certificate, hook
     /// programs must be executable. All problems are reported together.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
-            line: None,
-            column: None,
-            key: String::new(),
-            message: format!("cannot read the configuration file: {e}"),
-        })?;
-        let env = Env {
-            base_dir: std::env::current_dir().ok(),
-            check_files: true,
-            vars: None,
+        parse(&read(path)?, path, &Env::process(Reach::Files))
+    }
+
+    /// Reads and checks `path` as `mode` says, reporting every problem like
+    /// [`Config::load`]. Only `load` returns the configuration: an offline
+    /// one lacks what the environment and the named files provide.
+    pub fn check(path: &Path, mode: LoadMode) -> Result<ConfigSummary, ConfigErrors> {
+        let reach = match mode {
+            LoadMode::Full => Reach::Files,
+            LoadMode::Offline => Reach::Offline,
         };
-        sections::parse(&text, path, &env)
+        parse(&read(path)?, path, &Env::process(reach)).map(|c| c.summary())
+    }
+
+    /// How many clusters, watches and sinks there are.
+    pub fn summary(&self) -> ConfigSummary {
+        ConfigSummary {
+            clusters: self.clusters.len(),
+            watches: self.watches.len(),
+            sinks: self.sinks.len(),
+        }
     }
 
     /// [`Config::parse`] with `${VAR}` expanding from `vars` only.
@@ -366,16 +167,26 @@ impl Config {
         source: &Path,
         vars: &[(&str, &str)],
     ) -> Result<Config, ConfigErrors> {
-        let env = Env {
-            base_dir: std::env::current_dir().ok(),
-            check_files: false,
-            vars: Some(
-                vars.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
-        };
-        sections::parse(text, source, &env)
+        parse(text, source, &Env::fixed(Reach::Environment, vars))
+    }
+
+    /// [`Config::load`] with `${VAR}` expanding from `vars` only.
+    #[cfg(test)]
+    pub(crate) fn load_with_vars(
+        path: &Path,
+        vars: &[(&str, &str)],
+    ) -> Result<Config, ConfigErrors> {
+        parse(&read(path)?, path, &Env::fixed(Reach::Files, vars))
+    }
+
+    /// The offline check of `text`, with no variable set at all (so a
+    /// lookup would fail the check).
+    #[cfg(test)]
+    pub(crate) fn check_text_offline(
+        text: &str,
+        source: &Path,
+    ) -> Result<ConfigSummary, ConfigErrors> {
+        parse(text, source, &Env::fixed(Reach::Offline, &[])).map(|c| c.summary())
     }
 
     pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
@@ -389,4 +200,81 @@ impl Config {
     pub fn watch(&self, name: &str) -> Option<&WatchConfig> {
         self.watches.iter().find(|w| w.name == name)
     }
+}
+
+/// Parses and validates a whole document.
+fn parse(text: &str, source: &Path, env: &Env) -> Result<Config, ConfigErrors> {
+    let mut ctx = Ctx::new(text, source);
+    let config = match ImDocument::parse(text) {
+        Ok(doc) => document(&mut ctx, env, &TableNode::root(doc.as_table()), source),
+        Err(e) => {
+            let message = e.message().trim().replace('\n', "; ");
+            ctx.error(
+                e.span().map(|s| s.start),
+                "",
+                format!("TOML syntax error: {message}"),
+            );
+            None
+        }
+    };
+    let mut errors = ctx.into_errors();
+    match config {
+        Some(config) if errors.is_empty() => Ok(config),
+        _ => {
+            if errors.is_empty() {
+                errors.push(internal_error(source));
+            }
+            Err(ConfigErrors::sorted(errors))
+        }
+    }
+}
+
+/// Never expected: a section gave up without saying why.
+fn internal_error(source: &Path) -> ConfigError {
+    ConfigError {
+        file: source.to_path_buf(),
+        line: None,
+        column: None,
+        key: String::new(),
+        message: "invalid configuration (no detail available; please report)".to_string(),
+    }
+}
+
+fn document(ctx: &mut Ctx, env: &Env, root: &TableNode, source: &Path) -> Option<Config> {
+    root.check_keys(ctx, TOP_KEYS);
+    let daemon = daemon::parse(ctx, env, root);
+    let cluster_tables = named_tables(ctx, root, "clusters", "cluster");
+    let sink_tables = named_tables(ctx, root, "sinks", "sink");
+    let refs = Refs {
+        clusters: cluster_tables.names.clone(),
+        sinks: sink_tables.names.clone(),
+    };
+    let clusters = cluster_tables.build(|name, t| cluster::parse(ctx, env, name, t));
+    let sinks = sink_tables.build(|_, t| sink::parse(ctx, env, t));
+    let watches = watch::parse(ctx, root, &refs);
+    Some(Config {
+        source: absolute(source, env),
+        daemon: daemon?,
+        clusters: clusters?,
+        watches: watches?,
+        sinks: sinks?,
+    })
+}
+
+fn absolute(source: &Path, env: &Env) -> PathBuf {
+    match &env.base_dir {
+        Some(base) if source.is_relative() => base.join(source).components().collect(),
+        _ => source.to_path_buf(),
+    }
+}
+
+/// The configuration file's text; unreadable is one error without a line.
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        column: None,
+        key: String::new(),
+        message: format!("cannot read the configuration file: {e}"),
+    })
 }

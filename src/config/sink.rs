@@ -1,19 +1,19 @@
-//! `[sinks.NAME]` tables. The `type` key picks a parser from [`SINK_TYPES`];
-//! adding a sink kind is a new `SinkConfig` variant, a parser function and a
-//! line in that table.
+//! `[sinks.NAME]` tables. The `type` key picks a [`SinkType`] from
+//! [`TYPES`] (its keys and its parser); adding a sink kind is a new
+//! `SinkConfig` variant, a parser function and a line in that table.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use toml_edit::Value;
-
 use super::doc::{Ctx, Field, TableNode};
-use super::sections::{duration, file_path, queue_events, with_default, FileKind};
-use super::syntax::resolve_path;
+use super::fields::{
+    duration, expand_path_vars, file_path, integer, path, queue_events, with_default, Env, FileKind,
+};
+use super::syntax::{closest, resolve_path};
 use super::url::{Scheme, WebhookUrl};
-use super::Env;
+use super::vars::{expand, is_env_name, Syntax};
 
 /// Where events go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +92,8 @@ const MAX_CONCURRENT: i64 = 1024;
 const MAX_RETRIES: i64 = 100;
 const MAX_BATCH: i64 = 100_000;
 
+const FILE_KEYS: &[&str] = &["type", "path"];
+const STDOUT_KEYS: &[&str] = &["type"];
 const EXEC_KEYS: &[&str] = &[
     "type",
     "command",
@@ -228,51 +230,75 @@ impl fmt::Debug for HttpHeader {
 
 // ---------------------------------------------------------------- dispatch
 
-type SinkParser = fn(&mut Ctx, &Env, &TableNode) -> Option<SinkConfig>;
+/// One sink `type`: the keys its table takes and its parser (called after
+/// the keys were checked).
+pub(crate) struct SinkType {
+    pub(crate) name: &'static str,
+    /// Every key of a `[sinks.NAME]` table of this type.
+    pub(crate) keys: &'static [&'static str],
+    parse: fn(&mut Ctx, &Env, &TableNode) -> Option<SinkConfig>,
+}
 
-/// Every sink `type`, with its parser.
-const SINK_TYPES: &[(&str, SinkParser)] = &[
-    ("file", file_sink),
-    ("exec", exec_sink),
-    ("webhook", webhook_sink),
-    ("stdout", stdout_sink),
+/// Every sink `type`.
+pub(crate) const TYPES: &[SinkType] = &[
+    SinkType {
+        name: "file",
+        keys: FILE_KEYS,
+        parse: file_sink,
+    },
+    SinkType {
+        name: "exec",
+        keys: EXEC_KEYS,
+        parse: exec_sink,
+    },
+    SinkType {
+        name: "webhook",
+        keys: WEBHOOK_KEYS,
+        parse: webhook_sink,
+    },
+    SinkType {
+        name: "stdout",
+        keys: STDOUT_KEYS,
+        parse: stdout_sink,
+    },
 ];
 
 /// Parses one `[sinks.NAME]` table.
-pub(crate) fn sink(ctx: &mut Ctx, env: &Env, table: &TableNode) -> Option<SinkConfig> {
+pub(super) fn parse(ctx: &mut Ctx, env: &Env, table: &TableNode) -> Option<SinkConfig> {
     let field = table.require(ctx, "type")?;
     let kind = field.str(ctx)?;
-    match SINK_TYPES.iter().find(|(name, _)| *name == kind) {
-        Some((_, parse)) => parse(ctx, env, table),
+    match TYPES.iter().find(|t| t.name == kind) {
+        Some(t) => {
+            table.check_keys(ctx, t.keys);
+            (t.parse)(ctx, env, table)
+        }
         None => {
-            let known: Vec<&str> = SINK_TYPES.iter().map(|(name, _)| *name).collect();
-            field.error(
-                ctx,
-                format!(
-                    "unknown sink type {kind:?}; expected one of: {}",
-                    known.join(", ")
+            let known: Vec<&str> = TYPES.iter().map(|t| t.name).collect();
+            let list = known.join(", ");
+            let message = match closest(kind, known.iter().copied()) {
+                Some(near) => format!(
+                    "unknown sink type {kind:?}; did you mean {near:?}? (expected one of: {list})"
                 ),
-            );
+                None => format!("unknown sink type {kind:?}; expected one of: {list}"),
+            };
+            field.error(ctx, message);
             None
         }
     }
 }
 
 fn file_sink(ctx: &mut Ctx, env: &Env, table: &TableNode) -> Option<SinkConfig> {
-    table.check_keys(ctx, &["type", "path"]);
     let path = table
         .require(ctx, "path")?
-        .parse_str(ctx, |s| resolve_path(s, env.base_dir.as_deref()))?;
+        .parse_str(ctx, |s| path(s, env))?;
     Some(SinkConfig::File(FileSinkConfig { path }))
 }
 
-fn stdout_sink(ctx: &mut Ctx, _env: &Env, table: &TableNode) -> Option<SinkConfig> {
-    table.check_keys(ctx, &["type"]);
+fn stdout_sink(_ctx: &mut Ctx, _env: &Env, _table: &TableNode) -> Option<SinkConfig> {
     Some(SinkConfig::Stdout)
 }
 
 fn exec_sink(ctx: &mut Ctx, env: &Env, t: &TableNode) -> Option<SinkConfig> {
-    t.check_keys(ctx, EXEC_KEYS);
     let command = t
         .require(ctx, "command")
         .and_then(|f| command(ctx, env, &f));
@@ -300,7 +326,6 @@ fn exec_sink(ctx: &mut Ctx, env: &Env, t: &TableNode) -> Option<SinkConfig> {
 }
 
 fn webhook_sink(ctx: &mut Ctx, env: &Env, t: &TableNode) -> Option<SinkConfig> {
-    t.check_keys(ctx, WEBHOOK_KEYS);
     let url = t.require(ctx, "url").and_then(|f| webhook_url(ctx, &f));
     let headers = t
         .get("headers")
@@ -378,27 +403,6 @@ fn delivery(
     })
 }
 
-/// An optional integer key within `[min, max]`, else `default`.
-fn integer<T: TryFrom<i64>>(
-    ctx: &mut Ctx,
-    t: &TableNode,
-    key: &str,
-    default: T,
-    min: i64,
-    max: i64,
-) -> Option<T> {
-    let Some(f) = t.get(key) else {
-        return Some(default);
-    };
-    let n = f.expect(ctx, "an integer", Value::as_integer)?;
-    let checked = if (min..=max).contains(&n) {
-        T::try_from(n).map_err(|_| format!("{n} does not fit on this platform"))
-    } else {
-        Err(format!("must be from {min} to {max}, got {n}"))
-    };
-    f.check(ctx, checked)
-}
-
 #[derive(Clone, Copy)]
 enum FailureMode {
     Log,
@@ -419,8 +423,8 @@ fn on_failure(ctx: &mut Ctx, env: &Env, t: &TableNode) -> Option<OnFailure> {
     let path = match t.get("dead_letter") {
         None => Some(None),
         Some(f) => {
-            let path = f.parse_str(ctx, |s| resolve_path(s, env.base_dir.as_deref()))?;
-            if env.check_files && path.is_dir() {
+            let path = f.parse_str(ctx, |s| path(s, env))?;
+            if env.check_files() && path.is_dir() {
                 f.error(
                     ctx,
                     format!(
@@ -497,10 +501,13 @@ fn command(ctx: &mut Ctx, env: &Env, f: &Field) -> Option<Vec<String>> {
 }
 
 /// The program: an absolute path, a relative path with a `/` (resolved
-/// now), or a bare name for a `PATH` lookup. With `check_files`, it must
-/// be an executable file (found in the daemon's `PATH` for a bare name,
-/// the same `PATH` hooks inherit).
+/// now), or a bare name for a `PATH` lookup; `${VAR}` and `$VAR` expand as
+/// in other paths (the arguments are passed as written). With
+/// `check_files()`, it must be an executable file (found in the daemon's
+/// `PATH` for a bare name, the same `PATH` hooks inherit).
 fn program(s: &str, env: &Env) -> Result<String, String> {
+    let s = expand_path_vars(s, env)?;
+    let s = s.as_str();
     let shell_hint = "command is an argv array, not a shell string: write [\"/usr/local/bin/on-change\", \"--verbose\"], or [\"/bin/sh\", \"-c\", \"...\"] if a shell is really wanted";
     if s.is_empty() {
         return Err("the program (first element) must not be empty".to_string());
@@ -517,13 +524,13 @@ fn program(s: &str, env: &Env) -> Result<String, String> {
         if s == "." || s == ".." {
             return Err(format!("{s:?} is not a program name"));
         }
-        if env.check_files {
+        if env.check_files() {
             find_in_path(s)?;
         }
         return Ok(s.to_string());
     }
     let path = resolve_path(s, env.base_dir.as_deref())?;
-    if env.check_files {
+    if env.check_files() {
         check_executable(&path).map_err(|e| {
             if s.contains(char::is_whitespace) {
                 format!("{e}; {shell_hint}")
@@ -575,8 +582,8 @@ fn working_dir(ctx: &mut Ctx, env: &Env, t: &TableNode) -> Option<Option<PathBuf
     let Some(f) = t.get("working_dir") else {
         return Some(None);
     };
-    let path = f.parse_str(ctx, |s| resolve_path(s, env.base_dir.as_deref()))?;
-    if env.check_files && !path.is_dir() {
+    let path = f.parse_str(ctx, |s| path(s, env))?;
+    if env.check_files() && !path.is_dir() {
         f.error(
             ctx,
             format!("{} is not an existing directory", path.display()),
@@ -613,11 +620,6 @@ fn hook_env(ctx: &mut Ctx, f: &Field) -> Option<BTreeMap<String, String>> {
         }
     }
     ok.then_some(vars)
-}
-
-fn is_env_name(name: &str) -> bool {
-    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn check_env_name(name: &str) -> Result<(), String> {
@@ -727,58 +729,23 @@ fn check_header_value(text: &str, var: Option<&str>) -> Result<(), String> {
     })
 }
 
-/// Expands `${NAME}` from the environment; `$$` is a literal `$`; any
-/// other `$` is kept as is. An unset variable is an error naming it.
+/// Expands `${NAME}` in a header value; a variable's value is vetted like
+/// the value itself.
 fn expand_vars(raw: &str, env: &Env) -> Result<String, String> {
-    let mut out = String::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
-            rest = tail;
-        } else if let Some(tail) = after.strip_prefix('{') {
-            let Some(end) = tail.find('}') else {
-                return Err(format!(
-                    "unterminated ${{ in {raw:?}: write ${{NAME}}, or $$ for a literal $"
-                ));
-            };
-            let name = &tail[..end];
-            if !is_env_name(name) {
-                return Err(format!(
-                    "invalid variable name {name:?} in ${{...}}: use A-Z a-z 0-9 _, not starting with a digit"
-                ));
-            }
-            match env.var(name)? {
-                Some(value) => {
-                    check_header_value(&value, Some(name))?;
-                    out.push_str(&value);
-                }
-                None => {
-                    return Err(format!(
-                        "environment variable {name} is not set (referenced as ${{{name}}}); set it in kwatchd's environment (e.g. systemd Environment= or EnvironmentFile=)"
-                    ))
-                }
-            }
-            rest = &tail[end + 1..];
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
+    expand(raw, env, Syntax::Braced, &|name, value| {
+        check_header_value(value, Some(name))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::fields::Reach;
 
     fn env(vars: &[(&str, &str)]) -> Env {
         Env {
             base_dir: Some(PathBuf::from("/base")),
-            check_files: false,
+            reach: Reach::Environment,
             vars: Some(
                 vars.iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -158,6 +158,11 @@ pub(crate) fn parse_log_level(s: &str) -> Result<log::LevelFilter, String> {
 
 /// A humantime duration such as `10s`, `5m`, `250ms`, within `[min, max]`.
 pub(crate) fn parse_duration(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "invalid duration {s:?}: a unit is needed, e.g. \"{s}s\" (or \"ms\", \"m\", \"h\")"
+        ));
+    }
     let d = humantime::parse_duration(s).map_err(|e| {
         format!("invalid duration {s:?} ({e}); expected e.g. \"10s\", \"5m\", \"250ms\"")
     })?;
@@ -201,6 +206,27 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(factor))
         .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// The candidate `word` was most likely meant to be, if one is close: at
+/// most a third of the word's length in edits (at least one; swapping two
+/// neighbours counts as one), ignoring case and `-` versus `_`. Ties go
+/// to the earlier candidate.
+pub(crate) fn closest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let normal = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+    let word_normal = normal(word);
+    let limit = (word.chars().count() / 3).max(1);
+    let mut best: Option<(usize, &str)> = None;
+    for candidate in candidates {
+        let distance = strsim::osa_distance(&word_normal, &normal(candidate));
+        if distance <= limit && best.is_none_or(|(d, _)| distance < d) {
+            best = Some((distance, candidate));
+        }
+    }
+    best.map(|(_, c)| c)
 }
 
 /// Resolves a configured file path: relative paths are taken relative to
@@ -350,6 +376,9 @@ mod tests {
         assert!(parse_duration("2h", min, max)
             .unwrap_err()
             .contains("too long"));
+        assert!(parse_duration("300", min, max)
+            .unwrap_err()
+            .contains("a unit is needed, e.g. \"300s\""));
         for bad in [
             "",
             "10",
@@ -360,6 +389,37 @@ mod tests {
         ] {
             assert!(parse_duration(bad, min, max).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn closest_names() {
+        let keys = [
+            "name",
+            "cluster",
+            "api_version",
+            "resource",
+            "kind",
+            "sinks",
+        ];
+        assert_eq!(closest("resrouce", keys), Some("resource"));
+        assert_eq!(closest("Resource", keys), Some("resource"));
+        assert_eq!(closest("api-version", keys), Some("api_version"));
+        assert_eq!(closest("sink", keys), Some("sinks"));
+        assert_eq!(closest("kinds", keys), Some("kind"));
+        assert_eq!(closest("clusters", keys), Some("cluster"));
+        // Too far from everything: no guess.
+        for far in ["selector", "ca", "x", "", "namespace", "label"] {
+            assert_eq!(closest(far, keys), None, "{far}");
+        }
+        assert_eq!(
+            closest("loglevel", ["log_format", "log_level"]),
+            Some("log_level")
+        );
+        assert_eq!(
+            closest("webhok", ["file", "exec", "webhook", "stdout"]),
+            Some("webhook")
+        );
+        assert_eq!(closest("anything", []), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use super::{build_cluster, build_sink, notify, Daemon, DaemonError};
 use crate::config::Config;
 use crate::daemon::cluster::ClusterRuntime;
 use crate::sink::Sink;
+use crate::tokens::MAX_WATCHES;
 
 /// The parts of a reload that can fail, built before anything running is
 /// touched: a file that cannot be opened or a CA that cannot be read rejects
@@ -139,45 +140,33 @@ impl Daemon {
         // Watches: stop what changed or went away, re-route what stays,
         // start what is new.
         let registry = self.poll.registry();
-        for (i, slot) in self.watchers.iter_mut().enumerate() {
-            let name = self.slot_names.get(i).map(String::as_str).unwrap_or("");
-            if slot.is_some() && plan.watch(name) != Some(Change::Keep) {
-                if let Some(w) = slot.as_mut() {
-                    w.close(registry);
-                    // What its sinks handled so far: a watch coming back
-                    // with the same definition resumes from there (its
-                    // records still queued are acknowledged into nothing).
-                    if let (Some(state), Some(target)) = (&mut self.state, &w.checkpoint) {
-                        state.save(
-                            target,
-                            &mut w.ledger,
-                            w.machine.index(),
-                            w.journal.as_mut(),
-                            true,
-                        );
-                    }
-                }
-                *slot = None;
-                if let Some(r) = self.runnable.get_mut(i) {
-                    *r = false;
-                }
-                if let Some(b) = self.blocked.get_mut(i) {
-                    *b = false;
-                }
+        for slot in &mut self.slots {
+            if slot.watcher.is_none() || plan.watch(&slot.name) == Some(Change::Keep) {
+                continue;
             }
+            if let Some(mut w) = slot.watcher.take() {
+                w.close(registry);
+                // Its records still queued are acknowledged into nothing.
+                self.checkpoints.save_now(&mut w);
+            }
+            slot.runnable = false;
+            slot.blocked = false;
         }
         self.config = new;
         let watches = self.config.watches.clone();
-        for (i, name) in self.slot_names.clone().iter().enumerate() {
-            let Some(w) = watches.iter().find(|w| &w.name == name) else {
+        for i in 0..self.slots.len() {
+            let Some(w) = watches.iter().find(|w| w.name == self.slots[i].name) else {
                 continue;
             };
-            let cluster = self.config.clusters.keys().position(|c| *c == w.cluster);
-            let (sinks, wants_meta) = self.route(w);
-            if let (Some(Some(watcher)), Some(cluster)) = (self.watchers.get_mut(i), cluster) {
-                watcher.reroute(cluster, sinks, wants_meta);
+            let Some(cluster) = self.config.clusters.keys().position(|c| *c == w.cluster) else {
+                continue;
+            };
+            let route = self.route(w, cluster);
+            let slot = &mut self.slots[i];
+            if let Some(watcher) = &mut slot.watcher {
+                watcher.reroute(route);
                 // It may have been waiting for room in a sink it no longer feeds.
-                self.runnable[i] = true;
+                slot.runnable = true;
             }
         }
         for w in &watches {
@@ -196,9 +185,9 @@ impl Daemon {
             .iter()
             .filter(|(_, c)| matches!(c, Change::Add | Change::Replace))
             .count();
-        if self.watchers.len() + starts > super::watcher::MAX_WATCHES {
+        if self.slots.len() + starts > MAX_WATCHES {
             return Err(DaemonError::TooManyWatches {
-                count: self.watchers.len() + starts,
+                count: self.slots.len() + starts,
             });
         }
         let mut clusters = Vec::new();

@@ -18,14 +18,6 @@ use crate::tokens::TokenAllocator;
 use mio::{Registry, Token};
 use std::time::{Duration, Instant, SystemTime};
 
-/// Credential plugin tokens carry this bit, the cluster's index above
-/// [`CLUSTER_SHIFT`], and a per-cluster counter below it: the loop routes
-/// them without a table and never confuses them with watch (bit 62) or
-/// sink tokens (small numbers).
-pub const CREDENTIAL_TOKEN_BIT: usize = 1 << 60;
-const CLUSTER_SHIFT: u32 = 40;
-const CLUSTER_MASK: usize = (1 << 16) - 1;
-
 /// How long a plugin may run before it is killed.
 const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
 const PLUGIN_KILL_GRACE: Duration = Duration::from_secs(2);
@@ -33,12 +25,6 @@ const PLUGIN_KILL_GRACE: Duration = Duration::from_secs(2);
 const PLUGIN_OUTPUT_CAP: usize = 1 << 20;
 /// Re-run at most this long before the expiry ...
 const REFRESH_MARGIN_MAX: Duration = Duration::from_secs(60);
-
-/// The id of the cluster (see `ClusterRuntime::new`) a credential plugin
-/// token belongs to.
-pub fn cluster_of(token: Token) -> Option<usize> {
-    (token.0 & CREDENTIAL_TOKEN_BIT != 0).then_some((token.0 >> CLUSTER_SHIFT) & CLUSTER_MASK)
-}
 
 /// Whether a request may go out now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,12 +62,11 @@ pub struct ExecCredentials {
 
 impl ExecCredentials {
     pub fn new(cluster: &str, index: usize, config: ExecConfig, info: &ClusterInfo) -> Self {
-        let first = CREDENTIAL_TOKEN_BIT | ((index & CLUSTER_MASK) << CLUSTER_SHIFT);
         ExecCredentials {
             cluster: cluster.to_string(),
             info: exec::exec_info(&config, info),
             config,
-            tokens: TokenAllocator::starting_at(first),
+            tokens: TokenAllocator::for_credential(index),
             state: State::Empty,
             generation: 0,
             runs: 0,
@@ -349,9 +334,10 @@ mod tests {
             &ClusterInfo::default(),
         );
         let t = c.tokens.allocate();
-        assert_eq!(cluster_of(t), Some(3));
-        assert_eq!(crate::daemon::watcher::watch_of(t), None);
-        assert_eq!(cluster_of(Token(5)), None);
+        assert_eq!(
+            crate::tokens::Source::of(t),
+            Some(crate::tokens::Source::Credential { cluster: 3, run: 0 })
+        );
     }
 
     #[test]

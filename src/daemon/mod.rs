@@ -1,50 +1,44 @@
 //! The daemon: one thread, one `mio::Poll`, every watch socket, timer and
 //! signal multiplexed on it.
+//!
+//! - [`build`]: what the configuration becomes (clusters, sinks, watches);
+//! - [`watcher`]: one watch's connection and machine, [`fanout`] where its
+//!   events go;
+//! - [`checkpoints`]: when the watches' handled state is saved;
+//! - [`apply`]: SIGHUP, [`observe`]: what metrics, status and systemd see.
 
 mod apply;
+mod build;
+mod checkpoints;
 pub mod cluster;
 pub mod credential;
+mod fanout;
 pub mod notify;
 mod observe;
 pub mod reload;
 pub mod watcher;
 
-use crate::config::{ClusterConfig, Config, SinkConfig, WatchConfig, WatchTarget};
-use crate::kube::{ResourcePath, Selectors};
+use crate::config::Config;
 use crate::metrics::MetricsServer;
+use crate::net::tls::TlsSetupError;
 use crate::net::Resolver;
-use crate::rand::Rng;
-use crate::sink::{ExecSink, FileSink, QueueBound, Sink, SinkCtx, WebhookSink};
-use crate::state::{AckRef, Fingerprint, Journal, Ledger, StateDirError, StateStore};
-use crate::watch::index::{unconfirmed_version, IndexEntry, ObjectIndex};
-use crate::watch::{WatchMachine, WatchSpec};
+use crate::sink::{Sink, SinkCtx};
+use crate::state::{AckRef, StateDirError, StateStore};
+use crate::tokens::{Source, TokenAllocator, MAX_WATCHES};
+use build::{build_cluster, build_sink};
+use checkpoints::Checkpoints;
 use cluster::ClusterRuntime;
-use mio::{Events, Poll, Token, Waker};
+use mio::{Events, Poll, Waker};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use std::fmt;
 use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use watcher::{Ctx, Flow, TokenAllocator, Watcher};
+use watcher::{Ctx, Flow, Watcher};
 
-const SIGNAL_TOKEN: Token = Token(0);
-const WAKER_TOKEN: Token = Token(1);
-/// Sinks, hook pipes and webhook connections take tokens from here up.
-const FIRST_DYNAMIC_TOKEN: usize = 2;
 const READ_BUF: usize = 256 << 10;
-/// Bytes a sink may hold besides its event bound.
-const SINK_QUEUE_BYTES: usize = 64 << 20;
-const LIST_PAGE_SIZE: u32 = 500;
-/// Checkpoints are written at most this often (and at shutdown).
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
-/// Rendering checkpoints runs in the loop: with huge indexes the interval
-/// grows so that it takes at most 1/this of the loop's time.
-const CHECKPOINT_DUTY: u32 = 20;
-/// Watches whose checkpoint one loop turn renders at most.
-const CHECKPOINTS_PER_TURN: usize = 16;
-/// How long shutdown waits for the checkpoint writer.
-const CHECKPOINT_FINISH: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub enum DaemonError {
@@ -52,13 +46,23 @@ pub enum DaemonError {
         what: &'static str,
         error: io::Error,
     },
+    /// A watch names a cluster the configuration does not define.
+    UnknownCluster {
+        cluster: String,
+        watch: String,
+    },
     Cluster {
         name: String,
-        error: String,
+        error: TlsSetupError,
+    },
+    SinkOpen {
+        name: String,
+        path: PathBuf,
+        error: io::Error,
     },
     Sink {
         name: String,
-        error: String,
+        error: TlsSetupError,
     },
     TooManyWatches {
         count: usize,
@@ -74,12 +78,17 @@ impl fmt::Display for DaemonError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Io { what, error } => write!(f, "{what}: {error}"),
+            Self::UnknownCluster { cluster, watch } => {
+                write!(f, "cluster {cluster}: not defined (watch {watch})")
+            }
             Self::Cluster { name, error } => write!(f, "cluster {name}: {error}"),
+            Self::SinkOpen { name, path, error } => {
+                write!(f, "sink {name}: cannot open {}: {error}", path.display())
+            }
             Self::Sink { name, error } => write!(f, "sink {name}: {error}"),
             Self::TooManyWatches { count } => write!(
                 f,
-                "{count} watches configured; at most {} are supported by one daemon",
-                watcher::MAX_WATCHES
+                "{count} watches configured; at most {MAX_WATCHES} are supported by one daemon",
             ),
             Self::Metrics { addr, error } => write!(
                 f,
@@ -90,10 +99,34 @@ impl fmt::Display for DaemonError {
     }
 }
 
-impl std::error::Error for DaemonError {}
+impl std::error::Error for DaemonError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { error, .. } | Self::SinkOpen { error, .. } | Self::Metrics { error, .. } => {
+                Some(error)
+            }
+            Self::Cluster { error, .. } | Self::Sink { error, .. } => Some(error),
+            Self::StateDir(e) => Some(e),
+            Self::UnknownCluster { .. } | Self::TooManyWatches { .. } => None,
+        }
+    }
+}
 
 fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> DaemonError {
     move |error| DaemonError::Io { what, error }
+}
+
+/// One watch's place in the daemon. Slots are never reused: a watch's
+/// slot is part of its connection tokens and its acks.
+struct Slot {
+    /// The `[[watch]]` it runs.
+    name: String,
+    /// `None` once a reload stopped it.
+    watcher: Option<Watcher>,
+    /// To be driven this turn (readiness, timers, room in sinks).
+    runnable: bool,
+    /// Stopped for a full sink; runnable again when it has room.
+    blocked: bool,
 }
 
 pub struct Daemon {
@@ -111,17 +144,11 @@ pub struct Daemon {
     /// Sinks a reload removed or replaced: they get no new events and are
     /// closed once they delivered what they hold.
     retiring: Vec<Sink>,
-    /// Slots, never reused: a watch's slot is part of its connection
-    /// tokens. A watch a reload stopped leaves `None`.
-    watchers: Vec<Option<Watcher>>,
-    /// The `[[watch]]` name behind each slot.
-    slot_names: Vec<String>,
+    slots: Vec<Slot>,
     /// Clusters built so far (the next one's id).
     clusters_built: usize,
+    /// Sink tokens.
     tokens: TokenAllocator,
-    /// Watches to drive this turn (readiness, timers, room in sinks).
-    runnable: Vec<bool>,
-    blocked: Vec<bool>,
     read_buf: Vec<u8>,
     record_buf: Vec<u8>,
     phase: Phase,
@@ -133,13 +160,8 @@ pub struct Daemon {
     /// hooks, a full disk, a stuck FIFO) before giving up and saying how
     /// much is left.
     shutdown_timeout: Duration,
-    /// `None` only after shutdown handed it its last checkpoints.
-    state: Option<StateStore>,
-    /// No checkpoint write before this.
-    next_checkpoint: Instant,
-    /// The slot a checkpoint round spread over turns goes on from.
-    checkpoint_cursor: usize,
-    /// Acks collected from the sinks, routed to the ledgers each turn.
+    checkpoints: Checkpoints,
+    /// Acks collected from the sinks, routed to the watches each turn.
     acks: Vec<AckRef>,
 }
 
@@ -149,18 +171,23 @@ impl Daemon {
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGCHLD, SIGHUP, SIGUSR1])
             .map_err(io_err("cannot install signal handlers"))?;
         poll.registry()
-            .register(&mut signals, SIGNAL_TOKEN, mio::Interest::READABLE)
+            .register(
+                &mut signals,
+                Source::Signal.token(),
+                mio::Interest::READABLE,
+            )
             .map_err(io_err("cannot register signals"))?;
         let waker = Arc::new(
-            Waker::new(poll.registry(), WAKER_TOKEN).map_err(io_err("cannot create the waker"))?,
+            Waker::new(poll.registry(), Source::Waker.token())
+                .map_err(io_err("cannot create the waker"))?,
         );
         let state = StateStore::open(&config.daemon.state_dir).map_err(DaemonError::StateDir)?;
-        if config.watches.len() > watcher::MAX_WATCHES {
+        if config.watches.len() > MAX_WATCHES {
             return Err(DaemonError::TooManyWatches {
                 count: config.watches.len(),
             });
         }
-        let mut tokens = TokenAllocator::starting_at(FIRST_DYNAMIC_TOKEN);
+        let mut tokens = TokenAllocator::for_sinks();
         let clusters = config
             .clusters
             .iter()
@@ -189,12 +216,9 @@ impl Daemon {
             clusters,
             sinks,
             retiring: Vec::new(),
-            watchers: Vec::new(),
-            slot_names: Vec::new(),
+            slots: Vec::new(),
             clusters_built: config.clusters.len(),
             tokens,
-            runnable: Vec::new(),
-            blocked: Vec::new(),
             read_buf: vec![0; READ_BUF],
             record_buf: Vec::with_capacity(64 << 10),
             phase: Phase::Running,
@@ -202,9 +226,7 @@ impl Daemon {
             ready: false,
             metrics,
             shutdown_timeout: config.daemon.shutdown_timeout,
-            state: Some(state),
-            next_checkpoint: Instant::now() + CHECKPOINT_INTERVAL,
-            checkpoint_cursor: 0,
+            checkpoints: Checkpoints::new(state),
             acks: Vec::new(),
         };
         for w in &config.watches {
@@ -220,104 +242,8 @@ impl Daemon {
         self
     }
 
-    /// Starts the watchers of `w` in fresh slots (one per namespace of a
-    /// namespace list), routed to the clusters and sinks of `self.config`.
-    fn start_watch(&mut self, w: &WatchConfig) -> Result<(), DaemonError> {
-        let Some((cluster, cluster_config)) = self
-            .config
-            .clusters
-            .iter()
-            .enumerate()
-            .find(|(_, (name, _))| **name == w.cluster)
-            .map(|(i, (_, c))| (i, c.clone()))
-        else {
-            return Err(DaemonError::Cluster {
-                name: w.cluster.clone(),
-                error: format!("not defined (watch {})", w.name),
-            });
-        };
-        let (sinks, wants_meta) = self.route(w);
-        for spec in watch_specs(w, &cluster_config) {
-            let slot = self.watchers.len();
-            if slot >= watcher::MAX_WATCHES {
-                return Err(DaemonError::TooManyWatches { count: slot + 1 });
-            }
-            let target = self
-                .state
-                .as_ref()
-                .map(|state| state.target(&spec.name, fingerprint(w, &cluster_config, &spec)));
-            let checkpoint = match (&self.state, &target) {
-                (Some(state), Some(target)) => state.load(target),
-                _ => None,
-            };
-            let mut machine = WatchMachine::new(spec, Rng::from_entropy(slot as u64));
-            let mut ledger = Ledger::new();
-            let journal = target.as_ref().map(|t| {
-                match checkpoint {
-                    Some(mut c) => {
-                        // Objects first reported after the checkpoint was
-                        // written: unconfirmed, so a relist reports them
-                        // again, or their DELETED.
-                        let mut added = 0;
-                        for (key, namespace, name, rv) in Journal::load(&t.path) {
-                            c.objects.entry(key).or_insert_with(|| {
-                                added += 1;
-                                IndexEntry::new(
-                                    namespace.as_deref(),
-                                    &name,
-                                    &unconfirmed_version(&rv),
-                                )
-                            });
-                        }
-                        if added > 0 {
-                            log::info!(
-                                "watch {}: {added} objects reported after the checkpoint was written are taken as unconfirmed",
-                                machine.name()
-                            );
-                        }
-                        ledger = Ledger::resumed(c.resource_version.clone());
-                        machine.resume_from(c.resource_version, ObjectIndex::from_map(c.objects));
-                    }
-                    None => Journal::discard(&t.path),
-                }
-                Journal::new(&t.path)
-            });
-            let mut watcher = Watcher::new(
-                slot,
-                machine,
-                cluster,
-                &w.cluster,
-                sinks.clone(),
-                wants_meta,
-                self.config.daemon.max_line_bytes,
-            );
-            watcher.ledger = ledger;
-            watcher.checkpoint = target;
-            watcher.journal = journal;
-            self.watchers.push(Some(watcher));
-            self.slot_names.push(w.name.clone());
-            self.runnable.push(true);
-            self.blocked.push(false);
-        }
-        Ok(())
-    }
-
-    /// Positions in `self.sinks` of the sinks `w` feeds, and whether any
-    /// of them wants each event's metadata.
-    fn route(&self, w: &WatchConfig) -> (Vec<usize>, bool) {
-        let ids: Vec<usize> = w
-            .sinks
-            .iter()
-            .filter_map(|s| self.config.sinks.keys().position(|k| k == s))
-            .collect();
-        let wants_meta = ids
-            .iter()
-            .any(|&i| self.sinks.get(i).is_some_and(Sink::wants_meta));
-        (ids, wants_meta)
-    }
-
     fn live_watchers(&self) -> impl Iterator<Item = &Watcher> {
-        self.watchers.iter().flatten()
+        self.slots.iter().filter_map(|s| s.watcher.as_ref())
     }
 
     /// Runs until SIGINT or SIGTERM, then drains the sinks.
@@ -348,7 +274,7 @@ impl Daemon {
     /// watch has work left over from the last turn).
     fn wait(&mut self, events: &mut Events) -> Result<(), DaemonError> {
         let now = Instant::now();
-        let timeout = if self.runnable.iter().any(|r| *r) {
+        let timeout = if self.slots.iter().any(|s| s.runnable) {
             Some(Duration::ZERO)
         } else {
             self.next_deadline()
@@ -371,48 +297,49 @@ impl Daemon {
     /// Routes poll events to their owners.
     fn dispatch(&mut self, events: &Events) {
         for event in events.iter() {
-            match event.token() {
-                SIGNAL_TOKEN => self.on_signals(),
-                WAKER_TOKEN => self.on_resolver_answers(),
-                t if credential::cluster_of(t).is_some() => {
-                    let done = cluster::on_token(&mut self.clusters, self.poll.registry(), t);
+            let token = event.token();
+            match Source::of(token) {
+                Some(Source::Signal) => self.on_signals(),
+                Some(Source::Waker) => self.on_resolver_answers(),
+                Some(Source::Watch { slot, .. }) => {
+                    // A stale event for a closed connection is dropped.
+                    if let Some(s) = self.slots.get_mut(slot) {
+                        if s.watcher.as_ref().and_then(Watcher::token) == Some(token) {
+                            s.runnable = true;
+                        }
+                    }
+                }
+                Some(Source::Credential { .. }) => {
+                    let done = cluster::on_token(&mut self.clusters, self.poll.registry(), token);
                     self.wake_watchers(done);
                 }
-                t => match watcher::watch_of(t) {
-                    Some(i) => {
-                        // A stale event for a closed connection is dropped.
-                        let owner = self.watchers.get(i).and_then(Option::as_ref);
-                        if owner.and_then(Watcher::token) == Some(t) {
-                            self.runnable[i] = true;
+                Some(Source::Metrics(_)) => self.on_metrics_ready(token),
+                Some(Source::Sink(_)) => {
+                    let (mut ctx, sinks) = self.sink_ctx();
+                    for sink in sinks {
+                        if sink.on_ready(token, &mut ctx) {
+                            break;
                         }
                     }
-                    None if crate::metrics::owns(t) => self.on_metrics_ready(t),
-                    None => {
-                        let (mut ctx, sinks) = self.sink_ctx();
-                        for sink in sinks {
-                            if sink.on_ready(t, &mut ctx) {
-                                break;
-                            }
-                        }
-                    }
-                },
+                }
+                // No source hands such a token out.
+                None => log::debug!("poll event for unknown token {token:?} ignored"),
             }
         }
     }
 
-    fn ctx(&mut self) -> (Ctx<'_>, &mut Vec<Option<Watcher>>) {
+    fn ctx(&mut self) -> (Ctx<'_>, &mut [Slot]) {
         (
             Ctx {
                 registry: self.poll.registry(),
                 resolver: &mut self.resolver,
                 clusters: &mut self.clusters,
                 sinks: &mut self.sinks,
-                tokens: &mut self.tokens,
                 read_buf: &mut self.read_buf,
                 record_buf: &mut self.record_buf,
                 now: Instant::now(),
             },
-            &mut self.watchers,
+            &mut self.slots,
         )
     }
 
@@ -431,49 +358,50 @@ impl Daemon {
 
     /// One loop turn after poll: timers, driving the watches, the sinks.
     fn turn(&mut self) {
-        let mut runnable = std::mem::take(&mut self.runnable);
-        let mut blocked = std::mem::take(&mut self.blocked);
         let fetched = cluster::on_timers(&mut self.clusters, self.poll.registry(), Instant::now());
-        runnable.iter_mut().for_each(|r| *r |= fetched);
         {
-            let (mut ctx, watchers) = self.ctx();
-            for (i, slot) in watchers.iter_mut().enumerate() {
-                if slot.as_mut().is_some_and(|w| w.on_timers(&mut ctx)) {
-                    runnable[i] = true;
+            let (mut ctx, slots) = self.ctx();
+            for slot in slots.iter_mut() {
+                slot.runnable |= fetched;
+                if slot.watcher.as_mut().is_some_and(|w| w.on_timers(&mut ctx)) {
+                    slot.runnable = true;
                 }
             }
-            for (i, slot) in watchers.iter_mut().enumerate() {
-                let Some(w) = slot else {
-                    runnable[i] = false;
+            for slot in slots.iter_mut() {
+                let Some(w) = &mut slot.watcher else {
+                    slot.runnable = false;
                     continue;
                 };
-                if !runnable[i] {
+                if !slot.runnable {
                     continue;
                 }
                 ctx.now = Instant::now();
                 let flow = w.drive(&mut ctx);
-                runnable[i] = flow == Flow::Again;
-                blocked[i] = flow == Flow::Blocked;
+                slot.runnable = flow == Flow::Again;
+                slot.blocked = flow == Flow::Blocked;
             }
         }
         // New objects are on disk before any sink acts on them.
-        for w in self.watchers.iter_mut().flatten() {
-            if let Some(j) = &mut w.journal {
-                j.flush();
+        for slot in &mut self.slots {
+            if let Some(w) = &mut slot.watcher {
+                w.flush_new_objects();
             }
         }
         self.poll_sinks();
         self.metrics_timers();
         self.collect_acks();
-        self.checkpoint_if_due();
-        for (i, slot) in self.watchers.iter().enumerate() {
-            if blocked[i] && slot.as_ref().is_some_and(|w| w.has_room(&self.sinks)) {
-                blocked[i] = false;
-                runnable[i] = true;
+        self.checkpoints.save_if_due(&mut self.slots);
+        for slot in &mut self.slots {
+            if slot.blocked
+                && slot
+                    .watcher
+                    .as_ref()
+                    .is_some_and(|w| w.has_room(&self.sinks))
+            {
+                slot.blocked = false;
+                slot.runnable = true;
             }
         }
-        self.runnable = runnable;
-        self.blocked = blocked;
     }
 
     fn poll_sinks(&mut self) {
@@ -494,7 +422,7 @@ impl Daemon {
         });
     }
 
-    /// Hands what the sinks finished to the watches' ledgers.
+    /// Hands what the sinks finished to the watches.
     fn collect_acks(&mut self) {
         let mut acks = std::mem::take(&mut self.acks);
         for s in self.sinks.iter_mut().chain(&mut self.retiring) {
@@ -502,77 +430,15 @@ impl Daemon {
         }
         for ack in acks.drain(..) {
             // A watch a reload stopped no longer keeps a ledger.
-            let Some(w) = self.watchers.get_mut(ack.watch).and_then(Option::as_mut) else {
-                continue;
-            };
-            if let Err(e) = w.ledger.ack(ack.seq) {
-                // A sink reporting a record twice, or one the ledger never
-                // recorded: a bug, but the ledger stays consistent.
-                log::debug!(
-                    "watch {}: ack for step {} ignored ({e:?})",
-                    w.machine.name(),
-                    ack.seq
-                );
+            if let Some(w) = self
+                .slots
+                .get_mut(ack.watch)
+                .and_then(|s| s.watcher.as_mut())
+            {
+                w.ack(ack.seq);
             }
         }
         self.acks = acks;
-    }
-
-    /// Queues the checkpoints of the watches whose handled state changed,
-    /// at most once per `CHECKPOINT_INTERVAL`.
-    fn checkpoint_if_due(&mut self) {
-        let now = Instant::now();
-        if now < self.next_checkpoint {
-            return;
-        }
-        if !self.live_watchers().any(|w| w.ledger.is_dirty()) {
-            return;
-        }
-        let round_done = self.write_checkpoints(false);
-        let spent = now.elapsed();
-        // A round over many watches is spread over loop turns, the loop
-        // keeping most of its time for the sockets in between.
-        self.next_checkpoint = if round_done {
-            now + CHECKPOINT_INTERVAL.max(spent * CHECKPOINT_DUTY)
-        } else {
-            now + spent * CHECKPOINT_DUTY
-        };
-    }
-
-    /// `finally`: the last checkpoints, at shutdown (all of them). Else at
-    /// most `CHECKPOINTS_PER_TURN` dirty watches, from where the last call
-    /// stopped; true when the round reached the last watch.
-    fn write_checkpoints(&mut self, finally: bool) -> bool {
-        let Some(state) = &mut self.state else {
-            return true;
-        };
-        let slots = self.watchers.len();
-        let start = if finally { 0 } else { self.checkpoint_cursor };
-        let mut written = 0;
-        for i in start..slots {
-            let Some(w) = self.watchers.get_mut(i).and_then(Option::as_mut) else {
-                continue;
-            };
-            let Some(target) = &w.checkpoint else {
-                continue;
-            };
-            if !finally && written == CHECKPOINTS_PER_TURN {
-                self.checkpoint_cursor = i;
-                return false;
-            }
-            if w.ledger.is_dirty() {
-                written += 1;
-            }
-            state.save(
-                target,
-                &mut w.ledger,
-                w.machine.index(),
-                w.journal.as_mut(),
-                finally,
-            );
-        }
-        self.checkpoint_cursor = 0;
-        true
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -585,10 +451,7 @@ impl Daemon {
         let watchdog = self.notifier.as_ref().and_then(notify::Notifier::deadline);
         let clusters = self.clusters.iter().filter_map(ClusterRuntime::deadline);
         let metrics = self.metrics.as_ref().and_then(MetricsServer::deadline);
-        let checkpoint = self
-            .live_watchers()
-            .any(|w| w.ledger.is_dirty())
-            .then_some(self.next_checkpoint);
+        let checkpoint = self.checkpoints.deadline(&self.slots);
         watches
             .chain(sinks)
             .chain(watchdog)
@@ -596,78 +459,6 @@ impl Daemon {
             .chain(checkpoint)
             .chain(clusters)
             .min()
-    }
-
-    /// "3 watches, 2 streaming, 1 backing off (pods-prod); 5321 events":
-    /// the watches backing off are named (the first few), since READY=1 may
-    /// come while they still retry.
-    fn status_line(&self) -> String {
-        const NAMED: usize = 3;
-        let streaming = self
-            .live_watchers()
-            .filter(|w| w.machine.state_name() == "streaming")
-            .count();
-        let backing_off: Vec<&str> = self
-            .live_watchers()
-            .filter(|w| w.machine.state_name() == "backing off")
-            .map(|w| w.machine.name())
-            .collect();
-        let mut names = backing_off
-            .iter()
-            .take(NAMED)
-            .copied()
-            .collect::<Vec<_>>()
-            .join(", ");
-        if backing_off.len() > NAMED {
-            names.push_str(", ...");
-        }
-        let names = if names.is_empty() {
-            names
-        } else {
-            format!(" ({names})")
-        };
-        let failed = self
-            .live_watchers()
-            .filter(|w| w.machine.has_failed())
-            .count();
-        let failed = if failed > 0 {
-            format!(", {failed} failed")
-        } else {
-            String::new()
-        };
-        let events: u64 = self.live_watchers().map(|w| w.machine.stats().events).sum();
-        format!(
-            "{} watches, {streaming} streaming, {} backing off{names}{failed}; {events} events",
-            self.live_watchers().count(),
-            backing_off.len(),
-        )
-    }
-
-    /// READY=1 once every watch has listed (or is backing off after a
-    /// failure, said in STATUS), then the watchdog from this loop.
-    fn notify_systemd(&mut self) {
-        let Some(notifier) = &self.notifier else {
-            return;
-        };
-        let now = Instant::now();
-        let watchdog_due = notifier.deadline().is_some_and(|d| d <= now);
-        if self.ready && !watchdog_due {
-            return;
-        }
-        let status = self.status_line();
-        if !self.ready
-            && self.live_watchers().all(|w| {
-                w.machine.has_listed()
-                    || w.machine.has_failed()
-                    || w.machine.state_name() == "backing off"
-            })
-        {
-            notifier.send(&format!("READY=1\nSTATUS={status}"));
-            self.ready = true;
-        }
-        if let Some(n) = &mut self.notifier {
-            n.on_timer(now, &status);
-        }
     }
 
     fn on_signals(&mut self) {
@@ -717,17 +508,17 @@ impl Daemon {
     /// A credential plugin finished: the watches waiting for it go on.
     fn wake_watchers(&mut self, wake: bool) {
         if wake {
-            self.runnable.iter_mut().for_each(|r| *r = true);
+            self.slots.iter_mut().for_each(|s| s.runnable = true);
         }
     }
 
     fn on_resolver_answers(&mut self) {
         let answers = self.resolver.answers();
         for answer in answers {
-            let (mut ctx, watchers) = self.ctx();
-            if let Some(w) = watchers
+            let (mut ctx, slots) = self.ctx();
+            if let Some(w) = slots
                 .iter_mut()
-                .flatten()
+                .filter_map(|s| s.watcher.as_mut())
                 .find(|w| w.resolver_query() == Some(answer.id))
             {
                 w.on_resolved(&mut ctx, answer.result);
@@ -738,7 +529,7 @@ impl Daemon {
                 s.on_resolved(answer.id, answer.result, &mut ctx);
             }
         }
-        self.runnable.iter_mut().for_each(|r| *r = true);
+        self.slots.iter_mut().for_each(|s| s.runnable = true);
     }
 
     /// Stop reading, let the sinks deliver what they hold (running hooks
@@ -746,19 +537,21 @@ impl Daemon {
     /// signal; then stop what still runs and say what was not delivered.
     fn drain(&mut self, events: &mut Events) -> Result<(), DaemonError> {
         let registry = self.poll.registry();
-        for w in self.watchers.iter_mut().flatten() {
-            w.close(registry);
+        for slot in &mut self.slots {
+            if let Some(w) = &mut slot.watcher {
+                w.close(registry);
+            }
+            slot.runnable = false;
         }
         if let Some(m) = &mut self.metrics {
             m.shutdown(registry);
         }
         self.metrics = None;
-        self.runnable.iter_mut().for_each(|r| *r = false);
         let give_up = Instant::now() + self.shutdown_timeout;
         loop {
             self.poll_sinks();
             self.collect_acks();
-            self.checkpoint_if_due();
+            self.checkpoints.save_if_due(&mut self.slots);
             let pending: usize = self
                 .sinks
                 .iter()
@@ -803,11 +596,11 @@ impl Daemon {
         // Only what the sinks finished: records aborted or still queued are
         // ahead of the checkpoint and are delivered again after a restart.
         self.collect_acks();
-        self.write_checkpoints(true);
-        if let Some(state) = self.state.take() {
-            state.finish(CHECKPOINT_FINISH);
-        }
-        let events: u64 = self.live_watchers().map(|w| w.machine.stats().events).sum();
+        self.checkpoints.finish(&mut self.slots);
+        let events: u64 = self
+            .live_watchers()
+            .map(|w| w.machine().stats().events)
+            .sum();
         log::info!("stopped after {events} events");
         Ok(())
     }
@@ -821,122 +614,4 @@ enum Phase {
     Draining,
     /// A second signal, or the drain time is up.
     Aborting,
-}
-
-/// `id` tags the tokens of its credential plugin runs; it is unique for the
-/// daemon's life (a reload does not reuse one), so a token can never reach
-/// a cluster that took an older one's place.
-fn build_cluster(name: &str, c: &ClusterConfig, id: usize) -> Result<ClusterRuntime, DaemonError> {
-    ClusterRuntime::new(c, id).map_err(|e| DaemonError::Cluster {
-        name: name.to_owned(),
-        error: e.to_string(),
-    })
-}
-
-/// A sink as `[sinks.NAME]` defines it, its file opened.
-fn build_sink(
-    config: &Config,
-    name: &str,
-    s: &SinkConfig,
-    tokens: &mut TokenAllocator,
-) -> Result<Sink, DaemonError> {
-    let queue_events = config.daemon.sink_queue_events.max(1);
-    let bound = QueueBound {
-        events: queue_events,
-        bytes: SINK_QUEUE_BYTES,
-    };
-    let token = tokens.allocate();
-    let rng = Rng::from_entropy(0x51_4b ^ token.0 as u64);
-    Ok(match s {
-        SinkConfig::File(f) => {
-            let mut file = FileSink::new(name, &f.path, bound, token);
-            file.open().map_err(|e| DaemonError::Sink {
-                name: name.to_owned(),
-                error: format!("cannot open {}: {e}", f.path.display()),
-            })?;
-            Sink::File(Box::new(file))
-        }
-        SinkConfig::Stdout => Sink::File(Box::new(FileSink::stdout(name, bound, token))),
-        SinkConfig::Exec(e) => Sink::Exec(Box::new(ExecSink::new(name, e, queue_events, rng))),
-        SinkConfig::Webhook(w) => {
-            let webhook =
-                WebhookSink::new(name, w, queue_events, rng).map_err(|e| DaemonError::Sink {
-                    name: name.to_owned(),
-                    error: e.to_string(),
-                })?;
-            Sink::Webhook(Box::new(webhook))
-        }
-    })
-}
-
-/// The machines a `[[watch]]` runs: one, or one per namespace of a list.
-/// Records keep the configured name; logs say which namespace.
-fn watch_specs(w: &WatchConfig, cluster: &ClusterConfig) -> Vec<WatchSpec> {
-    let namespaces: Vec<Option<&String>> = match w.namespaces.as_slice() {
-        [] => vec![None],
-        list => list.iter().map(Some).collect(),
-    };
-    namespaces
-        .iter()
-        .map(|ns| WatchSpec {
-            name: match ns {
-                Some(ns) if namespaces.len() > 1 => format!("{}[{ns}]", w.name),
-                _ => w.name.clone(),
-            },
-            record_name: w.name.clone(),
-            target: w.target.clone(),
-            base_path: cluster.server.base_path.clone(),
-            namespace: ns.cloned(),
-            exclude_namespaces: w.exclude_namespaces.clone(),
-            metadata_only: w.metadata_only,
-            initial_list: w.initial_list,
-            selectors: Selectors {
-                label: w.label_selector.clone(),
-                field: w.field_selector.clone(),
-            },
-            events: w.events.clone(),
-            on_start: w.on_start,
-            page_size: LIST_PAGE_SIZE,
-            watch_timeout: w.watch_timeout,
-        })
-        .collect()
-}
-
-/// What a checkpoint must have been written for: the stream's source, not
-/// the sinks or the event filter (changing those keeps the checkpoint).
-fn fingerprint(w: &WatchConfig, cluster: &ClusterConfig, spec: &WatchSpec) -> Fingerprint {
-    let (api_version, resource, path) = match &w.target {
-        WatchTarget::Resource {
-            api_version,
-            resource,
-        } => (
-            api_version.clone(),
-            resource.clone(),
-            ResourcePath::new(
-                &cluster.server.base_path,
-                api_version,
-                spec.namespace.as_deref(),
-                resource,
-            )
-            .as_str()
-            .to_owned(),
-        ),
-        // Resolved through discovery at run time; the name as configured
-        // is what identifies it.
-        WatchTarget::Kind { name, api_version } => (
-            api_version.clone().unwrap_or_default(),
-            format!("kind {name}"),
-            String::new(),
-        ),
-    };
-    Fingerprint {
-        cluster: w.cluster.clone(),
-        server: cluster.server.to_string(),
-        api_version,
-        resource,
-        path,
-        namespace: spec.namespace.clone(),
-        label_selector: w.label_selector.clone(),
-        field_selector: w.field_selector.clone(),
-    }
 }

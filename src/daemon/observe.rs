@@ -1,33 +1,24 @@
-//! What the metrics endpoint sees of the daemon: a snapshot of the watches
-//! and sinks, built when a request arrives.
+//! What the outside sees of the daemon: the metrics endpoint's snapshot of
+//! the watches and sinks (built when a request arrives), and the status
+//! line and readiness systemd is told.
 
 use super::cluster::ClusterRuntime;
-use super::watcher::Watcher;
-use super::Daemon;
-use crate::metrics::{self, SinkView, Snapshot, WatchView};
+use super::{Daemon, Slot};
+use crate::metrics::{self, SinkView, Snapshot};
 use crate::sink::Sink;
 use mio::Token;
 use std::time::{Instant, SystemTime};
 
 fn snapshot<'a>(
-    watchers: &'a [Option<Watcher>],
+    slots: &'a [Slot],
     sinks: &'a [Sink],
     clusters: &'a [ClusterRuntime],
 ) -> Snapshot<'a> {
     Snapshot {
-        watches: watchers
+        watches: slots
             .iter()
-            .flatten()
-            .map(|w| WatchView {
-                name: w.machine.name(),
-                cluster: clusters
-                    .get(w.cluster_index())
-                    .map_or("", |c| c.name.as_str()),
-                state: w.machine.state_name(),
-                objects: w.machine.known_objects(),
-                stats: w.machine.stats(),
-                last_error: w.machine.last_error(),
-            })
+            .filter_map(|s| s.watcher.as_ref())
+            .map(|w| w.view(clusters))
             .collect(),
         // Sinks retiring after a reload are left out: their names are taken
         // by their successors, and series must be unique.
@@ -49,8 +40,8 @@ impl Daemon {
         let Some(server) = &mut self.metrics else {
             return;
         };
-        let (watchers, sinks, clusters) = (&self.watchers, &self.sinks, &self.clusters);
-        let mut handler = |e| metrics::answer(e, &snapshot(watchers, sinks, clusters));
+        let (slots, sinks, clusters) = (&self.slots, &self.sinks, &self.clusters);
+        let mut handler = |e| metrics::answer(e, &snapshot(slots, sinks, clusters));
         server.on_ready(token, self.poll.registry(), Instant::now(), &mut handler);
     }
 
@@ -63,8 +54,83 @@ impl Daemon {
         if server.deadline().is_none_or(|d| d > now) {
             return;
         }
-        let (watchers, sinks, clusters) = (&self.watchers, &self.sinks, &self.clusters);
-        let mut handler = |e| metrics::answer(e, &snapshot(watchers, sinks, clusters));
+        let (slots, sinks, clusters) = (&self.slots, &self.sinks, &self.clusters);
+        let mut handler = |e| metrics::answer(e, &snapshot(slots, sinks, clusters));
         server.on_timer(self.poll.registry(), now, &mut handler);
+    }
+
+    /// "3 watches, 2 streaming, 1 backing off (pods-prod); 5321 events":
+    /// the watches backing off are named (the first few), since READY=1 may
+    /// come while they still retry.
+    pub(super) fn status_line(&self) -> String {
+        const NAMED: usize = 3;
+        let streaming = self
+            .live_watchers()
+            .filter(|w| w.machine().state_name() == "streaming")
+            .count();
+        let backing_off: Vec<&str> = self
+            .live_watchers()
+            .filter(|w| w.machine().state_name() == "backing off")
+            .map(|w| w.machine().name())
+            .collect();
+        let mut names = backing_off
+            .iter()
+            .take(NAMED)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if backing_off.len() > NAMED {
+            names.push_str(", ...");
+        }
+        let names = if names.is_empty() {
+            names
+        } else {
+            format!(" ({names})")
+        };
+        let failed = self
+            .live_watchers()
+            .filter(|w| w.machine().has_failed())
+            .count();
+        let failed = if failed > 0 {
+            format!(", {failed} failed")
+        } else {
+            String::new()
+        };
+        let events: u64 = self
+            .live_watchers()
+            .map(|w| w.machine().stats().events)
+            .sum();
+        format!(
+            "{} watches, {streaming} streaming, {} backing off{names}{failed}; {events} events",
+            self.live_watchers().count(),
+            backing_off.len(),
+        )
+    }
+
+    /// READY=1 once every watch has listed (or is backing off after a
+    /// failure, said in STATUS), then the watchdog from this loop.
+    pub(super) fn notify_systemd(&mut self) {
+        let Some(notifier) = &self.notifier else {
+            return;
+        };
+        let now = Instant::now();
+        let watchdog_due = notifier.deadline().is_some_and(|d| d <= now);
+        if self.ready && !watchdog_due {
+            return;
+        }
+        let status = self.status_line();
+        if !self.ready
+            && self.live_watchers().all(|w| {
+                w.machine().has_listed()
+                    || w.machine().has_failed()
+                    || w.machine().state_name() == "backing off"
+            })
+        {
+            notifier.send(&format!("READY=1\nSTATUS={status}"));
+            self.ready = true;
+        }
+        if let Some(n) = &mut self.notifier {
+            n.on_timer(now, &status);
+        }
     }
 }

@@ -1,23 +1,22 @@
 //! Drives one watch: owns its connection and the response being read, feeds
-//! the watch state machine, and turns its events into sink records.
+//! the watch state machine, and hands its events to its [`Outlet`].
 
 use super::cluster::ClusterRuntime;
 use super::credential::Readiness;
+use super::fanout::{MetaBase, Outlet};
 use crate::http::{BodyMode, Request, ResponseReader};
+use crate::metrics::WatchView;
 use crate::net::resolve::Resolution;
 use crate::net::{Connection, ReadOutcome, Resolver};
-use crate::sink::{EventMeta, RecordWriter, Sink};
-use crate::state::{AckRef, CheckpointTarget, Journal, Ledger, WatchKey};
-pub use crate::tokens::TokenAllocator;
-use crate::watch::{
-    Emit, Emitted, LineOutcome, Progress, RequestKind, RequestPlan, TimerOutcome, WatchMachine,
-};
+use crate::sink::{RecordWriter, Sink};
+use crate::state::{Persistence, StateStore, WatchKey};
+use crate::tokens::Source;
+use crate::watch::{LineOutcome, RequestKind, RequestPlan, TimerOutcome, WatchMachine};
 use mio::{Registry, Token};
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
-use std::rc::Rc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 /// Bytes read for one watch per loop turn before others get their turn.
 /// The file sinks write once per turn: batches of about this size are
@@ -33,7 +32,6 @@ pub struct Ctx<'a> {
     pub resolver: &'a mut Resolver,
     pub clusters: &'a mut [ClusterRuntime],
     pub sinks: &'a mut [Sink],
-    pub tokens: &'a mut TokenAllocator,
     pub read_buf: &'a mut [u8],
     pub record_buf: &'a mut Vec<u8>,
     pub now: Instant,
@@ -50,13 +48,19 @@ pub enum Flow {
     Again,
 }
 
+/// What moving a response forward led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pumped {
+    /// The exchange changed state (finished, failed, closed): drive the
+    /// watch again to see what it wants next.
+    Changed,
+    /// Stop here for this turn.
+    Stop(Flow),
+}
+
 struct Response {
     plan: RequestPlan,
     reader: ResponseReader,
-    /// Status, once the head arrived.
-    status: Option<u16>,
-    retry_after: Option<std::time::Duration>,
-    keep_alive: bool,
     /// Set when the peer closed: what the reader made of the end.
     eof: Option<Option<String>>,
     /// Bytes received for this response.
@@ -65,9 +69,14 @@ struct Response {
     reused: bool,
 }
 
+impl Response {
+    /// Status, once the head arrived.
+    fn status(&self) -> Option<u16> {
+        self.reader.head().map(|h| h.status)
+    }
+}
+
 enum Exchange {
-    /// Connecting or handshaking; the request goes out once ready.
-    Unsent(RequestPlan),
     Awaiting(Box<Response>),
     /// Keep-alive connection with nothing in flight.
     Idle,
@@ -79,38 +88,43 @@ enum Link {
         query: u64,
         plan: RequestPlan,
     },
+    /// TCP connect under way; the request goes out once it is done.
+    Connecting {
+        conn: Connection,
+        plan: RequestPlan,
+        /// Addresses still to try if this one fails.
+        addrs: VecDeque<SocketAddr>,
+        /// Until when the connect and the TLS handshake may take.
+        deadline: Instant,
+    },
     Connected {
         conn: Connection,
         exchange: Exchange,
+        /// The connect's deadline, until the TLS handshake is done (or the
+        /// answer's head arrived).
+        handshake_deadline: Option<Instant>,
     },
 }
 
+/// Where a watch's events go: its cluster and sinks (positions in the
+/// daemon's lists), and whether a sink wants each event's metadata.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub cluster: usize,
+    pub sinks: Vec<usize>,
+    pub wants_meta: bool,
+}
+
 pub struct Watcher {
-    /// Position in the daemon's list; part of its connection tokens.
-    index: usize,
+    machine: WatchMachine,
+    out: Outlet,
     /// Connections opened so far; part of their tokens.
     connections: usize,
-    pub machine: WatchMachine,
     cluster: usize,
     cluster_name: String,
-    sinks: Vec<usize>,
-    records: RecordWriter,
-    /// Set when a sink of this watch wants each event's `EventMeta`.
-    meta_base: Option<MetaBase>,
     max_line: usize,
     list_body_limit: usize,
     link: Link,
-    /// Addresses still to try for the current connect.
-    addrs: VecDeque<SocketAddr>,
-    /// Until when the current connect and TLS handshake may take.
-    connect_deadline: Option<Instant>,
-    /// What the sinks have fully handled; the checkpoint's content.
-    pub ledger: Ledger,
-    /// Where the checkpoint goes; `None` keeps no checkpoint.
-    pub checkpoint: Option<CheckpointTarget>,
-    /// New objects since the last checkpoint, written before the sinks act
-    /// (see `state::journal`); with a checkpoint target only.
-    pub journal: Option<Journal>,
 }
 
 struct DisplayError<'a>(&'a str, &'a dyn fmt::Display);
@@ -121,87 +135,101 @@ impl fmt::Display for DisplayError<'_> {
     }
 }
 
-/// Watch connection tokens carry their watch: this bit, a per-watch
-/// connection count, and the watch's index in the low `WATCH_INDEX_BITS`.
-/// The loop finds a socket's watch without a lookup table, and a token is
-/// never reused (the count only grows), so an event for a closed socket
-/// cannot reach its successor.
-pub const WATCH_TOKEN_BIT: usize = 1 << 62;
-const WATCH_INDEX_BITS: u32 = 20;
-/// More watches than this cannot be told apart by their tokens.
-pub const MAX_WATCHES: usize = 1 << WATCH_INDEX_BITS;
-
-/// The index of the watch a connection token belongs to, if it is one.
-pub fn watch_of(token: Token) -> Option<usize> {
-    (token.0 & WATCH_TOKEN_BIT != 0).then_some(token.0 & (MAX_WATCHES - 1))
+fn meta_base(machine: &WatchMachine, cluster_name: &str, wants_meta: bool) -> Option<MetaBase> {
+    wants_meta.then(|| MetaBase {
+        watch: machine.spec().record_name.clone(),
+        cluster: cluster_name.to_owned(),
+        // Known at once, or after discovery (set in `complete`).
+        api_version: machine.api_version().unwrap_or_default().to_owned(),
+    })
 }
 
 impl Watcher {
+    /// The watch in daemon slot `slot` (part of its connection tokens and
+    /// the key its records are acknowledged under).
     pub fn new(
-        index: usize,
+        slot: WatchKey,
         machine: WatchMachine,
-        cluster: usize,
         cluster_name: &str,
-        sinks: Vec<usize>,
-        wants_meta: bool,
+        route: Route,
         max_line: usize,
+        state: Persistence,
     ) -> Self {
-        let records = RecordWriter::new(&machine.spec().record_name, cluster_name);
-        let meta_base = wants_meta.then(|| MetaBase {
-            watch: machine.spec().record_name.clone(),
-            cluster: cluster_name.to_owned(),
-            // Known at once, or after discovery (set in `complete`).
-            api_version: machine.api_version().unwrap_or_default().to_owned(),
-        });
+        let out = Outlet {
+            key: slot,
+            records: RecordWriter::new(&machine.spec().record_name, cluster_name),
+            meta_base: meta_base(&machine, cluster_name, route.wants_meta),
+            sinks: route.sinks,
+            state,
+        };
         Watcher {
-            index,
-            connections: 0,
             machine,
-            cluster,
+            out,
+            connections: 0,
+            cluster: route.cluster,
             cluster_name: cluster_name.to_owned(),
-            sinks,
-            records,
-            meta_base,
             max_line,
             list_body_limit: max_line.max(256 << 20),
             link: Link::None,
-            addrs: VecDeque::new(),
-            connect_deadline: None,
-            ledger: Ledger::new(),
-            checkpoint: None,
-            journal: None,
         }
     }
 
-    /// The key records of this watch carry in their acks.
-    pub fn key(&self) -> WatchKey {
-        self.index
+    /// The machine, for what the daemon reports about the watch.
+    pub fn machine(&self) -> &WatchMachine {
+        &self.machine
     }
 
-    pub fn sinks(&self) -> &[usize] {
-        &self.sinks
+    /// The watch as status and metrics show it.
+    pub fn view<'a>(&'a self, clusters: &'a [ClusterRuntime]) -> WatchView<'a> {
+        WatchView {
+            name: self.machine.name(),
+            cluster: clusters.get(self.cluster).map_or("", |c| c.name.as_str()),
+            state: self.machine.state_name(),
+            objects: self.machine.known_objects(),
+            stats: self.machine.stats(),
+            last_error: self.machine.last_error(),
+        }
     }
 
-    /// After a reload: the sinks this watch feeds now (their positions in
-    /// the daemon's new sink list), and the cluster's new position.
-    pub fn reroute(&mut self, cluster: usize, sinks: Vec<usize>, wants_meta: bool) {
-        self.cluster = cluster;
-        self.sinks = sinks;
-        self.meta_base = wants_meta.then(|| MetaBase {
-            watch: self.machine.spec().record_name.clone(),
-            cluster: self.cluster_name.clone(),
-            api_version: self.machine.api_version().unwrap_or_default().to_owned(),
-        });
+    /// After a reload: the cluster and sinks it feeds now.
+    pub fn reroute(&mut self, route: Route) {
+        self.cluster = route.cluster;
+        self.out.sinks = route.sinks;
+        self.out.meta_base = meta_base(&self.machine, &self.cluster_name, route.wants_meta);
     }
 
-    /// Index of its cluster in the daemon's list.
-    pub fn cluster_index(&self) -> usize {
-        self.cluster
+    /// A sink finished with the record of step `seq`.
+    pub fn ack(&mut self, seq: u64) {
+        if let Err(e) = self.out.state.ack(seq) {
+            // A sink reporting a record twice, or one the ledger never
+            // recorded: a bug, but the ledger stays consistent.
+            log::debug!(
+                "watch {}: ack for step {seq} ignored ({e:?})",
+                self.machine.name()
+            );
+        }
+    }
+
+    /// New objects the sinks got this turn reach the state directory
+    /// before any sink acts on them.
+    pub fn flush_new_objects(&mut self) {
+        self.out.state.flush();
+    }
+
+    /// The handled state changed since the last checkpoint.
+    pub fn has_unsaved_state(&self) -> bool {
+        self.out.state.is_dirty()
+    }
+
+    /// Hands the handled state to the store (`finally`: even while an
+    /// older checkpoint of the watch is still being written).
+    pub fn save_checkpoint(&mut self, store: &mut StateStore, finally: bool) {
+        self.out.state.save(store, self.machine.index(), finally);
     }
 
     pub fn token(&self) -> Option<Token> {
         match &self.link {
-            Link::Connected { conn, .. } => Some(conn.token()),
+            Link::Connecting { conn, .. } | Link::Connected { conn, .. } => Some(conn.token()),
             _ => None,
         }
     }
@@ -213,38 +241,41 @@ impl Watcher {
         }
     }
 
+    fn connect_deadline(&self) -> Option<Instant> {
+        match &self.link {
+            Link::Connecting { deadline, .. } => Some(*deadline),
+            Link::Connected {
+                handshake_deadline, ..
+            } => *handshake_deadline,
+            _ => None,
+        }
+    }
+
     pub fn deadline(&self) -> Option<Instant> {
-        match (self.machine.deadline(), self.connect_deadline) {
+        match (self.machine.deadline(), self.connect_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    fn sinks_have_room(sink_ids: &[usize], sinks: &[Sink]) -> bool {
-        sink_ids
-            .iter()
-            .all(|&i| sinks.get(i).is_some_and(Sink::has_room))
-    }
-
     pub fn has_room(&self, sinks: &[Sink]) -> bool {
-        Self::sinks_have_room(&self.sinks, sinks)
+        self.out.has_room(sinks)
     }
 
     /// Timers: connect timeout and the machine's deadlines. Returns true when
     /// the watch should be driven now.
     pub fn on_timers(&mut self, ctx: &mut Ctx<'_>) -> bool {
-        if self.connect_deadline.is_some_and(|d| d <= ctx.now) {
-            self.connect_deadline = None;
+        if self.connect_deadline().is_some_and(|d| d <= ctx.now) {
             let timeout = ctx
                 .clusters
                 .get(self.cluster)
                 .map(|c| c.connect_timeout)
                 .unwrap_or_default();
-            let what = match &self.link {
-                Link::Connected { conn, .. } if conn.is_connecting() => "connect",
-                _ => "TLS handshake",
+            let (what, peer) = match &self.link {
+                Link::Connecting { conn, .. } => ("connect", conn.peer().to_string()),
+                Link::Connected { conn, .. } => ("TLS handshake", conn.peer().to_string()),
+                _ => ("TLS handshake", "the server".into()),
             };
-            let peer = self.peer_text();
             self.connect_failed(
                 ctx,
                 &format_args!("{what} to {peer} timed out after {}s", timeout.as_secs()),
@@ -266,20 +297,11 @@ impl Watcher {
             )
     }
 
-    fn peer_text(&self) -> String {
-        match &self.link {
-            Link::Connected { conn, .. } => conn.peer().to_string(),
-            _ => "the server".into(),
-        }
-    }
-
     pub fn close(&mut self, registry: &Registry) {
-        if let Link::Connected { conn, .. } = &mut self.link {
+        if let Link::Connecting { conn, .. } | Link::Connected { conn, .. } = &mut self.link {
             conn.close(registry);
         }
         self.link = Link::None;
-        self.connect_deadline = None;
-        self.addrs.clear();
     }
 
     /// A resolver answer for this watch's query.
@@ -288,10 +310,7 @@ impl Watcher {
             return;
         };
         match result {
-            Ok(addrs) => {
-                self.addrs = addrs.into();
-                self.connect_next(ctx, plan);
-            }
+            Ok(addrs) => self.connect_next(ctx, plan, addrs.into()),
             Err(e) => {
                 let host = ctx
                     .clusters
@@ -311,10 +330,7 @@ impl Watcher {
         };
         let (host, port) = (cluster.host.clone(), cluster.port);
         match ctx.resolver.resolve(&host, port) {
-            Ok(Resolution::Ready(addrs)) => {
-                self.addrs = addrs.into();
-                self.connect_next(ctx, plan);
-            }
+            Ok(Resolution::Ready(addrs)) => self.connect_next(ctx, plan, addrs.into()),
             Ok(Resolution::Pending(query)) => self.link = Link::Resolving { query, plan },
             Err(e) => self
                 .machine
@@ -322,74 +338,71 @@ impl Watcher {
         }
     }
 
-    fn connect_next(&mut self, ctx: &mut Ctx<'_>, plan: RequestPlan) {
+    fn connect_next(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        plan: RequestPlan,
+        mut addrs: VecDeque<SocketAddr>,
+    ) {
+        self.link = Link::None;
         let Some(cluster) = ctx.clusters.get_mut(self.cluster) else {
             return;
         };
         let tls = match cluster.tls_for_connect() {
             Ok(tls) => tls,
             Err(e) => {
-                self.addrs.clear();
-                self.link = Link::None;
                 self.machine.on_transport_error(ctx.now, &e);
                 return;
             }
         };
         let mut last_error = None;
-        while let Some(addr) = self.addrs.pop_front() {
+        while let Some(addr) = addrs.pop_front() {
             self.connections += 1;
-            let token = Token(
-                WATCH_TOKEN_BIT
-                    | ((self.connections << WATCH_INDEX_BITS) & !WATCH_TOKEN_BIT)
-                    | (self.index & (MAX_WATCHES - 1)),
-            );
+            let token = Source::Watch {
+                slot: self.out.key,
+                conn: self.connections,
+            }
+            .token();
             match Connection::connect(ctx.registry, token, addr, tls.clone()) {
                 Ok(conn) => {
-                    self.connect_deadline = Some(ctx.now + cluster.connect_timeout);
-                    self.link = Link::Connected {
+                    self.link = Link::Connecting {
                         conn,
-                        exchange: Exchange::Unsent(plan),
+                        plan,
+                        addrs,
+                        deadline: ctx.now + cluster.connect_timeout,
                     };
                     return;
                 }
                 Err(e) => last_error = Some(format!("cannot connect to {addr}: {e}")),
             }
         }
-        self.link = Link::None;
         let error = last_error.unwrap_or_else(|| "no address to connect to".into());
         self.machine.on_transport_error(ctx.now, &error);
     }
 
     /// The current connect attempt failed: next address, or report.
     fn connect_failed(&mut self, ctx: &mut Ctx<'_>, error: &dyn fmt::Display) {
-        let plan = match std::mem::replace(&mut self.link, Link::None) {
-            Link::Connected {
+        match std::mem::replace(&mut self.link, Link::None) {
+            Link::Connecting {
                 mut conn,
-                exchange: Exchange::Unsent(plan),
+                plan,
+                addrs,
+                ..
             } => {
                 conn.close(ctx.registry);
-                Some(plan)
+                if !addrs.is_empty() {
+                    log::debug!(
+                        "watch {}: {error}; trying the next address",
+                        self.machine.name()
+                    );
+                    self.connect_next(ctx, plan, addrs);
+                    return;
+                }
             }
-            Link::Connected { mut conn, .. } => {
-                conn.close(ctx.registry);
-                None
-            }
-            _ => None,
-        };
-        self.connect_deadline = None;
-        match plan {
-            Some(plan) if !self.addrs.is_empty() => {
-                log::debug!(
-                    "watch {}: {error}; trying the next address",
-                    self.machine.name()
-                );
-                self.connect_next(ctx, plan);
-            }
-            _ => {
-                self.addrs.clear();
-                self.machine.on_transport_error(ctx.now, error);
-            }
+            Link::Connected { mut conn, .. } => conn.close(ctx.registry),
+            Link::None | Link::Resolving { .. } => {}
         }
+        self.machine.on_transport_error(ctx.now, error);
     }
 
     /// Fails the in-flight exchange: close the connection, tell the machine.
@@ -433,75 +446,85 @@ impl Watcher {
                     self.start(ctx, plan);
                 }
                 Link::Resolving { .. } => return Flow::Idle,
-                Link::Connected { conn, exchange } => {
-                    if conn.is_connecting() {
-                        match conn.finish_connect() {
-                            Ok(true) => {}
-                            Ok(false) => return Flow::Idle,
-                            Err(e) => {
-                                let msg = format!("cannot connect to {}: {e}", conn.peer());
-                                self.connect_failed(ctx, &msg);
+                Link::Connecting { conn, .. } => {
+                    match conn.finish_connect() {
+                        Ok(true) => {}
+                        Ok(false) => return Flow::Idle,
+                        Err(e) => {
+                            let msg = format!("cannot connect to {}: {e}", conn.peer());
+                            self.connect_failed(ctx, &msg);
+                            continue;
+                        }
+                    }
+                    let Link::Connecting {
+                        conn,
+                        plan,
+                        deadline,
+                        ..
+                    } = std::mem::replace(&mut self.link, Link::None)
+                    else {
+                        continue;
+                    };
+                    self.link = Link::Connected {
+                        conn,
+                        exchange: Exchange::Idle,
+                        handshake_deadline: Some(deadline),
+                    };
+                    if let Err(e) = self.send(ctx, plan, false) {
+                        self.fail(ctx, &DisplayError("cannot send the request", &e));
+                        return Flow::Idle;
+                    }
+                }
+                Link::Connected {
+                    exchange: Exchange::Idle,
+                    ..
+                } => {
+                    if self.machine.wants_request(ctx.now) {
+                        if !self.out.has_room(ctx.sinks) {
+                            return Flow::Blocked;
+                        }
+                        match Self::credentials(self.cluster, ctx) {
+                            Readiness::Ready => {}
+                            Readiness::Pending => {
+                                // Woken when the plugin is done.
+                                self.close(ctx.registry);
+                                return Flow::Idle;
+                            }
+                            Readiness::Failed(e) => {
+                                self.close(ctx.registry);
+                                if self.machine.poll_request(ctx.now).is_some() {
+                                    self.machine.on_transport_error(ctx.now, &e);
+                                }
                                 continue;
                             }
                         }
+                        if let Some(plan) = self.machine.poll_request(ctx.now) {
+                            if let Err(e) = self.send(ctx, plan, true) {
+                                self.fail(ctx, &DisplayError("cannot send the request", &e));
+                                return Flow::Idle;
+                            }
+                            continue;
+                        }
                     }
-                    match exchange {
-                        Exchange::Unsent(plan) => {
-                            let plan = plan.clone();
-                            match self.send(ctx, plan, false) {
-                                Ok(()) => {}
-                                Err(e) => {
-                                    self.fail(ctx, &DisplayError("cannot send the request", &e));
-                                    return Flow::Idle;
-                                }
-                            }
+                    // An idle keep-alive connection only hears a close.
+                    let Link::Connected { conn, .. } = &mut self.link else {
+                        continue;
+                    };
+                    match conn.read(ctx.registry, ctx.read_buf) {
+                        Ok(ReadOutcome::WouldBlock) => return Flow::Idle,
+                        _ => {
+                            self.close(ctx.registry);
+                            continue;
                         }
-                        Exchange::Idle => {
-                            if self.machine.wants_request(ctx.now) {
-                                if !Self::sinks_have_room(&self.sinks, ctx.sinks) {
-                                    return Flow::Blocked;
-                                }
-                                match Self::credentials(self.cluster, ctx) {
-                                    Readiness::Ready => {}
-                                    Readiness::Pending => {
-                                        // Woken when the plugin is done.
-                                        self.close(ctx.registry);
-                                        return Flow::Idle;
-                                    }
-                                    Readiness::Failed(e) => {
-                                        self.close(ctx.registry);
-                                        if self.machine.poll_request(ctx.now).is_some() {
-                                            self.machine.on_transport_error(ctx.now, &e);
-                                        }
-                                        continue;
-                                    }
-                                }
-                                if let Some(plan) = self.machine.poll_request(ctx.now) {
-                                    if let Err(e) = self.send(ctx, plan, true) {
-                                        self.fail(
-                                            ctx,
-                                            &DisplayError("cannot send the request", &e),
-                                        );
-                                        return Flow::Idle;
-                                    }
-                                    continue;
-                                }
-                            }
-                            // An idle keep-alive connection only hears a close.
-                            match conn.read(ctx.registry, ctx.read_buf) {
-                                Ok(ReadOutcome::WouldBlock) => return Flow::Idle,
-                                _ => {
-                                    self.close(ctx.registry);
-                                    continue;
-                                }
-                            }
-                        }
-                        Exchange::Awaiting(_) => match self.pump(ctx, &mut budget) {
-                            Some(flow) => return flow,
-                            None => continue,
-                        },
                     }
                 }
+                Link::Connected {
+                    exchange: Exchange::Awaiting(_),
+                    ..
+                } => match self.pump(ctx, &mut budget) {
+                    Pumped::Stop(flow) => return flow,
+                    Pumped::Changed => continue,
+                },
             }
         }
     }
@@ -517,7 +540,7 @@ impl Watcher {
 
     /// Writes the request for `plan` on the current connection.
     fn send(&mut self, ctx: &mut Ctx<'_>, plan: RequestPlan, reused: bool) -> std::io::Result<()> {
-        let Link::Connected { conn, exchange } = &mut self.link else {
+        let Link::Connected { conn, exchange, .. } = &mut self.link else {
             return Ok(());
         };
         let Some(cluster) = ctx.clusters.get_mut(self.cluster) else {
@@ -551,9 +574,6 @@ impl Watcher {
         *exchange = Exchange::Awaiting(Box::new(Response {
             plan,
             reader: ResponseReader::new(mode),
-            status: None,
-            retry_after: None,
-            keep_alive: false,
             eof: None,
             received: 0,
             reused,
@@ -561,37 +581,28 @@ impl Watcher {
         Ok(())
     }
 
-    /// Moves the awaited response forward. `None`: the exchange changed
-    /// state, drive again; `Some(flow)`: stop here.
-    fn pump(&mut self, ctx: &mut Ctx<'_>, budget: &mut usize) -> Option<Flow> {
+    /// Moves the awaited response forward.
+    fn pump(&mut self, ctx: &mut Ctx<'_>, budget: &mut usize) -> Pumped {
         let Watcher {
-            index,
-            machine,
-            sinks: sink_ids,
-            records,
-            meta_base,
-            link,
-            connect_deadline,
-            ledger,
-            journal,
-            ..
+            machine, out, link, ..
         } = self;
         let Link::Connected {
             conn,
             exchange: Exchange::Awaiting(resp),
+            handshake_deadline,
         } = link
         else {
-            return None;
+            return Pumped::Changed;
         };
         if conn.is_ready() {
-            *connect_deadline = None;
+            *handshake_deadline = None;
         }
         loop {
             // 1. Lines already decoded go first, as long as the sinks have room.
-            if resp.status.is_some_and(is_success) && resp.plan.kind == RequestKind::Watch {
+            if resp.status().is_some_and(is_success) && resp.plan.kind == RequestKind::Watch {
                 loop {
-                    if !Self::sinks_have_room(sink_ids, ctx.sinks) {
-                        return Some(Flow::Blocked);
+                    if !out.has_room(ctx.sinks) {
+                        return Pumped::Stop(Flow::Blocked);
                     }
                     let line = match resp.reader.next_line() {
                         None => break,
@@ -599,22 +610,14 @@ impl Watcher {
                         Some(Err(e)) => {
                             let msg = format!("watch stream unusable: {e}");
                             self.fail(ctx, &msg);
-                            return None;
+                            return Pumped::Changed;
                         }
                     };
                     let now = ctx.now;
-                    let mut fanout = Fanout::new(
-                        records,
-                        meta_base.as_ref(),
-                        sink_ids,
-                        ctx,
-                        ledger,
-                        journal.as_mut(),
-                        *index,
-                    );
-                    if machine.on_watch_line(now, line, &mut fanout) == LineOutcome::Close {
+                    if machine.on_watch_line(now, line, &mut out.fanout(ctx)) == LineOutcome::Close
+                    {
                         self.close(ctx.registry);
-                        return None;
+                        return Pumped::Changed;
                     }
                 }
             }
@@ -628,7 +631,7 @@ impl Watcher {
                 return self.after_eof(ctx, error);
             }
             if *budget == 0 {
-                return Some(Flow::Again);
+                return Pumped::Stop(Flow::Again);
             }
             // 4. Read more.
             match conn.read(ctx.registry, ctx.read_buf) {
@@ -637,30 +640,26 @@ impl Watcher {
                     resp.received += n;
                     machine.note_activity(ctx.now);
                     machine.note_bytes(n);
+                    let had_head = resp.reader.head().is_some();
                     if let Err(e) = resp.reader.feed(&ctx.read_buf[..n]) {
                         let msg = format!("unusable answer from {}: {e}", conn.peer());
                         self.fail(ctx, &msg);
-                        return None;
+                        return Pumped::Changed;
                     }
-                    if resp.status.is_none() {
-                        if let Some(head) = resp.reader.head() {
-                            resp.status = Some(head.status);
-                            resp.retry_after = head.retry_after();
-                            resp.keep_alive = head.keep_alive;
-                            *connect_deadline = None;
-                            if !is_success(head.status) {
-                                // Only fails once a line was pulled, and no
-                                // line is pulled before a 2xx head.
-                                let _ = resp.reader.set_mode(BodyMode::Whole {
-                                    max_body: ERROR_BODY_LIMIT,
-                                });
-                            } else if resp.plan.kind == RequestKind::Watch {
-                                machine.on_watch_opened(ctx.now);
-                            }
+                    if let (false, Some(status)) = (had_head, resp.status()) {
+                        *handshake_deadline = None;
+                        if !is_success(status) {
+                            // Only fails once a line was pulled, and no
+                            // line is pulled before a 2xx head.
+                            let _ = resp.reader.set_mode(BodyMode::Whole {
+                                max_body: ERROR_BODY_LIMIT,
+                            });
+                        } else if resp.plan.kind == RequestKind::Watch {
+                            machine.on_watch_opened(ctx.now);
                         }
                     }
                 }
-                Ok(ReadOutcome::WouldBlock) => return Some(Flow::Idle),
+                Ok(ReadOutcome::WouldBlock) => return Pumped::Stop(Flow::Idle),
                 Ok(ReadOutcome::Closed { .. }) => {
                     // A final unterminated line may become available: loop.
                     resp.eof = Some(resp.reader.on_eof().err().map(|e| e.to_string()));
@@ -668,7 +667,7 @@ impl Watcher {
                 Err(e) => {
                     let msg = format!("connection to {} failed: {e}", conn.peer());
                     self.fail(ctx, &msg);
-                    return None;
+                    return Pumped::Changed;
                 }
             }
         }
@@ -676,25 +675,24 @@ impl Watcher {
 
     /// The peer closed while a response was awaited; `error` is what the
     /// reader made of the unfinished body, if anything.
-    fn after_eof(&mut self, ctx: &mut Ctx<'_>, error: Option<String>) -> Option<Flow> {
+    fn after_eof(&mut self, ctx: &mut Ctx<'_>, error: Option<String>) -> Pumped {
         let Link::Connected {
             exchange: Exchange::Awaiting(resp),
             ..
         } = &mut self.link
         else {
-            return None;
+            return Pumped::Changed;
         };
         if resp.reader.is_complete() {
             return self.complete(ctx);
         }
-        match (resp.status, resp.plan.kind) {
+        match (resp.status(), resp.plan.kind) {
             (Some(s), RequestKind::Watch) if is_success(s) => {
                 if let Some(e) = &error {
                     log::debug!("watch {}: stream cut: {e}", self.machine.name());
                 }
                 self.close(ctx.registry);
                 self.machine.on_watch_end(ctx.now, false);
-                None
             }
             (None, _) if resp.received == 0 && resp.reused => {
                 // The server closed an idle keep-alive connection just as we
@@ -702,7 +700,6 @@ impl Watcher {
                 let plan = resp.plan.clone();
                 self.close(ctx.registry);
                 self.start(ctx, plan);
-                None
             }
             _ => {
                 let msg = match error {
@@ -710,34 +707,31 @@ impl Watcher {
                     None => "the server closed the connection before answering".to_owned(),
                 };
                 self.fail(ctx, &msg);
-                None
             }
         }
+        Pumped::Changed
     }
 
     /// The response is complete: hand it to the machine, keep or close the
     /// connection.
-    fn complete(&mut self, ctx: &mut Ctx<'_>) -> Option<Flow> {
+    fn complete(&mut self, ctx: &mut Ctx<'_>) -> Pumped {
         let Watcher {
-            index,
             machine,
-            sinks: sink_ids,
-            records,
-            meta_base,
+            out,
             link,
-            ledger,
-            journal,
             cluster,
             ..
         } = self;
         let Link::Connected { exchange, .. } = link else {
-            return None;
+            return Pumped::Changed;
         };
         let Exchange::Awaiting(resp) = std::mem::replace(exchange, Exchange::Idle) else {
-            return None;
+            return Pumped::Changed;
         };
         let mut resp = *resp;
-        let status = resp.status.unwrap_or(0);
+        let (status, retry_after, keep_alive) = resp.reader.head().map_or((0, None, false), |h| {
+            (h.status, h.retry_after(), h.keep_alive)
+        });
         match resp.plan.kind {
             _ if !is_success(status) => {
                 if status == 401 {
@@ -746,27 +740,18 @@ impl Watcher {
                     }
                 }
                 let body = resp.reader.take_body().unwrap_or_default();
-                machine.on_http_error(ctx.now, status, resp.retry_after, &body);
+                machine.on_http_error(ctx.now, status, retry_after, &body);
             }
             RequestKind::List => {
                 let body = resp.reader.take_body().unwrap_or_default();
                 let now = ctx.now;
-                let mut fanout = Fanout::new(
-                    records,
-                    meta_base.as_ref(),
-                    sink_ids,
-                    ctx,
-                    ledger,
-                    journal.as_mut(),
-                    *index,
-                );
-                machine.on_list_body(now, &body, &mut fanout);
+                machine.on_list_body(now, &body, &mut out.fanout(ctx));
             }
             RequestKind::Watch => machine.on_watch_end(ctx.now, true),
             RequestKind::Discovery => {
                 let body = resp.reader.take_body().unwrap_or_default();
                 machine.on_discovery_body(ctx.now, &body);
-                if let (Some(base), Some(v)) = (meta_base.as_mut(), machine.api_version()) {
+                if let (Some(base), Some(v)) = (out.meta_base.as_mut(), machine.api_version()) {
                     if base.api_version != v {
                         base.api_version = v.to_owned();
                     }
@@ -780,147 +765,13 @@ impl Watcher {
                 c.streaming_rejected = true;
             }
         }
-        if !resp.keep_alive || resp.eof.is_some() {
+        if !keep_alive || resp.eof.is_some() {
             self.close(ctx.registry);
         }
-        None
-    }
-}
-
-/// The per-watch part of every event's `EventMeta`.
-#[derive(Debug)]
-struct MetaBase {
-    watch: String,
-    cluster: String,
-    api_version: String,
-}
-
-impl MetaBase {
-    fn meta(&self, event: &Emitted<'_>) -> EventMeta {
-        let id = &event.identity;
-        EventMeta {
-            watch: self.watch.clone(),
-            cluster: self.cluster.clone(),
-            event_type: event.event_type.as_str(),
-            origin: event.origin.as_str(),
-            api_version: self.api_version.clone(),
-            kind: id.kind.to_owned(),
-            namespace: id.namespace.to_owned(),
-            name: id.name.to_owned(),
-            uid: id.uid.to_owned(),
-            resource_version: id.resource_version.to_owned(),
-        }
-    }
-}
-
-/// Renders each event once and queues it on every sink of the watch, and
-/// records each step in the watch's ledger with the number of sinks that
-/// must finish its record before it counts as handled.
-struct Fanout<'a> {
-    records: &'a RecordWriter,
-    meta_base: Option<&'a MetaBase>,
-    now: Instant,
-    sink_ids: &'a [usize],
-    sinks: &'a mut [Sink],
-    buf: &'a mut Vec<u8>,
-    ledger: &'a mut Ledger,
-    journal: Option<&'a mut Journal>,
-    watch: WatchKey,
-    /// Sinks the current step's record went to.
-    fanned: u32,
-}
-
-impl<'a> Fanout<'a> {
-    fn new(
-        records: &'a RecordWriter,
-        meta_base: Option<&'a MetaBase>,
-        sink_ids: &'a [usize],
-        ctx: &'a mut Ctx<'_>,
-        ledger: &'a mut Ledger,
-        journal: Option<&'a mut Journal>,
-        watch: WatchKey,
-    ) -> Self {
-        Fanout {
-            records,
-            meta_base,
-            now: ctx.now,
-            sink_ids,
-            sinks: ctx.sinks,
-            buf: ctx.record_buf,
-            ledger,
-            journal,
-            watch,
-            fanned: 0,
-        }
-    }
-}
-
-impl Emit for Fanout<'_> {
-    fn emit(&mut self, event: Emitted<'_>) {
-        if let Some(j) = self.journal.as_deref_mut() {
-            j.stage(
-                event.identity.namespace,
-                event.identity.name,
-                event.identity.resource_version,
-            );
-        }
-        // The step is recorded right after (`progress`) under this number.
-        let ack = AckRef {
-            watch: self.watch,
-            seq: self.ledger.next_seq(),
-        };
-        if let [only] = self.sink_ids {
-            if let Some(file) = self.sinks.get_mut(*only).and_then(Sink::as_file_mut) {
-                let records = self.records;
-                file.push_rendered(|buf| records.write(buf, SystemTime::now(), &event), ack);
-                self.fanned += 1;
-                return;
-            }
-        }
-        self.buf.clear();
-        self.records.write(self.buf, SystemTime::now(), &event);
-        let meta = self.meta_base.map(|b| Rc::new(b.meta(&event)));
-        for &i in self.sink_ids {
-            if let Some(s) = self.sinks.get_mut(i) {
-                s.push(self.now, self.buf, meta.as_ref(), ack);
-                self.fanned += 1;
-            }
-        }
-    }
-
-    fn progress(&mut self, progress: Progress<'_>) {
-        let sinks = std::mem::take(&mut self.fanned);
-        if let (Some(j), Some(change)) = (self.journal.as_deref_mut(), &progress.change) {
-            // A sink got the first event of an object the checkpoint does
-            // not know yet.
-            if sinks > 0 && change.previous.is_none() {
-                j.record(change.key);
-            }
-        }
-        self.ledger.record(progress, sinks);
+        Pumped::Changed
     }
 }
 
 fn is_success(status: u16) -> bool {
     (200..300).contains(&status)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn watch_tokens_name_their_watch_and_never_collide_with_others() {
-        let t = |conn: usize, index: usize| {
-            Token(WATCH_TOKEN_BIT | ((conn << WATCH_INDEX_BITS) & !WATCH_TOKEN_BIT) | index)
-        };
-        assert_eq!(watch_of(t(1, 7)), Some(7));
-        assert_eq!(watch_of(t(99, MAX_WATCHES - 1)), Some(MAX_WATCHES - 1));
-        assert_ne!(t(1, 7), t(2, 7));
-        assert_eq!(
-            watch_of(Token(5)),
-            None,
-            "sink and hook tokens are not watches'"
-        );
-    }
 }

@@ -7,9 +7,8 @@
 //! thread, no copy of the counters. The counters themselves live where the
 //! data is born (`WatchStats`, the sinks' delivery counts).
 //!
-//! Tokens: the listener and its connections carry [`METRICS_TOKEN_BIT`], so
-//! the loop routes their readiness without a lookup and without depending on
-//! watch or sink indices.
+//! Tokens: the listener and its connections are `tokens::Source::Metrics`,
+//! so the loop routes their readiness without a lookup.
 
 pub mod client;
 pub mod health;
@@ -25,19 +24,7 @@ pub use server::MetricsServer;
 
 use crate::sink::SinkStats;
 use crate::watch::WatchStats;
-use mio::Token;
 use std::time::{Duration, Instant, SystemTime};
-
-/// Set in the tokens of the metrics listener and its connections. Watch
-/// connection tokens carry bit 62 (`WATCH_TOKEN_BIT`); the loop checks that
-/// first, so the two never mix.
-pub const METRICS_TOKEN_BIT: usize = 1 << 61;
-
-/// True when `token` is the metrics listener's or one of its connections'
-/// (the caller has already ruled out watch tokens).
-pub fn owns(token: Token) -> bool {
-    token.0 & METRICS_TOKEN_BIT != 0
-}
 
 /// Watch states, as `state_name()` says them, and their metric label.
 pub const WATCH_STATES: [(&str, &str); 6] = [

@@ -10,7 +10,7 @@
 //! (its deadline is set to "now", so the loop comes back at once).
 
 use super::http::{self, Endpoint, Response, Session};
-use super::METRICS_TOKEN_BIT;
+use crate::tokens::Source;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use std::collections::BTreeMap;
@@ -24,7 +24,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REQUESTS_PER_TURN: usize = 8;
 /// After a failed accept (out of descriptors): try again this much later.
 const ACCEPT_RETRY: Duration = Duration::from_secs(1);
-const LISTENER: Token = Token(METRICS_TOKEN_BIT);
+const LISTENER: Token = Source::Metrics(0).token();
 
 struct Conn {
     stream: TcpStream,
@@ -44,7 +44,7 @@ pub struct MetricsServer {
     listener: TcpListener,
     addr: SocketAddr,
     conns: BTreeMap<usize, Conn>,
-    /// Ids only grow (below bit 61), so a token is never reused.
+    /// Ids only grow (0 is the listener's), so a token is never reused.
     next_id: usize,
     accept_retry: Option<Instant>,
 }
@@ -95,7 +95,9 @@ impl MetricsServer {
             self.accept(registry, now, handler);
             return;
         }
-        let id = token.0 & !METRICS_TOKEN_BIT;
+        let Some(Source::Metrics(id)) = Source::of(token) else {
+            return;
+        };
         if let Some(conn) = self.conns.get_mut(&id) {
             if !drive(conn, token, registry, now, handler) {
                 self.close(id, registry);
@@ -128,7 +130,7 @@ impl MetricsServer {
             if conn.again {
                 conn.again = false;
                 conn.deadline = now + IDLE_TIMEOUT;
-                if drive(conn, Token(METRICS_TOKEN_BIT | id), registry, now, handler) {
+                if drive(conn, Source::Metrics(id).token(), registry, now, handler) {
                     continue;
                 }
             } else {
@@ -187,7 +189,7 @@ impl MetricsServer {
             }
             let id = self.next_id;
             self.next_id += 1;
-            let token = Token(METRICS_TOKEN_BIT | (id & (METRICS_TOKEN_BIT - 1)));
+            let token = Source::Metrics(id).token();
             if let Err(e) = registry.register(&mut stream, token, Interest::READABLE) {
                 log::warn!("metrics: cannot register a connection from {peer}: {e}");
                 continue;

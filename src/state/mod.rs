@@ -8,12 +8,15 @@
 //! - [`checkpoint`]: the file format and the watch-definition fingerprint;
 //! - [`journal`]: objects first reported since the last checkpoint;
 //! - [`writer`]: the thread that writes checkpoint files atomically;
-//! - [`store`]: the state directory (check at start, load, save).
+//! - [`store`]: the state directory (check at start, load, save);
+//! - [`persistence`]: one watch's side of it, the only part the daemon's
+//!   watchers talk to.
 
 pub mod ack;
 pub mod checkpoint;
 pub mod journal;
 pub mod ledger;
+pub mod persistence;
 pub mod store;
 pub mod writer;
 
@@ -21,4 +24,5 @@ pub use ack::{AckRef, Acks, WatchKey};
 pub use checkpoint::{Checkpoint, Fingerprint};
 pub use journal::Journal;
 pub use ledger::{AckError, CommittedView, Ledger};
+pub use persistence::{Persistence, Resume};
 pub use store::{CheckpointTarget, StateDirError, StateStore};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{pod_extra, Resource, SimHandle};
-use crate::rand::Rng;
+use kwatchd_rand::Rng;
 
 /// What to churn.
 #[derive(Debug, Clone)]

@@ -2,16 +2,19 @@
 //!
 //! Used by the integration tests (the real kwatchd binary talks to it over loopback), by the benchmarks and by
 //! `kwatchd demo`. It is test infrastructure, not part of the daemon: it uses plain threads and blocking I/O (an
-//! acceptor thread, one thread per connection) and one `Mutex` + `Condvar` around all state.
+//! acceptor thread, one thread per connection) and one `Mutex` + `Condvar` around all state. That is why it is
+//! its own crate: the daemon links it only for `kwatchd demo` (the default `demo` feature), and a build with
+//! `--no-default-features` carries none of it (nor `rcgen`).
 //!
-//! What it emulates (see WATCH-PROTOCOL.md): LIST with `limit`/`continue` over a consistent snapshot, WATCH from a
-//! resourceVersion with a bounded history, 410 "expired" (as an HTTP status or as an ERROR event), bookmarks,
-//! streaming lists (`sendInitialEvents`), label and field selectors with match/unmatch transitions, bearer tokens,
-//! TLS with a generated CA, discovery (legacy and aggregated v2, with resources installable at run time like CRDs),
-//! `PartialObjectMetadata` answers, and injectable faults and stream shapes for client robustness tests.
+//! What it emulates (see `docs/WATCH-PROTOCOL.md` at the top of the repository): LIST with `limit`/`continue`
+//! over a consistent snapshot, WATCH from a resourceVersion with a bounded history, 410 "expired" (as an HTTP
+//! status or as an ERROR event), bookmarks, streaming lists (`sendInitialEvents`), label and field selectors
+//! with match/unmatch transitions, bearer tokens, TLS with a generated CA, discovery (legacy and aggregated v2,
+//! with resources installable at run time like CRDs), `PartialObjectMetadata` answers, and injectable faults
+//! and stream shapes for client robustness tests.
 //!
 //! ```no_run
-//! use kwatchd::sim::{Resource, Sim, SimOptions};
+//! use kwatchd_sim::{Resource, Sim, SimOptions};
 //! let sim = Sim::start(SimOptions::default()).unwrap();
 //! sim.create(&Resource::pods(), "default", "web-1", &[("app", "web")], serde_json::json!({"spec": {}}));
 //! println!("{}", sim.url());

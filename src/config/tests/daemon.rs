@@ -1,0 +1,92 @@
+//! `[daemon]` values.
+
+use super::*;
+
+#[test]
+fn daemon_values() {
+    let daemon = |body: &str| format!("[daemon]\n{body}\n{MINIMAL}");
+    assert_eq!(
+        ok(&daemon("max_line_bytes = \"1GiB\""))
+            .daemon
+            .max_line_bytes,
+        1 << 30
+    );
+    assert_eq!(
+        ok(&daemon("max_line_bytes = \"64 KiB\""))
+            .daemon
+            .max_line_bytes,
+        64 << 10
+    );
+    assert_eq!(
+        ok(&daemon("max_line_bytes = 1024")).daemon.max_line_bytes,
+        1024
+    );
+    assert_eq!(
+        ok(&daemon("log_level = \"trace\"")).daemon.log_level,
+        log::LevelFilter::Trace
+    );
+    let d = ok(&daemon(
+        "metrics_listen = \"[::1]:9464\"\nlog_format = \"json\"\nshutdown_timeout = \"0s\"",
+    ))
+    .daemon;
+    assert_eq!(d.metrics_listen, Some("[::1]:9464".parse().unwrap()));
+    assert_eq!(d.log_format, LogFormat::Json);
+    assert_eq!(d.shutdown_timeout, Duration::ZERO);
+    assert_eq!(
+        ok(&daemon("metrics_listen = \"127.0.0.1:0\""))
+            .daemon
+            .metrics_listen,
+        Some("127.0.0.1:0".parse().unwrap())
+    );
+    assert_eq!(
+        ok(&daemon("sink_queue_events = 100000"))
+            .daemon
+            .sink_queue_events,
+        100000
+    );
+    assert_eq!(
+        ok(&daemon("state_dir = \"state\"")).daemon.state_dir,
+        cwd().join("state"),
+        "relative state_dir is resolved against the current directory"
+    );
+    let cases = [
+        ("max_line_bytes = 1023", "out of range"),
+        ("max_line_bytes = \"2GiB\"", "out of range"),
+        ("max_line_bytes = -1", "negative"),
+        (
+            "max_line_bytes = 1.5",
+            "expected an integer number of bytes or a size string",
+        ),
+        ("max_line_bytes = \"lots\"", "invalid size"),
+        ("max_line_bytes = \"16\"", "invalid size unit"),
+        (
+            "max_line_bytes = \"99999999999999999999999GiB\"",
+            "too large",
+        ),
+        ("sink_queue_events = 0", "at least 1"),
+        ("sink_queue_events = -5", "at least 1"),
+        (
+            "sink_queue_events = \"4096\"",
+            "expected an integer, found a string",
+        ),
+        ("log_level = \"Info\"", "invalid log level"),
+        ("log_level = 3", "expected a string"),
+        (
+            "metrics_listen = \"localhost:9464\"",
+            "host names are not accepted",
+        ),
+        ("metrics_listen = \"127.0.0.1\"", "expected IP:PORT"),
+        (
+            "metrics_listen = \"127.0.0.1:99999\"",
+            "invalid listen address",
+        ),
+        ("metrics_listen = 9464", "expected a string"),
+        ("log_format = \"JSON\"", "expected \"text\" or \"json\""),
+        ("shutdown_timeout = \"2h\"", "too long"),
+        ("shutdown_timeout = 30", "expected a string"),
+    ];
+    for (body, fragment) in cases {
+        let key = format!("daemon.{}", body.split(' ').next().unwrap());
+        assert_error(&errs(&daemon(body)), 2, &key, fragment);
+    }
+}

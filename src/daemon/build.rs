@@ -1,0 +1,215 @@
+//! What the configuration becomes: clusters, sinks, and the watchers of
+//! each `[[watch]]` with their routes and saved state.
+
+use super::watcher::{Route, Watcher};
+use super::{ClusterRuntime, Daemon, DaemonError, Slot};
+use crate::config::{ClusterConfig, Config, SinkConfig, WatchConfig, WatchTarget};
+use crate::kube::{ResourcePath, Selectors};
+use crate::rand::Rng;
+use crate::sink::{ExecSink, FileSink, QueueBound, Sink, WebhookSink};
+use crate::state::{Fingerprint, Persistence};
+use crate::tokens::{TokenAllocator, MAX_WATCHES};
+use crate::watch::{WatchMachine, WatchSpec};
+
+/// Bytes a sink may hold besides its event bound.
+const SINK_QUEUE_BYTES: usize = 64 << 20;
+const LIST_PAGE_SIZE: u32 = 500;
+
+impl Daemon {
+    /// Starts the watchers of `w` in fresh slots (one per namespace of a
+    /// namespace list), routed to the clusters and sinks of `self.config`,
+    /// each resuming from its saved state.
+    pub(super) fn start_watch(&mut self, w: &WatchConfig) -> Result<(), DaemonError> {
+        let Some((cluster, cluster_config)) = self
+            .config
+            .clusters
+            .iter()
+            .enumerate()
+            .find(|(_, (name, _))| **name == w.cluster)
+            .map(|(i, (_, c))| (i, c.clone()))
+        else {
+            return Err(DaemonError::UnknownCluster {
+                cluster: w.cluster.clone(),
+                watch: w.name.clone(),
+            });
+        };
+        let route = self.route(w, cluster);
+        for spec in watch_specs(w, &cluster_config) {
+            let slot = self.slots.len();
+            if slot >= MAX_WATCHES {
+                return Err(DaemonError::TooManyWatches { count: slot + 1 });
+            }
+            let fingerprint = fingerprint(w, &cluster_config, &spec);
+            let mut machine = WatchMachine::new(spec, Rng::from_entropy(slot as u64));
+            let state = match self.checkpoints.store() {
+                Some(store) => {
+                    let target = store.target(machine.name(), fingerprint);
+                    let (state, resume) = Persistence::resume(store, target);
+                    if let Some(r) = resume {
+                        machine.resume_from(r.resource_version, r.index);
+                    }
+                    state
+                }
+                None => Persistence::in_memory(),
+            };
+            let watcher = Watcher::new(
+                slot,
+                machine,
+                &w.cluster,
+                route.clone(),
+                self.config.daemon.max_line_bytes,
+                state,
+            );
+            self.slots.push(Slot {
+                name: w.name.clone(),
+                watcher: Some(watcher),
+                runnable: true,
+                blocked: false,
+            });
+        }
+        Ok(())
+    }
+
+    /// Where `w`'s events go: cluster `cluster`, the positions in
+    /// `self.sinks` of the sinks it feeds, and whether any of them wants
+    /// each event's metadata.
+    pub(super) fn route(&self, w: &WatchConfig, cluster: usize) -> Route {
+        let sinks: Vec<usize> = w
+            .sinks
+            .iter()
+            .filter_map(|s| self.config.sinks.keys().position(|k| k == s))
+            .collect();
+        let wants_meta = sinks
+            .iter()
+            .any(|&i| self.sinks.get(i).is_some_and(Sink::wants_meta));
+        Route {
+            cluster,
+            sinks,
+            wants_meta,
+        }
+    }
+}
+
+/// `id` tags the tokens of its credential plugin runs; it is unique for the
+/// daemon's life (a reload does not reuse one), so a token can never reach
+/// a cluster that took an older one's place.
+pub(super) fn build_cluster(
+    name: &str,
+    c: &ClusterConfig,
+    id: usize,
+) -> Result<ClusterRuntime, DaemonError> {
+    ClusterRuntime::new(c, id).map_err(|error| DaemonError::Cluster {
+        name: name.to_owned(),
+        error,
+    })
+}
+
+/// A sink as `[sinks.NAME]` defines it, its file opened.
+pub(super) fn build_sink(
+    config: &Config,
+    name: &str,
+    s: &SinkConfig,
+    tokens: &mut TokenAllocator,
+) -> Result<Sink, DaemonError> {
+    let queue_events = config.daemon.sink_queue_events.max(1);
+    let bound = QueueBound {
+        events: queue_events,
+        bytes: SINK_QUEUE_BYTES,
+    };
+    let token = tokens.allocate();
+    let rng = Rng::from_entropy(0x51_4b ^ token.0 as u64);
+    Ok(match s {
+        SinkConfig::File(f) => {
+            let mut file = FileSink::new(name, &f.path, bound, token);
+            file.open().map_err(|error| DaemonError::SinkOpen {
+                name: name.to_owned(),
+                path: f.path.clone(),
+                error,
+            })?;
+            Sink::File(Box::new(file))
+        }
+        SinkConfig::Stdout => Sink::File(Box::new(FileSink::stdout(name, bound, token))),
+        SinkConfig::Exec(e) => Sink::Exec(Box::new(ExecSink::new(name, e, queue_events, rng))),
+        SinkConfig::Webhook(w) => {
+            let webhook = WebhookSink::new(name, w, queue_events, rng).map_err(|error| {
+                DaemonError::Sink {
+                    name: name.to_owned(),
+                    error,
+                }
+            })?;
+            Sink::Webhook(Box::new(webhook))
+        }
+    })
+}
+
+/// The machines a `[[watch]]` runs: one, or one per namespace of a list.
+/// Records keep the configured name; logs say which namespace.
+fn watch_specs(w: &WatchConfig, cluster: &ClusterConfig) -> Vec<WatchSpec> {
+    let namespaces: Vec<Option<&String>> = match w.namespaces.as_slice() {
+        [] => vec![None],
+        list => list.iter().map(Some).collect(),
+    };
+    namespaces
+        .iter()
+        .map(|ns| WatchSpec {
+            name: match ns {
+                Some(ns) if namespaces.len() > 1 => format!("{}[{ns}]", w.name),
+                _ => w.name.clone(),
+            },
+            record_name: w.name.clone(),
+            target: w.target.clone(),
+            base_path: cluster.server.base_path.clone(),
+            namespace: ns.cloned(),
+            exclude_namespaces: w.exclude_namespaces.clone(),
+            metadata_only: w.metadata_only,
+            initial_list: w.initial_list,
+            selectors: Selectors {
+                label: w.label_selector.clone(),
+                field: w.field_selector.clone(),
+            },
+            events: w.events.clone(),
+            on_start: w.on_start,
+            page_size: LIST_PAGE_SIZE,
+            watch_timeout: w.watch_timeout,
+        })
+        .collect()
+}
+
+/// What a checkpoint must have been written for: the stream's source, not
+/// the sinks or the event filter (changing those keeps the checkpoint).
+fn fingerprint(w: &WatchConfig, cluster: &ClusterConfig, spec: &WatchSpec) -> Fingerprint {
+    let (api_version, resource, path) = match &w.target {
+        WatchTarget::Resource {
+            api_version,
+            resource,
+        } => (
+            api_version.clone(),
+            resource.clone(),
+            ResourcePath::new(
+                &cluster.server.base_path,
+                api_version,
+                spec.namespace.as_deref(),
+                resource,
+            )
+            .as_str()
+            .to_owned(),
+        ),
+        // Resolved through discovery at run time; the name as configured
+        // is what identifies it.
+        WatchTarget::Kind { name, api_version } => (
+            api_version.clone().unwrap_or_default(),
+            format!("kind {name}"),
+            String::new(),
+        ),
+    };
+    Fingerprint {
+        cluster: w.cluster.clone(),
+        server: cluster.server.to_string(),
+        api_version,
+        resource,
+        path,
+        namespace: spec.namespace.clone(),
+        label_selector: w.label_selector.clone(),
+        field_selector: w.field_selector.clone(),
+    }
+}
