@@ -110,6 +110,9 @@ fn main() -> ExitCode {
         }
         Command::Check(path) => match Config::load(&path) {
             Ok(c) => {
+                for w in c.warnings() {
+                    eprintln!("warning: {w}");
+                }
                 println!(
                     "{}: valid ({} clusters, {} watches, {} sinks)",
                     path.display(),
@@ -139,6 +142,9 @@ fn main() -> ExitCode {
                 }
             };
             logging::init(config.daemon.log_level, config.daemon.log_format);
+            for w in config.warnings() {
+                log::warn!("{w}");
+            }
             run_daemon(&config)
         }
         Command::Status { config, addr } => status(config.as_deref(), addr.as_deref()),

@@ -169,6 +169,7 @@ mod tests {
     #[test]
     fn records_are_acked_when_delivered_or_given_up_never_while_retrying() {
         let config = DeliveryConfig {
+            coalesce: false,
             max_concurrent: 4,
             retries: 1,
             batch_window: Duration::ZERO,

@@ -1239,6 +1239,7 @@ mod tests {
     #[test]
     fn policy_from_config() {
         let delivery = DeliveryConfig {
+            coalesce: false,
             max_concurrent: 4,
             retries: 3,
             batch_window: Duration::from_secs(2),
@@ -1252,6 +1253,7 @@ mod tests {
         assert_eq!((p.max_concurrent, p.retries, p.batch_max), (4, 3, 50));
         let p = DispatchPolicy::from_config(
             &DeliveryConfig {
+                coalesce: false,
                 queue_events: Some(10),
                 ..delivery
             },
