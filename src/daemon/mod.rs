@@ -13,6 +13,7 @@ mod checkpoints;
 pub mod cluster;
 pub mod credential;
 mod fanout;
+mod filtering;
 pub mod notify;
 mod observe;
 pub mod reload;
@@ -72,6 +73,11 @@ pub enum DaemonError {
         error: io::Error,
     },
     StateDir(StateDirError),
+    /// A watch's `select`/`changes`/`redact` could not be set up.
+    Filter {
+        watch: String,
+        error: String,
+    },
 }
 
 impl fmt::Display for DaemonError {
@@ -82,6 +88,7 @@ impl fmt::Display for DaemonError {
                 write!(f, "cluster {cluster}: not defined (watch {watch})")
             }
             Self::Cluster { name, error } => write!(f, "cluster {name}: {error}"),
+            Self::Filter { watch, error } => write!(f, "watch {watch}: {error}"),
             Self::SinkOpen { name, path, error } => {
                 write!(f, "sink {name}: cannot open {}: {error}", path.display())
             }
@@ -107,7 +114,7 @@ impl std::error::Error for DaemonError {
             }
             Self::Cluster { error, .. } | Self::Sink { error, .. } => Some(error),
             Self::StateDir(e) => Some(e),
-            Self::UnknownCluster { .. } | Self::TooManyWatches { .. } => None,
+            Self::UnknownCluster { .. } | Self::TooManyWatches { .. } | Self::Filter { .. } => None,
         }
     }
 }

@@ -4,6 +4,8 @@
 use super::cluster::ClusterRuntime;
 use super::credential::Readiness;
 use super::fanout::{MetaBase, Outlet};
+use super::filtering::{Filtering, SinkTransform};
+use crate::filter::{FilterStats, LogLimit};
 use crate::http::{BodyMode, Request, ResponseReader};
 use crate::metrics::WatchView;
 use crate::net::resolve::Resolution;
@@ -112,6 +114,8 @@ enum Link {
 pub struct Route {
     pub cluster: usize,
     pub sinks: Vec<usize>,
+    /// Each sink's `transform`, parallel to `sinks`.
+    pub transforms: Vec<SinkTransform>,
     pub wants_meta: bool,
 }
 
@@ -154,13 +158,19 @@ impl Watcher {
         route: Route,
         max_line: usize,
         state: Persistence,
+        filter: Option<Filtering>,
     ) -> Self {
         let out = Outlet {
             key: slot,
             records: RecordWriter::new(&machine.spec().record_name, cluster_name),
             meta_base: meta_base(&machine, cluster_name, route.wants_meta),
             sinks: route.sinks,
+            transforms: route.transforms,
             state,
+            watch: machine.spec().record_name.clone(),
+            filter,
+            filter_stats: FilterStats::default(),
+            filter_log: LogLimit::default(),
         };
         Watcher {
             machine,
@@ -187,6 +197,7 @@ impl Watcher {
             state: self.machine.state_name(),
             objects: self.machine.known_objects(),
             stats: self.machine.stats(),
+            filter: self.out.filter_stats,
             last_error: self.machine.last_error(),
         }
     }
@@ -195,6 +206,7 @@ impl Watcher {
     pub fn reroute(&mut self, route: Route) {
         self.cluster = route.cluster;
         self.out.sinks = route.sinks;
+        self.out.transforms = route.transforms;
         self.out.meta_base = meta_base(&self.machine, &self.cluster_name, route.wants_meta);
     }
 

@@ -12,12 +12,14 @@
 //! - [`json`]: bytes ⇄ jaq values, canonical JSON for projections;
 //! - [`redact`]: keyed digests in place of secret values;
 //! - [`object`]: the per-event decision;
-//! - [`transform`]: a sink's reshaping of the record.
+//! - [`transform`]: a sink's reshaping of the record;
+//! - [`stats`]: counters and the rate limit of error lines.
 
 pub mod jq;
 pub mod json;
 pub mod object;
 pub mod redact;
+pub mod stats;
 pub mod transform;
 
 pub use jq::{CompileError, Program, RunError};
@@ -25,4 +27,5 @@ pub use object::{
     Change, FilterError, FilterKey, Memory, Report, SkipReason, Verdict, WatchFilter,
 };
 pub use redact::{RedactKey, Redacted, Redactor};
+pub use stats::{FilterStats, LogLimit};
 pub use transform::{Transform, Transformed};

@@ -25,6 +25,10 @@ use super::json;
 use super::redact::{RedactKey, Redacted, Redactor};
 use jaq_json::Val;
 
+/// The error a failed `redact` path reports, instead of jaq's message.
+pub const REDACT_FAILED: &str =
+    "a redact path failed at run time; the object is cut to its kind, apiVersion and identity";
+
 /// The kind of change, as far as the filter cares: a list item (initial
 /// list or relist) is an ADDED; a MODIFIED derived by a relist is a
 /// MODIFIED.
@@ -164,11 +168,13 @@ impl WatchFilter {
             match redactor.apply(&self.key, v) {
                 Redacted::Untouched => {}
                 Redacted::Replaced => rewritten = Some(v.clone()),
-                Redacted::CutToIdentity(RunError(message)) => {
+                // jaq's message may quote the value it failed on: it goes
+                // nowhere, like the value.
+                Redacted::CutToIdentity(RunError(_)) => {
                     rewritten = Some(v.clone());
                     errors.push(FilterError {
                         key: FilterKey::Redact,
-                        message,
+                        message: REDACT_FAILED.to_owned(),
                     });
                 }
             }

@@ -192,6 +192,7 @@ mod tests {
                 consecutive_failures: failures,
                 ..WatchStats::default()
             },
+            filter: Default::default(),
             last_error: (failures > 0).then_some("WATCH answered 500"),
         }
     }

@@ -45,6 +45,8 @@ pub struct WatchView<'a> {
     pub state: &'static str,
     pub objects: usize,
     pub stats: WatchStats,
+    /// Skips and errors of its `select`/`changes`/`redact`/`transform`.
+    pub filter: crate::filter::FilterStats,
     pub last_error: Option<&'a str>,
 }
 

@@ -4,6 +4,7 @@ use super::process::ProcessStats;
 use super::text::{Exposition, Kind};
 use super::{Snapshot, WATCH_STATES};
 use crate::config::EventType;
+use crate::filter::{FilterKey, SkipReason};
 use crate::sink::latency::BUCKETS_SECONDS;
 use crate::sink::HookResult;
 use crate::watch::ReconnectReason;
@@ -39,6 +40,34 @@ fn watches(e: &mut Exposition, s: &Snapshot<'_>) {
                 "kwatchd_watch_events_total",
                 &[("watch", w.name), ("type", t.as_str())],
                 w.stats.events_by_type[t as usize],
+            );
+        }
+    }
+    e.family(
+        "kwatchd_watch_events_skipped_total",
+        Kind::Counter,
+        "Events a watch's select (unselected) or changes (unchanged) kept from the sinks; acknowledged like delivered ones.",
+    );
+    for w in &s.watches {
+        for r in SkipReason::ALL {
+            e.int(
+                "kwatchd_watch_events_skipped_total",
+                &[("watch", w.name), ("reason", r.as_str())],
+                w.filter.skipped[r as usize],
+            );
+        }
+    }
+    e.family(
+        "kwatchd_filter_errors_total",
+        Kind::Counter,
+        "Runtime errors of a watch's select, changes, redact or its sinks' transform (the event is delivered as if it passed).",
+    );
+    for w in &s.watches {
+        for k in FilterKey::ALL {
+            e.int(
+                "kwatchd_filter_errors_total",
+                &[("watch", w.name), ("key", k.as_str())],
+                w.filter.errors[k as usize],
             );
         }
     }
@@ -280,6 +309,10 @@ mod tests {
                 state: "backing off",
                 objects: 7,
                 stats,
+                filter: crate::filter::FilterStats {
+                    skipped: [5, 6],
+                    errors: [0, 1, 0, 2],
+                },
                 last_error: None,
             }],
             sinks: vec![SinkView {
@@ -309,6 +342,12 @@ mod tests {
         let w = r#"watch="we\"ird\\\nname""#;
         has(&format!(
             "kwatchd_watch_events_total{{{w},type=\"ADDED\"}} 3"
+        ));
+        has(&format!(
+            "kwatchd_watch_events_skipped_total{{{w},reason=\"unchanged\"}} 6"
+        ));
+        has(&format!(
+            "kwatchd_filter_errors_total{{{w},key=\"transform\"}} 2"
         ));
         has(&format!(
             "kwatchd_watch_state{{{w},state=\"backing_off\"}} 1"

@@ -18,7 +18,7 @@ pub use exec::ExecSink;
 pub use exec::{HookResult, HookRunCounts};
 pub use file::FileSink;
 pub use latency::LatencySample;
-pub use record::{EventMeta, QueuedRecord, RecordWriter};
+pub use record::{EventMeta, FilteredFields, QueuedRecord, RecordWriter};
 pub use webhook::WebhookSink;
 
 use crate::net::Resolver;

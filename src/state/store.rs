@@ -113,9 +113,12 @@ impl StateStore {
             }
         };
         let reason = match checkpoint::decode(&bytes) {
-            Ok(c) => {
+            Ok(mut c) => {
                 let diff = c.fingerprint.differences(&target.fingerprint);
                 if diff.is_empty() && c.watch == target.watch {
+                    if c.fingerprint.filter != target.fingerprint.filter {
+                        forget_filter_memory(&mut c, target);
+                    }
                     return Some(c);
                 }
                 if diff.is_empty() {
@@ -194,6 +197,24 @@ impl StateStore {
     }
 }
 
+/// The watch's `select`, `changes` or `redact` changed since the
+/// checkpoint was written: its position holds, what was reported under the
+/// old keys does not (each object's next event is compared against
+/// nothing).
+fn forget_filter_memory(c: &mut Checkpoint, target: &CheckpointTarget) {
+    let mut had = 0usize;
+    for entry in c.objects.values_mut() {
+        if entry.memory().is_some() {
+            had += 1;
+            entry.clear_memory();
+        }
+    }
+    log::info!(
+        "watch {}: select, changes or redact changed since the checkpoint; the filter's memory of {had} objects is reset (each object's next event is reported, compared against nothing)",
+        target.watch
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +230,7 @@ mod tests {
             namespace: None,
             label_selector: label.map(str::to_owned),
             field_selector: None,
+            filter: String::new(),
         }
     }
 
@@ -237,6 +259,46 @@ mod tests {
         std::fs::write(&target.path, "not a checkpoint\n").unwrap();
         assert_eq!(store.load(&target), None);
         assert!(!target.path.exists());
+    }
+
+    #[test]
+    fn another_filter_keeps_the_position_and_drops_the_memory() {
+        use crate::filter::Memory;
+        use crate::kube::ObjectMeta;
+        use std::borrow::Cow;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(dir.path()).unwrap();
+        let filtered = |digest: &str| Fingerprint {
+            filter: digest.into(),
+            ..fp(None)
+        };
+        let target = store.target("pods", filtered("aaaa"));
+        let mut index = ObjectIndex::default();
+        let meta = ObjectMeta {
+            name: Some(Cow::Borrowed("web")),
+            namespace: Some(Cow::Borrowed("ns")),
+            uid: Some(Cow::Borrowed("u1")),
+            resource_version: Some(Cow::Borrowed("7")),
+        };
+        index.upsert("u1", &meta);
+        let memory = Memory {
+            reported: true,
+            projection: Some(br#"["nginx:1"]"#.to_vec().into_boxed_slice()),
+        };
+        index.set_memory("u1", Some(memory.clone()));
+        let mut ledger = Ledger::new();
+        ledger.record(Progress::version("42"), 0);
+        store.save(&target, &mut ledger, &index, None, false);
+        store.finish(Duration::from_secs(10));
+
+        let store = StateStore::open(dir.path()).unwrap();
+        let same = store.load(&target).unwrap();
+        assert_eq!(same.objects["u1"].memory(), Some(&memory));
+        let other = store.target("pods", filtered("bbbb"));
+        let loaded = store.load(&other).unwrap();
+        assert_eq!(loaded.resource_version, "42");
+        assert_eq!(loaded.objects["u1"].resource_version(), "7");
+        assert_eq!(loaded.objects["u1"].memory(), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use super::index::{
 };
 use super::progress::Progress;
 use crate::config::{EventType, InitialList, OnStart, WatchTarget};
+use crate::filter::Memory;
 use crate::kube::discovery::{Discovery, Query, DISCOVERY_ACCEPT};
 use crate::kube::event::{excerpt, object_meta, ObjectMeta};
 use crate::kube::{
@@ -83,11 +84,13 @@ impl<'a> Identity<'a> {
     }
 }
 
-/// Counts the event, hands it on if the watch wants its type, then reports
-/// the step's progress (always, so the ledger sees every index change and
-/// version in order, whether the event was forwarded or filtered out).
+/// Counts the event, hands it on if the watch wants its type (and the
+/// owner's filter, if any, lets it through), then reports the step's
+/// progress (always, so the ledger sees every index change and version in
+/// order, whether the event was forwarded, filtered out or skipped).
 fn deliver(
     stats: &mut WatchStats,
+    index: &mut ObjectIndex,
     now: Instant,
     wanted: &[EventType],
     out: &mut dyn Emit,
@@ -98,7 +101,25 @@ fn deliver(
     stats.events_by_type[event.event_type as usize] += 1;
     stats.last_event = Some(now);
     if wanted.contains(&event.event_type) {
-        out.emit(event);
+        // A DELETED's object is out of the index already: what the filter
+        // remembered is in the entry the step removed.
+        let change = progress.change.as_ref();
+        let memory = match (change, event.event_type) {
+            (Some(c), EventType::Deleted) => c.previous.as_ref().and_then(IndexEntry::memory),
+            (Some(c), _) => index.get(c.key).and_then(IndexEntry::memory),
+            (None, _) => None,
+        };
+        match out.decide(&event, memory) {
+            None => out.emit(event),
+            Some(Decided { emit, memory }) => {
+                if let Some(c) = change.filter(|_| event.event_type != EventType::Deleted) {
+                    index.set_memory(c.key, memory);
+                }
+                if emit {
+                    out.emit(event);
+                }
+            }
+        }
     }
     out.progress(progress);
 }
@@ -110,6 +131,24 @@ pub trait Emit {
     /// Every emitted event is followed by exactly one call; steps that emit
     /// nothing (filtered events, bookmarks, silent lists) report too.
     fn progress(&mut self, _progress: Progress<'_>) {}
+
+    /// For an owner with a `select`/`changes`/`redact` filter: decides the
+    /// event before it is emitted, given what the filter remembered of the
+    /// object (kept in the watch's index, so checkpoints carry it). `None`
+    /// (the default): no filter, every wanted event is emitted and the
+    /// index keeps no memory.
+    fn decide(&mut self, _event: &Emitted<'_>, _memory: Option<&Memory>) -> Option<Decided> {
+        None
+    }
+}
+
+/// What an owner's filter decided about one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    /// Emit it; otherwise it is skipped (its step still counts).
+    pub emit: bool,
+    /// What to remember of the object from now on.
+    pub memory: Option<Memory>,
 }
 
 impl<F: FnMut(Emitted<'_>)> Emit for F {
@@ -1193,6 +1232,7 @@ impl WatchMachine {
         };
         deliver(
             &mut self.stats,
+            &mut self.index,
             now,
             &self.spec.events,
             out,
@@ -1232,6 +1272,7 @@ impl WatchMachine {
                 };
                 deliver(
                     &mut self.stats,
+                    &mut self.index,
                     now,
                     &self.spec.events,
                     out,
@@ -1429,6 +1470,7 @@ impl WatchMachine {
         };
         deliver(
             &mut self.stats,
+            &mut self.index,
             now,
             &self.spec.events,
             out,
@@ -1502,6 +1544,7 @@ impl WatchMachine {
                         let progress = Progress::changed(&key, previous, None);
                         deliver(
                             &mut self.stats,
+                            &mut self.index,
                             now,
                             &self.spec.events,
                             out,

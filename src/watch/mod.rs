@@ -8,7 +8,7 @@ pub mod machine;
 pub mod progress;
 
 pub use machine::{
-    Emit, Emitted, LineOutcome, Origin, ReconnectReason, RequestKind, RequestPlan, TimerOutcome,
-    WatchMachine, WatchSpec, WatchStats,
+    Decided, Emit, Emitted, LineOutcome, Origin, ReconnectReason, RequestKind, RequestPlan,
+    TimerOutcome, WatchMachine, WatchSpec, WatchStats,
 };
 pub use progress::{IndexChange, Progress};
