@@ -82,7 +82,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
                     *program = hook.display().to_string();
                 }
             }
-            SinkConfig::Webhook(_) | SinkConfig::Stdout => {}
+            SinkConfig::Webhook(_) | SinkConfig::Stdout | SinkConfig::Nats(_) => {}
         }
     }
     logging::init(config.daemon.log_level, config.daemon.log_format);

@@ -13,6 +13,7 @@ pub mod http;
 pub mod kube;
 pub mod logging;
 pub mod metrics;
+pub mod nats;
 pub mod net;
 /// The PRNG lives in its own crate so that the emulator (`kwatchd-sim`) shares it without depending on the daemon.
 pub use kwatchd_rand as rand;

@@ -9,7 +9,7 @@
 //! │   kind   │ payload, laid out by the kind                       │
 //! └──────────┴─────────────────────────────────────────────────────┘
 //!   Fixed       0 = signals, 1 = the resolver's waker
-//!   Sink        a counter (sinks, hook pipes, webhook connections)
+//!   Sink        a counter (sinks, hook pipes, webhook and NATS connections)
 //!   Watch       connection count (38 bits) │ slot (20 bits)
 //!   Metrics     0 = the listener, else a connection id
 //!   Credential  cluster id (16 bits) │ plugin run counter (42 bits)
@@ -18,7 +18,9 @@
 //! Counters only grow, so a token is never reused: an event fetched for a
 //! closed source in the same poll batch cannot reach its successor.
 //!
-//! A new source (a NATS connection, a Lease request) is a new [`Kind`]
+//! NATS sink connections are sink tokens, as webhook connections are: the
+//! sink that owns one answers `on_ready`. A new source of another family
+//! (a Lease request) is a new [`Kind`]
 //! and a new [`Source`] variant with its arms in `token` and `of`; the
 //! tests below check every kind against every other.
 
@@ -80,7 +82,7 @@ pub enum Source {
     Signal,
     /// The resolver thread has answers.
     Waker,
-    /// A sink's file, hook pipe or webhook connection: the sinks are asked
+    /// A sink's file, hook pipe, webhook or NATS connection: the sinks are asked
     /// in turn (see [`TokenAllocator::for_sinks`]).
     Sink(usize),
     /// A connection of the watch in daemon slot `slot`; `conn` counts the

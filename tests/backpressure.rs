@@ -89,3 +89,205 @@ fn a_blocked_sink_bounds_memory_and_loses_nothing() {
         "the last event is the last one created"
     );
 }
+
+/// A tmpfs of `size` mounted on `dir` for the test's life; `None` (with a
+/// message) where this process may not mount.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).ok()?;
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_owned())),
+            Ok(o) => {
+                eprintln!(
+                    "SKIPPED: cannot mount a tmpfs here ({})",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the filesystem holding `dir` with `dir/filler`, then frees
+/// `leave` bytes of it again.
+fn fill(dir: &std::path::Path, leave: u64) {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let page = vec![b'f'; 4096];
+    loop {
+        match f.write(&page) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("filling: {e}"),
+        }
+    }
+    let len = f.metadata().unwrap().len();
+    f.set_len(len.saturating_sub(leave)).unwrap();
+}
+
+/// The file holds whole JSON lines only: empty, or ending in `\n` with every
+/// line a record. Returns the pod names, in order.
+fn whole_lines(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        let tail = &text[text.rfind('\n').map_or(0, |i| i + 1)..];
+        return Err(format!("a torn last line of {} bytes", tail.len()));
+    }
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).map_err(|e| format!("bad line {l:?}: {e}"))?;
+            Ok(v["object"]["metadata"]["name"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned())
+        })
+        .collect()
+}
+
+/// Reads the file every few ms for `period`, failing on any torn line.
+fn never_torn(path: &std::path::Path, period: Duration) -> Result<usize, String> {
+    let end = Instant::now() + period;
+    let mut most = 0;
+    while Instant::now() < end {
+        most = most.max(whole_lines(path)?.len());
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    Ok(most)
+}
+
+#[test]
+fn a_full_disk_never_shows_a_torn_line_and_loses_nothing() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    let Some(_tmpfs) = Tmpfs::mount(&mnt, "256k") else {
+        return;
+    };
+    let out = mnt.join("out.jsonl");
+    let mut w = WatchDef::pods("pods", "out");
+    w.on_start = "skip";
+    let text = config(dir.path(), "", &sim.url(), &[w])
+        .replace("[daemon]\n", "[daemon]\nshutdown_timeout = \"1s\"\n")
+        .replace(
+            &dir.path().join("out.jsonl").display().to_string(),
+            &out.display().to_string(),
+        );
+    let config_path = dir.path().join("kwatchd.toml");
+    let log = dir.path().join("daemon.log");
+    std::fs::write(&config_path, &text).unwrap();
+    let start = || {
+        std::process::Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("KWATCHD_LOG_LEVEL", "debug")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap()
+    };
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut child = start();
+    assert!(
+        wait_until(Duration::from_secs(15), || sim.open_watches() == 1),
+        "log:\n{}",
+        log_text()
+    );
+    // One page left: a few ~1.3 KB records fit, the next one only in part.
+    fill(&mnt, 4096);
+    let pods = Resource::pods();
+    let pad = kwatchd_sim::pod_extra(1000);
+    for i in 0..20 {
+        sim.create(&pods, "default", &format!("a{i:02}"), &[], pad.clone());
+    }
+    let seen = never_torn(&out, Duration::from_secs(2));
+    assert!(
+        seen.as_ref().is_ok_and(|n| *n < 20),
+        "{seen:?} while full; log:\n{}",
+        log_text()
+    );
+    assert!(
+        log_text().contains("No space left on device"),
+        "the disk was never full; log:\n{}",
+        log_text()
+    );
+
+    // Room again: every record arrives, once, in order.
+    std::fs::remove_file(mnt.join("filler")).unwrap();
+    let want: Vec<String> = (0..20).map(|i| format!("a{i:02}")).collect();
+    assert!(
+        wait_until(Duration::from_secs(15), || whole_lines(&out).ok().as_ref()
+            == Some(&want)),
+        "{:?}; log:\n{}",
+        whole_lines(&out),
+        log_text()
+    );
+
+    // Full again, and stopped while full: nothing torn is left behind.
+    fill(&mnt, 4096);
+    for i in 0..20 {
+        sim.create(&pods, "default", &format!("b{i:02}"), &[], pad.clone());
+    }
+    never_torn(&out, Duration::from_secs(1))
+        .unwrap_or_else(|e| panic!("{e}; log:\n{}", log_text()));
+    // SAFETY: plain syscall on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(
+        wait_until(Duration::from_secs(15), || child
+            .try_wait()
+            .ok()
+            .flatten()
+            .is_some()),
+        "no exit after SIGTERM; log:\n{}",
+        log_text()
+    );
+    let after_stop =
+        whole_lines(&out).unwrap_or_else(|e| panic!("{e} after SIGTERM; log:\n{}", log_text()));
+    assert!(after_stop.len() < 40, "the disk was full: {after_stop:?}");
+
+    // Restarted with room: what was not written arrives (at least once).
+    std::fs::remove_file(mnt.join("filler")).unwrap();
+    let mut child = start();
+    let all_b = |names: &[String]| (0..20).all(|i| names.contains(&format!("b{i:02}")));
+    let arrived = wait_until(Duration::from_secs(20), || {
+        whole_lines(&out).is_ok_and(|n| all_b(&n))
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(arrived, "{:?}; log:\n{}", whole_lines(&out), log_text());
+    assert!(whole_lines(&out).unwrap().starts_with(&want));
+}

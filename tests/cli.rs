@@ -1,10 +1,22 @@
-//! The command line: `check` on broken configs, and the demo.
+//! The command line: `check` on broken configs, the demo, and the parser:
+//! help for every subcommand, the config as flag or positional argument,
+//! flags refused where they do not belong, `status --addr` with the URL the
+//! daemon logs, and exit 64 for usage errors.
 
 mod common;
 
 use common::*;
-use std::process::{Command, Stdio};
+use kwatchd_sim::{Sim, SimOptions};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
+
+fn kwatchd(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
 
 fn check(text: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -150,4 +162,205 @@ fn demo_shows_events_flowing_and_stops_on_ctrl_c() {
     let recs = records(&file);
     assert!(recs.iter().any(|r| r["origin"] == "list"));
     assert!(recs.iter().any(|r| r["origin"] == "watch"));
+}
+
+#[test]
+fn every_subcommand_has_help_and_the_version() {
+    for sub in ["run", "check", "status", "demo"] {
+        for flag in ["--help", "-h"] {
+            let out = kwatchd(&[sub, flag]);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.status.code(), Some(0), "{sub} {flag}: {out:?}");
+            assert!(
+                stdout.contains(&format!("Usage: kwatchd {sub}")),
+                "{sub} {flag}:\n{stdout}"
+            );
+        }
+    }
+    let out = kwatchd(&["help", "status"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--addr"));
+    let out = kwatchd(&["--help"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    for word in ["run", "check", "status", "demo", "KWATCHD_LOG_LEVEL", "78"] {
+        assert!(stdout.contains(word), "{word} missing:\n{stdout}");
+    }
+    assert!(!stdout.contains("generate-assets"), "{stdout}");
+    let out = kwatchd(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("kwatchd {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn the_config_file_may_be_positional_or_a_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kwatchd.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    let path = path.to_str().unwrap();
+    for args in [
+        &["check", path][..],
+        &["check", "-c", path],
+        &["check", &format!("--config={path}")],
+    ] {
+        let out = kwatchd(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+    }
+    // Both at once is ambiguous, and neither is missing something.
+    for args in [&["check", "--config", path, path][..], &["check"], &["run"]] {
+        assert_eq!(kwatchd(args).status.code(), Some(64), "{args:?}");
+    }
+}
+
+#[test]
+fn flags_of_other_subcommands_and_typos_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = dir.path().join("mine.toml");
+    let made_arg = made.to_str().unwrap();
+    for (args, says) in [
+        (&["check", "--dir", "x"][..], "unexpected argument '--dir'"),
+        (
+            &["demo", "--config", made_arg],
+            "unexpected argument '--config'",
+        ),
+        (
+            &["run", "--addr", "127.0.0.1:9464"],
+            "unexpected argument '--addr'",
+        ),
+        (
+            &["check", "--confg", "x.toml"],
+            "a similar argument exists: '--config'",
+        ),
+        (&["chek", "x.toml"], "unrecognized subcommand"),
+        (&["status"], "required arguments were not provided"),
+        (&[], "Usage: kwatchd"),
+    ] {
+        let out = kwatchd(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(says),
+            "{args:?}: wanted {says:?} in:\n{stderr}"
+        );
+    }
+    // `demo --config` once created a directory named like the config.
+    assert!(!made.exists());
+}
+
+#[test]
+fn status_takes_the_url_the_daemon_logs() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(dir.path(), "", &sim.url(), &[WatchDef::pods("pods", "out")]).replacen(
+        "[daemon]\n",
+        "[daemon]\nmetrics_listen = \"127.0.0.1:0\"\n",
+        1,
+    );
+    let d = Running::start_in(dir, &text);
+    let mut url = None;
+    let logged = wait_until(Duration::from_secs(20), || {
+        url = d.log_text().lines().find_map(|l| {
+            let rest = l.split("metrics: listening on ").nth(1)?;
+            rest.split_whitespace().next().map(str::to_owned)
+        });
+        url.is_some()
+    });
+    assert!(logged, "no listening line; log:\n{}", d.log_text());
+    let url = url.unwrap();
+    assert!(url.starts_with("http://"), "{url}");
+    for addr in [url.clone(), format!("{url}/"), url.replace("http://", "")] {
+        let out = kwatchd(&["status", "--addr", &addr, "--timeout", "5s"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{addr}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.starts_with("WATCH") && stdout.contains("pods"),
+            "{stdout}"
+        );
+    }
+    // Not an address: a usage error that says what is accepted.
+    let out = kwatchd(&["status", "--addr", "https://127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("plain http://"));
+}
+
+#[test]
+fn every_shipped_config_passes_check_offline() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = Command::new(BIN)
+                .args(["check", "--offline"])
+                .arg(&path)
+                .env_remove("WEBHOOK_TOKEN")
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+            checked.push(path);
+        }
+    }
+    assert!(checked.len() >= 2, "{checked:?}");
+}
+
+#[test]
+fn check_expands_credentials_directory_and_offline_needs_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("token"), "t0ken\n").unwrap();
+    let config = dir.path().join("kwatchd.toml");
+    std::fs::write(
+        &config,
+        GOOD.replace(
+            "server = \"http://127.0.0.1:6443\"",
+            "server = \"https://127.0.0.1:6443\"\ntoken_file = \"${CREDENTIALS_DIRECTORY}/token\"",
+        ),
+    )
+    .unwrap();
+    let check = |offline: bool, creds: Option<&std::path::Path>| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("check");
+        if offline {
+            cmd.arg("--offline");
+        }
+        cmd.arg(&config).env_remove("CREDENTIALS_DIRECTORY");
+        if let Some(c) = creds {
+            cmd.env("CREDENTIALS_DIRECTORY", c);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        (out.status.code(), text)
+    };
+    // As under LoadCredential=: the variable names the directory.
+    let (code, out) = check(false, Some(&creds));
+    assert_eq!(code, Some(0), "{out}");
+    // Outside the service the full check says what is missing...
+    let (code, out) = check(false, None);
+    assert_eq!(code, Some(78), "{out}");
+    assert!(
+        out.contains("token_file") && out.contains("CREDENTIALS_DIRECTORY"),
+        "{out}"
+    );
+    // ...and --offline checks the file alone.
+    let (code, out) = check(true, None);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("offline"), "{out}");
 }

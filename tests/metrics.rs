@@ -536,7 +536,7 @@ fn metrics_follow_the_emulator_events_and_parse_strictly() {
     };
     assert_eq!(deliveries("out", "delivered"), 5.0);
     assert_eq!(deliveries("hook", "delivered"), 5.0);
-    assert_eq!(deliveries("hook", "failed"), 0.0);
+    assert_eq!(deliveries("hook", "retries"), 0.0);
     assert_eq!(
         value(&f, "kwatchd_sink_queue_depth", &[("sink", "out")]),
         0.0

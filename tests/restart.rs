@@ -6,7 +6,9 @@
 mod common;
 
 use common::*;
-use kwatchd_sim::{EventType, HistoryEvent, Resource, Sim, SimHandle, SimOptions};
+use kwatchd_sim::{
+    EventType, Fault, FaultRule, HistoryEvent, Resource, Sim, SimHandle, SimOptions,
+};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -521,13 +523,8 @@ fn first_run(dir: &Path, text: &str, n: usize) -> usize {
     count_records(&dir.join("a.jsonl"))
 }
 
-fn lists(sim: &Sim) -> usize {
-    sim.requests().iter().filter(|r| !r.is_watch).count()
-}
-
-#[test]
-fn a_corrupt_checkpoint_is_reported_set_aside_and_the_watch_lists_afresh() {
-    let sim = Sim::start(SimOptions::default()).unwrap();
+/// Three pods p0..p2, listed and checkpointed by a first run.
+fn three_pods_first_run(sim: &Sim, dir: &Path, text: &str) {
     for i in 0..3 {
         sim.create(
             &Resource::pods(),
@@ -537,10 +534,20 @@ fn a_corrupt_checkpoint_is_reported_set_aside_and_the_watch_lists_afresh() {
             json!({}),
         );
     }
+    assert_eq!(first_run(dir, text, 3), 3);
+}
+
+fn lists(sim: &Sim) -> usize {
+    sim.requests().iter().filter(|r| !r.is_watch).count()
+}
+
+#[test]
+fn a_corrupt_checkpoint_is_reported_set_aside_and_the_watch_lists_afresh() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let text = config_text(dir, &sim.url(), "");
-    assert_eq!(first_run(dir, &text, 3), 3);
+    three_pods_first_run(&sim, dir, &text);
     let ckpt = checkpoint_path(dir);
     let mut bytes = fs::read(&ckpt).unwrap();
     bytes.truncate(bytes.len() - 10);
@@ -563,6 +570,51 @@ fn a_corrupt_checkpoint_is_reported_set_aside_and_the_watch_lists_afresh() {
     assert!(recs[3..].iter().all(|r| r["origin"] == "list"));
     // The fresh state is checkpointed again.
     assert!(wait_until(WAIT, || checkpoint_rv(dir).is_some()));
+    assert!(d.stop().success());
+}
+
+#[test]
+fn a_checkpoint_position_the_server_refuses_is_relisted_and_diffed() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let text = config_text(dir, &sim.url(), "");
+    three_pods_first_run(&sim, dir, &text);
+    let rv = checkpoint_rv(dir).unwrap();
+    // While the daemon is down, p1 goes, and the server stops accepting the
+    // checkpoint's position (e.g. it came from a server that numbers
+    // differently): a WATCH from it is refused for good.
+    sim.delete(&Resource::pods(), "default", "p1");
+    sim.add_fault(FaultRule {
+        path_contains: format!("resourceVersion={rv}&"),
+        times: 1000,
+        fault: Fault::InvalidResourceVersion,
+    });
+    let listed = lists(&sim);
+    let mut d = Daemon::start(dir, &text, 1);
+    assert!(
+        wait_until(WAIT, || count_records(&dir.join("a.jsonl")) == 4),
+        "the refused position was not relisted; log:\n{}",
+        d.log_text()
+    );
+    let recs = records(&dir.join("a.jsonl"));
+    let last = &recs[3];
+    assert_eq!(
+        (last["type"].as_str(), last["origin"].as_str()),
+        (Some("DELETED"), Some("relist")),
+        "{last}"
+    );
+    assert_eq!(last["object"]["metadata"]["name"], "p1");
+    let log = d.log_text();
+    assert!(log.contains("resuming from the checkpoint"), "{log}");
+    assert!(
+        log.contains(&format!("refused resourceVersion {rv}")),
+        "the log does not say why it relists:\n{log}"
+    );
+    assert!(lists(&sim) > listed, "no relist");
+    // Streaming resumes from the relist's position.
+    sim.create(&Resource::pods(), "default", "p3", &[], json!({}));
+    assert!(wait_until(WAIT, || count_records(&dir.join("a.jsonl")) == 5));
     assert!(d.stop().success());
 }
 

@@ -169,6 +169,72 @@ fn a_hanging_hook_is_killed_with_its_children_retried_then_dead_lettered() {
     );
 }
 
+fn is_alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, r)| !r.starts_with('Z'))
+    })
+}
+
+#[test]
+fn what_a_hook_leaves_holding_its_stdout_is_killed_unless_the_sink_keeps_it() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Each hook backgrounds a sleep that inherits (and holds) its stdout.
+    let hook = |name: &str| {
+        let pids = dir.path().join(format!("{name}.pids"));
+        let path = script(
+            dir.path(),
+            name,
+            &format!("sleep 1000 &\necho $! >> \"{}\"\nexit 0", pids.display()),
+        );
+        (path, pids)
+    };
+    let (kill_hook, kill_pids) = hook("kill");
+    let (keep_hook, keep_pids) = hook("keep");
+    let sinks = format!(
+        "[sinks.kill]\ntype = \"exec\"\ncommand = [\"{}\"]\nkill_grace = \"10s\"\n\n\
+         [sinks.keep]\ntype = \"exec\"\ncommand = [\"{}\"]\nkill_grace = \"200ms\"\nkill_process_group = false\n",
+        kill_hook.display(),
+        keep_hook.display()
+    );
+    let text = config_text(
+        &sim,
+        &watch("pods", "default", "\"kill\", \"keep\""),
+        &sinks,
+    );
+    let mut d = Running::start_in(dir, &text);
+    assert!(started(&sim, 1), "log:\n{}", d.log_text());
+    for name in ["a", "b"] {
+        sim.create(&Resource::pods(), "default", name, &[], json!({}));
+    }
+    // Two runs each; the kill sink's second run could only start once the
+    // first one's leftover stopped holding the pipe, well before 10 s.
+    let ran = wait_until(WAIT, || {
+        lines(&kill_pids).len() == 2 && lines(&keep_pids).len() == 2
+    });
+    let killed = wait_until(Duration::from_secs(5), || {
+        lines(&kill_pids).iter().all(|p| !is_alive(p))
+    });
+    let log = d.log_text();
+    let kept = lines(&keep_pids);
+    let kept_alive: Vec<bool> = kept.iter().map(|p| is_alive(p)).collect();
+    for pid in &kept {
+        // SAFETY: plain syscall on a sleep this test's hook started.
+        unsafe { libc::kill(pid.parse().unwrap_or(0).max(2), libc::SIGKILL) };
+    }
+    d.stop();
+    assert!(ran, "log:\n{log}");
+    assert!(killed, "a leftover of the kill sink survived; log:\n{log}");
+    assert_eq!(kept_alive, vec![true, true], "kept leftovers were killed");
+    // The kept leftover held stdout past the grace: the log names it.
+    assert!(
+        log.contains(&format!("by pid {} (sleep)", kept[0])),
+        "no log line names the holder {}; log:\n{log}",
+        kept[0]
+    );
+}
+
 #[test]
 fn a_hook_failing_twice_then_succeeding_runs_exactly_three_times() {
     let sim = Sim::start(SimOptions::default()).unwrap();

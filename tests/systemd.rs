@@ -29,9 +29,18 @@ fn unit_file_verifies_and_is_hardened() {
     // verify checks that ExecStart= exists: point it at the binary under test.
     let path = dir.path().join("kwatchd.service");
     std::fs::write(&path, unit.replace("/usr/bin/kwatchd", common::BIN)).unwrap();
+    // verify also looks up Documentation=man:kwatchd(1): give it the pages
+    // the binary generates (the package test checks the installed ones).
+    let generated = Command::new(common::BIN)
+        .args(["generate-assets", "--out"])
+        .arg(dir.path().join("assets"))
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{generated:?}");
     let verify = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&path)
+        .env("MANPATH", dir.path().join("assets/man"))
         .output()
         .unwrap();
     assert!(

@@ -43,6 +43,7 @@ mod doc;
 mod error;
 mod fields;
 mod jq;
+pub(crate) mod nats;
 mod selector;
 mod sink;
 mod syntax;
@@ -66,6 +67,7 @@ pub use daemon::{
     DEFAULT_SINK_QUEUE_EVENTS, DEFAULT_STATE_DIR,
 };
 pub use error::{ConfigError, ConfigErrors};
+pub use nats::NatsSinkConfig;
 pub use sink::{
     DeliveryConfig, ExecSinkConfig, FileSinkConfig, HttpHeader, OnFailure, SinkConfig,
     WebhookSinkConfig,
@@ -147,11 +149,20 @@ impl Config {
     /// [`Config::load`]. Only `load` returns the configuration: an offline
     /// one lacks what the environment and the named files provide.
     pub fn check(path: &Path, mode: LoadMode) -> Result<ConfigSummary, ConfigErrors> {
+        Config::check_with_warnings(path, mode).map(|(summary, _)| summary)
+    }
+
+    /// [`Config::check`], with what is valid but probably not meant
+    /// ([`Config::warnings`]).
+    pub fn check_with_warnings(
+        path: &Path,
+        mode: LoadMode,
+    ) -> Result<(ConfigSummary, Vec<String>), ConfigErrors> {
         let reach = match mode {
             LoadMode::Full => Reach::Files,
             LoadMode::Offline => Reach::Offline,
         };
-        parse(&read(path)?, path, &Env::process(reach)).map(|c| c.summary())
+        parse(&read(path)?, path, &Env::process(reach)).map(|c| (c.summary(), c.warnings()))
     }
 
     /// How many clusters, watches and sinks there are.

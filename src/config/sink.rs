@@ -28,6 +28,8 @@ pub enum SinkConfig {
     Webhook(WebhookSinkConfig),
     /// Write records to standard output.
     Stdout,
+    /// Publish each record to a NATS JetStream stream.
+    Nats(super::NatsSinkConfig),
 }
 
 impl SinkConfig {
@@ -38,6 +40,7 @@ impl SinkConfig {
             SinkConfig::Exec(_) => "exec",
             SinkConfig::Webhook(_) => "webhook",
             SinkConfig::Stdout => "stdout",
+            SinkConfig::Nats(_) => "nats",
         }
     }
 
@@ -46,7 +49,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Exec(e) => Some(&e.delivery),
             SinkConfig::Webhook(w) => Some(&w.delivery),
-            SinkConfig::File(_) | SinkConfig::Stdout => None,
+            SinkConfig::File(_) | SinkConfig::Stdout | SinkConfig::Nats(_) => None,
         }
     }
 }
@@ -101,6 +104,7 @@ const EXEC_KEYS: &[&str] = &[
     "command",
     "timeout",
     "kill_grace",
+    "kill_process_group",
     "max_concurrent",
     "retries",
     "batch_window",
@@ -193,6 +197,9 @@ pub struct ExecSinkConfig {
     pub timeout: Duration,
     /// After SIGTERM, SIGKILL this much later (zero: at once).
     pub kill_grace: Duration,
+    /// SIGKILL what is left of the hook's process group when the hook
+    /// exits by itself (default); false for hooks that start daemons.
+    pub kill_process_group: bool,
     /// Absolute; `None`: the daemon's working directory.
     pub working_dir: Option<PathBuf>,
     /// Added to the hook's minimal environment (may override PATH, HOME,
@@ -270,6 +277,11 @@ pub(crate) const TYPES: &[SinkType] = &[
         keys: STDOUT_KEYS,
         parse: stdout_sink,
     },
+    SinkType {
+        name: "nats",
+        keys: super::nats::KEYS,
+        parse: super::nats::parse,
+    },
 ];
 
 /// Parses one `[sinks.NAME]` table: the sink and its `transform` (a jq
@@ -320,6 +332,9 @@ fn exec_sink(ctx: &mut Ctx, env: &Env, t: &TableNode) -> Option<SinkConfig> {
         .and_then(|f| command(ctx, env, &f));
     let timeout = duration(ctx, t, "timeout", DEFAULT_EXEC_TIMEOUT, EXEC_TIMEOUT_RANGE);
     let kill_grace = duration(ctx, t, "kill_grace", DEFAULT_KILL_GRACE, KILL_GRACE_RANGE);
+    let kill_process_group = t
+        .get("kill_process_group")
+        .map_or(Some(true), |f| f.bool(ctx));
     let working_dir = working_dir(ctx, env, t);
     let hook_env = t
         .get("env")
@@ -335,6 +350,7 @@ fn exec_sink(ctx: &mut Ctx, env: &Env, t: &TableNode) -> Option<SinkConfig> {
         command: command?,
         timeout: timeout?,
         kill_grace: kill_grace?,
+        kill_process_group: kill_process_group?,
         working_dir: working_dir?,
         env: hook_env?,
         delivery: delivery?,
@@ -430,7 +446,7 @@ enum FailureMode {
 /// `on_failure` and `dead_letter`: the file is required exactly when the
 /// mode is "dead_letter", so a path that would silently be ignored, or a
 /// mode with nowhere to write, are both refused.
-fn on_failure(ctx: &mut Ctx, env: &Env, t: &TableNode) -> Option<OnFailure> {
+pub(super) fn on_failure(ctx: &mut Ctx, env: &Env, t: &TableNode) -> Option<OnFailure> {
     let mode = with_default(ctx, t, "on_failure", FailureMode::Log, |s| match s {
         "log" => Ok(FailureMode::Log),
         "dead_letter" => Ok(FailureMode::DeadLetter),

@@ -8,10 +8,11 @@ use crate::config::{ClusterConfig, Config, SinkConfig, WatchConfig, WatchTarget}
 use crate::filter::RedactKey;
 use crate::kube::{ResourcePath, Selectors};
 use crate::rand::Rng;
-use crate::sink::{ExecSink, FileSink, QueueBound, Sink, WebhookSink};
+use crate::sink::{ExecSink, FileSink, NatsSink, QueueBound, Sink, WebhookSink};
 use crate::state::{Fingerprint, Persistence};
 use crate::tokens::{TokenAllocator, MAX_WATCHES};
 use crate::watch::{WatchMachine, WatchSpec};
+use std::time::Instant;
 
 /// Bytes a sink may hold besides its event bound.
 const SINK_QUEUE_BYTES: usize = 64 << 20;
@@ -157,6 +158,16 @@ pub(super) fn build_sink(
                 }
             })?;
             Sink::Webhook(Box::new(webhook))
+        }
+        SinkConfig::Nats(n) => {
+            let nats =
+                NatsSink::new(name, n, queue_events, rng, Instant::now()).map_err(|reason| {
+                    DaemonError::SinkSetup {
+                        name: name.to_owned(),
+                        reason,
+                    }
+                })?;
+            Sink::Nats(Box::new(nats))
         }
     })
 }

@@ -13,7 +13,7 @@
 
 use crate::kube::access::exec::{self, ClusterInfo, Credential};
 use crate::kube::access::{redact, ExecConfig};
-use crate::sink::exec::{HookRun, HookSpec, Stream};
+use crate::sink::exec::{HookRun, HookSpec, Leftovers, SpawnOptions, Stream};
 use crate::tokens::TokenAllocator;
 use mio::{Registry, Token};
 use std::time::{Duration, Instant, SystemTime};
@@ -137,6 +137,9 @@ impl ExecCredentials {
             timeout: PLUGIN_TIMEOUT,
             kill_grace: PLUGIN_KILL_GRACE,
             output_cap: PLUGIN_OUTPUT_CAP,
+            // As before the knob existed (and as client-go does): a plugin
+            // that leaves a helper running is trusted to mean it.
+            leftovers: Leftovers::Keep,
         };
         // Like client-go: the daemon's environment, the kubeconfig's env,
         // and the exec info.
@@ -149,7 +152,8 @@ impl ExecCredentials {
         env.push(("KUBERNETES_EXEC_INFO".to_string(), self.info.clone()));
         let label = format!("cluster {}: credential plugin", self.cluster);
         self.runs += 1;
-        match HookRun::spawn_captured(&spec, &env, label, registry, &mut self.tokens, now) {
+        let options = SpawnOptions::new(&spec, &env, label).captured();
+        match HookRun::spawn(options, registry, &mut self.tokens, now) {
             Ok(run) => {
                 log::debug!(
                     "cluster {}: running credential plugin {:?} (pid {})",

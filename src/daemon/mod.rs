@@ -65,6 +65,12 @@ pub enum DaemonError {
         name: String,
         error: TlsSetupError,
     },
+    /// A sink that cannot start for a reason other than TLS (unreadable
+    /// NATS credentials).
+    SinkSetup {
+        name: String,
+        reason: String,
+    },
     TooManyWatches {
         count: usize,
     },
@@ -93,6 +99,7 @@ impl fmt::Display for DaemonError {
                 write!(f, "sink {name}: cannot open {}: {error}", path.display())
             }
             Self::Sink { name, error } => write!(f, "sink {name}: {error}"),
+            Self::SinkSetup { name, reason } => write!(f, "sink {name}: {reason}"),
             Self::TooManyWatches { count } => write!(
                 f,
                 "{count} watches configured; at most {MAX_WATCHES} are supported by one daemon",
@@ -114,7 +121,10 @@ impl std::error::Error for DaemonError {
             }
             Self::Cluster { error, .. } | Self::Sink { error, .. } => Some(error),
             Self::StateDir(e) => Some(e),
-            Self::UnknownCluster { .. } | Self::TooManyWatches { .. } | Self::Filter { .. } => None,
+            Self::UnknownCluster { .. }
+            | Self::TooManyWatches { .. }
+            | Self::SinkSetup { .. }
+            | Self::Filter { .. } => None,
         }
     }
 }

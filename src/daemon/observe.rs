@@ -6,6 +6,7 @@ use super::cluster::ClusterRuntime;
 use super::{Daemon, Slot};
 use crate::metrics::{self, SinkView, Snapshot};
 use crate::sink::Sink;
+use crate::watch::WatchState;
 use mio::Token;
 use std::time::{Instant, SystemTime};
 
@@ -66,11 +67,11 @@ impl Daemon {
         const NAMED: usize = 3;
         let streaming = self
             .live_watchers()
-            .filter(|w| w.machine().state_name() == "streaming")
+            .filter(|w| w.machine().state() == WatchState::Streaming)
             .count();
         let backing_off: Vec<&str> = self
             .live_watchers()
-            .filter(|w| w.machine().state_name() == "backing off")
+            .filter(|w| w.machine().state() == WatchState::BackingOff)
             .map(|w| w.machine().name())
             .collect();
         let mut names = backing_off
@@ -123,7 +124,7 @@ impl Daemon {
             && self.live_watchers().all(|w| {
                 w.machine().has_listed()
                     || w.machine().has_failed()
-                    || w.machine().state_name() == "backing off"
+                    || w.machine().state() == WatchState::BackingOff
             })
         {
             notifier.send(&format!("READY=1\nSTATUS={status}"));

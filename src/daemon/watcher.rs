@@ -194,7 +194,7 @@ impl Watcher {
         WatchView {
             name: self.machine.name(),
             cluster: clusters.get(self.cluster).map_or("", |c| c.name.as_str()),
-            state: self.machine.state_name(),
+            state: self.machine.state(),
             objects: self.machine.known_objects(),
             stats: self.machine.stats(),
             filter: self.out.filter_stats,

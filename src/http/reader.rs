@@ -184,8 +184,6 @@ pub struct ResponseReader {
     leftover: Vec<u8>,
     /// First protocol error; every later `feed` returns it again.
     error: Option<HttpError>,
-    /// The peer closed the connection (`on_eof` was called).
-    eof: bool,
     body_taken: bool,
 }
 
@@ -200,7 +198,6 @@ impl ResponseReader {
             sink: BodySink::new(mode),
             leftover: Vec::new(),
             error: None,
-            eof: false,
             body_taken: false,
         }
     }
@@ -433,7 +430,6 @@ impl ResponseReader {
     /// The peer closed the connection. Completes a read-until-close body;
     /// anything else unfinished is an error saying where the stream broke.
     pub fn on_eof(&mut self) -> Result<(), HttpError> {
-        self.eof = true;
         if let Some(e) = &self.error {
             return Err(e.clone());
         }

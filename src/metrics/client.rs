@@ -245,7 +245,7 @@ pub fn render(report: &Report) -> String {
                 "type",
                 "queue_depth",
                 "delivered",
-                "failed",
+                "retries",
                 "given_up",
             ]
             .iter()
@@ -266,7 +266,7 @@ pub fn render(report: &Report) -> String {
     );
     out.push('\n');
     out.push_str(&table(
-        &["SINK", "TYPE", "QUEUE", "DELIVERED", "FAILED", "GIVEN UP"],
+        &["SINK", "TYPE", "QUEUE", "DELIVERED", "RETRIES", "GIVEN UP"],
         &sinks,
     ));
     out.push('\n');
@@ -317,7 +317,7 @@ mod tests {
                     {"name":"pods","cluster":"prod","state":"streaming","objects_known":12,"last_event":{"age_seconds":3.2},"reconnects":1},
                     {"name":"deploys","cluster":"prod","state":"backing off","objects_known":0,"last_event":null,"reconnects":6}
                 ],
-                "sinks": [{"name":"out","type":"file","queue_depth":0,"delivered":40,"failed":0,"given_up":0}]
+                "sinks": [{"name":"out","type":"file","queue_depth":0,"delivered":40,"retries":0,"given_up":0}]
             }),
         };
         assert_eq!(
@@ -326,8 +326,8 @@ mod tests {
              pods     prod     streaming    12       3s ago      1\n\
              deploys  prod     backing off  0        never       6\n\
              \n\
-             SINK  TYPE  QUEUE  DELIVERED  FAILED  GIVEN UP\n\
-             out   file  0      40         0       0\n\
+             SINK  TYPE  QUEUE  DELIVERED  RETRIES  GIVEN UP\n\
+             out   file  0      40         0        0\n\
              \n\
              UNHEALTHY\n  watch deploys: 6 failed attempts in a row (limit 5); last: refused\n"
         );

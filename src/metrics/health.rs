@@ -22,6 +22,7 @@
 use super::http::Response;
 use super::{Snapshot, WatchView};
 use crate::config::EventType;
+use crate::watch::WatchState;
 use serde_json::{json, Value};
 
 /// Consecutive failed attempts that make a watch unhealthy.
@@ -44,7 +45,7 @@ pub enum Health {
 }
 
 fn unhealthy_reason(w: &WatchView<'_>) -> Option<String> {
-    if w.state == "failed" {
+    if w.state == WatchState::Failed {
         // A permanent error (an ambiguous kind, a namespace on a
         // cluster-scoped kind): it will not recover without a config change.
         return Some(format!(
@@ -69,7 +70,7 @@ pub fn health(s: &Snapshot<'_>) -> Health {
             unhealthy_reason(w).map(|reason| Unhealthy {
                 watch: w.name.to_owned(),
                 cluster: w.cluster.to_owned(),
-                state: w.state.to_owned(),
+                state: w.state.as_str().to_owned(),
                 consecutive_failures: w.stats.consecutive_failures,
                 reason,
             })
@@ -129,7 +130,7 @@ pub fn status(s: &Snapshot<'_>) -> Value {
             json!({
                 "name": w.name,
                 "cluster": w.cluster,
-                "state": w.state,
+                "state": w.state.as_str(),
                 "healthy": unhealthy_reason(w).is_none(),
                 "objects_known": w.objects,
                 "events": w.stats.events,
@@ -147,14 +148,23 @@ pub fn status(s: &Snapshot<'_>) -> Value {
         .sinks
         .iter()
         .map(|k| {
-            json!({
+            let mut v = json!({
                 "name": k.name,
                 "type": k.stats.kind,
                 "queue_depth": k.stats.queue_depth,
                 "delivered": k.stats.counts.delivered,
-                "failed": k.stats.counts.failed,
+                "retries": k.stats.counts.retries,
                 "given_up": k.stats.counts.given_up,
-            })
+            });
+            if let Some(n) = &k.stats.nats {
+                v["nats"] = json!({
+                    "connection": n.state.as_str(),
+                    "server": n.server.map(|s| s.to_string()),
+                    "paused": n.paused,
+                    "duplicates": n.duplicates,
+                });
+            }
+            v
         })
         .collect();
     json!({
@@ -179,10 +189,10 @@ mod tests {
     use super::super::SinkView;
     use super::*;
     use crate::sink::{DeliveryCounts, SinkStats};
-    use crate::watch::WatchStats;
+    use crate::watch::{WatchState, WatchStats};
     use std::time::{Duration, Instant, SystemTime};
 
-    fn view(name: &'static str, state: &'static str, failures: u32) -> WatchView<'static> {
+    fn view(name: &'static str, state: WatchState, failures: u32) -> WatchView<'static> {
         WatchView {
             name,
             cluster: "c",
@@ -209,17 +219,17 @@ mod tests {
     #[test]
     fn healthy_until_the_failure_limit_whatever_the_state() {
         let ok = snapshot(vec![
-            view("a", "streaming", 0),
-            view("b", "backing off", FAILURE_LIMIT - 1),
-            view("c", "listing", 0),
+            view("a", WatchState::Streaming, 0),
+            view("b", WatchState::BackingOff, FAILURE_LIMIT - 1),
+            view("c", WatchState::Listing, 0),
         ]);
         assert_eq!(health(&ok), Health::Healthy);
         let r = healthz(&ok);
         assert_eq!((r.status, r.body.as_slice()), (200, &b"ok\n"[..]));
 
         let bad = snapshot(vec![
-            view("a", "streaming", 0),
-            view("b", "connecting", FAILURE_LIMIT),
+            view("a", WatchState::Streaming, 0),
+            view("b", WatchState::Connecting, FAILURE_LIMIT),
         ]);
         let r = healthz(&bad);
         assert_eq!(r.status, 503);
@@ -237,8 +247,8 @@ mod tests {
     #[test]
     fn a_watch_stopped_by_a_permanent_error_is_unhealthy() {
         let r = healthz(&snapshot(vec![
-            view("a", "streaming", 0),
-            view("b", "failed", 0),
+            view("a", WatchState::Streaming, 0),
+            view("b", WatchState::Failed, 0),
         ]));
         assert_eq!(r.status, 503);
         let body: Value = serde_json::from_slice(&r.body).unwrap();
@@ -249,7 +259,7 @@ mod tests {
 
     #[test]
     fn status_lists_watches_and_sinks() {
-        let mut s = snapshot(vec![view("a", "streaming", 0)]);
+        let mut s = snapshot(vec![view("a", WatchState::Streaming, 0)]);
         s.watches[0].stats.last_event = Some(s.now - Duration::from_millis(1500));
         s.watches[0].stats.events_by_type = [2, 0, 1];
         s.sinks.push(SinkView {
@@ -259,11 +269,12 @@ mod tests {
                 queue_depth: 3,
                 counts: DeliveryCounts {
                     delivered: 9,
-                    failed: 0,
+                    retries: 0,
                     given_up: 0,
                 },
                 latency: None,
                 hook_runs: None,
+                nats: None,
             },
         });
         let v = status(&s);
@@ -278,7 +289,7 @@ mod tests {
         assert_eq!(w["last_error"], Value::Null);
         assert_eq!(
             v["sinks"][0],
-            json!({"name":"out","type":"file","queue_depth":3,"delivered":9,"failed":0,"given_up":0})
+            json!({"name":"out","type":"file","queue_depth":3,"delivered":9,"retries":0,"given_up":0})
         );
     }
 }

@@ -23,26 +23,15 @@ pub use http::{Endpoint, Response};
 pub use server::MetricsServer;
 
 use crate::sink::SinkStats;
-use crate::watch::WatchStats;
+use crate::watch::{WatchState, WatchStats};
 use std::time::{Duration, Instant, SystemTime};
-
-/// Watch states, as `state_name()` says them, and their metric label.
-pub const WATCH_STATES: [(&str, &str); 6] = [
-    ("resolving", "resolving"),
-    ("listing", "listing"),
-    ("connecting", "connecting"),
-    ("streaming", "streaming"),
-    ("backing off", "backing_off"),
-    ("failed", "failed"),
-];
 
 /// One watch as status and metrics see it.
 #[derive(Debug, Clone)]
 pub struct WatchView<'a> {
     pub name: &'a str,
     pub cluster: &'a str,
-    /// `WatchMachine::state_name()`.
-    pub state: &'static str,
+    pub state: WatchState,
     pub objects: usize,
     pub stats: WatchStats,
     /// Skips and errors of its `select`/`changes`/`redact`/`transform`.

@@ -2,18 +2,20 @@
 
 use super::process::ProcessStats;
 use super::text::{Exposition, Kind};
-use super::{Snapshot, WATCH_STATES};
+use super::Snapshot;
 use crate::config::EventType;
 use crate::filter::{FilterKey, SkipReason};
+use crate::nats::ConnState;
 use crate::sink::latency::BUCKETS_SECONDS;
 use crate::sink::HookResult;
-use crate::watch::ReconnectReason;
+use crate::watch::{ReconnectReason, WatchState};
 
 /// Renders the whole exposition.
 pub fn render(s: &Snapshot<'_>, process: &ProcessStats) -> String {
     let mut e = Exposition::new();
     watches(&mut e, s);
     sinks(&mut e, s);
+    nats_sinks(&mut e, s);
     process_families(&mut e, process);
     e.family(
         "kwatchd_build_info",
@@ -77,11 +79,11 @@ fn watches(e: &mut Exposition, s: &Snapshot<'_>) {
         "1 for the state each watch is in, 0 for the others.",
     );
     for w in &s.watches {
-        for (name, label) in WATCH_STATES {
+        for state in WatchState::ALL {
             e.int(
                 "kwatchd_watch_state",
-                &[("watch", w.name), ("state", label)],
-                u64::from(w.state == name),
+                &[("watch", w.name), ("state", state.label())],
+                u64::from(w.state == state),
             );
         }
     }
@@ -167,13 +169,13 @@ fn sinks(e: &mut Exposition, s: &Snapshot<'_>) {
     e.family(
         "kwatchd_sink_deliveries_total",
         Kind::Counter,
-        "Events per sink and result: delivered; failed (in an attempt that failed, counted again per retry); given_up (handed to on_failure).",
+        "Events per sink and result: delivered; retries (sent back for another attempt after a failed one, counted per attempt); given_up (handed to on_failure).",
     );
     for k in &s.sinks {
         let c = k.stats.counts;
         for (result, n) in [
             ("delivered", c.delivered),
-            ("failed", c.failed),
+            ("retries", c.retries),
             ("given_up", c.given_up),
         ] {
             e.int(
@@ -250,6 +252,39 @@ fn sinks(e: &mut Exposition, s: &Snapshot<'_>) {
     }
 }
 
+fn nats_sinks(e: &mut Exposition, s: &Snapshot<'_>) {
+    e.family(
+        "kwatchd_nats_duplicates_total",
+        Kind::Counter,
+        "NATS sinks: PubAcks that said duplicate: true (the stream already held the event; kwatchd sent it again after a crash, reconnect or timeout).",
+    );
+    for k in &s.sinks {
+        if let Some(n) = k.stats.nats {
+            e.int(
+                "kwatchd_nats_duplicates_total",
+                &[("sink", k.name)],
+                n.duplicates,
+            );
+        }
+    }
+    e.family(
+        "kwatchd_nats_connection_state",
+        Kind::Gauge,
+        "NATS sinks: 1 for the connection's current state, 0 for the others.",
+    );
+    for k in &s.sinks {
+        if let Some(n) = k.stats.nats {
+            for state in ConnState::ALL {
+                e.int(
+                    "kwatchd_nats_connection_state",
+                    &[("sink", k.name), ("state", state.as_str())],
+                    u64::from(state == n.state),
+                );
+            }
+        }
+    }
+}
+
 fn process_families(e: &mut Exposition, p: &ProcessStats) {
     let families: [(&str, &str, Option<f64>); 3] = [
         (
@@ -306,7 +341,7 @@ mod tests {
             watches: vec![WatchView {
                 name: "we\"ird\\\nname",
                 cluster: "c",
-                state: "backing off",
+                state: WatchState::BackingOff,
                 objects: 7,
                 stats,
                 filter: crate::filter::FilterStats {
@@ -322,11 +357,12 @@ mod tests {
                     queue_depth: 4,
                     counts: DeliveryCounts {
                         delivered: 10,
-                        failed: 2,
+                        retries: 2,
                         given_up: 1,
                     },
                     latency: Some(&latency),
                     hook_runs: Some(runs),
+                    nats: None,
                 },
             }],
             now,

@@ -110,6 +110,27 @@ impl Connection {
         })
     }
 
+    /// Switches an established plain connection to TLS, for protocols
+    /// that agree on it in plaintext first (NATS sends INFO, then expects
+    /// the handshake). Plaintext sent from now on waits inside rustls until
+    /// the handshake is over.
+    pub fn start_tls(
+        &mut self,
+        registry: &Registry,
+        config: Arc<rustls::ClientConfig>,
+        name: rustls_pki_types::ServerName<'static>,
+    ) -> io::Result<()> {
+        if self.tls.is_some() || self.out_pos < self.out.len() {
+            return Err(io::Error::other(
+                "TLS can only start on a plain connection with nothing left to send",
+            ));
+        }
+        let mut tls = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        tls.set_buffer_limit(None);
+        self.tls = Some(Box::new(tls));
+        self.flush(registry)
+    }
+
     pub fn token(&self) -> Token {
         self.token
     }

@@ -20,8 +20,8 @@ pub struct Delivery {
     latency: LatencySample,
     delivered: u64,
     given_up: u64,
-    /// Records in attempts that failed (each retry counts again).
-    failed: u64,
+    /// Records of failed attempts that go back for another one.
+    retries: u64,
     /// Records of the jobs handed out and not completed, by job id.
     running: HashMap<u64, Rc<[QueuedRecord]>>,
     /// Records that are final: delivered, or given up on and dead-lettered
@@ -33,9 +33,13 @@ pub struct Delivery {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DeliveryCounts {
     pub delivered: u64,
-    /// Records in failed attempts; retried ones count once per attempt.
-    pub failed: u64,
-    /// Records handed to `on_failure` (logged or dead-lettered).
+    /// Records sent back for another attempt after a failed one, once per
+    /// attempt (a record that failed three times and then succeeded counts
+    /// three). Nothing is lost by a retry: a sink that only ever retried
+    /// lost nothing.
+    pub retries: u64,
+    /// Records handed to `on_failure` (logged or dead-lettered): the only
+    /// ones that did not reach the sink.
     pub given_up: u64,
 }
 
@@ -51,7 +55,7 @@ impl Delivery {
             latency: LatencySample::default(),
             delivered: 0,
             given_up: 0,
-            failed: 0,
+            retries: 0,
             running: HashMap::new(),
             acks: Acks::default(),
         }
@@ -88,8 +92,6 @@ impl Delivery {
         let success = outcome == JobOutcome::Success;
         if success {
             self.delivered += records as u64;
-        } else {
-            self.failed += records as u64;
         }
         let handed_out = self.running.remove(&job);
         if let Some(gave_up) = self.dispatcher.complete(now, job, outcome) {
@@ -102,13 +104,16 @@ impl Delivery {
             for r in handed_out.iter().flat_map(|r| r.iter()) {
                 self.acks.push(r.ack);
             }
+        } else if handed_out.is_some() {
+            // Failed, not given up: the dispatcher queued the retry.
+            self.retries += records as u64;
         }
     }
 
     pub fn counts(&self) -> DeliveryCounts {
         DeliveryCounts {
             delivered: self.delivered,
-            failed: self.failed,
+            retries: self.retries,
             given_up: self.given_up,
         }
     }
@@ -207,5 +212,14 @@ mod tests {
         d.take_acks(&mut acks);
         assert_eq!(acks, vec![ack(1)]);
         assert_eq!(d.pending(), 0);
+        // Named for what they count: one retry, two records given up.
+        assert_eq!(
+            d.counts(),
+            DeliveryCounts {
+                delivered: 1,
+                retries: 1,
+                given_up: 2
+            }
+        );
     }
 }

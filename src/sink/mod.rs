@@ -8,6 +8,7 @@ pub mod exec;
 pub mod failure;
 pub mod file;
 pub mod latency;
+pub mod nats;
 pub mod record;
 pub mod webhook;
 
@@ -16,8 +17,9 @@ pub use delivery::DeliveryCounts;
 pub use dispatch::{DispatchPolicy, Dispatcher, GaveUp, Job, JobOutcome};
 pub use exec::ExecSink;
 pub use exec::{HookResult, HookRunCounts};
-pub use file::FileSink;
+pub use file::{FileSink, SyncPolicy};
 pub use latency::LatencySample;
+pub use nats::NatsSink;
 pub use record::{EventMeta, FilteredFields, QueuedRecord, RecordWriter};
 pub use webhook::WebhookSink;
 
@@ -48,7 +50,7 @@ pub struct SinkCtx<'a> {
 /// What status and metrics show of a sink.
 #[derive(Debug, Clone, Copy)]
 pub struct SinkStats<'a> {
-    /// `file`, `stdout`, `exec` or `webhook`.
+    /// `file`, `stdout`, `exec`, `webhook` or `nats`.
     pub kind: &'static str,
     /// Events accepted and not yet delivered (queued or in flight).
     pub queue_depth: usize,
@@ -57,6 +59,8 @@ pub struct SinkStats<'a> {
     pub latency: Option<&'a LatencySample>,
     /// Exec sinks only.
     pub hook_runs: Option<HookRunCounts>,
+    /// NATS sinks only: the connection and the duplicates acknowledged.
+    pub nats: Option<nats::NatsStats<'a>>,
 }
 
 /// A configured sink. An enum, not a trait object: the set of sink types is
@@ -67,6 +71,8 @@ pub enum Sink {
     File(Box<FileSink>),
     Exec(Box<ExecSink>),
     Webhook(Box<WebhookSink>),
+    /// A NATS JetStream stream.
+    Nats(Box<NatsSink>),
 }
 
 impl Sink {
@@ -75,6 +81,7 @@ impl Sink {
             Sink::File(s) => s.name(),
             Sink::Exec(s) => s.name(),
             Sink::Webhook(s) => s.name(),
+            Sink::Nats(s) => s.delivery().sink(),
         }
     }
 
@@ -84,6 +91,7 @@ impl Sink {
             Sink::File(s) => s.has_room(),
             Sink::Exec(s) => s.has_room(),
             Sink::Webhook(s) => s.has_room(),
+            Sink::Nats(s) => s.delivery().has_room(),
         }
     }
 
@@ -92,7 +100,7 @@ impl Sink {
     pub fn wants_meta(&self) -> bool {
         match self {
             Sink::File(_) => false,
-            Sink::Exec(_) | Sink::Webhook(_) => true,
+            Sink::Exec(_) | Sink::Webhook(_) | Sink::Nats(_) => true,
         }
     }
 
@@ -103,6 +111,7 @@ impl Sink {
             Sink::File(s) => s.push(line, ack),
             Sink::Exec(s) => s.push(now, line, meta, ack),
             Sink::Webhook(s) => s.push(now, line, meta, ack),
+            Sink::Nats(s) => s.delivery_mut().push(now, line, meta, ack),
         }
     }
 
@@ -113,6 +122,7 @@ impl Sink {
             Sink::File(s) => s.take_acks(out),
             Sink::Exec(s) => s.take_acks(out),
             Sink::Webhook(s) => s.take_acks(out),
+            Sink::Nats(s) => s.delivery_mut().take_acks(out),
         }
     }
 
@@ -121,7 +131,7 @@ impl Sink {
     pub fn as_file_mut(&mut self) -> Option<&mut FileSink> {
         match self {
             Sink::File(s) => Some(s),
-            Sink::Exec(_) | Sink::Webhook(_) => None,
+            Sink::Exec(_) | Sink::Webhook(_) | Sink::Nats(_) => None,
         }
     }
 
@@ -132,6 +142,7 @@ impl Sink {
             Sink::File(s) => s.flush(ctx.now, ctx.registry),
             Sink::Exec(s) => s.poll(ctx),
             Sink::Webhook(s) => s.poll(ctx),
+            Sink::Nats(s) => s.poll(ctx),
         }
     }
 
@@ -142,6 +153,7 @@ impl Sink {
             Sink::File(s) => s.token() == token,
             Sink::Exec(s) => s.on_ready(token, ctx),
             Sink::Webhook(s) => s.on_ready(token, ctx),
+            Sink::Nats(s) => s.on_ready(token, ctx),
         }
     }
 
@@ -149,6 +161,7 @@ impl Sink {
     pub fn owns_query(&self, id: u64) -> bool {
         match self {
             Sink::Webhook(s) => s.owns_query(id),
+            Sink::Nats(s) => s.client().owns_query(id),
             Sink::File(_) | Sink::Exec(_) => false,
         }
     }
@@ -160,8 +173,10 @@ impl Sink {
         result: io::Result<Vec<SocketAddr>>,
         ctx: &mut SinkCtx<'_>,
     ) {
-        if let Sink::Webhook(s) = self {
-            s.on_resolved(id, result, ctx);
+        match self {
+            Sink::Webhook(s) => s.on_resolved(id, result, ctx),
+            Sink::Nats(s) => s.on_resolved(id, result, ctx),
+            Sink::File(_) | Sink::Exec(_) => {}
         }
     }
 
@@ -178,6 +193,7 @@ impl Sink {
             Sink::File(s) => s.retry_at(),
             Sink::Exec(s) => s.deadline(),
             Sink::Webhook(s) => s.deadline(),
+            Sink::Nats(s) => s.deadline(),
         }
     }
 
@@ -187,6 +203,7 @@ impl Sink {
             Sink::File(s) => s.queued(),
             Sink::Exec(s) => s.pending(),
             Sink::Webhook(s) => s.pending(),
+            Sink::Nats(s) => s.pending(),
         }
     }
 
@@ -197,11 +214,12 @@ impl Sink {
                 queue_depth: s.queued(),
                 counts: DeliveryCounts {
                     delivered: s.delivered(),
-                    failed: s.failed(),
+                    retries: s.retries(),
                     given_up: 0,
                 },
                 latency: None,
                 hook_runs: None,
+                nats: None,
             },
             Sink::Exec(s) => SinkStats {
                 kind: "exec",
@@ -209,6 +227,7 @@ impl Sink {
                 counts: s.delivery().counts(),
                 latency: Some(s.delivery().latency()),
                 hook_runs: Some(s.hook_runs()),
+                nats: None,
             },
             Sink::Webhook(s) => SinkStats {
                 kind: "webhook",
@@ -216,6 +235,15 @@ impl Sink {
                 counts: s.delivery().counts(),
                 latency: Some(s.delivery().latency()),
                 hook_runs: None,
+                nats: None,
+            },
+            Sink::Nats(s) => SinkStats {
+                kind: "nats",
+                queue_depth: s.pending(),
+                counts: s.counts(),
+                latency: Some(s.delivery().latency()),
+                hook_runs: None,
+                nats: Some(s.nats_stats()),
             },
         }
     }
@@ -233,6 +261,7 @@ impl Sink {
             Sink::File(s) => format!("{} events written to {}", s.delivered(), s.describe()),
             Sink::Exec(s) => s.summary(),
             Sink::Webhook(s) => s.summary(),
+            Sink::Nats(s) => s.summary(),
         }
     }
 
@@ -243,6 +272,7 @@ impl Sink {
             Sink::File(_) => {}
             Sink::Exec(s) => s.abort(ctx),
             Sink::Webhook(s) => s.abort(ctx),
+            Sink::Nats(s) => s.abort(ctx),
         }
     }
 }

@@ -3,12 +3,15 @@
 //! answers; it emits the events the sinks receive.
 
 pub mod backoff;
+pub mod event;
 pub mod index;
 pub mod machine;
 pub mod progress;
+pub mod spec;
+pub mod stats;
 
-pub use machine::{
-    Decided, Emit, Emitted, LineOutcome, Origin, ReconnectReason, RequestKind, RequestPlan,
-    TimerOutcome, WatchMachine, WatchSpec, WatchStats,
-};
+pub use event::{Decided, Emit, Emitted, Identity, Origin};
+pub use machine::{LineOutcome, TimerOutcome, WatchMachine};
 pub use progress::{IndexChange, Progress};
+pub use spec::{RequestKind, RequestPlan, WatchSpec};
+pub use stats::{ReconnectReason, WatchState, WatchStats};

@@ -309,6 +309,10 @@ pub enum Fault {
     /// Watch only: refuse the watch as if its resourceVersion were older than the history, in this mode
     /// (whatever `SimOptions::expired` says). Pair it with [`SimHandle::compact`] to make the loss real.
     Expired(ExpiredMode),
+    /// Watch only: refuse the watch's resourceVersion as invalid, as an API server does for a position it cannot
+    /// parse (`400 BadRequest`, `resourceVersion: Invalid value: …`). Target one position with a
+    /// `path_contains` of `resourceVersion=N&`.
+    InvalidResourceVersion,
 }
 
 impl Fault {

@@ -594,6 +594,33 @@ fn fault_expired_in_either_mode_whatever_the_history() {
 }
 
 #[test]
+fn fault_invalid_resource_version_refuses_one_position() {
+    let sim = sim();
+    pod(&sim, "ns", "a", &[]);
+    sim.add_fault(FaultRule {
+        path_contains: "resourceVersion=1&".into(),
+        times: 2,
+        fault: Fault::InvalidResourceVersion,
+    });
+    let mut c = Client::plain(&sim);
+    let (st, status, _) = c.get("/api/v1/pods?watch=1&resourceVersion=1&timeoutSeconds=5");
+    assert_eq!((st, status["reason"].as_str()), (400, Some("BadRequest")));
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("resourceVersion: Invalid value: \"1\""),
+        "{message}"
+    );
+    // Another position is served.
+    let mut c = Client::plain(&sim);
+    assert_eq!(
+        c.watch("/api/v1/pods?watch=1&resourceVersion=0&timeoutSeconds=5")
+            .status,
+        200
+    );
+    assert_eq!(sim.pending_faults().len(), 1);
+}
+
+#[test]
 fn fault_status_with_retry_after() {
     let sim = sim();
     sim.add_fault(FaultRule {

@@ -221,6 +221,14 @@ pub(crate) fn serve(
             return ctx.error(out, 400, "timeoutSeconds must be a non-negative integer")
         }
     };
+    if let Some(Fault::InvalidResourceVersion) = fault {
+        let rv = req.param("resourceVersion").unwrap_or_default();
+        return ctx.error(
+            out,
+            400,
+            &format!("resourceVersion: Invalid value: \"{rv}\": refused by an injected fault"),
+        );
+    }
     let asked = match req
         .param("resourceVersion")
         .filter(|v| !v.is_empty() && *v != "0")

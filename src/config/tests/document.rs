@@ -257,7 +257,7 @@ pth = "/x"
         &e,
         14,
         "sinks.out.type",
-        "unknown sink type \"webhok\"; did you mean \"webhook\"? (expected one of: file, exec, webhook, stdout)",
+        "unknown sink type \"webhok\"; did you mean \"webhook\"? (expected one of: file, exec, webhook, stdout, nats)",
     );
     assert_error(&e, 17, "sinks.other.pth", "did you mean `path`?");
     assert_error(

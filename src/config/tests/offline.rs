@@ -21,10 +21,10 @@ fn shipped_configs_pass_offline() {
         ConfigSummary {
             clusters: 3,
             watches: 2,
-            sinks: 4
+            sinks: 7
         }
     );
-    assert_eq!(summary.to_string(), "3 clusters, 2 watches, 4 sinks");
+    assert_eq!(summary.to_string(), "3 clusters, 2 watches, 7 sinks");
     let online = Config::parse_with_vars(EXAMPLE, Path::new("k.toml"), &[("WEBHOOK_TOKEN", "t")]);
     assert_eq!(online.map(|c| c.summary()), Ok(summary));
 }

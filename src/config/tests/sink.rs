@@ -56,6 +56,7 @@ fn exec_sink_defaults() {
             command: vec!["/usr/local/bin/on-change".to_string()],
             timeout: Duration::from_secs(30),
             kill_grace: Duration::from_secs(5),
+            kill_process_group: true,
             working_dir: None,
             env: BTreeMap::new(),
             delivery: DeliveryConfig {
@@ -79,6 +80,7 @@ fn exec_sink_every_key() {
 command = ["hooks/on-change", "--verbose", ""]
 timeout = "2m"
 kill_grace = "0s"
+kill_process_group = false
 max_concurrent = 4
 retries = 0
 batch_window = "250ms"
@@ -100,6 +102,7 @@ queue_events = 10"#,
     );
     assert_eq!(e.timeout, Duration::from_secs(120));
     assert_eq!(e.kill_grace, Duration::ZERO);
+    assert!(!e.kill_process_group);
     assert_eq!(e.working_dir, Some(cwd.join("hooks/work")));
     assert_eq!(
         e.env,
@@ -569,7 +572,7 @@ fn stdout_sink_takes_only_its_type() {
         &e,
         13,
         "sinks.out.type",
-        "expected one of: file, exec, webhook, stdout",
+        "expected one of: file, exec, webhook, stdout, nats",
     );
 }
 
@@ -669,4 +672,77 @@ certificate_authority = {junk:?}
     // `parse` does not look at the files.
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(Config::parse(&text, &path).is_ok());
+}
+
+#[test]
+fn nats_sink_defaults_and_auth() {
+    let SinkConfig::Nats(n) = sink_of(&with_sink(
+        "type = \"nats\"\nservers = [\"nats://127.0.0.1\", \"tls://n2:4333\"]\nstream = \"KUBE\"",
+    )) else {
+        panic!("not nats")
+    };
+    assert_eq!(n.servers.len(), 2);
+    assert_eq!((n.servers[0].port, n.servers[1].tls), (4222, true));
+    assert_eq!(n.subject.to_string(), crate::config::nats::DEFAULT_SUBJECT);
+    assert_eq!(n.auth, crate::nats::Auth::None);
+    assert_eq!(n.max_in_flight, 256);
+    assert_eq!(n.ack_timeout, Duration::from_secs(5));
+    assert_eq!(n.on_failure, OnFailure::Log);
+    let SinkConfig::Nats(n) = sink_of(&with_sink(
+        "type = \"nats\"\nservers = [\"h\"]\nstream = \"S\"\nuser = \"u\"\npassword_file = \"/p\"\nsubject = \"k.{type}\"\nmax_in_flight = 1\nack_timeout = \"1s\"\nqueue_events = 10",
+    )) else {
+        panic!("not nats")
+    };
+    assert_eq!(
+        n.auth,
+        crate::nats::Auth::UserPassword {
+            user: "u".into(),
+            password_file: PathBuf::from("/p")
+        }
+    );
+    assert_eq!((n.max_in_flight, n.queue_events), (1, Some(10)));
+}
+
+#[test]
+fn nats_sink_errors_name_line_and_key() {
+    let base = "type = \"nats\"\nservers = [\"h\"]\nstream = \"S\"\n";
+    for (extra, key, fragment) in [
+        (
+            "token_file = \"/t\"\ncredentials_file = \"/c\"",
+            "token_file",
+            "use one way",
+        ),
+        ("user = \"u\"", "user", "needs password_file"),
+        ("password_file = \"/p\"", "password_file", "needs user"),
+        (
+            "client_key = \"/k\"",
+            "client_key",
+            "needs client_certificate",
+        ),
+        ("subject = \"a.*\"", "subject", "wildcards"),
+        ("subject = \"a.{uid}\"", "subject", "unknown placeholder"),
+        ("max_in_flight = 0", "max_in_flight", "must be from 1"),
+    ] {
+        let e = errs(&with_sink(&format!("{base}{extra}")));
+        let all: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        assert!(
+            e.iter()
+                .any(|e| e.key == format!("sinks.out.{key}") && e.message.contains(fragment)),
+            "{extra}: {all:?}"
+        );
+    }
+    let e = errs(&with_sink(
+        "type = \"nats\"\nservers = [\"http://h\"]\nstream = \"a.b\"",
+    ));
+    let all: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    assert!(
+        all.iter().any(|m| m.contains("unsupported scheme")),
+        "{all:?}"
+    );
+    assert!(
+        all.iter().any(|m| m.contains("invalid stream name")),
+        "{all:?}"
+    );
+    let e = errs(&with_sink("type = \"nats\"\nstream = \"S\""));
+    assert!(e.iter().any(|e| e.message.contains("servers")), "{e:?}");
 }

@@ -86,6 +86,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             kill_grace: Duration::from_secs(1),
             output_cap: 1024,
+            leftovers: crate::sink::exec::Leftovers::Kill,
         }
     }
 

@@ -12,10 +12,13 @@
 //! do with its [`HookOutcome`].
 //!
 //! The hook is its own process group leader, so a timeout (SIGTERM, then
-//! SIGKILL after `kill_grace`) reaches everything it started. The group is
-//! only ever signalled while the leader is not yet reaped: its zombie pins
-//! the pid, so the group id cannot have been recycled for another process
-//! (see `run.rs`).
+//! SIGKILL after `kill_grace`) reaches everything it started, and so does
+//! the SIGKILL that by default ([`Leftovers::Kill`]) follows the hook's
+//! exit: a background process left holding the hook's stdout would
+//! otherwise delay every run by `kill_grace` and outlive the daemon. The
+//! group is only ever signalled while the leader is not yet reaped: its
+//! zombie pins the pid, so the group id cannot have been recycled for
+//! another process (see `run.rs`).
 
 mod env;
 mod output;
@@ -27,7 +30,8 @@ mod tests;
 
 pub use env::{hook_env, DEFAULT_PATH};
 pub use output::{OutputStats, Stream};
-pub use run::{ExitDetection, HookRun};
+pub use proc::PipeHolder;
+pub use run::{ExitDetection, HookRun, SpawnOptions};
 pub use sink::{ExecSink, HookResult, HookRunCounts};
 
 use std::fmt;
@@ -57,6 +61,23 @@ pub struct HookSpec {
     /// Bytes logged per stream per run (e.g. 64 KiB); the rest is read and
     /// discarded.
     pub output_cap: usize,
+    /// What happens to the rest of the hook's process group once the hook
+    /// exited by itself.
+    pub leftovers: Leftovers,
+}
+
+/// What becomes of the processes a hook leaves in its process group when it
+/// exits by itself (the exec sink's `kill_process_group`). A hook that timed
+/// out or was aborted always loses its whole group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftovers {
+    /// SIGKILL to the group as soon as the exit is seen: nothing the hook
+    /// started outlives it, and a background process cannot hold the
+    /// output pipes open (which would delay the run's end by `kill_grace`).
+    Kill,
+    /// Left running, for hooks that start daemons on purpose. Output pipes
+    /// they still hold are abandoned `kill_grace` after the exit.
+    Keep,
 }
 
 /// How a run ended.

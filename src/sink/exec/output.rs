@@ -11,6 +11,7 @@ use mio::{Interest, Registry, Token};
 use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 
 /// Bytes read per readiness call before yielding to the rest of the loop. A
 /// hook that writes as fast as we read (`yes`) would otherwise keep us here
@@ -219,6 +220,20 @@ impl Output {
 
     pub(super) fn is_open(&self) -> bool {
         matches!(self.state, PipeState::Open { .. })
+    }
+
+    /// The pipe's inode while it is open, to find who else holds it.
+    pub(super) fn pipe_inode(&self) -> Option<u64> {
+        let PipeState::Open { pipe, .. } = &self.state else {
+            return None;
+        };
+        // SAFETY: a zeroed stat is a valid value; fstat fills it.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: the descriptor is open (owned by `pipe`), `st` is valid.
+        if unsafe { libc::fstat(pipe.as_raw_fd(), &mut st) } != 0 {
+            return None;
+        }
+        Some(st.st_ino)
     }
 
     pub(super) fn has_backlog(&self) -> bool {

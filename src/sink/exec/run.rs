@@ -16,17 +16,20 @@
 //! id, so `kill(-pgid)` can never hit a group that a recycled pid formed
 //! later (another hook's, say). Every group signal is sent in that window.
 //!
-//! After the exit the output pipes are read to EOF, but a process the hook
-//! left in the background may hold them open forever: they get `kill_grace`,
-//! then they are abandoned (closed unread; the holder gets EPIPE on its next
-//! write). A hook that exits normally keeps its background processes (a
-//! hook may start a daemon on purpose); a run that timed out or was aborted
-//! gets a final SIGKILL to the group just before the leader is reaped, so
-//! nothing of a killed hook survives it.
+//! After the exit the output pipes are read to EOF. By default
+//! ([`Leftovers::Kill`]) the group gets SIGKILL as soon as the exit is seen,
+//! so a process the hook left in the background cannot hold them open. One
+//! that escaped the group (`setsid`), or any leftover when the sink keeps
+//! them ([`Leftovers::Keep`]: a hook may start a daemon on purpose), may
+//! hold them forever: they get `kill_grace`, then they are abandoned (closed
+//! unread; the holder gets EPIPE on its next write) and the log names the
+//! processes that held them. A run that timed out or was aborted, or whose
+//! leftovers are killed, gets a final SIGKILL to the group just before the
+//! leader is reaped, so nothing in its group survives it.
 
 use super::output::{Output, OutputStats, Stream};
 use super::proc::{self, ExitStatus};
-use super::{HookOutcome, HookSpec};
+use super::{HookOutcome, HookSpec, Leftovers};
 use crate::tokens::TokenAllocator;
 use mio::unix::pipe::Sender;
 use mio::unix::SourceFd;
@@ -147,6 +150,7 @@ pub struct HookRun {
     started: Instant,
     timeout: Duration,
     kill_grace: Duration,
+    leftovers: Leftovers,
     child: Child,
     tokens: Tokens,
     stdin: StdinState,
@@ -157,104 +161,76 @@ pub struct HookRun {
     life: Life,
 }
 
+/// What [`HookRun::spawn`] starts, and how: everything a run needs except
+/// the loop's registry, token allocator and clock.
+#[derive(Debug)]
+pub struct SpawnOptions<'a> {
+    spec: &'a HookSpec,
+    env: &'a [(String, String)],
+    label: String,
+    stdin: Vec<u8>,
+    detection: ExitDetection,
+    capture: bool,
+}
+
+impl<'a> SpawnOptions<'a> {
+    /// `spec.command` with exactly `env` (see [`hook_env`](super::hook_env)),
+    /// its output logged under `label` (e.g. "sink on-change, watch pods,
+    /// default/web-1"); no input, exit detection by pidfd where possible.
+    pub fn new(spec: &'a HookSpec, env: &'a [(String, String)], label: String) -> Self {
+        SpawnOptions {
+            spec,
+            env,
+            label,
+            stdin: Vec::new(),
+            detection: ExitDetection::PidfdOrSigchld,
+            capture: false,
+        }
+    }
+
+    /// Written to the hook through the loop, then closed.
+    pub fn stdin(mut self, stdin: Vec<u8>) -> Self {
+        self.stdin = stdin;
+        self
+    }
+
+    /// Forcing SIGCHLD is for tests of the fallback, and a way out should
+    /// pidfds misbehave somewhere.
+    pub fn detection(mut self, detection: ExitDetection) -> Self {
+        self.detection = detection;
+        self
+    }
+
+    /// stdout and stderr are kept (up to `spec.output_cap` each) for
+    /// [`HookRun::take_output`] instead of logged: for children whose
+    /// output holds secrets, like credential plugins.
+    pub fn captured(mut self) -> Self {
+        self.capture = true;
+        self
+    }
+}
+
 impl HookRun {
-    /// Starts the hook: `spec.command` with exactly `env` (see
-    /// [`hook_env`](super::hook_env)), in its own process group, `stdin`
-    /// written to it through the loop and then closed, its output logged
-    /// under `label` (e.g. "sink on-change, watch pods, default/web-1").
+    /// Starts the hook `options` describe, in its own process group.
     ///
     /// `Err` when the command cannot be started (no such file, not
     /// executable, missing working directory, empty command), with a
     /// message naming the sink and the command; or when its pipes cannot be
     /// registered, in which case the child was already killed.
     pub fn spawn(
-        spec: &HookSpec,
-        env: &[(String, String)],
-        stdin: Vec<u8>,
-        label: String,
+        options: SpawnOptions<'_>,
         registry: &Registry,
         tokens: &mut TokenAllocator,
         now: Instant,
     ) -> io::Result<HookRun> {
-        Self::spawn_with(
+        let SpawnOptions {
             spec,
             env,
+            label,
             stdin,
-            label,
-            registry,
-            tokens,
-            now,
-            ExitDetection::PidfdOrSigchld,
-        )
-    }
-
-    /// [`spawn`](Self::spawn) with a choice of exit detection: forcing
-    /// SIGCHLD is for tests of the fallback, and a way out should pidfds
-    /// misbehave somewhere.
-    #[allow(clippy::too_many_arguments)]
-    pub fn spawn_with(
-        spec: &HookSpec,
-        env: &[(String, String)],
-        stdin: Vec<u8>,
-        label: String,
-        registry: &Registry,
-        tokens: &mut TokenAllocator,
-        now: Instant,
-        detection: ExitDetection,
-    ) -> io::Result<HookRun> {
-        Self::spawn_inner(
-            spec, env, stdin, label, registry, tokens, now, detection, false,
-        )
-    }
-
-    /// Like [`spawn`](Self::spawn), but stdout and stderr are kept (up to
-    /// `spec.output_cap` each) for [`take_output`](Self::take_output)
-    /// instead of logged: for children whose output holds secrets, like
-    /// credential plugins.
-    pub fn spawn_captured(
-        spec: &HookSpec,
-        env: &[(String, String)],
-        label: String,
-        registry: &Registry,
-        tokens: &mut TokenAllocator,
-        now: Instant,
-    ) -> io::Result<HookRun> {
-        Self::spawn_inner(
-            spec,
-            env,
-            Vec::new(),
-            label,
-            registry,
-            tokens,
-            now,
-            ExitDetection::PidfdOrSigchld,
-            true,
-        )
-    }
-
-    /// The captured output of a [`spawn_captured`](Self::spawn_captured)
-    /// run, once (complete after [`outcome`](Self::outcome) is `Some`), and
-    /// whether it went past the cap.
-    pub fn take_output(&mut self, stream: Stream) -> (Vec<u8>, bool) {
-        let out = match stream {
-            Stream::Stdout => &mut self.stdout,
-            Stream::Stderr => &mut self.stderr,
-        };
-        (out.take_captured(), out.stats().truncated)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn spawn_inner(
-        spec: &HookSpec,
-        env: &[(String, String)],
-        stdin: Vec<u8>,
-        label: String,
-        registry: &Registry,
-        tokens: &mut TokenAllocator,
-        now: Instant,
-        detection: ExitDetection,
-        capture: bool,
-    ) -> io::Result<HookRun> {
+            detection,
+            capture,
+        } = options;
         let Some((program, args)) = spec.command.split_first() else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -315,6 +291,7 @@ impl HookRun {
             started: now,
             timeout: spec.timeout,
             kill_grace: spec.kill_grace,
+            leftovers: spec.leftovers,
             child,
             tokens,
             stdin: match stdin_pipe {
@@ -336,6 +313,17 @@ impl HookRun {
         // Write at once rather than wait for the first WRITABLE edge.
         run.write_stdin(registry);
         Ok(run)
+    }
+
+    /// The captured output of a [`captured`](SpawnOptions::captured) run,
+    /// once (complete after [`outcome`](Self::outcome) is `Some`), and
+    /// whether it went past the cap.
+    pub fn take_output(&mut self, stream: Stream) -> (Vec<u8>, bool) {
+        let out = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        (out.take_captured(), out.stats().truncated)
     }
 
     fn register(&mut self, registry: &Registry, detection: ExitDetection) -> io::Result<()> {
@@ -444,18 +432,15 @@ impl HookRun {
                 }
             }
             Life::Exited { abandon_at, .. } if now >= abandon_at => {
-                let held = self.stdout.abandon(registry, &self.label)
-                    | self.stderr.abandon(registry, &self.label);
-                if held {
-                    log::warn!(
-                        "{}: hook (pid {}) exited but its output is still held open {:?} later, \
-                         presumably by a process it left running in group {}; no longer reading it",
-                        self.label,
-                        self.pid,
-                        self.kill_grace,
-                        self.pid
-                    );
+                let inodes: Vec<u64> = [&self.stdout, &self.stderr]
+                    .iter()
+                    .filter_map(|o| o.pipe_inode())
+                    .collect();
+                if !inodes.is_empty() {
+                    self.log_held_pipes(&inodes);
                 }
+                self.stdout.abandon(registry, &self.label);
+                self.stderr.abandon(registry, &self.label);
             }
             _ => {}
         }
@@ -621,6 +606,16 @@ impl HookRun {
         self.exit = ExitWatch::Done;
         // The reader is gone; anything still unwritten is moot.
         self.close_stdin(registry);
+        if ending == Ending::Natural && self.leftovers == Leftovers::Kill {
+            // While the unreaped leader pins the group id: whatever the
+            // hook left behind goes now, and with it the pipes it holds.
+            log::debug!(
+                "{}: SIGKILL to what is left of process group {}",
+                self.label,
+                self.pid
+            );
+            self.signal_group(libc::SIGKILL);
+        }
         self.life = Life::Exited {
             status,
             ending,
@@ -645,7 +640,7 @@ impl HookRun {
                 error: error.clone(),
             },
         };
-        if *ending != Ending::Natural {
+        if *ending != Ending::Natural || self.leftovers == Leftovers::Kill {
             // A killed hook leaves nothing behind: sweep its group while the
             // unreaped leader still pins the id.
             self.signal_group(libc::SIGKILL);
@@ -665,6 +660,33 @@ impl HookRun {
         }
         log::debug!("{}: hook (pid {}) {outcome}", self.label, self.pid);
         self.life = Life::Done(outcome);
+    }
+
+    /// The output pipes (by inode) are still open `kill_grace` after the
+    /// exit: says who holds them, so the operator can fix the hook.
+    fn log_held_pipes(&self, inodes: &[u64]) {
+        let holders = proc::pipe_holders(inodes, self.pid);
+        let who = if holders.is_empty() {
+            "by a process kwatchd cannot see".to_owned()
+        } else {
+            let list: Vec<String> = holders.iter().map(|h| h.to_string()).collect();
+            format!("by {}", list.join(", "))
+        };
+        let why = match self.leftovers {
+            Leftovers::Kill => {
+                "it left its process group, so the SIGKILL at the hook's exit missed it"
+            }
+            Leftovers::Keep => {
+                "the sink keeps what hooks leave running (kill_process_group = false)"
+            }
+        };
+        log::warn!(
+            "{}: hook (pid {}) exited but its output is still held open {:?} later {who} ({why}); \
+             no longer reading it",
+            self.label,
+            self.pid,
+            self.kill_grace,
+        );
     }
 
     fn signal_group(&self, signal: libc::c_int) {

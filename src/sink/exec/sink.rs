@@ -1,7 +1,7 @@
 //! The exec sink: the scheduler decides which records run when; each job is
 //! one `HookRun` with the records on stdin.
 
-use super::{hook_env, HookOutcome, HookRun, HookSpec};
+use super::{hook_env, HookOutcome, HookRun, HookSpec, Leftovers, SpawnOptions};
 use crate::config::ExecSinkConfig;
 use crate::rand::Rng;
 use crate::sink::delivery::Delivery;
@@ -114,6 +114,11 @@ impl ExecSink {
                 timeout: config.timeout,
                 kill_grace: config.kill_grace,
                 output_cap: OUTPUT_CAP,
+                leftovers: if config.kill_process_group {
+                    Leftovers::Kill
+                } else {
+                    Leftovers::Keep
+                },
             },
             delivery: Delivery::new(name, &config.delivery, daemon_queue_events, rng),
             active: Vec::new(),
@@ -232,15 +237,8 @@ impl ExecSink {
         if job.records.len() > 1 {
             label.push_str(&format!(" and {} more", job.records.len() - 1));
         }
-        match HookRun::spawn(
-            &self.spec,
-            &env,
-            stdin,
-            label,
-            ctx.registry,
-            ctx.tokens,
-            ctx.now,
-        ) {
+        let options = SpawnOptions::new(&self.spec, &env, label).stdin(stdin);
+        match HookRun::spawn(options, ctx.registry, ctx.tokens, ctx.now) {
             Ok(run) => {
                 let latency = Instant::now().saturating_duration_since(first.received);
                 self.delivery.record_latency(latency);

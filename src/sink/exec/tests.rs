@@ -61,15 +61,15 @@ impl Harness {
         detection: ExitDetection,
     ) -> io::Result<HookRun> {
         let env = hook_env(&meta(), 1, spec);
-        HookRun::spawn_with(
-            spec,
-            &env,
-            stdin,
-            format!("sink {}, watch pods, default/web-1", spec.sink),
+        let label = format!("sink {}, watch pods, default/web-1", spec.sink);
+        let options = SpawnOptions::new(spec, &env, label)
+            .stdin(stdin)
+            .detection(detection);
+        HookRun::spawn(
+            options,
             self.poll.registry(),
             &mut self.tokens,
             Instant::now(),
-            detection,
         )
     }
 
@@ -170,6 +170,7 @@ fn sh(script: &str, args: &[&Path]) -> HookSpec {
         timeout: Duration::from_secs(10),
         kill_grace: Duration::from_secs(2),
         output_cap: 64 << 10,
+        leftovers: Leftovers::Kill,
     }
 }
 
@@ -490,11 +491,35 @@ fn sigchld_fallback_reaps_every_exit() {
 }
 
 #[test]
-fn a_leftover_holding_the_output_is_abandoned_after_the_grace() {
+fn a_leftover_holding_the_output_is_killed_when_the_hook_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("bg");
+    // The background sleep inherits the hook's stdout and holds it open.
+    let mut spec = sh("sleep 1000 & echo $! > \"$1\"; exit 0", &[&pidfile]);
+    spec.kill_grace = Duration::from_secs(5);
+    assert_eq!(spec.leftovers, Leftovers::Kill, "the default");
+    let mut h = Harness::new();
+    let mut run = h.spawn(&spec, Vec::new());
+    let (outcome, took) = h.finish(&mut run, Duration::from_secs(10));
+    let bg = read_pid(&pidfile);
+    let dead = wait_dead(bg, Duration::from_secs(2));
+    if !dead {
+        // SAFETY: plain syscall; `bg` is the sleep the hook started.
+        unsafe { libc::kill(bg, libc::SIGKILL) };
+    }
+    assert_eq!(outcome, HookOutcome::Exited { code: 0 });
+    // Not held until the grace: the pipe closed with the leftover.
+    assert!(took < spec.kill_grace, "{took:?}");
+    assert!(dead, "background sleep {bg} outlived the hook");
+}
+
+#[test]
+fn a_kept_leftover_holding_the_output_is_abandoned_after_the_grace() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("bg");
     let mut spec = sh("sleep 1000 & echo $! > \"$1\"; exit 0", &[&pidfile]);
     spec.kill_grace = Duration::from_millis(300);
+    spec.leftovers = Leftovers::Keep;
     let mut h = Harness::new();
     let mut run = h.spawn(&spec, Vec::new());
     let (outcome, took) = h.finish(&mut run, Duration::from_secs(10));

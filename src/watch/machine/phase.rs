@@ -1,0 +1,387 @@
+//! Where a watch stands, as data: resolving its resource, or running
+//! (a request due, in flight, or waiting to retry), or failed for good.
+//! Each phase holds what it has — the resolved resource, the list round, the
+//! open stream — so nothing asks "is it known yet?" of a field beside it.
+
+use super::list::ListRound;
+use super::policy::Attempted;
+use super::resolve::{self, Resolved};
+use super::stream::Stream;
+use crate::kube::discovery::Discovery;
+use crate::kube::{
+    Selectors, WatchQuery, JSON_ACCEPT, METADATA_LIST_ACCEPT, METADATA_WATCH_ACCEPT,
+};
+use crate::watch::spec::{RequestKind, RequestPlan, WatchSpec};
+use crate::watch::stats::WatchState;
+use std::time::{Duration, Instant};
+
+/// A LIST page (or discovery document) that sends no byte for this long is
+/// abandoned.
+pub(super) const LIST_IDLE_LIMIT: Duration = Duration::from_secs(60);
+
+/// One request-driven activity (discovery, or the resource's lists and
+/// watches): due, in flight, or waiting to retry. `S` is what is due,
+/// `F` what is in flight.
+#[derive(Debug)]
+pub(super) enum Attempt<S, F> {
+    Ready(S),
+    InFlight { request: F, last_activity: Instant },
+    BackingOff { until: Instant, then: S },
+}
+
+impl<S, F> Attempt<S, F> {
+    fn due(&self, now: Instant) -> bool {
+        match self {
+            Attempt::Ready(_) => true,
+            Attempt::BackingOff { until, .. } => *until <= now,
+            Attempt::InFlight { .. } => false,
+        }
+    }
+
+    fn deadline(&self, idle_limit: impl Fn(&F) -> Duration) -> Option<Instant> {
+        match self {
+            Attempt::Ready(_) => None,
+            Attempt::BackingOff { until, .. } => Some(*until),
+            Attempt::InFlight {
+                request,
+                last_activity,
+            } => Some(*last_activity + idle_limit(request)),
+        }
+    }
+
+    /// What is due now, if anything (`Err` gives the attempt back).
+    pub fn into_due(self, now: Instant) -> Result<S, Self> {
+        match self {
+            Attempt::Ready(step) => Ok(step),
+            Attempt::BackingOff { until, then } if until <= now => Ok(then),
+            other => Err(other),
+        }
+    }
+}
+
+/// `step` due at `until`, or at once.
+pub(super) fn waiting<S, F>(step: S, until: Option<Instant>) -> Attempt<S, F> {
+    match until {
+        Some(until) => Attempt::BackingOff { until, then: step },
+        None => Attempt::Ready(step),
+    }
+}
+
+/// The next request for the resource.
+#[derive(Debug, Clone)]
+pub(super) enum Step {
+    List(ListRound),
+    /// A streaming list: the round collects the initial events.
+    Stream(ListRound),
+    Watch,
+}
+
+/// The resource's request in flight.
+#[derive(Debug, Clone)]
+pub(super) enum InFlight {
+    List(ListRound),
+    /// `stream` is `None` until the server answered 200. `initial` is set
+    /// for a streaming list until its initial-events-end bookmark.
+    Watch {
+        timeout: Duration,
+        stream: Option<Stream>,
+        initial: Option<ListRound>,
+    },
+}
+
+impl InFlight {
+    /// How long the request may stay silent before it is presumed dead.
+    fn idle_limit(&self, watch_timeout: Duration) -> Duration {
+        match self {
+            InFlight::List(_) => LIST_IDLE_LIMIT,
+            // Covers the wait for the response head too.
+            InFlight::Watch { timeout, .. } => {
+                *timeout + watch_timeout.min(Duration::from_secs(30))
+            }
+        }
+    }
+}
+
+/// What a request for the resource needs besides its step.
+pub(super) struct Request<'a> {
+    pub resolved: &'a Resolved,
+    pub selectors: &'a Selectors,
+    pub page_size: u32,
+    pub resume_rv: Option<&'a str>,
+    /// Server-side timeout of a WATCH.
+    pub timeout: Duration,
+    /// Ask for PartialObjectMetadata (`metadata_only`, not refused).
+    pub partial_objects: bool,
+}
+
+impl Step {
+    /// The request for this step, and what the step becomes in flight.
+    pub fn plan(self, r: Request<'_>) -> (RequestPlan, InFlight) {
+        let path = &r.resolved.path;
+        let (list_accept, watch_accept) = match r.partial_objects {
+            true => (METADATA_LIST_ACCEPT, METADATA_WATCH_ACCEPT),
+            false => (JSON_ACCEPT, JSON_ACCEPT),
+        };
+        let (kind, query, accept) = match &self {
+            Step::List(round) => (
+                RequestKind::List,
+                WatchQuery::List {
+                    limit: r.page_size,
+                    continue_token: round.continue_token.as_deref(),
+                },
+                list_accept,
+            ),
+            Step::Stream(_) => (
+                RequestKind::Watch,
+                WatchQuery::StreamingList {
+                    timeout_seconds: r.timeout.as_secs(),
+                },
+                watch_accept,
+            ),
+            Step::Watch => (
+                RequestKind::Watch,
+                WatchQuery::Watch {
+                    resource_version: r.resume_rv,
+                    timeout_seconds: r.timeout.as_secs(),
+                },
+                watch_accept,
+            ),
+        };
+        let plan = RequestPlan {
+            kind,
+            path_and_query: query.to_path(path, r.selectors),
+            accept,
+        };
+        let in_flight = match self {
+            Step::List(round) => InFlight::List(round),
+            Step::Stream(round) => InFlight::Watch {
+                timeout: r.timeout,
+                stream: None,
+                initial: Some(round),
+            },
+            Step::Watch => InFlight::Watch {
+                timeout: r.timeout,
+                stream: None,
+                initial: None,
+            },
+        };
+        (plan, in_flight)
+    }
+}
+
+impl Attempt<Step, InFlight> {
+    /// The step to retry after the in-flight request failed.
+    pub fn into_retry(self) -> Step {
+        match self {
+            Attempt::InFlight {
+                request: InFlight::List(round),
+                ..
+            } => Step::List(round),
+            Attempt::InFlight {
+                request:
+                    InFlight::Watch {
+                        initial: Some(mut round),
+                        ..
+                    },
+                ..
+            } => {
+                // A streaming list cannot resume: start it over.
+                round.restart();
+                Step::Stream(round)
+            }
+            Attempt::InFlight { .. } => Step::Watch,
+            Attempt::Ready(step) | Attempt::BackingOff { then: step, .. } => step,
+        }
+    }
+
+    /// The step this attempt is about (in flight, due, or to retry).
+    fn step_kind(&self) -> Attempted {
+        match self {
+            Attempt::InFlight {
+                request: InFlight::List(_),
+                ..
+            }
+            | Attempt::Ready(Step::List(_))
+            | Attempt::BackingOff {
+                then: Step::List(_),
+                ..
+            } => Attempted::List,
+            Attempt::InFlight {
+                request:
+                    InFlight::Watch {
+                        initial: Some(_), ..
+                    },
+                ..
+            }
+            | Attempt::Ready(Step::Stream(_))
+            | Attempt::BackingOff {
+                then: Step::Stream(_),
+                ..
+            } => Attempted::StreamingList,
+            _ => Attempted::Watch,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) enum Phase {
+    /// A watch by kind asks discovery for its resource.
+    Resolving(Attempt<Box<Discovery>, Box<Discovery>>),
+    /// The resource is known: list, watch, relist.
+    Running {
+        resolved: Resolved,
+        attempt: Attempt<Step, InFlight>,
+    },
+    /// A permanent error (an ambiguous name, a namespace on a
+    /// cluster-scoped kind): logged, the watch does not run.
+    Failed,
+}
+
+impl Phase {
+    pub fn state(&self) -> WatchState {
+        match self {
+            Phase::Failed => WatchState::Failed,
+            Phase::Resolving(Attempt::BackingOff { .. })
+            | Phase::Running {
+                attempt: Attempt::BackingOff { .. },
+                ..
+            } => WatchState::BackingOff,
+            Phase::Resolving(_) => WatchState::Resolving,
+            Phase::Running {
+                attempt: Attempt::Ready(Step::Watch),
+                ..
+            } => WatchState::Connecting,
+            Phase::Running {
+                attempt: Attempt::Ready(Step::List(_) | Step::Stream(_)),
+                ..
+            } => WatchState::Listing,
+            Phase::Running {
+                attempt: Attempt::InFlight { request, .. },
+                ..
+            } => match request {
+                InFlight::List(_)
+                | InFlight::Watch {
+                    initial: Some(_), ..
+                } => WatchState::Listing,
+                InFlight::Watch { stream: None, .. } => WatchState::Connecting,
+                InFlight::Watch {
+                    stream: Some(_), ..
+                } => WatchState::Streaming,
+            },
+        }
+    }
+
+    pub fn resolved(&self) -> Option<&Resolved> {
+        match self {
+            Phase::Running { resolved, .. } => Some(resolved),
+            Phase::Resolving(_) | Phase::Failed => None,
+        }
+    }
+
+    /// The request the phase is about, for the policy.
+    pub fn attempted(&self) -> Option<Attempted> {
+        match self {
+            Phase::Failed => None,
+            Phase::Resolving(_) => Some(Attempted::Discovery),
+            Phase::Running { attempt, .. } => Some(attempt.step_kind()),
+        }
+    }
+
+    /// True when a request is due now.
+    pub fn due(&self, now: Instant) -> bool {
+        match self {
+            Phase::Failed => false,
+            Phase::Resolving(attempt) => attempt.due(now),
+            Phase::Running { attempt, .. } => attempt.due(now),
+        }
+    }
+
+    /// Bytes arrived for the in-flight request.
+    pub fn note_activity(&mut self, now: Instant) {
+        match self {
+            Phase::Resolving(Attempt::InFlight { last_activity, .. })
+            | Phase::Running {
+                attempt: Attempt::InFlight { last_activity, .. },
+                ..
+            } => *last_activity = now,
+            _ => {}
+        }
+    }
+
+    /// When a retry is due or the request in flight is presumed dead.
+    pub fn deadline(&self, watch_timeout: Duration) -> Option<Instant> {
+        match self {
+            Phase::Failed => None,
+            Phase::Resolving(attempt) => attempt.deadline(|_| LIST_IDLE_LIMIT),
+            Phase::Running { attempt, .. } => attempt.deadline(|r| r.idle_limit(watch_timeout)),
+        }
+    }
+
+    /// The in-flight request's idle limit when it has been silent that
+    /// long at `now`.
+    pub fn silent(&self, now: Instant, watch_timeout: Duration) -> Option<Duration> {
+        let (limit, last_activity) = match self {
+            Phase::Resolving(Attempt::InFlight { last_activity, .. }) => {
+                (LIST_IDLE_LIMIT, *last_activity)
+            }
+            Phase::Running {
+                attempt:
+                    Attempt::InFlight {
+                        request,
+                        last_activity,
+                    },
+                ..
+            } => (request.idle_limit(watch_timeout), *last_activity),
+            _ => return None,
+        };
+        (now.saturating_duration_since(last_activity) >= limit).then_some(limit)
+    }
+
+    /// The failed (or abandoned) request's retry step: due at once
+    /// (`until` = `None`) or at `until`. Discovery starts over.
+    pub fn into_retry(self, spec: &WatchSpec, until: Option<Instant>) -> Phase {
+        match self {
+            Phase::Failed => Phase::Failed,
+            Phase::Resolving(attempt) => {
+                let d = match attempt {
+                    Attempt::InFlight { request, .. } => resolve::again(spec, &request),
+                    Attempt::Ready(d) | Attempt::BackingOff { then: d, .. } => d,
+                };
+                Phase::Resolving(waiting(d, until))
+            }
+            Phase::Running { resolved, attempt } => Phase::Running {
+                resolved,
+                attempt: waiting(attempt.into_retry(), until),
+            },
+        }
+    }
+
+    /// A list due next starts over (its snapshot expired).
+    pub fn restart_list(&mut self) {
+        if let Phase::Running {
+            attempt:
+                Attempt::Ready(Step::List(round) | Step::Stream(round))
+                | Attempt::BackingOff {
+                    then: Step::List(round) | Step::Stream(round),
+                    ..
+                },
+            ..
+        } = self
+        {
+            round.restart();
+        }
+    }
+
+    /// A pending streaming list becomes a paginated LIST (same purpose).
+    pub fn stream_to_list(&mut self) {
+        if let Phase::Running {
+            attempt: Attempt::Ready(step) | Attempt::BackingOff { then: step, .. },
+            ..
+        } = self
+        {
+            if let Step::Stream(round) = step {
+                *step = Step::List(ListRound::new(round.purpose));
+            }
+        }
+    }
+}
