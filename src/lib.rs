@@ -15,6 +15,7 @@ pub mod logging;
 pub mod metrics;
 pub mod nats;
 pub mod net;
+pub mod replay;
 /// The PRNG lives in its own crate so that the emulator (`kwatchd-sim`) shares it without depending on the daemon.
 pub use kwatchd_rand as rand;
 pub mod sink;

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Status(args) => status(args),
         Command::Demo(args) => demo(args.dir),
+        Command::Replay(args) => replay(args),
         Command::GenerateAssets(args) => match cli::generate_assets(&args.out) {
             Ok(files) => {
                 for f in files {
@@ -87,6 +88,27 @@ fn run(path: &Path) -> ExitCode {
         Err(e) => {
             log::error!("{e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `kwatchd replay`: recorded events through a watch's filters and sinks.
+fn replay(args: cli::ReplayCliArgs) -> ExitCode {
+    use kwatchd::replay::{self, Outcome, ReplayArgs};
+    let args = ReplayArgs {
+        config: args.config,
+        watch: args.watch,
+        sinks: args.sinks,
+        dry_run: args.dry_run,
+        records: args.records,
+    };
+    let stdout = std::io::stdout();
+    match replay::run(&args, &mut stdout.lock()) {
+        Outcome::Delivered => ExitCode::SUCCESS,
+        Outcome::DeliveryFailed => ExitCode::FAILURE,
+        Outcome::ConfigProblem(e) => {
+            eprintln!("kwatchd replay: {e}");
+            ExitCode::from(EX_CONFIG)
         }
     }
 }

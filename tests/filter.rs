@@ -52,6 +52,7 @@ fn status_only_updates_run_no_hook_and_an_image_change_runs_it_once() {
     let receiver = Receiver::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().join("runs.jsonl");
+    let recorded = dir.path().join("recorded.jsonl");
     let text = format!(
         r#"{}{DEPLOYMENTS}sinks = ["hook", "slack"]
 
@@ -63,10 +64,22 @@ command = ["/bin/sh", "-c", "cat >> '{}'"]
 type = "webhook"
 url = "{}"
 transform = '{{text: "\(.type) \(.object.metadata.namespace)/\(.object.metadata.name): \(.previous_projection) -> \(.projection)"}}'
+
+[[watch]]
+name = "recorder"
+cluster = "test"
+api_version = "apps/v1"
+resource = "deployments"
+sinks = ["recorded"]
+
+[sinks.recorded]
+type = "file"
+path = "{}"
 "#,
         header(&sim),
         runs.display(),
-        receiver.url("/slack")
+        receiver.url("/slack"),
+        recorded.display()
     );
     let res = Resource::deployments();
     sim.create(
@@ -120,6 +133,58 @@ transform = '{{text: "\(.type) \(.object.metadata.namespace)/\(.object.metadata.
             json!({"text": "MODIFIED shop/web: [\"nginx:1\"] -> [\"nginx:2\"]"}),
         ]
     );
+
+    // Every event, unfiltered, was recorded by the second watch: replayed
+    // through the first one's filters, dry, it gives the same deliveries
+    // and runs nothing.
+    assert!(wait_until(WAIT, || count_records(&recorded) == 204));
+    let config = d.config.clone();
+    let out = std::process::Command::new(BIN)
+        .args(["replay", "--config"])
+        .arg(&config)
+        .args(["--watch", "deploys", "--dry-run"])
+        .arg(&recorded)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert_eq!(lines[0]["sink"], "hook");
+    assert_eq!(lines[0]["delivery"]["projection"], json!(["nginx:1"]));
+    assert_eq!(lines[1]["sink"], "slack");
+    assert_eq!(lines[1]["delivery"], bodies[0]);
+    assert_eq!(
+        lines[2]["delivery"]["previous_projection"],
+        json!(["nginx:1"])
+    );
+    assert_eq!(lines[3]["delivery"], bodies[1]);
+    assert!(
+        stderr.contains("204 records read, 2 skipped as unselected, 200 as unchanged; hook: 2 deliveries; slack: 2 deliveries"),
+        "{stderr}"
+    );
+    assert_eq!(lines_of(&d.path("runs.jsonl")).len(), 2);
+    assert_eq!(receiver.received().len(), 2);
+    // Only one sink, and names that do not exist are a config problem.
+    let only = std::process::Command::new(BIN)
+        .args(["replay", "-c"])
+        .arg(&config)
+        .args(["--watch", "deploys", "--sink", "slack", "--dry-run", "-"])
+        .stdin(fs::File::open(&recorded).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&only.stdout).lines().count(), 2);
+    let bad = std::process::Command::new(BIN)
+        .args(["replay", "-c"])
+        .arg(&config)
+        .args(["--watch", "nope", "--dry-run"])
+        .arg(&recorded)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(78));
 }
 
 #[test]

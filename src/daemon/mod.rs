@@ -13,7 +13,7 @@ mod checkpoints;
 pub mod cluster;
 pub mod credential;
 mod fanout;
-mod filtering;
+pub mod filtering;
 pub mod notify;
 mod observe;
 pub mod reload;
