@@ -271,6 +271,7 @@ mod tests {
                     delivered: 9,
                     retries: 0,
                     given_up: 0,
+                    coalesced: 0,
                 },
                 latency: None,
                 hook_runs: None,

@@ -186,6 +186,18 @@ fn sinks(e: &mut Exposition, s: &Snapshot<'_>) {
         }
     }
     e.family(
+        "kwatchd_sink_coalesced_total",
+        Kind::Counter,
+        "Events replaced, while waiting, by a newer event of their object (coalesce = true); acknowledged, never delivered.",
+    );
+    for k in &s.sinks {
+        e.int(
+            "kwatchd_sink_coalesced_total",
+            &[("sink", k.name)],
+            k.stats.counts.coalesced,
+        );
+    }
+    e.family(
         "kwatchd_sink_queue_depth",
         Kind::Gauge,
         "Events a sink holds that are not delivered yet (queued, running, or waiting to retry).",
@@ -359,6 +371,7 @@ mod tests {
                         delivered: 10,
                         retries: 2,
                         given_up: 1,
+                        coalesced: 0,
                     },
                     latency: Some(&latency),
                     hook_runs: Some(runs),
@@ -398,6 +411,7 @@ mod tests {
         ));
         has(&format!("kwatchd_watch_bytes_total{{{w}}} 1234"));
         has("kwatchd_sink_deliveries_total{sink=\"hook\",result=\"given_up\"} 1");
+        has("kwatchd_sink_coalesced_total{sink=\"hook\"} 0");
         has("kwatchd_sink_queue_depth{sink=\"hook\"} 4");
         has("kwatchd_sink_delivery_duration_seconds_bucket{sink=\"hook\",le=\"0.0025\"} 0");
         has("kwatchd_sink_delivery_duration_seconds_bucket{sink=\"hook\",le=\"0.005\"} 1");

@@ -216,6 +216,7 @@ impl Sink {
                     delivered: s.delivered(),
                     retries: s.retries(),
                     given_up: 0,
+                    coalesced: 0,
                 },
                 latency: None,
                 hook_runs: None,

@@ -137,6 +137,40 @@ pub struct QueuedRecord {
     pub received: std::time::Instant,
     /// Reported to the watch's ledger once the record is final.
     pub ack: crate::state::AckRef,
+    /// Older records of the object this one replaced while they waited
+    /// (`coalesce = true`); its line then says so.
+    pub coalesced: u32,
+}
+
+impl QueuedRecord {
+    /// Takes `older`'s place in a queue: counts it and what it replaced,
+    /// and says so in the line (`"coalesced":N` first in a JSON object;
+    /// a transform's output that is no object is left as it is).
+    pub fn replace(&mut self, older: &QueuedRecord) {
+        let n = older.coalesced + 1;
+        let body = match self.line.strip_prefix(b"{") {
+            Some(rest) => rest,
+            None => {
+                self.coalesced = n;
+                return;
+            }
+        };
+        let body = match self.coalesced {
+            0 => body,
+            // Already counted once: drop the old count.
+            _ => body
+                .iter()
+                .position(|&b| b == b',' || b == b'}')
+                .map_or(body, |i| &body[i + usize::from(body[i] == b',')..]),
+        };
+        let mut line = format!("{{\"coalesced\":{n}").into_bytes();
+        if !body.starts_with(b"}") {
+            line.push(b',');
+        }
+        line.extend_from_slice(body);
+        self.line = line;
+        self.coalesced = n;
+    }
 }
 
 fn push_json_string(out: &mut Vec<u8>, s: &str) {
