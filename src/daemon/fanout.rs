@@ -109,6 +109,10 @@ impl Emit for Fanout<'_> {
         Some(decided)
     }
 
+    fn remember(&mut self, event: &Emitted<'_>) -> Option<Memory> {
+        self.out.filter.as_ref()?.remember(event)
+    }
+
     fn emit(&mut self, event: Emitted<'_>) {
         let report = self.out.filter.as_mut().and_then(Filtering::take_report);
         let fields = match (&report, &self.out.filter) {

@@ -104,6 +104,12 @@ impl Filtering {
         }
     }
 
+    /// What to remember of an object that is not reported (see
+    /// `Emit::remember`).
+    pub fn remember(&self, event: &Emitted<'_>) -> Option<Memory> {
+        self.rules.baseline(event.object.as_bytes())
+    }
+
     /// The fields the record of the event just decided gains.
     pub fn take_report(&mut self) -> Option<Report> {
         self.pending.take()

@@ -142,6 +142,17 @@ impl WatchFilter {
         self.select.is_some() || self.changes.is_some()
     }
 
+    /// What to remember of an object that exists but is not reported
+    /// (`on_start = "skip"`): as if its ADDED had been, so a later change
+    /// is compared with this state. `None` when the watch remembers
+    /// nothing or the object is not selected.
+    pub fn baseline(&self, object: &[u8]) -> Option<Memory> {
+        if !self.remembers() {
+            return None;
+        }
+        self.decide(Change::Added, object, None).1
+    }
+
     /// Decides one event. `memory` is what the object's index entry holds
     /// (`None`: never seen by this filter, e.g. after a definition change).
     /// Returns the verdict and the memory to keep (`None`: forget, for a

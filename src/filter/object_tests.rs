@@ -237,3 +237,23 @@ fn no_keys_means_report_everything_without_memory() {
     );
     assert_eq!(out, ["report", "report"]);
 }
+
+#[test]
+fn a_baseline_makes_later_status_updates_unchanged() {
+    let f = filter(Some(SELECT), Some(CHANGES), &[]);
+    let base = f.baseline(&deploy("web", "nginx:1", 0));
+    assert_eq!(base.as_ref().map(|m| m.reported), Some(true));
+    let (v, _) = f.decide(
+        Change::Modified,
+        &deploy("web", "nginx:1", 5),
+        base.as_ref(),
+    );
+    assert_eq!(v, Verdict::Skip(SkipReason::Unchanged));
+    let (v, _) = f.decide(
+        Change::Modified,
+        &deploy("web", "nginx:2", 5),
+        base.as_ref(),
+    );
+    assert!(matches!(v, Verdict::Report(_)), "{v:?}");
+    assert_eq!(filter(None, None, &[".data"]).baseline(b"{}"), None);
+}

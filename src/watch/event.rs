@@ -79,6 +79,14 @@ pub trait Emit {
     fn decide(&mut self, _event: &Emitted<'_>, _memory: Option<&Memory>) -> Option<Decided> {
         None
     }
+
+    /// For an owner with a filter: what to remember of an object that is
+    /// not reported (a listed object with `on_start = "skip"`), so its
+    /// later changes are compared with the state it started in. `None`:
+    /// nothing to remember.
+    fn remember(&mut self, _event: &Emitted<'_>) -> Option<Memory> {
+        None
+    }
 }
 
 /// What an owner's filter decided about one event.

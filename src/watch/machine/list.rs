@@ -136,6 +136,16 @@ impl ListRound {
         let (event_type, origin) = match (self.purpose, change) {
             (_, Change::Unchanged) => return,
             (ListPurpose::Initial { deliver: false }, _) => {
+                let silent = Emitted {
+                    event_type: EventType::Added,
+                    origin: Origin::List,
+                    object,
+                    final_state_unknown: false,
+                    identity: Identity::of(known.item_kind.as_deref().unwrap_or(""), meta),
+                };
+                if let Some(memory) = out.remember(&silent) {
+                    known.index.set_memory(&key, Some(memory));
+                }
                 out.progress(progress);
                 return;
             }
