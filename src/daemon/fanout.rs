@@ -109,6 +109,10 @@ impl Emit for Fanout<'_> {
         Some(decided)
     }
 
+    fn filtering(&self) -> bool {
+        self.out.filter.is_some()
+    }
+
     fn remember(&mut self, event: &Emitted<'_>) -> Option<Memory> {
         self.out.filter.as_ref()?.remember(event)
     }

@@ -76,6 +76,12 @@ pub trait Emit {
     /// object (kept in the watch's index, so checkpoints carry it). `None`
     /// (the default): no filter, every wanted event is emitted and the
     /// index keeps no memory.
+    /// Whether the owner decides events ([`Emit::decide`]); false (the
+    /// default) spares every event the index lookup of its memory.
+    fn filtering(&self) -> bool {
+        false
+    }
+
     fn decide(&mut self, _event: &Emitted<'_>, _memory: Option<&Memory>) -> Option<Decided> {
         None
     }

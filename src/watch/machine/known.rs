@@ -80,7 +80,12 @@ pub(super) fn deliver(
     stats.events += 1;
     stats.events_by_type[event.event_type as usize] += 1;
     stats.last_event = Some(now);
-    if wanted.contains(&event.event_type) {
+    if !wanted.contains(&event.event_type) {
+        // Not forwarded, so not decided either.
+    } else if !out.filtering() {
+        // No filter: no index lookup, nothing to remember.
+        out.emit(event);
+    } else {
         // A DELETED's object is out of the index already: what the filter
         // remembered is in the entry the step removed.
         let change = progress.change.as_ref();

@@ -135,6 +135,10 @@ impl ListRound {
         let progress = Progress::changed(&key, previous, None);
         let (event_type, origin) = match (self.purpose, change) {
             (_, Change::Unchanged) => return,
+            (ListPurpose::Initial { deliver: false }, _) if !out.filtering() => {
+                out.progress(progress);
+                return;
+            }
             (ListPurpose::Initial { deliver: false }, _) => {
                 let silent = Emitted {
                     event_type: EventType::Added,
