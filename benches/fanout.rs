@@ -9,7 +9,9 @@
 //! `KWATCHD_BENCH_FANOUT_IDLE=60 KWATCHD_BENCH_FANOUT_SECS=60 cargo bench --bench fanout`.
 //! Also `KWATCHD_BENCH_FANOUT_WATCHES` (1000), `KWATCHD_BENCH_FANOUT_RATE`
 //! (1000 events/s), `KWATCHD_BENCH_FANOUT_MODES` ("baseline,plain,tls"; the
-//! baseline is a plain mio relay copying the sockets to the FIFO, see `relay`).
+//! baseline is a plain mio relay copying the sockets to the FIFO, see `relay`),
+//! `KWATCHD_BENCH_BIN` (another kwatchd binary to measure, e.g. an older
+//! build for a before/after ratio on the same machine in the same hour).
 //!
 //! How latency is measured: every event carries its sequence number in an
 //! annotation; the connection thread that writes it stamps the time when
@@ -338,7 +340,11 @@ fn run_one(tls: bool, relay_only: bool, watches: usize, idle: Duration, secs: us
         );
         return;
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kwatchd"))
+    // Another build of kwatchd (a before/after comparison in one run).
+    let bin = std::env::var_os("KWATCHD_BENCH_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_kwatchd").into());
+    let mut child = Command::new(&bin)
         .args(["run", "--config"])
         .arg(&config_path)
         .stderr(Stdio::inherit())

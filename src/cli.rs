@@ -146,6 +146,14 @@ pub enum Command {
     /// sinks. Exit 0 healthy, 1 unhealthy, 2 unreachable (or not a kwatchd
     /// answer), 78 the configuration has no usable metrics_listen.
     Status(StatusArgs),
+    /// Print the RBAC objects a configuration needs, as YAML.
+    ///
+    /// Least privilege, from the file alone (checked as --offline): list and
+    /// watch on each watched resource, in a Role per watched namespace or a
+    /// ClusterRole for watches of every namespace; get and update on the
+    /// Lease of [daemon.leader_election] and create on leases. Each is bound
+    /// to the ServiceAccount. Pipe it to `kubectl apply -f -`.
+    Rbac(RbacArgs),
     /// Try kwatchd without a cluster.
     ///
     /// Runs the built-in API server emulator with some churn and the daemon
@@ -163,6 +171,16 @@ pub enum Command {
     /// delivery. A summary goes to stderr. Exit 0, 1 when a delivery failed,
     /// 78 for a configuration problem.
     Replay(ReplayCliArgs),
+    /// Run the API server emulator on its own, as a cluster to try hooks on.
+    ///
+    /// Serves pods, configmaps, secrets, namespaces, deployments, leases,
+    /// CustomResourceDefinitions and their resources, for reads, watches and
+    /// writes from kubectl (create, replace, delete, label, annotate, edit,
+    /// scale, patch), and writes a kubeconfig for it. Plain HTTP without
+    /// authentication, or with --tls HTTPS with a generated CA and a bearer
+    /// token (both in the kubeconfig). Serves until SIGINT or SIGTERM; nothing
+    /// is kept.
+    Sim(SimArgs),
     /// Write the man pages and shell completions (for packaging).
     #[command(hide = true)]
     GenerateAssets(AssetsArgs),
@@ -202,6 +220,22 @@ pub struct CheckArgs {
     /// anywhere, e.g. in CI.
     #[arg(long)]
     pub offline: bool,
+}
+
+/// `kwatchd rbac`.
+#[derive(Args, Debug)]
+pub struct RbacArgs {
+    #[command(flatten)]
+    pub config: ConfigFile,
+    /// The ServiceAccount's namespace (the bindings' subject).
+    #[arg(long, value_name = "NS", default_value = "kwatchd")]
+    pub namespace: String,
+    /// The ServiceAccount's name; also the name of the roles.
+    #[arg(long, value_name = "NAME", default_value = "kwatchd")]
+    pub service_account: String,
+    /// Only what the daemon requests from this [clusters.NAME] (default: every cluster).
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
 }
 
 /// `kwatchd status`: where the daemon is, and how long to wait for it.
@@ -257,6 +291,24 @@ pub struct DemoArgs {
     /// Where the demo writes events.jsonl [default: ./kwatchd-demo].
     #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub dir: Option<PathBuf>,
+}
+
+/// `kwatchd sim`.
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    /// Where to listen: IP:PORT [default: 127.0.0.1 on a free port].
+    #[arg(long, value_name = "IP:PORT", value_parser = parse_sim_listen)]
+    pub listen: Option<SocketAddr>,
+    /// Where to write the kubeconfig (mode 0600) [default: ./kwatchd-sim.kubeconfig].
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub kubeconfig_out: Option<PathBuf>,
+    /// Serve HTTPS with a generated CA and require a bearer token.
+    #[arg(long)]
+    pub tls: bool,
+}
+
+fn parse_sim_listen(s: &str) -> Result<SocketAddr, String> {
+    kwatchd::config::parse_listen_addr(s)
 }
 
 /// `kwatchd generate-assets`.
@@ -474,6 +526,7 @@ mod tests {
             &["demo", "--config", "x.toml"],
             &["run", "--addr", "127.0.0.1:1", "a.toml"],
             &["status", "--dir", "x"],
+            &["sim", "--config", "x.toml"],
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(
@@ -482,6 +535,29 @@ mod tests {
                 "{args:?}"
             );
         }
+    }
+
+    #[test]
+    fn sim_takes_listen_kubeconfig_out_and_tls() {
+        match parse(&[
+            "sim",
+            "--listen",
+            "127.0.0.1:6443",
+            "--kubeconfig-out",
+            "k",
+            "--tls",
+        ]) {
+            Ok(Cli {
+                command: Command::Sim(a),
+            }) => {
+                assert_eq!(a.listen, Some("127.0.0.1:6443".parse().unwrap()));
+                assert_eq!(a.kubeconfig_out, Some(PathBuf::from("k")));
+                assert!(a.tls);
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = parse(&["sim", "--listen", "localhost:1"]).unwrap_err();
+        assert_eq!(error_exit_code(&e), EX_USAGE);
     }
 
     #[test]
@@ -574,6 +650,7 @@ mod tests {
             "man/man1/kwatchd-check.1",
             "man/man1/kwatchd-status.1",
             "man/man1/kwatchd-demo.1",
+            "man/man1/kwatchd-sim.1",
             "completions/kwatchd.bash",
             "completions/_kwatchd",
             "completions/kwatchd.fish",

@@ -23,8 +23,10 @@ fn main() -> ExitCode {
         Command::Run(file) => run(&file.path()),
         Command::Check(args) => check(args),
         Command::Status(args) => status(args),
+        Command::Rbac(args) => rbac(args),
         Command::Demo(args) => demo(args.dir),
         Command::Replay(args) => replay(args),
+        Command::Sim(args) => sim(args),
         Command::GenerateAssets(args) => match cli::generate_assets(&args.out) {
             Ok(files) => {
                 for f in files {
@@ -64,6 +66,36 @@ fn check(args: cli::CheckArgs) -> ExitCode {
             ExitCode::from(EX_CONFIG)
         }
     }
+}
+
+fn rbac(args: cli::RbacArgs) -> ExitCode {
+    let path = args.config.path();
+    let config = match Config::load_offline(&path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} problem(s) found", path.display(), errors.0.len());
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    if let Some(c) = args
+        .cluster
+        .as_ref()
+        .filter(|c| !config.clusters.contains_key(*c))
+    {
+        eprintln!(
+            "kwatchd rbac: --cluster {c:?} is not a [clusters.NAME] of {}",
+            path.display()
+        );
+        return ExitCode::from(EX_USAGE);
+    }
+    let options = kwatchd::rbac::RbacOptions {
+        namespace: args.namespace,
+        service_account: args.service_account,
+        cluster: args.cluster,
+    };
+    print!("{}", kwatchd::rbac::render(&config, &options));
+    ExitCode::SUCCESS
 }
 
 fn run(path: &Path) -> ExitCode {
@@ -118,7 +150,7 @@ fn status(args: cli::StatusArgs) -> ExitCode {
     use kwatchd::metrics::client;
     let target = args.target;
     let addr = match (target.addr, target.config.or(target.file)) {
-        (Some(a), _) => a,
+        (Some(a), _) => a.into(),
         (None, Some(path)) => match client::listen_addr_from_config(&path) {
             Ok(a) => a,
             Err(e) => {
@@ -132,7 +164,7 @@ fn status(args: cli::StatusArgs) -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    match client::fetch(addr, args.timeout) {
+    match client::fetch(&addr, args.timeout) {
         Ok(report) => {
             print!("{}", client::render(&report));
             ExitCode::from(if report.healthy {
@@ -157,6 +189,28 @@ fn demo(dir: Option<std::path::PathBuf>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(feature = "demo")]
+fn sim(args: cli::SimArgs) -> ExitCode {
+    let cmd = kwatchd::demo::sim::SimCommand {
+        listen: args.listen,
+        kubeconfig_out: args.kubeconfig_out,
+        tls: args.tls,
+    };
+    match kwatchd::demo::sim::run(&cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kwatchd sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(feature = "demo"))]
+fn sim(_args: cli::SimArgs) -> ExitCode {
+    eprintln!("kwatchd sim: this kwatchd was built without the `demo` feature (cargo build --features demo)");
+    ExitCode::FAILURE
 }
 
 #[cfg(not(feature = "demo"))]

@@ -8,7 +8,7 @@
 //! ┌──────────┬─────────────────────────────────────────────────────┐
 //! │   kind   │ payload, laid out by the kind                       │
 //! └──────────┴─────────────────────────────────────────────────────┘
-//!   Fixed       0 = signals, 1 = the resolver's waker
+//!   Fixed       0 = signals, 1 = the waker of the helper threads
 //!   Sink        a counter (sinks, hook pipes, webhook and NATS connections)
 //!   Watch       connection count (38 bits) │ slot (20 bits)
 //!   Metrics     0 = the listener, else a connection id
@@ -80,7 +80,9 @@ impl Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Signal,
-    /// The resolver thread has answers.
+    /// A helper thread has news: resolver answers, or the state store's
+    /// writer committed what the loop waits for (mio allows one waker per
+    /// poll).
     Waker,
     /// A sink's file, hook pipe, webhook or NATS connection: the sinks are asked
     /// in turn (see [`TokenAllocator::for_sinks`]).

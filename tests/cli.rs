@@ -166,7 +166,7 @@ fn demo_shows_events_flowing_and_stops_on_ctrl_c() {
 
 #[test]
 fn every_subcommand_has_help_and_the_version() {
-    for sub in ["run", "check", "status", "demo"] {
+    for sub in ["run", "check", "status", "demo", "rbac"] {
         for flag in ["--help", "-h"] {
             let out = kwatchd(&[sub, flag]);
             let stdout = String::from_utf8_lossy(&out.stdout);
@@ -183,7 +183,15 @@ fn every_subcommand_has_help_and_the_version() {
     let out = kwatchd(&["--help"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0));
-    for word in ["run", "check", "status", "demo", "KWATCHD_LOG_LEVEL", "78"] {
+    for word in [
+        "run",
+        "check",
+        "status",
+        "demo",
+        "rbac",
+        "KWATCHD_LOG_LEVEL",
+        "78",
+    ] {
         assert!(stdout.contains(word), "{word} missing:\n{stdout}");
     }
     assert!(!stdout.contains("generate-assets"), "{stdout}");
@@ -363,4 +371,44 @@ fn check_expands_credentials_directory_and_offline_needs_none() {
     let (code, out) = check(true, None);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("offline"), "{out}");
+}
+
+#[test]
+fn rbac_prints_roles_from_the_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kwatchd.toml");
+    // The token file's variable is unset: rbac checks the file as --offline.
+    let text = GOOD.replace(
+        "server = \"http://127.0.0.1:6443\"",
+        "server = \"https://k.example\"\ntoken_file = \"${KWATCHD_TEST_UNSET}/token\"",
+    ) + "\n[daemon.leader_election]\ncluster = \"local\"\nnamespace = \"ops\"\n";
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["rbac", "--namespace", "ops", "--config"])
+        .arg(&path)
+        .env_remove("KWATCHD_TEST_UNSET")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let kinds: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("kind: "))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"],
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("name: kwatchd-leader-election\n  namespace: ops"),
+        "{stdout}"
+    );
+    let out = kwatchd(&["rbac", "--cluster", "nope", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    std::fs::write(&path, "[[watch]]\n").unwrap();
+    assert_eq!(
+        kwatchd(&["rbac", path.to_str().unwrap()]).status.code(),
+        Some(78)
+    );
 }

@@ -561,19 +561,65 @@ fn metrics_follow_the_emulator_events_and_parse_strictly() {
         f["kwatchd_sink_delivery_duration_seconds"].kind,
         "histogram"
     );
+    // Every sink type has a delivery histogram (a slow disk is a sink
+    // problem too); exec sinks also say how long their hooks ran.
+    assert_eq!(
+        value(
+            &f,
+            "kwatchd_sink_delivery_duration_seconds_count",
+            &[("sink", "out")]
+        ),
+        5.0
+    );
+    assert_eq!(f["kwatchd_hook_run_duration_seconds"].kind, "histogram");
+    assert_eq!(
+        value(
+            &f,
+            "kwatchd_hook_run_duration_seconds_count",
+            &[("sink", "hook")]
+        ),
+        5.0
+    );
     assert!(
-        !f["kwatchd_sink_delivery_duration_seconds"]
+        value(
+            &f,
+            "kwatchd_hook_run_duration_seconds_sum",
+            &[("sink", "hook")]
+        ) > 0.0
+    );
+    assert!(
+        !f["kwatchd_hook_run_duration_seconds"]
             .samples
             .iter()
             .any(|s| s.labels["sink"] == "out"),
-        "file sinks have no latency histogram"
+        "file sinks run no hooks"
     );
-    assert!(value(&f, "kwatchd_process_resident_memory_bytes", &[]) > 1e6);
-    assert!(value(&f, "kwatchd_process_open_fds", &[]) >= 5.0);
-    let start = value(&f, "kwatchd_process_start_time_seconds", &[]);
+    // The standard process families, under their standard names.
+    assert_eq!(f["process_cpu_seconds_total"].kind, "counter");
+    // Present (an idle daemon may not have used one clock tick yet).
+    assert!(value(&f, "process_cpu_seconds_total", &[]) >= 0.0);
+    let rss = value(&f, "process_resident_memory_bytes", &[]);
+    assert!(rss > 1e6);
+    assert!(value(&f, "process_virtual_memory_bytes", &[]) >= rss);
+    let open_fds = value(&f, "process_open_fds", &[]);
+    assert!(open_fds >= 5.0);
+    assert!(value(&f, "process_max_fds", &[]) >= open_fds);
+    let start = value(&f, "process_start_time_seconds", &[]);
     assert!(
         start >= started - 5.0 && start <= now_unix(),
         "{start} vs {started}"
+    );
+    assert!(
+        !f.keys().any(|k| k.starts_with("kwatchd_process_")),
+        "renamed to the standard process_* families"
+    );
+    assert_eq!(
+        value(
+            &f,
+            "kwatchd_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
     );
 
     // /status agrees.
@@ -709,20 +755,8 @@ fn status_prints_the_table_from_the_configured_address() {
     let sim = Sim::start(SimOptions::default()).unwrap();
     sim.create(&Resource::pods(), "default", "a", &[], json!({}));
     sim.create(&Resource::pods(), "default", "b", &[], json!({}));
-    // `status --config` needs a real port in the config: one that was free.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile::tempdir().unwrap();
-    let text = config_text(
-        &sim,
-        &format!("metrics_listen = \"127.0.0.1:{port}\""),
-        &(watch("pods", "\"out\"") + &file_sink(dir.path(), "out")),
-    );
-    let mut d = Running::start_in(dir, &text);
-    metrics_addr(&d);
+    let port = free_port();
+    let (mut d, _) = pods_into_a_file(&sim, &format!("metrics_listen = \"127.0.0.1:{port}\""));
     assert!(wait_until(WAIT, || count_records(&d.path("out.jsonl")) == 2));
     let config = d.config.clone();
     let status = || {
@@ -977,4 +1011,238 @@ fn a_hook_outliving_shutdown_timeout_is_killed_with_its_group_and_the_daemon_exi
     assert!(!marks.join("finished").exists());
     let log = d.log_text();
     assert!(log.contains("not delivered before shutdown"), "{log}");
+}
+
+/// A daemon with `daemon` as its `[daemon]` keys (`metrics_listen`
+/// included) and one pod watch into a file sink; its metrics address.
+fn pods_into_a_file(sim: &Sim, daemon: &str) -> (Running, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        sim,
+        daemon,
+        &(watch("pods", "\"out\"") + &file_sink(dir.path(), "out")),
+    );
+    let d = Running::start_in(dir, &text);
+    let addr = metrics_addr(&d);
+    (d, addr)
+}
+
+/// `kwatchd status ARGS…`, run to its end.
+fn kwatchd_status(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).arg("status").args(args).output().unwrap()
+}
+
+/// stdout and stderr of a finished command, for assertion messages.
+fn out_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `status --config` needs a real port in the config: one that was free.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn healthz_answers_while_idle_connections_fill_every_slot() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let (_d, addr) = pods_into_a_file(&sim, "metrics_listen = \"127.0.0.1:0\"");
+    assert!(wait_until(WAIT, || sim.open_watches() == 1));
+    // More idle connections than the server's cap (64), held open.
+    let idle: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..5 {
+        let r = get(addr, "/healthz");
+        assert_eq!((r.status, r.text().as_str()), (200, "ok\n"));
+    }
+    let out = kwatchd_status(&["--addr", &addr.to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", out_text(&out));
+    drop(idle);
+}
+
+#[test]
+fn readyz_waits_for_the_first_list_and_the_index_lists_the_endpoints() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    sim.create(&Resource::pods(), "default", "a", &[], json!({}));
+    // The first LIST answers its head, then stays silent for a while.
+    sim.add_fault(FaultRule {
+        path_contains: "/pods".into(),
+        times: 1,
+        fault: Fault::Stall(Duration::from_secs(4)),
+    });
+    let (d, addr) = pods_into_a_file(&sim, "metrics_listen = \"127.0.0.1:0\"");
+    let r = get(addr, "/readyz");
+    assert_eq!(r.status, 503, "{}", r.text());
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["status"], "not ready");
+    assert_eq!(body["waiting"][0]["watch"], "pods");
+    assert_eq!(body["waiting"][0]["state"], "listing");
+    // Liveness is another matter: a slow first list is not a failure.
+    assert_eq!(get(addr, "/healthz").status, 200);
+    assert!(
+        wait_until(WAIT, || get(addr, "/readyz").status == 200),
+        "log:\n{}",
+        d.log_text()
+    );
+    assert_eq!(get(addr, "/readyz").text(), "ready\n");
+
+    let index = get(addr, "/");
+    assert_eq!(index.status, 200);
+    for path in ["/metrics", "/healthz", "/readyz", "/status"] {
+        assert!(index.text().contains(path), "{path}: {}", index.text());
+    }
+    assert_eq!(get(addr, "/nope").status, 404);
+}
+
+/// `raw` on a fresh connection; the status of the (only) answer.
+fn status_of(addr: SocketAddr, path: &str, auth: &str) -> u16 {
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
+    exchange(addr, &raw, &[false]).pop().unwrap().status
+}
+
+#[test]
+fn a_token_file_guards_metrics_and_status_and_status_sends_it() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let token = keys.path().join("metrics-token");
+    std::fs::write(&token, "first-token\n").unwrap();
+    let (d, addr) = pods_into_a_file(
+        &sim,
+        &format!(
+            "metrics_listen = \"127.0.0.1:{}\"\nmetrics_token_file = {:?}",
+            free_port(),
+            token.display().to_string()
+        ),
+    );
+    assert!(wait_until(WAIT, || sim.open_watches() == 1));
+    let bearer = |t: &str| format!("Authorization: Bearer {t}\r\n");
+    for path in ["/metrics", "/status"] {
+        assert_eq!(status_of(addr, path, ""), 401, "{path}");
+        assert_eq!(status_of(addr, path, &bearer("wrong")), 401, "{path}");
+        assert_eq!(status_of(addr, path, &bearer("first-token")), 200, "{path}");
+    }
+    for path in ["/healthz", "/readyz", "/"] {
+        assert_eq!(status_of(addr, path, ""), 200, "{path} stays open");
+    }
+    // `kwatchd status` sends the token of the config; without it, it says
+    // what is missing.
+    let out = kwatchd_status(&["--config", &d.config.display().to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", out_text(&out));
+    let out = kwatchd_status(&["--addr", &addr.to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("401") && err.contains("metrics_token_file"),
+        "{err}"
+    );
+    // A rotated token applies at once; the old one is refused.
+    std::fs::write(&token, "second-token-longer\n").unwrap();
+    assert_eq!(status_of(addr, "/metrics", &bearer("first-token")), 401);
+    assert_eq!(
+        status_of(addr, "/metrics", &bearer("second-token-longer")),
+        200
+    );
+    // Never in the log.
+    let log = d.log_text();
+    assert!(
+        !log.contains("first-token") && !log.contains("second-token"),
+        "{log}"
+    );
+    assert!(
+        log.contains("/metrics and /status need the bearer token in"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_reload_sets_and_clears_the_metrics_token() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let (d, addr) = pods_into_a_file(&sim, "metrics_listen = \"127.0.0.1:0\"");
+    assert!(wait_until(WAIT, || sim.open_watches() == 1));
+    assert_eq!(status_of(addr, "/metrics", ""), 200);
+    let token = d.path("metrics-token");
+    std::fs::write(&token, "reloaded-token\n").unwrap();
+    let plain = std::fs::read_to_string(&d.config).unwrap();
+    let guarded = plain.replacen(
+        "[daemon]\n",
+        &format!(
+            "[daemon]\nmetrics_token_file = {:?}\n",
+            token.display().to_string()
+        ),
+        1,
+    );
+    let reload = |text: &str, want: u16| {
+        std::fs::write(&d.config, text).unwrap();
+        d.signal(libc::SIGHUP);
+        assert!(
+            wait_until(WAIT, || status_of(addr, "/metrics", "") == want),
+            "log:\n{}",
+            d.log_text()
+        );
+    };
+    reload(&guarded, 401);
+    let bearer = "Authorization: Bearer reloaded-token\r\n";
+    assert_eq!(status_of(addr, "/metrics", bearer), 200);
+    assert!(d.log_text().contains("now need the bearer token in"));
+    reload(&plain, 200);
+    assert!(d.log_text().contains("no longer need a token"));
+}
+
+#[test]
+fn status_gives_up_at_its_deadline_on_a_trickling_endpoint() {
+    // Accepts, then sends a response head one byte a second, forever.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        while let Ok((mut s, _)) = listener.accept() {
+            std::thread::spawn(move || {
+                for b in b"HTTP/1.1 200 OK\r\n"
+                    .iter()
+                    .chain(std::iter::repeat(&b'x'))
+                {
+                    if s.write_all(&[*b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+        }
+    });
+    let mut child = Command::new(BIN)
+        .args(["status", "--addr", &addr.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: well above the default deadline, far below "hangs".
+    let end = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kwatchd status still running after 40 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("deadline"), "{err}");
 }

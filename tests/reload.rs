@@ -301,3 +301,68 @@ fn requests_in_any(sim: &Sim, from: usize) -> Vec<String> {
         .map(|r| format!("{}?{}", r.path, r.query))
         .collect()
 }
+
+/// A watch a reload removed and a later reload brings back with the same
+/// definition resumes from what its sinks had handled when it stopped: no
+/// relist, and what changed meanwhile arrives.
+#[test]
+fn a_watch_removed_and_added_back_resumes_where_it_stopped() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let pods = Resource::pods();
+    for ns in ["a", "b"] {
+        sim.create(&pods, ns, &format!("{ns}-0"), &[], json!({}));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let both = |dir: &Path| {
+        config(
+            dir,
+            "",
+            &sim.url(),
+            &[
+                in_namespace(WatchDef::pods("wa", "out"), "a"),
+                in_namespace(WatchDef::pods("wb", "out"), "b"),
+            ],
+        )
+    };
+    let v1 = both(dir.path());
+    let d = Running::start_in(dir, &v1);
+    let out = d.path("out.jsonl");
+    assert!(
+        wait_until(WAIT, || has(&out, "a-0") && has(&out, "b-0")),
+        "log:\n{}",
+        d.log_text()
+    );
+    let only_a = config(
+        d.dir.path(),
+        "",
+        &sim.url(),
+        &[in_namespace(WatchDef::pods("wa", "out"), "a")],
+    );
+    std::fs::write(&d.config, only_a).unwrap();
+    d.signal(libc::SIGHUP);
+    assert!(
+        wait_until(WAIT, || d.log_text().contains("removed wb")),
+        "log:\n{}",
+        d.log_text()
+    );
+    sim.create(&pods, "b", "b-1", &[], json!({}));
+    let before = sim.requests().len();
+    std::fs::write(&d.config, both(d.dir.path())).unwrap();
+    d.signal(libc::SIGHUP);
+    assert!(
+        wait_until(WAIT, || has(&out, "b-1")),
+        "log:\n{}",
+        d.log_text()
+    );
+    assert!(
+        d.log_text()
+            .contains("watch wb: resuming from the checkpoint"),
+        "{}",
+        d.log_text()
+    );
+    let b = requests_in(&sim, before, "b");
+    assert!(
+        b.iter().all(|r| r.contains("watch=")),
+        "wb listed again instead of resuming: {b:?}"
+    );
+}

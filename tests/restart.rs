@@ -122,15 +122,14 @@ path = "{b}"
     )
 }
 
-fn checkpoint_path(dir: &Path) -> PathBuf {
-    dir.join("state").join("pods.checkpoint")
+fn store_path(dir: &Path) -> PathBuf {
+    dir.join("state").join("kwatchd.redb")
 }
 
-/// The resourceVersion in the checkpoint's header, if there is one.
+/// Where the state store says the watch resumes, if it has a position.
 fn checkpoint_rv(dir: &Path) -> Option<u64> {
-    let text = fs::read_to_string(checkpoint_path(dir)).ok()?;
-    let header: Value = serde_json::from_str(text.lines().next()?).ok()?;
-    header["resource_version"].as_str()?.parse().ok()
+    let positions = kwatchd::state::db::positions(&dir.join("state")).ok()?;
+    positions.get("pods")?.as_deref()?.parse().ok()
 }
 
 /// Records of a sink file; a torn last line (possible right after a
@@ -515,7 +514,7 @@ fn first_run(dir: &Path, text: &str, n: usize) -> usize {
     let mut d = Daemon::start(dir, text, 0);
     assert!(
         wait_until(WAIT, || count_records(&dir.join("a.jsonl")) == n
-            && checkpoint_path(dir).exists()),
+            && checkpoint_rv(dir).is_some()),
         "log:\n{}",
         d.log_text()
     );
@@ -542,16 +541,16 @@ fn lists(sim: &Sim) -> usize {
 }
 
 #[test]
-fn a_corrupt_checkpoint_is_reported_set_aside_and_the_watch_lists_afresh() {
+fn a_corrupt_state_store_is_reported_set_aside_and_the_watch_lists_afresh() {
     let sim = Sim::start(SimOptions::default()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let text = config_text(dir, &sim.url(), "");
     three_pods_first_run(&sim, dir, &text);
-    let ckpt = checkpoint_path(dir);
-    let mut bytes = fs::read(&ckpt).unwrap();
-    bytes.truncate(bytes.len() - 10);
-    fs::write(&ckpt, bytes).unwrap();
+    let store = store_path(dir);
+    let mut bytes = fs::read(&store).unwrap();
+    bytes[..64].fill(0x5a);
+    fs::write(&store, bytes).unwrap();
     let listed = lists(&sim);
     let mut d = Daemon::start(dir, &text, 1);
     assert!(
@@ -561,10 +560,10 @@ fn a_corrupt_checkpoint_is_reported_set_aside_and_the_watch_lists_afresh() {
     );
     let log = d.log_text();
     assert!(
-        log.contains("checkpoint") && log.contains("ignored") && log.contains("corrupt"),
+        log.contains("state store") && log.contains("ignored") && log.contains("corrupt"),
         "{log}"
     );
-    assert!(dir.join("state/pods.checkpoint.bad").exists());
+    assert!(dir.join("state/kwatchd.redb.bad").exists());
     assert_eq!(lists(&sim), listed + 1, "no fresh list");
     let recs = records(&dir.join("a.jsonl"));
     assert!(recs[3..].iter().all(|r| r["origin"] == "list"));
@@ -788,5 +787,154 @@ timeout = "60s"
     );
     assert!(wait_until(WAIT, || checkpoint_rv(dir)
         == pod.resource_version.parse().ok()));
+    assert!(d.stop().success());
+}
+
+/// Issue 14's first hole: a crash before a watch's first position is
+/// saved (a slow sink has not handled the first list) must not lose the
+/// DELETED of an object the sinks saw. The store knows every object a
+/// sink got; the restart lists and reports the difference.
+#[test]
+fn a_crash_before_the_first_position_loses_no_deleted() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let pods = Resource::pods();
+    sim.create(&pods, "default", "first", &[], json!({}));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let hang = dir.join("hang");
+    let hook = dir.join("hook");
+    // Hangs while `hang` exists: the first list is never fully handled.
+    fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\nif [ -e \"{}\" ]; then exec sleep 1000; fi\n",
+            hang.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(&hang, "").unwrap();
+    let text = format!(
+        r#"[daemon]
+log_level = "debug"
+state_dir = "{state}"
+
+[clusters.test]
+server = "{server}"
+
+[[watch]]
+name = "pods"
+cluster = "test"
+api_version = "v1"
+resource = "pods"
+on_start = "added"
+initial_list = "list"
+sinks = ["a", "hook"]
+
+[sinks.a]
+type = "file"
+path = "{a}"
+
+[sinks.hook]
+type = "exec"
+command = ["{hook}"]
+timeout = "60s"
+"#,
+        state = dir.join("state").display(),
+        server = sim.url(),
+        a = dir.join("a.jsonl").display(),
+        hook = hook.display(),
+    );
+    let a = dir.join("a.jsonl");
+    let mut d = Daemon::start(dir, &text, 0);
+    assert!(
+        wait_until(WAIT, || d.log_text().contains("streaming from")),
+        "log:\n{}",
+        d.log_text()
+    );
+    let second = sim.create(&pods, "default", "second", &[], json!({}));
+    assert!(
+        wait_until(WAIT, || count_records(&a) == 2),
+        "log:\n{}",
+        d.log_text()
+    );
+    d.kill9();
+    assert_eq!(checkpoint_rv(dir), None, "a position was saved after all");
+    sim.delete(&pods, "default", "second");
+    sim.compact();
+    fs::remove_file(&hang).unwrap();
+    let mut d = Daemon::start(dir, &text, 1);
+    let deleted = |recs: &[Value]| {
+        recs.iter().any(|r| {
+            r["type"] == "DELETED" && r["object"]["metadata"]["uid"] == second.uid.as_str()
+        })
+    };
+    assert!(
+        wait_until(WAIT, || deleted(&file_records(&a))),
+        "no DELETED for the object the sinks saw; records {:?}; log:\n{}",
+        file_records(&a),
+        d.log_text()
+    );
+    assert!(d.stop().success());
+}
+
+/// SIGKILL while the store commits large transactions (the first list's
+/// 10,000 new objects, then their handled entries): a commit is all there
+/// or not at all, so every restart opens the store as it is (nothing set
+/// aside), and in the end every object, and the DELETED of every object
+/// removed while the daemon was down, is in the sink files.
+#[test]
+fn sigkill_during_large_commits_leaves_a_usable_store() {
+    const PODS: usize = 10_000;
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let pods = Resource::pods();
+    for i in 0..PODS {
+        sim.create(&pods, "default", &format!("p{i}"), &[], json!({}));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let text = config_text(dir, &sim.url(), "");
+    let a = dir.join("a.jsonl");
+    let mut deleted = Vec::new();
+    for (round, delay) in [0u64, 15, 40, 90, 200].into_iter().enumerate() {
+        let mut d = Daemon::start(dir, &text, round);
+        // The moment the list is in: its objects are being committed.
+        assert!(
+            wait_until(WAIT, || {
+                let log = d.log_text();
+                log.contains("listed ") || log.contains("resuming from")
+            }),
+            "round {round}: log:\n{}",
+            d.log_text()
+        );
+        thread::sleep(Duration::from_millis(delay));
+        d.kill9();
+        let log = d.log_text();
+        assert!(!log.contains("corrupt"), "round {round}: {log}");
+        let name = format!("p{}", round * 7);
+        deleted.push(sim.delete(&pods, "default", &name).unwrap().uid);
+    }
+    sim.compact();
+    let mut d = Daemon::start(dir, &text, 99);
+    let covered = || {
+        let recs = file_records(&a);
+        let seen: BTreeSet<&str> = recs
+            .iter()
+            .filter_map(|r| r["object"]["metadata"]["name"].as_str())
+            .collect();
+        let gone: BTreeSet<&str> = recs
+            .iter()
+            .filter(|r| r["type"] == "DELETED")
+            .filter_map(|r| r["object"]["metadata"]["uid"].as_str())
+            .collect();
+        seen.len() == PODS && deleted.iter().all(|u| gone.contains(u.as_str()))
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), covered),
+        "objects or deletes missing; log:\n{}",
+        d.log_text()
+    );
+    assert!(!d.log_text().contains("corrupt"), "{}", d.log_text());
     assert!(d.stop().success());
 }

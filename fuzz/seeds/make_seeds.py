@@ -109,6 +109,12 @@ CORPORA = {
         "small-chunked": NO_SPLIT + b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
         + b"6\r\nhello\n\r\n0\r\n\r\n",
     },
+    "list_scan": {
+        "list-page": NO_SPLIT + LIST,
+        "list-last-page-cut": cuts(3, 40, 1, 1, 17) + LAST_PAGE,
+        "items-null": NO_SPLIT + b'{"kind":"PodList","metadata":{"resourceVersion":"1"},"items":null}',
+        "escapes-and-nesting": cuts(9, 9, 9) + b'{"kind":"PodList","items":[{"a":"]}\\"","b":[[{}],-1.5e3,true,null]}],"x":{"y":[1]}}',
+    },
     "watch_event": {
         "added-pod": ADDED,
         "deleted-pod": DELETED,

@@ -7,7 +7,10 @@ use std::time::Duration;
 use toml_edit::Value;
 
 use super::doc::{Ctx, Field, TableNode};
-use super::fields::{duration, optional, path, queue_events, with_default, Env};
+use super::fields::{
+    duration, file_path, optional, path, queue_events, with_default, Env, FileKind,
+};
+use super::leader::{self, LeaderElectionConfig};
 use super::syntax::{parse_log_level, parse_size};
 
 /// Default `daemon.max_line_bytes`: 16 MiB.
@@ -25,14 +28,21 @@ pub(crate) const KEYS: &[&str] = &[
     "max_line_bytes",
     "sink_queue_events",
     "metrics_listen",
+    "metrics_token_file",
     "log_format",
     "shutdown_timeout",
     "state_dir",
+    "sync",
+    "sync_interval",
 ];
 
 const MIN_LINE_BYTES: u64 = 1 << 10;
 const MAX_LINE_BYTES: u64 = 1 << 30;
 const SHUTDOWN_TIMEOUT_RANGE: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(3600));
+/// Default `daemon.sync_interval`.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+const SYNC_INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_millis(10), Duration::from_secs(3600));
 
 /// `[daemon]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,14 +52,24 @@ pub struct DaemonConfig {
     pub max_line_bytes: usize,
     /// Per-sink queue bound, in events (>= 1).
     pub sink_queue_events: usize,
-    /// Where `/metrics`, `/healthz` and `/status` are served; `None`: off.
+    /// Where `/metrics`, `/healthz`, `/readyz` and `/status` are served;
+    /// `None`: off.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// A bearer token `/metrics` and `/status` require (re-read when the
+    /// file changes); `None`: no authentication.
+    pub metrics_token_file: Option<PathBuf>,
     pub log_format: LogFormat,
     /// How long running hooks and queued deliveries get at shutdown before
     /// their process groups are killed.
     pub shutdown_timeout: Duration,
-    /// Where the per-watch checkpoints live (absolute).
+    /// Where the state store lives (absolute).
     pub state_dir: PathBuf,
+    /// When the state store and file sinks fsync.
+    pub sync: SyncMode,
+    /// With `sync = "interval"`: at most this long between fsyncs.
+    pub sync_interval: Duration,
+    /// `[daemon.leader_election]`; `None`: this replica always delivers.
+    pub leader_election: Option<LeaderElectionConfig>,
 }
 
 impl Default for DaemonConfig {
@@ -59,10 +79,50 @@ impl Default for DaemonConfig {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             sink_queue_events: DEFAULT_SINK_QUEUE_EVENTS,
             metrics_listen: None,
+            metrics_token_file: None,
             log_format: LogFormat::Text,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            sync: SyncMode::Interval,
+            sync_interval: DEFAULT_SYNC_INTERVAL,
+            leader_election: None,
         }
+    }
+}
+
+/// `daemon.sync`: when what kwatchd writes is fsynced (the state store,
+/// file sinks), i.e. what a host crash (power loss, kernel panic) can take
+/// back. A killed process loses nothing either way: every write reaches the
+/// page cache first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Never: the kernel writes back when it likes (about 30 s).
+    None,
+    /// At most every `sync_interval`.
+    Interval,
+    /// Before a write counts: a file sink record is handled, a store commit
+    /// done, only after its fsync.
+    Always,
+}
+
+impl SyncMode {
+    pub const ALL: [SyncMode; 3] = [SyncMode::None, SyncMode::Interval, SyncMode::Always];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncMode::None => "none",
+            SyncMode::Interval => "interval",
+            SyncMode::Always => "always",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<SyncMode, String> {
+        SyncMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                format!("invalid sync mode {s:?}; expected \"none\", \"interval\" or \"always\"")
+            })
     }
 }
 
@@ -100,12 +160,18 @@ pub fn parse_listen_addr(s: &str) -> Result<std::net::SocketAddr, String> {
 }
 
 /// Parses `[daemon]` from the root table; defaults when it is absent.
-pub(super) fn parse(ctx: &mut Ctx, env: &Env, root: &TableNode) -> Option<DaemonConfig> {
+/// `clusters`: the names of `[clusters.NAME]`, which the Lease's `cluster` names.
+pub(super) fn parse(
+    ctx: &mut Ctx,
+    env: &Env,
+    root: &TableNode,
+    clusters: &[String],
+) -> Option<DaemonConfig> {
     let Some(field) = root.get("daemon") else {
         return Some(DaemonConfig::default());
     };
     let t = field.table(ctx, "[daemon]".to_string())?;
-    t.check_keys(ctx, KEYS);
+    t.check_keys(ctx, &[KEYS, &["leader_election"]].concat());
     let defaults = DaemonConfig::default();
     let log_level = with_default(ctx, &t, "log_level", defaults.log_level, parse_log_level);
     let max_line_bytes = t
@@ -115,6 +181,13 @@ pub(super) fn parse(ctx: &mut Ctx, env: &Env, root: &TableNode) -> Option<Daemon
         .get("sink_queue_events")
         .map_or(Some(defaults.sink_queue_events), |f| queue_events(ctx, &f));
     let metrics_listen = optional(ctx, &t, "metrics_listen", parse_listen_addr);
+    let metrics_token_file = file_path(ctx, env, &t, "metrics_token_file", FileKind::Token);
+    if let (Some(f), None) = (t.get("metrics_token_file"), t.get("metrics_listen")) {
+        f.error(
+            ctx,
+            "has no effect without metrics_listen (no metrics endpoint is served)".to_string(),
+        );
+    }
     let log_format = with_default(ctx, &t, "log_format", defaults.log_format, LogFormat::parse);
     let shutdown_timeout = duration(
         ctx,
@@ -124,14 +197,27 @@ pub(super) fn parse(ctx: &mut Ctx, env: &Env, root: &TableNode) -> Option<Daemon
         SHUTDOWN_TIMEOUT_RANGE,
     );
     let state_dir = with_default(ctx, &t, "state_dir", defaults.state_dir, |s| path(s, env));
+    let sync = with_default(ctx, &t, "sync", defaults.sync, SyncMode::parse);
+    let sync_interval = duration(
+        ctx,
+        &t,
+        "sync_interval",
+        defaults.sync_interval,
+        SYNC_INTERVAL_RANGE,
+    );
+    let leader_election = leader::parse(ctx, &t, clusters);
     Some(DaemonConfig {
         log_level: log_level?,
         max_line_bytes: max_line_bytes?,
         sink_queue_events: sink_queue_events?,
         metrics_listen: metrics_listen?,
+        metrics_token_file: metrics_token_file?,
         log_format: log_format?,
         shutdown_timeout: shutdown_timeout?,
         state_dir: state_dir?,
+        sync: sync?,
+        sync_interval: sync_interval?,
+        leader_election: leader_election?,
     })
 }
 

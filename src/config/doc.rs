@@ -68,7 +68,10 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     }
     let before = &text[..end];
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
+    // Once per error, over everything before it: memchr's word-at-a-time
+    // count keeps a text with thousands of errors from going quadratic byte
+    // by byte.
+    let line = memchr::memchr_iter(b'\n', before.as_bytes()).count() + 1;
     let column = before[line_start..].chars().count() + 1;
     (line, column)
 }

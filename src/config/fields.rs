@@ -100,6 +100,13 @@ pub(super) fn path(s: &str, env: &Env) -> Result<PathBuf, String> {
     resolve_path(&expand_path_vars(s, env)?, env.base_dir.as_deref())
 }
 
+/// A path-valued key's value as the daemon resolves it (variables of the
+/// process environment expanded, relative to the working directory), for
+/// commands that read one key without loading the whole file.
+pub(crate) fn resolve_in_process(s: &str) -> Result<PathBuf, String> {
+    path(s, &Env::process(Reach::Environment))
+}
+
 /// `${VAR}` and `$VAR` in a path, expanded.
 pub(super) fn expand_path_vars(s: &str, env: &Env) -> Result<String, String> {
     expand(s, env, Syntax::Shell, &|name, value| {

@@ -43,6 +43,7 @@ mod doc;
 mod error;
 mod fields;
 mod jq;
+mod leader;
 pub(crate) mod nats;
 mod selector;
 mod sink;
@@ -63,10 +64,15 @@ use toml_edit::ImDocument;
 pub use crate::kube::access::{ClusterSource, ExecConfig, PemSource, Secret};
 pub use cluster::{ClusterConfig, DEFAULT_CONNECT_TIMEOUT};
 pub use daemon::{
-    parse_listen_addr, DaemonConfig, LogFormat, DEFAULT_MAX_LINE_BYTES, DEFAULT_SHUTDOWN_TIMEOUT,
-    DEFAULT_SINK_QUEUE_EVENTS, DEFAULT_STATE_DIR,
+    parse_listen_addr, DaemonConfig, LogFormat, SyncMode, DEFAULT_MAX_LINE_BYTES,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SINK_QUEUE_EVENTS, DEFAULT_STATE_DIR,
 };
 pub use error::{ConfigError, ConfigErrors};
+pub(crate) use fields::resolve_in_process;
+pub use leader::{
+    LeaderElectionConfig, DEFAULT_LEASE_DURATION, DEFAULT_LEASE_NAME, DEFAULT_LEASE_NAMESPACE,
+    DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD,
+};
 pub use nats::NatsSinkConfig;
 pub use sink::{
     DeliveryConfig, ExecSinkConfig, FileSinkConfig, HttpHeader, OnFailure, SinkConfig,
@@ -163,6 +169,14 @@ impl Config {
             LoadMode::Offline => Reach::Offline,
         };
         parse(&read(path)?, path, &Env::process(reach)).map(|c| (c.summary(), c.warnings()))
+    }
+
+    /// Reads and checks `path` offline, as `kwatchd check --offline`, for
+    /// tools that need only the file's own content (`kwatchd rbac`): what
+    /// the environment and the named files provide is not filled in, so
+    /// such a configuration must never run a daemon.
+    pub fn load_offline(path: &Path) -> Result<Config, ConfigErrors> {
+        parse(&read(path)?, path, &Env::process(Reach::Offline))
     }
 
     /// How many clusters, watches and sinks there are.
@@ -273,8 +287,8 @@ fn internal_error(source: &Path) -> ConfigError {
 
 fn document(ctx: &mut Ctx, env: &Env, root: &TableNode, source: &Path) -> Option<Config> {
     root.check_keys(ctx, TOP_KEYS);
-    let daemon = daemon::parse(ctx, env, root);
     let cluster_tables = named_tables(ctx, root, "clusters", "cluster");
+    let daemon = daemon::parse(ctx, env, root, &cluster_tables.names);
     let sink_tables = named_tables(ctx, root, "sinks", "sink");
     let refs = Refs {
         clusters: cluster_tables.names.clone(),

@@ -218,9 +218,15 @@ pub(crate) fn closest<'a>(
 ) -> Option<&'a str> {
     let normal = |s: &str| s.to_ascii_lowercase().replace('-', "_");
     let word_normal = normal(word);
-    let limit = (word.chars().count() / 3).max(1);
+    let length = word.chars().count();
+    let limit = (length / 3).max(1);
     let mut best: Option<(usize, &str)> = None;
     for candidate in candidates {
+        // The difference in length is a lower bound of the distance: a
+        // long unknown word skips the quadratic comparison entirely.
+        if length.abs_diff(candidate.chars().count()) > limit {
+            continue;
+        }
         let distance = strsim::osa_distance(&word_normal, &normal(candidate));
         if distance <= limit && best.is_none_or(|(d, _)| distance < d) {
             best = Some((distance, candidate));

@@ -84,9 +84,14 @@ impl Daemon {
             log::set_max_level(new.daemon.log_level);
         }
         self.shutdown_timeout = new.daemon.shutdown_timeout;
+        if let Some(server) = &mut self.metrics {
+            server.require_token(new.daemon.metrics_token_file.clone());
+        }
         for key in &plan.restart_needed {
             let when = match *key {
-                "metrics_listen" | "log_format" => "it applies after a restart",
+                "metrics_listen" | "log_format" | "sync" | "sync_interval" => {
+                    "it applies after a restart"
+                }
                 _ => "it applies to the watches and sinks started from now on; restart kwatchd to apply it to all",
             };
             log::warn!("[daemon] {key} changed: {when}");
@@ -144,13 +149,12 @@ impl Daemon {
             if slot.watcher.is_none() || plan.watch(&slot.name) == Some(Change::Keep) {
                 continue;
             }
-            if let Some(mut w) = slot.watcher.take() {
-                w.close(registry);
-                // Its records still queued are acknowledged into nothing.
-                self.checkpoints.save_now(&mut w);
+            if let Some(w) = slot.watcher.take() {
+                // What its sinks handled so far: a watch coming back with the
+                // same definition resumes from there (its records still
+                // queued are acknowledged into nothing).
+                w.retire(registry, self.checkpoints.store_mut());
             }
-            slot.runnable = false;
-            slot.blocked = false;
         }
         self.config = new;
         let watches = self.config.watches.clone();
@@ -162,11 +166,10 @@ impl Daemon {
                 continue;
             };
             let route = self.route(w, cluster);
-            let slot = &mut self.slots[i];
-            if let Some(watcher) = &mut slot.watcher {
+            if let Some(watcher) = &mut self.slots[i].watcher {
                 watcher.reroute(route);
                 // It may have been waiting for room in a sink it no longer feeds.
-                slot.runnable = true;
+                self.schedule.make_runnable(&mut self.slots, i);
             }
         }
         for w in &watches {
@@ -212,7 +215,7 @@ impl Daemon {
                 .filter(|&i| i < self.sinks.len());
             sinks.push(match kept {
                 Some(i) => Part::Kept(i),
-                None => Part::Built(build_sink(new, name, s, &mut self.tokens)?),
+                None => Part::Built(build_sink(new, name, s, (&mut self.tokens, &self.waker))?),
             });
         }
         Ok(Prepared {

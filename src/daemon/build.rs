@@ -2,16 +2,19 @@
 //! each `[[watch]]` with their routes and saved state.
 
 use super::filtering::{sink_transform, Filtering};
+use super::schedule::Marks;
 use super::watcher::{Route, Watcher};
-use super::{ClusterRuntime, Daemon, DaemonError, Slot};
-use crate::config::{ClusterConfig, Config, SinkConfig, WatchConfig, WatchTarget};
+use super::{io_err, ClusterRuntime, Daemon, DaemonError, Slot};
+use crate::config::{ClusterConfig, Config, SinkConfig, SyncMode, WatchConfig, WatchTarget};
 use crate::filter::RedactKey;
 use crate::kube::{ResourcePath, Selectors};
 use crate::rand::Rng;
-use crate::sink::{ExecSink, FileSink, NatsSink, QueueBound, Sink, WebhookSink};
-use crate::state::{Fingerprint, Persistence};
+use crate::sink::{ExecSink, FileSink, NatsSink, QueueBound, Sink, SyncPolicy, WebhookSink};
+use crate::state::{Fingerprint, Persistence, Resume};
 use crate::tokens::{TokenAllocator, MAX_WATCHES};
 use crate::watch::{WatchMachine, WatchSpec};
+use mio::Waker;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Bytes a sink may hold besides its event bound.
@@ -44,18 +47,22 @@ impl Daemon {
             }
             let fingerprint = fingerprint(w, &cluster_config, &spec);
             let mut machine = WatchMachine::new(spec, Rng::from_entropy(slot as u64));
-            let state = match self.checkpoints.store() {
+            let state = match self.checkpoints.store_mut() {
                 Some(store) => {
-                    let target = store.target(machine.name(), fingerprint);
-                    let (state, resume) = Persistence::resume(store, target);
-                    if let Some(r) = resume {
-                        machine.resume_from(r.resource_version, r.index);
+                    let (state, resume) = Persistence::resume(store, machine.name(), fingerprint);
+                    match resume {
+                        Some(Resume::At {
+                            resource_version,
+                            index,
+                        }) => machine.resume_from(resource_version, index),
+                        Some(Resume::Unpositioned { index }) => machine.resume_unpositioned(index),
+                        None => {}
                     }
                     state
                 }
                 None => Persistence::in_memory(),
             };
-            let store_dir = self.checkpoints.store().map(|s| s.dir().to_owned());
+            let store_dir = self.checkpoints.store_mut().map(|s| s.dir().to_owned());
             let filter = Filtering::new(w, || match &store_dir {
                 Some(dir) => RedactKey::load_or_create(dir),
                 None => RedactKey::ephemeral(),
@@ -76,9 +83,9 @@ impl Daemon {
             self.slots.push(Slot {
                 name: w.name.clone(),
                 watcher: Some(watcher),
-                runnable: true,
-                blocked: false,
+                marks: Marks::default(),
             });
+            self.schedule.make_runnable(&mut self.slots, slot);
         }
         Ok(())
     }
@@ -124,12 +131,13 @@ pub(super) fn build_cluster(
     })
 }
 
-/// A sink as `[sinks.NAME]` defines it, its file opened.
+/// A sink as `[sinks.NAME]` defines it, its file opened and synced as
+/// `[daemon] sync` says (its sync thread wakes the loop through `waker`).
 pub(super) fn build_sink(
     config: &Config,
     name: &str,
     s: &SinkConfig,
-    tokens: &mut TokenAllocator,
+    (tokens, waker): (&mut TokenAllocator, &Arc<Waker>),
 ) -> Result<Sink, DaemonError> {
     let queue_events = config.daemon.sink_queue_events.max(1);
     let bound = QueueBound {
@@ -146,6 +154,14 @@ pub(super) fn build_sink(
                 path: f.path.clone(),
                 error,
             })?;
+            let policy = match config.daemon.sync {
+                SyncMode::None => SyncPolicy::None,
+                SyncMode::Interval => SyncPolicy::Interval(config.daemon.sync_interval),
+                SyncMode::Always => SyncPolicy::Always,
+            };
+            let file = file
+                .with_sync(policy, Arc::clone(waker))
+                .map_err(io_err("cannot start a file sink's fsync thread"))?;
             Sink::File(Box::new(file))
         }
         SinkConfig::Stdout => Sink::File(Box::new(FileSink::stdout(name, bound, token))),
@@ -245,7 +261,7 @@ fn fingerprint(w: &WatchConfig, cluster: &ClusterConfig, spec: &WatchSpec) -> Fi
     }
 }
 
-/// What the filter's memory in a checkpoint was computed with: a digest
+/// What the filter's memory in the state store was computed with: a digest
 /// of `select`, `changes` and the redacted paths ("" without them).
 fn filter_digest(w: &WatchConfig) -> String {
     if w.select.is_none() && w.changes.is_none() {

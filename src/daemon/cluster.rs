@@ -395,6 +395,8 @@ pub struct TokenFile {
     /// When the file was last read.
     read_at: Option<Instant>,
     warned: bool,
+    /// What the warning says happens while no token was ever read.
+    without: &'static str,
 }
 
 impl TokenFile {
@@ -405,7 +407,21 @@ impl TokenFile {
             stamp: None,
             read_at: None,
             warned: false,
+            without: "sending requests without a token",
         }
+    }
+
+    /// The same file checked on the receiving side (the metrics endpoint):
+    /// `without` says what happens while no token was ever read.
+    pub fn required(path: PathBuf, without: &'static str) -> Self {
+        TokenFile {
+            without,
+            ..TokenFile::new(path)
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
     }
 
     /// The server refused the token: read the file again before the next
@@ -456,7 +472,7 @@ impl TokenFile {
                 if self.token.is_some() {
                     "keeping the last good token"
                 } else {
-                    "sending requests without a token"
+                    self.without
                 }
             );
         }

@@ -137,6 +137,7 @@ impl Emit for Fanout<'_> {
             if let Some(file) = self.sinks.get_mut(*only).and_then(Sink::as_file_mut) {
                 let records = &self.out.records;
                 file.push_rendered(
+                    self.now,
                     |buf| records.write_with(buf, SystemTime::now(), &event, fields),
                     ack,
                 );

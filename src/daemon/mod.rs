@@ -10,6 +10,7 @@
 mod apply;
 mod build;
 mod checkpoints;
+mod closing;
 pub mod cluster;
 pub mod credential;
 mod fanout;
@@ -17,6 +18,7 @@ pub mod filtering;
 pub mod notify;
 mod observe;
 pub mod reload;
+mod schedule;
 pub mod watcher;
 
 use crate::config::Config;
@@ -30,6 +32,7 @@ use build::{build_cluster, build_sink};
 use checkpoints::Checkpoints;
 use cluster::ClusterRuntime;
 use mio::{Events, Poll, Waker};
+use schedule::{Marks, Schedule};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use std::fmt;
@@ -74,6 +77,10 @@ pub enum DaemonError {
     TooManyWatches {
         count: usize,
     },
+    /// `[daemon.leader_election]` is configured, but this build's loop does
+    /// not run the elector (`crate::lease`) yet: refusing is the only safe
+    /// answer, as every replica would deliver.
+    LeaderElectionNotRun,
     Metrics {
         addr: std::net::SocketAddr,
         error: io::Error,
@@ -100,6 +107,10 @@ impl fmt::Display for DaemonError {
             }
             Self::Sink { name, error } => write!(f, "sink {name}: {error}"),
             Self::SinkSetup { name, reason } => write!(f, "sink {name}: {reason}"),
+            Self::LeaderElectionNotRun => write!(
+                f,
+                "[daemon.leader_election] is not run by this build yet (every replica would deliver); remove the table to run a single replica",
+            ),
             Self::TooManyWatches { count } => write!(
                 f,
                 "{count} watches configured; at most {MAX_WATCHES} are supported by one daemon",
@@ -124,7 +135,8 @@ impl std::error::Error for DaemonError {
             Self::UnknownCluster { .. }
             | Self::TooManyWatches { .. }
             | Self::SinkSetup { .. }
-            | Self::Filter { .. } => None,
+            | Self::Filter { .. }
+            | Self::LeaderElectionNotRun => None,
         }
     }
 }
@@ -140,10 +152,8 @@ struct Slot {
     name: String,
     /// `None` once a reload stopped it.
     watcher: Option<Watcher>,
-    /// To be driven this turn (readiness, timers, room in sinks).
-    runnable: bool,
-    /// Stopped for a full sink; runnable again when it has room.
-    blocked: bool,
+    /// Where it is in the schedule.
+    marks: Marks,
 }
 
 pub struct Daemon {
@@ -154,6 +164,9 @@ pub struct Daemon {
     poll: Poll,
     signals: Signals,
     resolver: Resolver,
+    /// Wakes the loop for the helper threads (resolver, state writer,
+    /// file sinks' fsyncs).
+    waker: Arc<Waker>,
     /// In `config.clusters` order; watchers hold positions in it.
     clusters: Vec<ClusterRuntime>,
     /// In `config.sinks` order; watchers hold positions in it.
@@ -162,6 +175,7 @@ pub struct Daemon {
     /// closed once they delivered what they hold.
     retiring: Vec<Sink>,
     slots: Vec<Slot>,
+    schedule: Schedule,
     /// Clusters built so far (the next one's id).
     clusters_built: usize,
     /// Sink tokens.
@@ -184,6 +198,10 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn new(config: &Config) -> Result<Daemon, DaemonError> {
+        if config.daemon.leader_election.is_some() {
+            return Err(DaemonError::LeaderElectionNotRun);
+        }
+        let nofile = crate::fdlimit::raise_soft_limit();
         let poll = Poll::new().map_err(io_err("cannot create the poller"))?;
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGCHLD, SIGHUP, SIGUSR1])
             .map_err(io_err("cannot install signal handlers"))?;
@@ -198,7 +216,6 @@ impl Daemon {
             Waker::new(poll.registry(), Source::Waker.token())
                 .map_err(io_err("cannot create the waker"))?,
         );
-        let state = StateStore::open(&config.daemon.state_dir).map_err(DaemonError::StateDir)?;
         if config.watches.len() > MAX_WATCHES {
             return Err(DaemonError::TooManyWatches {
                 count: config.watches.len(),
@@ -213,27 +230,38 @@ impl Daemon {
             .collect::<Result<Vec<_>, _>>()?;
         let mut sinks = Vec::new();
         for (name, s) in &config.sinks {
-            sinks.push(build_sink(config, name, s, &mut tokens)?);
+            sinks.push(build_sink(config, name, s, (&mut tokens, &waker))?);
         }
         let metrics = match config.daemon.metrics_listen {
             Some(addr) => {
-                let server = MetricsServer::bind(addr, poll.registry())
+                let mut server = MetricsServer::bind(addr, poll.registry())
                     .map_err(|error| DaemonError::Metrics { addr, error })?;
-                log::info!("metrics: listening on http://{}", server.local_addr());
+                server.require_token(config.daemon.metrics_token_file.clone());
+                server.announce();
                 Some(server)
             }
             None => None,
         };
+        // After the listener: a second daemon on the same configuration is
+        // told about the address first.
+        let state = StateStore::open(
+            &config.daemon.state_dir,
+            (config.daemon.sync, config.daemon.sync_interval),
+            Arc::clone(&waker),
+        )
+        .map_err(DaemonError::StateDir)?;
         let mut daemon = Daemon {
             config: config.clone(),
             reloadable: true,
             poll,
             signals,
-            resolver: Resolver::new(waker),
+            resolver: Resolver::new(Arc::clone(&waker)),
+            waker,
             clusters,
             sinks,
             retiring: Vec::new(),
             slots: Vec::new(),
+            schedule: Schedule::default(),
             clusters_built: config.clusters.len(),
             tokens,
             read_buf: vec![0; READ_BUF],
@@ -249,6 +277,11 @@ impl Daemon {
         for w in &config.watches {
             daemon.start_watch(w)?;
         }
+        crate::fdlimit::report(
+            nofile,
+            daemon.live_watchers().count(),
+            crate::fdlimit::reserve(config),
+        );
         Ok(daemon)
     }
 
@@ -291,7 +324,8 @@ impl Daemon {
     /// watch has work left over from the last turn).
     fn wait(&mut self, events: &mut Events) -> Result<(), DaemonError> {
         let now = Instant::now();
-        let timeout = if self.slots.iter().any(|s| s.runnable) {
+        // Watches wait while the store commits what they handed over.
+        let timeout = if self.schedule.has_runnable() && !self.checkpoints.gate_closed() {
             Some(Duration::ZERO)
         } else {
             self.next_deadline()
@@ -317,13 +351,13 @@ impl Daemon {
             let token = event.token();
             match Source::of(token) {
                 Some(Source::Signal) => self.on_signals(),
+                // The turn that follows checks the store's gate too.
                 Some(Source::Waker) => self.on_resolver_answers(),
                 Some(Source::Watch { slot, .. }) => {
                     // A stale event for a closed connection is dropped.
-                    if let Some(s) = self.slots.get_mut(slot) {
-                        if s.watcher.as_ref().and_then(Watcher::token) == Some(token) {
-                            s.runnable = true;
-                        }
+                    let owner = self.slots.get(slot).and_then(|s| s.watcher.as_ref());
+                    if owner.and_then(Watcher::token) == Some(token) {
+                        self.schedule.make_runnable(&mut self.slots, slot);
                     }
                 }
                 Some(Source::Credential { .. }) => {
@@ -373,55 +407,67 @@ impl Daemon {
         )
     }
 
-    /// One loop turn after poll: timers, driving the watches, the sinks.
+    /// One loop turn after poll: due timers, driving the watches with
+    /// work, the sinks. Watches with nothing due are not looked at.
     fn turn(&mut self) {
-        let fetched = cluster::on_timers(&mut self.clusters, self.poll.registry(), Instant::now());
+        let now = Instant::now();
+        if cluster::on_timers(&mut self.clusters, self.poll.registry(), now) {
+            self.schedule.wake_all(&mut self.slots);
+        }
+        let mut schedule = std::mem::take(&mut self.schedule);
+        let due = schedule.take_due(&mut self.slots, now);
+        // While the store has not committed the new objects handed over,
+        // the sinks hold back and the watches wait: nothing new is read
+        // that a sink could act on first (and a store that cannot write
+        // stops the daemon from consuming, said in the log and /status).
+        let drive = self.checkpoints.gate_open();
         {
             let (mut ctx, slots) = self.ctx();
-            for slot in slots.iter_mut() {
-                slot.runnable |= fetched;
-                if slot.watcher.as_mut().is_some_and(|w| w.on_timers(&mut ctx)) {
-                    slot.runnable = true;
+            for i in due {
+                let w = slots.get_mut(i).and_then(|s| s.watcher.as_mut());
+                if w.is_some_and(|w| w.on_timers(&mut ctx)) {
+                    schedule.make_runnable(slots, i);
                 }
             }
-            for slot in slots.iter_mut() {
-                let Some(w) = &mut slot.watcher else {
-                    slot.runnable = false;
+            let batch = if drive {
+                schedule.take_runnable(slots)
+            } else {
+                Vec::new()
+            };
+            for i in batch {
+                let Some(w) = slots.get_mut(i).and_then(|s| s.watcher.as_mut()) else {
                     continue;
                 };
-                if !slot.runnable {
-                    continue;
-                }
                 ctx.now = Instant::now();
-                let flow = w.drive(&mut ctx);
-                slot.runnable = flow == Flow::Again;
-                slot.blocked = flow == Flow::Blocked;
+                match w.drive(&mut ctx) {
+                    Flow::Again => schedule.make_runnable(slots, i),
+                    Flow::Blocked => schedule.block(slots, i),
+                    Flow::Idle => {}
+                }
             }
         }
-        // New objects are on disk before any sink acts on them.
-        for slot in &mut self.slots {
-            if let Some(w) = &mut slot.watcher {
-                w.flush_new_objects();
-            }
-        }
+        let touched = schedule.take_touched(&mut self.slots);
+        self.schedule = schedule;
+        // The store knows new objects before any sink acts on them.
+        self.checkpoints
+            .hand_over_new_objects(&mut self.slots, &touched);
         self.poll_sinks();
         self.metrics_timers();
         self.collect_acks();
-        self.checkpoints.save_if_due(&mut self.slots);
-        for slot in &mut self.slots {
-            if slot.blocked
-                && slot
-                    .watcher
-                    .as_ref()
-                    .is_some_and(|w| w.has_room(&self.sinks))
-            {
-                slot.blocked = false;
-                slot.runnable = true;
-            }
-        }
+        self.checkpoints
+            .save_if_due(&mut self.slots, &mut self.schedule);
+        let sinks = &self.sinks;
+        self.schedule.unblock(&mut self.slots, |s| {
+            s.watcher.as_ref().is_some_and(|w| w.has_room(sinks))
+        });
     }
 
+    /// Lets the sinks act on what they hold, once the store has the new
+    /// objects among it (else the store's writer wakes the loop later).
     fn poll_sinks(&mut self) {
+        if !self.checkpoints.gate_open() {
+            return;
+        }
         let (mut ctx, sinks) = self.sink_ctx();
         for s in sinks {
             s.poll(&mut ctx);
@@ -453,22 +499,26 @@ impl Daemon {
                 .and_then(|s| s.watcher.as_mut())
             {
                 w.ack(ack.seq);
+                self.schedule.touch(&mut self.slots, ack.watch);
             }
         }
         self.acks = acks;
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        let watches = self.live_watchers().filter_map(Watcher::deadline);
+    fn next_deadline(&mut self) -> Option<Instant> {
+        let watches = self.schedule.next_timer(&self.slots).into_iter();
+        // Sinks waiting for the store have nothing to do before it wakes
+        // the loop.
         let sinks = self
             .sinks
             .iter()
             .chain(&self.retiring)
+            .filter(|_| !self.checkpoints.gate_closed())
             .filter_map(Sink::deadline);
         let watchdog = self.notifier.as_ref().and_then(notify::Notifier::deadline);
         let clusters = self.clusters.iter().filter_map(ClusterRuntime::deadline);
         let metrics = self.metrics.as_ref().and_then(MetricsServer::deadline);
-        let checkpoint = self.checkpoints.deadline(&self.slots);
+        let checkpoint = self.checkpoints.deadline(&self.schedule);
         watches
             .chain(sinks)
             .chain(watchdog)
@@ -525,20 +575,24 @@ impl Daemon {
     /// A credential plugin finished: the watches waiting for it go on.
     fn wake_watchers(&mut self, wake: bool) {
         if wake {
-            self.slots.iter_mut().for_each(|s| s.runnable = true);
+            self.schedule.wake_all(&mut self.slots);
         }
     }
 
     fn on_resolver_answers(&mut self) {
         let answers = self.resolver.answers();
         for answer in answers {
-            let (mut ctx, slots) = self.ctx();
-            if let Some(w) = slots
-                .iter_mut()
-                .filter_map(|s| s.watcher.as_mut())
-                .find(|w| w.resolver_query() == Some(answer.id))
-            {
-                w.on_resolved(&mut ctx, answer.result);
+            let asked = self.slots.iter().position(|s| {
+                s.watcher
+                    .as_ref()
+                    .is_some_and(|w| w.resolver_query() == Some(answer.id))
+            });
+            if let Some(i) = asked {
+                let (mut ctx, slots) = self.ctx();
+                if let Some(w) = slots.get_mut(i).and_then(|s| s.watcher.as_mut()) {
+                    w.on_resolved(&mut ctx, answer.result);
+                }
+                self.schedule.make_runnable(&mut self.slots, i);
                 continue;
             }
             let (mut ctx, mut sinks) = self.sink_ctx();
@@ -546,7 +600,6 @@ impl Daemon {
                 s.on_resolved(answer.id, answer.result, &mut ctx);
             }
         }
-        self.slots.iter_mut().for_each(|s| s.runnable = true);
     }
 
     /// Stop reading, let the sinks deliver what they hold (running hooks
@@ -558,7 +611,6 @@ impl Daemon {
             if let Some(w) = &mut slot.watcher {
                 w.close(registry);
             }
-            slot.runnable = false;
         }
         if let Some(m) = &mut self.metrics {
             m.shutdown(registry);
@@ -568,7 +620,8 @@ impl Daemon {
         loop {
             self.poll_sinks();
             self.collect_acks();
-            self.checkpoints.save_if_due(&mut self.slots);
+            self.checkpoints
+                .save_if_due(&mut self.slots, &mut self.schedule);
             let pending: usize = self
                 .sinks
                 .iter()
@@ -614,11 +667,11 @@ impl Daemon {
         // ahead of the checkpoint and are delivered again after a restart.
         self.collect_acks();
         self.checkpoints.finish(&mut self.slots);
-        let events: u64 = self
-            .live_watchers()
-            .map(|w| w.machine().stats().events)
-            .sum();
-        log::info!("stopped after {events} events");
+        let watches = self.live_watchers().map(|w| {
+            let m = w.machine();
+            (m.name(), m.stats(), m.spec().events.as_slice())
+        });
+        log::info!("{}", closing::stopped_line(watches));
         Ok(())
     }
 }
@@ -631,4 +684,34 @@ enum Phase {
     Draining,
     /// A second signal, or the drain time is up.
     Aborting,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leader_election_is_refused_until_the_loop_runs_it() {
+        let text = r#"
+[daemon.leader_election]
+cluster = "lo"
+[clusters.lo]
+server = "http://127.0.0.1:1"
+[sinks.out]
+type = "stdout"
+[[watch]]
+name = "pods"
+cluster = "lo"
+api_version = "v1"
+resource = "pods"
+sinks = ["out"]
+"#;
+        let config = Config::parse(text, std::path::Path::new("k.toml")).unwrap();
+        let e = Daemon::new(&config).err().map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("not run by this build")),
+            "{e:?}"
+        );
+    }
 }

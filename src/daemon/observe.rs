@@ -3,6 +3,7 @@
 //! line and readiness systemd is told.
 
 use super::cluster::ClusterRuntime;
+use super::watcher::Watcher;
 use super::{Daemon, Slot};
 use crate::metrics::{self, SinkView, Snapshot};
 use crate::sink::Sink;
@@ -14,8 +15,10 @@ fn snapshot<'a>(
     slots: &'a [Slot],
     sinks: &'a [Sink],
     clusters: &'a [ClusterRuntime],
+    state_store_error: Option<&'a str>,
 ) -> Snapshot<'a> {
     Snapshot {
+        state_store_error,
         watches: slots
             .iter()
             .filter_map(|s| s.watcher.as_ref())
@@ -42,7 +45,8 @@ impl Daemon {
             return;
         };
         let (slots, sinks, clusters) = (&self.slots, &self.sinks, &self.clusters);
-        let mut handler = |e| metrics::answer(e, &snapshot(slots, sinks, clusters));
+        let store = self.checkpoints.failing();
+        let mut handler = |e| metrics::answer(e, &snapshot(slots, sinks, clusters, store));
         server.on_ready(token, self.poll.registry(), Instant::now(), &mut handler);
     }
 
@@ -56,7 +60,8 @@ impl Daemon {
             return;
         }
         let (slots, sinks, clusters) = (&self.slots, &self.sinks, &self.clusters);
-        let mut handler = |e| metrics::answer(e, &snapshot(slots, sinks, clusters));
+        let store = self.checkpoints.failing();
+        let mut handler = |e| metrics::answer(e, &snapshot(slots, sinks, clusters, store));
         server.on_timer(self.poll.registry(), now, &mut handler);
     }
 
@@ -101,8 +106,12 @@ impl Daemon {
             .live_watchers()
             .map(|w| w.machine().stats().events)
             .sum();
+        let store = match self.checkpoints.failing() {
+            Some(why) => format!("; state store cannot commit ({why}), sinks held back"),
+            None => String::new(),
+        };
         format!(
-            "{} watches, {streaming} streaming, {} backing off{names}{failed}; {events} events",
+            "{} watches, {streaming} streaming, {} backing off{names}{failed}; {events} events{store}",
             self.live_watchers().count(),
             backing_off.len(),
         )
@@ -120,13 +129,7 @@ impl Daemon {
             return;
         }
         let status = self.status_line();
-        if !self.ready
-            && self.live_watchers().all(|w| {
-                w.machine().has_listed()
-                    || w.machine().has_failed()
-                    || w.machine().state() == WatchState::BackingOff
-            })
-        {
+        if !self.ready && self.live_watchers().all(Watcher::is_ready) {
             notifier.send(&format!("READY=1\nSTATUS={status}"));
             self.ready = true;
         }

@@ -122,7 +122,7 @@ fn diff<'a>(
 /// `[daemon]` settings the running daemon does not fully take over. The log
 /// level and the shutdown timeout are applied at once; queue bounds and the
 /// line limit apply to the sinks and watches a reload starts; the metrics
-/// address and the log format only at the next start.
+/// address, the log format and leader election only at the next start.
 fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut keys = Vec::new();
     let (a, b) = (&old.daemon, &new.daemon);
@@ -137,6 +137,17 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if a.log_format != b.log_format {
         keys.push("log_format");
+    }
+    if a.sync != b.sync {
+        keys.push("sync");
+    }
+    if a.sync_interval != b.sync_interval {
+        keys.push("sync_interval");
+    }
+    // Which Lease a replica competes for is fixed for its life: switching
+    // Leases while leading would let two replicas deliver.
+    if a.leader_election != b.leader_election {
+        keys.push("leader_election");
     }
     keys
 }
@@ -299,5 +310,8 @@ sinks = ["c"]
         let new = format!("[daemon]\nmax_line_bytes = 1048576\nlog_level = \"debug\"\n{BASE}");
         let plan = ReloadPlan::new(&config(BASE), &config(&new));
         assert_eq!(plan.restart_needed, vec!["max_line_bytes"]);
+        let le = format!("{BASE}\n[daemon.leader_election]\ncluster = \"lo\"\n");
+        let plan = ReloadPlan::new(&config(BASE), &config(&le));
+        assert_eq!(plan.restart_needed, vec!["leader_election"]);
     }
 }

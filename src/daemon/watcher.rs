@@ -7,13 +7,15 @@ use super::fanout::{MetaBase, Outlet};
 use super::filtering::{Filtering, SinkTransform};
 use crate::filter::{FilterStats, LogLimit};
 use crate::http::{BodyMode, Request, ResponseReader};
+use crate::kube::list_scan::ListScanner;
 use crate::metrics::WatchView;
 use crate::net::resolve::Resolution;
 use crate::net::{Connection, ReadOutcome, Resolver};
 use crate::sink::{RecordWriter, Sink};
+use crate::state::db::Op;
 use crate::state::{Persistence, StateStore, WatchKey};
 use crate::tokens::Source;
-use crate::watch::{LineOutcome, RequestKind, RequestPlan, TimerOutcome, WatchMachine};
+use crate::watch::{LineOutcome, RequestKind, RequestPlan, TimerOutcome, WatchMachine, WatchState};
 use mio::{Registry, Token};
 use std::collections::VecDeque;
 use std::fmt;
@@ -69,6 +71,8 @@ struct Response {
     received: usize,
     /// Sent on a connection that had served a request before.
     reused: bool,
+    /// A LIST answer, read item by item as it arrives.
+    list: Option<ListScanner>,
 }
 
 impl Response {
@@ -199,7 +203,15 @@ impl Watcher {
             stats: self.machine.stats(),
             filter: self.out.filter_stats,
             last_error: self.machine.last_error(),
+            ready: self.is_ready(),
         }
+    }
+
+    /// Listed once, or retrying after a failure: READY=1 and `/readyz` wait
+    /// for every watch to be so.
+    pub fn is_ready(&self) -> bool {
+        let m = &self.machine;
+        m.has_listed() || m.has_failed() || m.state() == WatchState::BackingOff
     }
 
     /// After a reload: the cluster and sinks it feeds now.
@@ -222,21 +234,28 @@ impl Watcher {
         }
     }
 
-    /// New objects the sinks got this turn reach the state directory
+    /// The new objects the sinks got since the last call, for the store
     /// before any sink acts on them.
-    pub fn flush_new_objects(&mut self) {
-        self.out.state.flush();
+    pub fn take_new_objects(&mut self, out: &mut Vec<Op>) {
+        self.out.state.take_new_objects(out);
     }
 
-    /// The handled state changed since the last checkpoint.
+    /// The handled state changed since the last save.
     pub fn has_unsaved_state(&self) -> bool {
         self.out.state.is_dirty()
     }
 
-    /// Hands the handled state to the store (`finally`: even while an
-    /// older checkpoint of the watch is still being written).
-    pub fn save_checkpoint(&mut self, store: &mut StateStore, finally: bool) {
-        self.out.state.save(store, self.machine.index(), finally);
+    /// The watch stops for good (a reload): its handled state to the store.
+    pub fn retire(mut self, registry: &Registry, store: Option<&mut StateStore>) {
+        self.close(registry);
+        if let Some(store) = store {
+            self.out.state.retire(store, self.machine.index());
+        }
+    }
+
+    /// Hands what the sinks handled since the last save to the store.
+    pub fn save_state(&mut self, store: &mut StateStore) {
+        self.out.state.save(store, self.machine.index());
     }
 
     pub fn token(&self) -> Option<Token> {
@@ -368,6 +387,7 @@ impl Watcher {
             }
         };
         let mut last_error = None;
+        let mut exhausted = false;
         while let Some(addr) = addrs.pop_front() {
             self.connections += 1;
             let token = Source::Watch {
@@ -385,11 +405,20 @@ impl Watcher {
                     };
                     return;
                 }
-                Err(e) => last_error = Some(format!("cannot connect to {addr}: {e}")),
+                Err(e) => {
+                    exhausted = crate::fdlimit::is_exhaustion(&e);
+                    last_error = Some(format!("cannot connect to {addr}: {e}"));
+                }
             }
         }
         let error = last_error.unwrap_or_else(|| "no address to connect to".into());
-        self.machine.on_transport_error(ctx.now, &error);
+        if exhausted {
+            // Every watch fails alike: one warning a minute, not one each.
+            crate::fdlimit::warn_exhausted(&format_args!("watch {}: {error}", self.machine.name()));
+            self.machine.on_transport_error_quietly(ctx.now, &error);
+        } else {
+            self.machine.on_transport_error(ctx.now, &error);
+        }
     }
 
     /// The current connect attempt failed: next address, or report.
@@ -560,6 +589,12 @@ impl Watcher {
         };
         let auth = cluster.authorization();
         let mut headers: Vec<(&str, &str)> = vec![("Accept", plan.accept)];
+        // Big LIST answers compress well; watch streams are not compressed
+        // (every line must be readable the moment it arrives).
+        let gzip = plan.kind == RequestKind::List;
+        if gzip {
+            headers.push(("Accept-Encoding", "gzip"));
+        }
         if let Some(auth) = &auth {
             headers.push(("Authorization", auth));
         }
@@ -579,16 +614,23 @@ impl Watcher {
             RequestKind::Watch => BodyMode::Lines {
                 max_line: self.max_line,
             },
-            RequestKind::List | RequestKind::Discovery => BodyMode::Whole {
+            // Memory per LIST is one item (max_line), not the page.
+            RequestKind::List => BodyMode::Stream,
+            RequestKind::Discovery => BodyMode::Whole {
                 max_body: self.list_body_limit,
             },
         };
+        let list = (plan.kind == RequestKind::List).then(|| ListScanner::new(self.max_line));
         *exchange = Exchange::Awaiting(Box::new(Response {
             plan,
-            reader: ResponseReader::new(mode),
+            reader: match gzip {
+                true => ResponseReader::new(mode).accepting_gzip(),
+                false => ResponseReader::new(mode),
+            },
             eof: None,
             received: 0,
             reused,
+            list,
         }));
         Ok(())
     }
@@ -633,6 +675,34 @@ impl Watcher {
                     }
                 }
             }
+            // 1b. LIST items likewise, as their bytes arrive.
+            if let (Some(true), Some(scanner)) = (resp.status().map(is_success), resp.list.as_mut())
+            {
+                if let Some(bytes) = resp.reader.body_bytes() {
+                    scanner.feed(bytes);
+                    bytes.clear();
+                }
+                loop {
+                    if !out.has_room(ctx.sinks) {
+                        return Pumped::Stop(Flow::Blocked);
+                    }
+                    let now = ctx.now;
+                    let outcome = match scanner.next_item() {
+                        Ok(None) => break,
+                        Ok(Some((item, info))) => {
+                            machine.on_list_item(now, info, item, &mut out.fanout(ctx))
+                        }
+                        Err(e) => {
+                            machine.unusable_list(now, &e);
+                            LineOutcome::Close
+                        }
+                    };
+                    if outcome == LineOutcome::Close {
+                        self.close(ctx.registry);
+                        return Pumped::Changed;
+                    }
+                }
+            }
             // 2. A finished response hands over to the next request.
             if resp.reader.is_complete() {
                 return self.complete(ctx);
@@ -660,6 +730,7 @@ impl Watcher {
                     }
                     if let (false, Some(status)) = (had_head, resp.status()) {
                         *handshake_deadline = None;
+                        machine.on_response_head(ctx.now);
                         if !is_success(status) {
                             // Only fails once a line was pulled, and no
                             // line is pulled before a 2xx head.
@@ -755,9 +826,22 @@ impl Watcher {
                 machine.on_http_error(ctx.now, status, retry_after, &body);
             }
             RequestKind::List => {
-                let body = resp.reader.take_body().unwrap_or_default();
                 let now = ctx.now;
-                machine.on_list_body(now, &body, &mut out.fanout(ctx));
+                match resp.list.as_mut().map(ListScanner::finish) {
+                    Some(Err(e)) => {
+                        machine.unusable_list(now, &e);
+                        self.close(ctx.registry);
+                        return Pumped::Changed;
+                    }
+                    _ => {
+                        let info = resp
+                            .list
+                            .as_ref()
+                            .map(|s| s.info().clone())
+                            .unwrap_or_default();
+                        machine.on_list_end(now, &info, &mut out.fanout(ctx));
+                    }
+                }
             }
             RequestKind::Watch => machine.on_watch_end(ctx.now, true),
             RequestKind::Discovery => {

@@ -6,7 +6,7 @@
 //! Noise is the first complaint about every watch tool: a hook on
 //! Deployments runs on every status update. These keys make kwatchd report
 //! only what a user cares about, exactly once; the per-object [`Memory`]
-//! lives in the watch's index so checkpoints carry it across restarts.
+//! lives in the watch's index so the state store carries it across restarts.
 //!
 //! - [`jq`]: compiling and running jq programs (jaq);
 //! - [`json`]: bytes ⇄ jaq values, canonical JSON for projections;

@@ -15,7 +15,7 @@
 //! ```
 //!
 //! Sans-I/O and stateless: the caller keeps one [`Memory`] per object (in
-//! the watch's index, so checkpoints carry it across restarts) and passes
+//! the watch's index, so the state store carries it across restarts) and passes
 //! it in; [`WatchFilter::decide`] returns the verdict and the new memory.
 //! Runtime errors fail open (the event is treated as selected and changed
 //! and the record says why), except redaction, which fails closed.

@@ -10,14 +10,16 @@ pub const EXCERPT_MAX: usize = 40;
 /// Escapes `bytes` (Rust byte-string escapes: `\r`, `\n`, `\x00`, `\"`, ...) and
 /// cuts the result at [`EXCERPT_MAX`] characters, appending `…` when cut.
 pub fn excerpt(bytes: &[u8]) -> String {
-    let mut out = String::new();
+    // One allocation: errors about hostile input are built often (a peer
+    // sending garbage, the fuzzers), and a String per byte showed up there.
+    let mut out = String::with_capacity(EXCERPT_MAX + '…'.len_utf8());
     for &b in bytes {
-        let escaped = b.escape_ascii().to_string();
+        let escaped = b.escape_ascii();
         if out.len() + escaped.len() > EXCERPT_MAX {
             out.push('…');
             return out;
         }
-        out.push_str(&escaped);
+        out.extend(escaped.map(char::from));
     }
     out
 }

@@ -1,10 +1,12 @@
 //! Sans-I/O HTTP/1.1 client protocol: request encoding, response heads,
-//! chunked transfer coding, and line framing for watch streams.
+//! chunked transfer coding, gzip content coding, and line framing for watch
+//! streams.
 //!
 //! Nothing here touches a socket. The connection code feeds the bytes it
 //! read into a [`ResponseReader`] and pulls heads, lines or whole bodies out.
 
 pub mod chunked;
+pub mod encoding;
 mod excerpt;
 pub mod framer;
 pub mod reader;

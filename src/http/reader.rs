@@ -8,6 +8,7 @@
 use std::fmt;
 
 use super::chunked::{ChunkedDecoder, ChunkedError};
+use super::encoding::{Coding, Gunzip};
 use super::framer::{LineFramer, LineTooLong};
 use super::response::{parse_head, BodyFraming, HeadError, HeadScanner, ResponseHead, MAX_HEAD};
 
@@ -21,6 +22,9 @@ pub enum BodyMode {
     /// chunked or read-until-close body fails in the `feed` that crosses the
     /// limit (memory overshoots by at most that one input slice).
     Whole { max_body: usize },
+    /// Hand the decoded bytes to the caller as they arrive
+    /// ([`ResponseReader::body_bytes`]); the caller bounds its memory.
+    Stream,
 }
 
 /// Anything that makes a response unusable. The connection should be closed.
@@ -50,6 +54,11 @@ pub enum HttpError {
     BodyTruncated { expected: u64, received: u64 },
     /// `set_mode` was called after lines were already taken from the body.
     ModeChangeTooLate,
+    /// The body is in a content coding that was not asked for (named as
+    /// the server sent it).
+    UnrequestedEncoding { encoding: String },
+    /// The gzip body cannot be decoded.
+    Gzip { detail: String },
 }
 
 impl fmt::Display for HttpError {
@@ -83,6 +92,12 @@ impl fmt::Display for HttpError {
                 f,
                 "connection closed after {received} of {expected} body bytes (Content-Length)"
             ),
+            HttpError::UnrequestedEncoding { encoding } => write!(
+                f,
+                "the server sent a body with Content-Encoding {encoding}, which kwatchd did not ask \
+                 for (it asks for gzip on LIST requests only); is a proxy compressing responses?"
+            ),
+            HttpError::Gzip { detail } => write!(f, "cannot decode the gzip body: {detail}"),
             HttpError::ModeChangeTooLate => write!(
                 f,
                 "body mode changed after lines were taken from the body (bug: decide on the mode \
@@ -133,6 +148,7 @@ enum BodyDecoder {
 enum BodySink {
     Lines(LineFramer),
     Whole { body: Vec<u8>, max_body: usize },
+    Stream(Vec<u8>),
 }
 
 impl BodySink {
@@ -143,6 +159,7 @@ impl BodySink {
                 body: Vec::new(),
                 max_body,
             },
+            BodyMode::Stream => BodySink::Stream(Vec::new()),
         }
     }
 
@@ -150,13 +167,21 @@ impl BodySink {
     fn buffer(&mut self) -> &mut Vec<u8> {
         match self {
             BodySink::Lines(f) => f.buffer_mut(),
-            BodySink::Whole { body, .. } => body,
+            BodySink::Whole { body, .. } | BodySink::Stream(body) => body,
         }
     }
 
     fn check_size(&self) -> Result<(), HttpError> {
+        self.check_len(match self {
+            BodySink::Whole { body, .. } => body.len(),
+            BodySink::Lines(_) | BodySink::Stream(_) => 0,
+        })
+    }
+
+    /// Whether a body of `len` bytes fits (Whole mode has a limit).
+    fn check_len(&self, len: usize) -> Result<(), HttpError> {
         match self {
-            BodySink::Whole { body, max_body } if body.len() > *max_body => {
+            BodySink::Whole { max_body, .. } if len > *max_body => {
                 Err(HttpError::BodyTooLarge { limit: *max_body })
             }
             _ => Ok(()),
@@ -184,7 +209,44 @@ pub struct ResponseReader {
     leftover: Vec<u8>,
     /// First protocol error; every later `feed` returns it again.
     error: Option<HttpError>,
+    /// The request said `Accept-Encoding: gzip`.
+    accepts_gzip: bool,
+    /// Set while a gzip body is being decoded: framing-decoded bytes go
+    /// through it (via `compressed`) into the sink.
+    gunzip: Option<Box<Gunzip>>,
+    compressed: Vec<u8>,
     body_taken: bool,
+}
+
+/// Takes the body's bytes out of the transfer framing onto `to`; returns
+/// how much of `input` was this body's (the rest is the next response's).
+fn decode_framing(phase: &mut Phase, input: &[u8], to: &mut Vec<u8>) -> Result<usize, HttpError> {
+    Ok(match phase {
+        Phase::Head { .. } => 0, // unreachable: the head is handled first
+        Phase::Done => 0,
+        Phase::Body(BodyDecoder::Chunked(d)) => {
+            let n = d.decode(input, to)?;
+            if d.is_done() {
+                *phase = Phase::Done;
+            }
+            n
+        }
+        Phase::Body(BodyDecoder::Length { remaining, .. }) => {
+            let n = usize::try_from(*remaining)
+                .unwrap_or(usize::MAX)
+                .min(input.len());
+            to.extend_from_slice(input.get(..n).unwrap_or_default());
+            *remaining -= n as u64;
+            if *remaining == 0 {
+                *phase = Phase::Done;
+            }
+            n
+        }
+        Phase::Body(BodyDecoder::UntilClose) => {
+            to.extend_from_slice(input);
+            input.len()
+        }
+    })
 }
 
 impl ResponseReader {
@@ -198,8 +260,18 @@ impl ResponseReader {
             sink: BodySink::new(mode),
             leftover: Vec::new(),
             error: None,
+            accepts_gzip: false,
+            gunzip: None,
+            compressed: Vec::new(),
             body_taken: false,
         }
+    }
+
+    /// The request asked for `Accept-Encoding: gzip`: a gzip body is
+    /// decoded as it arrives (any other coding is refused).
+    pub fn accepting_gzip(mut self) -> Self {
+        self.accepts_gzip = true;
+        self
     }
 
     /// Consumes all of `input`. Bytes after the end of this response are
@@ -261,6 +333,14 @@ impl ResponseReader {
     }
 
     fn start_body(&mut self, head: ResponseHead) -> Result<(), HttpError> {
+        let empty = matches!(head.framing, BodyFraming::Length(0) | BodyFraming::Empty);
+        match head.coding() {
+            _ if empty => {}
+            Coding::Identity => {}
+            Coding::Gzip if self.accepts_gzip => self.gunzip = Some(Box::default()),
+            Coding::Gzip => return self.refuse(head, "gzip".into()),
+            Coding::Other(encoding) => return self.refuse(head, encoding),
+        }
         self.phase = match head.framing {
             BodyFraming::Chunked => Phase::Body(BodyDecoder::Chunked(ChunkedDecoder::new())),
             BodyFraming::Length(0) | BodyFraming::Empty => Phase::Done,
@@ -283,36 +363,23 @@ impl ResponseReader {
         Ok(())
     }
 
+    fn refuse(&mut self, head: ResponseHead, encoding: String) -> Result<(), HttpError> {
+        self.head = Some(head);
+        Err(HttpError::UnrequestedEncoding { encoding })
+    }
+
     fn feed_body(&mut self, input: &[u8]) -> Result<(), HttpError> {
         if input.is_empty() {
             return Ok(());
         }
-        let consumed = match &mut self.phase {
-            Phase::Head { .. } => 0, // unreachable: the head is handled first
-            Phase::Done => 0,
-            Phase::Body(BodyDecoder::Chunked(d)) => {
-                let n = d.decode(input, self.sink.buffer())?;
-                if d.is_done() {
-                    self.phase = Phase::Done;
-                }
+        let consumed = match self.gunzip.take() {
+            None => decode_framing(&mut self.phase, input, self.sink.buffer())?,
+            Some(mut g) => {
+                let n = decode_framing(&mut self.phase, input, &mut self.compressed)?;
+                let result = self.inflate(&mut g);
+                self.gunzip = Some(g);
+                result?;
                 n
-            }
-            Phase::Body(BodyDecoder::Length { remaining, .. }) => {
-                let n = usize::try_from(*remaining)
-                    .unwrap_or(usize::MAX)
-                    .min(input.len());
-                self.sink
-                    .buffer()
-                    .extend_from_slice(input.get(..n).unwrap_or_default());
-                *remaining -= n as u64;
-                if *remaining == 0 {
-                    self.phase = Phase::Done;
-                }
-                n
-            }
-            Phase::Body(BodyDecoder::UntilClose) => {
-                self.sink.buffer().extend_from_slice(input);
-                input.len()
             }
         };
         self.sink.check_size()?;
@@ -320,6 +387,28 @@ impl ResponseReader {
         self.leftover
             .extend_from_slice(input.get(consumed..).unwrap_or_default());
         Ok(())
+    }
+
+    /// The gzip bytes taken out of the framing so far, decoded into the
+    /// sink (its size limit checked as the output grows).
+    fn inflate(&mut self, g: &mut Gunzip) -> Result<(), HttpError> {
+        let sink = &mut self.sink;
+        let mut out = std::mem::take(sink.buffer());
+        let result = g.decode(
+            &self.compressed,
+            &mut out,
+            |o| sink.check_len(o.len()),
+            |detail| HttpError::Gzip { detail },
+        );
+        self.compressed.clear();
+        let result = result.and_then(|()| match self.phase {
+            Phase::Done => g
+                .finish(&mut out)
+                .map_err(|detail| HttpError::Gzip { detail }),
+            _ => Ok(()),
+        });
+        *sink.buffer() = out;
+        result
     }
 
     /// Once the body is complete, its unterminated last line is a line too.
@@ -369,6 +458,7 @@ impl ResponseReader {
         self.body_done()
             && match &self.sink {
                 BodySink::Lines(f) => f.buffered() == 0,
+                BodySink::Stream(bytes) => bytes.is_empty(),
                 BodySink::Whole { .. } => true,
             }
     }
@@ -383,12 +473,21 @@ impl ResponseReader {
                 self.body_taken = true;
                 Some(std::mem::take(body))
             }
-            BodySink::Lines(_) => None,
+            BodySink::Lines(_) | BodySink::Stream(_) => None,
+        }
+    }
+
+    /// Stream mode: the decoded body bytes not taken yet; the caller
+    /// drains what it has consumed. `None` in the other modes.
+    pub fn body_bytes(&mut self) -> Option<&mut Vec<u8>> {
+        match &mut self.sink {
+            BodySink::Stream(bytes) => Some(bytes),
+            BodySink::Lines(_) | BodySink::Whole { .. } => None,
         }
     }
 
     /// Switches the body mode after the head arrived, e.g. to read a non-2xx
-    /// watch response (a Kubernetes `Status` JSON) whole. Bytes already
+    /// watch or list response (a Kubernetes `Status` JSON) whole. Bytes already
     /// received are kept. Fails with `ModeChangeTooLate` if lines were
     /// already pulled, and with `BodyTooLarge` if the new limit is already
     /// exceeded.
@@ -402,7 +501,7 @@ impl ResponseReader {
                 }
                 f.into_unconsumed()
             }
-            BodySink::Whole { body, .. } => body,
+            BodySink::Whole { body, .. } | BodySink::Stream(body) => body,
         };
         self.sink = match mode {
             BodyMode::Lines { max_line } => {
@@ -412,6 +511,7 @@ impl ResponseReader {
                 body: buffered,
                 max_body,
             },
+            BodyMode::Stream => BodySink::Stream(buffered),
         };
         if let (
             BodySink::Whole { max_body, .. },
@@ -444,6 +544,14 @@ impl ResponseReader {
             },
             Phase::Body(BodyDecoder::UntilClose) => {
                 self.phase = Phase::Done;
+                if let Some(mut g) = self.gunzip.take() {
+                    let result = self.inflate(&mut g);
+                    self.gunzip = Some(g);
+                    if let Err(e) = result {
+                        self.error = Some(e.clone());
+                        return Err(e);
+                    }
+                }
                 self.finish_lines_if_done();
                 return Ok(());
             }
@@ -927,5 +1035,119 @@ mod tests {
             while let Some(Ok(_)) = r.next_line() {}
             let _ = r.take_leftover();
         }
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn chunked_response(head: &str, body: &[u8]) -> Vec<u8> {
+        let mut r =
+            format!("HTTP/1.1 200 OK\r\n{head}Transfer-Encoding: chunked\r\n\r\n").into_bytes();
+        for c in body.chunks(100) {
+            r.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+            r.extend_from_slice(c);
+            r.extend_from_slice(b"\r\n");
+        }
+        r.extend_from_slice(b"0\r\n\r\n");
+        r
+    }
+
+    #[test]
+    fn a_gzip_body_asked_for_is_decoded_as_it_arrives() {
+        let body: Vec<u8> = (0..5000)
+            .flat_map(|i| format!("{{\"n\":{i}}}\n").into_bytes())
+            .collect();
+        let wire = chunked_response("Content-Encoding: gzip\r\n", &gzip(&body));
+        for mode in [
+            BodyMode::Whole { max_body: 1 << 20 },
+            BodyMode::Lines { max_line: 100 },
+            BodyMode::Stream,
+        ] {
+            let mut r = ResponseReader::new(mode).accepting_gzip();
+            let mut streamed = Vec::new();
+            for b in wire.chunks(7) {
+                r.feed(b).unwrap();
+                if let Some(bytes) = r.body_bytes() {
+                    streamed.append(bytes);
+                    assert!(!r.is_complete() || r.body_done());
+                }
+            }
+            let got = match mode {
+                BodyMode::Stream => streamed,
+                BodyMode::Whole { .. } => r.take_body().unwrap(),
+                BodyMode::Lines { .. } => {
+                    let mut all = Vec::new();
+                    while let Some(l) = r.next_line() {
+                        all.extend_from_slice(l.unwrap());
+                        all.push(b'\n');
+                    }
+                    all
+                }
+            };
+            assert_eq!(got, body, "{mode:?}");
+            assert!(r.is_complete());
+        }
+        // Read until close.
+        let mut wire =
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nConnection: close\r\n\r\n".to_vec();
+        wire.extend_from_slice(&gzip(b"hello"));
+        let mut r = ResponseReader::new(BodyMode::Whole { max_body: 100 }).accepting_gzip();
+        r.feed(&wire).unwrap();
+        r.on_eof().unwrap();
+        assert_eq!(r.take_body().unwrap(), b"hello");
+    }
+
+    #[test]
+    fn an_encoding_not_asked_for_is_refused_by_name() {
+        let wire = chunked_response("Content-Encoding: gzip\r\n", &gzip(b"{}"));
+        let mut r = ResponseReader::new(BodyMode::Lines { max_line: 100 });
+        let err = r.feed(&wire).unwrap_err();
+        assert_eq!(
+            err,
+            HttpError::UnrequestedEncoding {
+                encoding: "gzip".into()
+            }
+        );
+        assert!(err.to_string().contains("Content-Encoding gzip"), "{err}");
+        assert_eq!(
+            r.head().map(|h| h.status),
+            Some(200),
+            "the head is still shown"
+        );
+        let wire = chunked_response("Content-Encoding: br\r\n", b"xx");
+        let mut r = ResponseReader::new(BodyMode::Whole { max_body: 100 }).accepting_gzip();
+        assert_eq!(
+            r.feed(&wire).unwrap_err(),
+            HttpError::UnrequestedEncoding {
+                encoding: "br".into()
+            }
+        );
+        // No body, nothing to misread.
+        let mut r = ResponseReader::new(BodyMode::Whole { max_body: 100 });
+        r.feed(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        assert_eq!(r.take_body().unwrap(), b"");
+    }
+
+    #[test]
+    fn broken_or_oversized_gzip_bodies_fail_clearly() {
+        let wire = chunked_response("Content-Encoding: gzip\r\n", b"this is not gzip data");
+        let mut r = ResponseReader::new(BodyMode::Whole { max_body: 100 }).accepting_gzip();
+        assert!(matches!(r.feed(&wire), Err(HttpError::Gzip { .. })));
+        let z = gzip(b"truncated body here");
+        let wire = chunked_response("Content-Encoding: gzip\r\n", &z[..z.len() - 3]);
+        let mut r = ResponseReader::new(BodyMode::Whole { max_body: 100 }).accepting_gzip();
+        let err = r.feed(&wire).unwrap_err();
+        assert!(err.to_string().contains("incomplete"), "{err}");
+        let wire = chunked_response("Content-Encoding: gzip\r\n", &gzip(&vec![b'a'; 8 << 20]));
+        let mut r = ResponseReader::new(BodyMode::Whole { max_body: 1 << 20 }).accepting_gzip();
+        assert_eq!(
+            r.feed(&wire).unwrap_err(),
+            HttpError::BodyTooLarge { limit: 1 << 20 }
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Response heads: parsing with `httparse` and the body framing decision.
 
+use super::encoding::Coding;
 use std::fmt;
 use std::time::Duration;
 
@@ -121,6 +122,11 @@ impl ResponseHead {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_slice())
+    }
+
+    /// The body's content coding (`Content-Encoding`).
+    pub fn coding(&self) -> Coding {
+        Coding::of(list_items(&self.headers, "content-encoding"))
     }
 
     /// `Retry-After` in the delta-seconds form (`Retry-After: 120`). The

@@ -340,8 +340,7 @@ fn scan_metadata<'a>(s: &mut Scanner<'a>) -> Result<ObjectMeta<'a>, EventScanErr
     })
 }
 
-fn parse_object_head(object: &RawValue) -> Result<ObjectHead<'_>, ParseError> {
-    let raw = object.get();
+fn parse_object_head(raw: &str) -> Result<ObjectHead<'_>, ParseError> {
     if !raw.starts_with('{') {
         return Err(ParseError::NotAnObject {
             excerpt: excerpt(raw.as_bytes()),
@@ -401,6 +400,12 @@ impl<'de> serde::de::Visitor<'de> for HeadVisitor<'_, 'de> {
 
 /// `metadata` of one list item.
 pub fn object_meta(object: &RawValue) -> Result<ObjectMeta<'_>, ParseError> {
+    object_meta_str(object.get())
+}
+
+/// [`object_meta`] of an object's JSON already validated by the caller
+/// (a LIST item, see `kube::list_scan`).
+pub fn object_meta_str(object: &str) -> Result<ObjectMeta<'_>, ParseError> {
     parse_object_head(object).map(|h| h.metadata)
 }
 

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod discovery;
 pub mod event;
+pub mod list_scan;
 pub mod path;
 pub mod scan;
 

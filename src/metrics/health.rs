@@ -1,4 +1,9 @@
-//! `/healthz` and `/status`.
+//! `/healthz`, `/readyz` and `/status`.
+//!
+//! Readiness is the rule the daemon sends systemd's READY=1 by: every watch
+//! has listed its objects once, or is backing off after a failure (so one
+//! unreachable cluster does not hold the others back; `/healthz` reports it
+//! once it keeps failing).
 //!
 //! Health is about the watches: kwatchd is healthy when every watch is
 //! doing its job or is in a normal retry. A watch is **unhealthy** when its
@@ -105,6 +110,21 @@ pub fn healthz(s: &Snapshot<'_>) -> Response {
     }
 }
 
+/// 200 `ready`, or 503 with `{"status":"not ready","waiting":[…]}`.
+pub fn readyz(s: &Snapshot<'_>) -> Response {
+    let waiting: Vec<Value> = s
+        .watches
+        .iter()
+        .filter(|w| !w.ready)
+        .map(|w| json!({"watch": w.name, "cluster": w.cluster, "state": w.state.as_str()}))
+        .collect();
+    if waiting.is_empty() {
+        Response::text(200, "ready\n")
+    } else {
+        Response::json(503, &json!({"status": "not ready", "waiting": waiting}))
+    }
+}
+
 /// The `/status` document.
 pub fn status(s: &Snapshot<'_>) -> Value {
     let watches: Vec<Value> = s
@@ -172,6 +192,10 @@ pub fn status(s: &Snapshot<'_>) -> Value {
         "healthy": health(s) == Health::Healthy,
         "watches": watches,
         "sinks": sinks,
+        "state_store": {
+            "writing": s.state_store_error.is_none(),
+            "error": s.state_store_error,
+        },
     })
 }
 
@@ -204,11 +228,13 @@ mod tests {
             },
             filter: Default::default(),
             last_error: (failures > 0).then_some("WATCH answered 500"),
+            ready: true,
         }
     }
 
     fn snapshot(watches: Vec<WatchView<'static>>) -> Snapshot<'static> {
         Snapshot {
+            state_store_error: None,
             watches,
             sinks: vec![],
             now: Instant::now(),
@@ -245,6 +271,26 @@ mod tests {
     }
 
     #[test]
+    fn ready_once_every_watch_is() {
+        let mut s = snapshot(vec![
+            view("a", WatchState::Streaming, 0),
+            view("b", WatchState::Listing, 0),
+        ]);
+        s.watches[1].ready = false;
+        let r = readyz(&s);
+        assert_eq!(r.status, 503);
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            body,
+            json!({"status":"not ready","waiting":[{"watch":"b","cluster":"c","state":"listing"}]})
+        );
+        s.watches[1].ready = true;
+        let r = readyz(&s);
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"ready\n"[..]));
+        assert_eq!(readyz(&snapshot(vec![])).status, 200);
+    }
+
+    #[test]
     fn a_watch_stopped_by_a_permanent_error_is_unhealthy() {
         let r = healthz(&snapshot(vec![
             view("a", WatchState::Streaming, 0),
@@ -275,6 +321,7 @@ mod tests {
                 },
                 latency: None,
                 hook_runs: None,
+                hook_run_durations: None,
                 nats: None,
             },
         });

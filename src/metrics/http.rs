@@ -9,6 +9,7 @@
 //! a response is unsent, so a client that does not read cannot make us
 //! buffer).
 
+use crate::kube::access::Secret;
 use std::fmt::Write as _;
 
 /// Largest request head accepted (request line and headers).
@@ -30,6 +31,8 @@ pub struct RequestHead {
     pub path: String,
     /// The client may send another request on this connection.
     pub keep_alive: bool,
+    /// The token of an `Authorization: Bearer …` header.
+    pub bearer: Option<Secret>,
 }
 
 /// A request that cannot be served; answered with `status`, then closed.
@@ -80,8 +83,11 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, Reject>
         });
     };
     let mut keep_alive = version >= 1;
+    let mut bearer = None;
     for h in req.headers.iter() {
-        if h.name.eq_ignore_ascii_case("connection") {
+        if h.name.eq_ignore_ascii_case("authorization") {
+            bearer = bearer_token(h.value).map(Secret::new);
+        } else if h.name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|b| *b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
@@ -127,9 +133,18 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, Reject>
             method,
             path,
             keep_alive,
+            bearer,
         },
         len,
     )))
+}
+
+/// The token of `Bearer <token>` (the scheme is case-insensitive).
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let value = value.trim_ascii();
+    let (scheme, token) = value.split_at_checked(6)?;
+    let token = token.strip_prefix(b" ")?.trim_ascii();
+    (scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty()).then_some(token)
 }
 
 /// What the daemon answers.
@@ -164,6 +179,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Content Too Large",
@@ -187,6 +203,9 @@ pub fn encode_response(resp: &Response, head_only: bool, keep_alive: bool, out: 
     );
     if resp.status == 405 {
         head.push_str("Allow: GET, HEAD\r\n");
+    }
+    if resp.status == 401 {
+        head.push_str("WWW-Authenticate: Bearer realm=\"kwatchd\"\r\n");
     }
     head.push_str(if keep_alive {
         "Connection: keep-alive\r\n\r\n"
@@ -300,21 +319,37 @@ impl Session {
 /// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
+    /// `/`: what is served here.
+    Index,
     Metrics,
     Healthz,
+    Readyz,
     Status,
+}
+
+impl Endpoint {
+    /// Guarded by `[daemon] metrics_token_file` when set. Probes are not:
+    /// a kubelet sends no token.
+    pub fn needs_token(self) -> bool {
+        match self {
+            Endpoint::Metrics | Endpoint::Status => true,
+            Endpoint::Index | Endpoint::Healthz | Endpoint::Readyz => false,
+        }
+    }
 }
 
 /// Routes a request: the endpoint, or the error response to send.
 pub fn route(req: &RequestHead) -> Result<Endpoint, Response> {
     let endpoint = match req.path.as_str() {
+        "/" => Endpoint::Index,
         "/metrics" => Endpoint::Metrics,
         "/healthz" => Endpoint::Healthz,
+        "/readyz" => Endpoint::Readyz,
         "/status" => Endpoint::Status,
         _ => {
             return Err(Response::text(
                 404,
-                "not found; try /metrics, /healthz or /status\n",
+                "not found; try /metrics, /healthz, /readyz or /status (/ lists them)\n",
             ))
         }
     };
@@ -351,6 +386,23 @@ mod tests {
             parsed("POST /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n").method,
             Method::Other
         );
+    }
+
+    #[test]
+    fn bearer_tokens_are_taken_from_authorization() {
+        let bearer = |h: &str| {
+            parsed(&format!("GET / HTTP/1.1\r\nAuthorization: {h}\r\n\r\n"))
+                .bearer
+                .map(|s| s.expose().to_vec())
+        };
+        assert_eq!(bearer("Bearer abc.def"), Some(b"abc.def".to_vec()));
+        assert_eq!(bearer("bearer   tok "), Some(b"tok".to_vec()));
+        assert_eq!(bearer("Basic dXNlcjpwYXNz"), None);
+        assert_eq!(bearer("Bearer"), None);
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("Bearerx tok"), None);
+        let head = parsed("GET / HTTP/1.1\r\nAuthorization: Bearer hidden\r\n\r\n");
+        assert!(!format!("{head:?}").contains("hidden"), "never in Debug");
     }
 
     #[test]
@@ -398,11 +450,14 @@ mod tests {
             method: m,
             path: p.into(),
             keep_alive: true,
+            bearer: None,
         };
         assert_eq!(route(&req(Method::Get, "/metrics")), Ok(Endpoint::Metrics));
         assert_eq!(route(&req(Method::Head, "/healthz")), Ok(Endpoint::Healthz));
         assert_eq!(route(&req(Method::Get, "/status")), Ok(Endpoint::Status));
-        assert_eq!(route(&req(Method::Get, "/")).unwrap_err().status, 404);
+        assert_eq!(route(&req(Method::Get, "/readyz")), Ok(Endpoint::Readyz));
+        assert_eq!(route(&req(Method::Get, "/")), Ok(Endpoint::Index));
+        assert_eq!(route(&req(Method::Get, "/x")).unwrap_err().status, 404);
         assert_eq!(
             route(&req(Method::Other, "/metrics")).unwrap_err().status,
             405

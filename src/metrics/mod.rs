@@ -1,15 +1,19 @@
 //! Metrics and health over HTTP on the daemon's own loop.
 //!
 //! `[daemon] metrics_listen` turns on a small HTTP/1.1 server ([`server`])
-//! answering `GET /metrics` (Prometheus text 0.0.4, [`render`]), `/healthz`
-//! and `/status` ([`health`]). Everything is rendered on demand from a
+//! answering `GET /metrics` (Prometheus text 0.0.4, [`render`]), `/healthz`,
+//! `/readyz` and `/status` ([`health`]), and `/` (a list of those). Everything is rendered on demand from a
 //! [`Snapshot`] the daemon builds when a request arrives: no background
 //! thread, no copy of the counters. The counters themselves live where the
 //! data is born (`WatchStats`, the sinks' delivery counts).
 //!
+//! `[daemon] metrics_token_file` puts `/metrics` and `/status` behind a
+//! bearer token ([`auth`]); the probes stay open.
+//!
 //! Tokens: the listener and its connections are `tokens::Source::Metrics`,
 //! so the loop routes their readiness without a lookup.
 
+pub mod auth;
 pub mod client;
 pub mod health;
 pub mod http;
@@ -37,6 +41,8 @@ pub struct WatchView<'a> {
     /// Skips and errors of its `select`/`changes`/`redact`/`transform`.
     pub filter: crate::filter::FilterStats,
     pub last_error: Option<&'a str>,
+    /// Listed, or retrying after a failure: the daemon's rule for READY=1.
+    pub ready: bool,
 }
 
 /// One sink as status and metrics see it.
@@ -51,6 +57,8 @@ pub struct SinkView<'a> {
 pub struct Snapshot<'a> {
     pub watches: Vec<WatchView<'a>>,
     pub sinks: Vec<SinkView<'a>>,
+    /// Why the state store cannot commit, while the sinks wait for it.
+    pub state_store_error: Option<&'a str>,
     /// The monotonic and the wall clock read together, to turn the
     /// counters' `Instant`s into timestamps and ages.
     pub now: Instant,
@@ -79,6 +87,21 @@ pub fn answer(endpoint: Endpoint, snapshot: &Snapshot<'_>) -> Response {
             body: render::render(snapshot, &process::ProcessStats::read()).into_bytes(),
         },
         Endpoint::Healthz => health::healthz(snapshot),
+        Endpoint::Readyz => health::readyz(snapshot),
         Endpoint::Status => Response::json(200, &health::status(snapshot)),
+        Endpoint::Index => Response::text(200, INDEX),
     }
 }
+
+/// The answer to `/`.
+const INDEX: &str = concat!(
+    "kwatchd ",
+    env!("CARGO_PKG_VERSION"),
+    "\n\n",
+    "/metrics  Prometheus metrics (text format 0.0.4)\n",
+    "/healthz  liveness: 200 ok, or 503 naming the watches that keep failing\n",
+    "/readyz   readiness: 200 once every watch has listed or is retrying, else 503\n",
+    "/status   watches and sinks as JSON (what `kwatchd status` prints)\n",
+    "\n",
+    "/metrics and /status need the bearer token of [daemon] metrics_token_file when it is set.\n",
+);

@@ -1,4 +1,5 @@
-//! The `/metrics` exposition: every `kwatchd_*` family from a snapshot.
+//! The `/metrics` exposition: every `kwatchd_*` family from a snapshot,
+//! and the standard `process_*` families.
 
 use super::process::ProcessStats;
 use super::text::{Exposition, Kind};
@@ -7,7 +8,7 @@ use crate::config::EventType;
 use crate::filter::{FilterKey, SkipReason};
 use crate::nats::ConnState;
 use crate::sink::latency::BUCKETS_SECONDS;
-use crate::sink::HookResult;
+use crate::sink::{HookResult, LatencySample};
 use crate::watch::{ReconnectReason, WatchState};
 
 /// Renders the whole exposition.
@@ -212,38 +213,12 @@ fn sinks(e: &mut Exposition, s: &Snapshot<'_>) {
     e.family(
         "kwatchd_sink_delivery_duration_seconds",
         Kind::Histogram,
-        "Exec and webhook sinks: from reading the event to the hook being spawned (exec) or the receiver answering 2xx (webhook).",
+        "From reading the event to: the record written (file, stdout), the hook spawned (exec), the receiver answering 2xx (webhook).",
     );
-    let mut le = String::new();
     for k in &s.sinks {
-        let Some(latency) = k.stats.latency else {
-            continue;
-        };
-        let cumulative = latency.cumulative_buckets();
-        for (bound, n) in BUCKETS_SECONDS.iter().zip(cumulative) {
-            le.clear();
-            super::text::format_value(*bound, &mut le);
-            e.int(
-                "kwatchd_sink_delivery_duration_seconds_bucket",
-                &[("sink", k.name), ("le", &le)],
-                n,
-            );
+        if let Some(latency) = k.stats.latency {
+            histogram(e, "kwatchd_sink_delivery_duration_seconds", k.name, latency);
         }
-        e.int(
-            "kwatchd_sink_delivery_duration_seconds_bucket",
-            &[("sink", k.name), ("le", "+Inf")],
-            latency.count(),
-        );
-        e.sample(
-            "kwatchd_sink_delivery_duration_seconds_sum",
-            &[("sink", k.name)],
-            latency.sum_seconds(),
-        );
-        e.int(
-            "kwatchd_sink_delivery_duration_seconds_count",
-            &[("sink", k.name)],
-            latency.count(),
-        );
     }
     e.family(
         "kwatchd_hook_runs_total",
@@ -260,6 +235,16 @@ fn sinks(e: &mut Exposition, s: &Snapshot<'_>) {
                 &[("sink", k.name), ("result", r.as_str())],
                 runs.get(r),
             );
+        }
+    }
+    e.family(
+        "kwatchd_hook_run_duration_seconds",
+        Kind::Histogram,
+        "Exec sinks: how long each hook ran, from spawn to exit (timed-out runs included).",
+    );
+    for k in &s.sinks {
+        if let Some(durations) = k.stats.hook_run_durations {
+            histogram(e, "kwatchd_hook_run_duration_seconds", k.name, durations);
         }
     }
 }
@@ -297,26 +282,67 @@ fn nats_sinks(e: &mut Exposition, s: &Snapshot<'_>) {
     }
 }
 
+/// One sink's series of a histogram family (`_bucket`, `_sum`, `_count`).
+fn histogram(e: &mut Exposition, family: &str, sink: &str, h: &LatencySample) {
+    let (bucket, sum, count) = (
+        format!("{family}_bucket"),
+        format!("{family}_sum"),
+        format!("{family}_count"),
+    );
+    let mut le = String::new();
+    for (bound, n) in BUCKETS_SECONDS.iter().zip(h.cumulative_buckets()) {
+        le.clear();
+        super::text::format_value(*bound, &mut le);
+        e.int(&bucket, &[("sink", sink), ("le", &le)], n);
+    }
+    e.int(&bucket, &[("sink", sink), ("le", "+Inf")], h.count());
+    e.sample(&sum, &[("sink", sink)], h.sum_seconds());
+    e.int(&count, &[("sink", sink)], h.count());
+}
+
+/// The standard process families, named as Prometheus' client libraries
+/// name them so that stock dashboards and alerts work unchanged.
 fn process_families(e: &mut Exposition, p: &ProcessStats) {
-    let families: [(&str, &str, Option<f64>); 3] = [
+    let families: [(&str, Kind, &str, Option<f64>); 6] = [
         (
-            "kwatchd_process_resident_memory_bytes",
-            "Resident memory of the daemon, in bytes.",
+            "process_cpu_seconds_total",
+            Kind::Counter,
+            "Total user and system CPU time spent in seconds.",
+            p.cpu_seconds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            Kind::Gauge,
+            "Resident memory size in bytes.",
             p.resident_memory_bytes.map(|v| v as f64),
         ),
         (
-            "kwatchd_process_open_fds",
-            "Open file descriptors of the daemon.",
+            "process_virtual_memory_bytes",
+            Kind::Gauge,
+            "Virtual memory size in bytes.",
+            p.virtual_memory_bytes.map(|v| v as f64),
+        ),
+        (
+            "process_open_fds",
+            Kind::Gauge,
+            "Number of open file descriptors.",
             p.open_fds.map(|v| v as f64),
         ),
         (
-            "kwatchd_process_start_time_seconds",
-            "When the daemon started (Unix time).",
+            "process_max_fds",
+            Kind::Gauge,
+            "Maximum number of open file descriptors (the soft RLIMIT_NOFILE; each watch needs one).",
+            p.max_fds.map(|v| v as f64),
+        ),
+        (
+            "process_start_time_seconds",
+            Kind::Gauge,
+            "Start time of the process since unix epoch in seconds.",
             p.start_time_seconds,
         ),
     ];
-    for (name, help, value) in families {
-        e.family(name, Kind::Gauge, help);
+    for (name, kind, help, value) in families {
+        e.family(name, kind, help);
         if let Some(v) = value {
             e.sample(name, &[], v);
         }
@@ -348,8 +374,13 @@ mod tests {
         latency.record(Duration::from_secs(2));
         let mut runs = HookRunCounts::default();
         runs.0[HookResult::TimedOut as usize] = 1;
+        let mut run_durations = LatencySample::default();
+        run_durations.record(Duration::from_millis(40));
+        let mut written = LatencySample::default();
+        written.record(Duration::from_micros(300));
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let s = Snapshot {
+            state_store_error: None,
             watches: vec![WatchView {
                 name: "we\"ird\\\nname",
                 cluster: "c",
@@ -361,27 +392,53 @@ mod tests {
                     errors: [0, 1, 0, 2],
                 },
                 last_error: None,
+                ready: true,
             }],
-            sinks: vec![SinkView {
-                name: "hook",
-                stats: SinkStats {
-                    kind: "exec",
-                    queue_depth: 4,
-                    counts: DeliveryCounts {
-                        delivered: 10,
-                        retries: 2,
-                        given_up: 1,
-                        coalesced: 0,
+            sinks: vec![
+                SinkView {
+                    name: "hook",
+                    stats: SinkStats {
+                        kind: "exec",
+                        queue_depth: 4,
+                        counts: DeliveryCounts {
+                            delivered: 10,
+                            retries: 2,
+                            given_up: 1,
+                            coalesced: 0,
+                        },
+                        latency: Some(&latency),
+                        hook_runs: Some(runs),
+                        hook_run_durations: Some(&run_durations),
+                        nats: None,
                     },
-                    latency: Some(&latency),
-                    hook_runs: Some(runs),
-                    nats: None,
                 },
-            }],
+                SinkView {
+                    name: "out",
+                    stats: SinkStats {
+                        kind: "file",
+                        queue_depth: 0,
+                        counts: DeliveryCounts {
+                            delivered: 1,
+                            retries: 0,
+                            given_up: 0,
+                            coalesced: 0,
+                        },
+                        latency: Some(&written),
+                        hook_runs: None,
+                        hook_run_durations: None,
+                        nats: None,
+                    },
+                },
+            ],
             now,
             wall,
         };
-        let text = render(&s, &ProcessStats::default());
+        let process = ProcessStats {
+            cpu_seconds: Some(1.5),
+            max_fds: Some(1024),
+            ..ProcessStats::default()
+        };
+        let text = render(&s, &process);
         let has = |line: &str| {
             assert!(
                 text.lines().any(|l| l == line),
@@ -420,8 +477,26 @@ mod tests {
         has("kwatchd_sink_delivery_duration_seconds_sum{sink=\"hook\"} 2.003");
         has("kwatchd_sink_delivery_duration_seconds_count{sink=\"hook\"} 2");
         has("kwatchd_hook_runs_total{sink=\"hook\",result=\"timed_out\"} 1");
+        has("kwatchd_hook_run_duration_seconds_bucket{sink=\"hook\",le=\"0.025\"} 0");
+        has("kwatchd_hook_run_duration_seconds_bucket{sink=\"hook\",le=\"0.05\"} 1");
+        has("kwatchd_hook_run_duration_seconds_sum{sink=\"hook\"} 0.04");
+        has("kwatchd_hook_run_duration_seconds_count{sink=\"hook\"} 1");
+        has("kwatchd_sink_delivery_duration_seconds_bucket{sink=\"out\",le=\"0.0005\"} 1");
+        has("kwatchd_sink_delivery_duration_seconds_count{sink=\"out\"} 1");
+        assert!(
+            !text.contains("kwatchd_hook_run_duration_seconds_count{sink=\"out\"}"),
+            "file sinks run no hooks"
+        );
         has("# TYPE kwatchd_sink_delivery_duration_seconds histogram");
-        has("# TYPE kwatchd_process_open_fds gauge");
+        has("# TYPE kwatchd_hook_run_duration_seconds histogram");
+        has("# TYPE process_open_fds gauge");
+        has("# TYPE process_cpu_seconds_total counter");
+        has("process_cpu_seconds_total 1.5");
+        has("process_max_fds 1024");
+        assert!(
+            !text.contains("kwatchd_process_"),
+            "the standard names only"
+        );
         // Every family has HELP then TYPE, once.
         for name in [
             "kwatchd_watch_events_total",
@@ -434,9 +509,14 @@ mod tests {
             "kwatchd_sink_queue_depth",
             "kwatchd_sink_delivery_duration_seconds",
             "kwatchd_hook_runs_total",
-            "kwatchd_process_resident_memory_bytes",
-            "kwatchd_process_open_fds",
-            "kwatchd_process_start_time_seconds",
+            "kwatchd_hook_run_duration_seconds",
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+            "kwatchd_build_info",
         ] {
             let help = format!("# HELP {name} ");
             assert_eq!(text.matches(&help).count(), 1, "{name}");

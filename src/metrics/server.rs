@@ -2,13 +2,21 @@
 //!
 //! Non-blocking throughout: accept, read and write until `WouldBlock`;
 //! WRITABLE interest only while a response is unsent. Bounded: at most
-//! [`MAX_CONNECTIONS`] connections (more are closed on accept), one request
-//! head of at most 8 KiB buffered per connection, a request head must arrive
-//! within [`REQUEST_TIMEOUT`] of its first byte, and a connection idle for
-//! [`IDLE_TIMEOUT`] is closed. A client pipelining many requests is served
-//! [`REQUESTS_PER_TURN`] at a time; the rest waits for the next loop turn
-//! (its deadline is set to "now", so the loop comes back at once).
+//! [`MAX_CONNECTIONS`] connections, one request head of at most 8 KiB
+//! buffered per connection, a request head must arrive within
+//! [`REQUEST_TIMEOUT`] of its first byte, a new connection must send its
+//! first byte within [`FIRST_REQUEST_TIMEOUT`], and a kept-alive connection
+//! idle for [`IDLE_TIMEOUT`] is closed. A client pipelining many requests is
+//! served [`REQUESTS_PER_TURN`] at a time; the rest waits for the next loop
+//! turn (its deadline is set to "now", so the loop comes back at once).
+//!
+//! The bound must not starve the probes: a liveness probe that is refused
+//! because idle connections hold every slot restarts a healthy daemon. So a
+//! new connection is always taken; at the bound, the connection that has
+//! waited longest for its client goes instead (an idle one before one with
+//! a partial request, before one whose answer is being written).
 
+use super::auth::Auth;
 use super::http::{self, Endpoint, Response, Session};
 use crate::tokens::Source;
 use mio::net::{TcpListener, TcpStream};
@@ -16,10 +24,14 @@ use mio::{Interest, Registry, Token};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub const MAX_CONNECTIONS: usize = 64;
+/// Prometheus keeps a connection between scrapes (15 s to 1 min apart).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client that connects and says nothing is not a scraper or a probe.
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REQUESTS_PER_TURN: usize = 8;
 /// After a failed accept (out of descriptors): try again this much later.
@@ -31,10 +43,26 @@ struct Conn {
     peer: SocketAddr,
     session: Session,
     deadline: Instant,
+    /// When the connection last made progress (accepted, read, written).
+    active: Instant,
     /// Registered for WRITABLE too (a response is unsent).
     writable: bool,
     /// Stopped at its request budget with more to do.
     again: bool,
+}
+
+impl Conn {
+    /// Eviction order: 0 waiting for a request, 1 a request half sent,
+    /// 2 an answer being written or a pipeline being served.
+    fn busyness(&self) -> u8 {
+        if self.again || !self.session.output().is_empty() {
+            2
+        } else if !self.session.input_is_empty() {
+            1
+        } else {
+            0
+        }
+    }
 }
 
 /// What the server needs answered: the daemon renders from its state.
@@ -47,6 +75,10 @@ pub struct MetricsServer {
     /// Ids only grow (0 is the listener's), so a token is never reused.
     next_id: usize,
     accept_retry: Option<Instant>,
+    /// `[daemon] metrics_token_file`, when set.
+    auth: Option<Auth>,
+    /// The start-up lines were logged: later changes are logged too.
+    announced: bool,
 }
 
 impl std::fmt::Debug for MetricsServer {
@@ -54,6 +86,7 @@ impl std::fmt::Debug for MetricsServer {
         f.debug_struct("MetricsServer")
             .field("addr", &self.addr)
             .field("connections", &self.conns.len())
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -71,7 +104,42 @@ impl MetricsServer {
             conns: BTreeMap::new(),
             next_id: 1,
             accept_retry: None,
+            auth: None,
+            announced: false,
         })
+    }
+
+    /// Requires the token in `path` for `/metrics` and `/status` (`None`:
+    /// no token). Applies to the next request, kept-alive connections too.
+    pub fn require_token(&mut self, path: Option<PathBuf>) {
+        if self.auth.as_ref().map(Auth::path) == path.as_deref() {
+            return;
+        }
+        if self.announced {
+            match &path {
+                Some(p) => log::info!(
+                    "metrics: /metrics and /status now need the bearer token in {}",
+                    p.display()
+                ),
+                None => log::warn!("metrics: /metrics and /status no longer need a token"),
+            }
+        }
+        self.auth = path.map(Auth::new);
+    }
+
+    /// The start-up log: where it listens, and a warning when every
+    /// interface can read the daemon's state without a token.
+    pub fn announce(&mut self) {
+        self.announced = true;
+        log::info!("metrics: listening on http://{}", self.addr);
+        match (&self.auth, exposure_warning(self.addr)) {
+            (Some(auth), _) => log::info!(
+                "metrics: /metrics and /status need the bearer token in {} (/healthz and /readyz stay open for probes)",
+                auth.path().display()
+            ),
+            (None, Some(warning)) => log::warn!("{warning}"),
+            (None, None) => {}
+        }
     }
 
     /// The bound address (with the real port when 0 was asked for).
@@ -99,7 +167,7 @@ impl MetricsServer {
             return;
         };
         if let Some(conn) = self.conns.get_mut(&id) {
-            if !drive(conn, token, registry, now, handler) {
+            if !drive(conn, token, registry, now, &mut self.auth, handler) {
                 self.close(id, registry);
             }
         }
@@ -130,7 +198,8 @@ impl MetricsServer {
             if conn.again {
                 conn.again = false;
                 conn.deadline = now + IDLE_TIMEOUT;
-                if drive(conn, Source::Metrics(id).token(), registry, now, handler) {
+                let token = Source::Metrics(id).token();
+                if drive(conn, token, registry, now, &mut self.auth, handler) {
                     continue;
                 }
             } else {
@@ -157,6 +226,22 @@ impl MetricsServer {
         }
     }
 
+    /// Makes room for a new connection from `peer`: closes the one that has
+    /// waited longest for its client, idle ones first.
+    fn evict(&mut self, registry: &Registry, peer: SocketAddr) {
+        let victim = self
+            .conns
+            .iter()
+            .min_by_key(|(_, c)| (c.busyness(), c.active))
+            .map(|(id, c)| (*id, c.peer));
+        if let Some((id, old)) = victim {
+            log::debug!(
+                "metrics: {MAX_CONNECTIONS} connections open; closing the longest waiting one (from {old}) for one from {peer}"
+            );
+            self.close(id, registry);
+        }
+    }
+
     fn accept(&mut self, registry: &Registry, now: Instant, handler: &mut Handler<'_>) {
         loop {
             let (mut stream, peer) = match self.listener.accept() {
@@ -173,19 +258,22 @@ impl MetricsServer {
                 Err(e) => {
                     // Likely out of descriptors: the pending connection stays
                     // in the backlog, and no new edge may come; retry later.
-                    log::warn!(
+                    let what = format_args!(
                         "metrics: cannot accept a connection: {e}; retrying in {}s",
                         ACCEPT_RETRY.as_secs()
                     );
+                    if crate::fdlimit::is_exhaustion(&e) {
+                        crate::fdlimit::warn_exhausted(&what);
+                        log::debug!("{what}");
+                    } else {
+                        log::warn!("{what}");
+                    }
                     self.accept_retry = Some(now + ACCEPT_RETRY);
                     return;
                 }
             };
             if self.conns.len() >= MAX_CONNECTIONS {
-                log::debug!(
-                    "metrics: {MAX_CONNECTIONS} connections open; closing the one from {peer}"
-                );
-                continue;
+                self.evict(registry, peer);
             }
             let id = self.next_id;
             self.next_id += 1;
@@ -199,12 +287,13 @@ impl MetricsServer {
                 stream,
                 peer,
                 session: Session::default(),
-                deadline: now + IDLE_TIMEOUT,
+                deadline: now + FIRST_REQUEST_TIMEOUT,
+                active: now,
                 writable: false,
                 again: false,
             };
             // The request may already be there.
-            let keep = drive(&mut conn, token, registry, now, handler);
+            let keep = drive(&mut conn, token, registry, now, &mut self.auth, handler);
             self.conns.insert(id, conn);
             if !keep {
                 self.close(id, registry);
@@ -213,12 +302,20 @@ impl MetricsServer {
     }
 }
 
+/// The warning for a listener every interface reaches without a token.
+fn exposure_warning(addr: SocketAddr) -> Option<String> {
+    addr.ip().is_unspecified().then(|| format!(
+        "metrics: http://{addr} listens on every interface without authentication: whoever reaches the port reads /status and /metrics (watch and cluster names, errors); set [daemon] metrics_token_file, or listen on 127.0.0.1"
+    ))
+}
+
 /// Moves one connection forward until it must wait. False: close it.
 fn drive(
     conn: &mut Conn,
     token: Token,
     registry: &Registry,
     now: Instant,
+    auth: &mut Option<Auth>,
     handler: &mut Handler<'_>,
 ) -> bool {
     let mut budget = REQUESTS_PER_TURN;
@@ -230,6 +327,7 @@ fn drive(
                 Ok(n) => {
                     conn.session.advance(n);
                     conn.deadline = now + IDLE_TIMEOUT;
+                    conn.active = now;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if !conn.writable {
@@ -267,9 +365,22 @@ fn drive(
         }
         if let Some(req) = conn.session.next_request() {
             budget -= 1;
-            let resp = match http::route(&req) {
+            let mut allowed = |endpoint| match auth {
+                Some(auth) => auth.check(endpoint, &req),
+                None => Ok(()),
+            };
+            let resp = match http::route(&req).and_then(|e| allowed(e).map(|()| e)) {
                 Ok(endpoint) => handler(endpoint),
-                Err(resp) => resp,
+                Err(resp) => {
+                    if resp.status == 401 {
+                        log::debug!(
+                            "metrics: {} from {} refused: no valid token",
+                            req.path,
+                            conn.peer
+                        );
+                    }
+                    resp
+                }
             };
             conn.session.respond(&req, &resp);
             continue;
@@ -288,6 +399,7 @@ fn drive(
                 if conn.session.input_is_empty() {
                     conn.deadline = now + REQUEST_TIMEOUT;
                 }
+                conn.active = now;
                 conn.session.feed(&buf[..n]);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
@@ -370,41 +482,70 @@ mod tests {
     }
 
     #[test]
-    fn idle_and_slow_connections_are_closed_by_their_deadlines() {
+    fn silent_slow_and_idle_connections_are_closed_by_their_deadlines() {
         let mut rig = Rig::new();
-        let mut idle = rig.connect();
+        let mut silent = rig.connect();
         let mut slow = rig.connect();
+        let mut kept = rig.connect();
         rig.turns(3);
         slow.write_all(b"GET /metr").unwrap();
+        kept.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
         rig.turns(3);
+        let mut answer = [0u8; 256];
+        assert!(kept.read(&mut answer).unwrap() > 0);
+        assert_eq!(rig.server.connections(), 3);
+        // A connection must say something within FIRST_REQUEST_TIMEOUT.
+        rig.turn(Instant::now() + FIRST_REQUEST_TIMEOUT + Duration::from_millis(100));
         assert_eq!(rig.server.connections(), 2);
+        assert!(closed(&mut silent));
         // A head must complete within REQUEST_TIMEOUT of its first byte.
         rig.turn(Instant::now() + REQUEST_TIMEOUT + Duration::from_millis(100));
         assert_eq!(rig.server.connections(), 1);
         assert!(closed(&mut slow));
+        // An answered connection is kept alive for IDLE_TIMEOUT.
         rig.turn(Instant::now() + IDLE_TIMEOUT + Duration::from_millis(100));
         assert_eq!(rig.server.connections(), 0);
-        assert!(closed(&mut idle));
-        assert_eq!(rig.answered, 0);
+        assert!(closed(&mut kept));
+        assert_eq!(rig.answered, 1);
     }
 
     #[test]
-    fn connections_beyond_the_bound_are_closed_at_once() {
+    fn at_the_bound_a_new_connection_replaces_the_longest_idle_one() {
         let mut rig = Rig::new();
-        let mut clients: Vec<StdStream> = (0..MAX_CONNECTIONS).map(|_| rig.connect()).collect();
-        rig.turns(5);
+        let mut clients: Vec<StdStream> = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            clients.push(rig.connect());
+            rig.turn(Instant::now());
+        }
         assert_eq!(rig.server.connections(), MAX_CONNECTIONS);
-        let mut extra = rig.connect();
-        rig.turns(3);
-        assert!(closed(&mut extra));
+        // The newest has half a request: busier than the idle ones.
+        clients[MAX_CONNECTIONS - 1].write_all(b"GET /he").unwrap();
+        rig.turns(2);
+        // Probes get in and are answered (kept alive, so each one needs
+        // a slot).
+        let mut probes = Vec::new();
+        for (round, oldest) in clients.iter_mut().enumerate().take(3) {
+            let mut probe = rig.connect();
+            probe.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+            rig.turns(3);
+            let mut answer = [0u8; 512];
+            let n = probe.read(&mut answer).unwrap();
+            let answer = String::from_utf8_lossy(&answer[..n]);
+            assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+            // The one that waited longest went for it.
+            assert!(closed(oldest), "client {round}");
+            probes.push(probe);
+        }
         assert_eq!(rig.server.connections(), MAX_CONNECTIONS);
-        // The others still get answers.
-        clients[0]
-            .write_all(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+        // The half-sent request survived and can finish.
+        clients[MAX_CONNECTIONS - 1]
+            .write_all(b"althz HTTP/1.1\r\nConnection: close\r\n\r\n")
             .unwrap();
         rig.turns(3);
         let mut answer = String::new();
-        clients[0].read_to_string(&mut answer).unwrap();
+        clients[MAX_CONNECTIONS - 1]
+            .read_to_string(&mut answer)
+            .unwrap();
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     }
 
@@ -456,5 +597,58 @@ mod tests {
         let mut answer = String::new();
         c.read_to_string(&mut answer).unwrap();
         assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), n);
+    }
+
+    /// One request on a fresh connection; the whole answer.
+    fn ask(rig: &mut Rig, request: &str) -> String {
+        let mut c = rig.connect();
+        c.write_all(request.as_bytes()).unwrap();
+        rig.turns(3);
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    #[test]
+    fn a_token_guards_metrics_and_status_but_not_the_probes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "t0ken\n").unwrap();
+        let mut rig = Rig::new();
+        rig.server.require_token(Some(path.clone()));
+        let get =
+            |p: &str, auth: &str| format!("GET {p} HTTP/1.1\r\n{auth}Connection: close\r\n\r\n");
+        for p in ["/metrics", "/status"] {
+            let refused = ask(&mut rig, &get(p, ""));
+            assert!(
+                refused.starts_with("HTTP/1.1 401 Unauthorized\r\n"),
+                "{refused}"
+            );
+            assert!(refused.contains("WWW-Authenticate: Bearer realm=\"kwatchd\"\r\n"));
+            let wrong = ask(&mut rig, &get(p, "Authorization: Bearer nope\r\n"));
+            assert!(wrong.starts_with("HTTP/1.1 401 "), "{wrong}");
+            let ok = ask(&mut rig, &get(p, "Authorization: Bearer t0ken\r\n"));
+            assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        }
+        assert_eq!(rig.answered, 2, "refused requests never reach the handler");
+        let probe = ask(&mut rig, &get("/healthz", ""));
+        assert!(probe.starts_with("HTTP/1.1 200 OK\r\n"), "{probe}");
+        // Unset again: open.
+        rig.server.require_token(None);
+        assert!(ask(&mut rig, &get("/metrics", "")).starts_with("HTTP/1.1 200 OK\r\n"));
+    }
+
+    #[test]
+    fn wildcard_listeners_are_warned_about() {
+        for addr in ["0.0.0.0:9464", "[::]:9464"] {
+            let w = exposure_warning(addr.parse().unwrap()).unwrap();
+            assert!(
+                w.contains("without authentication") && w.contains("metrics_token_file"),
+                "{w}"
+            );
+        }
+        for addr in ["127.0.0.1:9464", "[::1]:9464", "10.0.0.5:9464"] {
+            assert_eq!(exposure_warning(addr.parse().unwrap()), None, "{addr}");
+        }
     }
 }

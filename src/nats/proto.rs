@@ -9,6 +9,7 @@
 
 use serde::Deserialize;
 use std::fmt;
+use std::io::Write as _;
 
 /// nats-server's own control line limit (`MAX_CONTROL_LINE_SIZE`).
 pub const MAX_CONTROL_LINE: usize = 4096;
@@ -207,20 +208,25 @@ impl Parser {
                 payload,
             })));
         }
-        let avail = self.buf.get(self.pos..).unwrap_or_default();
-        let Some(nl) = memchr::memchr(b'\n', avail) else {
-            if avail.len() > MAX_CONTROL_LINE {
+        // Blank lines carry nothing; what follows them may (a loop, not
+        // recursion: a peer may send any number of them).
+        let line = loop {
+            let avail = self.buf.get(self.pos..).unwrap_or_default();
+            let Some(nl) = memchr::memchr(b'\n', avail) else {
+                if avail.len() > MAX_CONTROL_LINE {
+                    return Err(ProtoError::ControlLineTooLong);
+                }
+                return Ok(None);
+            };
+            if nl > MAX_CONTROL_LINE {
                 return Err(ProtoError::ControlLineTooLong);
             }
-            return Ok(None);
+            let raw = avail.get(..nl).unwrap_or_default();
+            self.pos += nl + 1;
+            if !raw.iter().all(u8::is_ascii_whitespace) {
+                break String::from_utf8_lossy(raw).trim().to_owned();
+            }
         };
-        if nl > MAX_CONTROL_LINE {
-            return Err(ProtoError::ControlLineTooLong);
-        }
-        let raw = avail.get(..nl).unwrap_or_default();
-        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let line = String::from_utf8_lossy(line).into_owned();
-        self.pos += nl + 1;
         self.control(&line)
     }
 
@@ -229,21 +235,26 @@ impl Parser {
             Some(i) => (&line[..i], line[i..].trim()),
             None => (line, ""),
         };
-        match op.to_ascii_uppercase().as_str() {
-            "PING" => Ok(Some(ServerOp::Ping)),
-            "PONG" => Ok(Some(ServerOp::Pong)),
-            "+OK" => Ok(Some(ServerOp::Ok)),
-            "-ERR" => {
-                let text = args.trim_matches('\'');
-                Ok(Some(ServerOp::Err(text.to_owned())))
-            }
-            "INFO" => serde_json::from_str::<ServerInfo>(args)
+        let is = |name: &str| op.eq_ignore_ascii_case(name);
+        if is("MSG") {
+            self.msg_line("MSG", args, false)
+        } else if is("HMSG") {
+            self.msg_line("HMSG", args, true)
+        } else if is("PING") {
+            Ok(Some(ServerOp::Ping))
+        } else if is("PONG") {
+            Ok(Some(ServerOp::Pong))
+        } else if is("+OK") {
+            Ok(Some(ServerOp::Ok))
+        } else if is("-ERR") {
+            let text = args.trim_matches('\'');
+            Ok(Some(ServerOp::Err(text.to_owned())))
+        } else if is("INFO") {
+            serde_json::from_str::<ServerInfo>(args)
                 .map(|i| Some(ServerOp::Info(Box::new(i))))
-                .map_err(|e| ProtoError::BadInfo(e.to_string())),
-            "MSG" => self.msg_line("MSG", args, false),
-            "HMSG" => self.msg_line("HMSG", args, true),
-            "" => Ok(None),
-            _ => Err(ProtoError::UnknownOp(op.chars().take(32).collect())),
+                .map_err(|e| ProtoError::BadInfo(e.to_string()))
+        } else {
+            Err(ProtoError::UnknownOp(op.chars().take(32).collect()))
         }
     }
 
@@ -315,7 +326,8 @@ pub fn encode_hpub(out: &mut Vec<u8>, subject: &str, reply: &str, headers: &[u8]
     out.extend_from_slice(subject.as_bytes());
     out.push(b' ');
     out.extend_from_slice(reply.as_bytes());
-    out.extend_from_slice(format!(" {} {total}\r\n", headers.len()).as_bytes());
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, " {} {total}\r\n", headers.len());
     out.extend_from_slice(headers);
     out.extend_from_slice(payload);
     out.extend_from_slice(b"\r\n");
@@ -441,6 +453,26 @@ HMSG s 3 r 12 14\r\nNATS/1.0\r\n\r\nhi\r\n";
         let mut p = Parser::new(16);
         p.feed(&vec![b'x'; MAX_CONTROL_LINE + 1]);
         assert_eq!(p.next_op(), Err(ProtoError::ControlLineTooLong));
+    }
+
+    #[test]
+    fn fuzz_regression_an_empty_line_does_not_stop_the_parse() {
+        // Found by the nats_proto target: an empty line returned "need more
+        // bytes", so the operations after it waited for the next read.
+        let mut p = Parser::new(64);
+        p.feed(b"\r\n\r\nPING\r\n");
+        assert_eq!(all(&mut p).unwrap(), vec![ServerOp::Ping]);
+        let mut p = Parser::new(64);
+        p.feed(&b"\r\n".repeat(1 << 20));
+        p.feed(b"PONG\r\n");
+        assert_eq!(all(&mut p).unwrap(), vec![ServerOp::Pong]);
+        // The same for a line that starts with a blank: the operation is
+        // read after it (here, whatever it is, the parse goes on or fails
+        // at once, never waits).
+        let mut p = Parser::new(64);
+        p.feed(b" PONG\r\n _x 5\r\nPING\r\n");
+        assert_eq!(p.next_op(), Ok(Some(ServerOp::Pong)));
+        assert!(p.next_op().is_err());
     }
 
     #[test]

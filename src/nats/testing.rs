@@ -89,6 +89,11 @@ impl NatsServer {
         Err(io::Error::other("nats-server did not listen within 15 s"))
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: no clean shutdown, as a crash or an OOM kill.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -55,10 +55,13 @@ pub struct SinkStats<'a> {
     /// Events accepted and not yet delivered (queued or in flight).
     pub queue_depth: usize,
     pub counts: DeliveryCounts,
-    /// Event read → hook spawned (exec) or → 2xx (webhook); files have none.
+    /// Event read → written (file, stdout), → hook spawned (exec) or → 2xx
+    /// (webhook).
     pub latency: Option<&'a LatencySample>,
     /// Exec sinks only.
     pub hook_runs: Option<HookRunCounts>,
+    /// Exec sinks only: spawn → exit of each hook run.
+    pub hook_run_durations: Option<&'a LatencySample>,
     /// NATS sinks only: the connection and the duplicates acknowledged.
     pub nats: Option<nats::NatsStats<'a>>,
 }
@@ -108,7 +111,7 @@ impl Sink {
     /// set when `wants_meta` said so.
     pub fn push(&mut self, now: Instant, line: &[u8], meta: Option<&Rc<EventMeta>>, ack: AckRef) {
         match self {
-            Sink::File(s) => s.push(line, ack),
+            Sink::File(s) => s.push(now, line, ack),
             Sink::Exec(s) => s.push(now, line, meta, ack),
             Sink::Webhook(s) => s.push(now, line, meta, ack),
             Sink::Nats(s) => s.delivery_mut().push(now, line, meta, ack),
@@ -218,8 +221,9 @@ impl Sink {
                     given_up: 0,
                     coalesced: 0,
                 },
-                latency: None,
+                latency: Some(s.latency()),
                 hook_runs: None,
+                hook_run_durations: None,
                 nats: None,
             },
             Sink::Exec(s) => SinkStats {
@@ -228,6 +232,7 @@ impl Sink {
                 counts: s.delivery().counts(),
                 latency: Some(s.delivery().latency()),
                 hook_runs: Some(s.hook_runs()),
+                hook_run_durations: Some(s.run_durations()),
                 nats: None,
             },
             Sink::Webhook(s) => SinkStats {
@@ -236,6 +241,7 @@ impl Sink {
                 counts: s.delivery().counts(),
                 latency: Some(s.delivery().latency()),
                 hook_runs: None,
+                hook_run_durations: None,
                 nats: None,
             },
             Sink::Nats(s) => SinkStats {
@@ -245,6 +251,7 @@ impl Sink {
                 latency: Some(s.delivery().latency()),
                 hook_runs: None,
                 nats: Some(s.nats_stats()),
+                hook_run_durations: None,
             },
         }
     }

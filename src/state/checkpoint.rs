@@ -1,4 +1,6 @@
-//! The checkpoint file of one watch: JSON lines, compact, loaded fast.
+//! The checkpoint file of one watch as kwatchd versions before the state
+//! store wrote it (read once by `migrate`), and the watch-definition
+//! [`Fingerprint`] the store keeps with each watch. JSON lines:
 //!
 //! ```text
 //! {"kwatchd_checkpoint":1,"watch":"pods","fingerprint":{…},"resource_version":"4711","objects":2}
@@ -158,7 +160,8 @@ impl fmt::Display for CheckpointError {
     }
 }
 
-/// Renders a checkpoint of `count` objects, which `objects` calls back
+/// Renders a checkpoint of `count` objects (the tests and the state store
+/// benchmark write the files of older versions with it), which `objects` calls back
 /// with, into `out` (cleared first).
 pub fn encode(
     watch: &str,
@@ -321,6 +324,7 @@ impl<'de> Deserialize<'de> for ObjectLine {
 /// the config, but the name is escaped anyway (every byte outside
 /// `A-Za-z0-9_-` as `%XX`, dots included) so that no name can reach
 /// outside the state directory or collide with `.`/`..` or temp files.
+#[cfg(test)]
 pub fn file_name(watch: &str) -> String {
     let mut out = String::with_capacity(watch.len() + SUFFIX.len());
     for b in watch.bytes() {

@@ -20,7 +20,7 @@
 
 use crate::watch::index::{shown_version, unconfirmed_version, IndexEntry, ObjectIndex};
 use crate::watch::Progress;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Every ledger numbers its steps from its own base, so an ack still in a
@@ -64,6 +64,8 @@ pub struct Ledger {
     committed_rv: Option<String>,
     /// The committed state changed since the last `take_dirty`.
     dirty: bool,
+    /// Keys whose committed entry changed since the last `take_changed`.
+    changed: HashSet<String>,
 }
 
 impl Default for Ledger {
@@ -76,6 +78,7 @@ impl Default for Ledger {
             front_seq: base,
             committed_rv: None,
             dirty: false,
+            changed: HashSet::new(),
         }
     }
 }
@@ -109,7 +112,7 @@ impl Ledger {
             // Nothing ahead of it and nothing to wait for: committed at
             // once, and the watch's index already shows it (a silent
             // initial list of many objects never queues).
-            self.commit(progress.resource_version, progress.change.is_some());
+            self.commit(progress.resource_version, progress.change.map(|c| c.key));
             self.front_seq = self.next_seq;
         } else {
             self.pending.push_back(Entry {
@@ -133,14 +136,20 @@ impl Ledger {
             if let Some(entry) = self.pending.pop_front() {
                 self.front_seq = self.front_seq.wrapping_add(1);
                 let rv = entry.resource_version.as_deref();
-                self.commit(rv, entry.change.is_some());
+                let key = entry.change.as_ref().map(|(k, _)| k.as_str());
+                self.commit(rv, key);
             }
         }
         Ok(())
     }
 
-    fn commit(&mut self, resource_version: Option<&str>, changed_index: bool) {
-        self.dirty |= changed_index;
+    fn commit(&mut self, resource_version: Option<&str>, changed: Option<&str>) {
+        if let Some(key) = changed {
+            self.dirty = true;
+            if !self.changed.contains(key) {
+                self.changed.insert(key.to_owned());
+            }
+        }
         if let Some(rv) = resource_version {
             if self.committed_rv.as_deref() != Some(rv) {
                 self.committed_rv = Some(rv.to_owned());
@@ -210,6 +219,11 @@ impl Ledger {
     pub fn take_dirty(&mut self) -> bool {
         std::mem::take(&mut self.dirty)
     }
+
+    /// The keys whose committed entry changed since the last call.
+    pub fn take_changed(&mut self) -> HashSet<String> {
+        std::mem::take(&mut self.changed)
+    }
 }
 
 /// The index as the sinks have handled it: see [`Ledger::committed_view`].
@@ -223,6 +237,16 @@ pub struct CommittedView<'a> {
 }
 
 impl<'a> CommittedView<'a> {
+    /// The committed entry of `key` (an unconfirmed one for a new object
+    /// whose first event is not committed yet).
+    pub fn get(&self, key: &str) -> Option<&IndexEntry> {
+        match self.before.get(key) {
+            None => self.index.get(key),
+            Some(Some(committed)) => Some(committed),
+            Some(None) => self.unconfirmed.get(key),
+        }
+    }
+
     pub fn len(&self) -> usize {
         let mut n = self.index.len();
         for (key, committed) in &self.before {

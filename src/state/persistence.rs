@@ -1,44 +1,99 @@
 //! One watch's side of persistence: the commit ledger (what every sink
-//! has handled) and, with a state directory, where its state lives and the
-//! record of objects first reported since the last save.
+//! has handled) and the changes it owes the state store.
 //!
 //! The watcher talks to this type only, in the order its guarantees need:
 //! `resume` once at start, `record` for every step it hands to the sinks,
-//! `flush` before the sinks act on a turn's records, `ack` as sinks finish,
-//! `save` when the daemon's checkpoint round comes by. How the state gets
-//! to disk (files, a store) is behind these five calls.
+//! `take_new_objects` before the sinks act on a turn's records, `ack` as
+//! sinks finish, `save` when the daemon's save round comes by. Two kinds
+//! of change leave it:
+//!
+//! - *new objects*, the moment their first event is handed to a sink: the
+//!   store knows them (as unconfirmed) before any sink acts, so a restart
+//!   after a crash relists and reports them again, or their DELETED;
+//! - *handled state*, at a save: the entries of the keys whose committed
+//!   entry changed, and the position, once every sink acknowledged them.
 
-use super::journal::Journal;
+use super::checkpoint::Fingerprint;
+use super::db::{encode_entry, encode_index_entry, Op, Saved, WatchRow};
 use super::ledger::{AckError, Ledger};
-use super::store::{CheckpointTarget, StateStore};
-use crate::watch::index::{unconfirmed_version, IndexEntry, ObjectIndex};
+use super::store::StateStore;
+use crate::watch::index::{unconfirmed_version, ObjectIndex};
 use crate::watch::Progress;
+use std::collections::HashMap;
+use std::sync::Arc;
 
-/// Where a watch resumes after a restart.
+/// The watch's `select`, `changes` or `redact` changed since its state was
+/// saved: its position holds, what was reported under the old keys does
+/// not (each object's next event is compared against nothing). The store
+/// gets the row with the new filter digest and the entries without their
+/// memory in one batch, so a crash cannot leave old memory under the new
+/// digest.
+fn forget_filter_memory(
+    watch: &str,
+    name: &Arc<str>,
+    saved: &mut Saved,
+    fingerprint: &Fingerprint,
+    ops: &mut Vec<Op>,
+) {
+    let mut had = 0usize;
+    for (key, entry) in &mut saved.objects {
+        if entry.memory().is_some() {
+            had += 1;
+            entry.clear_memory();
+            ops.push(Op::Put {
+                watch: Arc::clone(name),
+                key: key.clone(),
+                entry: encode_index_entry(entry),
+            });
+        }
+    }
+    saved.row.fingerprint = fingerprint.clone();
+    ops.push(Op::Watch {
+        watch: Arc::clone(name),
+        row: saved.row.clone(),
+    });
+    log::info!(
+        "watch {watch}: select, changes or redact changed since its state was saved; the filter's memory of {had} objects is reset (each object's next event is reported, compared against nothing), the position is kept"
+    );
+}
+
+/// Where a watch starts after a restart.
 #[derive(Debug)]
-pub struct Resume {
-    pub resource_version: String,
-    /// The objects the sinks had handled, and those first reported after
-    /// the last save as unconfirmed (a relist reports them again, or their
-    /// DELETED).
-    pub index: ObjectIndex,
+pub enum Resume {
+    /// From a handled position, knowing the objects the sinks had handled
+    /// and, as unconfirmed, those first reported after it.
+    At {
+        resource_version: String,
+        index: ObjectIndex,
+    },
+    /// Objects were reported (all unconfirmed) but no position was handled
+    /// yet: the first list reports what changed against them.
+    Unpositioned { index: ObjectIndex },
 }
 
 #[derive(Debug)]
 struct Disk {
-    target: CheckpointTarget,
-    journal: Journal,
+    watch: Arc<str>,
+    fingerprint: Fingerprint,
+    /// The position last handed to the store.
+    saved_rv: Option<String>,
+    /// New objects of this turn, for the store before the sinks act.
+    new_objects: Vec<Op>,
+    /// The identity of the event being fanned out (see `stage`).
+    namespace: String,
+    name: String,
+    resource_version: String,
 }
 
 #[derive(Debug)]
 pub struct Persistence {
     ledger: Ledger,
-    /// `None` without a state directory: nothing survives a restart.
+    /// `None`: nothing survives a restart.
     disk: Option<Disk>,
 }
 
 impl Persistence {
-    /// For a daemon without a state directory.
+    /// For a watch whose state is not kept.
     pub fn in_memory() -> Self {
         Persistence {
             ledger: Ledger::new(),
@@ -46,38 +101,80 @@ impl Persistence {
         }
     }
 
-    /// The watch's saved state at `target`, if there is a usable one, and
-    /// the persistence that goes on from it.
-    pub fn resume(store: &StateStore, target: CheckpointTarget) -> (Self, Option<Resume>) {
-        let mut ledger = Ledger::new();
-        let resume = match store.load(&target) {
-            Some(mut c) => {
-                let mut added = 0;
-                for (key, namespace, name, rv) in Journal::load(&target.path) {
-                    c.objects.entry(key).or_insert_with(|| {
-                        added += 1;
-                        IndexEntry::new(namespace.as_deref(), &name, &unconfirmed_version(&rv))
-                    });
-                }
-                if added > 0 {
-                    log::info!(
-                        "watch {}: {added} objects reported after the checkpoint was written are taken as unconfirmed",
-                        target.watch
-                    );
-                }
-                ledger = Ledger::resumed(c.resource_version.clone());
-                Some(Resume {
-                    resource_version: c.resource_version,
-                    index: ObjectIndex::from_map(c.objects),
-                })
-            }
-            None => {
-                Journal::discard(&target.path);
+    /// What the store kept for `watch` if it was written for the same
+    /// definition (`fingerprint`), and the persistence that goes on from it.
+    pub fn resume(
+        store: &mut StateStore,
+        watch: &str,
+        fingerprint: Fingerprint,
+    ) -> (Self, Option<Resume>) {
+        let name: Arc<str> = Arc::from(watch);
+        let saved = store.take_saved(watch);
+        let mut ops = Vec::new();
+        let saved = match saved {
+            Some(s) if !s.row.fingerprint.differences(&fingerprint).is_empty() => {
+                let diff = s.row.fingerprint.differences(&fingerprint);
+                log::warn!(
+                    "watch {watch}: the saved state was written for another definition of the watch ({}); ignored, the watch lists afresh",
+                    diff.join(", ")
+                );
+                ops.push(Op::Clear {
+                    watch: Arc::clone(&name),
+                });
                 None
             }
+            Some(mut s) if s.row.fingerprint.filter != fingerprint.filter => {
+                forget_filter_memory(watch, &name, &mut s, &fingerprint, &mut ops);
+                Some(s)
+            }
+            other => other,
         };
-        let journal = Journal::new(&target.path);
-        let disk = Disk { target, journal };
+        let (resume, saved_rv) = match saved {
+            Some(Saved { row, objects }) => {
+                let index = ObjectIndex::from_map(objects);
+                match row.resource_version {
+                    Some(rv) => (
+                        Some(Resume::At {
+                            resource_version: rv.clone(),
+                            index,
+                        }),
+                        Some(rv),
+                    ),
+                    None if index.is_empty() => (None, None),
+                    None => {
+                        log::info!(
+                            "watch {watch}: {} objects were reported before a first position was saved; taken as unconfirmed, the first list reports what changed",
+                            index.len()
+                        );
+                        (Some(Resume::Unpositioned { index }), None)
+                    }
+                }
+            }
+            None => {
+                ops.push(Op::Watch {
+                    watch: Arc::clone(&name),
+                    row: WatchRow {
+                        fingerprint: fingerprint.clone(),
+                        resource_version: None,
+                    },
+                });
+                (None, None)
+            }
+        };
+        store.submit(ops, false);
+        let ledger = match &saved_rv {
+            Some(rv) => Ledger::resumed(rv.clone()),
+            None => Ledger::new(),
+        };
+        let disk = Disk {
+            watch: name,
+            fingerprint,
+            saved_rv,
+            new_objects: Vec::new(),
+            namespace: String::new(),
+            name: String::new(),
+            resource_version: String::new(),
+        };
         (
             Persistence {
                 ledger,
@@ -97,27 +194,40 @@ impl Persistence {
     /// keeps it if its step turns out to add a new object.
     pub fn stage(&mut self, namespace: &str, name: &str, resource_version: &str) {
         if let Some(d) = &mut self.disk {
-            d.journal.stage(namespace, name, resource_version);
+            for (to, from) in [
+                (&mut d.namespace, namespace),
+                (&mut d.name, name),
+                (&mut d.resource_version, resource_version),
+            ] {
+                to.clear();
+                to.push_str(from);
+            }
         }
     }
 
     /// The step whose event went to `sinks` sinks (0: no sink work).
     pub fn record(&mut self, progress: Progress<'_>, sinks: u32) {
         if let (Some(d), Some(change)) = (&mut self.disk, &progress.change) {
-            // A sink got the first event of an object the saved state does
-            // not know yet.
+            // A sink got the first event of an object the store does not
+            // know yet.
             if sinks > 0 && change.previous.is_none() {
-                d.journal.record(change.key);
+                let ns = (!d.namespace.is_empty()).then_some(d.namespace.as_str());
+                let rv = unconfirmed_version(&d.resource_version);
+                d.new_objects.push(Op::Put {
+                    watch: Arc::clone(&d.watch),
+                    key: change.key.to_owned(),
+                    entry: encode_entry(ns, &d.name, &rv),
+                });
             }
         }
         self.ledger.record(progress, sinks);
     }
 
-    /// Writes the new objects recorded since the last call. Called once per
-    /// loop turn, before the sinks act on the turn's records.
-    pub fn flush(&mut self) {
+    /// Moves the new objects recorded since the last call to `out`. Called
+    /// once per loop turn; the sinks act after the store has them.
+    pub fn take_new_objects(&mut self, out: &mut Vec<Op>) {
         if let Some(d) = &mut self.disk {
-            d.journal.flush();
+            out.append(&mut d.new_objects);
         }
     }
 
@@ -131,18 +241,62 @@ impl Persistence {
         self.disk.is_some() && self.ledger.is_dirty()
     }
 
-    /// Hands the handled state (`index` is the watch's current index) to
-    /// the store, if it changed (`finally`: at shutdown or when the watch
-    /// stops, even while an older save is still being written).
-    pub fn save(&mut self, store: &mut StateStore, index: &ObjectIndex, finally: bool) {
-        if let Some(d) = &mut self.disk {
-            store.save(
-                &d.target,
-                &mut self.ledger,
-                index,
-                Some(&mut d.journal),
-                finally,
-            );
+    /// The watch stops (a reload): what its sinks handled goes to the store,
+    /// and stays at hand for a watch of the same name started later in
+    /// this run (the store's copy may still be on its way to the file).
+    pub fn retire(mut self, store: &mut StateStore, index: &ObjectIndex) {
+        self.save(store, index);
+        let Some(d) = self.disk else {
+            return;
+        };
+        let mut objects = HashMap::new();
+        self.ledger.committed_view(index).for_each(|key, entry| {
+            objects.insert(key.to_owned(), entry.clone());
+        });
+        let row = WatchRow {
+            fingerprint: d.fingerprint,
+            resource_version: d.saved_rv,
+        };
+        store.put_saved(&d.watch, Saved { row, objects });
+    }
+
+    /// Hands what the sinks handled since the last save (`index` is the
+    /// watch's current index) to the store: the entries of the keys whose
+    /// committed entry changed, and the position. The cost is what changed.
+    pub fn save(&mut self, store: &mut StateStore, index: &ObjectIndex) {
+        let Some(d) = &mut self.disk else {
+            return;
+        };
+        if !self.ledger.take_dirty() {
+            return;
         }
+        let changed = self.ledger.take_changed();
+        let view = self.ledger.committed_view(index);
+        let mut ops = Vec::with_capacity(changed.len() + 1);
+        for key in changed {
+            ops.push(match view.get(&key) {
+                Some(e) => Op::Put {
+                    watch: Arc::clone(&d.watch),
+                    key,
+                    entry: encode_index_entry(e),
+                },
+                None => Op::Delete {
+                    watch: Arc::clone(&d.watch),
+                    key,
+                },
+            });
+        }
+        let rv = self.ledger.committed_version();
+        if rv.is_some() && rv != d.saved_rv.as_deref() {
+            d.saved_rv = rv.map(str::to_owned);
+            ops.push(Op::Watch {
+                watch: Arc::clone(&d.watch),
+                row: WatchRow {
+                    fingerprint: d.fingerprint.clone(),
+                    resource_version: d.saved_rv.clone(),
+                },
+            });
+        }
+        store.submit(ops, false);
     }
 }

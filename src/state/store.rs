@@ -1,17 +1,18 @@
-//! The state directory: checks it at start, loads each watch's checkpoint
-//! (setting aside unusable ones), and hands rendered checkpoints to the
-//! writer thread.
+//! The state directory: opens the store at start (setting aside a corrupt
+//! one, migrating older checkpoint files), hands each watch what was saved
+//! for it, and passes batches of changes to the writer thread.
 
-use super::checkpoint::{self, Checkpoint, Fingerprint};
-use super::journal::Journal;
-use super::ledger::Ledger;
-use super::writer::CheckpointWriter;
-use crate::watch::index::ObjectIndex;
+use super::db::{self, Op, Saved, SyncMode};
+use super::migrate;
+use super::writer::Writer;
+use mio::Waker;
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::DirBuilder;
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Mode of the state directory when kwatchd creates it (before the umask).
@@ -37,26 +38,33 @@ impl fmt::Display for StateDirError {
     }
 }
 
-impl std::error::Error for StateDirError {}
-
-/// Where one watch's checkpoint goes and what it must match.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckpointTarget {
-    pub watch: String,
-    pub fingerprint: Fingerprint,
-    pub path: PathBuf,
+impl std::error::Error for StateDirError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
 }
 
 pub struct StateStore {
     dir: PathBuf,
-    writer: CheckpointWriter,
-    /// Reused for rendering.
-    buf: Vec<u8>,
+    writer: Writer,
+    /// What the file held at start, handed out watch by watch.
+    saved: HashMap<String, Saved>,
+    /// The id of the last batch submitted.
+    batch: u64,
+    /// The last batch the sinks must wait for.
+    gate: u64,
 }
 
 impl StateStore {
-    /// Creates the directory if needed and checks it can be written.
-    pub fn open(dir: &Path) -> Result<StateStore, StateDirError> {
+    /// Creates the directory if needed, opens the store (setting aside a
+    /// corrupt one), proves it can commit, and takes in the checkpoint
+    /// files of an older kwatchd. `waker` wakes the loop when a batch it
+    /// waits for is committed.
+    pub fn open(
+        dir: &Path,
+        sync: (SyncMode, Duration),
+        waker: Arc<Waker>,
+    ) -> Result<StateStore, StateDirError> {
         let fail = |what, error| StateDirError {
             path: dir.to_owned(),
             what,
@@ -67,18 +75,44 @@ impl StateStore {
             .mode(DIR_MODE)
             .create(dir)
             .map_err(|e| fail("cannot create the directory", e))?;
-        // Per process: two daemons probing one directory must not trip
-        // over each other's probe.
-        let probe = dir.join(format!(".kwatchd-write-test.{}", std::process::id()));
-        super::writer::write_atomic(&probe, b"")
-            .and_then(|()| std::fs::remove_file(&probe))
-            .map_err(|e| fail("cannot write there", e))?;
-        let writer =
-            CheckpointWriter::spawn().map_err(|e| fail("cannot start the checkpoint writer", e))?;
+        let path = dir.join(db::FILE_NAME);
+        let (database, handle) = match db::open(&path, sync.0) {
+            Ok(opened) => opened,
+            Err(e)
+                if e.io().is_some_and(|e| {
+                    !matches!(
+                        e.kind(),
+                        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+                    )
+                }) =>
+            {
+                return Err(fail("cannot write there", io::Error::other(e)))
+            }
+            Err(e) => {
+                let bad = PathBuf::from(format!("{}.bad", path.display()));
+                let moved = match std::fs::rename(&path, &bad) {
+                    Ok(()) => format!("moved aside to {}", bad.display()),
+                    Err(e) => format!("could not be moved aside ({e})"),
+                };
+                log::warn!(
+                    "state store {} ignored: it is corrupt ({e}); {moved}; every watch lists afresh",
+                    path.display()
+                );
+                db::open(&path, sync.0)
+                    .map_err(|e| fail("cannot write there", io::Error::other(e)))?
+            }
+        };
+        migrate::run(dir, &database);
+        let saved = db::load_all(&database)
+            .map_err(|e| fail("cannot read the state store", io::Error::other(e)))?;
+        let writer = Writer::spawn(path, database, handle, sync, waker)
+            .map_err(|e| fail("cannot start the state writer", e))?;
         Ok(StateStore {
             dir: dir.to_owned(),
             writer,
-            buf: Vec::new(),
+            saved,
+            batch: 0,
+            gate: 0,
         })
     }
 
@@ -86,110 +120,44 @@ impl StateStore {
         &self.dir
     }
 
-    pub fn target(&self, watch: &str, fingerprint: Fingerprint) -> CheckpointTarget {
-        CheckpointTarget {
-            watch: watch.to_owned(),
-            fingerprint,
-            path: self.dir.join(checkpoint::file_name(watch)),
-        }
+    /// What the store held for `watch` at start (once).
+    pub fn take_saved(&mut self, watch: &str) -> Option<Saved> {
+        self.saved.remove(watch)
     }
 
-    /// The watch's checkpoint, if there is a usable one. A file that cannot
-    /// be read, does not parse, or was written for another definition of
-    /// the watch is reported and renamed to `*.bad` (replacing an older
-    /// one), so the operator can look at it and it is not tried again; the
-    /// watch then starts afresh.
-    pub fn load(&self, target: &CheckpointTarget) -> Option<Checkpoint> {
-        let bytes = match std::fs::read(&target.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
-            Err(e) => {
-                log::warn!(
-                    "watch {}: cannot read the checkpoint {}: {e}; ignored, the watch lists afresh",
-                    target.watch,
-                    target.path.display()
-                );
-                return None;
-            }
-        };
-        let reason = match checkpoint::decode(&bytes) {
-            Ok(mut c) => {
-                let diff = c.fingerprint.differences(&target.fingerprint);
-                if diff.is_empty() && c.watch == target.watch {
-                    if c.fingerprint.filter != target.fingerprint.filter {
-                        forget_filter_memory(&mut c, target);
-                    }
-                    return Some(c);
-                }
-                if diff.is_empty() {
-                    format!("it was written for watch {:?}", c.watch)
-                } else {
-                    format!(
-                        "it was written for another definition of the watch ({})",
-                        diff.join(", ")
-                    )
-                }
-            }
-            Err(e) => format!("it is corrupt: {e}"),
-        };
-        let mut bad = target.path.clone().into_os_string();
-        bad.push(".bad");
-        let bad = PathBuf::from(bad);
-        let moved = match std::fs::rename(&target.path, &bad) {
-            Ok(()) => format!("moved aside to {}", bad.display()),
-            Err(e) => format!("could not be moved aside ({e}); it is overwritten later"),
-        };
-        log::warn!(
-            "watch {}: checkpoint {} ignored: {reason}; {moved}; the watch lists afresh",
-            target.watch,
-            target.path.display()
-        );
-        None
+    /// What a stopped watch left, for a watch of its name started later.
+    pub fn put_saved(&mut self, watch: &str, saved: Saved) {
+        self.saved.insert(watch.to_owned(), saved);
     }
 
-    /// Renders the ledger's committed state (`index` is the watch's
-    /// current index) and queues it for writing, if it changed and the
-    /// watch has a position to resume from. While the previous checkpoint
-    /// of the watch is still being written, nothing is rendered (the state
-    /// stays dirty for the next call) unless `finally` (at shutdown).
-    pub fn save(
-        &mut self,
-        target: &CheckpointTarget,
-        ledger: &mut Ledger,
-        index: &ObjectIndex,
-        journal: Option<&mut Journal>,
-        finally: bool,
-    ) {
-        if !ledger.is_dirty() || (!finally && self.writer.is_busy(&target.path)) {
+    /// Queues `ops` for the next commit. `gate`: the sinks must not act
+    /// before it is committed (see `gate_open`).
+    pub fn submit(&mut self, ops: Vec<Op>, gate: bool) {
+        if ops.is_empty() {
             return;
         }
-        let Some(rv) = ledger.committed_version() else {
-            // Nothing to resume from yet (a first list not fully handled):
-            // a restart lists afresh, as it would without a file.
-            return;
-        };
-        let view = ledger.committed_view(index);
-        checkpoint::encode(
-            &target.watch,
-            &target.fingerprint,
-            rv,
-            view.len(),
-            |f| view.for_each(f),
-            &mut self.buf,
-        );
-        ledger.take_dirty();
-        let bytes = std::mem::take(&mut self.buf);
-        // The snapshot holds every object journalled so far (uncommitted
-        // new ones as unconfirmed).
-        let obsoletes = journal.and_then(Journal::rotate);
-        self.writer.submit(target.path.clone(), bytes, obsoletes);
+        self.batch += 1;
+        if gate {
+            self.gate = self.batch;
+        }
+        self.writer.submit(self.batch, ops, gate);
     }
 
-    /// Waits (at most `timeout`) for every queued checkpoint to be written.
+    /// True when every batch submitted with `gate` is committed.
+    pub fn gate_open(&self) -> bool {
+        self.writer.progress().committed() >= self.gate
+    }
+
+    /// Why commits fail, while they do.
+    pub fn failing(&self) -> Option<String> {
+        self.writer.progress().failing()
+    }
+
+    /// Commits what is queued, waiting at most `timeout`.
     pub fn finish(self, timeout: Duration) {
         if !self.writer.finish(timeout) {
             log::error!(
-                "checkpoints in {} were not all written within {} s (a hung disk?); a restart may deliver some events again",
+                "the state store in {} was not committed within {} s (a hung or full disk?); a restart may deliver some events again",
                 self.dir.display(),
                 timeout.as_secs()
             );
@@ -197,108 +165,105 @@ impl StateStore {
     }
 }
 
-/// The watch's `select`, `changes` or `redact` changed since the
-/// checkpoint was written: its position holds, what was reported under the
-/// old keys does not (each object's next event is compared against
-/// nothing).
-fn forget_filter_memory(c: &mut Checkpoint, target: &CheckpointTarget) {
-    let mut had = 0usize;
-    for entry in c.objects.values_mut() {
-        if entry.memory().is_some() {
-            had += 1;
-            entry.clear_memory();
-        }
-    }
-    log::info!(
-        "watch {}: select, changes or redact changed since the checkpoint; the filter's memory of {had} objects is reset (each object's next event is reported, compared against nothing)",
-        target.watch
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watch::Progress;
 
-    fn fp(label: Option<&str>) -> Fingerprint {
-        Fingerprint {
+    fn waker() -> (mio::Poll, Arc<Waker>) {
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        (poll, waker)
+    }
+
+    #[test]
+    fn a_corrupt_store_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::fs::write(state.join(db::FILE_NAME), vec![7u8; 8192]).unwrap();
+        let (_poll, w) = waker();
+        let store = StateStore::open(&state, (SyncMode::None, Duration::from_secs(1)), w).unwrap();
+        assert!(state.join("kwatchd.redb.bad").exists());
+        store.finish(Duration::from_secs(10));
+    }
+
+    #[test]
+    fn another_filter_keeps_the_position_and_drops_the_memory() {
+        use crate::filter::Memory;
+        use crate::state::persistence::{Persistence, Resume};
+        use crate::state::Fingerprint;
+        use crate::watch::index::IndexEntry;
+        let filtered = |digest: &str| Fingerprint {
             cluster: "c".into(),
             server: "http://127.0.0.1:1".into(),
             api_version: "v1".into(),
             resource: "pods".into(),
             path: "/api/v1/pods".into(),
             namespace: None,
-            label_selector: label.map(str::to_owned),
+            label_selector: None,
             field_selector: None,
-            filter: String::new(),
-        }
-    }
-
-    #[test]
-    fn saves_and_loads_and_sets_aside_what_does_not_fit() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        let mut store = StateStore::open(&state).unwrap();
-        let target = store.target("web.pods", fp(Some("a=1")));
-        assert_eq!(store.load(&target), None);
-        let mut ledger = Ledger::new();
-        ledger.record(Progress::version("42"), 0);
-        store.save(&target, &mut ledger, &ObjectIndex::default(), None, false);
-        assert!(!ledger.is_dirty());
-        store.finish(Duration::from_secs(10));
-
-        let store = StateStore::open(&state).unwrap();
-        let loaded = store.load(&target).unwrap();
-        assert_eq!(loaded.resource_version, "42");
-        // Another selector: set aside, not loaded again.
-        let other = store.target("web.pods", fp(Some("a=2")));
-        assert_eq!(store.load(&other), None);
-        assert!(!other.path.exists());
-        assert!(state.join("web%2Epods.checkpoint.bad").exists());
-        // Garbage: set aside too.
-        std::fs::write(&target.path, "not a checkpoint\n").unwrap();
-        assert_eq!(store.load(&target), None);
-        assert!(!target.path.exists());
-    }
-
-    #[test]
-    fn another_filter_keeps_the_position_and_drops_the_memory() {
-        use crate::filter::Memory;
-        use crate::kube::ObjectMeta;
-        use std::borrow::Cow;
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = StateStore::open(dir.path()).unwrap();
-        let filtered = |digest: &str| Fingerprint {
             filter: digest.into(),
-            ..fp(None)
         };
-        let target = store.target("pods", filtered("aaaa"));
-        let mut index = ObjectIndex::default();
-        let meta = ObjectMeta {
-            name: Some(Cow::Borrowed("web")),
-            namespace: Some(Cow::Borrowed("ns")),
-            uid: Some(Cow::Borrowed("u1")),
-            resource_version: Some(Cow::Borrowed("7")),
-        };
-        index.upsert("u1", &meta);
         let memory = Memory {
             reported: true,
             projection: Some(br#"["nginx:1"]"#.to_vec().into_boxed_slice()),
         };
-        index.set_memory("u1", Some(memory.clone()));
-        let mut ledger = Ledger::new();
-        ledger.record(Progress::version("42"), 0);
-        store.save(&target, &mut ledger, &index, None, false);
+        let dir = tempfile::tempdir().unwrap();
+        let sync = (SyncMode::None, Duration::from_secs(1));
+        let open = || {
+            let (poll, w) = waker();
+            (poll, StateStore::open(dir.path(), sync, w).unwrap())
+        };
+        let (_poll, mut store) = open();
+        let watch: Arc<str> = Arc::from("pods");
+        let entry = IndexEntry::new(Some("ns"), "web", "7").with_memory(Some(memory.clone()));
+        store.submit(
+            vec![
+                Op::Watch {
+                    watch: Arc::clone(&watch),
+                    row: db::WatchRow {
+                        fingerprint: filtered("aaaa"),
+                        resource_version: Some("42".into()),
+                    },
+                },
+                Op::Put {
+                    watch: Arc::clone(&watch),
+                    key: "u1".into(),
+                    entry: db::encode_index_entry(&entry),
+                },
+            ],
+            false,
+        );
         store.finish(Duration::from_secs(10));
-
-        let store = StateStore::open(dir.path()).unwrap();
-        let same = store.load(&target).unwrap();
-        assert_eq!(same.objects["u1"].memory(), Some(&memory));
-        let other = store.target("pods", filtered("bbbb"));
-        let loaded = store.load(&other).unwrap();
-        assert_eq!(loaded.resource_version, "42");
-        assert_eq!(loaded.objects["u1"].resource_version(), "7");
-        assert_eq!(loaded.objects["u1"].memory(), None);
+        let resumed = |digest: &str| {
+            let (_poll, mut store) = open();
+            let (_, resume) = Persistence::resume(&mut store, "pods", filtered(digest));
+            store.finish(Duration::from_secs(10));
+            match resume {
+                Some(Resume::At {
+                    resource_version,
+                    index,
+                }) => (resource_version, index.get("u1").cloned().unwrap()),
+                other => panic!("{other:?}"),
+            }
+        };
+        let (rv, same) = resumed("aaaa");
+        assert_eq!((rv.as_str(), same.memory()), ("42", Some(&memory)));
+        let (rv, other) = resumed("bbbb");
+        assert_eq!(rv, "42", "the position holds");
+        assert_eq!(other.resource_version(), "7");
+        assert_eq!(other.memory(), None);
+        // The store took the new digest and the entry without memory: the
+        // next start under "bbbb" finds no stale memory to drop.
+        let (_poll, store) = open();
+        let saved = db::positions(dir.path()).unwrap();
+        assert_eq!(saved["pods"].as_deref(), Some("42"));
+        store.finish(Duration::from_secs(10));
+        let (_poll, mut store) = open();
+        let kept = store.take_saved("pods").unwrap();
+        assert_eq!(kept.row.fingerprint.filter, "bbbb");
+        assert_eq!(kept.objects["u1"].memory(), None);
+        store.finish(Duration::from_secs(10));
     }
 
     #[test]
@@ -306,7 +271,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("file");
         std::fs::write(&file, "").unwrap();
-        let e = StateStore::open(&file.join("state")).err().unwrap();
+        let (_poll, w) = waker();
+        let e = StateStore::open(
+            &file.join("state"),
+            (SyncMode::None, Duration::from_secs(1)),
+            w,
+        )
+        .err()
+        .unwrap();
         let text = e.to_string();
         assert!(text.starts_with("[daemon] state_dir "), "{text}");
         assert!(text.contains(&file.join("state").display().to_string()));

@@ -1,241 +1,243 @@
-//! Writes checkpoint files off the loop. `fsync` and `rename` can take
-//! long on a busy disk, so one helper thread does them; the loop hands over
-//! rendered snapshots and never waits. Latest wins: a snapshot not yet
-//! written is replaced by a newer one for the same file, so a slow disk
-//! costs at most one pending snapshot per watch in memory.
+//! Commits to the state store off the loop. A commit (and its fsync, with
+//! `sync = "always"`) can take long on a busy disk, so one helper thread
+//! does them; the loop hands over batches of changes and never waits.
+//! Batches that arrive while a commit runs go into the next one together:
+//! one transaction per burst, whatever the number of watches.
+//!
+//! The loop learns what is committed from [`Progress::committed`] (the
+//! thread wakes it through a `mio::Waker` after a commit it asked to hear
+//! about). A commit that fails (a full disk) keeps its batches, says so
+//! once, and is tried again with what came since, every
+//! [`RETRY`]; until it succeeds the loop holds back whatever waits for it.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use super::db::{self, Op, StoreError, SyncHandle, SyncMode};
+use mio::Waker;
+use redb::Database;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Mode of checkpoint files (before the umask).
-const FILE_MODE: u32 = 0o640;
+/// How long after a failed commit it is tried again.
+const RETRY: Duration = Duration::from_secs(1);
 
+enum Msg {
+    Batch {
+        id: u64,
+        ops: Vec<Op>,
+        /// Wake the loop once it is committed.
+        wake: bool,
+    },
+    Finish,
+}
+
+/// What the loop can see of the writer.
 #[derive(Debug, Default)]
-struct Queue {
-    /// Snapshots to write, one per file, oldest submission first.
-    jobs: Vec<Job>,
-    /// Files with a snapshot queued or being written.
-    busy: Vec<PathBuf>,
-    closed: bool,
+pub struct Progress {
+    /// The id of the last batch committed.
+    committed: AtomicU64,
+    /// Why commits fail, while they do.
+    failing: Mutex<Option<String>>,
 }
 
-#[derive(Debug)]
-struct Job {
-    path: PathBuf,
-    bytes: Vec<u8>,
-    /// Files the snapshot makes redundant, removed once it is written.
-    obsoletes: Vec<PathBuf>,
-}
+impl Progress {
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
 
-#[derive(Debug, Default)]
-struct Shared {
-    queue: Mutex<Queue>,
-    wake: Condvar,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        // The thread never panics while holding the lock; if it did, the
-        // queue is still consistent (plain pushes and takes).
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn failing(&self) -> Option<String> {
+        self.failing.lock().map(|f| f.clone()).unwrap_or_default()
     }
 }
 
-#[derive(Debug)]
-pub struct CheckpointWriter {
-    shared: Arc<Shared>,
+pub struct Writer {
+    tx: Sender<Msg>,
+    progress: Arc<Progress>,
     done: Receiver<()>,
 }
 
-impl CheckpointWriter {
-    pub fn spawn() -> io::Result<Self> {
-        let shared = Arc::new(Shared::default());
-        let (tx, done) = channel();
-        let worker = Arc::clone(&shared);
+/// What the thread owns.
+struct Job {
+    path: PathBuf,
+    db: Option<Database>,
+    /// `None` while `db` is.
+    sync: Option<SyncHandle>,
+    mode: SyncMode,
+    interval: Duration,
+    waker: Arc<Waker>,
+    progress: Arc<Progress>,
+}
+
+impl Writer {
+    pub fn spawn(
+        path: PathBuf,
+        db: Database,
+        sync: SyncHandle,
+        (mode, interval): (SyncMode, Duration),
+        waker: Arc<Waker>,
+    ) -> std::io::Result<Writer> {
+        let (tx, rx) = channel();
+        let (done_tx, done) = channel();
+        let progress = Arc::new(Progress::default());
+        let job = Job {
+            path,
+            db: Some(db),
+            sync: Some(sync),
+            mode,
+            interval,
+            waker,
+            progress: Arc::clone(&progress),
+        };
         thread::Builder::new()
-            .name("kwatchd-checkpoint".into())
+            .name("kwatchd-state".into())
             .spawn(move || {
-                run(&worker);
-                let _ = tx.send(());
+                job.run(&rx);
+                let _ = done_tx.send(());
             })?;
-        Ok(CheckpointWriter { shared, done })
+        Ok(Writer { tx, progress, done })
     }
 
-    /// Queues `bytes` to become the content of `path`, replacing a snapshot
-    /// for the same file that was not written yet. Once it is written, the
-    /// files in `obsoletes` are removed.
-    pub fn submit(&self, path: PathBuf, bytes: Vec<u8>, obsoletes: Option<PathBuf>) {
-        let mut q = self.shared.lock();
-        if !q.busy.contains(&path) {
-            q.busy.push(path.clone());
-        }
-        match q.jobs.iter_mut().find(|j| j.path == path) {
-            Some(job) => {
-                job.bytes = bytes;
-                job.obsoletes.extend(obsoletes);
-            }
-            None => q.jobs.push(Job {
-                path,
-                bytes,
-                obsoletes: obsoletes.into_iter().collect(),
-            }),
-        }
-        drop(q);
-        self.shared.wake.notify_one();
+    pub fn progress(&self) -> &Progress {
+        &self.progress
     }
 
-    /// True while a snapshot of `path` is queued or being written. The
-    /// loop then waits rather than render another one: a big index is
-    /// rendered at most once per write, and at most one rendering per
-    /// file exists at a time.
-    pub fn is_busy(&self, path: &Path) -> bool {
-        self.shared.lock().busy.iter().any(|p| p == path)
+    /// Queues batch `id` (ids grow with every call).
+    pub fn submit(&self, id: u64, ops: Vec<Op>, wake: bool) {
+        // The thread only ends after `Finish`: a send cannot fail before.
+        let _ = self.tx.send(Msg::Batch { id, ops, wake });
     }
 
-    /// Writes what is queued and stops the thread, waiting at most
-    /// `timeout`. False if it did not finish in time (a hung disk).
+    /// Commits what is queued and stops the thread, waiting at most
+    /// `timeout`. False if it did not finish in time (a hung or full disk).
     pub fn finish(self, timeout: Duration) -> bool {
-        self.shared.lock().closed = true;
-        self.shared.wake.notify_one();
+        let _ = self.tx.send(Msg::Finish);
         match self.done.recv_timeout(timeout) {
             Ok(()) => true,
             Err(RecvTimeoutError::Timeout) => false,
-            // The thread is gone (it cannot panic, but if it did, nothing
-            // is left to wait for).
             Err(RecvTimeoutError::Disconnected) => true,
         }
     }
 }
 
-fn run(shared: &Shared) {
-    // Files whose last write failed: the next failure is logged quietly,
-    // a success loudly.
-    let mut failing: Vec<PathBuf> = Vec::new();
-    loop {
-        let jobs = {
-            let mut q = shared.lock();
-            while q.jobs.is_empty() && !q.closed {
-                q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
-            }
-            if q.jobs.is_empty() {
-                return;
-            }
-            std::mem::take(&mut q.jobs)
-        };
-        for Job {
-            path,
-            bytes,
-            obsoletes,
-        } in jobs
-        {
-            let was_failing = failing.iter().position(|p| *p == path);
-            let result = write_atomic(&path, &bytes);
-            drop(bytes);
-            if result.is_ok() {
-                for p in &obsoletes {
-                    let _ = std::fs::remove_file(p);
-                }
-            }
+impl Job {
+    fn run(mut self, rx: &Receiver<Msg>) {
+        let mut ops: Vec<Op> = Vec::new();
+        let mut last_id = 0;
+        let mut wake = false;
+        let mut finishing = false;
+        let mut last_sync = Instant::now();
+        let mut retry_at: Option<Instant> = None;
+        loop {
+            // Wait for work: a batch, the next fsync, or the next retry.
+            let sync_due = (self.mode == SyncMode::Interval).then(|| last_sync + self.interval);
+            let until = retry_at.into_iter().chain(sync_due).min();
+            let first = match until {
+                _ if finishing => None,
+                Some(t) => match rx.recv_timeout(t.saturating_duration_since(Instant::now())) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => Some(Msg::Finish),
+                },
+                None => Some(rx.recv().unwrap_or(Msg::Finish)),
+            };
+            for msg in first
+                .into_iter()
+                .chain(std::iter::from_fn(|| rx.try_recv().ok()))
             {
-                let mut q = shared.lock();
-                if !q.jobs.iter().any(|j| j.path == path) {
-                    q.busy.retain(|p| *p != path);
+                match msg {
+                    Msg::Batch {
+                        id,
+                        ops: more,
+                        wake: w,
+                    } => {
+                        ops.extend(more);
+                        last_id = id;
+                        wake |= w;
+                    }
+                    Msg::Finish => finishing = true,
                 }
             }
-            match result {
-                Ok(()) => {
-                    if let Some(i) = was_failing {
-                        failing.swap_remove(i);
-                        log::info!("checkpoint {}: written again", path.display());
+            let now = Instant::now();
+            if last_id > self.progress.committed() && retry_at.is_none_or(|t| t <= now) {
+                match self.commit(&ops) {
+                    Ok(()) => {
+                        log::trace!(
+                            "state store: committed {} changes in {:?}",
+                            ops.len(),
+                            now.elapsed()
+                        );
+                        ops.clear();
+                        retry_at = None;
+                        self.progress.committed.store(last_id, Ordering::Release);
+                        if let Ok(mut f) = self.progress.failing.lock() {
+                            if f.take().is_some() {
+                                log::info!("state store: committing again");
+                            }
+                        }
+                        if std::mem::take(&mut wake) {
+                            let _ = self.waker.wake();
+                        }
+                    }
+                    Err(e) => {
+                        self.fail(&e);
+                        retry_at = Some(now + RETRY);
+                        if finishing {
+                            // Shutdown does not wait for a full disk.
+                            return;
+                        }
                     }
                 }
-                Err(e) => {
-                    let msg = format!(
-                        "checkpoint {}: cannot write: {e}; the previous checkpoint stays and the write is retried",
-                        path.display()
-                    );
-                    if was_failing.is_some() {
-                        log::debug!("{msg}");
-                    } else {
-                        log::warn!("{msg}");
-                        failing.push(path);
-                    }
+            }
+            if self.mode == SyncMode::Interval && last_sync + self.interval <= Instant::now() {
+                if let Some(Err(e)) = self.sync.as_ref().map(SyncHandle::sync) {
+                    self.fail(&e.into());
                 }
+                last_sync = Instant::now();
+            }
+            if finishing && ops.is_empty() {
+                if let (false, Some(sync)) = (self.mode == SyncMode::None, &self.sync) {
+                    let _ = sync.sync();
+                }
+                return;
             }
         }
     }
-}
 
-/// Replaces `path` with `bytes` so that a crash at any point leaves either
-/// the old or the new file: write a temp file, fsync it, rename it over
-/// `path`, fsync the directory (so the rename itself survives a power cut).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(FILE_MODE)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn writes_replace_files_whole_and_finish_waits_for_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = dir.path().join("a.checkpoint");
-        let b = dir.path().join("b.checkpoint");
-        std::fs::write(&a, "old").unwrap();
-        let w = CheckpointWriter::spawn().unwrap();
-        w.submit(a.clone(), b"first".to_vec(), None);
-        assert!(w.is_busy(&a));
-        w.submit(a.clone(), b"second".to_vec(), None);
-        w.submit(b.clone(), b"other".to_vec(), None);
-        assert!(w.finish(Duration::from_secs(10)));
-        assert_eq!(std::fs::read_to_string(&a).unwrap(), "second");
-        assert_eq!(std::fs::read_to_string(&b).unwrap(), "other");
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names.len(), 2, "temp files left behind: {names:?}");
+    fn commit(&mut self, ops: &[Op]) -> Result<(), StoreError> {
+        if self.db.is_none() {
+            // After a failed commit redb wants the file opened anew.
+            let (db, sync) = db::open(&self.path, self.mode)?;
+            self.db = Some(db);
+            self.sync = Some(sync);
+        }
+        let result = (|| {
+            let db = self.db.as_ref().ok_or(redb::Error::DatabaseAlreadyOpen)?;
+            let txn = db.begin_write()?;
+            db::apply(&txn, ops)?;
+            txn.commit()?;
+            Ok(())
+        })();
+        if result.is_err() {
+            // Both hold the file (and its lock) open.
+            self.db = None;
+            self.sync = None;
+        }
+        result
     }
 
-    #[test]
-    fn a_failed_write_keeps_the_old_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.checkpoint");
-        std::fs::write(&path, "old").unwrap();
-        // The temp file's name is taken by a directory: the write fails.
-        std::fs::create_dir(dir.path().join("x.checkpoint.tmp")).unwrap();
-        assert!(write_atomic(&path, b"new").is_err());
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+    fn fail(&self, e: &StoreError) {
+        let text = format!("{e}");
+        if let Ok(mut f) = self.progress.failing.lock() {
+            if f.is_none() {
+                log::error!(
+                    "state store {}: cannot commit: {text}; new objects are held back from the sinks until it can (retrying every {}s)",
+                    self.path.display(),
+                    RETRY.as_secs()
+                );
+            }
+            *f = Some(text);
+        }
     }
 }

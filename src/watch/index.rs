@@ -28,7 +28,7 @@ pub struct IndexEntry {
     /// What the watch's `select`/`changes` filter last reported of the
     /// object (see `filter::object`); always `None` for watches without
     /// one (a null pointer: they pay 8 bytes and no allocation). Kept in
-    /// the entry so the ledger's committed view, hence checkpoints, carry
+    /// the entry so the ledger's committed view, hence the state store, carry
     /// it exactly as far as the sinks have handled the object.
     memory: Option<Box<Memory>>,
 }
@@ -129,7 +129,7 @@ struct Slot {
 
 /// The resourceVersion an index entry holds for an object whose first event
 /// may or may not have reached the sinks before a crash (see
-/// `state::journal`): the version last reported, behind a NUL, so it equals
+/// `state::persistence`): the version last reported, behind a NUL, so it equals
 /// no version a server sends (a relist reports the object again) while the
 /// version can still be said in a synthesised DELETED.
 pub fn unconfirmed_version(reported: &str) -> String {

@@ -25,8 +25,10 @@ pub struct WatchStats {
     /// When the last event was received (the loop's clock of that turn).
     pub last_event: Option<Instant>,
     /// Failed attempts since the last success (a list page, a watch stream
-    /// opened — unless it ends at once without an event —, a line on an
-    /// open stream). Health looks at this.
+    /// opened — unless it ends at once or stays silent until its deadline
+    /// without a line, and not at all after such silent streams —, a line
+    /// on an open stream, a stream that ends normally). Health looks at
+    /// this.
     pub consecutive_failures: u32,
 }
 

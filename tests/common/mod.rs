@@ -41,11 +41,23 @@ impl Running {
     }
 
     pub fn start_in(dir: tempfile::TempDir, config_text: &str) -> Running {
+        Self::start_with(dir, config_text, |_| {})
+    }
+
+    /// `start_in`, with `adjust` applied to the command before it runs
+    /// (a `pre_exec`, more environment).
+    pub fn start_with(
+        dir: tempfile::TempDir,
+        config_text: &str,
+        adjust: impl FnOnce(&mut Command),
+    ) -> Running {
         let config = dir.path().join("kwatchd.toml");
         let config_text = with_state_dir(config_text, &dir.path().join("state"));
         fs::write(&config, config_text).expect("write config");
         let log = dir.path().join("daemon.log");
-        let child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        adjust(&mut command);
+        let child = command
             .args(["run", "--config"])
             .arg(&config)
             .env(

@@ -1,5 +1,7 @@
 //! Random object churn for the demo and soak tests: creates, updates (sometimes relabelling, so selector
-//! transitions happen) and deletes objects on a background thread, deterministically from a seed.
+//! transitions happen) and deletes objects on a background thread, deterministically from a seed. And rollout
+//! churn: Deployments whose status a controller keeps updating (status-only MODIFIED events, `generation`
+//! unchanged) with a spec change now and then, the noise a Deployment hook has to see through.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -41,6 +43,110 @@ impl Default for ChurnOptions {
     }
 }
 
+/// What rollout churn does: Deployments `names` in `namespace`, one status update every `interval`, and a new
+/// image tag instead every `spec_every`-th step.
+#[derive(Debug, Clone)]
+pub struct RolloutOptions {
+    pub namespace: String,
+    pub names: Vec<String>,
+    pub interval: Duration,
+    /// Every this many steps the step changes the spec (the image) instead of the status; 0: never.
+    pub spec_every: u64,
+    pub seed: u64,
+}
+
+impl Default for RolloutOptions {
+    fn default() -> Self {
+        RolloutOptions {
+            namespace: "default".into(),
+            names: vec!["web".into()],
+            interval: Duration::from_millis(500),
+            spec_every: 10,
+            seed: 1,
+        }
+    }
+}
+
+/// A Deployment as `kubectl create deployment NAME --image=nginx:1.27.0` makes it, fully available.
+pub fn deployment(name: &str, replicas: u64) -> serde_json::Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                         "spec": {"containers": [{"name": name, "image": "nginx:1.27.0"}]}},
+        },
+        "status": {"observedGeneration": 1, "replicas": replicas, "readyReplicas": replicas,
+                   "availableReplicas": replicas, "updatedReplicas": replicas},
+    })
+}
+
+/// Create the Deployments (existing ones are kept) and churn them as [`RolloutOptions`] says.
+pub fn start_rollout_churn(sim: impl Into<SimHandle>, opts: RolloutOptions) -> ChurnHandle {
+    let sim = sim.into();
+    let res = Resource::deployments();
+    for name in &opts.names {
+        // An existing one is fine: the churn works on whatever is there.
+        let _ = sim.create_object(&res, &opts.namespace, deployment(name, 3));
+    }
+    spawn("sim-rollout", move |stop, ops| {
+        rollout(sim, opts, stop, ops)
+    })
+}
+
+fn rollout(sim: SimHandle, opts: RolloutOptions, stop: &AtomicBool, ops: &AtomicU64) {
+    let res = Resource::deployments();
+    let mut rng = Rng::new(opts.seed);
+    let mut tag = 0u64;
+    while !stop.load(Ordering::SeqCst) && !opts.names.is_empty() {
+        let step = ops.load(Ordering::SeqCst) + 1;
+        let name = &opts.names[rng.index(opts.names.len())];
+        let ns = &opts.namespace;
+        if opts.spec_every > 0 && step % opts.spec_every == 0 {
+            tag += 1;
+            let image = format!("nginx:1.27.{tag}");
+            let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": name, "image": image}]}}}});
+            let _ = sim.patch(&res, ns, name, patch);
+        } else {
+            // What the deployment controller reports while pods come and go: ready counts and a heartbeat.
+            let ready = 1 + rng.below(3);
+            let generation = sim
+                .get(&res, ns, name)
+                .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
+                .and_then(|v| v["metadata"]["generation"].as_u64())
+                .unwrap_or(1);
+            let status = json!({"status": {"observedGeneration": generation, "readyReplicas": ready,
+                                           "availableReplicas": ready, "heartbeat": step}});
+            let _ = sim.patch_status(&res, ns, name, status);
+        }
+        ops.fetch_add(1, Ordering::SeqCst);
+        sleep_unless_stopped(opts.interval, stop);
+    }
+}
+
+/// Sleep in slices so that stopping does not wait for a long interval.
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
+    let mut left = d;
+    while !left.is_zero() && !stop.load(Ordering::SeqCst) {
+        let step = left.min(Duration::from_millis(50));
+        std::thread::sleep(step);
+        left -= step;
+    }
+}
+
+fn spawn(name: &str, body: impl FnOnce(&AtomicBool, &AtomicU64) + Send + 'static) -> ChurnHandle {
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let (stop2, ops2) = (stop.clone(), ops.clone());
+    let thread = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || body(&stop2, &ops2))
+        .ok();
+    ChurnHandle { stop, ops, thread }
+}
+
 /// A running churn; stops (and joins its thread) on drop.
 pub struct ChurnHandle {
     stop: Arc<AtomicBool>,
@@ -76,14 +182,7 @@ impl Drop for ChurnHandle {
 /// Start churning objects of `opts.resource` in `sim` (a `&Sim` or a `SimHandle`).
 pub fn start_churn(sim: impl Into<SimHandle>, opts: ChurnOptions) -> ChurnHandle {
     let sim = sim.into();
-    let stop = Arc::new(AtomicBool::new(false));
-    let ops = Arc::new(AtomicU64::new(0));
-    let (stop2, ops2) = (stop.clone(), ops.clone());
-    let thread = std::thread::Builder::new()
-        .name("sim-churn".into())
-        .spawn(move || run(sim, opts, &stop2, &ops2))
-        .ok();
-    ChurnHandle { stop, ops, thread }
+    spawn("sim-churn", move |stop, ops| run(sim, opts, stop, ops))
 }
 
 fn extra(opts: &ChurnOptions, generation: u64) -> serde_json::Value {
@@ -141,12 +240,6 @@ fn run(sim: SimHandle, opts: ChurnOptions, stop: &AtomicBool, ops: &AtomicU64) {
             sim.delete(&opts.resource, &ns, &name);
         }
         ops.fetch_add(1, Ordering::SeqCst);
-        // Sleep in slices so that drop does not wait for a long interval.
-        let mut left = opts.interval;
-        while !left.is_zero() && !stop.load(Ordering::SeqCst) {
-            let step = left.min(Duration::from_millis(50));
-            std::thread::sleep(step);
-            left -= step;
-        }
+        sleep_unless_stopped(opts.interval, stop);
     }
 }

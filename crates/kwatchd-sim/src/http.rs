@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 /// Largest request head accepted; a Kubernetes client's head is a few hundred bytes.
 const MAX_HEAD: usize = 64 * 1024;
-/// Largest request body read (and discarded): the emulator serves reads only.
-const MAX_BODY: usize = 1 << 20;
+/// Largest request body read: a Kubernetes object is at most about 1.5 MiB (etcd's request limit).
+const MAX_BODY: usize = 3 << 20;
 /// A keep-alive connection with no request for this long is closed.
 const IDLE: Duration = Duration::from_secs(300);
 
@@ -46,6 +46,8 @@ pub(crate) struct Request {
     headers: Vec<(String, String)>,
     /// The client wants the connection closed after this response (HTTP/1.0 or `Connection: close`).
     pub(crate) close: bool,
+    /// The request body (writes: the object, the patch or `DeleteOptions`).
+    pub(crate) body: Vec<u8>,
 }
 
 impl Request {
@@ -118,7 +120,7 @@ fn parse_query(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Read one request (head and any body, which is discarded) from `s`. `buf` keeps bytes of pipelined requests.
+/// Read one request (head and body) from `s`. `buf` keeps bytes of pipelined requests.
 /// The socket has a short read timeout so that `shutdown` is noticed.
 pub(crate) fn read_request(
     s: &mut dyn Stream,
@@ -132,7 +134,7 @@ pub(crate) fn read_request(
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(buf) {
             Ok(httparse::Status::Complete(n)) => {
-                let r = match head_to_request(&req) {
+                let mut r = match head_to_request(&req) {
                     Ok(r) => r,
                     Err(e) => return ReadOutcome::Bad(e),
                 };
@@ -154,7 +156,7 @@ pub(crate) fn read_request(
                         _ => return ReadOutcome::Closed,
                     }
                 }
-                buf.drain(..len);
+                r.body = buf.drain(..len).collect();
                 return ReadOutcome::Request(r);
             }
             Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
@@ -221,6 +223,7 @@ fn head_to_request(req: &httparse::Request) -> Result<Request, String> {
         query_raw,
         headers,
         close: version_close,
+        body: Vec::new(),
     };
     if let Some(c) = r.header("connection") {
         if c.to_ascii_lowercase().contains("close") {
@@ -239,6 +242,8 @@ pub(crate) fn reason_phrase(code: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        415 => "Unsupported Media Type",
         409 => "Conflict",
         410 => "Gone",
         422 => "Unprocessable Entity",
@@ -259,7 +264,9 @@ pub(crate) fn status_reason(code: u16) -> &'static str {
         403 => "Forbidden",
         404 => "NotFound",
         405 => "MethodNotAllowed",
-        409 => "AlreadyExists",
+        406 => "NotAcceptable",
+        415 => "UnsupportedMediaType",
+        409 => "Conflict",
         410 => "Expired",
         422 => "Invalid",
         429 => "TooManyRequests",
@@ -299,8 +306,20 @@ pub(crate) fn json_response(
     extra: &[(&str, String)],
     close: bool,
 ) -> Vec<u8> {
+    typed_response(code, "application/json", body, extra, close)
+}
+
+/// A complete response of this Content-Type (aggregated discovery names its document type there, and clients
+/// such as client-go read the body as what that type says).
+pub(crate) fn typed_response(
+    code: u16,
+    content_type: &str,
+    body: &str,
+    extra: &[(&str, String)],
+    close: bool,
+) -> Vec<u8> {
     let mut headers = vec![
-        ("Content-Type", "application/json".to_string()),
+        ("Content-Type", content_type.to_string()),
         ("Cache-Control", "no-cache, private".to_string()),
         ("Content-Length", body.len().to_string()),
     ];

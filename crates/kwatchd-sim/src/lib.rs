@@ -13,6 +13,12 @@
 //! with resources installable at run time like CRDs), `PartialObjectMetadata` answers, and injectable faults
 //! and stream shapes for client robustness tests.
 //!
+//! Writes (`write/`): POST, PUT, PATCH (merge, JSON, strategic as `patch.rs` approximates it) and DELETE with
+//! the API server's rules for server-owned metadata, preconditions and errors, the `status` and `scale`
+//! subresources, CRDs that serve their resources once created (`crd.rs`), and OpenAPI v3 enough for kubectl
+//! (`discovery.rs`): so `kubectl` can drive it (`kwatchd sim`). Leases are served like every resource, and
+//! `lease.rs` fails or delays one client's Lease requests for leader-election tests.
+//!
 //! ```no_run
 //! use kwatchd_sim::{Resource, Sim, SimOptions};
 //! let sim = Sim::start(SimOptions::default()).unwrap();
@@ -21,14 +27,22 @@
 //! ```
 
 pub mod churn;
+mod crd;
+mod discovery;
 mod http;
+mod lease;
+mod list;
+mod patch;
 mod pod;
 mod select;
 mod server;
 mod store;
 mod tls;
 mod watch;
+mod write;
 
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -39,7 +53,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-pub use churn::{start_churn, ChurnHandle, ChurnOptions};
+pub use churn::{
+    deployment, start_churn, start_rollout_churn, ChurnHandle, ChurnOptions, RolloutOptions,
+};
 
 /// A rustls server config with a freshly generated CA and a certificate for the loopback names, and the CA as
 /// PEM: what the emulator serves in TLS mode, for benchmark servers of their own.
@@ -47,6 +63,7 @@ pub fn tls_server_config() -> io::Result<(Arc<rustls::ServerConfig>, String)> {
     let names = SimOptions::default().server_names;
     tls::server_config(&names).map(|(config, ca, _issuer)| (config, ca))
 }
+pub use lease::{LeaseAction, LeaseClient, LeaseFault};
 pub use pod::pod_extra;
 
 use server::Shared;
@@ -152,6 +169,21 @@ impl Resource {
     /// `apps/v1` deployments.
     pub fn deployments() -> Resource {
         Resource::new("apps/v1", "deployments")
+    }
+
+    /// Core v1 secrets.
+    pub fn secrets() -> Resource {
+        Resource::new("v1", "secrets")
+    }
+
+    /// Core v1 namespaces (cluster-scoped: their namespace is "").
+    pub fn namespaces() -> Resource {
+        Resource::new("v1", "namespaces")
+    }
+
+    /// `coordination.k8s.io/v1` leases, as leader election uses them.
+    pub fn leases() -> Resource {
+        Resource::new("coordination.k8s.io/v1", "leases")
     }
 
     /// The `kind` of this resource's objects: from a table of well-known resources, else the capitalised singular.
@@ -402,6 +434,58 @@ impl SimHandle {
         r
     }
 
+    /// Create an object as a client's POST would (`kubectl create`): the server sets uid, creationTimestamp,
+    /// resourceVersion and (in named API groups) generation; an existing name is an error. `namespace` is empty
+    /// for cluster-scoped resources. `Err`: the API server's message.
+    pub fn create_object(
+        &self,
+        res: &Resource,
+        namespace: &str,
+        object: serde_json::Value,
+    ) -> Result<ObjectRef, String> {
+        let write = write::OwnerWrite::Create(object);
+        self.owner_write(res, namespace, None, write::Part::Object, write)
+    }
+
+    /// Apply a JSON merge patch as a client's PATCH would: a resource with a `status` subresource keeps its
+    /// status, `generation` moves when the spec changes, a patch that changes nothing is no event.
+    pub fn patch(
+        &self,
+        res: &Resource,
+        namespace: &str,
+        name: &str,
+        patch: serde_json::Value,
+    ) -> Result<ObjectRef, String> {
+        let write = write::OwnerWrite::MergePatch(patch);
+        self.owner_write(res, namespace, Some(name), write::Part::Object, write)
+    }
+
+    /// Apply a JSON merge patch to the `status` subresource, as a controller reporting progress does: only the
+    /// status changes (a MODIFIED event with the same `generation`).
+    pub fn patch_status(
+        &self,
+        res: &Resource,
+        namespace: &str,
+        name: &str,
+        patch: serde_json::Value,
+    ) -> Result<ObjectRef, String> {
+        let write = write::OwnerWrite::MergePatch(patch);
+        self.owner_write(res, namespace, Some(name), write::Part::Status, write)
+    }
+
+    fn owner_write(
+        &self,
+        res: &Resource,
+        namespace: &str,
+        name: Option<&str>,
+        part: write::Part,
+        w: write::OwnerWrite,
+    ) -> Result<ObjectRef, String> {
+        let r = write::owner_write(&mut self.shared.lock(), res, namespace, name, part, w);
+        self.shared.cond.notify_all();
+        r.map_err(|e| e.message)
+    }
+
     /// Delete an object: DELETED, carrying its last state with the deletion's resourceVersion.
     pub fn delete(&self, res: &Resource, namespace: &str, name: &str) -> Option<ObjectRef> {
         let r = self.shared.lock().store.delete(res, namespace, name);
@@ -509,6 +593,26 @@ impl SimHandle {
         st.resources.push(def);
     }
 
+    /// Add a fault for one client's Lease requests (see [`LeaseFault`]); faults are tried in the order added.
+    pub fn add_lease_fault(&self, fault: LeaseFault) {
+        self.shared.lock().lease_faults.push(fault);
+    }
+
+    /// Remove every Lease fault (a partition heals).
+    pub fn clear_lease_faults(&self) {
+        self.shared.lock().lease_faults.clear();
+    }
+
+    /// The Lease faults still in force.
+    pub fn lease_faults(&self) -> Vec<LeaseFault> {
+        self.shared.lock().lease_faults.clone()
+    }
+
+    /// How many requests Lease faults have hit since start.
+    pub fn lease_fault_hits(&self) -> u64 {
+        self.shared.lock().lease_fault_hits
+    }
+
     /// The fault rules not yet used up, in the order they are tried.
     pub fn pending_faults(&self) -> Vec<FaultRule> {
         self.shared.lock().faults.clone()
@@ -560,105 +664,6 @@ impl Sim {
         self.handle.clone()
     }
 
-    /// See [`SimHandle::create`].
-    pub fn create(
-        &self,
-        res: &Resource,
-        namespace: &str,
-        name: &str,
-        labels: &[(&str, &str)],
-        extra: serde_json::Value,
-    ) -> ObjectRef {
-        self.handle.create(res, namespace, name, labels, extra)
-    }
-
-    /// See [`SimHandle::update`].
-    pub fn update(
-        &self,
-        res: &Resource,
-        namespace: &str,
-        name: &str,
-        extra: serde_json::Value,
-        labels: Option<&[(&str, &str)]>,
-    ) -> Option<ObjectRef> {
-        self.handle.update(res, namespace, name, extra, labels)
-    }
-
-    /// See [`SimHandle::delete`].
-    pub fn delete(&self, res: &Resource, namespace: &str, name: &str) -> Option<ObjectRef> {
-        self.handle.delete(res, namespace, name)
-    }
-
-    /// See [`SimHandle::get`].
-    pub fn get(&self, res: &Resource, namespace: &str, name: &str) -> Option<String> {
-        self.handle.get(res, namespace, name)
-    }
-
-    /// See [`SimHandle::compact`].
-    pub fn compact(&self) {
-        self.handle.compact()
-    }
-
-    /// See [`SimHandle::end_watches`].
-    pub fn end_watches(&self) {
-        self.handle.end_watches()
-    }
-
-    /// See [`SimHandle::bookmark_now`].
-    pub fn bookmark_now(&self) {
-        self.handle.bookmark_now()
-    }
-
-    /// See [`SimHandle::set_token`].
-    pub fn set_token(&self, token: Option<String>) {
-        self.handle.set_token(token)
-    }
-
-    /// See [`SimHandle::resource_version`].
-    pub fn resource_version(&self) -> String {
-        self.handle.resource_version()
-    }
-
-    /// See [`SimHandle::history`].
-    pub fn history(&self) -> Vec<HistoryEvent> {
-        self.handle.history()
-    }
-
-    /// See [`SimHandle::requests`].
-    pub fn requests(&self) -> Vec<RequestRecord> {
-        self.handle.requests()
-    }
-
-    /// See [`SimHandle::open_watches`].
-    pub fn open_watches(&self) -> usize {
-        self.handle.open_watches()
-    }
-
-    /// See [`SimHandle::set_stream_shape`].
-    pub fn set_stream_shape(&self, shape: StreamShape) {
-        self.handle.set_stream_shape(shape)
-    }
-
-    /// See [`SimHandle::add_fault`].
-    pub fn add_fault(&self, rule: FaultRule) {
-        self.handle.add_fault(rule)
-    }
-
-    /// See [`SimHandle::clear_faults`].
-    pub fn clear_faults(&self) {
-        self.handle.clear_faults()
-    }
-
-    /// See [`SimHandle::install_resource`].
-    pub fn install_resource(&self, def: ResourceDef) {
-        self.handle.install_resource(def)
-    }
-
-    /// See [`SimHandle::pending_faults`].
-    pub fn pending_faults(&self) -> Vec<FaultRule> {
-        self.handle.pending_faults()
-    }
-
     /// Stop serving: end every connection, join every thread, close the listener.
     pub fn shutdown(mut self) {
         self.stop();
@@ -702,6 +707,16 @@ impl Sim {
 impl Drop for Sim {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Everything but starting and stopping is the handle's: `sim.create(…)`, `sim.history()`, … on a [`Sim`] are
+/// [`SimHandle`]'s methods.
+impl std::ops::Deref for Sim {
+    type Target = SimHandle;
+
+    fn deref(&self) -> &SimHandle {
+        &self.handle
     }
 }
 

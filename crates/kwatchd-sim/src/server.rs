@@ -1,6 +1,6 @@
 //! Acceptor, connection threads, routing, LIST, GET and discovery. WATCH lives in `watch.rs`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
@@ -11,9 +11,15 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 
+use super::discovery::{
+    aggregated, api_groups, default_resources, openapi_gv, openapi_root, resource_list,
+    wants_aggregated,
+};
 use super::http::{self, Out, ReadOutcome, Request, Stream};
-use super::select::{FieldSelector, Filter, LabelSelector};
-use super::store::{self, ContinueError, SnapshotPage, Store, KNOWN};
+use super::lease::{self, LeaseAction, LeaseFault};
+use super::list::{filter, list, partial_metadata};
+use super::store::Store;
+use super::write::{self, Dest, Part};
 use super::{
     watch, ExpiredMode, Fault, FaultRule, RequestRecord, Resource, ResourceDef, SimOptions,
     StreamShape,
@@ -36,14 +42,31 @@ pub(crate) struct State {
     /// Records dropped from the front of `requests` to bound memory.
     pub(crate) requests_trimmed: usize,
     pub(crate) faults: Vec<FaultRule>,
+    /// Faults for one client's Lease requests, and how many requests they hit.
+    pub(crate) lease_faults: Vec<LeaseFault>,
+    pub(crate) lease_fault_hits: u64,
     pub(crate) shape: StreamShape,
     /// Bumped by `end_watches`: a watch that started at an older epoch ends.
     pub(crate) end_epoch: u64,
     /// Bumped by `bookmark_now`.
     pub(crate) bookmark_epoch: u64,
     pub(crate) open_watches: usize,
-    /// What discovery serves (besides resources that have objects).
+    /// What discovery serves (besides resources that have objects), and what clients may write.
     pub(crate) resources: Vec<ResourceDef>,
+    /// Custom resources whose CRD declares a `status` subresource.
+    pub(crate) status_subresources: HashSet<Resource>,
+}
+
+impl State {
+    /// How a served resource type is described.
+    pub(crate) fn def(&self, res: &Resource) -> Option<&ResourceDef> {
+        self.resources.iter().find(|d| &d.resource == res)
+    }
+
+    /// The `kind` of a resource's objects: its CRD's when one installed it, else derived from the plural.
+    pub(crate) fn kind_of(&self, res: &Resource) -> String {
+        self.def(res).map_or_else(|| res.kind(), |d| d.kind.clone())
+    }
 }
 
 /// Settings fixed at start.
@@ -108,11 +131,14 @@ pub(crate) fn start(opts: SimOptions) -> io::Result<Started> {
             requests: Vec::new(),
             requests_trimmed: 0,
             faults: Vec::new(),
+            lease_faults: Vec::new(),
+            lease_fault_hits: 0,
             shape: StreamShape::default(),
             end_epoch: 0,
             bookmark_epoch: 0,
             open_watches: 0,
             resources: default_resources(),
+            status_subresources: HashSet::new(),
         }),
         cond: Condvar::new(),
         shutdown: AtomicBool::new(false),
@@ -281,8 +307,13 @@ impl Ctx<'_> {
     }
 
     pub(crate) fn json(&self, out: &mut Out, body: &str) -> bool {
+        self.typed(out, "application/json", body)
+    }
+
+    /// A 200 answer of this Content-Type.
+    pub(crate) fn typed(&self, out: &mut Out, content_type: &str, body: &str) -> bool {
         self.set_status(200);
-        out.send(&http::json_response(200, body, &[], false))
+        out.send(&http::typed_response(200, content_type, body, &[], false))
             .is_ok()
     }
 }
@@ -290,7 +321,7 @@ impl Ctx<'_> {
 /// Serve one request; returns whether the connection stays open.
 fn handle(sh: &Shared, s: &mut dyn Stream, req: &Request, conn_id: u64, fd: RawFd) -> bool {
     let is_watch = req.flag("watch");
-    let (record, authorized, fault, shape) = {
+    let (record, authorized, fault, lease_action, shape) = {
         let mut st = sh.lock();
         if st.requests.len() >= MAX_RECORDS {
             st.requests.drain(..MAX_RECORDS / 2);
@@ -322,10 +353,17 @@ fn handle(sh: &Shared, s: &mut dyn Stream, req: &Request, conn_id: u64, fd: RawF
         } else {
             None
         };
+        let st = &mut *st;
+        let lease_action = if authorized {
+            lease::take(&mut st.lease_faults, &mut st.lease_fault_hits, req, bearer)
+        } else {
+            None
+        };
         (
             st.requests_trimmed + st.requests.len() - 1,
             authorized,
             fault,
+            lease_action,
             st.shape.clone(),
         )
     };
@@ -347,6 +385,17 @@ fn handle(sh: &Shared, s: &mut dyn Stream, req: &Request, conn_id: u64, fd: RawF
     };
     if !authorized {
         return ctx.error(&mut out, 401, "Unauthorized");
+    }
+    match lease_action {
+        Some(LeaseAction::Fail { code }) => {
+            return ctx.error(
+                &mut out,
+                code,
+                "injected fault for this client's Lease requests",
+            )
+        }
+        Some(LeaseAction::Delay(d)) => watch::sleep_unless_shutdown(sh, d),
+        None => {}
     }
     match &fault {
         Some(Fault::Status { code, retry_after }) => {
@@ -404,6 +453,7 @@ enum Target {
         res: Resource,
         namespace: String,
         name: String,
+        part: Part,
     },
     /// `/api/v1` or `/apis/G/V`.
     GroupVersion(String),
@@ -411,6 +461,12 @@ enum Target {
     Apis,
     Health,
     Version,
+    OpenApiRoot,
+    /// `/openapi/v2`: an empty protobuf document, which kubectl before 1.27 reads (to find no schema) before
+    /// it edits or validates.
+    OpenApiV2,
+    /// `/openapi/v3/api/v1` or `/openapi/v3/apis/G/V`: the group version.
+    OpenApi(String),
 }
 
 fn parse_path(path: &str) -> Option<Target> {
@@ -418,6 +474,10 @@ fn parse_path(path: &str) -> Option<Target> {
     let (gv, rest) = match segs.as_slice() {
         ["healthz" | "readyz" | "livez"] => return Some(Target::Health),
         ["version"] => return Some(Target::Version),
+        ["openapi", "v3"] => return Some(Target::OpenApiRoot),
+        ["openapi", "v2"] => return Some(Target::OpenApiV2),
+        ["openapi", "v3", "api", v] => return Some(Target::OpenApi(v.to_string())),
+        ["openapi", "v3", "apis", g, v] => return Some(Target::OpenApi(format!("{g}/{v}"))),
         ["api"] => return Some(Target::Api),
         ["apis"] => return Some(Target::Apis),
         ["api", v, rest @ ..] => (v.to_string(), rest),
@@ -429,44 +489,56 @@ fn parse_path(path: &str) -> Option<Target> {
         plural: plural.to_string(),
     };
     let bad = |s: &str| s.is_empty();
+    let object = |plural: &str, namespace: &str, name: &str, part| Target::Object {
+        res: res(plural),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        part,
+    };
     Some(match rest {
         [] => Target::GroupVersion(gv.clone()),
+        // The Namespace object's status, not a resource type called `status` in namespace `name`.
+        ["namespaces", name, "status"] if !bad(name) => {
+            object("namespaces", "", name, Part::Status)
+        }
         ["namespaces", ns, plural] if !bad(ns) && !bad(plural) => Target::Collection {
             res: res(plural),
             namespace: Some(ns.to_string()),
         },
         ["namespaces", ns, plural, name] if !bad(ns) && !bad(plural) && !bad(name) => {
-            Target::Object {
-                res: res(plural),
-                namespace: ns.to_string(),
-                name: name.to_string(),
-            }
+            object(plural, ns, name, Part::Object)
+        }
+        ["namespaces", ns, plural, name, "status"] if !bad(ns) && !bad(plural) && !bad(name) => {
+            object(plural, ns, name, Part::Status)
+        }
+        ["namespaces", ns, plural, name, "scale"] if !bad(ns) && !bad(plural) && !bad(name) => {
+            object(plural, ns, name, Part::Scale)
         }
         // `/api/v1/namespaces/NS` is the Namespace object NS (cluster-scoped).
-        ["namespaces", name] if !bad(name) => Target::Object {
-            res: res("namespaces"),
-            namespace: String::new(),
-            name: name.to_string(),
-        },
+        ["namespaces", name] if !bad(name) => object("namespaces", "", name, Part::Object),
         [plural] if !bad(plural) => Target::Collection {
             res: res(plural),
             namespace: None,
         },
-        [plural, name] if !bad(plural) && !bad(name) => Target::Object {
-            res: res(plural),
-            namespace: String::new(),
-            name: name.to_string(),
-        },
+        [plural, name] if !bad(plural) && !bad(name) => object(plural, "", name, Part::Object),
+        [plural, name, "status"] if !bad(plural) && !bad(name) => {
+            object(plural, "", name, Part::Status)
+        }
         _ => return None,
     })
 }
+
+/// The Content-Type of an aggregated discovery answer.
+const AGGREGATED_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 const NOT_FOUND: &str = "the server could not find the requested resource";
 
 fn route(ctx: &Ctx, out: &mut Out, is_watch: bool, fault: Option<Fault>) -> bool {
     let target = match parse_path(&ctx.req.path) {
         Some(t) if ctx.req.method == "GET" => t,
-        _ => return ctx.error(out, 404, NOT_FOUND),
+        Some(t) => return route_write(ctx, out, t),
+        None => return ctx.error(out, 404, NOT_FOUND),
     };
     match target {
         Target::Health => {
@@ -486,14 +558,28 @@ fn route(ctx: &Ctx, out: &mut Out, is_watch: bool, fault: Option<Fault>) -> bool
             out,
             &json!({"major": "1", "minor": "31", "gitVersion": "v1.31.0-kwatchd-sim"}).to_string(),
         ),
-        Target::Api if wants_aggregated(ctx) => ctx.json(out, &aggregated(ctx, true)),
-        Target::Apis if wants_aggregated(ctx) => ctx.json(out, &aggregated(ctx, false)),
+        Target::Api if wants_aggregated(ctx) => {
+            ctx.typed(out, AGGREGATED_TYPE, &aggregated(ctx, true))
+        }
+        Target::Apis if wants_aggregated(ctx) => {
+            ctx.typed(out, AGGREGATED_TYPE, &aggregated(ctx, false))
+        }
         Target::Api => ctx.json(
             out,
             &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
                 .to_string(),
         ),
         Target::Apis => ctx.json(out, &api_groups(ctx)),
+        Target::OpenApiRoot => ctx.json(out, &openapi_root(ctx)),
+        Target::OpenApiV2 => ctx.typed(
+            out,
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            "",
+        ),
+        Target::OpenApi(gv) => match openapi_gv(ctx, &gv) {
+            Some(body) => ctx.json(out, &body),
+            None => ctx.error(out, 404, NOT_FOUND),
+        },
         Target::GroupVersion(gv) => match resource_list(ctx, &gv) {
             Some(body) => ctx.json(out, &body),
             None => ctx.error(out, 404, NOT_FOUND),
@@ -502,11 +588,17 @@ fn route(ctx: &Ctx, out: &mut Out, is_watch: bool, fault: Option<Fault>) -> bool
             res,
             namespace,
             name,
+            part,
         } => {
             let found = ctx.sh.lock().store.get(&res, &namespace, &name);
-            match found {
-                Some(json) => ctx.json(out, &json),
-                None => ctx.error(out, 404, &format!("{} \"{name}\" not found", res.plural)),
+            match found.map(|json| write::view(&res, part, &json)) {
+                Some(Some(json)) => ctx.json(out, &json),
+                _ => {
+                    let e = write::ApiError::not_found(&res, &name);
+                    ctx.set_status(404);
+                    out.send(&http::json_response(404, &e.body(), &[], false))
+                        .is_ok()
+                }
             }
         }
         Target::Collection { res, namespace } => {
@@ -533,269 +625,31 @@ fn route(ctx: &Ctx, out: &mut Out, is_watch: bool, fault: Option<Fault>) -> bool
     }
 }
 
-fn filter(req: &Request, res: Resource, namespace: Option<String>) -> Result<Filter, String> {
-    Ok(Filter {
-        res,
-        namespace,
-        labels: LabelSelector::parse(req.param("labelSelector").unwrap_or(""))?,
-        fields: FieldSelector::parse(req.param("fieldSelector").unwrap_or(""))?,
-    })
-}
-
-/// Whether to answer `PartialObjectMetadata`: `Err` when the client asks for it only and it is switched off (406).
-fn partial_metadata(ctx: &Ctx) -> Result<bool, ()> {
-    let accept = ctx.req.header("accept").unwrap_or("");
-    if !accept.contains("as=PartialObjectMetadata") {
-        return Ok(false);
-    }
-    if ctx.sh.settings.partial_metadata {
-        return Ok(true);
-    }
-    let plain = accept
-        .split(',')
-        .any(|t| matches!(t.trim(), "application/json" | "*/*" | "application/*"));
-    if plain {
-        Ok(false)
-    } else {
-        Err(())
-    }
-}
-
-/// An object as `PartialObjectMetadata`: its metadata only.
-pub(crate) fn partial_object(json: &str) -> String {
-    let meta = serde_json::from_str::<serde_json::Value>(json)
-        .ok()
-        .and_then(|mut v| v.get_mut("metadata").map(serde_json::Value::take))
-        .unwrap_or_else(|| json!({}));
-    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
-        .to_string()
-}
-
-fn list(ctx: &Ctx, out: &mut Out, filter: Filter, partial: bool) -> bool {
-    let req = ctx.req;
-    let limit = match req
-        .param("limit")
-        .filter(|l| !l.is_empty())
-        .map(str::parse::<usize>)
-    {
-        None => 0,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => return ctx.error(out, 400, "limit must be a non-negative integer"),
+/// POST to a collection; PUT, PATCH and DELETE on an object or its status. Only served resource types are
+/// writable, at their scope (a namespaced type under `namespaces/NS/`, a cluster-scoped one without).
+fn route_write(ctx: &Ctx, out: &mut Out, target: Target) -> bool {
+    let (res, namespace, name, part) = match target {
+        Target::Collection { res, namespace } if ctx.req.method == "POST" => {
+            (res, namespace.unwrap_or_default(), None, Part::Object)
+        }
+        Target::Object {
+            res,
+            namespace,
+            name,
+            part,
+        } => (res, namespace, Some(name), part),
+        _ => return ctx.error(out, 404, NOT_FOUND),
     };
-    let cont = req.param("continue").filter(|c| !c.is_empty());
-    if req
-        .param("resourceVersionMatch")
-        .is_some_and(|m| !m.is_empty())
-    {
-        if cont.is_some() {
-            return ctx.error(
-                out,
-                422,
-                "resourceVersionMatch is forbidden when continue is provided",
-            );
-        }
-        if req.param("resourceVersion").is_none_or(str::is_empty) {
-            return ctx.error(
-                out,
-                422,
-                "resourceVersionMatch is forbidden unless resourceVersion is provided",
-            );
-        }
-    }
-    let ttl = ctx.sh.settings.continue_ttl;
-    let page = {
-        let mut st = ctx.sh.lock();
-        match cont {
-            Some(token) => match st.store.snapshot(token, ttl) {
-                Ok(SnapshotPage {
-                    items,
-                    rv,
-                    offset,
-                    id,
-                }) => {
-                    let end = if limit == 0 {
-                        items.len()
-                    } else {
-                        offset.saturating_add(limit).min(items.len())
-                    };
-                    let offset = offset.min(end);
-                    let next = (end < items.len()).then(|| store::continue_token(id, end));
-                    Ok((items[offset..end].to_vec(), rv, next, items.len() - end))
-                }
-                Err(e) => Err(e),
-            },
-            None => {
-                let items = st.store.list(&filter);
-                let rv = st.store.rv();
-                if limit > 0 && items.len() > limit {
-                    let page = items[..limit].to_vec();
-                    let remaining = items.len() - limit;
-                    let token = st.store.save_snapshot(items, rv, limit, ttl);
-                    Ok((page, rv, Some(token), remaining))
-                } else {
-                    Ok((items, rv, None, 0))
-                }
-            }
-        }
+    let def = ctx.sh.lock().def(&res).cloned();
+    let def = match def {
+        Some(d) if d.namespaced != namespace.is_empty() => d,
+        _ => return ctx.error(out, 404, NOT_FOUND),
     };
-    let (items, rv, next, remaining) = match page {
-        Ok(p) => p,
-        Err(ContinueError::Malformed) => return ctx.error(out, 400, "invalid continue token"),
-        Err(ContinueError::Expired) => {
-            let msg =
-                "The provided continue parameter is too old to display a consistent list result. \
-                       You can start a new list without the continue parameter.";
-            return ctx.error(out, 410, msg);
-        }
+    let dest = Dest {
+        def: &def,
+        namespace: &namespace,
+        name: name.as_deref(),
+        part,
     };
-    // Assembled by hand: the items are already serialised and may be large.
-    let mut meta = json!({"resourceVersion": rv.to_string()});
-    if let Some(t) = &next {
-        meta["continue"] = json!(t);
-        meta["remainingItemCount"] = json!(remaining);
-    }
-    let items: Vec<std::sync::Arc<str>> = if partial {
-        items.iter().map(|i| partial_object(i).into()).collect()
-    } else {
-        items
-    };
-    let size: usize = items.iter().map(|i| i.len() + 1).sum();
-    let mut body = String::with_capacity(size + 128);
-    let (list_kind, list_version) = if partial {
-        ("PartialObjectMetadata".to_string(), "meta.k8s.io/v1")
-    } else {
-        (filter.res.kind(), filter.res.api_version.as_str())
-    };
-    body.push_str(&format!(
-        "{{\"kind\":\"{list_kind}List\",\"apiVersion\":\"{list_version}\",\"metadata\":{meta},\"items\":["
-    ));
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(item);
-    }
-    body.push_str("]}");
-    ctx.json(out, &body)
-}
-
-/// The resources served before any is installed: the well-known table and `gadgets` in two groups (a name that
-/// is ambiguous without its group).
-fn default_resources() -> Vec<ResourceDef> {
-    let mut defs: Vec<ResourceDef> = KNOWN
-        .iter()
-        .map(|(gv, p, _, n)| ResourceDef::new(gv, p, *n, store::short_names_for(p)))
-        .collect();
-    defs.push(ResourceDef::new("example.com/v1", "gadgets", true, &["gd"]));
-    defs.push(ResourceDef::new("acme.io/v1", "gadgets", true, &[]));
-    defs
-}
-
-/// Resources to advertise: the installed ones plus everything objects were created under, by group version.
-fn known_resources(ctx: &Ctx) -> Vec<ResourceDef> {
-    let st = ctx.sh.lock();
-    let mut defs = st.resources.clone();
-    for res in st.store.resources() {
-        if !defs.iter().any(|d| d.resource == res) {
-            defs.push(ResourceDef {
-                kind: res.kind(),
-                resource: res,
-                namespaced: true,
-                short_names: Vec::new(),
-            });
-        }
-    }
-    defs.sort_by(|a, b| a.resource.cmp(&b.resource));
-    defs
-}
-
-fn wants_aggregated(ctx: &Ctx) -> bool {
-    ctx.sh.settings.aggregated_discovery
-        && ctx
-            .req
-            .header("accept")
-            .is_some_and(|a| a.contains("as=APIGroupDiscoveryList") && a.contains("v=v2"))
-}
-
-/// An `APIGroupDiscoveryList` (v2) of the core group (`core`) or of every other group.
-fn aggregated(ctx: &Ctx, core: bool) -> String {
-    let defs = known_resources(ctx);
-    let mut groups: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
-    for d in defs
-        .iter()
-        .filter(|d| d.resource.api_version.contains('/') != core)
-    {
-        let gv = &d.resource.api_version;
-        let (g, v) = gv.split_once('/').unwrap_or(("", gv));
-        let resource = json!({
-            "resource": d.resource.plural,
-            "responseKind": {"group": g, "version": v, "kind": d.kind},
-            "scope": if d.namespaced { "Namespaced" } else { "Cluster" },
-            "singularResource": d.kind.to_lowercase(),
-            "shortNames": d.short_names,
-            "verbs": ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"],
-        });
-        match groups.iter_mut().find(|(name, _)| name == g) {
-            Some((_, versions)) => match versions.iter_mut().find(|x| x["version"] == v) {
-                Some(x) => {
-                    if let Some(list) = x["resources"].as_array_mut() {
-                        list.push(resource);
-                    }
-                }
-                None => versions
-                    .push(json!({"version": v, "resources": [resource], "freshness": "Current"})),
-            },
-            None => groups.push((
-                g.to_string(),
-                vec![json!({"version": v, "resources": [resource], "freshness": "Current"})],
-            )),
-        }
-    }
-    let items: Vec<_> = groups
-        .into_iter()
-        .map(|(name, versions)| {
-            let meta = if name.is_empty() {
-                json!({"creationTimestamp": null})
-            } else {
-                json!({"name": name, "creationTimestamp": null})
-            };
-            json!({"metadata": meta, "versions": versions})
-        })
-        .collect();
-    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
-        .to_string()
-}
-
-fn api_groups(ctx: &Ctx) -> String {
-    let gvs: BTreeSet<String> = known_resources(ctx)
-        .into_iter()
-        .map(|d| d.resource.api_version)
-        .filter(|gv| gv.contains('/'))
-        .collect();
-    let groups: Vec<_> = gvs
-        .iter()
-        .map(|gv| {
-            let (g, v) = gv.split_once('/').unwrap_or((gv, ""));
-            let ver = json!({"groupVersion": gv, "version": v});
-            json!({"name": g, "versions": [ver], "preferredVersion": ver})
-        })
-        .collect();
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}).to_string()
-}
-
-fn resource_list(ctx: &Ctx, gv: &str) -> Option<String> {
-    let resources: Vec<_> = known_resources(ctx)
-        .into_iter()
-        .filter(|d| d.resource.api_version == gv)
-        .map(|d| {
-            json!({
-                "name": d.resource.plural, "singularName": d.kind.to_lowercase(), "namespaced": d.namespaced,
-                "kind": d.kind, "verbs": ["get", "list", "watch"], "shortNames": d.short_names,
-            })
-        })
-        .collect();
-    if resources.is_empty() {
-        return None;
-    }
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}).to_string())
+    write::serve(ctx, out, &dest)
 }

@@ -62,6 +62,13 @@ pub(crate) const KNOWN: &[(&str, &str, &str, bool)] = &[
     ("batch/v1", "jobs", "Job", true),
     ("batch/v1", "cronjobs", "CronJob", true),
     ("networking.k8s.io/v1", "ingresses", "Ingress", true),
+    (
+        "apiextensions.k8s.io/v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        false,
+    ),
+    ("coordination.k8s.io/v1", "leases", "Lease", true),
 ];
 
 /// Short names of well-known resources, as kubectl knows them.
@@ -83,6 +90,7 @@ pub(crate) fn short_names_for(plural: &str) -> &'static [&'static str] {
         "replicasets" => &["rs"],
         "cronjobs" => &["cj"],
         "ingresses" => &["ing"],
+        "customresourcedefinitions" => &["crd", "crds"],
         _ => &[],
     }
 }
@@ -256,7 +264,7 @@ impl Store {
     }
 
     /// uuid-shaped; random per store (a restarted server gives new uids) and unique through the counter.
-    fn uid(&mut self) -> String {
+    pub(crate) fn new_uid(&mut self) -> String {
         self.uid_seq += 1;
         let a = splitmix(self.uid_seed ^ self.uid_seq);
         let b = splitmix(a);
@@ -306,7 +314,7 @@ impl Store {
             }
         }
         self.rv += 1;
-        let uid = self.uid();
+        let uid = self.new_uid();
         let created = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         let labels = Arc::new(to_labels(labels));
         let o = NewObj {
@@ -425,9 +433,95 @@ impl Store {
         })
     }
 
+    /// Store a complete object written by a client, whose server-owned metadata (uid, creationTimestamp,
+    /// generation) the caller has already settled: ADDED when new, MODIFIED otherwise. Sets its resourceVersion.
+    pub(crate) fn put(
+        &mut self,
+        res: &Resource,
+        namespace: &str,
+        name: &str,
+        mut obj: Map<String, Value>,
+    ) -> ObjectRef {
+        let rv = self.rv + 1;
+        let meta = obj
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !meta.is_object() {
+            *meta = Value::Object(Map::new());
+        }
+        let text = |m: &Value, k: &str| m[k].as_str().unwrap_or("").to_string();
+        let (uid, created) = (text(meta, "uid"), text(meta, "creationTimestamp"));
+        let labels: Labels = meta["labels"]
+            .as_object()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(m) = meta.as_object_mut() {
+            m.insert("resourceVersion".into(), rv.to_string().into());
+        }
+        let json: Arc<str> = Value::Object(obj).to_string().into();
+        let labels = Arc::new(labels);
+        let key = (namespace.to_string(), name.to_string());
+        let new = Obj {
+            uid: uid.clone(),
+            created,
+            labels: labels.clone(),
+            json: json.clone(),
+        };
+        let prev = self
+            .objects
+            .entry(res.clone())
+            .or_default()
+            .insert(key, new)
+            .map(|old| (old.labels, old.json));
+        self.rv = rv;
+        let ev = Ev {
+            rv,
+            kind: match prev {
+                Some(_) => EventType::Modified,
+                None => EventType::Added,
+            },
+            res: res.clone(),
+            namespace: namespace.into(),
+            name: name.into(),
+            labels,
+            json: json.clone(),
+            prev,
+        };
+        self.record(ev, &uid);
+        ObjectRef {
+            uid,
+            resource_version: rv.to_string(),
+            json: json.to_string(),
+        }
+    }
+
+    /// The keys of every object of `res` (in namespace `namespace` when given), for cascading deletions.
+    pub(crate) fn keys(&self, res: &Resource, namespace: Option<&str>) -> Vec<(String, String)> {
+        self.objects
+            .get(res)
+            .map(|objs| {
+                objs.keys()
+                    .filter(|(ns, _)| namespace.is_none_or(|want| ns == want))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub(crate) fn get(&self, res: &Resource, namespace: &str, name: &str) -> Option<Arc<str>> {
         let key = (namespace.to_string(), name.to_string());
         self.objects.get(res)?.get(&key).map(|o| o.json.clone())
+    }
+
+    /// Stop listing `res` among the types that had objects (its CRD is gone); its objects must be deleted first.
+    pub(crate) fn forget(&mut self, res: &Resource) {
+        if self.objects.get(res).is_some_and(BTreeMap::is_empty) {
+            self.objects.remove(res);
+        }
     }
 
     /// Resource types that have (or had) objects.
@@ -560,6 +654,6 @@ mod tests {
         s.compact();
         assert!(s.events_after(3).is_err());
         assert_eq!(s.events_after(4).ok().unwrap().count(), 0);
-        assert_ne!(s.uid(), s.uid());
+        assert_ne!(s.new_uid(), s.new_uid());
     }
 }

@@ -1013,6 +1013,37 @@ fn churn_mutates_and_stops() {
     while c.line().unwrap().is_some() {}
 }
 
+#[test]
+fn rollout_churn_is_mostly_status_with_a_spec_change_now_and_then() {
+    let sim = sim();
+    let opts = RolloutOptions {
+        names: vec!["web".into(), "api".into()],
+        interval: Duration::from_millis(1),
+        spec_every: 5,
+        ..Default::default()
+    };
+    let churn = start_rollout_churn(&sim, opts);
+    wait_for("rollout ops", || churn.ops() >= 20);
+    churn.stop();
+    let res = Resource::deployments();
+    let generations: u64 = ["web", "api"]
+        .iter()
+        .map(|n| {
+            let v: Value = serde_json::from_str(&sim.get(&res, "default", n).unwrap()).unwrap();
+            v["metadata"]["generation"].as_u64().unwrap()
+        })
+        .sum();
+    let modified = sim
+        .history()
+        .iter()
+        .filter(|e| e.event_type == EventType::Modified)
+        .count() as u64;
+    // Every step changes something, so each is one MODIFIED event; every fifth bumps a generation (both
+    // start at 1), the rest only move the status.
+    assert!(modified >= 20, "{modified} MODIFIED events");
+    assert_eq!(generations, 2 + modified / 5, "{modified} steps");
+}
+
 /// Not a correctness test: `cargo test perf_probe -- --ignored --nocapture` prints rough throughput.
 #[test]
 #[ignore]

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::http::{self, Out};
+use super::list::partial_object;
 use super::select::Filter;
-use super::server::{partial_object, peer_closed, Ctx, Shared};
+use super::server::{peer_closed, Ctx, Shared};
 use super::store::{with_rv, Ev};
 use super::{EventType, ExpiredMode, Fault};
 

@@ -90,3 +90,60 @@ fn daemon_values() {
         assert_error(&errs(&daemon(body)), 2, &key, fragment);
     }
 }
+
+#[test]
+fn metrics_token_file_is_checked_and_needs_a_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("metrics-token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let daemon = |body: &str| format!("[daemon]\n{body}\n{MINIMAL}");
+    let d = ok(&daemon(&format!(
+        "metrics_listen = \"127.0.0.1:9464\"\nmetrics_token_file = {:?}",
+        token.display().to_string()
+    )))
+    .daemon;
+    assert_eq!(d.metrics_token_file, Some(token.clone()));
+    // Checked like every referenced file when the config is loaded.
+    let missing = dir.path().join("missing");
+    let config = dir.path().join("kwatchd.toml");
+    std::fs::write(
+        &config,
+        daemon(&format!(
+            "metrics_listen = \"127.0.0.1:9464\"\nmetrics_token_file = {:?}",
+            missing.display().to_string()
+        )),
+    )
+    .unwrap();
+    assert_error(
+        &Config::load(&config).unwrap_err().0,
+        3,
+        "daemon.metrics_token_file",
+        "cannot read",
+    );
+    assert_error(
+        &errs(&daemon(&format!(
+            "metrics_token_file = {:?}",
+            token.display().to_string()
+        ))),
+        2,
+        "daemon.metrics_token_file",
+        "has no effect without metrics_listen",
+    );
+}
+
+#[test]
+fn sync_modes_and_interval() {
+    let daemon = |body: &str| format!("[daemon]\n{body}\n{MINIMAL}");
+    for mode in SyncMode::ALL {
+        let d = ok(&daemon(&format!("sync = \"{}\"", mode.as_str()))).daemon;
+        assert_eq!(d.sync, mode);
+    }
+    let d = ok(&daemon("sync_interval = \"250ms\"")).daemon;
+    assert_eq!(d.sync_interval, Duration::from_millis(250));
+    let e = errs(&daemon("sync = \"sometimes\""));
+    assert!(
+        e.iter().any(|e| e.to_string().contains("\"interval\"")),
+        "{e:?}"
+    );
+    assert!(!errs(&daemon("sync_interval = \"1ms\"")).is_empty());
+}

@@ -174,7 +174,7 @@ format = "json"
         "verbose",
         "unknown key `verbose` at the top level; expected one of: daemon, clusters, watch, sinks",
     );
-    assert_error(&e, 3, "daemon.loglevel", "unknown key `loglevel` in [daemon]; did you mean `log_level`? (expected one of: log_level, max_line_bytes, sink_queue_events, metrics_listen, log_format, shutdown_timeout, state_dir)");
+    assert_error(&e, 3, "daemon.loglevel", "unknown key `loglevel` in [daemon]; did you mean `log_level`? (expected one of: log_level, max_line_bytes, sink_queue_events, metrics_listen, metrics_token_file, log_format, shutdown_timeout, state_dir, sync, sync_interval, leader_election)");
     assert_error(
         &e,
         6,

@@ -90,9 +90,13 @@ fn minimal_config_gets_defaults() {
             max_line_bytes: 16 * 1024 * 1024,
             sink_queue_events: 4096,
             metrics_listen: None,
+            metrics_token_file: None,
             log_format: LogFormat::Text,
             shutdown_timeout: Duration::from_secs(30),
             state_dir: PathBuf::from("/var/lib/kwatchd"),
+            sync: SyncMode::Interval,
+            sync_interval: Duration::from_secs(1),
+            leader_election: None,
         },
         clusters: BTreeMap::from([(
             "local".to_string(),
@@ -292,11 +296,23 @@ fn example_config_parses() {
 
 #[test]
 fn example_config_documents_every_key() {
-    use crate::config::{cluster, daemon, sink, watch};
+    use crate::config::{cluster, daemon, leader, sink, watch};
     // Loading reads these (a kubeconfig, the environment): shown commented.
-    let commented = ["kubeconfig", "context", "in_cluster"];
+    // So is the metrics token: the example keeps its endpoint on loopback.
+    let commented = ["kubeconfig", "context", "in_cluster", "metrics_token_file"];
     for key in commented {
-        assert!(cluster::KEYS.contains(&key), "{key} is not a cluster key");
+        assert!(
+            cluster::KEYS.contains(&key) || daemon::KEYS.contains(&key),
+            "{key} is not a key"
+        );
+    }
+    // Leader election is off in the example: its keys are shown commented.
+    for key in leader::KEYS {
+        let line = format!("# {key} = ");
+        assert!(
+            EXAMPLE.lines().any(|l| l.starts_with(&line)),
+            "{key} is not documented in config/kwatchd.toml (as `{line}...`)"
+        );
     }
     let sink_keys = sink::TYPES.iter().flat_map(|t| t.keys.iter());
     let keys = daemon::KEYS
@@ -532,4 +548,30 @@ fn cluster_doc(cluster: &str) -> String {
     format!(
         "[clusters.c]\n{cluster}\n\n[[watch]]\nname = \"w\"\ncluster = \"c\"\napi_version = \"v1\"\nresource = \"pods\"\nsinks = [\"s\"]\n\n[sinks.s]\ntype = \"stdout\"\n"
     )
+}
+
+#[test]
+fn leader_election_defaults_and_references() {
+    let text = format!("{MINIMAL}\n[daemon.leader_election]\ncluster = \"local\"\n");
+    let c = ok(&text);
+    let le = c.daemon.leader_election.expect("parsed");
+    assert_eq!(le.namespace, "kwatchd");
+    assert_eq!(le.name, "kwatchd");
+    assert_eq!(le.identity, None);
+    assert_eq!(le.lease_duration, Duration::from_secs(15));
+    assert_eq!(le.renew_deadline, Duration::from_secs(10));
+    assert_eq!(le.retry_period, Duration::from_secs(2));
+    let bad = text.replace(
+        "cluster = \"local\"",
+        "cluster = \"locla\"\nrenew_deadline = \"20s\"\nbogus = 1",
+    );
+    let e = Config::parse(&bad, Path::new("k.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("did you mean \"local\""), "{e}");
+    assert!(e.contains("bogus"), "{e}");
+    assert!(
+        e.contains("renew_deadline 20s must be shorter than lease_duration 15s"),
+        "{e}"
+    );
 }

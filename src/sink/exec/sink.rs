@@ -6,7 +6,7 @@ use crate::config::ExecSinkConfig;
 use crate::rand::Rng;
 use crate::sink::delivery::Delivery;
 use crate::sink::dispatch::{Job, JobOutcome};
-use crate::sink::{EventMeta, SinkCtx};
+use crate::sink::{EventMeta, LatencySample, SinkCtx};
 use crate::state::AckRef;
 use mio::Token;
 use std::rc::Rc;
@@ -30,6 +30,8 @@ pub struct ExecSink {
     /// place).
     spawn_failed: Vec<(u64, String, usize)>,
     runs: HookRunCounts,
+    /// Spawn → exit of every hook that ran.
+    run_durations: LatencySample,
 }
 
 /// How hook runs ended, for the metrics.
@@ -124,6 +126,7 @@ impl ExecSink {
             active: Vec::new(),
             spawn_failed: Vec::new(),
             runs: HookRunCounts::default(),
+            run_durations: LatencySample::default(),
         }
     }
 
@@ -169,6 +172,8 @@ impl ExecSink {
             let outcome = outcome.clone();
             self.runs.0[HookResult::of(&outcome) as usize] += 1;
             let a = self.active.swap_remove(i);
+            self.run_durations
+                .record(now.saturating_duration_since(a.run.started()));
             let result = if outcome.success() {
                 JobOutcome::Success
             } else {
@@ -208,6 +213,11 @@ impl ExecSink {
 
     pub fn hook_runs(&self) -> HookRunCounts {
         self.runs
+    }
+
+    /// How long hooks ran (spawn → exit).
+    pub fn run_durations(&self) -> &LatencySample {
+        &self.run_durations
     }
 
     /// Counts and hook start latency, for the log at shutdown.

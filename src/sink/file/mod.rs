@@ -32,7 +32,7 @@ mod tests;
 
 pub use sync::SyncPolicy;
 
-use super::QueueBound;
+use super::{LatencySample, QueueBound};
 use crate::state::{AckRef, Acks};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token, Waker};
@@ -76,15 +76,18 @@ pub struct FileSink {
     reserve: bool,
     /// End offset in `buf` of every queued record, oldest first, with the
     /// ref acked once all of its bytes are written (and synced, see
-    /// `unsynced`).
-    record_ends: VecDeque<(usize, AckRef)>,
+    /// `unsynced`) and when it was queued.
+    record_ends: VecDeque<(usize, AckRef, Instant)>,
+    /// Queued → handled (written, and synced where that is the policy),
+    /// per record: a slow disk shows here.
+    latency: LatencySample,
     /// `buf[..released]` is records whose acks went out; their bytes may be
     /// dropped (`released <= whole`).
     released: usize,
     /// Written records waiting for an fsync before their acks go
     /// (`SyncPolicy::Always`), with their end offsets in `buf`: their bytes
     /// are kept, to be written again should the fsync fail.
-    unsynced: VecDeque<(usize, AckRef)>,
+    unsynced: VecDeque<(usize, AckRef, Instant)>,
     /// `None`: never fsync (also for standard output).
     sync: Option<SyncState>,
     acks: Acks,
@@ -129,6 +132,7 @@ impl FileSink {
             torn: None,
             reserve: true,
             record_ends: VecDeque::new(),
+            latency: LatencySample::default(),
             released: 0,
             unsynced: VecDeque::new(),
             sync: None,
@@ -195,6 +199,11 @@ impl FileSink {
         self.delivered
     }
 
+    /// Queued → handled, per record.
+    pub fn latency(&self) -> &LatencySample {
+        &self.latency
+    }
+
     /// See [`DeliveryCounts::retries`](super::DeliveryCounts::retries).
     pub fn retries(&self) -> u64 {
         self.retries
@@ -221,9 +230,10 @@ impl FileSink {
             .min()
     }
 
-    pub fn push(&mut self, record: &[u8], ack: AckRef) {
+    /// `now`: when the event was read.
+    pub fn push(&mut self, now: Instant, record: &[u8], ack: AckRef) {
         self.buf.extend_from_slice(record);
-        self.record_ends.push_back((self.buf.len(), ack));
+        self.record_ends.push_back((self.buf.len(), ack, now));
     }
 
     /// Moves the refs of written records to `out`.
@@ -234,9 +244,9 @@ impl FileSink {
     /// Queues the record `render` appends to the queue's buffer: the one
     /// copy of the object a file sink needs, without a staging buffer.
     /// `render` must append exactly one complete record.
-    pub fn push_rendered(&mut self, render: impl FnOnce(&mut Vec<u8>), ack: AckRef) {
+    pub fn push_rendered(&mut self, now: Instant, render: impl FnOnce(&mut Vec<u8>), ack: AckRef) {
         render(&mut self.buf);
-        self.record_ends.push_back((self.buf.len(), ack));
+        self.record_ends.push_back((self.buf.len(), ack, now));
     }
 
     /// Opens the file now, so a start-up problem is reported at start.
@@ -313,7 +323,7 @@ impl FileSink {
         let next = self
             .record_ends
             .iter()
-            .map(|(end, _)| *end)
+            .map(|(end, _, _)| *end)
             .find(|end| *end > self.written)
             .unwrap_or(all);
         for stop in [all, next] {
@@ -448,7 +458,8 @@ impl FileSink {
                         if let Some(sync) = &mut self.sync {
                             sync.dirty = true;
                         }
-                        self.retire_written();
+                        // One clock read per write: its own time counts.
+                        self.retire_written(Instant::now());
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -505,27 +516,29 @@ impl FileSink {
         }
     }
 
-    fn retire_written(&mut self) {
+    fn retire_written(&mut self, now: Instant) {
         let hold = self
             .sync
             .as_ref()
             .is_some_and(|s| s.policy == SyncPolicy::Always);
-        while let Some(&(end, ack)) = self.record_ends.front() {
+        while let Some(&(end, ack, queued)) = self.record_ends.front() {
             if end > self.written {
                 break;
             }
             self.record_ends.pop_front();
             self.whole = end;
             if hold {
-                self.unsynced.push_back((end, ack));
+                self.unsynced.push_back((end, ack, queued));
             } else {
-                self.release(end, ack);
+                self.release(end, ack, now.saturating_duration_since(queued));
             }
         }
         self.compact();
     }
 
-    fn release(&mut self, end: usize, ack: AckRef) {
+    /// `took`: since the record was queued.
+    fn release(&mut self, end: usize, ack: AckRef, took: Duration) {
+        self.latency.record(took);
         self.acks.push(ack);
         self.delivered += 1;
         self.released = end;
@@ -545,7 +558,7 @@ impl FileSink {
         } else {
             return;
         };
-        for (end, _) in self.record_ends.iter_mut().chain(&mut self.unsynced) {
+        for (end, _, _) in self.record_ends.iter_mut().chain(&mut self.unsynced) {
             *end -= cut;
         }
         if let Some(sync) = &mut self.sync {
@@ -612,12 +625,12 @@ impl FileSink {
             let policy = sync.policy;
             match result {
                 Ok(()) => {
-                    while let Some(&(end, ack)) = self.unsynced.front() {
+                    while let Some(&(end, ack, queued)) = self.unsynced.front() {
                         if end > covers {
                             break;
                         }
                         self.unsynced.pop_front();
-                        self.release(end, ack);
+                        self.release(end, ack, now.saturating_duration_since(queued));
                     }
                     self.compact();
                 }
@@ -660,8 +673,9 @@ impl FileSink {
     /// No more fsyncs: what waited for one is released now.
     fn stop_syncing(&mut self) {
         self.sync = None;
-        while let Some((end, ack)) = self.unsynced.pop_front() {
-            self.release(end, ack);
+        let now = Instant::now();
+        while let Some((end, ack, queued)) = self.unsynced.pop_front() {
+            self.release(end, ack, now.saturating_duration_since(queued));
         }
         self.compact();
     }

@@ -28,13 +28,17 @@ fn appends_whole_lines_creating_the_directory_with_mode_0640() {
     std::fs::create_dir_all(path.parent().unwrap()).ok();
     std::fs::remove_dir(path.parent().unwrap()).unwrap();
     let mut s = sink(&path, 2);
-    s.push(b"{\"n\":1}\n", ACK);
+    let read = Instant::now() - Duration::from_millis(30);
+    s.push(read, b"{\"n\":1}\n", ACK);
     assert!(s.has_room());
-    s.push(b"{\"n\":2}\n", ACK);
+    s.push(read, b"{\"n\":2}\n", ACK);
     assert!(!s.has_room());
     s.flush(Instant::now(), poll.registry());
     assert_eq!(s.queued(), 0);
     assert_eq!(s.delivered(), 2);
+    // Each record's time from being read to written.
+    assert_eq!(s.latency().count(), 2);
+    assert!(s.latency().sum_seconds() >= 0.06);
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
         "{\"n\":1}\n{\"n\":2}\n"
@@ -42,7 +46,7 @@ fn appends_whole_lines_creating_the_directory_with_mode_0640() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode & !0o640, 0, "mode {mode:o} is wider than 0640");
     s.reopen();
-    s.push(b"{\"n\":3}\n", ACK);
+    s.push(Instant::now(), b"{\"n\":3}\n", ACK);
     s.flush(Instant::now(), poll.registry());
     assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
 }
@@ -57,7 +61,7 @@ fn a_torn_last_line_is_cut_at_start_and_written_records_are_acked() {
     s.open().unwrap();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"n\":1}\n");
     let two = AckRef { watch: 3, seq: 7 };
-    s.push(b"{\"n\":2}\n", two);
+    s.push(Instant::now(), b"{\"n\":2}\n", two);
     let mut acks = Vec::new();
     s.take_acks(&mut acks);
     assert!(acks.is_empty(), "acked before it was written");
@@ -94,7 +98,7 @@ fn an_unopenable_path_keeps_events_and_retries() {
     let poll = mio::Poll::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut s = sink(dir.path(), 10);
-    s.push(b"x\n", ACK);
+    s.push(Instant::now(), b"x\n", ACK);
     let now = Instant::now();
     s.flush(now, poll.registry());
     assert_eq!(s.queued(), 1);
@@ -146,7 +150,7 @@ fn full_disk_sink(dir: &Path) -> Option<(FullTmpfs, FileSink, PathBuf, String)> 
     s.open().unwrap();
     let line = format!("{}\n", "r".repeat(999));
     for seq in 0..10 {
-        s.push(line.as_bytes(), AckRef { watch: 1, seq });
+        s.push(Instant::now(), line.as_bytes(), AckRef { watch: 1, seq });
     }
     Some((fs, s, path, line))
 }
@@ -216,7 +220,7 @@ fn a_full_fifo_blocks_without_losing_or_splitting_lines() {
     let mut s = sink(&path, 100_000);
     let line = format!("{}\n", "y".repeat(999));
     for _ in 0..1000 {
-        s.push(line.as_bytes(), ACK);
+        s.push(Instant::now(), line.as_bytes(), ACK);
     }
     let now = Instant::now();
     s.flush(now, poll.registry());
@@ -281,7 +285,11 @@ fn with_sync_always_acks_only_after_the_fsync_that_followed_the_write() {
     let path = dir.path().join("out.jsonl");
     let (mut poll, mut s) = synced_sink(&path, SyncPolicy::Always);
     for seq in 0..3 {
-        s.push(format!("{{\"n\":{seq}}}\n").as_bytes(), ack(seq));
+        s.push(
+            Instant::now(),
+            format!("{{\"n\":{seq}}}\n").as_bytes(),
+            ack(seq),
+        );
     }
     s.flush(Instant::now(), poll.registry());
     assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
@@ -299,7 +307,7 @@ fn with_sync_always_acks_only_after_the_fsync_that_followed_the_write() {
     assert_eq!((s.queued(), s.delivered()), (0, 3));
     assert!(s.buf.is_empty(), "released bytes are dropped");
     // The next write waits for its own fsync.
-    s.push(b"{\"n\":3}\n", ack(3));
+    s.push(Instant::now(), b"{\"n\":3}\n", ack(3));
     s.flush(Instant::now(), poll.registry());
     acks.clear();
     s.take_acks(&mut acks);
@@ -316,7 +324,7 @@ fn with_sync_interval_acks_at_write_and_syncs_at_most_every_interval() {
     let path = dir.path().join("out.jsonl");
     let interval = Duration::from_millis(300);
     let (mut poll, mut s) = synced_sink(&path, SyncPolicy::Interval(interval));
-    s.push(b"{\"n\":0}\n", ack(0));
+    s.push(Instant::now(), b"{\"n\":0}\n", ack(0));
     let t0 = Instant::now();
     s.flush(t0, poll.registry());
     let mut acks = Vec::new();
@@ -328,7 +336,7 @@ fn with_sync_interval_acks_at_write_and_syncs_at_most_every_interval() {
     };
     assert_eq!(sync(&s), (1, false), "the first write is synced at once");
     wait_for_wake(&mut poll);
-    s.push(b"{\"n\":1}\n", ack(1));
+    s.push(Instant::now(), b"{\"n\":1}\n", ack(1));
     s.flush(t0 + Duration::from_millis(1), poll.registry());
     assert_eq!(sync(&s), (0, true), "not again within the interval");
     assert_eq!(s.retry_at(), Some(t0 + interval), "but when it is up");
@@ -352,7 +360,7 @@ fn a_fifo_cannot_be_synced_so_its_records_are_acked_once_written() {
         .open(&path)
         .unwrap();
     let (mut poll, mut s) = synced_sink(&path, SyncPolicy::Always);
-    s.push(b"{}\n", ack(0));
+    s.push(Instant::now(), b"{}\n", ack(0));
     s.flush(Instant::now(), poll.registry());
     wait_for_wake(&mut poll);
     s.flush(Instant::now(), poll.registry());

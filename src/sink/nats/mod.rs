@@ -42,6 +42,7 @@ use mio::Token;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 const GATE_FIRST: Duration = Duration::from_millis(100);
@@ -298,8 +299,7 @@ impl NatsSink {
                 let Some(record) = p.job.records.first() else {
                     return;
                 };
-                let subject = self.subject(&record.meta);
-                match classify(&message, &subject, &self.stream) {
+                match classify(&message, || self.subject(&record.meta), &self.stream) {
                     Reply::Stored { duplicate, .. } => {
                         self.duplicates += u64::from(duplicate);
                         let latency = now.saturating_duration_since(record.received);
@@ -358,27 +358,30 @@ impl NatsSink {
         }
         self.unsent.insert(job);
         self.retried += 1;
-        let failures = match self.gate {
-            Gate::Open => 0,
-            Gate::Paused { failures, .. } => failures,
-        }
-        .saturating_add(1);
-        let shift = (failures - 1).min(16);
-        let ceiling = GATE_FIRST.saturating_mul(1 << shift).min(GATE_CAP);
-        let delay = self.rng.duration_between(ceiling / 2, ceiling);
-        let since = match self.gate {
+        // One step of backoff per pause and per failed probe, not per
+        // record: a burst of timeouts is one failure.
+        let (since, failures) = match self.gate {
             Gate::Open => {
                 log::warn!(
                     "sink {}: publishing paused: {reason}; records are held and retried",
                     self.name
                 );
-                now
+                (now, 1)
             }
-            Gate::Paused { since, .. } => {
+            Gate::Paused {
+                since,
+                probing: true,
+                failures,
+                ..
+            } => {
                 log::debug!("sink {}: still paused: {reason}", self.name);
-                since
+                (since, failures.saturating_add(1))
             }
+            Gate::Paused { .. } => return,
         };
+        let shift = (failures - 1).min(16);
+        let ceiling = GATE_FIRST.saturating_mul(1 << shift).min(GATE_CAP);
+        let delay = self.rng.duration_between(ceiling / 2, ceiling);
         self.gate = Gate::Paused {
             since,
             probe_at: now + delay,
@@ -431,15 +434,15 @@ impl NatsSink {
             Gate::Paused { .. } => 0,
         };
         let max_payload = self.client.info().max_payload;
-        for _ in 0..limit {
+        let mut budget = limit;
+        while budget > 0 {
             let Some(id) = self.unsent.pop_first() else {
                 break;
             };
-            let Some(record) = self
-                .jobs
-                .get(&id)
-                .and_then(|p| p.job.records.first().cloned())
-            else {
+            let Some(records) = self.jobs.get(&id).map(|p| Rc::clone(&p.job.records)) else {
+                continue;
+            };
+            let Some(record) = records.first() else {
                 continue;
             };
             let subject = self.subject(&record.meta);
@@ -460,6 +463,14 @@ impl NatsSink {
                 p.sent_at = Some(ctx.now);
             }
             self.sent.push_back((ctx.now, id));
+            budget -= 1;
+        }
+        // A probe that found nothing to send (the queue emptied, or only
+        // refused records) is not in flight: the next one may go.
+        if budget > 0 {
+            if let Gate::Paused { probing, .. } = &mut self.gate {
+                *probing = false;
+            }
         }
     }
 

@@ -42,12 +42,14 @@ pub enum Reply {
     Refused(String),
 }
 
-/// Classifies a reply to a publish on `subject` meant for `stream`.
-pub fn classify(message: &Message, subject: &str, stream: &str) -> Reply {
+/// Classifies a reply to a publish meant for `stream`; `subject` gives
+/// the publish's subject (rendered only for the message that needs it).
+pub fn classify(message: &Message, subject: impl FnOnce() -> String, stream: &str) -> Reply {
     match message.status() {
         Some(503) => {
             return Reply::Retry(format!(
-                "no JetStream stream captures subject {subject:?} (no responders): create stream {stream:?} with a subject filter matching it; kwatchd never creates streams"
+                "no JetStream stream captures subject {:?} (no responders): create stream {stream:?} with a subject filter matching it; kwatchd never creates streams",
+                subject()
             ))
         }
         Some(code) if message.payload.is_empty() => {
@@ -102,7 +104,7 @@ mod tests {
 
     #[test]
     fn replies_are_classified() {
-        let c = |m: Message| classify(&m, "kube.a", "KUBE");
+        let c = |m: Message| classify(&m, || "kube.a".to_owned(), "KUBE");
         assert_eq!(
             c(msg(None, br#"{"stream":"KUBE","seq":42}"#)),
             Reply::Stored {

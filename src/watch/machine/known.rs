@@ -23,6 +23,10 @@ pub(super) struct Known {
     pub stats: WatchStats,
     /// What went wrong last, for status and health (kept after recovery).
     pub last_error: Option<String>,
+    /// The last failure was a stream that stayed open without a line until
+    /// its deadline (a server keeping it alive with blank lines): until a
+    /// success, opening a stream does not reset `consecutive_failures`.
+    pub silent_streams: bool,
 }
 
 impl Known {
@@ -47,6 +51,12 @@ impl Known {
     pub fn count_reconnect(&mut self, reason: ReconnectReason) {
         self.stats.reconnects += 1;
         self.stats.reconnects_by_reason[reason as usize] += 1;
+    }
+
+    /// A list page, a line on a stream, a stream that ended normally.
+    pub fn succeeded(&mut self) {
+        self.stats.consecutive_failures = 0;
+        self.silent_streams = false;
     }
 
     pub fn count_failure(&mut self, error: String) {

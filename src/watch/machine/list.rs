@@ -19,8 +19,9 @@ use super::super::spec::WatchSpec;
 use super::known::{deliver, Known};
 use super::resolve::Resolved;
 use crate::config::EventType;
-use crate::kube::event::{excerpt, object_meta, ObjectMeta};
-use crate::kube::ListPage;
+use crate::kube::event::{excerpt, object_meta_str, ObjectMeta};
+use crate::kube::list_scan::ListInfo;
+use crate::kube::scan::validate;
 use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,37 +75,49 @@ impl ListRound {
         self.snapshot_rv = rv.map(str::to_owned);
     }
 
-    /// One page of a paginated LIST: its objects, then whether more follow.
-    pub fn on_page(
-        &mut self,
-        spec: &WatchSpec,
-        known: &mut Known,
-        now: Instant,
-        page: ListPage<'_>,
-        out: &mut dyn Emit,
-    ) -> PageEnd {
-        known.learn_kind(page.item_kind.as_deref());
+    /// What the LIST answer says of itself (read as it arrives): the
+    /// items' kind, the snapshot's resourceVersion.
+    pub fn note_info(&mut self, known: &mut Known, info: &ListInfo) {
+        known.learn_kind(info.item_kind.as_deref());
         if self.snapshot_rv.is_none() {
-            self.snapshot_rv = page.resource_version.as_deref().map(str::to_owned);
+            self.snapshot_rv.clone_from(&info.resource_version);
         }
-        for item in &page.items {
-            let meta = match object_meta(item) {
-                Ok(meta) => meta,
-                Err(e) => {
-                    known.stats.skipped_lines += 1;
-                    log::warn!("watch {}: skipping a list item: {e}", spec.name);
-                    continue;
-                }
-            };
-            self.item(spec, known, now, item.get(), &meta, out);
-        }
-        match page.continue_token {
+    }
+
+    /// The end of a LIST answer: whether more pages follow.
+    pub fn end_page(&mut self, known: &mut Known, info: &ListInfo) -> PageEnd {
+        self.note_info(known, info);
+        match &info.continue_token {
             Some(token) => {
-                self.continue_token = Some(token.into_owned());
+                self.continue_token = Some(token.clone());
                 PageEnd::More
             }
             None => PageEnd::Last,
         }
+    }
+
+    /// One item of a LIST answer as the scanner cut it out: validated
+    /// (an error makes the answer unusable), skipped with a warning when
+    /// its metadata is unusable.
+    pub fn list_item(
+        &mut self,
+        spec: &WatchSpec,
+        known: &mut Known,
+        now: Instant,
+        item: &[u8],
+        out: &mut dyn Emit,
+    ) -> Result<(), String> {
+        let object =
+            std::str::from_utf8(item).map_err(|e| format!("a list item is not UTF-8 ({e})"))?;
+        validate(item).map_err(|e| format!("a list item is not JSON: {e}"))?;
+        match object_meta_str(object) {
+            Ok(meta) => self.item(spec, known, now, object, &meta, out),
+            Err(e) => {
+                known.stats.skipped_lines += 1;
+                log::warn!("watch {}: skipping a list item: {e}", spec.name);
+            }
+        }
+        Ok(())
     }
 
     /// One object of the list (a LIST item or a streaming list's initial

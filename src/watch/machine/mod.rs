@@ -52,15 +52,16 @@ pub use resolve::Resolved;
 use super::backoff::Backoff;
 use super::event::Emit;
 use super::index::ObjectIndex;
-use super::spec::{RequestKind, RequestPlan, WatchSpec};
+use super::spec::{RequestPlan, WatchSpec};
 use super::stats::{ReconnectReason, WatchState, WatchStats};
 use crate::config::{InitialList, OnStart, WatchTarget};
-use crate::kube::discovery::{Discovery, Query, DISCOVERY_ACCEPT};
+use crate::kube::discovery::{Discovery, Query};
 use crate::kube::event::excerpt;
-use crate::kube::{ListPage, Status, WatchEvent, WatchEventType};
+use crate::kube::list_scan::ListInfo;
+use crate::kube::{Status, WatchEvent, WatchEventType};
 use crate::rand::Rng;
 use known::Known;
-use list::{ListPurpose, ListRound, PageEnd};
+use list::{ListPurpose, PageEnd};
 use phase::{waiting, Attempt, InFlight, Phase, Request, Step};
 use policy::{Answer, Attempted, Flags, Verdict};
 use resolve::Resolution;
@@ -150,31 +151,17 @@ impl WatchMachine {
         }
     }
 
-    /// The first list of this run.
+    /// The first list of this run (none when resumed from a checkpoint).
     fn first_step(&self) -> Step {
         if self.known.resume_rv.is_some() {
-            // Resumed from a checkpoint: no initial list.
             return Step::Watch;
         }
         let deliver = self.spec.on_start == OnStart::Added;
         self.list_step(ListPurpose::Initial { deliver })
     }
 
-    /// A LIST or a streaming list, as configured and as the server allows.
     fn list_step(&self, purpose: ListPurpose) -> Step {
-        if self.uses_streaming_lists() {
-            Step::Stream(ListRound::new(purpose))
-        } else {
-            Step::List(ListRound::new(purpose))
-        }
-    }
-
-    fn uses_streaming_lists(&self) -> bool {
-        match self.spec.initial_list {
-            InitialList::List => false,
-            InitialList::Stream => true,
-            InitialList::Auto => !self.stream_rejected,
-        }
+        Step::list(&self.spec, self.stream_rejected, purpose)
     }
 
     /// The resource, once known.
@@ -232,6 +219,14 @@ impl WatchMachine {
         if let Phase::Running { attempt, .. } = &mut self.phase {
             *attempt = Attempt::Ready(Step::Watch);
         }
+    }
+
+    /// Starts knowing `index` but from no position: objects a run that
+    /// crashed before its first position was handled had reported (all
+    /// unconfirmed). The first list then reports the difference against
+    /// them (their DELETED if gone) as `on_start` says.
+    pub fn resume_unpositioned(&mut self, index: ObjectIndex) {
+        self.known.index = index;
     }
 
     pub fn spec(&self) -> &WatchSpec {
@@ -301,26 +296,9 @@ impl WatchMachine {
         match std::mem::replace(&mut self.phase, Phase::Failed) {
             Phase::Failed => None,
             Phase::Resolving(attempt) => {
-                let d = match attempt.into_due(now) {
-                    Ok(d) => d,
-                    Err(attempt) => {
-                        self.phase = Phase::Resolving(attempt);
-                        return None;
-                    }
-                };
-                let Some(path) = d.next_path().map(str::to_owned) else {
-                    self.phase = Phase::Resolving(Attempt::Ready(d));
-                    return None;
-                };
-                self.phase = Phase::Resolving(Attempt::InFlight {
-                    request: d,
-                    last_activity: now,
-                });
-                Some(RequestPlan {
-                    kind: RequestKind::Discovery,
-                    path_and_query: path,
-                    accept: DISCOVERY_ACCEPT,
-                })
+                let (phase, plan) = phase::poll_discovery(attempt, now);
+                self.phase = phase;
+                plan
             }
             Phase::Running { resolved, attempt } => {
                 let step = match attempt.into_due(now) {
@@ -340,10 +318,7 @@ impl WatchMachine {
                 });
                 self.phase = Phase::Running {
                     resolved,
-                    attempt: Attempt::InFlight {
-                        request,
-                        last_activity: now,
-                    },
+                    attempt: Attempt::sent(request, now),
                 };
                 Some(plan)
             }
@@ -358,9 +333,16 @@ impl WatchMachine {
         Duration::from_secs(t.as_secs().max(1))
     }
 
-    /// Bytes arrived for the in-flight request.
+    /// Bytes arrived for the in-flight request (progress for a list, not
+    /// for a response head or a watch stream: see `on_timer`).
     pub fn note_activity(&mut self, now: Instant) {
         self.phase.note_activity(now);
+    }
+
+    /// The response head of the request in flight is complete (any
+    /// status): from now on its body's deadline applies.
+    pub fn on_response_head(&mut self, now: Instant) {
+        self.phase.note_head(now);
     }
 
     /// When `on_timer` next has something to do.
@@ -374,18 +356,27 @@ impl WatchMachine {
         self.phase.due(now)
     }
 
+    /// Closes a request that stayed silent too long: no complete response
+    /// head in time (bytes trickling in do not count), no byte of a list,
+    /// or no event or bookmark on a watch stream (keep-alive blank lines
+    /// do not count). An open stream that never delivered an event does
+    /// not count as the success its opening seemed, so a server that
+    /// keeps streams open without events turns the watch unhealthy.
     pub fn on_timer(&mut self, now: Instant) -> TimerOutcome {
-        let Some(limit) = self.phase.silent(now, self.spec.watch_timeout) else {
+        let Some((awaited, limit)) = self.phase.silent(now, self.spec.watch_timeout) else {
             return TimerOutcome::Nothing;
         };
+        let error = awaited.missed(limit);
         log::warn!(
-            "watch {}: no data from the server for {}s; the connection is presumed dead, reconnecting",
+            "watch {}: {error}; the connection is presumed dead, reconnecting",
             self.spec.name,
-            limit.as_secs()
         );
+        if let Some(failures_before) = self.phase.open_stream().and_then(Stream::eventless) {
+            self.known.stats.consecutive_failures = failures_before;
+            self.known.silent_streams = true;
+        }
         self.known.count_reconnect(ReconnectReason::IdleTimeout);
-        self.known
-            .count_failure(format!("no data from the server for {}s", limit.as_secs()));
+        self.known.count_failure(error);
         self.retry(None);
         TimerOutcome::CloseConnection
     }
@@ -414,10 +405,21 @@ impl WatchMachine {
     /// The connection failed or the response could not be read (connect
     /// error, reset, TLS failure, malformed HTTP, a line over the limit).
     pub fn on_transport_error(&mut self, now: Instant, error: &dyn std::fmt::Display) {
+        self.transport_error(now, error, log::Level::Warn);
+    }
+
+    /// A transport error the daemon reports in one summary line rather than
+    /// once per watch (out of file descriptors): the same, logged at debug.
+    pub fn on_transport_error_quietly(&mut self, now: Instant, error: &dyn std::fmt::Display) {
+        self.transport_error(now, error, log::Level::Debug);
+    }
+
+    fn transport_error(&mut self, now: Instant, error: &dyn std::fmt::Display, level: log::Level) {
         self.known.count_reconnect(ReconnectReason::TransportError);
         self.known.count_failure(error.to_string());
         let delay = self.back_off(now, None);
-        log::warn!(
+        log::log!(
+            level,
             "watch {}: {error}; retrying in {} ms (attempt {})",
             self.spec.name,
             delay.as_millis(),
@@ -476,7 +478,7 @@ impl WatchMachine {
         attempted: Attempted,
         summary: &str,
     ) {
-        let name = &self.spec.name;
+        let name = self.spec.name.clone();
         let what = attempted.what();
         let at = |after: Option<Duration>| after.map(|a| now + a);
         match verdict {
@@ -538,62 +540,41 @@ impl WatchMachine {
                 self.retry(at(after));
                 self.phase.restart_list();
             }
-            Verdict::Backoff { retry_after } => match (answer, attempted) {
-                (_, Attempted::Discovery) => {
-                    let path = match &self.phase {
-                        Phase::Resolving(Attempt::InFlight { request, .. }) => {
-                            request.next_path().unwrap_or("").to_owned()
-                        }
-                        _ => String::new(),
-                    };
-                    let delay = self.back_off(now, retry_after);
-                    log::warn!(
-                        "watch {}: discovery GET {path} answered {summary}; retrying in {} ms",
-                        self.spec.name,
+            Verdict::Backoff { retry_after } => {
+                let path = match &self.phase {
+                    Phase::Resolving(Attempt::InFlight { request, .. }) => {
+                        request.next_path().unwrap_or("").to_owned()
+                    }
+                    _ => self.path_str().to_owned(),
+                };
+                let counted = policy::failure(answer, attempted, summary);
+                if let Some((reason, error)) = counted {
+                    self.known.count_reconnect(reason);
+                    self.known.count_failure(error);
+                }
+                let delay = self.back_off(now, retry_after);
+                let auth = matches!(
+                    answer,
+                    Answer::Http {
+                        status: 401 | 403,
+                        ..
+                    }
+                );
+                self.auth_failures = if auth {
+                    self.auth_failures + 1
+                } else {
+                    self.auth_failures
+                };
+                let line = policy::retry_line(answer, attempted, summary, &path, delay);
+                match (line, auth && self.auth_failures > 1) {
+                    (_, true) => log::debug!(
+                        "watch {name}: still failing; retrying in {} ms",
                         delay.as_millis()
-                    );
+                    ),
+                    ((log::Level::Error, text), _) => log::error!("watch {name}: {text}"),
+                    ((_, text), _) => log::warn!("watch {name}: {text}"),
                 }
-                (Answer::ErrorEvent, _) => {
-                    self.known.count_reconnect(ReconnectReason::ErrorEvent);
-                    self.known.count_failure(format!("ERROR event: {summary}"));
-                    let delay = self.back_off(now, retry_after);
-                    let (during, next) = match attempted {
-                        Attempted::StreamingList => (" during a streaming list", "listing again"),
-                        _ => ("", "re-watching"),
-                    };
-                    log::warn!(
-                        "watch {}: the server sent an ERROR event{during} ({summary}); {next} in {} ms",
-                        self.spec.name,
-                        delay.as_millis()
-                    );
-                }
-                (Answer::Http { status, .. }, _) => {
-                    self.known.count_reconnect(ReconnectReason::HttpError);
-                    self.known
-                        .count_failure(format!("{what} answered {summary}"));
-                    let delay = self.back_off(now, retry_after);
-                    self.log_http_failure(status, what, summary, delay);
-                }
-            },
-        }
-    }
-
-    fn log_http_failure(&mut self, status: u16, what: &str, summary: &str, delay: Duration) {
-        let retry = format!("retrying in {} ms", delay.as_millis());
-        let name = &self.spec.name;
-        if matches!(status, 401 | 403) {
-            self.auth_failures += 1;
-            if self.auth_failures > 1 {
-                log::debug!("watch {name}: still {status}; {retry}");
-                return;
             }
-        }
-        match policy::hint(status) {
-            Some(hint) => log::error!(
-                "watch {name}: {what} {} answered {summary}: {hint}; {retry}",
-                self.path_str()
-            ),
-            None => log::warn!("watch {name}: {what} answered {summary}; {retry}"),
         }
     }
 
@@ -622,15 +603,8 @@ impl WatchMachine {
             Resolution::Resolved(resolved) => self.running(resolved),
             Resolution::NotYet { again, why } => {
                 let delay = self.discovery_backoff.next_delay(now, &mut self.rng, None);
-                log::warn!(
-                    "watch {}: {why}; if it is a CustomResourceDefinition not installed yet, it will be picked up: discovering again in {} s",
-                    self.spec.name,
-                    delay.as_secs_f32().ceil()
-                );
-                Phase::Resolving(Attempt::BackingOff {
-                    until: now + delay,
-                    then: again,
-                })
+                resolve::log_not_yet(&self.spec, &why, delay);
+                Phase::Resolving(waiting(again, Some(now + delay)))
             }
             Resolution::Failed(error) => {
                 self.known.last_error = Some(error);
@@ -639,26 +613,59 @@ impl WatchMachine {
         };
     }
 
-    /// A 200 LIST body.
-    pub fn on_list_body(&mut self, now: Instant, body: &[u8], out: &mut dyn Emit) {
+    /// The LIST answer cannot be read on: a transport error (the daemon
+    /// closes the connection).
+    pub fn unusable_list(&mut self, now: Instant, error: &dyn std::fmt::Display) {
+        self.on_transport_error(now, &format_args!("unusable LIST answer: {error}"));
+    }
+
+    /// One item of a 200 LIST answer as it arrives, with what the list
+    /// said of itself so far. `Close` when the answer is unusable (the
+    /// retry is scheduled; the daemon closes the connection).
+    pub fn on_list_item(
+        &mut self,
+        now: Instant,
+        info: &ListInfo,
+        item: &[u8],
+        out: &mut dyn Emit,
+    ) -> LineOutcome {
         let Phase::Running {
             attempt:
                 Attempt::InFlight {
-                    request: InFlight::List(_),
+                    request: InFlight::List(round),
                     ..
                 },
             ..
-        } = &self.phase
+        } = &mut self.phase
         else {
-            return;
+            return LineOutcome::Close;
         };
-        let page = match ListPage::parse(body) {
-            Ok(page) => page,
+        round.note_info(&mut self.known, info);
+        match round.list_item(&self.spec, &mut self.known, now, item, out) {
+            Ok(()) => LineOutcome::Continue,
             Err(e) => {
-                self.on_transport_error(now, &format_args!("unusable LIST answer: {e}"));
-                return;
+                self.unusable_list(now, &e);
+                LineOutcome::Close
             }
-        };
+        }
+    }
+
+    /// The 200 LIST answer is complete: the next page, or the end of the
+    /// list.
+    pub fn on_list_end(&mut self, now: Instant, info: &ListInfo, out: &mut dyn Emit) {
+        let listing = matches!(
+            self.phase,
+            Phase::Running {
+                attempt: Attempt::InFlight {
+                    request: InFlight::List(_),
+                    ..
+                },
+                ..
+            }
+        );
+        if !listing {
+            return;
+        }
         let Phase::Running {
             resolved,
             attempt:
@@ -671,9 +678,9 @@ impl WatchMachine {
             return;
         };
         self.auth_failures = 0;
-        self.known.stats.consecutive_failures = 0;
+        self.known.succeeded();
         self.backoff.note_healthy(now);
-        let next = match round.on_page(&self.spec, &mut self.known, now, page, out) {
+        let next = match round.end_page(&mut self.known, info) {
             PageEnd::More => Step::List(round),
             PageEnd::Last => {
                 round.conclude(&self.spec, &resolved, &mut self.known, now, out);
@@ -698,6 +705,7 @@ impl WatchMachine {
                             ..
                         },
                     last_activity,
+                    answered,
                 },
             ..
         } = &mut self.phase
@@ -705,8 +713,13 @@ impl WatchMachine {
             return;
         };
         *stream = Some(Stream::opened(now, self.known.stats.consecutive_failures));
-        self.known.stats.consecutive_failures = 0;
+        // After streams that stayed open without a line, an opening alone is
+        // no success: the stream must deliver one (or end normally).
+        if !self.known.silent_streams {
+            self.known.stats.consecutive_failures = 0;
+        }
         *last_activity = now;
+        *answered = true;
         self.auth_failures = 0;
         self.backoff.note_healthy(now);
         if initial.is_some() {
@@ -733,14 +746,14 @@ impl WatchMachine {
                             ..
                         },
                     last_activity,
+                    ..
                 },
         } = &mut self.phase
         else {
             return LineOutcome::Close;
         };
-        *last_activity = now;
         stream.events += 1;
-        self.known.stats.consecutive_failures = 0;
+        self.known.succeeded();
         let event = match WatchEvent::parse(line) {
             Ok(event) => event,
             Err(e) => {
@@ -749,6 +762,8 @@ impl WatchMachine {
                 return LineOutcome::Continue;
             }
         };
+        // Only events (bookmarks included) keep the stream's deadline away.
+        *last_activity = now;
         if event.event_type == WatchEventType::Error {
             return self.on_error_event(now, event.object.get());
         }
@@ -817,7 +832,7 @@ impl WatchMachine {
             return;
         }
         self.known.count_reconnect(ReconnectReason::StreamEnded);
-        self.known.stats.consecutive_failures = 0;
+        self.known.succeeded();
         log::debug!(
             "watch {}: stream ended{}; resuming from resourceVersion {}",
             self.spec.name,

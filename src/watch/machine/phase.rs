@@ -3,11 +3,12 @@
 //! Each phase holds what it has — the resolved resource, the list round, the
 //! open stream — so nothing asks "is it known yet?" of a field beside it.
 
-use super::list::ListRound;
+use super::list::{ListPurpose, ListRound};
 use super::policy::Attempted;
 use super::resolve::{self, Resolved};
 use super::stream::Stream;
-use crate::kube::discovery::Discovery;
+use crate::config::InitialList;
+use crate::kube::discovery::{Discovery, DISCOVERY_ACCEPT};
 use crate::kube::{
     Selectors, WatchQuery, JSON_ACCEPT, METADATA_LIST_ACCEPT, METADATA_WATCH_ACCEPT,
 };
@@ -16,8 +17,12 @@ use crate::watch::stats::WatchState;
 use std::time::{Duration, Instant};
 
 /// A LIST page (or discovery document) that sends no byte for this long is
-/// abandoned.
+/// abandoned; its response head gets as long (an API server may compute a
+/// big list before it answers; its own request timeout is 60 s).
 pub(super) const LIST_IDLE_LIMIT: Duration = Duration::from_secs(60);
+/// The least a WATCH's response head gets (a server under load may queue
+/// the request for a while; test configs use second-long timeouts).
+const WATCH_HEAD_FLOOR: Duration = Duration::from_secs(5);
 
 /// One request-driven activity (discovery, or the resource's lists and
 /// watches): due, in flight, or waiting to retry. `S` is what is due,
@@ -25,8 +30,18 @@ pub(super) const LIST_IDLE_LIMIT: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub(super) enum Attempt<S, F> {
     Ready(S),
-    InFlight { request: F, last_activity: Instant },
-    BackingOff { until: Instant, then: S },
+    /// `last_activity`: when the request was sent until `answered` (its
+    /// response head arrived), then the last sign of progress (see
+    /// [`Phase::note_activity`]).
+    InFlight {
+        request: F,
+        last_activity: Instant,
+        answered: bool,
+    },
+    BackingOff {
+        until: Instant,
+        then: S,
+    },
 }
 
 impl<S, F> Attempt<S, F> {
@@ -38,14 +53,38 @@ impl<S, F> Attempt<S, F> {
         }
     }
 
-    fn deadline(&self, idle_limit: impl Fn(&F) -> Duration) -> Option<Instant> {
+    /// A request sent now, its head awaited.
+    pub fn sent(request: F, now: Instant) -> Self {
+        Attempt::InFlight {
+            request,
+            last_activity: now,
+            answered: false,
+        }
+    }
+
+    /// What the request in flight must send next, the silence it is
+    /// allowed for that, and since when it is silent.
+    fn silence(&self, limits: impl Fn(&F) -> Limits) -> Option<(Awaited, Duration, Instant)> {
+        let Attempt::InFlight {
+            request,
+            last_activity,
+            answered,
+        } = self
+        else {
+            return None;
+        };
+        let limits = limits(request);
+        Some(match answered {
+            false => (Awaited::Head, limits.head, *last_activity),
+            true => (limits.awaited, limits.idle, *last_activity),
+        })
+    }
+
+    fn deadline(&self, limits: impl Fn(&F) -> Limits) -> Option<Instant> {
         match self {
             Attempt::Ready(_) => None,
             Attempt::BackingOff { until, .. } => Some(*until),
-            Attempt::InFlight {
-                request,
-                last_activity,
-            } => Some(*last_activity + idle_limit(request)),
+            Attempt::InFlight { .. } => self.silence(limits).map(|(_, limit, since)| since + limit),
         }
     }
 
@@ -65,6 +104,27 @@ pub(super) fn waiting<S, F>(step: S, until: Option<Instant>) -> Attempt<S, F> {
         Some(until) => Attempt::BackingOff { until, then: step },
         None => Attempt::Ready(step),
     }
+}
+
+/// The next discovery GET, if one is due: the phase it leaves, and the
+/// request.
+pub(super) fn poll_discovery(
+    attempt: Attempt<Box<Discovery>, Box<Discovery>>,
+    now: Instant,
+) -> (Phase, Option<RequestPlan>) {
+    let d = match attempt.into_due(now) {
+        Ok(d) => d,
+        Err(attempt) => return (Phase::Resolving(attempt), None),
+    };
+    let Some(path) = d.next_path().map(str::to_owned) else {
+        return (Phase::Resolving(Attempt::Ready(d)), None);
+    };
+    let plan = RequestPlan {
+        kind: RequestKind::Discovery,
+        path_and_query: path,
+        accept: DISCOVERY_ACCEPT,
+    };
+    (Phase::Resolving(Attempt::sent(d, now)), Some(plan))
 }
 
 /// The next request for the resource.
@@ -89,16 +149,66 @@ pub(super) enum InFlight {
     },
 }
 
-impl InFlight {
-    /// How long the request may stay silent before it is presumed dead.
-    fn idle_limit(&self, watch_timeout: Duration) -> Duration {
+/// What a request in flight waits for (and failed to get in time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Awaited {
+    /// A complete response head (bytes trickling in do not count).
+    Head,
+    /// Any byte of a LIST or discovery body.
+    Data,
+    /// An event or a bookmark on a watch stream (keep-alive blank lines and
+    /// partial lines do not count).
+    Event,
+}
+
+impl Awaited {
+    /// The failure of a request that did not get it within `limit`.
+    pub fn missed(self, limit: Duration) -> String {
+        let secs = limit.as_secs();
         match self {
-            InFlight::List(_) => LIST_IDLE_LIMIT,
-            // Covers the wait for the response head too.
+            Awaited::Head => format!("no complete response head from the server within {secs}s"),
+            Awaited::Data => format!("no data from the server for {secs}s"),
+            Awaited::Event => format!("no event or bookmark from the server for {secs}s"),
+        }
+    }
+}
+
+/// How long a request may stay silent.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    head: Duration,
+    idle: Duration,
+    awaited: Awaited,
+}
+
+/// A list or a discovery document: bytes are progress.
+const DOCUMENT_LIMITS: Limits = Limits {
+    head: LIST_IDLE_LIMIT,
+    idle: LIST_IDLE_LIMIT,
+    awaited: Awaited::Data,
+};
+
+impl InFlight {
+    fn limits(&self, watch_timeout: Duration) -> Limits {
+        match self {
+            InFlight::List(_) => DOCUMENT_LIMITS,
             InFlight::Watch { timeout, .. } => {
-                *timeout + watch_timeout.min(Duration::from_secs(30))
+                let grace = watch_timeout.min(Duration::from_secs(30));
+                Limits {
+                    head: grace.max(WATCH_HEAD_FLOOR),
+                    // The server ends the stream at `timeout`: a healthy
+                    // stream, however quiet, never reaches this.
+                    idle: *timeout + grace,
+                    awaited: Awaited::Event,
+                }
             }
         }
+    }
+
+    /// Whether bytes alone show progress (not on a watch stream, where
+    /// only events and bookmarks do).
+    fn bytes_count(&self) -> bool {
+        matches!(self, InFlight::List(_))
     }
 }
 
@@ -115,6 +225,19 @@ pub(super) struct Request<'a> {
 }
 
 impl Step {
+    /// A LIST or a streaming list, as configured and as the server allows.
+    pub fn list(spec: &WatchSpec, stream_rejected: bool, purpose: ListPurpose) -> Step {
+        let streaming = match spec.initial_list {
+            InitialList::List => false,
+            InitialList::Stream => true,
+            InitialList::Auto => !stream_rejected,
+        };
+        match streaming {
+            true => Step::Stream(ListRound::new(purpose)),
+            false => Step::List(ListRound::new(purpose)),
+        }
+    }
+
     /// The request for this step, and what the step becomes in flight.
     pub fn plan(self, r: Request<'_>) -> (RequestPlan, InFlight) {
         let path = &r.resolved.path;
@@ -296,15 +419,50 @@ impl Phase {
         }
     }
 
-    /// Bytes arrived for the in-flight request.
+    /// Bytes arrived for the in-flight request: progress for a list or a
+    /// discovery document once its head is in; nothing for a response head
+    /// (it has its own deadline) or a watch stream (events count there).
     pub fn note_activity(&mut self, now: Instant) {
         match self {
-            Phase::Resolving(Attempt::InFlight { last_activity, .. })
-            | Phase::Running {
-                attempt: Attempt::InFlight { last_activity, .. },
+            Phase::Resolving(Attempt::InFlight {
+                last_activity,
+                answered: true,
                 ..
-            } => *last_activity = now,
+            }) => *last_activity = now,
+            Phase::Running {
+                attempt:
+                    Attempt::InFlight {
+                        request,
+                        last_activity,
+                        answered: true,
+                    },
+                ..
+            } if request.bytes_count() => *last_activity = now,
             _ => {}
+        }
+    }
+
+    /// The response head of the request in flight arrived (any status).
+    pub fn note_head(&mut self, now: Instant) {
+        if let Phase::Resolving(Attempt::InFlight {
+            last_activity,
+            answered,
+            ..
+        })
+        | Phase::Running {
+            attempt:
+                Attempt::InFlight {
+                    last_activity,
+                    answered,
+                    ..
+                },
+            ..
+        } = self
+        {
+            if !*answered {
+                *answered = true;
+                *last_activity = now;
+            }
         }
     }
 
@@ -312,29 +470,20 @@ impl Phase {
     pub fn deadline(&self, watch_timeout: Duration) -> Option<Instant> {
         match self {
             Phase::Failed => None,
-            Phase::Resolving(attempt) => attempt.deadline(|_| LIST_IDLE_LIMIT),
-            Phase::Running { attempt, .. } => attempt.deadline(|r| r.idle_limit(watch_timeout)),
+            Phase::Resolving(attempt) => attempt.deadline(|_| DOCUMENT_LIMITS),
+            Phase::Running { attempt, .. } => attempt.deadline(|r| r.limits(watch_timeout)),
         }
     }
 
-    /// The in-flight request's idle limit when it has been silent that
-    /// long at `now`.
-    pub fn silent(&self, now: Instant, watch_timeout: Duration) -> Option<Duration> {
-        let (limit, last_activity) = match self {
-            Phase::Resolving(Attempt::InFlight { last_activity, .. }) => {
-                (LIST_IDLE_LIMIT, *last_activity)
-            }
-            Phase::Running {
-                attempt:
-                    Attempt::InFlight {
-                        request,
-                        last_activity,
-                    },
-                ..
-            } => (request.idle_limit(watch_timeout), *last_activity),
-            _ => return None,
-        };
-        (now.saturating_duration_since(last_activity) >= limit).then_some(limit)
+    /// What the request in flight failed to send, and the limit it had,
+    /// when it has been silent that long at `now`.
+    pub fn silent(&self, now: Instant, watch_timeout: Duration) -> Option<(Awaited, Duration)> {
+        let (silence, limit, since) = match self {
+            Phase::Failed => None,
+            Phase::Resolving(attempt) => attempt.silence(|_| DOCUMENT_LIMITS),
+            Phase::Running { attempt, .. } => attempt.silence(|r| r.limits(watch_timeout)),
+        }?;
+        (now.saturating_duration_since(since) >= limit).then_some((silence, limit))
     }
 
     /// The failed (or abandoned) request's retry step: due at once
@@ -369,6 +518,21 @@ impl Phase {
         } = self
         {
             round.restart();
+        }
+    }
+
+    /// The stream of the WATCH in flight, once the server answered 200.
+    pub fn open_stream(&self) -> Option<&Stream> {
+        match self {
+            Phase::Running {
+                attempt:
+                    Attempt::InFlight {
+                        request: InFlight::Watch { stream, .. },
+                        ..
+                    },
+                ..
+            } => stream.as_ref(),
+            _ => None,
         }
     }
 

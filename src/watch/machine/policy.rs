@@ -5,6 +5,7 @@
 //! decision of this kind is written here once and tested as a table.
 
 use crate::kube::Status;
+use crate::watch::stats::ReconnectReason;
 use std::time::Duration;
 
 /// The request the answer is about.
@@ -150,6 +151,67 @@ fn refuses_position(status: &Status) -> bool {
         .to_ascii_lowercase();
     (message.contains("resourceversion:") || message.contains("resource version"))
         && message.contains("invalid")
+}
+
+/// How a failure (a `Backoff` verdict) counts: the reconnect reason and
+/// the error kept for status and health. `None` for discovery, whose
+/// failures restart discovery without counting.
+pub(super) fn failure(
+    answer: Answer,
+    attempted: Attempted,
+    summary: &str,
+) -> Option<(ReconnectReason, String)> {
+    match (answer, attempted) {
+        (_, Attempted::Discovery) => None,
+        (Answer::ErrorEvent, _) => Some((
+            ReconnectReason::ErrorEvent,
+            format!("ERROR event: {summary}"),
+        )),
+        (Answer::Http { .. }, _) => Some((
+            ReconnectReason::HttpError,
+            format!("{} answered {summary}", attempted.what()),
+        )),
+    }
+}
+
+/// The log line (after "watch NAME: ") for a failure retried in `delay`,
+/// with its level: an error when the operator must act (`hint`).
+pub(super) fn retry_line(
+    answer: Answer,
+    attempted: Attempted,
+    summary: &str,
+    path: &str,
+    delay: Duration,
+) -> (log::Level, String) {
+    let retry = format!("retrying in {} ms", delay.as_millis());
+    let what = attempted.what();
+    match (answer, attempted) {
+        (_, Attempted::Discovery) => (
+            log::Level::Warn,
+            format!("{what} {path} answered {summary}; {retry}"),
+        ),
+        (Answer::ErrorEvent, Attempted::StreamingList) => (
+            log::Level::Warn,
+            format!(
+                "the server sent an ERROR event during a streaming list ({summary}); listing again in {} ms",
+                delay.as_millis()
+            ),
+        ),
+        (Answer::ErrorEvent, _) => (
+            log::Level::Warn,
+            format!(
+                "the server sent an ERROR event ({summary}); re-watching in {} ms",
+                delay.as_millis()
+            ),
+        ),
+        (Answer::Http { status, .. }, _) => match hint(status) {
+            Some(hint) => (
+                log::Level::Error,
+                format!("{what} {path} answered {summary}: {hint}; {retry}"),
+            ),
+            None => (log::Level::Warn, format!("{what} answered {summary}; {retry}")),
+        },
+    }
 }
 
 /// What an operator should do about a status that will not fix itself.

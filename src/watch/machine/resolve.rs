@@ -54,6 +54,15 @@ pub(super) enum Resolution {
     Failed(String),
 }
 
+/// Says that the name is not served yet and when discovery tries again.
+pub(super) fn log_not_yet(spec: &WatchSpec, why: &str, delay: std::time::Duration) {
+    log::warn!(
+        "watch {}: {why}; if it is a CustomResourceDefinition not installed yet, it will be picked up: discovering again in {} s",
+        spec.name,
+        delay.as_secs_f32().ceil()
+    );
+}
+
 /// A fresh discovery for the same name (after a failure: start over).
 pub(super) fn again(spec: &WatchSpec, d: &Discovery) -> Box<Discovery> {
     Box::new(Discovery::new(&spec.base_path, d.query().clone()))

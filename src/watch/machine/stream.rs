@@ -24,7 +24,7 @@ const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 #[derive(Debug, Clone)]
 pub(super) struct Stream {
     opened: Instant,
-    /// Lines received on it.
+    /// Lines received on it (unusable ones too).
     pub events: u64,
     /// `consecutive_failures` when it opened: restored if the stream turns
     /// out to be a failure (ends at once without an event).
@@ -38,6 +38,11 @@ impl Stream {
             events: 0,
             failures_before,
         }
+    }
+
+    /// No line yet: `failures_before`, the failures its opening hid.
+    pub fn eventless(&self) -> Option<u32> {
+        (self.events == 0).then_some(self.failures_before)
     }
 
     /// Ended at once without any event: the opening was no success.

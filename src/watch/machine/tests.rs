@@ -3,9 +3,38 @@
 use super::known::guess_kind;
 use super::*;
 use crate::config::EventType;
+use crate::kube::discovery::DISCOVERY_ACCEPT;
+use crate::kube::list_scan::ListScanner;
 use crate::kube::{Selectors, JSON_ACCEPT, METADATA_LIST_ACCEPT, METADATA_WATCH_ACCEPT};
 use crate::watch::index::IndexEntry;
-use crate::watch::{Emitted, Origin, Progress};
+use crate::watch::{Emitted, Origin, Progress, RequestKind};
+
+/// A whole LIST body, through the scanner the daemon streams it with.
+trait ListBody {
+    fn on_list_body(&mut self, now: Instant, body: &[u8], out: &mut dyn Emit);
+}
+
+impl ListBody for WatchMachine {
+    fn on_list_body(&mut self, now: Instant, body: &[u8], out: &mut dyn Emit) {
+        let mut scanner = ListScanner::new(body.len());
+        scanner.feed(body);
+        loop {
+            match scanner.next_item() {
+                Ok(Some((item, info))) => {
+                    if self.on_list_item(now, info, item, out) == LineOutcome::Close {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return self.unusable_list(now, &e),
+            }
+        }
+        match scanner.finish() {
+            Ok(()) => self.on_list_end(now, scanner.info(), out),
+            Err(e) => self.unusable_list(now, &e),
+        }
+    }
+}
 
 fn spec(on_start: OnStart) -> WatchSpec {
     WatchSpec {
@@ -1091,4 +1120,100 @@ fn a_refused_checkpoint_position_relists_after_a_backoff_and_reports_the_differe
     m.on_http_error(due, 400, None, br#"{"code":400,"message":"bad"}"#);
     let later = due + Duration::from_secs(60);
     assert_eq!(m.poll_request(later).unwrap().kind, RequestKind::Watch);
+}
+
+#[test]
+fn a_trickled_response_head_has_its_own_deadline() {
+    let mut s = spec(OnStart::Added);
+    s.watch_timeout = Duration::from_secs(20);
+    let mut m = WatchMachine::new(s, Rng::new(1));
+    let now = Instant::now();
+    let mut seen = Seen::new();
+    listed(&mut m, now, &mut seen);
+    m.on_watch_end(now + Duration::from_secs(5), true);
+    let sent = now + Duration::from_secs(5);
+    m.poll_request(sent).unwrap();
+    // One byte of head a second: bytes alone do not move the deadline.
+    for i in 1..20 {
+        m.note_activity(sent + Duration::from_secs(i));
+    }
+    assert_eq!(m.deadline(), Some(sent + Duration::from_secs(20)));
+    let at = sent + Duration::from_secs(20);
+    assert_eq!(
+        m.on_timer(at - Duration::from_millis(1)),
+        TimerOutcome::Nothing
+    );
+    assert_eq!(m.on_timer(at), TimerOutcome::CloseConnection);
+    assert_eq!(
+        m.last_error(),
+        Some("no complete response head from the server within 20s")
+    );
+    assert_eq!(m.stats().consecutive_failures, 1);
+    // A head in time: the stream's own deadline applies from then on.
+    m.poll_request(at).unwrap();
+    m.on_response_head(at + Duration::from_secs(19));
+    let deadline = m.deadline().unwrap();
+    assert!(
+        deadline >= at + Duration::from_secs(19 + 20 + 20),
+        "{deadline:?}"
+    );
+}
+
+#[test]
+fn keep_alive_bytes_do_not_keep_an_eventless_stream_and_its_failures_add_up() {
+    let mut s = spec(OnStart::Added);
+    s.watch_timeout = Duration::from_secs(2);
+    let mut m = WatchMachine::new(s, Rng::new(1));
+    let mut now = Instant::now();
+    let mut seen = Seen::new();
+    listed(&mut m, now, &mut seen);
+    for round in 1..=3 {
+        let deadline = m.deadline().unwrap();
+        // Blank lines every 100 ms: bytes, no line for the machine.
+        let mut t = now;
+        while t < deadline {
+            m.note_activity(t);
+            t += Duration::from_millis(100);
+        }
+        assert_eq!(m.deadline(), Some(deadline), "round {round}");
+        assert_eq!(m.on_timer(deadline), TimerOutcome::CloseConnection);
+        assert_eq!(
+            m.stats().consecutive_failures,
+            round,
+            "an eventless stream is a failure, its opening no success"
+        );
+        assert!(m
+            .last_error()
+            .is_some_and(|e| e.starts_with("no event or bookmark from the server for ")));
+        now = deadline;
+        m.poll_request(now).unwrap();
+        m.on_response_head(now);
+        m.on_watch_opened(now);
+        assert_eq!(
+            m.stats().consecutive_failures,
+            round,
+            "after a silent stream, opening one is no success"
+        );
+    }
+    // A bookmark is an event: it moves the deadline and ends the failures.
+    let later = now + Duration::from_secs(1);
+    m.on_watch_line(
+        later,
+        br#"{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"15"}}}"#,
+        &mut collect(&mut seen),
+    );
+    assert_eq!(m.stats().consecutive_failures, 0);
+    assert!(m.deadline().unwrap() >= later + Duration::from_secs(4));
+}
+
+#[test]
+fn list_bytes_count_as_progress_once_the_head_is_in() {
+    let mut m = WatchMachine::new(spec(OnStart::Added), Rng::new(1));
+    let now = Instant::now();
+    m.poll_request(now).unwrap();
+    m.note_activity(now + Duration::from_secs(30));
+    assert_eq!(m.deadline(), Some(now + Duration::from_secs(60)));
+    m.on_response_head(now + Duration::from_secs(40));
+    m.note_activity(now + Duration::from_secs(90));
+    assert_eq!(m.deadline(), Some(now + Duration::from_secs(150)));
 }

@@ -1,0 +1,479 @@
+//! The state store's file: one redb database in the state directory for
+//! every watch. Two tables:
+//!
+//! ```text
+//! watches   name                -> {"fingerprint":{…},"resource_version":"4711"|null}
+//! objects   (watch name, key)   -> flags, namespace, name, [projection,] resourceVersion
+//! ```
+//!
+//! A transaction writes what changed (objects added, changed or removed,
+//! positions advanced), so a commit costs what changed, not what is known.
+//! redb is copy-on-write with two commit slots: a commit is all there or
+//! not at all, whatever moment the process dies.
+//!
+//! The file sits on [`SyncedFile`], redb's file backend with its fsync
+//! replaced by the `[daemon] sync` setting: every commit reaches the page
+//! cache before it counts (a killed process loses nothing committed), and
+//! the fsync that makes it survive a host crash comes per commit
+//! (`always`), at most every `sync_interval` (`interval`), or never
+//! (`none`).
+
+use super::checkpoint::Fingerprint;
+use crate::filter::Memory;
+use crate::watch::index::IndexEntry;
+use redb::{Builder, Database, ReadableTable, StorageBackend, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub const FILE_NAME: &str = "kwatchd.redb";
+/// Mode of the store's file (before the umask).
+const FILE_MODE: u32 = 0o640;
+/// redb's page cache (its default is 1 GiB): what a turn's commit and a
+/// start-up load touch, not the whole file.
+const CACHE_BYTES: usize = 16 << 20;
+
+const WATCHES: TableDefinition<&str, &[u8]> = TableDefinition::new("watches");
+const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("objects");
+
+/// A failure of the store's file, boxed (redb's error is large and this
+/// travels on every `?`).
+#[derive(Debug)]
+pub struct StoreError(Box<redb::Error>);
+
+impl<E: Into<redb::Error>> From<E> for StoreError {
+    fn from(e: E) -> Self {
+        StoreError(Box::new(e.into()))
+    }
+}
+
+impl StoreError {
+    /// The I/O error beneath, if that is what it is.
+    pub fn io(&self) -> Option<&io::Error> {
+        match &*self.0 {
+            redb::Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// A watch's row: what its state was written for, and where it resumes
+/// (`None`: objects were reported before a first position was handled).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchRow {
+    pub fingerprint: Fingerprint,
+    pub resource_version: Option<String>,
+}
+
+/// One change to the store, in the order the loop made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Watch {
+        watch: Arc<str>,
+        row: WatchRow,
+    },
+    Put {
+        watch: Arc<str>,
+        key: String,
+        entry: Vec<u8>,
+    },
+    Delete {
+        watch: Arc<str>,
+        key: String,
+    },
+    /// Everything kept for the watch (its definition changed).
+    Clear {
+        watch: Arc<str>,
+    },
+}
+
+/// A watch as the store holds it.
+#[derive(Debug)]
+pub struct Saved {
+    pub row: WatchRow,
+    pub objects: HashMap<String, IndexEntry>,
+}
+
+pub use crate::config::SyncMode;
+
+/// redb's file backend, with the fsync under the sync setting's control.
+#[derive(Debug)]
+pub struct SyncedFile {
+    file: Arc<File>,
+    always: bool,
+    /// A commit reached the file since the last fsync.
+    unsynced: Arc<AtomicBool>,
+}
+
+impl SyncedFile {
+    /// Opens (creating) `path`, locked against a second daemon.
+    pub fn open(path: &Path, mode: SyncMode) -> io::Result<SyncedFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)?;
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = io::Error::last_os_error();
+            return Err(if e.kind() == io::ErrorKind::WouldBlock {
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "another kwatchd uses this state directory",
+                )
+            } else {
+                e
+            });
+        }
+        Ok(SyncedFile {
+            file: Arc::new(file),
+            always: mode == SyncMode::Always,
+            unsynced: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// What the writer needs to fsync on its own schedule.
+    pub fn handle(&self) -> SyncHandle {
+        SyncHandle {
+            file: Arc::clone(&self.file),
+            unsynced: Arc::clone(&self.unsynced),
+        }
+    }
+}
+
+impl StorageBackend for SyncedFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    fn read(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0; len];
+        self.file.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+
+    fn sync_data(&self, _eventual: bool) -> io::Result<()> {
+        if self.always {
+            self.file.sync_data()
+        } else {
+            self.unsynced.store(true, Ordering::Release);
+            Ok(())
+        }
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(data, offset)
+    }
+}
+
+/// The store's file as the writer thread fsyncs it.
+#[derive(Debug, Clone)]
+pub struct SyncHandle {
+    file: Arc<File>,
+    unsynced: Arc<AtomicBool>,
+}
+
+impl SyncHandle {
+    /// fsyncs if a commit reached the file since the last one.
+    pub fn sync(&self) -> io::Result<()> {
+        if self.unsynced.swap(false, Ordering::AcqRel) {
+            if let Err(e) = self.file.sync_data() {
+                self.unsynced.store(true, Ordering::Release);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens the database at `path` and proves it can be written: a commit
+/// creates the tables (a full disk fails here, not at the first change).
+pub fn open(path: &Path, mode: SyncMode) -> Result<(Database, SyncHandle), StoreError> {
+    let file = SyncedFile::open(path, mode)?;
+    let handle = file.handle();
+    let db = Builder::new()
+        .set_cache_size(CACHE_BYTES)
+        .create_with_backend(file)?;
+    let txn = db.begin_write()?;
+    {
+        let mut watches = txn.open_table(WATCHES)?;
+        txn.open_table(OBJECTS)?;
+        // Written and removed: a commit that allocates, as every later one.
+        watches.insert("", &b"write check"[..])?;
+        watches.remove("")?;
+    }
+    txn.commit()?;
+    handle.sync()?;
+    Ok((db, handle))
+}
+
+/// Every watch's state, by name.
+pub fn load_all(db: &Database) -> Result<HashMap<String, Saved>, StoreError> {
+    let txn = db.begin_read()?;
+    let watches = txn.open_table(WATCHES)?;
+    let objects = txn.open_table(OBJECTS)?;
+    let mut out = HashMap::new();
+    for row in watches.iter()? {
+        let (name, value) = row?;
+        let Ok(row) = serde_json::from_slice::<WatchRow>(value.value()) else {
+            log::warn!(
+                "state store: the row of watch {:?} does not parse; the watch lists afresh",
+                name.value()
+            );
+            continue;
+        };
+        out.insert(
+            name.value().to_owned(),
+            Saved {
+                row,
+                objects: HashMap::new(),
+            },
+        );
+    }
+    for row in objects.iter()? {
+        let (key, value) = row?;
+        let (watch, key) = key.value();
+        if let (Some(saved), Some(entry)) = (out.get_mut(watch), decode_entry(value.value())) {
+            saved.objects.insert(key.to_owned(), entry);
+        }
+    }
+    Ok(out)
+}
+
+/// Applies `ops` in order within `txn`.
+pub fn apply(txn: &WriteTransaction, ops: &[Op]) -> Result<(), StoreError> {
+    let mut watches = txn.open_table(WATCHES)?;
+    let mut objects = txn.open_table(OBJECTS)?;
+    for op in ops {
+        match op {
+            Op::Watch { watch, row } => {
+                let bytes = serde_json::to_vec(row).unwrap_or_default();
+                watches.insert(&**watch, bytes.as_slice())?;
+            }
+            Op::Put { watch, key, entry } => {
+                objects.insert((&**watch, key.as_str()), entry.as_slice())?;
+            }
+            Op::Delete { watch, key } => {
+                objects.remove((&**watch, key.as_str()))?;
+            }
+            Op::Clear { watch } => {
+                watches.remove(&**watch)?;
+                objects.retain_in((&**watch, "")..=(&**watch, "\u{10FFFF}"), |_, _| false)?;
+                // Keys above U+10FFFF cannot exist in a str; keys equal to
+                // the bound are covered by the inclusive range.
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Flag bits of an entry (see [`encode_entry`]).
+const HAS_NAMESPACE: u8 = 1;
+/// The filter's memory follows the name (watches with `select` or
+/// `changes`); entries written without it decode as before.
+const HAS_MEMORY: u8 = 2;
+/// The memory's `reported` bit.
+const REPORTED: u8 = 4;
+/// The memory holds a projection (its canonical JSON, behind a length).
+const HAS_PROJECTION: u8 = 8;
+
+/// An index entry as the objects table stores it: a flags byte (bit 0: has
+/// a namespace), then namespace and name each behind a 4-byte length, then
+/// the resourceVersion.
+pub fn encode_entry(namespace: Option<&str>, name: &str, resource_version: &str) -> Vec<u8> {
+    encode(namespace, name, resource_version, None)
+}
+
+/// An index entry with the filter's memory of the object: flag bit 1 says
+/// it is there, bit 2 is its `reported`, bit 3 says a projection follows
+/// the name (behind a 4-byte length), before the resourceVersion.
+pub fn encode_index_entry(e: &IndexEntry) -> Vec<u8> {
+    encode(e.namespace(), e.name(), e.resource_version(), e.memory())
+}
+
+fn encode(
+    namespace: Option<&str>,
+    name: &str,
+    resource_version: &str,
+    memory: Option<&Memory>,
+) -> Vec<u8> {
+    let ns = namespace.unwrap_or("");
+    let projection = memory.and_then(|m| m.projection.as_deref());
+    let mut flags = if namespace.is_some() {
+        HAS_NAMESPACE
+    } else {
+        0
+    };
+    if let Some(m) = memory {
+        flags |= HAS_MEMORY;
+        if m.reported {
+            flags |= REPORTED;
+        }
+        if projection.is_some() {
+            flags |= HAS_PROJECTION;
+        }
+    }
+    let extra = projection.map_or(0, |p| 4 + p.len());
+    let mut out = Vec::with_capacity(9 + extra + ns.len() + name.len() + resource_version.len());
+    out.push(flags);
+    let mut field = |bytes: &[u8]| {
+        out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(bytes);
+    };
+    field(ns.as_bytes());
+    field(name.as_bytes());
+    if let Some(p) = projection {
+        field(p);
+    }
+    out.extend_from_slice(resource_version.as_bytes());
+    out
+}
+
+fn decode_entry(bytes: &[u8]) -> Option<IndexEntry> {
+    let (&flags, mut rest) = bytes.split_first()?;
+    let mut field = || -> Option<&[u8]> {
+        let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let s = rest.get(4..4usize.checked_add(len)?)?;
+        rest = rest.get(4 + len..)?;
+        Some(s)
+    };
+    let ns = std::str::from_utf8(field()?).ok()?;
+    let name = std::str::from_utf8(field()?).ok()?;
+    let memory = if flags & HAS_MEMORY != 0 {
+        let projection = if flags & HAS_PROJECTION != 0 {
+            Some(Box::from(field()?))
+        } else {
+            None
+        };
+        Some(Memory {
+            reported: flags & REPORTED != 0,
+            projection,
+        })
+    } else {
+        None
+    };
+    let rv = std::str::from_utf8(rest).ok()?;
+    Some(IndexEntry::new((flags & HAS_NAMESPACE != 0).then_some(ns), name, rv).with_memory(memory))
+}
+
+/// Where each watch in the store of state directory `dir` resumes, read
+/// from a copy (a running daemon holds the file): for tools and tests.
+pub fn positions(dir: &Path) -> Result<HashMap<String, Option<String>>, StoreError> {
+    Ok(saved(dir)?
+        .into_iter()
+        .map(|(name, s)| (name, s.row.resource_version))
+        .collect())
+}
+
+/// Every watch's state in the store of state directory `dir`, read from a
+/// copy (a running daemon holds the file): for tools and tests.
+pub fn saved(dir: &Path) -> Result<HashMap<String, Saved>, StoreError> {
+    static COPIES: AtomicU64 = AtomicU64::new(0);
+    let copy = std::env::temp_dir().join(format!(
+        "kwatchd-positions-{}-{}",
+        std::process::id(),
+        COPIES.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::copy(dir.join(FILE_NAME), &copy)?;
+    let result = (|| {
+        let db = Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create_with_backend(SyncedFile::open(&copy, SyncMode::None)?)?;
+        load_all(&db)
+    })();
+    let _ = std::fs::remove_file(&copy);
+    result
+}
+
+/// The table names, for the tests' look into the file.
+#[cfg(test)]
+pub fn table_names() -> [&'static str; 2] {
+    use redb::TableHandle;
+    [WATCHES.name(), OBJECTS.name()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip() {
+        for (ns, name, rv) in [
+            (Some("default"), "web-0", "4711"),
+            (None, "node-1", "\0"),
+            (Some(""), "", ""),
+        ] {
+            let e = decode_entry(&encode_entry(ns, name, rv)).unwrap();
+            assert_eq!(
+                (e.namespace(), e.name(), e.resource_version()),
+                (ns, name, rv)
+            );
+        }
+        assert!(decode_entry(&[1, 9, 0, 0, 0]).is_none(), "a cut entry");
+        assert_eq!(table_names(), ["watches", "objects"]);
+    }
+
+    #[test]
+    fn the_filter_memory_round_trips_and_old_entries_still_decode() {
+        let memory = |reported, projection: Option<&[u8]>| {
+            Some(Memory {
+                reported,
+                projection: projection.map(Box::from),
+            })
+        };
+        for m in [
+            None,
+            memory(true, Some(br#"["nginx:1",{"a":"\"q"}]"#)),
+            memory(false, None),
+            memory(true, None),
+            memory(false, Some(b"")),
+        ] {
+            let e = IndexEntry::new(Some("ns"), "web", "4711").with_memory(m.clone());
+            let back = decode_entry(&encode_index_entry(&e)).unwrap();
+            assert_eq!(back.memory(), m.as_ref());
+            assert_eq!(
+                (back.namespace(), back.name(), back.resource_version()),
+                (Some("ns"), "web", "4711")
+            );
+        }
+        // An entry written before the memory was stored (flags 0 or 1).
+        let old = [1, 2, 0, 0, 0, b'n', b's', 1, 0, 0, 0, b'w', b'7'];
+        let e = decode_entry(&old).unwrap();
+        assert_eq!(
+            (e.namespace(), e.name(), e.resource_version()),
+            (Some("ns"), "w", "7")
+        );
+        assert_eq!(e.memory(), None);
+        // A projection cut short.
+        let mut cut = encode_index_entry(
+            &IndexEntry::new(None, "w", "").with_memory(memory(true, Some(b"[1,2,3]"))),
+        );
+        cut.truncate(cut.len() - 3);
+        assert!(decode_entry(&cut).is_none());
+    }
+}
