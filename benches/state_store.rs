@@ -53,6 +53,7 @@ fn fingerprint() -> Fingerprint {
         namespace: None,
         label_selector: None,
         field_selector: None,
+        filter: String::new(),
     }
 }
 

@@ -2,11 +2,13 @@
 //! chunk per line, as the API server writes them) into a file sink, against
 //! a socket drain of the same bytes measured in the same run. Three
 //! scenarios: ~4 KB pods over plain HTTP, the same over TLS, and ~1 MiB
-//! pods over plain HTTP.
+//! pods over plain HTTP; and `filter`: the 4 KB pods (one in four of
+//! another app) through a watch with `select` and `changes`, timed next to
+//! the plain watch on the same stream in the same round.
 //!
 //! `cargo bench --bench throughput` (`KWATCHD_BENCH_EVENTS` overrides the
 //! 4 KB event count, 100000; `KWATCHD_BENCH_ROUNDS` sets the rounds, default
-//! 3; `KWATCHD_BENCH_SCENARIOS=plain,tls,1mib` picks scenarios;
+//! 3; `KWATCHD_BENCH_SCENARIOS=plain,tls,1mib,filter` picks scenarios;
 //! `KWATCHD_BENCH_BIN=path/to/kwatchd` times another build of the daemon).
 
 mod common;
@@ -179,6 +181,7 @@ fn daemon(
     addr: SocketAddr,
     events: usize,
     record_bytes: u64,
+    watch_extra: &str,
 ) -> (Duration, f64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("events.jsonl");
@@ -197,7 +200,7 @@ fn daemon(
     std::fs::write(
         &config,
         format!(
-            "[daemon]\nlog_level = \"warn\"\nstate_dir = \"{}\"\n[clusters.b]\n{cluster}[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"f\"]\n[sinks.f]\ntype = \"file\"\npath = \"{}\"\n",
+            "[daemon]\nlog_level = \"warn\"\nstate_dir = \"{}\"\n[clusters.b]\n{cluster}[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"f\"]\n{watch_extra}\n[sinks.f]\ntype = \"file\"\npath = \"{}\"\n",
             dir.path().join("state").display(),
             out.display()
         ),
@@ -283,6 +286,7 @@ fn scenario(name: &str, transport: &Transport, events: usize, rendered: (Vec<u8>
             start_server(transport, &body),
             events,
             record_bytes,
+            "",
         );
 
         let rate = |t: Duration| {
@@ -305,13 +309,68 @@ fn scenario(name: &str, transport: &Transport, events: usize, rendered: (Vec<u8>
     }
 }
 
+/// The filter scenario's watch keys.
+const FILTER_KEYS: &str =
+    "select = '.metadata.labels.app == \"web\"'\nchanges = '[.spec.containers[].image]'";
+/// What each selected record gains: the pods' one image as projection.
+const FILTER_FIELDS: &str =
+    r#","projection":["registry.example.com/web:1.2.3"],"previous_projection":null"#;
+
+/// Pod `i` of the filter scenario: one in four is another app's.
+fn filter_pod(i: usize) -> String {
+    let pod = common::pod(i, 2 + i);
+    if i % 4 == 3 {
+        pod.replacen(r#""app":"web""#, r#""app":"api""#, 1)
+    } else {
+        pod
+    }
+}
+
+/// The plain watch and the filtering watch on the same stream, each round.
+fn filter_scenario(events: usize) {
+    let (body, payload, plain_bytes) = render_with(events, filter_pod);
+    let body = Arc::new(body);
+    let frame = r#"{"time":"2026-11-22T03:16:53.123Z","watch":"pods","cluster":"b","type":"ADDED","origin":"watch","object":}"#.len() + 1;
+    let selected: Vec<usize> = (0..events).filter(|i| i % 4 != 3).collect();
+    let filter_bytes: u64 = selected
+        .iter()
+        .map(|&i| (frame + filter_pod(i).len() + FILTER_FIELDS.len()) as u64)
+        .sum();
+    println!(
+        "[filter] stream: {events} events, {:.1} MB of event lines ({} B per event); {} selected",
+        payload as f64 / 1e6,
+        payload / events,
+        selected.len()
+    );
+    let t = Transport::Plain;
+    for round in 1..=env_usize("KWATCHD_BENCH_ROUNDS", 3) {
+        let (p, pcpu) = daemon(&t, start_server(&t, &body), events, plain_bytes, "");
+        let (f, fcpu) = daemon(
+            &t,
+            start_server(&t, &body),
+            selected.len(),
+            filter_bytes,
+            FILTER_KEYS,
+        );
+        let rate = |d: Duration| events as f64 / d.as_secs_f64();
+        println!(
+            "[filter] round {round}: plain watch {:.3} s ({:.0} ev/s, {pcpu:.2} CPU s) | select+changes {:.3} s ({:.0} ev/s, {fcpu:.2} CPU s) | filtered/plain throughput = {:.0}%",
+            p.as_secs_f64(),
+            rate(p),
+            f.as_secs_f64(),
+            rate(f),
+            100.0 * p.as_secs_f64() / f.as_secs_f64()
+        );
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
     let events = env_usize("KWATCHD_BENCH_EVENTS", 100_000);
-    let scenarios =
-        std::env::var("KWATCHD_BENCH_SCENARIOS").unwrap_or_else(|_| "plain,tls,1mib".to_owned());
+    let scenarios = std::env::var("KWATCHD_BENCH_SCENARIOS")
+        .unwrap_or_else(|_| "plain,tls,1mib,filter".to_owned());
     for name in scenarios.split(',') {
         match name.trim() {
             "plain" => scenario(
@@ -335,7 +394,8 @@ fn main() {
                     render_with(big, |i| big_pod(i, 2 + i, 1 << 20)),
                 )
             }
-            other => eprintln!("unknown scenario {other:?} (plain, tls, 1mib)"),
+            "filter" => filter_scenario(events),
+            other => eprintln!("unknown scenario {other:?} (plain, tls, 1mib, filter)"),
         }
     }
 }

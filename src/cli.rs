@@ -160,6 +160,17 @@ pub enum Command {
     /// on an embedded demo configuration, and tails each event to the
     /// terminal until Ctrl-C.
     Demo(DemoArgs),
+    /// Run recorded events through a watch's filters and on to its sinks.
+    ///
+    /// RECORDS is a JSON-lines file as kwatchd writes them (a file sink's
+    /// output or a dead-letter file), or - for standard input. Each record's
+    /// object goes through the watch's redact, select and changes (fresh
+    /// state, file order), then to the watch's sinks (or only those named
+    /// with --sink), after each sink's transform. With --dry-run nothing is
+    /// written or run: one line {"sink":NAME,"delivery":VALUE} is printed per
+    /// delivery. A summary goes to stderr. Exit 0, 1 when a delivery failed,
+    /// 78 for a configuration problem.
+    Replay(ReplayCliArgs),
     /// Run the API server emulator on its own, as a cluster to try hooks on.
     ///
     /// Serves pods, configmaps, secrets, namespaces, deployments, leases,
@@ -252,6 +263,26 @@ pub struct StatusTarget {
     /// ("metrics: listening on http://IP:PORT").
     #[arg(long, value_name = "ADDR", value_parser = parse_status_addr)]
     pub addr: Option<SocketAddr>,
+}
+
+/// `kwatchd replay`.
+#[derive(Args, Debug)]
+pub struct ReplayCliArgs {
+    /// The configuration file (TOML).
+    #[arg(short = 'c', long = "config", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub config: PathBuf,
+    /// The watch whose filters and sinks the records go through.
+    #[arg(long, value_name = "NAME")]
+    pub watch: String,
+    /// Only this sink of the watch (repeatable); default: all of them.
+    #[arg(long = "sink", value_name = "NAME")]
+    pub sinks: Vec<String>,
+    /// Write nothing and run nothing: print what each sink would get.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Records to replay (JSON lines), or - for standard input.
+    #[arg(value_name = "RECORDS", value_hint = ValueHint::FilePath)]
+    pub records: PathBuf,
 }
 
 /// `kwatchd demo`.

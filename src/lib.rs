@@ -9,6 +9,7 @@ pub mod daemon;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod fdlimit;
+pub mod filter;
 pub mod http;
 pub mod kube;
 pub mod lease;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod nats;
 pub mod net;
 pub mod rbac;
+pub mod replay;
 /// The PRNG lives in its own crate so that the emulator (`kwatchd-sim`) shares it without depending on the daemon.
 pub use kwatchd_rand as rand;
 pub mod sink;

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status(args),
         Command::Rbac(args) => rbac(args),
         Command::Demo(args) => demo(args.dir),
+        Command::Replay(args) => replay(args),
         Command::Sim(args) => sim(args),
         Command::GenerateAssets(args) => match cli::generate_assets(&args.out) {
             Ok(files) => {
@@ -51,8 +52,11 @@ fn check(args: cli::CheckArgs) -> ExitCode {
     } else {
         (LoadMode::Full, "")
     };
-    match Config::check(&path, mode) {
-        Ok(summary) => {
+    match Config::check_with_warnings(&path, mode) {
+        Ok((summary, warnings)) => {
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
             println!("{}: valid ({summary}){scope}", path.display());
             ExitCode::SUCCESS
         }
@@ -108,11 +112,35 @@ fn run(path: &Path) -> ExitCode {
         }
     };
     logging::init(config.daemon.log_level, config.daemon.log_format);
+    for w in config.warnings() {
+        log::warn!("{w}");
+    }
     match Daemon::new(&config).and_then(Daemon::run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `kwatchd replay`: recorded events through a watch's filters and sinks.
+fn replay(args: cli::ReplayCliArgs) -> ExitCode {
+    use kwatchd::replay::{self, Outcome, ReplayArgs};
+    let args = ReplayArgs {
+        config: args.config,
+        watch: args.watch,
+        sinks: args.sinks,
+        dry_run: args.dry_run,
+        records: args.records,
+    };
+    let stdout = std::io::stdout();
+    match replay::run(&args, &mut stdout.lock()) {
+        Outcome::Delivered => ExitCode::SUCCESS,
+        Outcome::DeliveryFailed => ExitCode::FAILURE,
+        Outcome::ConfigProblem(e) => {
+            eprintln!("kwatchd replay: {e}");
+            ExitCode::from(EX_CONFIG)
         }
     }
 }

@@ -44,6 +44,11 @@ impl<'t> Ctx<'t> {
         });
     }
 
+    /// The document's text (to map a position inside a string value).
+    pub(crate) fn text(&self) -> &'t str {
+        self.text
+    }
+
     /// 1-based line of `pos`.
     pub(crate) fn line_of(&self, pos: Pos) -> Option<usize> {
         pos.map(|p| line_col(self.text, p).0)

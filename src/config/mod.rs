@@ -42,6 +42,7 @@ mod daemon;
 mod doc;
 mod error;
 mod fields;
+mod jq;
 mod leader;
 pub(crate) mod nats;
 mod selector;
@@ -97,6 +98,8 @@ pub struct Config {
     /// In file order.
     pub watches: Vec<WatchConfig>,
     pub sinks: BTreeMap<String, SinkConfig>,
+    /// `transform` of the sinks that set one, by sink name (jq source).
+    pub sink_transforms: BTreeMap<String, String>,
 }
 
 /// How much beyond the configuration file itself a check consults.
@@ -152,11 +155,20 @@ impl Config {
     /// [`Config::load`]. Only `load` returns the configuration: an offline
     /// one lacks what the environment and the named files provide.
     pub fn check(path: &Path, mode: LoadMode) -> Result<ConfigSummary, ConfigErrors> {
+        Config::check_with_warnings(path, mode).map(|(summary, _)| summary)
+    }
+
+    /// [`Config::check`], with what is valid but probably not meant
+    /// ([`Config::warnings`]).
+    pub fn check_with_warnings(
+        path: &Path,
+        mode: LoadMode,
+    ) -> Result<(ConfigSummary, Vec<String>), ConfigErrors> {
         let reach = match mode {
             LoadMode::Full => Reach::Files,
             LoadMode::Offline => Reach::Offline,
         };
-        parse(&read(path)?, path, &Env::process(reach)).map(|c| c.summary())
+        parse(&read(path)?, path, &Env::process(reach)).map(|c| (c.summary(), c.warnings()))
     }
 
     /// Reads and checks `path` offline, as `kwatchd check --offline`, for
@@ -216,6 +228,23 @@ impl Config {
     pub fn watch(&self, name: &str) -> Option<&WatchConfig> {
         self.watches.iter().find(|w| w.name == name)
     }
+
+    /// What is valid but probably not meant; `kwatchd check` prints these
+    /// and the daemon logs them at start.
+    pub fn warnings(&self) -> Vec<String> {
+        self.watches
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.watches_secrets() && w.redact.as_ref().is_some_and(Vec::is_empty))
+            .map(|(i, w)| {
+                format!(
+                    "{}: watch[{i}].redact: watch {:?} of Secrets sets redact = []: every sink, dead letter and log line receives the secret values (remove the key to redact .data and .stringData)",
+                    self.source.display(),
+                    w.name
+                )
+            })
+            .collect()
+    }
 }
 
 /// Parses and validates a whole document.
@@ -266,7 +295,18 @@ fn document(ctx: &mut Ctx, env: &Env, root: &TableNode, source: &Path) -> Option
         sinks: sink_tables.names.clone(),
     };
     let clusters = cluster_tables.build(|name, t| cluster::parse(ctx, env, name, t));
-    let sinks = sink_tables.build(|_, t| sink::parse(ctx, env, t));
+    let sinks_and_transforms = sink_tables.build(|_, t| sink::parse(ctx, env, t));
+    let (sinks, sink_transforms) = match sinks_and_transforms {
+        Some(all) => {
+            let transforms = all
+                .iter()
+                .filter_map(|(name, (_, t))| Some((name.clone(), t.clone()?)))
+                .collect();
+            let sinks = all.into_iter().map(|(name, (s, _))| (name, s)).collect();
+            (Some(sinks), Some(transforms))
+        }
+        None => (None, None),
+    };
     let watches = watch::parse(ctx, root, &refs);
     Some(Config {
         source: absolute(source, env),
@@ -274,6 +314,7 @@ fn document(ctx: &mut Ctx, env: &Env, root: &TableNode, source: &Path) -> Option
         clusters: clusters?,
         watches: watches?,
         sinks: sinks?,
+        sink_transforms: sink_transforms?,
     })
 }
 

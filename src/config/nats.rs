@@ -38,6 +38,7 @@ pub(super) const KEYS: &[&str] = &[
     "on_failure",
     "dead_letter",
     "queue_events",
+    "transform",
 ];
 
 /// `type = "nats"`.

@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use super::doc::{Ctx, Field, TableNode};
 use super::fields::{
-    duration, expand_path_vars, file_path, integer, path, queue_events, with_default, Env, FileKind,
+    boolean, duration, expand_path_vars, file_path, integer, path, queue_events, with_default, Env,
+    FileKind,
 };
+use super::jq;
 use super::syntax::{closest, resolve_path};
 use super::url::{Scheme, WebhookUrl};
 use super::vars::{expand, is_env_name, Syntax};
@@ -95,8 +97,8 @@ const MAX_CONCURRENT: i64 = 1024;
 const MAX_RETRIES: i64 = 100;
 const MAX_BATCH: i64 = 100_000;
 
-const FILE_KEYS: &[&str] = &["type", "path"];
-const STDOUT_KEYS: &[&str] = &["type"];
+const FILE_KEYS: &[&str] = &["type", "path", "transform"];
+const STDOUT_KEYS: &[&str] = &["type", "transform"];
 const EXEC_KEYS: &[&str] = &[
     "type",
     "command",
@@ -112,6 +114,8 @@ const EXEC_KEYS: &[&str] = &[
     "on_failure",
     "dead_letter",
     "queue_events",
+    "transform",
+    "coalesce",
 ];
 const WEBHOOK_KEYS: &[&str] = &[
     "type",
@@ -126,6 +130,8 @@ const WEBHOOK_KEYS: &[&str] = &[
     "on_failure",
     "dead_letter",
     "queue_events",
+    "transform",
+    "coalesce",
 ];
 /// Set by kwatchd itself (from the URL, the body and its connection
 /// handling); a second value would make the request ambiguous.
@@ -167,6 +173,9 @@ pub struct DeliveryConfig {
     pub on_failure: OnFailure,
     /// Per-sink queue bound overriding `[daemon] sink_queue_events`.
     pub queue_events: Option<usize>,
+    /// A newer event of an object replaces its event still waiting (not
+    /// started) in the queue.
+    pub coalesce: bool,
 }
 
 impl DeliveryConfig {
@@ -275,14 +284,21 @@ pub(crate) const TYPES: &[SinkType] = &[
     },
 ];
 
-/// Parses one `[sinks.NAME]` table.
-pub(super) fn parse(ctx: &mut Ctx, env: &Env, table: &TableNode) -> Option<SinkConfig> {
+/// Parses one `[sinks.NAME]` table: the sink and its `transform` (a jq
+/// program every type takes, kept beside the type's own settings).
+pub(super) fn parse(
+    ctx: &mut Ctx,
+    env: &Env,
+    table: &TableNode,
+) -> Option<(SinkConfig, Option<String>)> {
     let field = table.require(ctx, "type")?;
     let kind = field.str(ctx)?;
     match TYPES.iter().find(|t| t.name == kind) {
         Some(t) => {
             table.check_keys(ctx, t.keys);
-            (t.parse)(ctx, env, table)
+            let transform = jq::program(ctx, table, "transform");
+            let sink = (t.parse)(ctx, env, table);
+            Some((sink?, transform?))
         }
         None => {
             let known: Vec<&str> = TYPES.iter().map(|t| t.name).collect();
@@ -409,7 +425,9 @@ fn delivery(
         None => Some(None),
         Some(f) => queue_events(ctx, &f).map(Some),
     };
+    let coalesce = boolean(ctx, t, "coalesce", false);
     Some(DeliveryConfig {
+        coalesce: coalesce?,
         max_concurrent: max_concurrent?,
         retries: retries?,
         batch_window: batch_window?,

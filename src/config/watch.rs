@@ -10,6 +10,7 @@ use super::doc::{join_key, Ctx, Field, Pos, TableNode};
 use super::fields::{
     boolean, distinct_strings, duration, optional, owned, reference, required, with_default,
 };
+use super::jq;
 use super::selector::{parse_field_selector, parse_label_selector};
 use super::syntax::{
     check_api_version, check_kind_name, check_name, check_namespace, check_resource,
@@ -35,6 +36,9 @@ pub(crate) const KEYS: &[&str] = &[
     "on_start",
     "sinks",
     "watch_timeout",
+    "select",
+    "changes",
+    "redact",
 ];
 
 const WATCH_TIMEOUT_RANGE: (Duration, Duration) =
@@ -69,12 +73,55 @@ pub struct WatchConfig {
     pub sinks: Vec<String>,
     /// Server-side `timeoutSeconds` is drawn from `[t, 2t)`.
     pub watch_timeout: Duration,
+    /// `select`: jq deciding which objects are reported (see `filter`).
+    pub select: Option<String>,
+    /// `changes`: jq projection; a MODIFIED with an unchanged projection
+    /// is skipped.
+    pub changes: Option<String>,
+    /// `redact`: jq paths replaced by keyed digests. `None`: not set, so
+    /// the default applies ([`WatchConfig::redact_paths`]); `Some([])`:
+    /// explicitly nothing.
+    pub redact: Option<Vec<String>>,
 }
 
 impl WatchConfig {
     /// Whether events of type `t` go to the sinks.
     pub fn wants(&self, t: EventType) -> bool {
         self.events.contains(&t)
+    }
+
+    /// Whether this watches core v1 Secrets (by resource or by kind).
+    pub fn watches_secrets(&self) -> bool {
+        match &self.target {
+            WatchTarget::Resource {
+                api_version,
+                resource,
+            } => api_version == "v1" && resource == "secrets",
+            WatchTarget::Kind { name, api_version } => {
+                let name = name.to_ascii_lowercase();
+                matches!(name.as_str(), "secret" | "secrets")
+                    && api_version.as_deref().is_none_or(|v| v == "v1")
+            }
+        }
+    }
+
+    /// The paths redacted: as configured, else `.data` and `.stringData`
+    /// for Secrets (a Secret's values never reach a sink unless the watch
+    /// says `redact = []`), else none.
+    pub fn redact_paths(&self) -> Vec<String> {
+        match &self.redact {
+            Some(paths) => paths.clone(),
+            None if self.watches_secrets() => crate::filter::redact::SECRET_DEFAULT
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether any of `select`, `changes` or `redact` applies.
+    pub fn has_filter(&self) -> bool {
+        self.select.is_some() || self.changes.is_some() || !self.redact_paths().is_empty()
     }
 }
 
@@ -273,6 +320,9 @@ fn watch(ctx: &mut Ctx, t: &TableNode, refs: &Refs) -> Option<WatchConfig> {
         DEFAULT_WATCH_TIMEOUT,
         WATCH_TIMEOUT_RANGE,
     );
+    let select = jq::program(ctx, t, "select");
+    let changes = jq::program(ctx, t, "changes");
+    let redact = jq::redact(ctx, t);
     Some(WatchConfig {
         name: name?,
         cluster: cluster?,
@@ -287,6 +337,9 @@ fn watch(ctx: &mut Ctx, t: &TableNode, refs: &Refs) -> Option<WatchConfig> {
         on_start: on_start?,
         sinks: sinks?,
         watch_timeout: watch_timeout?,
+        select: select?,
+        changes: changes?,
+        redact: redact?,
     })
 }
 

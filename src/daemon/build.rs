@@ -1,10 +1,12 @@
 //! What the configuration becomes: clusters, sinks, and the watchers of
 //! each `[[watch]]` with their routes and saved state.
 
+use super::filtering::{sink_transform, Filtering};
 use super::schedule::Marks;
 use super::watcher::{Route, Watcher};
 use super::{io_err, ClusterRuntime, Daemon, DaemonError, Slot};
 use crate::config::{ClusterConfig, Config, SinkConfig, SyncMode, WatchConfig, WatchTarget};
+use crate::filter::RedactKey;
 use crate::kube::{ResourcePath, Selectors};
 use crate::rand::Rng;
 use crate::sink::{ExecSink, FileSink, NatsSink, QueueBound, Sink, SyncPolicy, WebhookSink};
@@ -60,6 +62,15 @@ impl Daemon {
                 }
                 None => Persistence::in_memory(),
             };
+            let store_dir = self.checkpoints.store_mut().map(|s| s.dir().to_owned());
+            let filter = Filtering::new(w, || match &store_dir {
+                Some(dir) => RedactKey::load_or_create(dir),
+                None => RedactKey::ephemeral(),
+            })
+            .map_err(|error| DaemonError::Filter {
+                watch: w.name.clone(),
+                error,
+            })?;
             let watcher = Watcher::new(
                 slot,
                 machine,
@@ -67,6 +78,7 @@ impl Daemon {
                 route.clone(),
                 self.config.daemon.max_line_bytes,
                 state,
+                filter,
             );
             self.slots.push(Slot {
                 name: w.name.clone(),
@@ -90,9 +102,16 @@ impl Daemon {
         let wants_meta = sinks
             .iter()
             .any(|&i| self.sinks.get(i).is_some_and(Sink::wants_meta));
+        let transforms = w
+            .sinks
+            .iter()
+            .filter(|s| self.config.sinks.contains_key(*s))
+            .map(|s| sink_transform(s, self.config.sink_transforms.get(s)))
+            .collect();
         Route {
             cluster,
             sinks,
+            transforms,
             wants_meta,
         }
     }
@@ -238,5 +257,20 @@ fn fingerprint(w: &WatchConfig, cluster: &ClusterConfig, spec: &WatchSpec) -> Fi
         namespace: spec.namespace.clone(),
         label_selector: w.label_selector.clone(),
         field_selector: w.field_selector.clone(),
+        filter: filter_digest(w),
     }
+}
+
+/// What the filter's memory in the state store was computed with: a digest
+/// of `select`, `changes` and the redacted paths ("" without them).
+fn filter_digest(w: &WatchConfig) -> String {
+    if w.select.is_none() && w.changes.is_none() {
+        return String::new();
+    }
+    let keys = serde_json::json!([w.select, w.changes, w.redact_paths()]).to_string();
+    let digest = ring::digest::digest(&ring::digest::SHA256, keys.as_bytes());
+    digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -148,6 +148,7 @@ mod tests {
             namespace: None,
             label_selector: None,
             field_selector: None,
+            filter: String::new(),
         }
     }
 

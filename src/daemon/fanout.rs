@@ -2,10 +2,12 @@
 //! sink of the watch, and recorded with the watch's persistence before any
 //! sink acts on it.
 
+use super::filtering::{transformed, ErrorLog, Filtering, SinkTransform};
 use super::watcher::Ctx;
+use crate::filter::{FilterStats, LogLimit, Memory};
 use crate::sink::{EventMeta, RecordWriter, Sink};
 use crate::state::{AckRef, Persistence, WatchKey};
-use crate::watch::{Emit, Emitted, Progress};
+use crate::watch::{Decided, Emit, Emitted, Progress};
 use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
@@ -21,6 +23,14 @@ pub struct Outlet {
     /// Set when a sink of this watch wants each event's `EventMeta`.
     pub meta_base: Option<MetaBase>,
     pub state: Persistence,
+    /// The configured watch name, for logs.
+    pub watch: String,
+    /// `select`/`changes`/`redact`, if the watch has any.
+    pub filter: Option<Filtering>,
+    /// Each sink's `transform`, parallel to `sinks`.
+    pub transforms: Vec<SinkTransform>,
+    pub filter_stats: FilterStats,
+    pub filter_log: LogLimit,
 }
 
 impl Outlet {
@@ -80,8 +90,40 @@ pub struct Fanout<'a> {
     fanned: u32,
 }
 
+impl Fanout<'_> {
+    fn error_log(&mut self) -> ErrorLog<'_> {
+        ErrorLog {
+            watch: &self.out.watch,
+            stats: &mut self.out.filter_stats,
+            limit: &mut self.out.filter_log,
+            now: self.now,
+        }
+    }
+}
+
 impl Emit for Fanout<'_> {
+    fn decide(&mut self, event: &Emitted<'_>, memory: Option<&Memory>) -> Option<Decided> {
+        let mut filter = self.out.filter.take()?;
+        let decided = filter.decide(event, memory, &mut self.error_log());
+        self.out.filter = Some(filter);
+        Some(decided)
+    }
+
+    fn filtering(&self) -> bool {
+        self.out.filter.is_some()
+    }
+
+    fn remember(&mut self, event: &Emitted<'_>) -> Option<Memory> {
+        self.out.filter.as_ref()?.remember(event)
+    }
+
     fn emit(&mut self, event: Emitted<'_>) {
+        let report = self.out.filter.as_mut().and_then(Filtering::take_report);
+        let fields = match (&report, &self.out.filter) {
+            (Some(r), Some(f)) => Some(f.fields(r)),
+            _ => None,
+        };
+        let fields = fields.as_ref();
         let id = &event.identity;
         self.out
             .state
@@ -91,12 +133,12 @@ impl Emit for Fanout<'_> {
             watch: self.out.key,
             seq: self.out.state.next_seq(),
         };
-        if let [only] = self.out.sinks[..] {
-            if let Some(file) = self.sinks.get_mut(only).and_then(Sink::as_file_mut) {
+        if let ([only], [None]) = (&self.out.sinks[..], &self.out.transforms[..]) {
+            if let Some(file) = self.sinks.get_mut(*only).and_then(Sink::as_file_mut) {
                 let records = &self.out.records;
                 file.push_rendered(
                     self.now,
-                    |buf| records.write(buf, SystemTime::now(), &event),
+                    |buf| records.write_with(buf, SystemTime::now(), &event, fields),
                     ack,
                 );
                 self.fanned += 1;
@@ -104,12 +146,40 @@ impl Emit for Fanout<'_> {
             }
         }
         self.buf.clear();
-        self.out.records.write(self.buf, SystemTime::now(), &event);
+        self.out
+            .records
+            .write_with(self.buf, SystemTime::now(), &event, fields);
         let meta = self.out.meta_base.as_ref().map(|b| Rc::new(b.meta(&event)));
-        for &i in &self.out.sinks {
-            if let Some(s) = self.sinks.get_mut(i) {
-                s.push(self.now, self.buf, meta.as_ref(), ack);
-                self.fanned += 1;
+        for n in 0..self.out.sinks.len() {
+            let i = self.out.sinks[n];
+            if self.sinks.get(i).is_none() {
+                continue;
+            }
+            let lines = match self.out.transforms.get(n).cloned().flatten() {
+                None => None,
+                Some(t) => {
+                    let record = std::mem::take(self.buf);
+                    let lines = transformed(&t, &record, &event, &mut self.error_log());
+                    *self.buf = record;
+                    Some(lines)
+                }
+            };
+            let Some(s) = self.sinks.get_mut(i) else {
+                continue;
+            };
+            match lines {
+                None => {
+                    s.push(self.now, self.buf, meta.as_ref(), ack);
+                    self.fanned += 1;
+                }
+                // No output: nothing for this sink, and nothing it must
+                // acknowledge.
+                Some(lines) => {
+                    for line in &lines {
+                        s.push(self.now, line, meta.as_ref(), ack);
+                        self.fanned += 1;
+                    }
+                }
             }
         }
     }

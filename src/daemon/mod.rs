@@ -14,6 +14,7 @@ mod closing;
 pub mod cluster;
 pub mod credential;
 mod fanout;
+pub mod filtering;
 mod link;
 pub mod notify;
 mod observe;
@@ -86,6 +87,11 @@ pub enum DaemonError {
         error: io::Error,
     },
     StateDir(StateDirError),
+    /// A watch's `select`/`changes`/`redact` could not be set up.
+    Filter {
+        watch: String,
+        error: String,
+    },
 }
 
 impl fmt::Display for DaemonError {
@@ -96,6 +102,7 @@ impl fmt::Display for DaemonError {
                 write!(f, "cluster {cluster}: not defined (watch {watch})")
             }
             Self::Cluster { name, error } => write!(f, "cluster {name}: {error}"),
+            Self::Filter { watch, error } => write!(f, "watch {watch}: {error}"),
             Self::SinkOpen { name, path, error } => {
                 write!(f, "sink {name}: cannot open {}: {error}", path.display())
             }
@@ -129,6 +136,7 @@ impl std::error::Error for DaemonError {
             Self::UnknownCluster { .. }
             | Self::TooManyWatches { .. }
             | Self::SinkSetup { .. }
+            | Self::Filter { .. }
             | Self::LeaderElectionNotRun => None,
         }
     }

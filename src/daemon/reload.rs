@@ -40,6 +40,7 @@ impl ReloadPlan {
         });
         let sinks = diff(old.sinks.keys(), new.sinks.keys(), |name| {
             old.sinks.get(name) == new.sinks.get(name)
+                && old.sink_transforms.get(name) == new.sink_transforms.get(name)
         });
         let cluster_kept = |name: &str| {
             clusters

@@ -5,6 +5,8 @@ use super::cluster::ClusterRuntime;
 use super::credential::Readiness;
 use super::fanout::{meta_base, Outlet};
 use super::link::{is_success, Exchange, Link, Response};
+use super::filtering::{Filtering, SinkTransform};
+use crate::filter::{FilterStats, LogLimit};
 use crate::http::{BodyMode, Request, ResponseReader};
 use crate::kube::list_scan::ListScanner;
 use crate::metrics::WatchView;
@@ -67,6 +69,8 @@ enum Pumped {
 pub struct Route {
     pub cluster: usize,
     pub sinks: Vec<usize>,
+    /// Each sink's `transform`, parallel to `sinks`.
+    pub transforms: Vec<SinkTransform>,
     pub wants_meta: bool,
 }
 
@@ -100,13 +104,19 @@ impl Watcher {
         route: Route,
         max_line: usize,
         state: Persistence,
+        filter: Option<Filtering>,
     ) -> Self {
         let out = Outlet {
             key: slot,
             records: RecordWriter::new(&machine.spec().record_name, cluster_name),
             meta_base: meta_base(&machine, cluster_name, route.wants_meta),
             sinks: route.sinks,
+            transforms: route.transforms,
             state,
+            watch: machine.spec().record_name.clone(),
+            filter,
+            filter_stats: FilterStats::default(),
+            filter_log: LogLimit::default(),
         };
         Watcher {
             machine,
@@ -133,6 +143,7 @@ impl Watcher {
             state: self.machine.state(),
             objects: self.machine.known_objects(),
             stats: self.machine.stats(),
+            filter: self.out.filter_stats,
             last_error: self.machine.last_error(),
             ready: self.is_ready(),
         }
@@ -149,6 +160,7 @@ impl Watcher {
     pub fn reroute(&mut self, route: Route) {
         self.cluster = route.cluster;
         self.out.sinks = route.sinks;
+        self.out.transforms = route.transforms;
         self.out.meta_base = meta_base(&self.machine, &self.cluster_name, route.wants_meta);
     }
 

@@ -226,6 +226,7 @@ mod tests {
                 consecutive_failures: failures,
                 ..WatchStats::default()
             },
+            filter: Default::default(),
             last_error: (failures > 0).then_some("WATCH answered 500"),
             ready: true,
         }
@@ -316,6 +317,7 @@ mod tests {
                     delivered: 9,
                     retries: 0,
                     given_up: 0,
+                    coalesced: 0,
                 },
                 latency: None,
                 hook_runs: None,

@@ -38,6 +38,8 @@ pub struct WatchView<'a> {
     pub state: WatchState,
     pub objects: usize,
     pub stats: WatchStats,
+    /// Skips and errors of its `select`/`changes`/`redact`/`transform`.
+    pub filter: crate::filter::FilterStats,
     pub last_error: Option<&'a str>,
     /// Listed, or retrying after a failure: the daemon's rule for READY=1.
     pub ready: bool,

@@ -5,6 +5,7 @@ use super::process::ProcessStats;
 use super::text::{Exposition, Kind};
 use super::Snapshot;
 use crate::config::EventType;
+use crate::filter::{FilterKey, SkipReason};
 use crate::nats::ConnState;
 use crate::sink::latency::BUCKETS_SECONDS;
 use crate::sink::{HookResult, LatencySample};
@@ -42,6 +43,34 @@ fn watches(e: &mut Exposition, s: &Snapshot<'_>) {
                 "kwatchd_watch_events_total",
                 &[("watch", w.name), ("type", t.as_str())],
                 w.stats.events_by_type[t as usize],
+            );
+        }
+    }
+    e.family(
+        "kwatchd_watch_events_skipped_total",
+        Kind::Counter,
+        "Events a watch's select (unselected) or changes (unchanged) kept from the sinks; acknowledged like delivered ones.",
+    );
+    for w in &s.watches {
+        for r in SkipReason::ALL {
+            e.int(
+                "kwatchd_watch_events_skipped_total",
+                &[("watch", w.name), ("reason", r.as_str())],
+                w.filter.skipped[r as usize],
+            );
+        }
+    }
+    e.family(
+        "kwatchd_filter_errors_total",
+        Kind::Counter,
+        "Runtime errors of a watch's select, changes, redact or its sinks' transform (the event is delivered as if it passed).",
+    );
+    for w in &s.watches {
+        for k in FilterKey::ALL {
+            e.int(
+                "kwatchd_filter_errors_total",
+                &[("watch", w.name), ("key", k.as_str())],
+                w.filter.errors[k as usize],
             );
         }
     }
@@ -156,6 +185,18 @@ fn sinks(e: &mut Exposition, s: &Snapshot<'_>) {
                 n,
             );
         }
+    }
+    e.family(
+        "kwatchd_sink_coalesced_total",
+        Kind::Counter,
+        "Events replaced, while waiting, by a newer event of their object (coalesce = true); acknowledged, never delivered.",
+    );
+    for k in &s.sinks {
+        e.int(
+            "kwatchd_sink_coalesced_total",
+            &[("sink", k.name)],
+            k.stats.counts.coalesced,
+        );
     }
     e.family(
         "kwatchd_sink_queue_depth",
@@ -346,6 +387,10 @@ mod tests {
                 state: WatchState::BackingOff,
                 objects: 7,
                 stats,
+                filter: crate::filter::FilterStats {
+                    skipped: [5, 6],
+                    errors: [0, 1, 0, 2],
+                },
                 last_error: None,
                 ready: true,
             }],
@@ -359,6 +404,7 @@ mod tests {
                             delivered: 10,
                             retries: 2,
                             given_up: 1,
+                            coalesced: 0,
                         },
                         latency: Some(&latency),
                         hook_runs: Some(runs),
@@ -375,6 +421,7 @@ mod tests {
                             delivered: 1,
                             retries: 0,
                             given_up: 0,
+                            coalesced: 0,
                         },
                         latency: Some(&written),
                         hook_runs: None,
@@ -403,6 +450,12 @@ mod tests {
             "kwatchd_watch_events_total{{{w},type=\"ADDED\"}} 3"
         ));
         has(&format!(
+            "kwatchd_watch_events_skipped_total{{{w},reason=\"unchanged\"}} 6"
+        ));
+        has(&format!(
+            "kwatchd_filter_errors_total{{{w},key=\"transform\"}} 2"
+        ));
+        has(&format!(
             "kwatchd_watch_state{{{w},state=\"backing_off\"}} 1"
         ));
         has(&format!("kwatchd_watch_state{{{w},state=\"streaming\"}} 0"));
@@ -415,6 +468,7 @@ mod tests {
         ));
         has(&format!("kwatchd_watch_bytes_total{{{w}}} 1234"));
         has("kwatchd_sink_deliveries_total{sink=\"hook\",result=\"given_up\"} 1");
+        has("kwatchd_sink_coalesced_total{sink=\"hook\"} 0");
         has("kwatchd_sink_queue_depth{sink=\"hook\"} 4");
         has("kwatchd_sink_delivery_duration_seconds_bucket{sink=\"hook\",le=\"0.0025\"} 0");
         has("kwatchd_sink_delivery_duration_seconds_bucket{sink=\"hook\",le=\"0.005\"} 1");

@@ -132,6 +132,7 @@ mod tests {
                     meta: Rc::clone(&meta),
                     received: std::time::Instant::now(),
                     ack: crate::state::AckRef { watch: 0, seq: 0 },
+                    coalesced: 0,
                 })
                 .collect(),
             attempts: 4,

@@ -22,6 +22,8 @@ pub struct Delivery {
     given_up: u64,
     /// Records of failed attempts that go back for another one.
     retries: u64,
+    /// Records a newer one of their object replaced (`coalesce`).
+    coalesced: u64,
     /// Records of the jobs handed out and not completed, by job id.
     running: HashMap<u64, Rc<[QueuedRecord]>>,
     /// Records that are final: delivered, or given up on and dead-lettered
@@ -41,6 +43,9 @@ pub struct DeliveryCounts {
     /// Records handed to `on_failure` (logged or dead-lettered): the only
     /// ones that did not reach the sink.
     pub given_up: u64,
+    /// Records replaced, while waiting, by a newer one of their object
+    /// (`coalesce = true`); acknowledged, never delivered.
+    pub coalesced: u64,
 }
 
 impl Delivery {
@@ -56,6 +61,7 @@ impl Delivery {
             delivered: 0,
             given_up: 0,
             retries: 0,
+            coalesced: 0,
             running: HashMap::new(),
             acks: Acks::default(),
         }
@@ -77,8 +83,13 @@ impl Delivery {
                 meta: meta.cloned().unwrap_or_default(),
                 received: now,
                 ack,
+                coalesced: 0,
             },
         );
+        for r in self.dispatcher.take_replaced() {
+            self.coalesced += 1;
+            self.acks.push(r.ack);
+        }
     }
 
     pub fn next_job(&mut self, now: Instant) -> Option<Job> {
@@ -115,6 +126,7 @@ impl Delivery {
             delivered: self.delivered,
             retries: self.retries,
             given_up: self.given_up,
+            coalesced: self.coalesced,
         }
     }
 
@@ -174,6 +186,7 @@ mod tests {
     #[test]
     fn records_are_acked_when_delivered_or_given_up_never_while_retrying() {
         let config = DeliveryConfig {
+            coalesce: false,
             max_concurrent: 4,
             retries: 1,
             batch_window: Duration::ZERO,
@@ -217,7 +230,8 @@ mod tests {
             DeliveryCounts {
                 delivered: 1,
                 retries: 1,
-                given_up: 2
+                given_up: 2,
+                coalesced: 0,
             }
         );
     }

@@ -43,7 +43,14 @@
 //! not retry in lockstep), but no earlier than `retry_after` (the
 //! receiver's `Retry-After`, honoured up to [`MAX_RETRY_AFTER`]). Otherwise
 //! [`Dispatcher::complete`] returns [`GaveUp`] and the objects are released.
-//! No coalescing: every record runs.
+//! *Coalescing* (`coalesce = true`; off by default, when every record
+//! runs). A record pushed while a record of its object waits and has never
+//! been started (behind the object's job, in the collecting batch, or in a
+//! closed job that never ran) takes that record's place: the replaced one
+//! is final at once ([`Dispatcher::take_replaced`]) and the new one says
+//! `"coalesced": N`. A record of a job that ran (running or waiting to
+//! retry) is never replaced, so per-object order holds and nothing a
+//! receiver saw is taken back.
 //!
 //! *Bound.* Every record pushed and not yet finished counts against
 //! `queue_events`, wherever it is; [`Dispatcher::has_room`] turns false at
@@ -90,6 +97,8 @@ pub struct DispatchPolicy {
     /// Records held (queued, running, waiting to retry) before `has_room`
     /// turns false; 0 is taken as 1.
     pub queue_events: usize,
+    /// A newer record of an object replaces its record not yet started.
+    pub coalesce: bool,
 }
 
 impl DispatchPolicy {
@@ -104,6 +113,7 @@ impl DispatchPolicy {
             batch_window: delivery.batch_window,
             batch_max: delivery.batch_max,
             queue_events: delivery.queue_events_or(daemon_queue_events),
+            coalesce: delivery.coalesce,
         }
     }
 
@@ -217,6 +227,8 @@ pub struct Dispatcher {
     held: usize,
     running_jobs: usize,
     running_records: usize,
+    /// Records a newer one replaced, until `take_replaced`.
+    replaced: Vec<QueuedRecord>,
 }
 
 impl Dispatcher {
@@ -244,6 +256,7 @@ impl Dispatcher {
             held: 0,
             running_jobs: 0,
             running_records: 0,
+            replaced: Vec::new(),
         }
     }
 
@@ -262,6 +275,13 @@ impl Dispatcher {
     /// must not be lost.
     pub fn push(&mut self, now: Instant, record: QueuedRecord) {
         let key = object_key(&record.meta);
+        let record = match self.policy.coalesce {
+            true => match self.coalesce(&key, record) {
+                None => return,
+                Some(record) => record,
+            },
+            false => record,
+        };
         let waiting = Waiting {
             seq: self.next_seq,
             record,
@@ -295,6 +315,48 @@ impl Dispatcher {
             }
             Some(object) => object.waiting.push_back(waiting),
         }
+    }
+
+    /// Records replaced by newer ones of their object since the last call:
+    /// final (acknowledged, counted), never delivered.
+    pub fn take_replaced(&mut self) -> Vec<QueuedRecord> {
+        std::mem::take(&mut self.replaced)
+    }
+
+    /// Puts `record` in the place of its object's newest record that was
+    /// never started, if there is one (`None`: done); else hands it back.
+    fn coalesce(&mut self, key: &ObjectKey, mut record: QueuedRecord) -> Option<QueuedRecord> {
+        let Some(object) = self.objects.get_mut(key) else {
+            return Some(record);
+        };
+        let slot = if let Some(w) = object.waiting.back_mut() {
+            Some(&mut w.record)
+        } else if let Some(batch) = self.batch.as_mut().filter(|b| b.id == object.holder) {
+            batch
+                .records
+                .iter_mut()
+                .rev()
+                .map(|w| &mut w.record)
+                .find(|r| object_key(&r.meta) == *key)
+        } else {
+            match self.jobs.get_mut(&object.holder) {
+                Some(job) if job.state == JobState::Startable && job.attempt == 1 => {
+                    Rc::get_mut(&mut job.records).and_then(|records| {
+                        records
+                            .iter_mut()
+                            .rev()
+                            .find(|r| object_key(&r.meta) == *key)
+                    })
+                }
+                _ => None,
+            }
+        };
+        let Some(slot) = slot else {
+            return Some(record);
+        };
+        record.replace(slot);
+        self.replaced.push(std::mem::replace(slot, record));
+        None
     }
 
     /// A job that may start now, if a slot is free. The caller runs it and
@@ -559,6 +621,7 @@ mod tests {
             batch_window: Duration::ZERO,
             batch_max: 100,
             queue_events: 100_000,
+            coalesce: false,
         }
     }
 
@@ -588,6 +651,7 @@ mod tests {
                 watch: 0,
                 seq: n as u64,
             },
+            coalesced: 0,
         }
     }
 
@@ -673,6 +737,7 @@ mod tests {
             }),
             received: t,
             ack: crate::state::AckRef { watch: 0, seq: 0 },
+            coalesced: 0,
         };
         d.push(t, mk("a", "u1", "", ""));
         d.push(t, mk("b", "u1", "", "")); // same uid, other cluster
@@ -1239,6 +1304,7 @@ mod tests {
     #[test]
     fn policy_from_config() {
         let delivery = DeliveryConfig {
+            coalesce: false,
             max_concurrent: 4,
             retries: 3,
             batch_window: Duration::from_secs(2),
@@ -1252,11 +1318,89 @@ mod tests {
         assert_eq!((p.max_concurrent, p.retries, p.batch_max), (4, 3, 50));
         let p = DispatchPolicy::from_config(
             &DeliveryConfig {
+                coalesce: false,
                 queue_events: Some(10),
                 ..delivery
             },
             4096,
         );
         assert_eq!(p.queue_events, 10);
+    }
+
+    fn coalescing(window: Duration) -> DispatchPolicy {
+        DispatchPolicy {
+            coalesce: true,
+            batch_window: window,
+            ..policy(1, 3)
+        }
+    }
+
+    #[test]
+    fn coalesce_replaces_what_waits_behind_a_running_job_and_keeps_order() {
+        let now = Instant::now();
+        let mut d = dispatcher(DispatchPolicy {
+            max_concurrent: 4,
+            ..coalescing(Duration::ZERO)
+        });
+        d.push(now, record(1, 0));
+        let first = drain(&mut d, now);
+        assert_eq!(ids(&first[0].records), [(1, 0)]);
+        // Three more of object 1 while its first job runs: the last wins.
+        for n in 1..=3 {
+            d.push(now, record(1, n));
+        }
+        d.push(now, record(2, 9));
+        let replaced = d.take_replaced();
+        assert_eq!(ids(&replaced), [(1, 1), (1, 2)]);
+        assert_eq!(d.queued(), 2, "the newest of object 1 and object 2's");
+        assert!(d.complete(now, first[0].id, JobOutcome::Success).is_none());
+        let next = drain(&mut d, now);
+        let got: Vec<_> = next.iter().flat_map(|j| ids(&j.records)).collect();
+        assert!(got.contains(&(1, 3)) && got.contains(&(2, 9)), "{got:?}");
+        let line = next
+            .iter()
+            .flat_map(|j| j.records.iter())
+            .find(|r| r.meta.uid == "uid-1")
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&line.line).unwrap();
+        assert_eq!(v["coalesced"], 2, "{v}");
+        assert_eq!(line.coalesced, 2);
+    }
+
+    #[test]
+    fn coalesce_replaces_in_a_job_that_never_ran_never_in_one_that_did() {
+        let now = Instant::now();
+        let mut d = dispatcher(coalescing(Duration::ZERO));
+        d.push(now, record(1, 0));
+        d.push(now, record(2, 0));
+        // Object 2's job waits for the only slot: replaced in place.
+        let running = drain(&mut d, now);
+        assert_eq!(running.len(), 1);
+        d.push(now, record(2, 1));
+        assert_eq!(ids(&d.take_replaced()), [(2, 0)]);
+        // Object 1's job runs: the new record waits instead.
+        d.push(now, record(1, 1));
+        assert!(d.take_replaced().is_empty());
+        // A failed job waiting to retry has run: nothing replaces its record.
+        assert!(d.complete(now, running[0].id, fail(true)).is_none());
+        d.push(now, record(1, 2));
+        assert_eq!(ids(&d.take_replaced()), [(1, 1)], "only the waiting one");
+    }
+
+    #[test]
+    fn coalesce_in_the_collecting_batch_and_off_by_default() {
+        let now = Instant::now();
+        let mut d = dispatcher(coalescing(Duration::from_secs(1)));
+        d.push(now, record(1, 0));
+        d.push(now, record(2, 0));
+        d.push(now, record(1, 1));
+        assert_eq!(ids(&d.take_replaced()), [(1, 0)]);
+        let jobs = drain(&mut d, now + Duration::from_secs(1));
+        assert_eq!(ids(&jobs[0].records), [(1, 1), (2, 0)]);
+        let mut plain = dispatcher(policy(1, 3));
+        plain.push(now, record(1, 0));
+        plain.push(now, record(1, 1));
+        assert!(plain.take_replaced().is_empty());
+        assert_eq!(plain.queued(), 2);
     }
 }

@@ -20,7 +20,7 @@ pub use exec::{HookResult, HookRunCounts};
 pub use file::{FileSink, SyncPolicy};
 pub use latency::LatencySample;
 pub use nats::NatsSink;
-pub use record::{EventMeta, QueuedRecord, RecordWriter};
+pub use record::{EventMeta, FilteredFields, QueuedRecord, RecordWriter};
 pub use webhook::WebhookSink;
 
 use crate::net::Resolver;
@@ -219,6 +219,7 @@ impl Sink {
                     delivered: s.delivered(),
                     retries: s.retries(),
                     given_up: 0,
+                    coalesced: 0,
                 },
                 latency: Some(s.latency()),
                 hook_runs: None,

@@ -13,7 +13,15 @@
 //! follow; each further line is one object of the index: key (uid, or
 //! namespace/name), namespace (`null` for cluster-scoped objects), name,
 //! resourceVersion. No bodies: 250k objects take about 25 MB.
+//!
+//! Watches with `select` or `changes` add what the filter remembers of the
+//! object (see `filter::object`): `1` or `0` (last record said selected)
+//! and, when there is one, the last reported projection as the canonical
+//! JSON it was compared in, e.g. `["uid","ns","web","4702",1,["nginx:2"]]`.
+//! The header's fingerprint carries a digest of those keys (`filter`), so
+//! a checkpoint written under other keys is used with its memory dropped.
 
+use crate::filter::Memory;
 use crate::watch::index::IndexEntry;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -38,6 +46,11 @@ pub struct Fingerprint {
     pub namespace: Option<String>,
     pub label_selector: Option<String>,
     pub field_selector: Option<String>,
+    /// Digest of the watch's `select`, `changes` and `redact` (empty
+    /// without them). Not part of [`Fingerprint::differences`]: another
+    /// filter keeps the position and only resets the filter's memory.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub filter: String,
 }
 
 impl Fingerprint {
@@ -182,6 +195,13 @@ pub fn encode(
         push_str(out, entry.name());
         out.push(b',');
         push_str(out, entry.resource_version());
+        if let Some(m) = entry.memory() {
+            out.extend_from_slice(if m.reported { b",1" } else { b",0" });
+            if let Some(p) = &m.projection {
+                out.push(b',');
+                out.extend_from_slice(p);
+            }
+        }
         out.extend_from_slice(b"]\n");
     });
 }
@@ -237,15 +257,12 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         if line.is_empty() {
             continue;
         }
-        let (key, namespace, name, resource_version): (String, Option<String>, String, String) =
+        let ObjectLine(key, entry) =
             serde_json::from_slice(line).map_err(|e| CheckpointError::Line {
                 line: i + 2,
                 error: e.to_string(),
             })?;
-        objects.insert(
-            key,
-            IndexEntry::new(namespace.as_deref(), &name, &resource_version),
-        );
+        objects.insert(key, entry);
     }
     if objects.len() != header.objects || !bytes.ends_with(b"\n") {
         return Err(CheckpointError::Count {
@@ -259,6 +276,48 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         resource_version: header.resource_version,
         objects,
     })
+}
+
+/// One object line: `[key, namespace, name, rv]`, optionally followed by
+/// the filter's memory (`reported` as 0/1, then the projection).
+struct ObjectLine(String, IndexEntry);
+
+impl<'de> Deserialize<'de> for ObjectLine {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = ObjectLine;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("[key, namespace, name, resourceVersion, (reported, (projection))]")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<ObjectLine, A::Error> {
+                use serde::de::Error;
+                let missing = |n| A::Error::invalid_length(n, &self);
+                let key: String = a.next_element()?.ok_or_else(|| missing(0))?;
+                let namespace: Option<String> = a.next_element()?.ok_or_else(|| missing(1))?;
+                let name: String = a.next_element()?.ok_or_else(|| missing(2))?;
+                let rv: String = a.next_element()?.ok_or_else(|| missing(3))?;
+                let mut entry = IndexEntry::new(namespace.as_deref(), &name, &rv);
+                if let Some(reported) = a.next_element::<u8>()? {
+                    // Absent (no `changes`) is `None`; a projection that is
+                    // `null` stays the bytes `null`.
+                    let projection: Option<Box<serde_json::value::RawValue>> = a.next_element()?;
+                    entry = entry.with_memory(Some(Memory {
+                        reported: reported == 1,
+                        projection: projection.map(|p| p.get().as_bytes().into()),
+                    }));
+                    if a.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                        return Err(A::Error::invalid_length(7, &self));
+                    }
+                }
+                Ok(ObjectLine(key, entry))
+            }
+        }
+        d.deserialize_seq(Visit)
+    }
 }
 
 /// The file name of a watch's checkpoint. Watch names are restricted by
@@ -293,6 +352,7 @@ mod tests {
             namespace: None,
             label_selector: Some("app=web".into()),
             field_selector: None,
+            filter: String::new(),
         }
     }
 
@@ -343,6 +403,52 @@ mod tests {
         encode_map("pods", &fp(), "1", &big, &mut out);
         assert!(out.len() < 40 << 20, "{} bytes", out.len());
         assert_eq!(decode(&out).unwrap().objects.len(), 250_000);
+    }
+
+    #[test]
+    fn filter_memory_round_trips() {
+        let memory = |reported, projection: Option<&[u8]>| {
+            Some(Memory {
+                reported,
+                projection: projection.map(Into::into),
+            })
+        };
+        let mut objects = HashMap::new();
+        let cases = [
+            ("a", memory(true, Some(br#"["nginx:1",{"a":"\"q"}]"#))),
+            ("b", memory(false, None)),
+            // A projection that is null is not "no projection".
+            ("c", memory(true, Some(b"null"))),
+            ("d", None),
+        ];
+        for (k, m) in &cases {
+            objects.insert(
+                k.to_string(),
+                IndexEntry::new(Some("ns"), k, "1").with_memory(m.clone()),
+            );
+        }
+        let mut out = Vec::new();
+        encode_map("pods", &fp(), "9", &objects, &mut out);
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.contains(r#"["b","ns","b","1",0]"#), "{text}");
+        assert!(text.contains(r#"["c","ns","c","1",1,null]"#), "{text}");
+        assert!(text.contains(r#"["d","ns","d","1"]"#), "{text}");
+        let back = decode(&out).unwrap();
+        for (k, m) in &cases {
+            assert_eq!(back.objects[*k].memory(), m.as_ref(), "{k}");
+        }
+        // Old files (no memory) still load; a seventh element does not.
+        let bad = out_with_line(r#"["e","ns","e","1",1,null,3]"#);
+        assert!(matches!(decode(&bad), Err(CheckpointError::Line { .. })));
+    }
+
+    fn out_with_line(line: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_map("pods", &fp(), "9", &HashMap::new(), &mut out);
+        let text = String::from_utf8(out)
+            .unwrap()
+            .replace("\"objects\":0", "\"objects\":1");
+        format!("{text}{line}\n").into_bytes()
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! watches   name                -> {"fingerprint":{…},"resource_version":"4711"|null}
-//! objects   (watch name, key)   -> flags, namespace, name, resourceVersion
+//! objects   (watch name, key)   -> flags, namespace, name, [projection,] resourceVersion
 //! ```
 //!
 //! A transaction writes what changed (objects added, changed or removed,
@@ -19,6 +19,7 @@
 //! (`none`).
 
 use super::checkpoint::Fingerprint;
+use crate::filter::Memory;
 use crate::watch::index::IndexEntry;
 use redb::{Builder, Database, ReadableTable, StorageBackend, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
@@ -291,42 +292,107 @@ pub fn apply(txn: &WriteTransaction, ops: &[Op]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Flag bits of an entry (see [`encode_entry`]).
+const HAS_NAMESPACE: u8 = 1;
+/// The filter's memory follows the name (watches with `select` or
+/// `changes`); entries written without it decode as before.
+const HAS_MEMORY: u8 = 2;
+/// The memory's `reported` bit.
+const REPORTED: u8 = 4;
+/// The memory holds a projection (its canonical JSON, behind a length).
+const HAS_PROJECTION: u8 = 8;
+
 /// An index entry as the objects table stores it: a flags byte (bit 0: has
 /// a namespace), then namespace and name each behind a 4-byte length, then
 /// the resourceVersion.
 pub fn encode_entry(namespace: Option<&str>, name: &str, resource_version: &str) -> Vec<u8> {
+    encode(namespace, name, resource_version, None)
+}
+
+/// An index entry with the filter's memory of the object: flag bit 1 says
+/// it is there, bit 2 is its `reported`, bit 3 says a projection follows
+/// the name (behind a 4-byte length), before the resourceVersion.
+pub fn encode_index_entry(e: &IndexEntry) -> Vec<u8> {
+    encode(e.namespace(), e.name(), e.resource_version(), e.memory())
+}
+
+fn encode(
+    namespace: Option<&str>,
+    name: &str,
+    resource_version: &str,
+    memory: Option<&Memory>,
+) -> Vec<u8> {
     let ns = namespace.unwrap_or("");
-    let mut out = Vec::with_capacity(9 + ns.len() + name.len() + resource_version.len());
-    out.push(u8::from(namespace.is_some()));
-    for s in [ns, name] {
-        out.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes());
-        out.extend_from_slice(s.as_bytes());
+    let projection = memory.and_then(|m| m.projection.as_deref());
+    let mut flags = if namespace.is_some() {
+        HAS_NAMESPACE
+    } else {
+        0
+    };
+    if let Some(m) = memory {
+        flags |= HAS_MEMORY;
+        if m.reported {
+            flags |= REPORTED;
+        }
+        if projection.is_some() {
+            flags |= HAS_PROJECTION;
+        }
+    }
+    let extra = projection.map_or(0, |p| 4 + p.len());
+    let mut out = Vec::with_capacity(9 + extra + ns.len() + name.len() + resource_version.len());
+    out.push(flags);
+    let mut field = |bytes: &[u8]| {
+        out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(bytes);
+    };
+    field(ns.as_bytes());
+    field(name.as_bytes());
+    if let Some(p) = projection {
+        field(p);
     }
     out.extend_from_slice(resource_version.as_bytes());
     out
 }
 
-pub fn encode_index_entry(e: &IndexEntry) -> Vec<u8> {
-    encode_entry(e.namespace(), e.name(), e.resource_version())
-}
-
 fn decode_entry(bytes: &[u8]) -> Option<IndexEntry> {
     let (&flags, mut rest) = bytes.split_first()?;
-    let mut field = || -> Option<&str> {
+    let mut field = || -> Option<&[u8]> {
         let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-        let s = std::str::from_utf8(rest.get(4..4 + len)?).ok()?;
+        let s = rest.get(4..4usize.checked_add(len)?)?;
         rest = rest.get(4 + len..)?;
         Some(s)
     };
-    let ns = field()?;
-    let name = field()?;
+    let ns = std::str::from_utf8(field()?).ok()?;
+    let name = std::str::from_utf8(field()?).ok()?;
+    let memory = if flags & HAS_MEMORY != 0 {
+        let projection = if flags & HAS_PROJECTION != 0 {
+            Some(Box::from(field()?))
+        } else {
+            None
+        };
+        Some(Memory {
+            reported: flags & REPORTED != 0,
+            projection,
+        })
+    } else {
+        None
+    };
     let rv = std::str::from_utf8(rest).ok()?;
-    Some(IndexEntry::new((flags & 1 == 1).then_some(ns), name, rv))
+    Some(IndexEntry::new((flags & HAS_NAMESPACE != 0).then_some(ns), name, rv).with_memory(memory))
 }
 
 /// Where each watch in the store of state directory `dir` resumes, read
 /// from a copy (a running daemon holds the file): for tools and tests.
 pub fn positions(dir: &Path) -> Result<HashMap<String, Option<String>>, StoreError> {
+    Ok(saved(dir)?
+        .into_iter()
+        .map(|(name, s)| (name, s.row.resource_version))
+        .collect())
+}
+
+/// Every watch's state in the store of state directory `dir`, read from a
+/// copy (a running daemon holds the file): for tools and tests.
+pub fn saved(dir: &Path) -> Result<HashMap<String, Saved>, StoreError> {
     static COPIES: AtomicU64 = AtomicU64::new(0);
     let copy = std::env::temp_dir().join(format!(
         "kwatchd-positions-{}-{}",
@@ -338,11 +404,7 @@ pub fn positions(dir: &Path) -> Result<HashMap<String, Option<String>>, StoreErr
         let db = Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create_with_backend(SyncedFile::open(&copy, SyncMode::None)?)?;
-        let saved = load_all(&db)?;
-        Ok(saved
-            .into_iter()
-            .map(|(name, s)| (name, s.row.resource_version))
-            .collect())
+        load_all(&db)
     })();
     let _ = std::fs::remove_file(&copy);
     result
@@ -374,5 +436,44 @@ mod tests {
         }
         assert!(decode_entry(&[1, 9, 0, 0, 0]).is_none(), "a cut entry");
         assert_eq!(table_names(), ["watches", "objects"]);
+    }
+
+    #[test]
+    fn the_filter_memory_round_trips_and_old_entries_still_decode() {
+        let memory = |reported, projection: Option<&[u8]>| {
+            Some(Memory {
+                reported,
+                projection: projection.map(Box::from),
+            })
+        };
+        for m in [
+            None,
+            memory(true, Some(br#"["nginx:1",{"a":"\"q"}]"#)),
+            memory(false, None),
+            memory(true, None),
+            memory(false, Some(b"")),
+        ] {
+            let e = IndexEntry::new(Some("ns"), "web", "4711").with_memory(m.clone());
+            let back = decode_entry(&encode_index_entry(&e)).unwrap();
+            assert_eq!(back.memory(), m.as_ref());
+            assert_eq!(
+                (back.namespace(), back.name(), back.resource_version()),
+                (Some("ns"), "web", "4711")
+            );
+        }
+        // An entry written before the memory was stored (flags 0 or 1).
+        let old = [1, 2, 0, 0, 0, b'n', b's', 1, 0, 0, 0, b'w', b'7'];
+        let e = decode_entry(&old).unwrap();
+        assert_eq!(
+            (e.namespace(), e.name(), e.resource_version()),
+            (Some("ns"), "w", "7")
+        );
+        assert_eq!(e.memory(), None);
+        // A projection cut short.
+        let mut cut = encode_index_entry(
+            &IndexEntry::new(None, "w", "").with_memory(memory(true, Some(b"[1,2,3]"))),
+        );
+        cut.truncate(cut.len() - 3);
+        assert!(decode_entry(&cut).is_none());
     }
 }

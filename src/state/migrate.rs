@@ -152,6 +152,7 @@ mod tests {
             namespace: None,
             label_selector: None,
             field_selector: None,
+            filter: String::new(),
         }
     }
 
@@ -159,10 +160,15 @@ mod tests {
     fn old_checkpoints_and_journals_are_taken_in_once_then_removed() {
         let dir = tempfile::tempdir().unwrap();
         let ckpt = dir.path().join(file_name("web.pods"));
-        let objects = HashMap::from([(
-            "uid-1".to_owned(),
-            IndexEntry::new(Some("default"), "web-1", "40"),
-        )]);
+        // A filtered watch's checkpoint carries the filter's memory, which
+        // the store keeps.
+        let uid1 = IndexEntry::new(Some("default"), "web-1", "40").with_memory(Some(
+            crate::filter::Memory {
+                reported: true,
+                projection: Some(Box::from(&br#"["nginx:1"]"#[..])),
+            },
+        ));
+        let objects = HashMap::from([("uid-1".to_owned(), uid1.clone())]);
         let mut bytes = Vec::new();
         encode_map("web.pods", &fp(), "42", &objects, &mut bytes);
         std::fs::write(&ckpt, bytes).unwrap();
@@ -181,10 +187,8 @@ mod tests {
         let web = &saved["web.pods"];
         assert_eq!(web.row.fingerprint, fp());
         assert_eq!(web.row.resource_version.as_deref(), Some("42"));
-        assert_eq!(
-            web.objects["uid-1"],
-            IndexEntry::new(Some("default"), "web-1", "40")
-        );
+        assert_eq!(web.objects["uid-1"], uid1);
+        assert!(web.objects["uid-1"].memory().is_some());
         assert_eq!(
             web.objects["uid-2"],
             IndexEntry::new(Some("default"), "web-2", &unconfirmed_version("43")),

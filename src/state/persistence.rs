@@ -22,6 +22,41 @@ use crate::watch::Progress;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The watch's `select`, `changes` or `redact` changed since its state was
+/// saved: its position holds, what was reported under the old keys does
+/// not (each object's next event is compared against nothing). The store
+/// gets the row with the new filter digest and the entries without their
+/// memory in one batch, so a crash cannot leave old memory under the new
+/// digest.
+fn forget_filter_memory(
+    watch: &str,
+    name: &Arc<str>,
+    saved: &mut Saved,
+    fingerprint: &Fingerprint,
+    ops: &mut Vec<Op>,
+) {
+    let mut had = 0usize;
+    for (key, entry) in &mut saved.objects {
+        if entry.memory().is_some() {
+            had += 1;
+            entry.clear_memory();
+            ops.push(Op::Put {
+                watch: Arc::clone(name),
+                key: key.clone(),
+                entry: encode_index_entry(entry),
+            });
+        }
+    }
+    saved.row.fingerprint = fingerprint.clone();
+    ops.push(Op::Watch {
+        watch: Arc::clone(name),
+        row: saved.row.clone(),
+    });
+    log::info!(
+        "watch {watch}: select, changes or redact changed since its state was saved; the filter's memory of {had} objects is reset (each object's next event is reported, compared against nothing), the position is kept"
+    );
+}
+
 /// Where a watch starts after a restart.
 #[derive(Debug)]
 pub enum Resume {
@@ -77,7 +112,7 @@ impl Persistence {
         let saved = store.take_saved(watch);
         let mut ops = Vec::new();
         let saved = match saved {
-            Some(s) if s.row.fingerprint != fingerprint => {
+            Some(s) if !s.row.fingerprint.differences(&fingerprint).is_empty() => {
                 let diff = s.row.fingerprint.differences(&fingerprint);
                 log::warn!(
                     "watch {watch}: the saved state was written for another definition of the watch ({}); ignored, the watch lists afresh",
@@ -87,6 +122,10 @@ impl Persistence {
                     watch: Arc::clone(&name),
                 });
                 None
+            }
+            Some(mut s) if s.row.fingerprint.filter != fingerprint.filter => {
+                forget_filter_memory(watch, &name, &mut s, &fingerprint, &mut ops);
+                Some(s)
             }
             other => other,
         };

@@ -188,6 +188,85 @@ mod tests {
     }
 
     #[test]
+    fn another_filter_keeps_the_position_and_drops_the_memory() {
+        use crate::filter::Memory;
+        use crate::state::persistence::{Persistence, Resume};
+        use crate::state::Fingerprint;
+        use crate::watch::index::IndexEntry;
+        let filtered = |digest: &str| Fingerprint {
+            cluster: "c".into(),
+            server: "http://127.0.0.1:1".into(),
+            api_version: "v1".into(),
+            resource: "pods".into(),
+            path: "/api/v1/pods".into(),
+            namespace: None,
+            label_selector: None,
+            field_selector: None,
+            filter: digest.into(),
+        };
+        let memory = Memory {
+            reported: true,
+            projection: Some(br#"["nginx:1"]"#.to_vec().into_boxed_slice()),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let sync = (SyncMode::None, Duration::from_secs(1));
+        let open = || {
+            let (poll, w) = waker();
+            (poll, StateStore::open(dir.path(), sync, w).unwrap())
+        };
+        let (_poll, mut store) = open();
+        let watch: Arc<str> = Arc::from("pods");
+        let entry = IndexEntry::new(Some("ns"), "web", "7").with_memory(Some(memory.clone()));
+        store.submit(
+            vec![
+                Op::Watch {
+                    watch: Arc::clone(&watch),
+                    row: db::WatchRow {
+                        fingerprint: filtered("aaaa"),
+                        resource_version: Some("42".into()),
+                    },
+                },
+                Op::Put {
+                    watch: Arc::clone(&watch),
+                    key: "u1".into(),
+                    entry: db::encode_index_entry(&entry),
+                },
+            ],
+            false,
+        );
+        store.finish(Duration::from_secs(10));
+        let resumed = |digest: &str| {
+            let (_poll, mut store) = open();
+            let (_, resume) = Persistence::resume(&mut store, "pods", filtered(digest));
+            store.finish(Duration::from_secs(10));
+            match resume {
+                Some(Resume::At {
+                    resource_version,
+                    index,
+                }) => (resource_version, index.get("u1").cloned().unwrap()),
+                other => panic!("{other:?}"),
+            }
+        };
+        let (rv, same) = resumed("aaaa");
+        assert_eq!((rv.as_str(), same.memory()), ("42", Some(&memory)));
+        let (rv, other) = resumed("bbbb");
+        assert_eq!(rv, "42", "the position holds");
+        assert_eq!(other.resource_version(), "7");
+        assert_eq!(other.memory(), None);
+        // The store took the new digest and the entry without memory: the
+        // next start under "bbbb" finds no stale memory to drop.
+        let (_poll, store) = open();
+        let saved = db::positions(dir.path()).unwrap();
+        assert_eq!(saved["pods"].as_deref(), Some("42"));
+        store.finish(Duration::from_secs(10));
+        let (_poll, mut store) = open();
+        let kept = store.take_saved("pods").unwrap();
+        assert_eq!(kept.row.fingerprint.filter, "bbbb");
+        assert_eq!(kept.objects["u1"].memory(), None);
+        store.finish(Duration::from_secs(10));
+    }
+
+    #[test]
     fn an_unwritable_state_dir_names_the_key_and_path() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("file");

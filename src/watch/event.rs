@@ -5,6 +5,7 @@
 
 use super::progress::Progress;
 use crate::config::EventType;
+use crate::filter::Memory;
 use crate::kube::event::ObjectMeta;
 
 /// Where an emitted event came from; written to every record.
@@ -69,6 +70,38 @@ pub trait Emit {
     /// Every emitted event is followed by exactly one call; steps that emit
     /// nothing (filtered events, bookmarks, silent lists) report too.
     fn progress(&mut self, _progress: Progress<'_>) {}
+
+    /// For an owner with a `select`/`changes`/`redact` filter: decides the
+    /// event before it is emitted, given what the filter remembered of the
+    /// object (kept in the watch's index, so checkpoints carry it). `None`
+    /// (the default): no filter, every wanted event is emitted and the
+    /// index keeps no memory.
+    /// Whether the owner decides events ([`Emit::decide`]); false (the
+    /// default) spares every event the index lookup of its memory.
+    fn filtering(&self) -> bool {
+        false
+    }
+
+    fn decide(&mut self, _event: &Emitted<'_>, _memory: Option<&Memory>) -> Option<Decided> {
+        None
+    }
+
+    /// For an owner with a filter: what to remember of an object that is
+    /// not reported (a listed object with `on_start = "skip"`), so its
+    /// later changes are compared with the state it started in. `None`:
+    /// nothing to remember.
+    fn remember(&mut self, _event: &Emitted<'_>) -> Option<Memory> {
+        None
+    }
+}
+
+/// What an owner's filter decided about one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    /// Emit it; otherwise it is skipped (its step still counts).
+    pub emit: bool,
+    /// What to remember of the object from now on.
+    pub memory: Option<Memory>,
 }
 
 impl<F: FnMut(Emitted<'_>)> Emit for F {

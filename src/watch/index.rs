@@ -7,6 +7,7 @@
 //! spare capacity, and which list round last saw an entry is a stamp in its
 //! slot rather than a second set of keys.
 
+use crate::filter::Memory;
 use crate::kube::ObjectMeta;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -24,6 +25,12 @@ pub struct IndexEntry {
     /// Length of the namespace at the start of `text`; `NO_NAMESPACE`: none.
     ns_len: u32,
     name_len: u32,
+    /// What the watch's `select`/`changes` filter last reported of the
+    /// object (see `filter::object`); always `None` for watches without
+    /// one (a null pointer: they pay 8 bytes and no allocation). Kept in
+    /// the entry so the ledger's committed view, hence the state store, carry
+    /// it exactly as far as the sinks have handled the object.
+    memory: Option<Box<Memory>>,
 }
 
 impl IndexEntry {
@@ -42,7 +49,23 @@ impl IndexEntry {
             text: text.into_boxed_str(),
             ns_len: namespace.map_or(NO_NAMESPACE, len),
             name_len: len(name),
+            memory: None,
         }
+    }
+
+    /// The entry with the filter's memory of the object.
+    pub fn with_memory(mut self, memory: Option<Memory>) -> Self {
+        self.memory = memory.map(Box::new);
+        self
+    }
+
+    pub fn clear_memory(&mut self) {
+        self.memory = None;
+    }
+
+    /// What the watch's filter remembers of the object.
+    pub fn memory(&self) -> Option<&Memory> {
+        self.memory.as_deref()
     }
 
     fn name_start(&self) -> usize {
@@ -77,11 +100,14 @@ impl IndexEntry {
 
 impl fmt::Debug for IndexEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IndexEntry")
-            .field("namespace", &self.namespace())
+        let mut d = f.debug_struct("IndexEntry");
+        d.field("namespace", &self.namespace())
             .field("name", &self.name())
-            .field("resource_version", &self.resource_version())
-            .finish()
+            .field("resource_version", &self.resource_version());
+        if let Some(m) = &self.memory {
+            d.field("memory", m);
+        }
+        d.finish()
     }
 }
 
@@ -219,7 +245,10 @@ impl ObjectIndex {
                 }
                 // The stored namespace and name stay: the key (uid) names
                 // the same object.
-                let entry = IndexEntry::new(slot.entry.namespace(), slot.entry.name(), rv);
+                // The filter's memory goes on with the object; the
+                // previous entry keeps its own for the ledger.
+                let entry = IndexEntry::new(slot.entry.namespace(), slot.entry.name(), rv)
+                    .with_memory(slot.entry.memory().cloned());
                 let previous = std::mem::replace(&mut slot.entry, entry);
                 (Change::Changed, Some(previous))
             }
@@ -238,6 +267,14 @@ impl ObjectIndex {
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &IndexEntry)> {
         self.by_key.iter().map(|(k, slot)| (&**k, &slot.entry))
+    }
+
+    /// Sets what the filter remembers of `key` (after its event was
+    /// decided); nothing when the object is not indexed.
+    pub fn set_memory(&mut self, key: &str, memory: Option<Memory>) {
+        if let Some(slot) = self.by_key.get_mut(key) {
+            slot.entry.memory = memory.map(Box::new);
+        }
     }
 
     pub fn remove(&mut self, key: &str) -> Option<IndexEntry> {
@@ -321,6 +358,25 @@ mod tests {
         assert_eq!(names(&gone), [("u2", "b")]);
         assert_eq!(idx.len(), 1);
         assert_eq!(idx.get("u1").map(IndexEntry::resource_version), Some("2"));
+    }
+
+    #[test]
+    fn filter_memory_goes_on_with_the_object_and_the_previous_entry_keeps_its_own() {
+        use crate::filter::Memory;
+        let mut idx = ObjectIndex::default();
+        idx.upsert("u1", &meta("u1", "a", "1"));
+        let m1 = Memory {
+            reported: true,
+            projection: Some(b"1".to_vec().into_boxed_slice()),
+        };
+        idx.set_memory("u1", Some(m1.clone()));
+        let (_, previous) = idx.replace("u1", &meta("u1", "a", "2"));
+        assert_eq!(previous.unwrap().memory(), Some(&m1));
+        assert_eq!(idx.get("u1").unwrap().memory(), Some(&m1));
+        idx.set_memory("u1", None);
+        assert_eq!(idx.get("u1").unwrap().memory(), None);
+        idx.set_memory("nobody", Some(m1));
+        assert!(idx.get("nobody").is_none());
     }
 
     #[test]

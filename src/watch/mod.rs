@@ -10,7 +10,7 @@ pub mod progress;
 pub mod spec;
 pub mod stats;
 
-pub use event::{Emit, Emitted, Identity, Origin};
+pub use event::{Decided, Emit, Emitted, Identity, Origin};
 pub use machine::{LineOutcome, TimerOutcome, WatchMachine};
 pub use progress::{IndexChange, Progress};
 pub use spec::{RequestKind, RequestPlan, WatchSpec};

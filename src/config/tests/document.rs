@@ -185,7 +185,7 @@ format = "json"
         &e,
         19,
         "watch[1].selector",
-        "unknown key `selector` in [[watch]] #2; expected one of: name, cluster,",
+        "unknown key `selector` in [[watch]] #2; did you mean `select`? (expected one of: name, cluster,",
     );
     assert_error(
         &e,

@@ -5,6 +5,7 @@
 mod cluster;
 mod daemon;
 mod document;
+mod filter;
 mod offline;
 mod paths;
 mod sink;
@@ -138,6 +139,9 @@ fn minimal_config_gets_defaults() {
             on_start: OnStart::Added,
             sinks: vec!["out".to_string()],
             watch_timeout: Duration::from_secs(300),
+            select: None,
+            changes: None,
+            redact: None,
         }],
         sinks: BTreeMap::from([(
             "out".to_string(),
@@ -145,6 +149,7 @@ fn minimal_config_gets_defaults() {
                 path: PathBuf::from("/var/log/kwatchd/events.jsonl"),
             }),
         )]),
+        sink_transforms: BTreeMap::new(),
     };
     assert_eq!(c, expected);
 }

@@ -60,6 +60,7 @@ fn exec_sink_defaults() {
             working_dir: None,
             env: BTreeMap::new(),
             delivery: DeliveryConfig {
+                coalesce: false,
                 max_concurrent: 1,
                 retries: 3,
                 batch_window: Duration::ZERO,
@@ -114,6 +115,7 @@ queue_events = 10"#,
     assert_eq!(
         e.delivery,
         DeliveryConfig {
+            coalesce: false,
             max_concurrent: 4,
             retries: 0,
             batch_window: Duration::from_millis(250),
@@ -327,6 +329,7 @@ fn webhook_sink_defaults_and_every_key() {
             certificate_authority: None,
             timeout: Duration::from_secs(10),
             delivery: DeliveryConfig {
+                coalesce: false,
                 max_concurrent: 8,
                 retries: 5,
                 batch_window: Duration::ZERO,
@@ -379,6 +382,7 @@ queue_events = 1000"#,
     assert_eq!(
         w.delivery,
         DeliveryConfig {
+            coalesce: false,
             max_concurrent: 1,
             retries: 0,
             batch_window: Duration::from_secs(5),

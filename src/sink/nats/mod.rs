@@ -139,6 +139,7 @@ impl NatsSink {
             batch_max: 1,
             on_failure: config.on_failure.clone(),
             queue_events: config.queue_events,
+            coalesce: false,
         };
         let client = NatsClient::new(settings, Rng::new(rng.next_u64()), now);
         Ok(NatsSink {

@@ -252,6 +252,7 @@ mod tests {
             meta: Rc::default(),
             received: Instant::now(),
             ack: AckRef { watch: 0, seq: 0 },
+            coalesced: 0,
         }
     }
 

@@ -3,8 +3,8 @@
 //! last error. The list rounds and the stream update it; the machine only
 //! decides which of them runs.
 
-use super::super::event::{Emit, Emitted};
-use super::super::index::ObjectIndex;
+use super::super::event::{Decided, Emit, Emitted};
+use super::super::index::{IndexEntry, ObjectIndex};
 use super::super::progress::Progress;
 use super::super::stats::{ReconnectReason, WatchStats};
 use crate::config::EventType;
@@ -72,13 +72,15 @@ impl Known {
     }
 }
 
-/// Counts the event, hands it on if the watch wants its type, then reports
-/// the step's progress (always, so the ledger sees every index change and
-/// version in order, whether the event was forwarded or filtered out).
-/// Takes the counters alone so that `event` may borrow the rest of
-/// [`Known`].
+/// Counts the event, hands it on if the watch wants its type (and the
+/// owner's filter, if any, lets it through), then reports the step's
+/// progress (always, so the ledger sees every index change and version in
+/// order, whether the event was forwarded, filtered out or skipped).
+/// Takes the counters and the index alone so that `event` may borrow the
+/// rest of [`Known`].
 pub(super) fn deliver(
     stats: &mut WatchStats,
+    index: &mut ObjectIndex,
     now: Instant,
     wanted: &[EventType],
     out: &mut dyn Emit,
@@ -88,8 +90,31 @@ pub(super) fn deliver(
     stats.events += 1;
     stats.events_by_type[event.event_type as usize] += 1;
     stats.last_event = Some(now);
-    if wanted.contains(&event.event_type) {
+    if !wanted.contains(&event.event_type) {
+        // Not forwarded, so not decided either.
+    } else if !out.filtering() {
+        // No filter: no index lookup, nothing to remember.
         out.emit(event);
+    } else {
+        // A DELETED's object is out of the index already: what the filter
+        // remembered is in the entry the step removed.
+        let change = progress.change.as_ref();
+        let memory = match (change, event.event_type) {
+            (Some(c), EventType::Deleted) => c.previous.as_ref().and_then(IndexEntry::memory),
+            (Some(c), _) => index.get(c.key).and_then(IndexEntry::memory),
+            (None, _) => None,
+        };
+        match out.decide(&event, memory) {
+            None => out.emit(event),
+            Some(Decided { emit, memory }) => {
+                if let Some(c) = change.filter(|_| event.event_type != EventType::Deleted) {
+                    index.set_memory(c.key, memory);
+                }
+                if emit {
+                    out.emit(event);
+                }
+            }
+        }
     }
     out.progress(progress);
 }

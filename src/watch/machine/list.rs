@@ -148,7 +148,21 @@ impl ListRound {
         let progress = Progress::changed(&key, previous, None);
         let (event_type, origin) = match (self.purpose, change) {
             (_, Change::Unchanged) => return,
+            (ListPurpose::Initial { deliver: false }, _) if !out.filtering() => {
+                out.progress(progress);
+                return;
+            }
             (ListPurpose::Initial { deliver: false }, _) => {
+                let silent = Emitted {
+                    event_type: EventType::Added,
+                    origin: Origin::List,
+                    object,
+                    final_state_unknown: false,
+                    identity: Identity::of(known.item_kind.as_deref().unwrap_or(""), meta),
+                };
+                if let Some(memory) = out.remember(&silent) {
+                    known.index.set_memory(&key, Some(memory));
+                }
                 out.progress(progress);
                 return;
             }
@@ -168,7 +182,15 @@ impl ListRound {
             final_state_unknown: false,
             identity: Identity::of(known.item_kind.as_deref().unwrap_or(""), meta),
         };
-        deliver(&mut known.stats, now, &spec.events, out, event, progress);
+        deliver(
+            &mut known.stats,
+            &mut known.index,
+            now,
+            &spec.events,
+            out,
+            event,
+            progress,
+        );
     }
 
     /// The end of the list: objects not seen are gone (reported after a
@@ -204,7 +226,15 @@ impl ListRound {
                     resource_version: shown_version(entry.resource_version()),
                 },
             };
-            deliver(&mut known.stats, now, &spec.events, out, event, progress);
+            deliver(
+                &mut known.stats,
+                &mut known.index,
+                now,
+                &spec.events,
+                out,
+                event,
+                progress,
+            );
         }
         if let Some(rv) = &self.snapshot_rv {
             out.progress(Progress::version(rv));

@@ -124,7 +124,15 @@ pub(super) fn on_event(
         final_state_unknown: false,
         identity: Identity::of(kind, &event.meta),
     };
-    deliver(&mut known.stats, now, &spec.events, out, emitted, progress);
+    deliver(
+        &mut known.stats,
+        &mut known.index,
+        now,
+        &spec.events,
+        out,
+        emitted,
+        progress,
+    );
 }
 
 /// Where a streaming list stands after one of its initial events.
@@ -169,7 +177,15 @@ pub(super) fn on_initial_event(
                     identity: Identity::of(known.item_kind.as_deref().unwrap_or(""), &event.meta),
                 };
                 let progress = Progress::changed(&key, previous, None);
-                deliver(&mut known.stats, now, &spec.events, out, emitted, progress);
+                deliver(
+                    &mut known.stats,
+                    &mut known.index,
+                    now,
+                    &spec.events,
+                    out,
+                    emitted,
+                    progress,
+                );
             }
         }
         WatchEventType::Added | WatchEventType::Modified => {
