@@ -4,8 +4,8 @@
 use super::cluster::ClusterRuntime;
 use super::credential::Readiness;
 use super::fanout::{meta_base, Outlet};
-use super::link::{is_success, Exchange, Link, Response};
 use super::filtering::{Filtering, SinkTransform};
+use super::link::{is_success, Exchange, Link, Response};
 use crate::filter::{FilterStats, LogLimit};
 use crate::http::{BodyMode, Request, ResponseReader};
 use crate::kube::list_scan::ListScanner;
