@@ -1,9 +1,10 @@
 //! What the configuration becomes: clusters, sinks, and the watchers of
 //! each `[[watch]]` with their routes and saved state.
 
+use super::fanout::Route;
 use super::filtering::{sink_transform, Filtering};
 use super::schedule::Marks;
-use super::watcher::{Route, Watcher};
+use super::watcher::Watcher;
 use super::{io_err, ClusterRuntime, Daemon, DaemonError, Slot};
 use crate::config::{ClusterConfig, Config, SinkConfig, SyncMode, WatchConfig, WatchTarget};
 use crate::filter::RedactKey;

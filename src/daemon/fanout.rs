@@ -190,6 +190,17 @@ impl Emit for Fanout<'_> {
     }
 }
 
+/// Where a watch's events go: its cluster and sinks (positions in the
+/// daemon's lists), and whether a sink wants each event's metadata.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub cluster: usize,
+    pub sinks: Vec<usize>,
+    /// Each sink's `transform`, parallel to `sinks`.
+    pub transforms: Vec<SinkTransform>,
+    pub wants_meta: bool,
+}
+
 pub(super) fn meta_base(
     machine: &crate::watch::WatchMachine,
     cluster_name: &str,

@@ -3,8 +3,8 @@
 
 use super::cluster::ClusterRuntime;
 use super::credential::Readiness;
-use super::fanout::{meta_base, Outlet};
-use super::filtering::{Filtering, SinkTransform};
+use super::fanout::{meta_base, Outlet, Route};
+use super::filtering::Filtering;
 use super::link::{is_success, Exchange, Link, Response};
 use crate::filter::{FilterStats, LogLimit};
 use crate::http::{BodyMode, Request, ResponseReader};
@@ -61,17 +61,6 @@ enum Pumped {
     Changed,
     /// Stop here for this turn.
     Stop(Flow),
-}
-
-/// Where a watch's events go: its cluster and sinks (positions in the
-/// daemon's lists), and whether a sink wants each event's metadata.
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub cluster: usize,
-    pub sinks: Vec<usize>,
-    /// Each sink's `transform`, parallel to `sinks`.
-    pub transforms: Vec<SinkTransform>,
-    pub wants_meta: bool,
 }
 
 pub struct Watcher {
