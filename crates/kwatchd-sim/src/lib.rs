@@ -407,13 +407,7 @@ impl SimHandle {
         labels: &[(&str, &str)],
         extra: serde_json::Value,
     ) -> ObjectRef {
-        let r = self
-            .shared
-            .lock()
-            .store
-            .create(res, namespace, name, labels, extra);
-        self.shared.cond.notify_all();
-        r
+        self.mutate(|s| s.store.create(res, namespace, name, labels, extra))
     }
 
     /// Replace an object's extra fields (and its labels when given): MODIFIED. `None` if it does not exist.
@@ -425,13 +419,7 @@ impl SimHandle {
         extra: serde_json::Value,
         labels: Option<&[(&str, &str)]>,
     ) -> Option<ObjectRef> {
-        let r = self
-            .shared
-            .lock()
-            .store
-            .update(res, namespace, name, extra, labels);
-        self.shared.cond.notify_all();
-        r
+        self.mutate(|s| s.store.update(res, namespace, name, extra, labels))
     }
 
     /// Create an object as a client's POST would (`kubectl create`): the server sets uid, creationTimestamp,
@@ -481,16 +469,21 @@ impl SimHandle {
         part: write::Part,
         w: write::OwnerWrite,
     ) -> Result<ObjectRef, String> {
-        let r = write::owner_write(&mut self.shared.lock(), res, namespace, name, part, w);
+        self.mutate(|s| write::owner_write(s, res, namespace, name, part, w))
+            .map_err(|e| e.message)
+    }
+
+    /// Changes the shared state under its lock, then wakes every watch
+    /// stream so it sends what the change produced.
+    fn mutate<T>(&self, f: impl FnOnce(&mut server::State) -> T) -> T {
+        let r = f(&mut self.shared.lock());
         self.shared.cond.notify_all();
-        r.map_err(|e| e.message)
+        r
     }
 
     /// Delete an object: DELETED, carrying its last state with the deletion's resourceVersion.
     pub fn delete(&self, res: &Resource, namespace: &str, name: &str) -> Option<ObjectRef> {
-        let r = self.shared.lock().store.delete(res, namespace, name);
-        self.shared.cond.notify_all();
-        r
+        self.mutate(|s| s.store.delete(res, namespace, name))
     }
 
     /// The current state of one object, as served.
@@ -505,20 +498,17 @@ impl SimHandle {
     /// Forget the whole watch history and every continue token: any watch from an older resourceVersion, and
     /// every open watch that has not caught up, gets "expired".
     pub fn compact(&self) {
-        self.shared.lock().store.compact();
-        self.shared.cond.notify_all();
+        self.mutate(|s| s.store.compact());
     }
 
     /// End every open watch stream normally (final 0-chunk), as a server-side timeout does.
     pub fn end_watches(&self) {
-        self.shared.lock().end_epoch += 1;
-        self.shared.cond.notify_all();
+        self.mutate(|s| s.end_epoch += 1);
     }
 
     /// Send a BOOKMARK now on every open watch that allows bookmarks.
     pub fn bookmark_now(&self) {
-        self.shared.lock().bookmark_epoch += 1;
-        self.shared.cond.notify_all();
+        self.mutate(|s| s.bookmark_epoch += 1);
     }
 
     /// Accept this bearer token too (besides `token` and earlier ones).
