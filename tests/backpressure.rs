@@ -1,5 +1,6 @@
 //! A sink that cannot take events slows the watch instead of growing memory,
-//! and nothing is lost once it drains.
+//! and nothing is lost once it drains; a state store that cannot write (a
+//! full disk) holds the sinks back, so a crash meanwhile loses no DELETED.
 
 mod common;
 
@@ -290,4 +291,271 @@ fn a_full_disk_never_shows_a_torn_line_and_loses_nothing() {
     let _ = child.wait();
     assert!(arrived, "{:?}; log:\n{}", whole_lines(&out), log_text());
     assert!(whole_lines(&out).unwrap().starts_with(&want));
+}
+
+/// A daemon started on `config`, logging (appending) to `log`; killed when
+/// dropped.
+struct Daemon(std::process::Child);
+
+impl Daemon {
+    fn start(config: &std::path::Path, log: &std::path::Path) -> Daemon {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = std::process::Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(config)
+            .env("KWATCHD_LOG_LEVEL", "debug")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Daemon(child)
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A watch of every pod into `dir/out.jsonl`, with its state in `state`.
+fn state_in(dir: &std::path::Path, sim: &Sim, state: &std::path::Path) -> String {
+    config(dir, "", &sim.url(), &[WatchDef::pods("pods", "out")]).replace(
+        &dir.join("state").display().to_string(),
+        &state.display().to_string(),
+    )
+}
+
+/// (type, name) of every record of the file sink, in order.
+fn typed_names(path: &std::path::Path) -> Vec<(String, String)> {
+    summary(&records(path))
+        .into_iter()
+        .map(|(t, n, _)| (t, n))
+        .collect()
+}
+
+/// Issue 14: a full state directory must not turn a crash into loss. While
+/// the store cannot record new objects the sinks get nothing (the log says
+/// so); with room again everything arrives; killed while full, with every
+/// object deleted and the history compacted while it is down, and restarted
+/// on the still-full directory, every object a sink ever saw gets its
+/// DELETED once there is room.
+#[test]
+fn a_full_state_directory_holds_the_sinks_back_and_loses_no_deleted() {
+    const CANNOT: &str = "cannot commit";
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    let Some(_tmpfs) = Tmpfs::mount(&mnt, "4m") else {
+        return;
+    };
+    // The store on the tmpfs, the file sink elsewhere: only the store is
+    // short of room, so any record that arrives was the sinks' choice.
+    let out = dir.path().join("out.jsonl");
+    let text = state_in(dir.path(), &sim, &mnt.join("state"))
+        .replace("[daemon]\n", "[daemon]\nshutdown_timeout = \"1s\"\n");
+    let config_path = dir.path().join("kwatchd.toml");
+    let log = dir.path().join("daemon.log");
+    std::fs::write(&config_path, &text).unwrap();
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let failures = || log_text().matches(CANNOT).count();
+    let pods = Resource::pods();
+    let pad = kwatchd_sim::pod_extra(1000);
+    let create = |prefix: &str, n: usize| {
+        for i in 0..n {
+            sim.create(
+                &pods,
+                "default",
+                &format!("{prefix}{i:03}"),
+                &[],
+                pad.clone(),
+            );
+        }
+    };
+    let names = |prefix: &str, n: usize| -> Vec<(String, String)> {
+        (0..n)
+            .map(|i| ("ADDED".to_string(), format!("{prefix}{i:03}")))
+            .collect()
+    };
+
+    create("p", 3);
+    let mut daemon = Daemon::start(&config_path, &log);
+    assert!(
+        wait_until(Duration::from_secs(15), || typed_names(&out)
+            == names("p", 3)),
+        "{:?}; log:\n{}",
+        typed_names(&out),
+        log_text()
+    );
+
+    // Full: the new objects cannot be recorded, so no sink acts on them.
+    // (Commits that fit in pages the store file already holds still
+    // succeed: what was recorded may be delivered.)
+    fill(&mnt, 0);
+    create("n", 300);
+    assert!(
+        wait_until(Duration::from_secs(20), || failures() >= 1),
+        "the store never failed to commit ({} records); log:\n{}",
+        count_records(&out),
+        log_text()
+    );
+    let held = count_records(&out);
+    eprintln!("store full: {held} of 303 records delivered when it first failed");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        count_records(&out),
+        held,
+        "records delivered while the store could not commit; log:\n{}",
+        log_text()
+    );
+    assert!(held < 3 + 300, "everything was delivered while full");
+    assert!(
+        log_text().contains("held back from the sinks"),
+        "{}",
+        log_text()
+    );
+    assert!(daemon.exited().is_none(), "{}", log_text());
+
+    // Room again: it commits and catches up, every object once, in order.
+    std::fs::remove_file(mnt.join("filler")).unwrap();
+    let mut want = names("p", 3);
+    want.extend(names("n", 300));
+    assert!(
+        wait_until(Duration::from_secs(30), || typed_names(&out) == want),
+        "{} of {} records; log:\n{}",
+        count_records(&out),
+        want.len(),
+        log_text()
+    );
+    assert!(log_text().contains("state store: committing again"));
+
+    // Full again, and killed while new objects wait for the store.
+    fill(&mnt, 0);
+    let before = failures();
+    create("m", 300);
+    assert!(
+        wait_until(Duration::from_secs(20), || failures() > before),
+        "{}",
+        log_text()
+    );
+    // SAFETY: plain syscall on our child.
+    unsafe { libc::kill(daemon.0.id() as i32, libc::SIGKILL) };
+    let _ = daemon.0.wait();
+    let delivered: Vec<String> = typed_names(&out).into_iter().map(|(_, n)| n).collect();
+    eprintln!(
+        "killed while full: {} of 603 records delivered",
+        delivered.len()
+    );
+
+    // While it is down every object goes, and the history with them: only
+    // the store can tell the restarted daemon what existed.
+    let all = names("p", 3)
+        .into_iter()
+        .chain(names("n", 300))
+        .chain(names("m", 300));
+    for (_, name) in all {
+        assert!(sim.delete(&pods, "default", &name).is_some(), "{name}");
+    }
+    sim.compact();
+    let deleted_before = typed_names(&out)
+        .iter()
+        .filter(|(t, _)| t == "DELETED")
+        .count();
+    assert_eq!(deleted_before, 0);
+
+    // Restarted on the directory still full: it either refuses to start,
+    // saying why, or starts (its write check fitting in the file's free
+    // pages) and reports only DELETEDs, which need no new object recorded.
+    let restart_log = log_text().len();
+    let mut daemon = Daemon::start(&config_path, &log);
+    std::thread::sleep(Duration::from_secs(3));
+    let since = log_text()[restart_log..].to_string();
+    eprintln!(
+        "restarted on the full directory: {}",
+        daemon
+            .exited()
+            .map_or("running".to_string(), |s| format!("exited ({s})"))
+    );
+    match daemon.exited() {
+        Some(status) => assert!(
+            !status.success() && since.contains("state"),
+            "{status}: {since}"
+        ),
+        None => {
+            let after = typed_names(&out);
+            let new = &after[delivered.len()..];
+            assert!(new.iter().all(|(t, _)| t == "DELETED"), "{new:?}: {since}");
+        }
+    }
+
+    // Room: every object any sink saw is reported deleted.
+    std::fs::remove_file(mnt.join("filler")).unwrap();
+    if daemon.exited().is_some() {
+        daemon = Daemon::start(&config_path, &log);
+    }
+    let missing = || {
+        let got: std::collections::HashSet<String> = typed_names(&out)
+            .into_iter()
+            .filter(|(t, _)| t == "DELETED")
+            .map(|(_, n)| n)
+            .collect();
+        delivered
+            .iter()
+            .filter(|n| !got.contains(*n))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || missing().is_empty()),
+        "{} delivered objects without a DELETED, e.g. {:?}; log:\n{}",
+        missing().len(),
+        missing().iter().take(5).collect::<Vec<_>>(),
+        log_text()
+    );
+    assert!(daemon.exited().is_none(), "{}", log_text());
+}
+
+/// Issue 14: a state directory on a full disk is found out at start (the
+/// store proves it can commit, not only open), not at the first new object.
+#[test]
+fn a_new_state_directory_on_a_full_disk_is_refused_at_start() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    let Some(_tmpfs) = Tmpfs::mount(&mnt, "256k") else {
+        return;
+    };
+    let state = mnt.join("state");
+    let text = state_in(dir.path(), &sim, &state);
+    let config_path = dir.path().join("kwatchd.toml");
+    let log = dir.path().join("daemon.log");
+    std::fs::write(&config_path, &text).unwrap();
+    fill(&mnt, 0);
+    let mut daemon = Daemon::start(&config_path, &log);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(15), || daemon.exited().is_some()),
+        "started on a full disk; log:\n{}",
+        log_text()
+    );
+    let status = daemon.exited().unwrap();
+    assert!(!status.success(), "{status}");
+    let expected = format!("state_dir {}: cannot write there", state.display());
+    assert!(log_text().contains(&expected), "{}", log_text());
+    assert!(
+        log_text().contains("No space left on device"),
+        "{}",
+        log_text()
+    );
+    assert_eq!(sim.open_watches(), 0, "it watched before refusing");
 }
