@@ -15,6 +15,14 @@
 //! written): its peak RSS against "skip" (nothing written, no filter) is
 //! what the per-object memory of `changes` costs.
 //!
+//! "restart" (issue 14, restart-to-resumed): a daemon with `on_start =
+//! "skip"` lists the N objects into a fresh state store and is stopped
+//! (SIGTERM, after the store file stopped growing); a second daemon is
+//! started on that store, and the time from its exec to its WATCH from the
+//! saved resourceVersion arriving at the server is reported, with its CPU
+//! seconds and peak RSS, against the first daemon's list-to-watch time in
+//! the same run. It must not LIST (counted).
+//!
 //! The pages are rendered once, in memory, before anything is timed: the
 //! emulator would build 1 GB of objects and snapshot them, which measures
 //! the emulator rather than the daemon.
@@ -25,6 +33,7 @@ use common::{cpu_seconds, pod_with_env, proc_status_kib};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -91,6 +100,10 @@ fn render(objects: usize, env_vars: usize) -> Pages {
 
 /// Arrival of the first WATCH since it was last reset: the list is done.
 static WATCH_AT: Mutex<Option<Instant>> = Mutex::new(None);
+/// That WATCH's request line.
+static WATCH_LINE: Mutex<String> = Mutex::new(String::new());
+/// LIST pages served.
+static LISTS: AtomicUsize = AtomicUsize::new(0);
 
 /// Serves the pages by continue token, and holds watches open and silent.
 fn serve(listener: TcpListener, pages: Arc<Pages>) {
@@ -115,10 +128,12 @@ fn serve(listener: TcpListener, pages: Arc<Pages>) {
                     }
                 }
                 if first.contains("watch=") {
-                    WATCH_AT
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get_or_insert_with(Instant::now);
+                    let mut at = WATCH_AT.lock().unwrap_or_else(|e| e.into_inner());
+                    if at.is_none() {
+                        *at = Some(Instant::now());
+                        *WATCH_LINE.lock().unwrap_or_else(|e| e.into_inner()) = first.clone();
+                    }
+                    drop(at);
                     let _ = writer.write_all(common::WATCH_HEAD);
                     thread::sleep(Duration::from_secs(3600));
                     return;
@@ -129,6 +144,7 @@ fn serve(listener: TcpListener, pages: Arc<Pages>) {
                     .and_then(|t| t.split([' ', '&']).next())
                     .and_then(|t| t.parse::<usize>().ok())
                     .unwrap_or(0);
+                LISTS.fetch_add(1, Ordering::SeqCst);
                 let Some(resp) = pages.responses.get(k) else {
                     return;
                 };
@@ -205,30 +221,9 @@ fn daemon(addr: SocketAddr, pages: &Pages, mode: &str) -> DaemonRun {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("events.jsonl");
-    let config = dir.path().join("kwatchd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[daemon]\nlog_level = \"warn\"\nstate_dir = \"{}\"\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\non_start = \"{on_start}\"\nsinks = [\"f\"]\n{watch_extra}[sinks.f]\ntype = \"file\"\npath = \"{}\"\n{sink_extra}",
-            dir.path().display(),
-            out.display()
-        ),
-    )
-    .expect("config");
+    let config = write_config(dir.path(), addr, on_start, watch_extra, sink_extra);
     let start = Instant::now();
-    // KWATCHD_BENCH_WRAP="heaptrack" runs the daemon under a tool. The peak
-    // RSS is then the tool's, and SIGTERM reaches the tool: one that does not
-    // forward it (strace, heaptrack) leaves the daemon to be stopped by hand.
-    let wrap = std::env::var("KWATCHD_BENCH_WRAP").unwrap_or_default();
-    let mut argv: Vec<&str> = wrap.split_whitespace().collect();
-    argv.push(env!("CARGO_BIN_EXE_kwatchd"));
-    let mut child = Command::new(argv[0])
-        .args(&argv[1..])
-        .args(["run", "--config"])
-        .arg(&config)
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn kwatchd");
+    let child = spawn(&config);
     let pid = child.id();
     let want = if mode == "added" {
         pages.record_bytes
@@ -251,10 +246,7 @@ fn daemon(addr: SocketAddr, pages: &Pages, mode: &str) -> DaemonRun {
     };
     let hwm_kib = proc_status_kib(pid, "VmHWM").unwrap_or(0);
     let cpu = cpu_seconds(pid);
-    unsafe {
-        libc::kill(pid as i32, libc::SIGTERM);
-    }
-    let _ = child.wait();
+    sigterm(child);
     assert_eq!(
         std::fs::metadata(&out).map_or(0, |m| m.len()),
         want,
@@ -265,6 +257,119 @@ fn daemon(addr: SocketAddr, pages: &Pages, mode: &str) -> DaemonRun {
         hwm_kib,
         cpu,
     }
+}
+
+/// The one-watch configuration in `dir` (state there, records in
+/// `dir/events.jsonl`).
+fn write_config(
+    dir: &std::path::Path,
+    addr: SocketAddr,
+    on_start: &str,
+    watch_extra: &str,
+    sink_extra: &str,
+) -> std::path::PathBuf {
+    let config = dir.join("kwatchd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nlog_level = \"warn\"\nstate_dir = \"{}\"\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\non_start = \"{on_start}\"\nsinks = [\"f\"]\n{watch_extra}[sinks.f]\ntype = \"file\"\npath = \"{}\"\n{sink_extra}",
+            dir.display(),
+            dir.join("events.jsonl").display()
+        ),
+    )
+    .expect("config");
+    config
+}
+
+/// `kwatchd run --config CONFIG`. KWATCHD_BENCH_WRAP="heaptrack" runs the
+/// daemon under a tool. The peak RSS is then the tool's, and SIGTERM reaches
+/// the tool: one that does not forward it (strace, heaptrack) leaves the
+/// daemon to be stopped by hand.
+fn spawn(config: &std::path::Path) -> std::process::Child {
+    let wrap = std::env::var("KWATCHD_BENCH_WRAP").unwrap_or_default();
+    let mut argv: Vec<&str> = wrap.split_whitespace().collect();
+    argv.push(env!("CARGO_BIN_EXE_kwatchd"));
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .args(["run", "--config"])
+        .arg(config)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn kwatchd")
+}
+
+/// Waits (bounded) for the next WATCH request since `start`.
+fn wait_for_watch(start: Instant) -> Duration {
+    loop {
+        if let Some(t) = *WATCH_AT.lock().unwrap_or_else(|e| e.into_inner()) {
+            return t.duration_since(start);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "no WATCH within 600 s"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn sigterm(mut child: std::process::Child) {
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let _ = child.wait();
+}
+
+/// Restart-to-resumed on a store of every object (see the module header).
+fn restart(addr: SocketAddr, objects: usize) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), addr, "skip", "", "");
+    let store = dir.path().join("kwatchd.redb");
+    *WATCH_AT.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    LISTS.store(0, Ordering::SeqCst);
+    let start = Instant::now();
+    let child = spawn(&config);
+    let listed = wait_for_watch(start);
+    let cpu_list = cpu_seconds(child.id());
+    // Every object in the store before the stop: the file stops growing.
+    let mut last = (0, Instant::now());
+    while last.1.elapsed() < Duration::from_secs(3) {
+        let len = std::fs::metadata(&store).map_or(0, |m| m.len());
+        if len != last.0 {
+            last = (len, Instant::now());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    sigterm(child);
+    let size = std::fs::metadata(&store).map_or(0, |m| m.len());
+
+    *WATCH_AT.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    LISTS.store(0, Ordering::SeqCst);
+    let start = Instant::now();
+    let child = spawn(&config);
+    let pid = child.id();
+    let resumed = wait_for_watch(start);
+    let cpu = cpu_seconds(pid);
+    let hwm = proc_status_kib(pid, "VmHWM").unwrap_or(0);
+    let lists = LISTS.load(Ordering::SeqCst);
+    let line = WATCH_LINE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .trim()
+        .to_string();
+    sigterm(child);
+    assert_eq!(lists, 0, "the restarted daemon listed again: {line}");
+    assert!(
+        line.contains(&format!("resourceVersion={}", objects + 1)),
+        "not resumed from the saved position: {line}"
+    );
+    format!(
+        "restart: first daemon listed {objects} objects to its WATCH in {:.2} s ({cpu_list:.1} CPU s), store {:.1} MB; restarted daemon exec → WATCH from the saved resourceVersion in {:.2} s ({cpu:.2} CPU s, peak RSS {:.1} MB, {lists} LIST pages), restart/list time = {:.2}x",
+        listed.as_secs_f64(),
+        size as f64 / 1e6,
+        resumed.as_secs_f64(),
+        hwm as f64 / 1024.0,
+        resumed.as_secs_f64() / listed.as_secs_f64()
+    )
 }
 
 fn main() {
@@ -304,6 +409,11 @@ fn main() {
         let modes = std::env::var("KWATCHD_BENCH_LIST_MODES")
             .unwrap_or_else(|_| "added,skip,changes".into());
         for on_start in modes.split(',').map(str::trim) {
+            if on_start == "restart" {
+                line.push_str(" | ");
+                line.push_str(&restart(addr, objects));
+                continue;
+            }
             *WATCH_AT.lock().unwrap_or_else(|e| e.into_inner()) = None;
             let r = daemon(addr, &pages, on_start);
             line.push_str(&format!(
