@@ -132,6 +132,7 @@ impl Emit for Fanout<'_> {
         let ack = AckRef {
             watch: self.out.key,
             seq: self.out.state.next_seq(),
+            rv: crate::state::integer_rv(id.resource_version),
         };
         if let ([only], [None]) = (&self.out.sinks[..], &self.out.transforms[..]) {
             if let Some(file) = self.sinks.get_mut(*only).and_then(Sink::as_file_mut) {
