@@ -171,9 +171,14 @@ impl Sink {
     }
 
     /// Drops the held records `handled` says the leader handled, each
-    /// acknowledged as final; returns how many.
-    pub fn prune(&mut self, handled: impl Fn(&AckRef) -> bool) -> usize {
-        self.hold.as_mut().map_or(0, |h| h.prune(handled))
+    /// acknowledged as final; returns how many. Unless `all`, only when
+    /// records came in since the last call (the leader's advert is the
+    /// same, so the records looked at then stay).
+    pub fn prune(&mut self, handled: impl Fn(&AckRef) -> bool, all: bool) -> usize {
+        match &mut self.hold {
+            Some(h) if all || h.fresh => h.prune(handled),
+            _ => 0,
+        }
     }
 }
 
@@ -188,6 +193,8 @@ pub struct Hold {
     max_bytes: usize,
     /// Records dropped because the leader handled them.
     pruned: u64,
+    /// Records came in since the last prune.
+    fresh: bool,
     acks: Acks,
 }
 
@@ -200,6 +207,7 @@ impl Hold {
             max_events: max_events.max(1),
             max_bytes: max_bytes.max(1),
             pruned: 0,
+            fresh: false,
             acks: Acks::default(),
         }
     }
@@ -228,12 +236,14 @@ impl Hold {
     }
 
     fn push(&mut self, record: QueuedRecord) {
+        self.fresh = true;
         self.bytes += record.line.len();
         self.records.push_back(record);
     }
 
     /// Records a sink gave back go before those held already (they are older).
     fn put_back(&mut self, back: Vec<QueuedRecord>) {
+        self.fresh |= !back.is_empty();
         for r in back.into_iter().rev() {
             self.bytes += r.line.len();
             self.records.push_front(r);
@@ -241,6 +251,7 @@ impl Hold {
     }
 
     fn prune(&mut self, handled: impl Fn(&AckRef) -> bool) -> usize {
+        self.fresh = false;
         let before = self.records.len();
         let (acks, bytes) = (&mut self.acks, &mut self.bytes);
         self.records.retain(|r| {

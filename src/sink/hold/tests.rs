@@ -42,7 +42,8 @@ fn a_standby_holds_prunes_what_the_leader_handled_and_delivers_the_rest_on_takeo
     );
     assert_eq!(sink.hold().map(Hold::len), Some(4));
     // The leader handled up to rv 11; the record without an integer rv stays.
-    let n = sink.prune(|a| a.rv.is_some_and(|rv| rv.get() <= 11));
+    let n = sink.prune(|a| a.rv.is_some_and(|rv| rv.get() <= 11), true);
+    assert_eq!(sink.prune(|_| true, false), 0, "nothing new came in");
     assert_eq!(n, 2);
     let mut acks = Vec::new();
     sink.take_acks(&mut acks);
@@ -93,7 +94,7 @@ fn a_full_hold_has_no_room() {
     let mut small = file_sink(dir.path()).with_hold(100, 4);
     small.push(now, b"12345\n", None, ack(1, 1));
     assert!(!small.has_room(), "the byte bound");
-    small.prune(|_| true);
+    small.prune(|_| true, false);
     assert!(small.has_room());
 }
 
