@@ -315,14 +315,7 @@ fn seed(sim: &Sim, n: usize) {
 /// Starts `a`, waits until it leads, starts `b`, churns `warm` while b
 /// follows (so a's advert passes b's first list).
 fn leader_and_standby(sim: &Sim, warm: Duration) -> (Running, Running, Churn) {
-    seed(sim, 20);
-    let a = replica(sim, "a");
-    assert!(
-        wait_until(WAIT, || leads(&a)),
-        "a never led:\n{}",
-        a.log_text()
-    );
-    let churn = Churn::start(sim.handle());
+    let (a, churn) = leader_churning(sim);
     let b = replica(sim, "b");
     assert!(
         wait_until(WAIT, || b.log_text().contains("follower")),
@@ -518,4 +511,81 @@ fn two_identities_never_both_deliver() {
         .map(|e| (e.uid, e.event_type))
         .collect();
     assert!(!history.is_empty());
+}
+
+/// `b` takes over, the churn goes on a second and stops; then the union
+/// of both sinks covers the history.
+fn take_over(sim: &Sim, a: &Running, b: &Running, churn: Churn) {
+    assert!(
+        wait_until(WAIT, || leads(b)),
+        "b never took over:\n{}",
+        b.log_text()
+    );
+    thread::sleep(Duration::from_secs(1));
+    churn.stop();
+    let gaps = settle(sim, &[&out(a), &out(b)]);
+    assert!(gaps.is_empty(), "missing from both sinks: {gaps:?}");
+}
+
+/// Seeds pods, starts `a`, waits until it leads, churns for a while.
+fn leader_churning(sim: &Sim) -> (Running, Churn) {
+    seed(sim, 20);
+    let a = replica(sim, "a");
+    assert!(
+        wait_until(WAIT, || leads(&a)),
+        "a never led:\n{}",
+        a.log_text()
+    );
+    let churn = Churn::start(sim.handle());
+    thread::sleep(Duration::from_millis(1500));
+    (a, churn)
+}
+
+#[test]
+fn a_standby_started_while_a_leader_runs_lists_the_state_the_leader_confirmed() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let (mut a, churn) = leader_churning(&sim);
+    let b = replica(&sim, "b");
+    assert!(
+        wait_until(WAIT, || b
+            .log_text()
+            .contains("listing at the leader's confirmed resourceVersion")),
+        "b did not list at a's position:\n{}",
+        b.log_text()
+    );
+    assert!(
+        wait_until(WAIT, || b.log_text().contains("listed ")),
+        "{}",
+        b.log_text()
+    );
+    // At once: a's advert may not have passed b's list yet.
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    take_over(&sim, &a, &b, churn);
+}
+
+#[test]
+fn a_standby_whose_leaders_position_is_compacted_lists_a_silent_baseline() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let (mut a, churn) = leader_churning(&sim);
+    sim.compact();
+    let b = replica(&sim, "b");
+    assert!(
+        wait_until(WAIT, || b.log_text().contains("can no longer be listed")),
+        "b did not fall back:\n{}",
+        b.log_text()
+    );
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        fs::metadata(out(&b)).map_or(0, |m| m.len()),
+        0,
+        "a standby delivered"
+    );
+    assert!(a.stop().success());
+    take_over(&sim, &a, &b, churn);
+    let (ra, rb) = (file_records(&out(&a)), file_records(&out(&b)));
+    let dups = duplicates(&ra, &rb);
+    assert!(dups.is_empty(), "no replay of the baseline: {dups:?}");
+    let listed = rb.iter().filter(|r| r["origin"] == "list").count();
+    assert_eq!(listed, 0, "the baseline list is not reported");
 }

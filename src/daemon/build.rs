@@ -65,6 +65,14 @@ impl Daemon {
                 }
                 None => Persistence::in_memory(),
             };
+            // A standby without saved state: the state its leader confirmed.
+            if let Some(rv) = self
+                .leader
+                .as_ref()
+                .and_then(|l| l.start_position(machine.name()))
+            {
+                machine.list_first_at(rv);
+            }
             let store_dir = self.checkpoints.store_mut().map(|s| s.dir().to_owned());
             let filter = Filtering::new(w, || match &store_dir {
                 Some(dir) => RedactKey::load_or_create(dir),

@@ -271,6 +271,9 @@ impl Daemon {
                 .as_ref()
                 .map(|le| leader::Leadership::new(le, Instant::now())),
         };
+        daemon
+            .learn_leader_position()
+            .map_err(io_err("poll failed"))?;
         for w in &config.watches {
             daemon.start_watch(w)?;
         }

@@ -54,6 +54,11 @@ pub struct Leadership {
     /// The leader's advert applied last, and each slot's limit from it.
     advert: Option<String>,
     limits: Vec<Option<u64>>,
+    /// Answers to Lease requests so far.
+    replies: u64,
+    /// What the leader had confirmed when this replica started, by watch
+    /// store key: fresh watches list there (`start_position`).
+    start: Map<String, Value>,
 }
 
 impl Leadership {
@@ -87,7 +92,22 @@ impl Leadership {
             answered: false,
             advert: None,
             limits: Vec::new(),
+            replies: 0,
+            start: Map::new(),
         }
+    }
+
+    /// Where the leader had confirmed watch `name` when this replica
+    /// started, if it had: its fresh first list reads that state exactly.
+    pub fn start_position(&self, name: &str) -> Option<String> {
+        let rv = self.start.get(name)?.as_str()?;
+        crate::state::integer_rv(rv).map(|_| rv.to_owned())
+    }
+
+    fn on_reply(&mut self, id: u64, reply: crate::lease::Reply) {
+        self.elector.on_reply(Now::read(), id, reply);
+        self.answered = true;
+        self.replies += 1;
     }
 
     pub fn view(&self) -> LeaderView {
@@ -233,7 +253,7 @@ impl Daemon {
                 .client
                 .start(req, cluster, &mut self.resolver, registry, now.mono);
             match answer {
-                Some((id, reply)) => l.elector.on_reply(Now::read(), id, reply),
+                Some((id, reply)) => l.on_reply(id, reply),
                 None => break,
             }
         }
@@ -308,8 +328,7 @@ impl Daemon {
             return;
         };
         if let Some((id, reply)) = l.client.on_ready(token, cluster, self.poll.registry()) {
-            l.elector.on_reply(Now::read(), id, reply);
-            l.answered = true;
+            l.on_reply(id, reply);
         }
     }
 
@@ -322,9 +341,60 @@ impl Daemon {
             return;
         };
         if let Some((id, reply)) = l.client.on_resolved(result, cluster, self.poll.registry()) {
-            l.elector.on_reply(Now::read(), id, reply);
-            l.answered = true;
+            l.on_reply(id, reply);
         }
+    }
+
+    /// Before the watches start: reads the Lease once (waiting at most two
+    /// `retry_period`s, on the loop's poll, signals included) to learn
+    /// what the leader had confirmed, so that a standby starting while a
+    /// leader runs lists the state the leader confirmed rather than only
+    /// the current one (see `WatchMachine::list_first_at`).
+    pub(super) fn learn_leader_position(&mut self) -> Result<(), std::io::Error> {
+        let Some(l) = &self.leader else {
+            return Ok(());
+        };
+        let until = Instant::now() + l.elector.params().retry_period * 2;
+        let mut events = mio::Events::with_capacity(64);
+        loop {
+            self.lead();
+            let Some(l) = &self.leader else {
+                return Ok(());
+            };
+            let now = Instant::now();
+            if l.replies > 0 || now >= until || self.phase != super::Phase::Running {
+                break;
+            }
+            let wait = l.deadline().unwrap_or(until).min(until);
+            match self
+                .poll
+                .poll(&mut events, Some(wait.saturating_duration_since(now)))
+            {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            self.dispatch(&events);
+        }
+        let Some(l) = &mut self.leader else {
+            return Ok(());
+        };
+        let holder = l.elector.holder().unwrap_or("").to_owned();
+        match l.elector.leader_advert() {
+            Some(text) => {
+                l.start = serde_json::from_str(text).unwrap_or_default();
+                log::info!(
+                    "leader election: the Lease (held by {}) confirms positions of {} watches; a watch without saved state lists there first",
+                    if holder.is_empty() { "nobody" } else { &holder },
+                    l.start.len()
+                );
+            }
+            None => log::info!(
+                "leader election: no position confirmed by another replica{}; watches without saved state list the current state",
+                if l.replies == 0 { " (no answer from the Lease in time)" } else { "" }
+            ),
+        }
+        Ok(())
     }
 
     /// At shutdown, after the drain: a leader frees the Lease (client-go's

@@ -61,7 +61,7 @@ use crate::kube::list_scan::ListInfo;
 use crate::kube::{Status, WatchEvent, WatchEventType};
 use crate::rand::Rng;
 use known::Known;
-use list::{ListPurpose, PageEnd};
+use list::{ListPurpose, ListRound, PageEnd};
 use phase::{waiting, Attempt, InFlight, Phase, Request, Step};
 use policy::{Answer, Attempted, Flags, Verdict};
 use resolve::Resolution;
@@ -104,6 +104,8 @@ pub struct WatchMachine {
     rng: Rng,
     /// Auth failures in a row; the first is logged loudly.
     auth_failures: u32,
+    /// The first list reads this position exactly (`list_first_at`).
+    list_at: Option<String>,
 }
 
 impl WatchMachine {
@@ -117,6 +119,7 @@ impl WatchMachine {
             backoff: Backoff::new(BACKOFF_BASE, BACKOFF_CAP),
             rng,
             auth_failures: 0,
+            list_at: None,
             spec,
         };
         m.phase = match m.spec.target.clone() {
@@ -157,7 +160,33 @@ impl WatchMachine {
             return Step::Watch;
         }
         let deliver = self.spec.on_start == OnStart::Added;
-        self.list_step(ListPurpose::Initial { deliver })
+        match &self.list_at {
+            Some(rv) => Step::List(ListRound::exact(
+                ListPurpose::Initial { deliver },
+                rv.clone(),
+            )),
+            None => self.list_step(ListPurpose::Initial { deliver }),
+        }
+    }
+
+    /// A standby whose leader confirmed `resource_version`: the first list
+    /// reads the state at exactly that position (then the watch goes on
+    /// from it), so a takeover can report everything after it. A watch
+    /// resumed from its own checkpoint keeps that. Only meaningful before
+    /// the first request.
+    pub fn list_first_at(&mut self, resource_version: String) {
+        if self.known.resume_rv.is_some() {
+            return;
+        }
+        log::info!(
+            "watch {}: listing at the leader's confirmed resourceVersion {resource_version} first",
+            self.spec.name
+        );
+        self.list_at = Some(resource_version);
+        let first = self.first_step();
+        if let Phase::Running { attempt, .. } = &mut self.phase {
+            *attempt = Attempt::Ready(first);
+        }
     }
 
     fn list_step(&self, purpose: ListPurpose) -> Step {
@@ -533,12 +562,16 @@ impl WatchMachine {
                 self.next(waiting(then, Some(now + delay)));
             }
             Verdict::RestartList { after } => {
-                log::info!(
-                    "watch {name}: list snapshot expired ({summary}); listing again from the start",
-                );
                 self.known.count_reconnect(ReconnectReason::Expired);
                 self.retry(at(after));
-                self.phase.restart_list();
+                match self.phase.restart_list() {
+                    Some(rv) => log::warn!(
+                        "watch {name}: the leader's confirmed position {rv} can no longer be listed ({summary}); listing the current state as this standby's baseline WITHOUT reporting it: should it take over, it reports only changes after this list, so changes between {rv} and now that the leader had not delivered are not reported",
+                    ),
+                    None => log::info!(
+                        "watch {name}: list snapshot expired ({summary}); listing again from the start",
+                    ),
+                }
             }
             Verdict::Backoff { retry_after } => {
                 let path = match &self.phase {
