@@ -126,6 +126,13 @@ impl Delivery {
         }
     }
 
+    /// Job `job` was handed out but never started: it waits again, as if
+    /// never handed out (see `Dispatcher::unstart`).
+    pub fn unstart(&mut self, job: u64) -> bool {
+        self.running.remove(&job);
+        self.dispatcher.unstart(job)
+    }
+
     /// Every record not running, taken back (see `Dispatcher::withdraw`).
     pub fn withdraw(&mut self) -> Vec<QueuedRecord> {
         self.dispatcher.withdraw()

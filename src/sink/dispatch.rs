@@ -436,6 +436,24 @@ impl Dispatcher {
         }
     }
 
+    /// A job handed out by `next_job` that the runner never started (a
+    /// NATS publish not written yet when its replica was fenced) waits for
+    /// a slot again, first, with the same attempt. False when it is not
+    /// running.
+    pub fn unstart(&mut self, job_id: u64) -> bool {
+        let Some(entry) = self.jobs.get_mut(&job_id) else {
+            return false;
+        };
+        if entry.state != JobState::Running {
+            return false;
+        }
+        entry.state = JobState::Startable;
+        self.running_jobs -= 1;
+        self.running_records -= entry.records.len();
+        self.startable.push_front(job_id);
+        true
+    }
+
     /// Takes back every record that is not running: waiting behind its
     /// object, collecting, waiting for a slot or to retry (a retry was
     /// delivered at most partly, and is not handled), for a replica that
@@ -741,6 +759,16 @@ mod tests {
             .flat_map(|j| ids(&j.records))
             .collect();
         assert_eq!(next, vec![(2, 3)]);
+        // A job handed out but never started waits again, first.
+        let mut d = dispatcher(policy(1, 3));
+        d.push(t, record(1, 1));
+        d.push(t, record(2, 2));
+        let job = drain(&mut d, t).remove(0);
+        assert!(d.unstart(job.id));
+        assert!(!d.unstart(job.id), "not running any more");
+        assert_eq!((d.queued(), d.in_flight()), (2, 0));
+        let again = drain(&mut d, t);
+        assert_eq!((again[0].id, again[0].attempt), (job.id, 1));
         // A job waiting to retry comes back too.
         let mut d = dispatcher(policy(1, 3));
         d.push(t, record(1, 1));

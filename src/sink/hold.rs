@@ -138,6 +138,9 @@ impl Sink {
             return;
         }
         hold.closed = !on;
+        if let SinkKind::Nats(s) = &mut self.kind {
+            s.fence(!on);
+        }
         if on {
             let records = std::mem::take(&mut hold.records);
             hold.bytes = 0;
