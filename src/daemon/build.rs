@@ -197,13 +197,7 @@ pub(super) fn build_sink(
             SinkKind::Nats(Box::new(nats))
         }
     };
-    let sink = Sink::from(kind);
-    Ok(match &config.daemon.leader_election {
-        // Every replica starts as a standby: nothing is delivered before
-        // this one leads.
-        Some(le) => sink.with_hold(queue_events, le.standby_buffer),
-        None => sink,
-    })
+    Ok(Sink::from(kind))
 }
 
 /// The machines a `[[watch]]` runs: one, or one per namespace of a list.

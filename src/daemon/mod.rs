@@ -221,8 +221,11 @@ impl Daemon {
             .map(|(id, (name, c))| build_cluster(name, c, id))
             .collect::<Result<Vec<_>, _>>()?;
         let mut sinks = Vec::new();
+        let standby = config.daemon.leader_election.as_ref();
+        let standby = standby.map(|le| le.standby_buffer);
         for (name, s) in &config.sinks {
-            sinks.push(build_sink(config, name, s, (&mut tokens, &waker))?);
+            let sink = build_sink(config, name, s, (&mut tokens, &waker))?;
+            sinks.push(leader::held(sink, standby, config.daemon.sink_queue_events));
         }
         let metrics = match config.daemon.metrics_listen {
             Some(addr) => {

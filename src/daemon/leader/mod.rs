@@ -27,6 +27,7 @@ use crate::config::LeaderElectionConfig;
 use crate::lease::{default_identity, Elector, Event, Now, Params, Role};
 use crate::metrics::LeaderView;
 use crate::rand::Rng;
+use crate::sink::Sink;
 use crate::state::AckRef;
 use client::LeaseClient;
 use mio::Token;
@@ -56,6 +57,8 @@ pub struct Leadership {
     limits: Vec<Option<u64>>,
     /// Answers to Lease requests so far.
     replies: u64,
+    /// `standby_buffer`, for the sinks a reload builds.
+    standby_buffer: usize,
     /// What the leader had confirmed when this replica started, by watch
     /// store key: fresh watches list there (`start_position`).
     start: Map<String, Value>,
@@ -93,8 +96,13 @@ impl Leadership {
             advert: None,
             limits: Vec::new(),
             replies: 0,
+            standby_buffer: config.standby_buffer,
             start: Map::new(),
         }
+    }
+
+    pub fn standby_buffer(&self) -> usize {
+        self.standby_buffer
     }
 
     /// Where the leader had confirmed watch `name` when this replica
@@ -156,6 +164,16 @@ impl Leadership {
                 }
             }
         }
+    }
+}
+
+/// `sink` with a standby hold when leader election runs (`standby_buffer`
+/// is the running election's: a reload does not change it), closed: a
+/// replica delivers nothing before it leads.
+pub(super) fn held(sink: Sink, standby_buffer: Option<usize>, queue_events: usize) -> Sink {
+    match standby_buffer {
+        Some(bytes) => sink.with_hold(queue_events, bytes),
+        None => sink,
     }
 }
 
@@ -473,12 +491,7 @@ impl Daemon {
 }
 
 /// Drops held records the leader handled from every sink's hold.
-fn prune(
-    sinks: &mut [crate::sink::Sink],
-    retiring: &mut [crate::sink::Sink],
-    limits: &[Option<u64>],
-    all: bool,
-) {
+fn prune(sinks: &mut [Sink], retiring: &mut [Sink], limits: &[Option<u64>], all: bool) {
     for s in sinks.iter_mut().chain(retiring.iter_mut()) {
         s.prune(|ack| handled(limits, ack), all);
     }

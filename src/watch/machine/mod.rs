@@ -42,6 +42,7 @@ mod list;
 mod phase;
 mod policy;
 mod resolve;
+mod start;
 mod stream;
 
 #[cfg(test)]
@@ -169,26 +170,6 @@ impl WatchMachine {
         }
     }
 
-    /// A standby whose leader confirmed `resource_version`: the first list
-    /// reads the state at exactly that position (then the watch goes on
-    /// from it), so a takeover can report everything after it. A watch
-    /// resumed from its own checkpoint keeps that. Only meaningful before
-    /// the first request.
-    pub fn list_first_at(&mut self, resource_version: String) {
-        if self.known.resume_rv.is_some() {
-            return;
-        }
-        log::info!(
-            "watch {}: listing at the leader's confirmed resourceVersion {resource_version} first",
-            self.spec.name
-        );
-        self.list_at = Some(resource_version);
-        let first = self.first_step();
-        if let Phase::Running { attempt, .. } = &mut self.phase {
-            *attempt = Attempt::Ready(first);
-        }
-    }
-
     fn list_step(&self, purpose: ListPurpose) -> Step {
         Step::list(&self.spec, self.stream_rejected, purpose)
     }
@@ -228,34 +209,6 @@ impl WatchMachine {
             partial_objects: self.spec.metadata_only && !self.metadata_fallback,
             stream_fallback: self.spec.initial_list == InitialList::Auto,
         }
-    }
-
-    /// Starts from a checkpoint instead of a first list: watch from
-    /// `resource_version`, knowing `index`. If that version has expired the
-    /// watch relists and reports the difference (origin "relist"); the
-    /// watch's `on_start` does not apply. Only meaningful before the first
-    /// request.
-    pub fn resume_from(&mut self, resource_version: String, index: ObjectIndex) {
-        log::info!(
-            "watch {}: resuming from the checkpoint at resourceVersion {resource_version} ({} objects known)",
-            self.spec.name,
-            index.len()
-        );
-        self.known.resume_rv = Some(resource_version);
-        self.known.index = index;
-        // A watch by kind still discovers its path first (`first_step`
-        // then watches from the checkpoint).
-        if let Phase::Running { attempt, .. } = &mut self.phase {
-            *attempt = Attempt::Ready(Step::Watch);
-        }
-    }
-
-    /// Starts knowing `index` but from no position: objects a run that
-    /// crashed before its first position was handled had reported (all
-    /// unconfirmed). The first list then reports the difference against
-    /// them (their DELETED if gone) as `on_start` says.
-    pub fn resume_unpositioned(&mut self, index: ObjectIndex) {
-        self.known.index = index;
     }
 
     pub fn spec(&self) -> &WatchSpec {
