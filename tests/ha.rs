@@ -589,3 +589,28 @@ fn a_standby_whose_leaders_position_is_compacted_lists_a_silent_baseline() {
     let listed = rb.iter().filter(|r| r["origin"] == "list").count();
     assert_eq!(listed, 0, "the baseline list is not reported");
 }
+
+#[test]
+fn a_reload_adds_a_sink_that_delivers_only_on_the_leader() {
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    let (mut a, b, churn) = leader_and_standby(&sim, Duration::from_secs(1));
+    for r in [&a, &b] {
+        let text = fs::read_to_string(&r.config).unwrap();
+        let extra = r.path("extra.jsonl");
+        let text = text.replace("sinks = [\"out\"]", "sinks = [\"out\", \"extra\"]")
+            + &format!(
+                "\n[sinks.extra]\ntype = \"file\"\npath = \"{}\"\n",
+                extra.display()
+            );
+        fs::write(&r.config, text).unwrap();
+        r.signal(libc::SIGHUP);
+    }
+    let extra = |r: &Running| file_records(&r.path("extra.jsonl")).len();
+    assert!(wait_until(WAIT, || extra(&a) > 0), "{}", a.log_text());
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(extra(&b), 0, "the standby's new sink delivered");
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    take_over(&sim, &a, &b, churn);
+    assert!(extra(&b) > 0, "the new leader's new sink delivers");
+}
