@@ -54,3 +54,16 @@ impl Acks {
         out.append(&mut self.done);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_versions_are_integers_or_nothing() {
+        assert_eq!(integer_rv("42").map(NonZeroU64::get), Some(42));
+        for opaque in ["", "0", "042", "12a", "-3", "99999999999999999999999"] {
+            assert_eq!(integer_rv(opaque), None, "{opaque:?}");
+        }
+    }
+}

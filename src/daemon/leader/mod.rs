@@ -20,15 +20,16 @@
 //! deliver at once while their clocks' rates agree within
 //! `lease_duration - renew_deadline` (no synchronised wall clocks needed).
 
+mod advert;
 mod client;
 
-use super::{Daemon, Slot};
+use super::Daemon;
 use crate::config::LeaderElectionConfig;
 use crate::lease::{default_identity, Elector, Event, Now, Params, Role};
 use crate::metrics::LeaderView;
 use crate::rand::Rng;
 use crate::sink::Sink;
-use crate::state::AckRef;
+use advert::{advert, handled, limits, positions};
 use client::LeaseClient;
 use mio::Token;
 use serde_json::{Map, Value};
@@ -57,6 +58,8 @@ pub struct Leadership {
     limits: Vec<Option<u64>>,
     /// Answers to Lease requests so far.
     replies: u64,
+    /// The log said the Lease cannot carry every watch's position.
+    advert_warned: bool,
     /// `standby_buffer`, for the sinks a reload builds.
     standby_buffer: usize,
     /// What the leader had confirmed when this replica started, by watch
@@ -96,6 +99,7 @@ impl Leadership {
             advert: None,
             limits: Vec::new(),
             replies: 0,
+            advert_warned: false,
             standby_buffer: config.standby_buffer,
             start: Map::new(),
         }
@@ -177,48 +181,6 @@ pub(super) fn held(sink: Sink, standby_buffer: Option<usize>, queue_events: usiz
     }
 }
 
-/// `{"<watch store key>": "<committed resourceVersion>", ...}`: what a
-/// leader advertises, for every watch with a committed position.
-fn advert(slots: &[Slot]) -> String {
-    let mut map = Map::new();
-    for w in slots.iter().filter_map(|s| s.watcher.as_ref()) {
-        if let Some(rv) = w.committed_version() {
-            map.insert(w.machine().name().to_owned(), Value::from(rv));
-        }
-    }
-    Value::Object(map).to_string()
-}
-
-/// Each slot's handled position from a leader's advert: the integer
-/// resourceVersion advertised for its watch's store key, if any.
-fn limits(advert: &str, slots: &[Slot]) -> Vec<Option<u64>> {
-    let names = slots
-        .iter()
-        .map(|s| s.watcher.as_ref().map(|w| w.machine().name()));
-    limits_of(advert, names)
-}
-
-/// [`limits`] for the store keys of the slots (`None`: no watch there). An
-/// advert that is not a JSON object limits nothing.
-fn limits_of<'a>(advert: &str, names: impl Iterator<Item = Option<&'a str>>) -> Vec<Option<u64>> {
-    let parsed: Map<String, Value> = serde_json::from_str(advert).unwrap_or_default();
-    names
-        .map(|name| {
-            let rv = parsed.get(name?)?.as_str()?;
-            crate::state::integer_rv(rv).map(|rv| rv.get())
-        })
-        .collect()
-}
-
-/// A held record the leader has handled: its watch's advertised position
-/// is at or past the record's integer resourceVersion.
-fn handled(limits: &[Option<u64>], ack: &AckRef) -> bool {
-    match (limits.get(ack.watch).copied().flatten(), ack.rv) {
-        (Some(limit), Some(rv)) => rv.get() <= limit,
-        _ => false,
-    }
-}
-
 impl Daemon {
     /// Drives the election one step and applies it: sends what is due,
     /// drops what the leader handled, opens or closes the sinks. Runs
@@ -231,7 +193,8 @@ impl Daemon {
         let due = l.answered || l.deadline().is_some_and(|at| at <= now);
         if due {
             l.answered = false;
-            l.elector.set_advert(advert(&self.slots));
+            l.elector
+                .set_advert(advert(&self.slots, &mut l.advert_warned));
             self.send_lease_requests();
         }
         self.apply_advert();
@@ -280,12 +243,18 @@ impl Daemon {
 
     /// Drops the held records the leader's last advert covers.
     fn apply_advert(&mut self) {
-        let Some(l) = &self.leader else {
+        let Some(l) = &mut self.leader else {
             return;
         };
-        if l.advert.is_some() && !l.delivering {
-            prune(&mut self.sinks, &mut self.retiring, &l.limits, false);
+        let Some(text) = l.advert.as_deref().filter(|_| !l.delivering) else {
+            return;
+        };
+        // A reload started watches in new slots: their limits too.
+        let all = l.limits.len() != self.slots.len();
+        if all {
+            l.limits = limits(text, &self.slots);
         }
+        prune(&mut self.sinks, &mut self.retiring, &l.limits, all);
     }
 
     /// Opens the sinks when this replica may deliver, closes them (taking
@@ -400,7 +369,7 @@ impl Daemon {
         let holder = l.elector.holder().unwrap_or("").to_owned();
         match l.elector.leader_advert() {
             Some(text) => {
-                l.start = serde_json::from_str(text).unwrap_or_default();
+                l.start = positions(text);
                 log::info!(
                     "leader election: the Lease (held by {}) confirms positions of {} watches; a watch without saved state lists there first",
                     if holder.is_empty() { "nobody" } else { &holder },
@@ -423,7 +392,8 @@ impl Daemon {
         let Some(l) = &mut self.leader else {
             return;
         };
-        l.elector.set_advert(advert(&self.slots));
+        l.elector
+            .set_advert(advert(&self.slots, &mut l.advert_warned));
         let now = Now::read();
         let Some(req) = l.elector.release(now) else {
             l.client.abort(self.poll.registry());
@@ -496,6 +466,3 @@ fn prune(sinks: &mut [Sink], retiring: &mut [Sink], limits: &[Option<u64>], all:
         s.prune(|ack| handled(limits, ack), all);
     }
 }
-
-#[cfg(test)]
-mod tests;
