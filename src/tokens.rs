@@ -13,6 +13,7 @@
 //!   Watch       connection count (38 bits) │ slot (20 bits)
 //!   Metrics     0 = the listener, else a connection id
 //!   Credential  cluster id (16 bits) │ plugin run counter (42 bits)
+//!   Lease       a connection counter (leader election's Lease requests)
 //! ```
 //!
 //! Counters only grow, so a token is never reused: an event fetched for a
@@ -20,9 +21,8 @@
 //!
 //! NATS sink connections are sink tokens, as webhook connections are: the
 //! sink that owns one answers `on_ready`. A new source of another family
-//! (a Lease request) is a new [`Kind`]
-//! and a new [`Source`] variant with its arms in `token` and `of`; the
-//! tests below check every kind against every other.
+//! is a new [`Kind`] and a new [`Source`] variant with its arms in `token`
+//! and `of`; the tests below check every kind against every other.
 
 use mio::Token;
 
@@ -48,16 +48,18 @@ enum Kind {
     Watch = 2,
     Metrics = 3,
     Credential = 4,
+    Lease = 5,
 }
 
 impl Kind {
     #[cfg(test)]
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 6] = [
         Kind::Fixed,
         Kind::Sink,
         Kind::Watch,
         Kind::Metrics,
         Kind::Credential,
+        Kind::Lease,
     ];
 
     fn of(token: Token) -> Option<Kind> {
@@ -67,6 +69,7 @@ impl Kind {
             2 => Kind::Watch,
             3 => Kind::Metrics,
             4 => Kind::Credential,
+            5 => Kind::Lease,
             _ => return None,
         })
     }
@@ -101,6 +104,9 @@ pub enum Source {
         cluster: usize,
         run: usize,
     },
+    /// A connection of leader election's Lease requests (a counter: a
+    /// stale event of a closed one never reaches the next).
+    Lease(usize),
 }
 
 impl Source {
@@ -120,6 +126,7 @@ impl Source {
                 ((cluster & (CLUSTER_IDS - 1)) << CREDENTIAL_RUN_BITS)
                     | (run & ((1 << CREDENTIAL_RUN_BITS) - 1)),
             ),
+            Source::Lease(n) => Kind::Lease.token(n),
         }
     }
 
@@ -142,6 +149,7 @@ impl Source {
                 cluster: payload >> CREDENTIAL_RUN_BITS,
                 run: payload & ((1 << CREDENTIAL_RUN_BITS) - 1),
             },
+            Kind::Lease => Source::Lease(payload),
         })
     }
 }
@@ -214,6 +222,8 @@ mod tests {
                 cluster: CLUSTER_IDS - 1,
                 run: (1 << CREDENTIAL_RUN_BITS) - 1,
             },
+            Source::Lease(0),
+            Source::Lease(PAYLOAD_MASK),
         ]
     }
 

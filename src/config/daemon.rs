@@ -4,14 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use toml_edit::Value;
-
 use super::doc::{Ctx, Field, TableNode};
 use super::fields::{
-    duration, file_path, optional, path, queue_events, with_default, Env, FileKind,
+    duration, file_path, optional, path, queue_events, size, with_default, Env, FileKind,
 };
 use super::leader::{self, LeaderElectionConfig};
-use super::syntax::{parse_log_level, parse_size};
+use super::syntax::parse_log_level;
 
 /// Default `daemon.max_line_bytes`: 16 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 16 << 20;
@@ -223,24 +221,5 @@ pub(super) fn parse(
 
 /// Integer bytes or a size string, within [1 KiB, 1 GiB].
 fn max_line_bytes(ctx: &mut Ctx, f: &Field) -> Option<usize> {
-    let expected = "an integer number of bytes or a size string like \"16MiB\"";
-    let value = f.expect(ctx, expected, |v| match v {
-        Value::Integer(i) => Some(Ok(*i.value())),
-        Value::String(s) => Some(Err(s.value().as_str())),
-        _ => None,
-    })?;
-    let bytes = match value {
-        Ok(n) => u64::try_from(n).map_err(|_| format!("size {n} is negative")),
-        Err(s) => parse_size(s),
-    };
-    let in_range = bytes.and_then(|b| {
-        if (MIN_LINE_BYTES..=MAX_LINE_BYTES).contains(&b) {
-            usize::try_from(b).map_err(|_| format!("size {b} does not fit in memory"))
-        } else {
-            Err(format!(
-                "{b} bytes is out of range; allowed: 1KiB ({MIN_LINE_BYTES}) to 1GiB ({MAX_LINE_BYTES})"
-            ))
-        }
-    });
-    f.check(ctx, in_range)
+    size(ctx, f, (MIN_LINE_BYTES, MAX_LINE_BYTES))
 }

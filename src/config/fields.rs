@@ -13,7 +13,7 @@ use std::time::Duration;
 use toml_edit::Value;
 
 use super::doc::{Ctx, Field, TableNode};
-use super::syntax::{check_name, closest, parse_duration, resolve_path};
+use super::syntax::{check_name, closest, parse_duration, parse_size, resolve_path};
 use super::vars::{expand, Syntax};
 
 /// Largest CA bundle read when checking it holds a certificate.
@@ -225,6 +225,43 @@ pub(super) fn queue_events(ctx: &mut Ctx, f: &Field) -> Option<usize> {
         _ => Err(format!("must be at least 1, got {n}")),
     };
     f.check(ctx, checked)
+}
+
+/// A size in bytes: an integer or a size string like `"16MiB"`, within
+/// `(min, max)` (both included).
+pub(super) fn size(ctx: &mut Ctx, f: &Field, (min, max): (u64, u64)) -> Option<usize> {
+    let expected = "an integer number of bytes or a size string like \"16MiB\"";
+    let value = f.expect(ctx, expected, |v| match v {
+        Value::Integer(i) => Some(Ok(*i.value())),
+        Value::String(s) => Some(Err(s.value().as_str())),
+        _ => None,
+    })?;
+    let bytes = match value {
+        Ok(n) => u64::try_from(n).map_err(|_| format!("size {n} is negative")),
+        Err(s) => parse_size(s),
+    };
+    let in_range = bytes.and_then(|b| {
+        if (min..=max).contains(&b) {
+            usize::try_from(b).map_err(|_| format!("size {b} does not fit in memory"))
+        } else {
+            Err(format!(
+                "{b} bytes is out of range; allowed: {} ({min}) to {} ({max})",
+                human_size(min),
+                human_size(max)
+            ))
+        }
+    });
+    f.check(ctx, in_range)
+}
+
+/// `bytes` in the largest binary unit that divides it.
+fn human_size(bytes: u64) -> String {
+    for (unit, factor) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes >= factor && bytes % factor == 0 {
+            return format!("{}{unit}", bytes / factor);
+        }
+    }
+    format!("{bytes}B")
 }
 
 /// Keeps a valid string as an owned value.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::doc::{Ctx, TableNode};
-use super::fields::{duration, optional, owned, reference, required, with_default};
+use super::fields::{duration, optional, owned, reference, required, size, with_default};
 use super::syntax::{check_dns_subdomain, check_namespace};
 
 /// Every key of `[daemon.leader_election]`.
@@ -17,6 +17,7 @@ pub(crate) const KEYS: &[&str] = &[
     "lease_duration",
     "renew_deadline",
     "retry_period",
+    "standby_buffer",
 ];
 
 pub const DEFAULT_LEASE_NAMESPACE: &str = "kwatchd";
@@ -24,6 +25,9 @@ pub const DEFAULT_LEASE_NAME: &str = "kwatchd";
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
 pub const DEFAULT_RENEW_DEADLINE: Duration = Duration::from_secs(10);
 pub const DEFAULT_RETRY_PERIOD: Duration = Duration::from_secs(2);
+/// Default `standby_buffer`: bytes of records a standby keeps per sink.
+pub const DEFAULT_STANDBY_BUFFER: usize = 64 << 20;
+const STANDBY_BUFFER_RANGE: (u64, u64) = (64 << 10, 64 << 30);
 
 /// `leaseDurationSeconds` is whole seconds: so are the bounds.
 const LEASE_DURATION_RANGE: (Duration, Duration) =
@@ -43,6 +47,10 @@ pub struct LeaderElectionConfig {
     pub lease_duration: Duration,
     pub renew_deadline: Duration,
     pub retry_period: Duration,
+    /// Bytes of records a standby keeps per sink (with the sink's event
+    /// bound) until the leader confirms them or this replica takes over;
+    /// beyond it the watches stop reading (TCP backpressure).
+    pub standby_buffer: usize,
 }
 
 /// Parses `leader_election` of the `[daemon]` table; `Some(None)` when absent.
@@ -89,6 +97,11 @@ pub(super) fn parse(
         PERIOD_RANGE,
     );
     let retry_period = duration(ctx, &t, "retry_period", DEFAULT_RETRY_PERIOD, PERIOD_RANGE);
+    let standby_buffer = t
+        .get("standby_buffer")
+        .map_or(Some(DEFAULT_STANDBY_BUFFER), |f| {
+            size(ctx, &f, STANDBY_BUFFER_RANGE)
+        });
     let (lease_duration, renew_deadline, retry_period) =
         (lease_duration?, renew_deadline?, retry_period?);
     let order = check_order(lease_duration, renew_deadline, retry_period);
@@ -106,6 +119,7 @@ pub(super) fn parse(
             lease_duration,
             renew_deadline,
             retry_period,
+            standby_buffer: standby_buffer?,
         })),
     }
 }

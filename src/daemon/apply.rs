@@ -89,7 +89,7 @@ impl Daemon {
         }
         for key in &plan.restart_needed {
             let when = match *key {
-                "metrics_listen" | "log_format" | "sync" | "sync_interval" => {
+                "metrics_listen" | "log_format" | "sync" | "sync_interval" | "leader_election" => {
                     "it applies after a restart"
                 }
                 _ => "it applies to the watches and sinks started from now on; restart kwatchd to apply it to all",
@@ -215,7 +215,15 @@ impl Daemon {
                 .filter(|&i| i < self.sinks.len());
             sinks.push(match kept {
                 Some(i) => Part::Kept(i),
-                None => Part::Built(build_sink(new, name, s, (&mut self.tokens, &self.waker))?),
+                None => {
+                    let sink = build_sink(new, name, s, (&mut self.tokens, &self.waker))?;
+                    let standby = self.leader.as_ref().map(|l| l.standby_buffer());
+                    Part::Built(super::leader::held(
+                        sink,
+                        standby,
+                        new.daemon.sink_queue_events,
+                    ))
+                }
             });
         }
         Ok(Prepared {

@@ -10,7 +10,9 @@ use crate::config::{ClusterConfig, Config, SinkConfig, SyncMode, WatchConfig, Wa
 use crate::filter::RedactKey;
 use crate::kube::{ResourcePath, Selectors};
 use crate::rand::Rng;
-use crate::sink::{ExecSink, FileSink, NatsSink, QueueBound, Sink, SyncPolicy, WebhookSink};
+use crate::sink::{
+    ExecSink, FileSink, NatsSink, QueueBound, Sink, SinkKind, SyncPolicy, WebhookSink,
+};
 use crate::state::{Fingerprint, Persistence, Resume};
 use crate::tokens::{TokenAllocator, MAX_WATCHES};
 use crate::watch::{WatchMachine, WatchSpec};
@@ -63,6 +65,14 @@ impl Daemon {
                 }
                 None => Persistence::in_memory(),
             };
+            // A standby without saved state: the state its leader confirmed.
+            if let Some(rv) = self
+                .leader
+                .as_ref()
+                .and_then(|l| l.start_position(machine.name()))
+            {
+                machine.list_first_at(rv);
+            }
             let store_dir = self.checkpoints.store_mut().map(|s| s.dir().to_owned());
             let filter = Filtering::new(w, || match &store_dir {
                 Some(dir) => RedactKey::load_or_create(dir),
@@ -102,7 +112,7 @@ impl Daemon {
             .collect();
         let wants_meta = sinks
             .iter()
-            .any(|&i| self.sinks.get(i).is_some_and(Sink::wants_meta));
+            .any(|&i| self.sinks.get(i).is_some_and(|s| s.wants_meta()));
         let transforms = w
             .sinks
             .iter()
@@ -147,7 +157,7 @@ pub(super) fn build_sink(
     };
     let token = tokens.allocate();
     let rng = Rng::from_entropy(0x51_4b ^ token.0 as u64);
-    Ok(match s {
+    let kind = match s {
         SinkConfig::File(f) => {
             let mut file = FileSink::new(name, &f.path, bound, token);
             file.open().map_err(|error| DaemonError::SinkOpen {
@@ -163,10 +173,10 @@ pub(super) fn build_sink(
             let file = file
                 .with_sync(policy, Arc::clone(waker))
                 .map_err(io_err("cannot start a file sink's fsync thread"))?;
-            Sink::File(Box::new(file))
+            SinkKind::File(Box::new(file))
         }
-        SinkConfig::Stdout => Sink::File(Box::new(FileSink::stdout(name, bound, token))),
-        SinkConfig::Exec(e) => Sink::Exec(Box::new(ExecSink::new(name, e, queue_events, rng))),
+        SinkConfig::Stdout => SinkKind::File(Box::new(FileSink::stdout(name, bound, token))),
+        SinkConfig::Exec(e) => SinkKind::Exec(Box::new(ExecSink::new(name, e, queue_events, rng))),
         SinkConfig::Webhook(w) => {
             let webhook = WebhookSink::new(name, w, queue_events, rng).map_err(|error| {
                 DaemonError::Sink {
@@ -174,7 +184,7 @@ pub(super) fn build_sink(
                     error,
                 }
             })?;
-            Sink::Webhook(Box::new(webhook))
+            SinkKind::Webhook(Box::new(webhook))
         }
         SinkConfig::Nats(n) => {
             let nats =
@@ -184,9 +194,10 @@ pub(super) fn build_sink(
                         reason,
                     }
                 })?;
-            Sink::Nats(Box::new(nats))
+            SinkKind::Nats(Box::new(nats))
         }
-    })
+    };
+    Ok(Sink::from(kind))
 }
 
 /// The machines a `[[watch]]` runs: one, or one per namespace of a list.

@@ -176,6 +176,7 @@ mod tests {
         let ack = AckRef {
             watch: 0,
             seq: watch.next_seq(),
+            rv: None,
         };
         file.push(Instant::now(), b"{\"n\":1}\n", ack);
         watch.record(Progress::version("7"), 1);

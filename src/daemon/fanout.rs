@@ -132,6 +132,11 @@ impl Emit for Fanout<'_> {
         let ack = AckRef {
             watch: self.out.key,
             seq: self.out.state.next_seq(),
+            // A relist's synthesised DELETED shows the object's last known
+            // version, not the deletion's: never dropped as handled.
+            rv: (!event.final_state_unknown)
+                .then(|| crate::state::integer_rv(id.resource_version))
+                .flatten(),
         };
         if let ([only], [None]) = (&self.out.sinks[..], &self.out.transforms[..]) {
             if let Some(file) = self.sinks.get_mut(*only).and_then(Sink::as_file_mut) {

@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod credential;
 mod fanout;
 pub mod filtering;
+mod leader;
 mod link;
 pub mod notify;
 mod observe;
@@ -78,10 +79,6 @@ pub enum DaemonError {
     TooManyWatches {
         count: usize,
     },
-    /// `[daemon.leader_election]` is configured, but this build's loop does
-    /// not run the elector (`crate::lease`) yet: refusing is the only safe
-    /// answer, as every replica would deliver.
-    LeaderElectionNotRun,
     Metrics {
         addr: std::net::SocketAddr,
         error: io::Error,
@@ -108,10 +105,6 @@ impl fmt::Display for DaemonError {
             }
             Self::Sink { name, error } => write!(f, "sink {name}: {error}"),
             Self::SinkSetup { name, reason } => write!(f, "sink {name}: {reason}"),
-            Self::LeaderElectionNotRun => write!(
-                f,
-                "[daemon.leader_election] is not run by this build yet (every replica would deliver); remove the table to run a single replica",
-            ),
             Self::TooManyWatches { count } => write!(
                 f,
                 "{count} watches configured; at most {MAX_WATCHES} are supported by one daemon",
@@ -136,8 +129,7 @@ impl std::error::Error for DaemonError {
             Self::UnknownCluster { .. }
             | Self::TooManyWatches { .. }
             | Self::SinkSetup { .. }
-            | Self::Filter { .. }
-            | Self::LeaderElectionNotRun => None,
+            | Self::Filter { .. } => None,
         }
     }
 }
@@ -195,13 +187,12 @@ pub struct Daemon {
     checkpoints: Checkpoints,
     /// Acks collected from the sinks, routed to the watches each turn.
     acks: Vec<AckRef>,
+    /// `[daemon.leader_election]`: only the Lease's holder delivers.
+    leader: Option<leader::Leadership>,
 }
 
 impl Daemon {
     pub fn new(config: &Config) -> Result<Daemon, DaemonError> {
-        if config.daemon.leader_election.is_some() {
-            return Err(DaemonError::LeaderElectionNotRun);
-        }
         let nofile = crate::fdlimit::raise_soft_limit();
         let poll = Poll::new().map_err(io_err("cannot create the poller"))?;
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGCHLD, SIGHUP, SIGUSR1])
@@ -230,8 +221,11 @@ impl Daemon {
             .map(|(id, (name, c))| build_cluster(name, c, id))
             .collect::<Result<Vec<_>, _>>()?;
         let mut sinks = Vec::new();
+        let standby = config.daemon.leader_election.as_ref();
+        let standby = standby.map(|le| le.standby_buffer);
         for (name, s) in &config.sinks {
-            sinks.push(build_sink(config, name, s, (&mut tokens, &waker))?);
+            let sink = build_sink(config, name, s, (&mut tokens, &waker))?;
+            sinks.push(leader::held(sink, standby, config.daemon.sink_queue_events));
         }
         let metrics = match config.daemon.metrics_listen {
             Some(addr) => {
@@ -274,7 +268,15 @@ impl Daemon {
             shutdown_timeout: config.daemon.shutdown_timeout,
             checkpoints: Checkpoints::new(state),
             acks: Vec::new(),
+            leader: config
+                .daemon
+                .leader_election
+                .as_ref()
+                .map(|le| leader::Leadership::new(le, Instant::now())),
         };
+        daemon
+            .learn_leader_position()
+            .map_err(io_err("poll failed"))?;
         for w in &config.watches {
             daemon.start_watch(w)?;
         }
@@ -348,6 +350,8 @@ impl Daemon {
 
     /// Routes poll events to their owners.
     fn dispatch(&mut self, events: &Events) {
+        // A leader past its renew deadline stops before any sink acts.
+        self.gate_sinks();
         for event in events.iter() {
             let token = event.token();
             match Source::of(token) {
@@ -366,6 +370,7 @@ impl Daemon {
                     self.wake_watchers(done);
                 }
                 Some(Source::Metrics(_)) => self.on_metrics_ready(token),
+                Some(Source::Lease(_)) => self.on_lease_ready(token),
                 Some(Source::Sink(_)) => {
                     let (mut ctx, sinks) = self.sink_ctx();
                     for sink in sinks {
@@ -452,6 +457,7 @@ impl Daemon {
         // The store knows new objects before any sink acts on them.
         self.checkpoints
             .hand_over_new_objects(&mut self.slots, &touched);
+        self.lead();
         self.poll_sinks();
         self.metrics_timers();
         self.collect_acks();
@@ -520,7 +526,9 @@ impl Daemon {
         let clusters = self.clusters.iter().filter_map(ClusterRuntime::deadline);
         let metrics = self.metrics.as_ref().and_then(MetricsServer::deadline);
         let checkpoint = self.checkpoints.deadline(&self.schedule);
+        let lease = self.leader.as_ref().and_then(leader::Leadership::deadline);
         watches
+            .chain(lease)
             .chain(sinks)
             .chain(watchdog)
             .chain(metrics)
@@ -583,6 +591,14 @@ impl Daemon {
     fn on_resolver_answers(&mut self) {
         let answers = self.resolver.answers();
         for answer in answers {
+            if self
+                .leader
+                .as_ref()
+                .is_some_and(|l| l.owns_query(answer.id))
+            {
+                self.on_lease_resolved(answer.result);
+                continue;
+            }
             let asked = self.slots.iter().position(|s| {
                 s.watcher
                     .as_ref()
@@ -619,6 +635,9 @@ impl Daemon {
         self.metrics = None;
         let give_up = Instant::now() + self.shutdown_timeout;
         loop {
+            // A leader keeps its Lease while it drains (and stops if it
+            // cannot).
+            self.lead();
             self.poll_sinks();
             self.collect_acks();
             self.checkpoints
@@ -667,6 +686,7 @@ impl Daemon {
         // Only what the sinks finished: records aborted or still queued are
         // ahead of the checkpoint and are delivered again after a restart.
         self.collect_acks();
+        self.release_lease(events);
         self.checkpoints.finish(&mut self.slots);
         let watches = self.live_watchers().map(|w| {
             let m = w.machine();
@@ -685,34 +705,4 @@ enum Phase {
     Draining,
     /// A second signal, or the drain time is up.
     Aborting,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn leader_election_is_refused_until_the_loop_runs_it() {
-        let text = r#"
-[daemon.leader_election]
-cluster = "lo"
-[clusters.lo]
-server = "http://127.0.0.1:1"
-[sinks.out]
-type = "stdout"
-[[watch]]
-name = "pods"
-cluster = "lo"
-api_version = "v1"
-resource = "pods"
-sinks = ["out"]
-"#;
-        let config = Config::parse(text, std::path::Path::new("k.toml")).unwrap();
-        let e = Daemon::new(&config).err().map(|e| e.to_string());
-        assert!(
-            e.as_deref()
-                .is_some_and(|e| e.contains("not run by this build")),
-            "{e:?}"
-        );
-    }
 }

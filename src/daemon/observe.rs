@@ -3,6 +3,7 @@
 //! line and readiness systemd is told.
 
 use super::cluster::ClusterRuntime;
+use super::leader::Leadership;
 use super::watcher::Watcher;
 use super::{Daemon, Slot};
 use crate::metrics::{self, SinkView, Snapshot};
@@ -16,9 +17,11 @@ fn snapshot<'a>(
     sinks: &'a [Sink],
     clusters: &'a [ClusterRuntime],
     state_store_error: Option<&'a str>,
+    leader: Option<&Leadership>,
 ) -> Snapshot<'a> {
     Snapshot {
         state_store_error,
+        leader: leader.map(Leadership::view),
         watches: slots
             .iter()
             .filter_map(|s| s.watcher.as_ref())
@@ -46,7 +49,8 @@ impl Daemon {
         };
         let (slots, sinks, clusters) = (&self.slots, &self.sinks, &self.clusters);
         let store = self.checkpoints.failing();
-        let mut handler = |e| metrics::answer(e, &snapshot(slots, sinks, clusters, store));
+        let leader = self.leader.as_ref();
+        let mut handler = |e| metrics::answer(e, &snapshot(slots, sinks, clusters, store, leader));
         server.on_ready(token, self.poll.registry(), Instant::now(), &mut handler);
     }
 
@@ -61,7 +65,8 @@ impl Daemon {
         }
         let (slots, sinks, clusters) = (&self.slots, &self.sinks, &self.clusters);
         let store = self.checkpoints.failing();
-        let mut handler = |e| metrics::answer(e, &snapshot(slots, sinks, clusters, store));
+        let leader = self.leader.as_ref();
+        let mut handler = |e| metrics::answer(e, &snapshot(slots, sinks, clusters, store, leader));
         server.on_timer(self.poll.registry(), now, &mut handler);
     }
 
@@ -110,8 +115,13 @@ impl Daemon {
             Some(why) => format!("; state store cannot commit ({why}), sinks held back"),
             None => String::new(),
         };
+        let leader = self
+            .leader
+            .as_ref()
+            .map(Leadership::status_phrase)
+            .unwrap_or_default();
         format!(
-            "{} watches, {streaming} streaming, {} backing off{names}{failed}; {events} events{store}",
+            "{} watches, {streaming} streaming, {} backing off{names}{failed}; {events} events{store}{leader}",
             self.live_watchers().count(),
             backing_off.len(),
         )

@@ -153,6 +153,11 @@ impl Watcher {
         self.out.meta_base = meta_base(&self.machine, &self.cluster_name, route.wants_meta);
     }
 
+    /// Where every sink has handled the stream up to.
+    pub fn committed_version(&self) -> Option<&str> {
+        self.out.state.committed_version()
+    }
+
     /// A sink finished with the record of step `seq`.
     pub fn ack(&mut self, seq: u64) {
         if let Err(e) = self.out.state.ack(seq) {

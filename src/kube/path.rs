@@ -45,6 +45,10 @@ pub enum WatchQuery<'a> {
     List {
         limit: u32,
         continue_token: Option<&'a str>,
+        /// The first page at exactly this resourceVersion
+        /// (`resourceVersionMatch=Exact`): a standby learning the state its
+        /// leader confirmed.
+        exact: Option<&'a str>,
     },
     Watch {
         resource_version: Option<&'a str>,
@@ -76,10 +80,15 @@ impl WatchQuery<'_> {
             WatchQuery::List {
                 limit,
                 continue_token,
+                exact,
             } => {
                 add(&mut q, "limit", &limit.to_string());
                 if let Some(c) = continue_token {
                     add(&mut q, "continue", c);
+                }
+                if let Some(rv) = exact {
+                    add(&mut q, "resourceVersion", rv);
+                    add(&mut q, "resourceVersionMatch", "Exact");
                 }
             }
             WatchQuery::Watch {
@@ -139,8 +148,19 @@ mod tests {
         let list = WatchQuery::List {
             limit: 500,
             continue_token: Some("a+b/c="),
+            exact: None,
         }
         .to_path(&p, &sel);
+        let exact = WatchQuery::List {
+            limit: 500,
+            continue_token: None,
+            exact: Some("42"),
+        }
+        .to_path(&p, &Selectors::default());
+        assert_eq!(
+            exact,
+            "/api/v1/pods?limit=500&resourceVersion=42&resourceVersionMatch=Exact"
+        );
         assert_eq!(list, "/api/v1/pods?limit=500&continue=a%2Bb%2Fc%3D&labelSelector=app%20in%20%28a%2Cb%29&fieldSelector=metadata.name%3Dx");
         let watch = WatchQuery::Watch {
             resource_version: Some("17"),

@@ -402,6 +402,24 @@ pub fn render(report: &Report) -> String {
         &sinks,
     ));
     out.push('\n');
+    if let Some(l) = report.status.get("leader").filter(|l| l.is_object()) {
+        out.push_str(&format!(
+            "leader election: {} is {} ({}, since {}); the Lease names {}\n",
+            cell(&l["identity"]),
+            cell(&l["role"]),
+            if l["delivering"] == Value::Bool(true) {
+                "delivering"
+            } else {
+                "standby: delivering nothing"
+            },
+            cell(&l["since"]),
+            match l["holder"].as_str() {
+                Some("") => "no holder".to_owned(),
+                Some(h) => h.to_owned(),
+                None => "nobody yet".to_owned(),
+            },
+        ));
+    }
     if report.healthy {
         out.push_str("healthy\n");
     } else {

@@ -187,7 +187,7 @@ pub fn status(s: &Snapshot<'_>) -> Value {
             v
         })
         .collect();
-    json!({
+    let mut status = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "healthy": health(s) == Health::Healthy,
         "watches": watches,
@@ -196,7 +196,22 @@ pub fn status(s: &Snapshot<'_>) -> Value {
             "writing": s.state_store_error.is_none(),
             "error": s.state_store_error,
         },
-    })
+    });
+    if let Some(l) = &s.leader {
+        let since = l
+            .since
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        status["leader"] = json!({
+            "identity": l.identity,
+            "role": l.role.as_str(),
+            "holder": l.holder,
+            "delivering": l.delivering,
+            "since": rfc3339(since),
+            "transitions": l.transitions,
+        });
+    }
+    status
 }
 
 fn round_ms(secs: f64) -> f64 {
@@ -235,6 +250,7 @@ mod tests {
     fn snapshot(watches: Vec<WatchView<'static>>) -> Snapshot<'static> {
         Snapshot {
             state_store_error: None,
+            leader: None,
             watches,
             sinks: vec![],
             now: Instant::now(),

@@ -52,6 +52,21 @@ pub struct SinkView<'a> {
     pub stats: SinkStats<'a>,
 }
 
+/// What status and metrics show of leader election.
+#[derive(Debug, Clone)]
+pub struct LeaderView {
+    pub identity: String,
+    pub role: crate::lease::Role,
+    /// The holder the Lease named when last read or written ("" when free).
+    pub holder: Option<String>,
+    /// The sinks deliver (this replica leads and renewed in time).
+    pub delivering: bool,
+    /// When `delivering` last changed (or the process started).
+    pub since: std::time::SystemTime,
+    /// Times this replica started or stopped delivering.
+    pub transitions: u64,
+}
+
 /// The daemon's state at one moment.
 #[derive(Debug, Clone)]
 pub struct Snapshot<'a> {
@@ -59,6 +74,8 @@ pub struct Snapshot<'a> {
     pub sinks: Vec<SinkView<'a>>,
     /// Why the state store cannot commit, while the sinks wait for it.
     pub state_store_error: Option<&'a str>,
+    /// `[daemon.leader_election]`: where this replica stands.
+    pub leader: Option<LeaderView>,
     /// The monotonic and the wall clock read together, to turn the
     /// counters' `Instant`s into timestamps and ages.
     pub now: Instant,

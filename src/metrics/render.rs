@@ -17,6 +17,7 @@ pub fn render(s: &Snapshot<'_>, process: &ProcessStats) -> String {
     watches(&mut e, s);
     sinks(&mut e, s);
     nats_sinks(&mut e, s);
+    leader(&mut e, s);
     process_families(&mut e, process);
     e.family(
         "kwatchd_build_info",
@@ -29,6 +30,29 @@ pub fn render(s: &Snapshot<'_>, process: &ProcessStats) -> String {
         1,
     );
     e.finish()
+}
+
+/// With `[daemon.leader_election]` only: nothing is rendered without it.
+fn leader(e: &mut Exposition, s: &Snapshot<'_>) {
+    let Some(l) = &s.leader else {
+        return;
+    };
+    e.family(
+        "kwatchd_leader",
+        Kind::Gauge,
+        "1 while this replica leads and delivers, 0 while it is a standby (leader election).",
+    );
+    e.int(
+        "kwatchd_leader",
+        &[("identity", l.identity.as_str())],
+        u64::from(l.delivering),
+    );
+    e.family(
+        "kwatchd_leader_transitions_total",
+        Kind::Counter,
+        "Times this replica started or stopped delivering (leader election).",
+    );
+    e.int("kwatchd_leader_transitions_total", &[], l.transitions);
 }
 
 fn watches(e: &mut Exposition, s: &Snapshot<'_>) {
@@ -381,6 +405,7 @@ mod tests {
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let s = Snapshot {
             state_store_error: None,
+            leader: None,
             watches: vec![WatchView {
                 name: "we\"ird\\\nname",
                 cluster: "c",

@@ -131,7 +131,11 @@ mod tests {
                     line: l.as_bytes().to_vec(),
                     meta: Rc::clone(&meta),
                     received: std::time::Instant::now(),
-                    ack: crate::state::AckRef { watch: 0, seq: 0 },
+                    ack: crate::state::AckRef {
+                        watch: 0,
+                        seq: 0,
+                        rv: None,
+                    },
                     coalesced: 0,
                 })
                 .collect(),

@@ -76,7 +76,7 @@ impl Delivery {
     }
 
     pub fn push(&mut self, now: Instant, line: &[u8], meta: Option<&Rc<EventMeta>>, ack: AckRef) {
-        self.dispatcher.push(
+        self.push_record(
             now,
             QueuedRecord {
                 line: line.to_vec(),
@@ -86,6 +86,11 @@ impl Delivery {
                 coalesced: 0,
             },
         );
+    }
+
+    /// Queues a record as it is (one a standby held, see `sink::hold`).
+    pub fn push_record(&mut self, now: Instant, record: QueuedRecord) {
+        self.dispatcher.push(now, record);
         for r in self.dispatcher.take_replaced() {
             self.coalesced += 1;
             self.acks.push(r.ack);
@@ -119,6 +124,18 @@ impl Delivery {
             // Failed, not given up: the dispatcher queued the retry.
             self.retries += records as u64;
         }
+    }
+
+    /// Job `job` was handed out but never started: it waits again, as if
+    /// never handed out (see `Dispatcher::unstart`).
+    pub fn unstart(&mut self, job: u64) -> bool {
+        self.running.remove(&job);
+        self.dispatcher.unstart(job)
+    }
+
+    /// Every record not running, taken back (see `Dispatcher::withdraw`).
+    pub fn withdraw(&mut self) -> Vec<QueuedRecord> {
+        self.dispatcher.withdraw()
     }
 
     pub fn counts(&self) -> DeliveryCounts {
@@ -172,7 +189,11 @@ mod tests {
     use crate::config::OnFailure;
 
     fn ack(seq: u64) -> AckRef {
-        AckRef { watch: 1, seq }
+        AckRef {
+            watch: 1,
+            seq,
+            rv: None,
+        }
     }
 
     fn failed(retryable: bool) -> JobOutcome {

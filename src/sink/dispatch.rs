@@ -436,6 +436,58 @@ impl Dispatcher {
         }
     }
 
+    /// A job handed out by `next_job` that the runner never started (a
+    /// NATS publish not written yet when its replica was fenced) waits for
+    /// a slot again, first, with the same attempt. False when it is not
+    /// running.
+    pub fn unstart(&mut self, job_id: u64) -> bool {
+        let Some(entry) = self.jobs.get_mut(&job_id) else {
+            return false;
+        };
+        if entry.state != JobState::Running {
+            return false;
+        }
+        entry.state = JobState::Startable;
+        self.running_jobs -= 1;
+        self.running_records -= entry.records.len();
+        self.startable.push_front(job_id);
+        true
+    }
+
+    /// Takes back every record that is not running: waiting behind its
+    /// object, collecting, waiting for a slot or to retry (a retry was
+    /// delivered at most partly, and is not handled), for a replica that
+    /// stops delivering (`sink::hold`). Jobs that wait come first, by age,
+    /// then the rest in push order, so each object's records keep their
+    /// order; objects held by a running job stay held.
+    pub fn withdraw(&mut self) -> Vec<QueuedRecord> {
+        let mut ids: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state != JobState::Running)
+            .map(|(&id, _)| id)
+            .collect();
+        ids.sort_unstable();
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(job) = self.jobs.remove(&id) {
+                out.extend(job.records.iter().cloned());
+            }
+        }
+        self.startable.clear();
+        self.backoff.clear();
+        let mut rest = self.batch.take().map(|b| b.records).unwrap_or_default();
+        for object in self.objects.values_mut() {
+            rest.extend(object.waiting.drain(..));
+        }
+        rest.sort_by_key(|w| w.seq);
+        out.extend(rest.into_iter().map(|w| w.record));
+        let jobs = &self.jobs;
+        self.objects.retain(|_, o| jobs.contains_key(&o.holder));
+        self.held = self.running_records;
+        out
+    }
+
     /// Closes the collecting batch now instead of at the end of its window
     /// (at shutdown, so collected records need not wait it out).
     pub fn flush_batch(&mut self) {
@@ -650,6 +702,7 @@ mod tests {
             ack: crate::state::AckRef {
                 watch: 0,
                 seq: n as u64,
+                rv: None,
             },
             coalesced: 0,
         }
@@ -679,6 +732,51 @@ mod tests {
             retry_after: None,
             reason: "exit status 1".to_string(),
         }
+    }
+
+    #[test]
+    fn withdraw_takes_back_everything_not_running_and_keeps_object_order() {
+        let t = Instant::now();
+        let mut d = dispatcher(policy(1, 3));
+        d.push(t, record(1, 1));
+        d.push(t, record(1, 2));
+        d.push(t, record(2, 3));
+        d.push(t, record(3, 4));
+        let running = drain(&mut d, t);
+        assert_eq!(ids(&running[0].records), vec![(1, 1)]);
+        let back = d.withdraw();
+        assert_eq!(ids(&back), vec![(2, 3), (3, 4), (1, 2)]);
+        assert_eq!((d.queued(), d.in_flight()), (0, 1));
+        assert!(drain(&mut d, t).is_empty(), "nothing left to start");
+        // Pushed back, object 1's record still waits for the running one.
+        for r in back {
+            d.push(t, r);
+        }
+        assert!(drain(&mut d, t).is_empty(), "one slot, and it is taken");
+        assert!(d.complete(t, running[0].id, JobOutcome::Success).is_none());
+        let next: Vec<_> = drain(&mut d, t)
+            .iter()
+            .flat_map(|j| ids(&j.records))
+            .collect();
+        assert_eq!(next, vec![(2, 3)]);
+        // A job handed out but never started waits again, first.
+        let mut d = dispatcher(policy(1, 3));
+        d.push(t, record(1, 1));
+        d.push(t, record(2, 2));
+        let job = drain(&mut d, t).remove(0);
+        assert!(d.unstart(job.id));
+        assert!(!d.unstart(job.id), "not running any more");
+        assert_eq!((d.queued(), d.in_flight()), (2, 0));
+        let again = drain(&mut d, t);
+        assert_eq!((again[0].id, again[0].attempt), (job.id, 1));
+        // A job waiting to retry comes back too.
+        let mut d = dispatcher(policy(1, 3));
+        d.push(t, record(1, 1));
+        let job = drain(&mut d, t).remove(0);
+        d.complete(t, job.id, fail(true));
+        assert_eq!(ids(&d.withdraw()), vec![(1, 1)]);
+        assert!(d.is_idle());
+        assert_eq!(d.deadline(), None);
     }
 
     #[test]
@@ -736,7 +834,11 @@ mod tests {
                 ..EventMeta::default()
             }),
             received: t,
-            ack: crate::state::AckRef { watch: 0, seq: 0 },
+            ack: crate::state::AckRef {
+                watch: 0,
+                seq: 0,
+                rv: None,
+            },
             coalesced: 0,
         };
         d.push(t, mk("a", "u1", "", ""));

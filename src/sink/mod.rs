@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod exec;
 pub mod failure;
 pub mod file;
+pub mod hold;
 pub mod latency;
 pub mod nats;
 pub mod record;
@@ -18,6 +19,7 @@ pub use dispatch::{DispatchPolicy, Dispatcher, GaveUp, Job, JobOutcome};
 pub use exec::ExecSink;
 pub use exec::{HookResult, HookRunCounts};
 pub use file::{FileSink, SyncPolicy};
+pub use hold::{Hold, Sink};
 pub use latency::LatencySample;
 pub use nats::NatsSink;
 pub use record::{EventMeta, FilteredFields, QueuedRecord, RecordWriter};
@@ -66,10 +68,10 @@ pub struct SinkStats<'a> {
     pub nats: Option<nats::NatsStats<'a>>,
 }
 
-/// A configured sink. An enum, not a trait object: the set of sink types is
-/// closed and the loop drives each variant the same way.
+/// What a configured sink is. An enum, not a trait object: the set of sink
+/// types is closed and the loop drives each variant the same way.
 #[derive(Debug)]
-pub enum Sink {
+pub enum SinkKind {
     /// A file or standard output.
     File(Box<FileSink>),
     Exec(Box<ExecSink>),
@@ -78,23 +80,23 @@ pub enum Sink {
     Nats(Box<NatsSink>),
 }
 
-impl Sink {
+impl SinkKind {
     pub fn name(&self) -> &str {
         match self {
-            Sink::File(s) => s.name(),
-            Sink::Exec(s) => s.name(),
-            Sink::Webhook(s) => s.name(),
-            Sink::Nats(s) => s.delivery().sink(),
+            SinkKind::File(s) => s.name(),
+            SinkKind::Exec(s) => s.name(),
+            SinkKind::Webhook(s) => s.name(),
+            SinkKind::Nats(s) => s.delivery().sink(),
         }
     }
 
     /// True while the queue is under its bound.
     pub fn has_room(&self) -> bool {
         match self {
-            Sink::File(s) => s.has_room(),
-            Sink::Exec(s) => s.has_room(),
-            Sink::Webhook(s) => s.has_room(),
-            Sink::Nats(s) => s.delivery().has_room(),
+            SinkKind::File(s) => s.has_room(),
+            SinkKind::Exec(s) => s.has_room(),
+            SinkKind::Webhook(s) => s.has_room(),
+            SinkKind::Nats(s) => s.delivery().has_room(),
         }
     }
 
@@ -102,8 +104,8 @@ impl Sink {
     /// few allocations, so watches feeding only files skip it).
     pub fn wants_meta(&self) -> bool {
         match self {
-            Sink::File(_) => false,
-            Sink::Exec(_) | Sink::Webhook(_) | Sink::Nats(_) => true,
+            SinkKind::File(_) => false,
+            SinkKind::Exec(_) | SinkKind::Webhook(_) | SinkKind::Nats(_) => true,
         }
     }
 
@@ -111,10 +113,10 @@ impl Sink {
     /// set when `wants_meta` said so.
     pub fn push(&mut self, now: Instant, line: &[u8], meta: Option<&Rc<EventMeta>>, ack: AckRef) {
         match self {
-            Sink::File(s) => s.push(now, line, ack),
-            Sink::Exec(s) => s.push(now, line, meta, ack),
-            Sink::Webhook(s) => s.push(now, line, meta, ack),
-            Sink::Nats(s) => s.delivery_mut().push(now, line, meta, ack),
+            SinkKind::File(s) => s.push(now, line, ack),
+            SinkKind::Exec(s) => s.push(now, line, meta, ack),
+            SinkKind::Webhook(s) => s.push(now, line, meta, ack),
+            SinkKind::Nats(s) => s.delivery_mut().push(now, line, meta, ack),
         }
     }
 
@@ -122,10 +124,10 @@ impl Sink {
     /// given up on for good) to `out`, for the watches' ledgers.
     pub fn take_acks(&mut self, out: &mut Vec<AckRef>) {
         match self {
-            Sink::File(s) => s.take_acks(out),
-            Sink::Exec(s) => s.take_acks(out),
-            Sink::Webhook(s) => s.take_acks(out),
-            Sink::Nats(s) => s.delivery_mut().take_acks(out),
+            SinkKind::File(s) => s.take_acks(out),
+            SinkKind::Exec(s) => s.take_acks(out),
+            SinkKind::Webhook(s) => s.take_acks(out),
+            SinkKind::Nats(s) => s.delivery_mut().take_acks(out),
         }
     }
 
@@ -133,8 +135,8 @@ impl Sink {
     /// is a file renders records straight into its queue.
     pub fn as_file_mut(&mut self) -> Option<&mut FileSink> {
         match self {
-            Sink::File(s) => Some(s),
-            Sink::Exec(_) | Sink::Webhook(_) | Sink::Nats(_) => None,
+            SinkKind::File(s) => Some(s),
+            SinkKind::Exec(_) | SinkKind::Webhook(_) | SinkKind::Nats(_) => None,
         }
     }
 
@@ -142,10 +144,10 @@ impl Sink {
     /// finishes deliveries, handles its timers.
     pub fn poll(&mut self, ctx: &mut SinkCtx<'_>) {
         match self {
-            Sink::File(s) => s.flush(ctx.now, ctx.registry),
-            Sink::Exec(s) => s.poll(ctx),
-            Sink::Webhook(s) => s.poll(ctx),
-            Sink::Nats(s) => s.poll(ctx),
+            SinkKind::File(s) => s.flush(ctx.now, ctx.registry),
+            SinkKind::Exec(s) => s.poll(ctx),
+            SinkKind::Webhook(s) => s.poll(ctx),
+            SinkKind::Nats(s) => s.poll(ctx),
         }
     }
 
@@ -153,19 +155,19 @@ impl Sink {
     pub fn on_ready(&mut self, token: Token, ctx: &mut SinkCtx<'_>) -> bool {
         match self {
             // Room in a full pipe: the next `poll` writes.
-            Sink::File(s) => s.token() == token,
-            Sink::Exec(s) => s.on_ready(token, ctx),
-            Sink::Webhook(s) => s.on_ready(token, ctx),
-            Sink::Nats(s) => s.on_ready(token, ctx),
+            SinkKind::File(s) => s.token() == token,
+            SinkKind::Exec(s) => s.on_ready(token, ctx),
+            SinkKind::Webhook(s) => s.on_ready(token, ctx),
+            SinkKind::Nats(s) => s.on_ready(token, ctx),
         }
     }
 
     /// True when resolver query `id` is this sink's.
     pub fn owns_query(&self, id: u64) -> bool {
         match self {
-            Sink::Webhook(s) => s.owns_query(id),
-            Sink::Nats(s) => s.client().owns_query(id),
-            Sink::File(_) | Sink::Exec(_) => false,
+            SinkKind::Webhook(s) => s.owns_query(id),
+            SinkKind::Nats(s) => s.client().owns_query(id),
+            SinkKind::File(_) | SinkKind::Exec(_) => false,
         }
     }
 
@@ -177,15 +179,15 @@ impl Sink {
         ctx: &mut SinkCtx<'_>,
     ) {
         match self {
-            Sink::Webhook(s) => s.on_resolved(id, result, ctx),
-            Sink::Nats(s) => s.on_resolved(id, result, ctx),
-            Sink::File(_) | Sink::Exec(_) => {}
+            SinkKind::Webhook(s) => s.on_resolved(id, result, ctx),
+            SinkKind::Nats(s) => s.on_resolved(id, result, ctx),
+            SinkKind::File(_) | SinkKind::Exec(_) => {}
         }
     }
 
     /// SIGCHLD arrived: some child of the daemon may have exited.
     pub fn on_sigchld(&mut self, ctx: &mut SinkCtx<'_>) {
-        if let Sink::Exec(s) = self {
+        if let SinkKind::Exec(s) = self {
             s.on_sigchld(ctx);
         }
     }
@@ -193,26 +195,26 @@ impl Sink {
     /// When `poll` should run again even if nothing happens.
     pub fn deadline(&self) -> Option<Instant> {
         match self {
-            Sink::File(s) => s.retry_at(),
-            Sink::Exec(s) => s.deadline(),
-            Sink::Webhook(s) => s.deadline(),
-            Sink::Nats(s) => s.deadline(),
+            SinkKind::File(s) => s.retry_at(),
+            SinkKind::Exec(s) => s.deadline(),
+            SinkKind::Webhook(s) => s.deadline(),
+            SinkKind::Nats(s) => s.deadline(),
         }
     }
 
     /// Events accepted and not yet delivered (queued or in flight).
     pub fn pending(&self) -> usize {
         match self {
-            Sink::File(s) => s.queued(),
-            Sink::Exec(s) => s.pending(),
-            Sink::Webhook(s) => s.pending(),
-            Sink::Nats(s) => s.pending(),
+            SinkKind::File(s) => s.queued(),
+            SinkKind::Exec(s) => s.pending(),
+            SinkKind::Webhook(s) => s.pending(),
+            SinkKind::Nats(s) => s.pending(),
         }
     }
 
     pub fn stats(&self) -> SinkStats<'_> {
         match self {
-            Sink::File(s) => SinkStats {
+            SinkKind::File(s) => SinkStats {
                 kind: if s.is_stdout() { "stdout" } else { "file" },
                 queue_depth: s.queued(),
                 counts: DeliveryCounts {
@@ -226,7 +228,7 @@ impl Sink {
                 hook_run_durations: None,
                 nats: None,
             },
-            Sink::Exec(s) => SinkStats {
+            SinkKind::Exec(s) => SinkStats {
                 kind: "exec",
                 queue_depth: s.pending(),
                 counts: s.delivery().counts(),
@@ -235,7 +237,7 @@ impl Sink {
                 hook_run_durations: Some(s.run_durations()),
                 nats: None,
             },
-            Sink::Webhook(s) => SinkStats {
+            SinkKind::Webhook(s) => SinkStats {
                 kind: "webhook",
                 queue_depth: s.pending(),
                 counts: s.delivery().counts(),
@@ -244,7 +246,7 @@ impl Sink {
                 hook_run_durations: None,
                 nats: None,
             },
-            Sink::Nats(s) => SinkStats {
+            SinkKind::Nats(s) => SinkStats {
                 kind: "nats",
                 queue_depth: s.pending(),
                 counts: s.counts(),
@@ -258,7 +260,7 @@ impl Sink {
 
     /// Closes and reopens output files (after log rotation).
     pub fn reopen(&mut self) {
-        if let Sink::File(s) = self {
+        if let SinkKind::File(s) = self {
             s.reopen();
         }
     }
@@ -266,10 +268,10 @@ impl Sink {
     /// One line for the log at shutdown: what was delivered, and how fast.
     pub fn summary(&self) -> String {
         match self {
-            Sink::File(s) => format!("{} events written to {}", s.delivered(), s.describe()),
-            Sink::Exec(s) => s.summary(),
-            Sink::Webhook(s) => s.summary(),
-            Sink::Nats(s) => s.summary(),
+            SinkKind::File(s) => format!("{} events written to {}", s.delivered(), s.describe()),
+            SinkKind::Exec(s) => s.summary(),
+            SinkKind::Webhook(s) => s.summary(),
+            SinkKind::Nats(s) => s.summary(),
         }
     }
 
@@ -277,10 +279,10 @@ impl Sink {
     /// connections). What was not delivered is reported by the caller.
     pub fn abort(&mut self, ctx: &mut SinkCtx<'_>) {
         match self {
-            Sink::File(_) => {}
-            Sink::Exec(s) => s.abort(ctx),
-            Sink::Webhook(s) => s.abort(ctx),
-            Sink::Nats(s) => s.abort(ctx),
+            SinkKind::File(_) => {}
+            SinkKind::Exec(s) => s.abort(ctx),
+            SinkKind::Webhook(s) => s.abort(ctx),
+            SinkKind::Nats(s) => s.abort(ctx),
         }
     }
 }

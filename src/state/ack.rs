@@ -4,6 +4,8 @@
 //! delivered, or given up on and dead-lettered or logged), and the daemon
 //! drains the outboxes into the watches' ledgers every loop turn.
 
+use std::num::NonZeroU64;
+
 /// The daemon's handle on a watch: its slot. Acks are routed by it.
 pub type WatchKey = usize;
 
@@ -12,6 +14,24 @@ pub type WatchKey = usize;
 pub struct AckRef {
     pub watch: WatchKey,
     pub seq: u64,
+    /// The event's resourceVersion when it is an integer (every API server
+    /// since KEP-5504): a standby drops its held copy of the record once
+    /// the leader advertises a handled position at or past it
+    /// (`sink::hold`). `None`: never dropped that way.
+    pub rv: Option<NonZeroU64>,
+}
+
+/// A resourceVersion as the integer it is on current API servers; `None`
+/// for anything else (opaque versions are never compared).
+pub fn integer_rv(rv: &str) -> Option<NonZeroU64> {
+    if rv.is_empty()
+        || rv.len() > 20
+        || !rv.bytes().all(|b| b.is_ascii_digit())
+        || rv.starts_with('0')
+    {
+        return None;
+    }
+    rv.parse::<u64>().ok().and_then(NonZeroU64::new)
 }
 
 /// A sink's finished records, waiting for the daemon to collect them.
@@ -32,5 +52,18 @@ impl Acks {
     /// Moves every finished ref to `out`, oldest first.
     pub fn drain_into(&mut self, out: &mut Vec<AckRef>) {
         out.append(&mut self.done);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_versions_are_integers_or_nothing() {
+        assert_eq!(integer_rv("42").map(NonZeroU64::get), Some(42));
+        for opaque in ["", "0", "042", "12a", "-3", "99999999999999999999999"] {
+            assert_eq!(integer_rv(opaque), None, "{opaque:?}");
+        }
     }
 }

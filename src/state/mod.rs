@@ -22,7 +22,7 @@ pub mod persistence;
 pub mod store;
 pub mod writer;
 
-pub use ack::{AckRef, Acks, WatchKey};
+pub use ack::{integer_rv, AckRef, Acks, WatchKey};
 pub use checkpoint::Fingerprint;
 pub use db::SyncMode;
 pub use ledger::{AckError, CommittedView, Ledger};

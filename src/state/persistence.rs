@@ -236,6 +236,12 @@ impl Persistence {
         self.ledger.ack(seq)
     }
 
+    /// The resourceVersion every sink has handled the stream up to (what a
+    /// leader advertises to its standbys).
+    pub fn committed_version(&self) -> Option<&str> {
+        self.ledger.committed_version()
+    }
+
     /// The handled state changed since the last save.
     pub fn is_dirty(&self) -> bool {
         self.disk.is_some() && self.ledger.is_dirty()

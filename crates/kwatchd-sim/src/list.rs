@@ -81,6 +81,14 @@ pub(crate) fn list(ctx: &Ctx, out: &mut Out, filter: Filter, partial: bool) -> b
             );
         }
     }
+    // `Exact`: the state at that resourceVersion, if the history still reaches back to it.
+    let exact = match (req.param("resourceVersionMatch"), cont) {
+        (Some("Exact"), None) => match req.param("resourceVersion").map(str::parse::<u64>) {
+            Some(Ok(rv)) => Some(rv),
+            _ => return ctx.error(out, 400, "resourceVersion must be an integer for Exact"),
+        },
+        _ => None,
+    };
     let ttl = ctx.sh.settings.continue_ttl;
     let kind;
     let page = {
@@ -106,8 +114,17 @@ pub(crate) fn list(ctx: &Ctx, out: &mut Out, filter: Filter, partial: bool) -> b
                 Err(e) => Err(e),
             },
             None => {
-                let items = st.store.list(&filter);
-                let rv = st.store.rv();
+                let (items, rv) = match exact {
+                    Some(rv) => match st.store.list_at(&filter, rv) {
+                        Some(items) => (items, rv),
+                        None => {
+                            drop(st);
+                            let msg = format!("too old resource version: {rv} ({})", rv + 1);
+                            return ctx.error(out, 410, &msg);
+                        }
+                    },
+                    None => (st.store.list(&filter), st.store.rv()),
+                };
                 if limit > 0 && items.len() > limit {
                     let page = items[..limit].to_vec();
                     let remaining = items.len() - limit;

@@ -112,7 +112,8 @@ pub(crate) struct Ev {
     pub(crate) name: String,
     pub(crate) labels: Arc<Labels>,
     pub(crate) json: Arc<str>,
-    /// For MODIFIED: labels and JSON before the update, to turn "stopped matching" into a DELETED of the old state.
+    /// For MODIFIED: labels and JSON before the update, to turn "stopped matching" into a DELETED of the old state;
+    /// for DELETED: the state it had. Lists at an older resourceVersion undo events with them.
     pub(crate) prev: Option<(Arc<Labels>, Arc<str>)>,
 }
 
@@ -421,9 +422,10 @@ impl Store {
             res: res.clone(),
             namespace: namespace.into(),
             name: name.into(),
-            labels: obj.labels,
+            labels: obj.labels.clone(),
             json: json.clone(),
-            prev: None,
+            // The state it had, for lists at an older resourceVersion.
+            prev: Some((obj.labels, obj.json)),
         };
         self.record(ev, &obj.uid);
         Some(ObjectRef {
@@ -540,6 +542,47 @@ impl Store {
             })
             .map(|(_, o)| o.json.clone())
             .collect()
+    }
+
+    /// Objects matching `filter` as they were at `rv` (`resourceVersionMatch=Exact`), ordered by namespace then
+    /// name: the current ones with every later event undone. `None` when the history no longer reaches back to
+    /// `rv` (compacted: 410) or `rv` is in the future.
+    pub(crate) fn list_at(&self, filter: &Filter, rv: u64) -> Option<Vec<Arc<str>>> {
+        if rv < self.compacted_through || rv > self.rv {
+            return None;
+        }
+        let mut objs: BTreeMap<(String, String), (Arc<Labels>, Arc<str>)> = self
+            .objects
+            .get(&filter.res)
+            .map(|o| {
+                o.iter()
+                    .map(|(k, o)| (k.clone(), (o.labels.clone(), o.json.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for ev in self.history.iter().rev().take_while(|ev| ev.rv > rv) {
+            if ev.res != filter.res {
+                continue;
+            }
+            let key = (ev.namespace.clone(), ev.name.clone());
+            match (&ev.kind, &ev.prev) {
+                (EventType::Added, _) => {
+                    objs.remove(&key);
+                }
+                (_, Some(prev)) => {
+                    objs.insert(key, prev.clone());
+                }
+                (_, None) => {}
+            }
+        }
+        Some(
+            objs.iter()
+                .filter(|((ns, name), (labels, _))| {
+                    filter.matches_key(ns, name) && filter.labels.matches(labels)
+                })
+                .map(|(_, (_, json))| json.clone())
+                .collect(),
+        )
     }
 
     /// Events with rv > `after`, or `Err(oldest available rv)` when some of them were forgotten.

@@ -1250,3 +1250,46 @@ fn streaming_list_ends_its_initial_events_with_an_annotated_bookmark() {
     assert_eq!(o["metadata"]["resourceVersion"].as_str(), Some(rv.as_str()));
     assert_eq!(o["kind"], "Pod");
 }
+
+#[test]
+fn a_list_at_an_exact_resource_version_shows_the_state_then_until_compacted() {
+    let sim = sim();
+    let pods = Resource::pods();
+    sim.create(&pods, "ns", "a", &[], json!({"spec": {"v": 1}}));
+    sim.create(&pods, "ns", "b", &[], json!({}));
+    let then = sim.resource_version();
+    sim.update(&pods, "ns", "a", json!({"spec": {"v": 2}}), None);
+    sim.delete(&pods, "ns", "b");
+    sim.create(&pods, "ns", "c", &[], json!({}));
+    let names = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                format!(
+                    "{}@{}",
+                    i["metadata"]["name"].as_str().unwrap(),
+                    i["metadata"]["resourceVersion"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let (st, body, _) = Client::plain(&sim).get(&format!(
+        "/api/v1/pods?resourceVersion={then}&resourceVersionMatch=Exact"
+    ));
+    assert_eq!(st, 200);
+    assert_eq!(body["metadata"]["resourceVersion"], json!(then));
+    let first: u64 = then.parse::<u64>().unwrap() - 1;
+    assert_eq!(
+        names(&body),
+        vec![format!("a@{first}"), format!("b@{then}")]
+    );
+    let (_, now, _) = Client::plain(&sim).get("/api/v1/pods");
+    assert_eq!(names(&now).len(), 2, "a and c");
+    sim.compact();
+    let (st, _, _) = Client::plain(&sim).get(&format!(
+        "/api/v1/pods?resourceVersion={then}&resourceVersionMatch=Exact"
+    ));
+    assert_eq!(st, 410, "compacted");
+}

@@ -249,6 +249,39 @@ impl FileSink {
         self.record_ends.push_back((self.buf.len(), ack, now));
     }
 
+    /// Takes back every queued record of which no byte was written yet
+    /// (oldest first: its bytes, ack and queue time), for a replica that
+    /// stops delivering (`sink::hold`). Written records, also those waiting
+    /// for an fsync, stay: they were delivered.
+    pub fn withdraw(&mut self) -> Vec<(Vec<u8>, AckRef, Instant)> {
+        let mut start = self.whole;
+        let first = self.record_ends.iter().position(|&(end, _, _)| {
+            let untouched = start >= self.written;
+            start = end;
+            untouched
+        });
+        let Some(first) = first else {
+            return Vec::new();
+        };
+        let cut = match first {
+            0 => self.whole,
+            i => self.record_ends.get(i - 1).map_or(self.whole, |r| r.0),
+        };
+        let mut out = Vec::with_capacity(self.record_ends.len() - first);
+        let mut from = cut;
+        for (end, ack, queued) in self.record_ends.drain(first..) {
+            out.push((
+                self.buf.get(from..end).unwrap_or_default().to_vec(),
+                ack,
+                queued,
+            ));
+            from = end;
+        }
+        self.buf.truncate(cut);
+        self.compact();
+        out
+    }
+
     /// Opens the file now, so a start-up problem is reported at start.
     pub fn open(&mut self) -> io::Result<()> {
         if self.file.is_none() {

@@ -7,7 +7,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-const ACK: AckRef = AckRef { watch: 0, seq: 0 };
+const ACK: AckRef = AckRef {
+    watch: 0,
+    seq: 0,
+    rv: None,
+};
 
 fn sink(path: &Path, events: usize) -> FileSink {
     FileSink::new("f", path, bound(events), Token(9))
@@ -60,7 +64,11 @@ fn a_torn_last_line_is_cut_at_start_and_written_records_are_acked() {
     let mut s = sink(&path, 10);
     s.open().unwrap();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"n\":1}\n");
-    let two = AckRef { watch: 3, seq: 7 };
+    let two = AckRef {
+        watch: 3,
+        seq: 7,
+        rv: None,
+    };
     s.push(Instant::now(), b"{\"n\":2}\n", two);
     let mut acks = Vec::new();
     s.take_acks(&mut acks);
@@ -150,7 +158,15 @@ fn full_disk_sink(dir: &Path) -> Option<(FullTmpfs, FileSink, PathBuf, String)> 
     s.open().unwrap();
     let line = format!("{}\n", "r".repeat(999));
     for seq in 0..10 {
-        s.push(Instant::now(), line.as_bytes(), AckRef { watch: 1, seq });
+        s.push(
+            Instant::now(),
+            line.as_bytes(),
+            AckRef {
+                watch: 1,
+                seq,
+                rv: None,
+            },
+        );
     }
     Some((fs, s, path, line))
 }
@@ -276,7 +292,11 @@ fn wait_for_wake(poll: &mut mio::Poll) {
 }
 
 fn ack(seq: u64) -> AckRef {
-    AckRef { watch: 2, seq }
+    AckRef {
+        watch: 2,
+        seq,
+        rv: None,
+    }
 }
 
 #[test]

@@ -91,6 +91,8 @@ pub struct NatsSink {
     jobs: HashMap<u64, Publish>,
     /// Jobs to send (first time or again), oldest first.
     unsent: BTreeSet<u64>,
+    /// A standby (leader election): nothing is published.
+    fenced: bool,
     /// (sent at, job) in send order; entries of jobs since answered or
     /// requeued are skipped when they reach the front.
     sent: VecDeque<(Instant, u64)>,
@@ -150,6 +152,7 @@ impl NatsSink {
             delivery: Delivery::new(name, &delivery_config, daemon_queue_events, rng.clone()),
             jobs: HashMap::new(),
             unsent: BTreeSet::new(),
+            fenced: false,
             sent: VecDeque::new(),
             gate: Gate::Open,
             rng,
@@ -198,7 +201,7 @@ impl NatsSink {
                 probe_at,
                 probing: false,
                 ..
-            } if !self.unsent.is_empty() => Some(probe_at),
+            } if !self.unsent.is_empty() && !self.fenced => Some(probe_at),
             _ => None,
         };
         [self.client.deadline(), self.delivery.deadline(), ack, probe]
@@ -314,6 +317,27 @@ impl NatsSink {
         }
     }
 
+    /// Leader election: a standby publishes nothing. Fencing gives the jobs
+    /// taken but not published yet back to the queue (never started: the
+    /// hold takes them with `Delivery::withdraw`); publishes in flight get
+    /// their PubAcks, and any of them that must go again (a lost
+    /// connection) waits until this replica leads again.
+    pub fn fence(&mut self, on: bool) {
+        self.fenced = on;
+        if on {
+            for id in std::mem::take(&mut self.unsent) {
+                match self.jobs.get(&id).map(|p| p.sent_at.is_some()) {
+                    Some(false) if self.delivery.unstart(id) => {
+                        self.jobs.remove(&id);
+                    }
+                    _ => {
+                        self.unsent.insert(id);
+                    }
+                }
+            }
+        }
+    }
+
     fn finish(&mut self, now: Instant, job: u64, outcome: JobOutcome) {
         self.unsent.remove(&job);
         if self.jobs.remove(&job).is_some() {
@@ -420,7 +444,7 @@ impl NatsSink {
     /// Sends queued jobs: all while publishing is open, one probe when a
     /// pause is over.
     fn send(&mut self, ctx: &mut SinkCtx<'_>) {
-        if !self.client.is_ready() {
+        if !self.client.is_ready() || self.fenced {
             return;
         }
         let limit = match &mut self.gate {

@@ -120,8 +120,16 @@ fn event(obj: u64, seq: u64, pad: usize) -> (Vec<u8>, Rc<EventMeta>) {
 
 fn push(sink: &mut NatsSink, seq: u64, pad: usize) {
     let (line, meta) = event(seq % 7, seq, pad);
-    sink.delivery_mut()
-        .push(Instant::now(), &line, Some(&meta), AckRef { watch: 1, seq });
+    sink.delivery_mut().push(
+        Instant::now(),
+        &line,
+        Some(&meta),
+        AckRef {
+            watch: 1,
+            seq,
+            rv: None,
+        },
+    );
 }
 
 /// Every event once, in resourceVersion order per object.

@@ -208,6 +208,10 @@ impl WebhookSink {
         &self.delivery
     }
 
+    pub fn delivery_mut(&mut self) -> &mut Delivery {
+        &mut self.delivery
+    }
+
     /// Counts and latency, for the log at shutdown.
     pub fn summary(&self) -> String {
         self.delivery.summary("delivery latency (event read → 2xx)")
@@ -251,7 +255,11 @@ mod tests {
             line: format!("{s}\n").into_bytes(),
             meta: Rc::default(),
             received: Instant::now(),
-            ack: AckRef { watch: 0, seq: 0 },
+            ack: AckRef {
+                watch: 0,
+                seq: 0,
+                rv: None,
+            },
             coalesced: 0,
         }
     }

@@ -37,6 +37,9 @@ pub(super) struct ListRound {
     pub purpose: ListPurpose,
     pub continue_token: Option<String>,
     snapshot_rv: Option<String>,
+    /// Read the first page at exactly `snapshot_rv` (a standby starting
+    /// from its leader's confirmed position).
+    exact: bool,
     /// The index's stamp for the objects this round listed; begun with its
     /// first object (`None`: none listed yet, so every entry is unseen).
     stamp: Option<Round>,
@@ -57,17 +60,44 @@ impl ListRound {
             purpose,
             continue_token: None,
             snapshot_rv: None,
+            exact: false,
             stamp: None,
         }
     }
 
+    /// A first list of the state at `rv` exactly (a LIST, never a
+    /// streaming list: those only read the current state).
+    pub fn exact(purpose: ListPurpose, rv: String) -> Self {
+        ListRound {
+            exact: true,
+            snapshot_rv: Some(rv),
+            ..ListRound::new(purpose)
+        }
+    }
+
+    /// The resourceVersion the next page is read at exactly: the first
+    /// page's (the continue token carries it after).
+    pub fn exact_rv(&self) -> Option<&str> {
+        self.snapshot_rv
+            .as_deref()
+            .filter(|_| self.exact && self.continue_token.is_none())
+    }
+
     /// An expired continue token or a cut streaming list: the snapshot is
-    /// gone, start over.
-    pub fn restart(&mut self) {
+    /// gone, start over. A list at an exact position that is gone
+    /// (compacted) becomes a list of the current state that reports
+    /// nothing (a baseline, not a replay of every object); returns that
+    /// position.
+    pub fn restart(&mut self) -> Option<String> {
         self.continue_token = None;
-        self.snapshot_rv = None;
+        let rv = self.snapshot_rv.take();
         // Objects stamped with the old round count as unseen again.
         self.stamp = None;
+        if !std::mem::take(&mut self.exact) {
+            return None;
+        }
+        self.purpose = ListPurpose::Initial { deliver: false };
+        rv
     }
 
     /// A streaming list's initial-events-end bookmark says where it stands.

@@ -42,6 +42,7 @@ mod list;
 mod phase;
 mod policy;
 mod resolve;
+mod start;
 mod stream;
 
 #[cfg(test)]
@@ -61,7 +62,7 @@ use crate::kube::list_scan::ListInfo;
 use crate::kube::{Status, WatchEvent, WatchEventType};
 use crate::rand::Rng;
 use known::Known;
-use list::{ListPurpose, PageEnd};
+use list::{ListPurpose, ListRound, PageEnd};
 use phase::{waiting, Attempt, InFlight, Phase, Request, Step};
 use policy::{Answer, Attempted, Flags, Verdict};
 use resolve::Resolution;
@@ -104,6 +105,8 @@ pub struct WatchMachine {
     rng: Rng,
     /// Auth failures in a row; the first is logged loudly.
     auth_failures: u32,
+    /// The first list reads this position exactly (`list_first_at`).
+    list_at: Option<String>,
 }
 
 impl WatchMachine {
@@ -117,6 +120,7 @@ impl WatchMachine {
             backoff: Backoff::new(BACKOFF_BASE, BACKOFF_CAP),
             rng,
             auth_failures: 0,
+            list_at: None,
             spec,
         };
         m.phase = match m.spec.target.clone() {
@@ -157,7 +161,13 @@ impl WatchMachine {
             return Step::Watch;
         }
         let deliver = self.spec.on_start == OnStart::Added;
-        self.list_step(ListPurpose::Initial { deliver })
+        match &self.list_at {
+            Some(rv) => Step::List(ListRound::exact(
+                ListPurpose::Initial { deliver },
+                rv.clone(),
+            )),
+            None => self.list_step(ListPurpose::Initial { deliver }),
+        }
     }
 
     fn list_step(&self, purpose: ListPurpose) -> Step {
@@ -199,34 +209,6 @@ impl WatchMachine {
             partial_objects: self.spec.metadata_only && !self.metadata_fallback,
             stream_fallback: self.spec.initial_list == InitialList::Auto,
         }
-    }
-
-    /// Starts from a checkpoint instead of a first list: watch from
-    /// `resource_version`, knowing `index`. If that version has expired the
-    /// watch relists and reports the difference (origin "relist"); the
-    /// watch's `on_start` does not apply. Only meaningful before the first
-    /// request.
-    pub fn resume_from(&mut self, resource_version: String, index: ObjectIndex) {
-        log::info!(
-            "watch {}: resuming from the checkpoint at resourceVersion {resource_version} ({} objects known)",
-            self.spec.name,
-            index.len()
-        );
-        self.known.resume_rv = Some(resource_version);
-        self.known.index = index;
-        // A watch by kind still discovers its path first (`first_step`
-        // then watches from the checkpoint).
-        if let Phase::Running { attempt, .. } = &mut self.phase {
-            *attempt = Attempt::Ready(Step::Watch);
-        }
-    }
-
-    /// Starts knowing `index` but from no position: objects a run that
-    /// crashed before its first position was handled had reported (all
-    /// unconfirmed). The first list then reports the difference against
-    /// them (their DELETED if gone) as `on_start` says.
-    pub fn resume_unpositioned(&mut self, index: ObjectIndex) {
-        self.known.index = index;
     }
 
     pub fn spec(&self) -> &WatchSpec {
@@ -533,12 +515,16 @@ impl WatchMachine {
                 self.next(waiting(then, Some(now + delay)));
             }
             Verdict::RestartList { after } => {
-                log::info!(
-                    "watch {name}: list snapshot expired ({summary}); listing again from the start",
-                );
                 self.known.count_reconnect(ReconnectReason::Expired);
                 self.retry(at(after));
-                self.phase.restart_list();
+                match self.phase.restart_list() {
+                    Some(rv) => log::warn!(
+                        "watch {name}: the leader's confirmed position {rv} can no longer be listed ({summary}); listing the current state as this standby's baseline WITHOUT reporting it: should it take over, it reports only changes after this list, so changes between {rv} and now that the leader had not delivered are not reported",
+                    ),
+                    None => log::info!(
+                        "watch {name}: list snapshot expired ({summary}); listing again from the start",
+                    ),
+                }
             }
             Verdict::Backoff { retry_after } => {
                 let path = match &self.phase {

@@ -251,6 +251,7 @@ impl Step {
                 WatchQuery::List {
                     limit: r.page_size,
                     continue_token: round.continue_token.as_deref(),
+                    exact: round.exact_rv(),
                 },
                 list_accept,
             ),
@@ -505,8 +506,10 @@ impl Phase {
         }
     }
 
-    /// A list due next starts over (its snapshot expired).
-    pub fn restart_list(&mut self) {
+    /// A list due next starts over (its snapshot expired). Returns the
+    /// resourceVersion it was to be read at exactly, if it was (that
+    /// position is gone: it becomes a silent baseline of the current state).
+    pub fn restart_list(&mut self) -> Option<String> {
         if let Phase::Running {
             attempt:
                 Attempt::Ready(Step::List(round) | Step::Stream(round))
@@ -517,8 +520,9 @@ impl Phase {
             ..
         } = self
         {
-            round.restart();
+            return round.restart();
         }
+        None
     }
 
     /// The stream of the WATCH in flight, once the server answered 200.

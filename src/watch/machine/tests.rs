@@ -1217,3 +1217,54 @@ fn list_bytes_count_as_progress_once_the_head_is_in() {
     m.note_activity(now + Duration::from_secs(90));
     assert_eq!(m.deadline(), Some(now + Duration::from_secs(150)));
 }
+
+#[test]
+fn a_standby_lists_at_its_leaders_position_or_takes_a_silent_baseline() {
+    let now = Instant::now();
+    let mut m = WatchMachine::new(spec(OnStart::Added), Rng::new(1));
+    let mut seen = Seen::new();
+    m.list_first_at("7".into());
+    let r = m.poll_request(now).unwrap();
+    assert_eq!(
+        r.path_and_query,
+        "/api/v1/pods?limit=2&resourceVersion=7&resourceVersionMatch=Exact"
+    );
+    m.on_list_body(
+        now,
+        &list_body("7", "c1", &[pod("a", "1"), pod("b", "2")]),
+        &mut collect(&mut seen),
+    );
+    let r = m.poll_request(now).unwrap();
+    assert_eq!(
+        r.path_and_query, "/api/v1/pods?limit=2&continue=c1",
+        "the token carries the position"
+    );
+    m.on_list_body(
+        now,
+        &list_body("7", "", &[pod("c", "3")]),
+        &mut collect(&mut seen),
+    );
+    assert_eq!(seen.len(), 3, "reported (the leader's advert covers them)");
+    let r = m.poll_request(now).unwrap();
+    assert!(
+        r.path_and_query.contains("&resourceVersion=7&"),
+        "{}",
+        r.path_and_query
+    );
+    // The position was compacted: the current state, not reported.
+    let mut m = WatchMachine::new(spec(OnStart::Added), Rng::new(1));
+    let mut seen = Seen::new();
+    m.list_first_at("7".into());
+    m.poll_request(now).unwrap();
+    m.on_http_error(now, 410, None, br#"{"code":410,"reason":"Expired"}"#);
+    let r = m.poll_request(now).unwrap();
+    assert_eq!(r.path_and_query, "/api/v1/pods?limit=2");
+    m.on_list_body(
+        now,
+        &list_body("20", "", &[pod("a", "15")]),
+        &mut collect(&mut seen),
+    );
+    assert!(seen.is_empty(), "the baseline is not reported: {seen:?}");
+    let r = m.poll_request(now).unwrap();
+    assert!(r.path_and_query.contains("&resourceVersion=20&"));
+}
