@@ -6,12 +6,24 @@
 //! prints them as it pleases; nothing we write may be invalid JSON, so every
 //! write is checked and refused with a clear error instead.
 
+use super::partial;
+use super::reads::Reads;
 use jaq_json::write::{write, Pp};
 use jaq_json::Val;
 
 /// Parses one JSON document into a jaq value.
 pub fn parse(bytes: &[u8]) -> Result<Val, String> {
     jaq_json::read::parse_single(bytes).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+/// Parses one JSON document for programs that read only `reads` of it
+/// (`None`: anything): the value holds those paths only when that is safe
+/// (see `filter::partial`), else all of it. The programs cannot tell.
+pub fn parse_for(bytes: &[u8], reads: Option<&Reads>) -> Result<Val, String> {
+    match reads.and_then(|r| partial::extract(bytes, r)) {
+        Some(v) => Ok(v),
+        None => parse(bytes),
+    }
 }
 
 /// Compact JSON with keys in the order they have (the server's order for

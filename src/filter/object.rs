@@ -22,6 +22,7 @@
 
 use super::jq::{Program, RunError};
 use super::json;
+use super::reads::Reads;
 use super::redact::{RedactKey, Redacted, Redactor};
 use jaq_json::Val;
 
@@ -129,13 +130,50 @@ pub struct Report {
 /// `select`, `changes` and `redact` of one watch, compiled.
 #[derive(Debug)]
 pub struct WatchFilter {
-    pub select: Option<Program>,
-    pub changes: Option<Program>,
-    pub redact: Option<Redactor>,
-    pub key: RedactKey,
+    select: Option<Program>,
+    changes: Option<Program>,
+    redact: Option<Redactor>,
+    key: RedactKey,
+    /// What the three read together, when bounded: one value cut to these
+    /// paths serves all of them (`filter::partial`).
+    reads: Option<Reads>,
 }
 
 impl WatchFilter {
+    pub fn new(
+        select: Option<Program>,
+        changes: Option<Program>,
+        redact: Option<Redactor>,
+        key: RedactKey,
+    ) -> WatchFilter {
+        let each = [
+            select.as_ref().map(Program::reads),
+            changes.as_ref().map(Program::reads),
+            redact.as_ref().map(Redactor::reads),
+        ];
+        let reads = Reads::union(each.into_iter().flatten());
+        WatchFilter {
+            select,
+            changes,
+            redact,
+            key,
+            reads,
+        }
+    }
+
+    /// The same filter parsing every object whole: the reference the cut
+    /// values are tested against.
+    #[cfg(test)]
+    pub(crate) fn without_cut(mut self) -> WatchFilter {
+        self.reads = None;
+        self
+    }
+
+    /// Records carry `projection` and `previous_projection`.
+    pub fn has_changes(&self) -> bool {
+        self.changes.is_some()
+    }
+
     /// True when the watch keeps per-object memory (needs `select` or
     /// `changes`); a redact-only watch reports everything.
     pub fn remembers(&self) -> bool {
@@ -163,46 +201,14 @@ impl WatchFilter {
         object: &[u8],
         memory: Option<&Memory>,
     ) -> (Verdict, Option<Memory>) {
-        let mut errors = Vec::new();
-        let mut rewritten = None;
-        let mut value = match json::parse(object) {
-            Ok(v) => Some(v),
-            Err(message) => {
-                errors.push(FilterError {
-                    key: FilterKey::Select,
-                    message,
-                });
-                None
-            }
-        };
-        if let (Some(redactor), Some(v)) = (&self.redact, value.as_mut()) {
-            match redactor.apply(&self.key, v) {
-                Redacted::Untouched => {}
-                Redacted::Replaced => rewritten = Some(v.clone()),
-                // jaq's message may quote the value it failed on: it goes
-                // nowhere, like the value.
-                Redacted::CutToIdentity(RunError(_)) => {
-                    rewritten = Some(v.clone());
-                    errors.push(FilterError {
-                        key: FilterKey::Redact,
-                        message: REDACT_FAILED.to_owned(),
-                    });
-                }
-            }
+        // A DELETED of an object this filter knows and never reported is
+        // skipped whatever it looks like (see below): nothing to evaluate.
+        if change == Change::Deleted && self.select.is_some() && memory.is_some_and(|m| !m.reported)
+        {
+            return (Verdict::Skip(SkipReason::Unselected), None);
         }
-        let rewritten = match rewritten.map(|v| json::to_json(&v)) {
-            Some(Ok(bytes)) => Some(bytes),
-            // Unreachable for values parsed from JSON; never let the
-            // unredacted bytes through if it happens.
-            Some(Err(message)) => {
-                errors.push(FilterError {
-                    key: FilterKey::Redact,
-                    message,
-                });
-                Some(b"{}".to_vec())
-            }
-            None => None,
-        };
+        let mut errors = Vec::new();
+        let (value, rewritten) = self.prepare(object, &mut errors);
 
         let selected = match (&self.select, &value) {
             (None, _) | (_, None) => true,
@@ -280,6 +286,75 @@ impl WatchFilter {
             error: errors.into_iter().next(),
         };
         (Verdict::Report(report), keep)
+    }
+
+    /// The object as the programs see it (cut to what they read when that
+    /// is safe, redacted) and, when redaction replaced a value, the whole
+    /// object re-rendered for the record.
+    fn prepare(
+        &self,
+        object: &[u8],
+        errors: &mut Vec<FilterError>,
+    ) -> (Option<Val>, Option<Vec<u8>>) {
+        if let Some(cut) = self
+            .reads
+            .as_ref()
+            .and_then(|r| super::partial::extract(object, r))
+        {
+            // The cut holds everything the redact paths read, so they find
+            // the same values in it as in the whole object: when they find
+            // none, the cut is what the programs see.
+            let untouched = match &self.redact {
+                None => true,
+                Some(redactor) => {
+                    let mut probe = cut.clone();
+                    redactor.apply(&self.key, &mut probe) == Redacted::Untouched
+                }
+            };
+            if untouched {
+                return (Some(cut), None);
+            }
+        }
+        let mut rewritten = None;
+        let mut value = match json::parse(object) {
+            Ok(v) => Some(v),
+            Err(message) => {
+                errors.push(FilterError {
+                    key: FilterKey::Select,
+                    message,
+                });
+                None
+            }
+        };
+        if let (Some(redactor), Some(v)) = (&self.redact, value.as_mut()) {
+            match redactor.apply(&self.key, v) {
+                Redacted::Untouched => {}
+                Redacted::Replaced => rewritten = Some(v.clone()),
+                // jaq's message may quote the value it failed on: it goes
+                // nowhere, like the value.
+                Redacted::CutToIdentity(RunError(_)) => {
+                    rewritten = Some(v.clone());
+                    errors.push(FilterError {
+                        key: FilterKey::Redact,
+                        message: REDACT_FAILED.to_owned(),
+                    });
+                }
+            }
+        }
+        let rewritten = match rewritten.map(|v| json::to_json(&v)) {
+            Some(Ok(bytes)) => Some(bytes),
+            // Unreachable for values parsed from JSON; never let the
+            // unredacted bytes through if it happens.
+            Some(Err(message)) => {
+                errors.push(FilterError {
+                    key: FilterKey::Redact,
+                    message,
+                });
+                Some(b"{}".to_vec())
+            }
+            None => None,
+        };
+        (value, rewritten)
     }
 
     fn project(&self, value: Option<&Val>, errors: &mut Vec<FilterError>) -> Option<Vec<u8>> {
