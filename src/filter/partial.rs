@@ -57,15 +57,17 @@ impl From<ScanError> for Unsure {
     }
 }
 
-/// The object whose `{` is next, with the members `node` reads.
+/// The object whose `{` is next, with the members `node` reads (all of
+/// them when it reads every item).
 fn object(s: &mut Scanner<'_>, node: &Node) -> Result<Val, Unsure> {
     s.begin_object()?;
     let mut map = Map::default();
     let mut first = true;
     while let Some(key) = s.next_key(&mut first)? {
-        match node.keys.iter().find(|(k, _)| key.is(k)) {
+        let named = node.keys.iter().find(|(k, _)| key.is(k)).map(|(_, n)| n);
+        match named.or(node.each.as_deref()) {
             None => s.skip_value()?,
-            Some((_, child)) => {
+            Some(child) => {
                 let key = key_val(s.input(), key)?;
                 let value = value(s, child)?;
                 map.insert(key, value);
@@ -75,12 +77,28 @@ fn object(s: &mut Scanner<'_>, node: &Node) -> Result<Val, Unsure> {
     Ok(Val::obj(map))
 }
 
-/// The value that is next: cut further when it is an object read in part,
-/// else whole, by jaq's parser.
+/// The array whose `[` is next, every element cut to `each`.
+fn array(s: &mut Scanner<'_>, each: &Node) -> Result<Val, Unsure> {
+    s.begin_array()?;
+    let mut items = Vec::new();
+    let mut first = true;
+    while s.next_element(&mut first)? {
+        items.push(value(s, each)?);
+    }
+    Ok(Val::Arr(items.into()))
+}
+
+/// The value that is next: cut further when it is an object read in part
+/// or an array whose items are read in part, else whole, by jaq's parser.
+/// (An array on a path that also names keys stays whole: indexing it by a
+/// key fails with a message that quotes it.)
 fn value(s: &mut Scanner<'_>, node: &Node) -> Result<Val, Unsure> {
-    let peek = s.peek();
-    if !node.whole && peek == Peek::Object {
-        return object(s, node);
+    if !node.whole {
+        match (s.peek(), &node.each) {
+            (Peek::Object, _) => return object(s, node),
+            (Peek::Array, Some(each)) if node.keys.is_empty() => return array(s, each),
+            _ => {}
+        }
     }
     let start = s.pos();
     s.skip_value()?;
@@ -119,6 +137,10 @@ mod tests {
             cut(pod, "[.spec.containers[].image]").as_deref(),
             Some(r#"{"spec":{"containers":[{"image":"i"}]}}"#)
         );
+        assert_eq!(
+            cut(pod, ".metadata.labels[]").as_deref(),
+            Some(r#"{"metadata":{"labels":{"app":"web","x":"y"}}}"#)
+        );
         assert_eq!(cut(pod, "empty").as_deref(), Some("{}"));
     }
 
@@ -127,6 +149,14 @@ mod tests {
         assert_eq!(
             cut(r#"{"a":[1,{"b":2}],"c":3}"#, ".a.b").as_deref(),
             Some(r#"{"a":[1,{"b":2}]}"#)
+        );
+        assert_eq!(
+            cut(r#"{"a":[1,{"b":2,"c":3},[4]],"c":3}"#, ".a[].b?").as_deref(),
+            Some(r#"{"a":[1,{"b":2},[4]]}"#)
+        );
+        assert_eq!(
+            cut(r#"{"a":[{"b":2,"c":3}]}"#, "(.a[].b), .a.c?").as_deref(),
+            Some(r#"{"a":[{"b":2,"c":3}]}"#)
         );
     }
 
@@ -144,5 +174,14 @@ mod tests {
         assert_eq!(cut(r#"[1]"#, ".b"), None);
         assert_eq!(cut(r#"{"a":1"#, ".b"), None);
         assert_eq!(cut(r#"{"a":1} x"#, ".b"), None);
+        for bad in [
+            r#"{"a":[1,]}"#,
+            r#"{"a":[,1]}"#,
+            r#"{"a":[1 2]}"#,
+            r#"{"a":[1"#,
+        ] {
+            assert_eq!(cut(bad, ".a[]"), None, "{bad}");
+        }
+        assert_eq!(cut(r#"{"a":[ ]}"#, ".a[]").as_deref(), Some(r#"{"a":[]}"#));
     }
 }

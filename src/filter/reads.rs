@@ -7,8 +7,10 @@
 //! (jaq's own parser, `jaq_core::load::parse`) and returns a tree of object
 //! keys: the paths the program can reach from its input, each either only
 //! *touched* (its presence and type observed: indexed further, tested for
-//! truth) or needed *whole* (compared, printed, iterated, given to a
-//! function). `filter::partial` then builds a value holding exactly those
+//! truth) or needed *whole* (compared, printed, given to a function), and
+//! what is read in every item of a value iterated with `.[]` (so
+//! `[.spec.containers[].image]` keeps each container's image, not its
+//! env list). `filter::partial` then builds a value holding exactly those
 //! subtrees, from the raw bytes.
 //!
 //! The analysis is conservative and answers `None` (parse the whole object)
@@ -18,7 +20,9 @@
 //! literal string. The invariant that makes a partial value indistinguishable
 //! from the full one to the program: every object on a touched path keeps
 //! its type and holds the touched keys it has (missing ones stay missing),
-//! every non-object on such a path is kept whole, and every value that can
+//! an iterated array keeps every element (cut alike) unless a key is also
+//! read of it, every other non-object on such a path is kept whole, and
+//! every value that can
 //! be observed beyond its type and truth (an output, an operand, a bound
 //! variable, a function's input or argument result, an error's payload) is
 //! marked whole before it can escape into something the analysis stops
@@ -31,26 +35,31 @@ use jaq_core::load::lex::StrPart;
 use jaq_core::load::parse::{BinaryOp, Pattern, Term};
 use jaq_core::path::Part;
 
-/// One object key of a [`Reads`] tree and what is read below it.
+/// One place of a [`Reads`] tree and what is read below it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Node {
     /// The value here is needed as it is (nothing below it is cut).
     pub whole: bool,
     /// Keys read below (when not whole), in first-seen order; few, so a
-    /// vector is faster to search than a map.
+    /// vector is faster to search than a map. After [`Reads::of`], each
+    /// also holds what `each` reads.
     pub keys: Vec<(Box<str>, Node)>,
+    /// What is read in every item (`.[]`): of an array without named keys
+    /// read, every element is kept, each cut to this; of an object, every
+    /// member is kept.
+    pub each: Option<Box<Node>>,
 }
 
 impl Node {
-    pub fn child(&self, key: &str) -> Option<&Node> {
-        self.keys.iter().find(|(k, _)| &**k == key).map(|(_, n)| n)
-    }
-
-    fn child_mut(&mut self, key: &str) -> &mut Node {
-        let i = match self.keys.iter().position(|(k, _)| &**k == key) {
+    fn step_mut(&mut self, step: &Step) -> &mut Node {
+        let key = match step {
+            Step::Each => return self.each.get_or_insert_with(Box::default),
+            Step::Key(key) => key,
+        };
+        let i = match self.keys.iter().position(|(k, _)| k == key) {
             Some(i) => i,
             None => {
-                self.keys.push((key.into(), Node::default()));
+                self.keys.push((key.clone(), Node::default()));
                 self.keys.len() - 1
             }
         };
@@ -60,7 +69,24 @@ impl Node {
     fn merge(&mut self, other: &Node) {
         self.whole |= other.whole;
         for (k, n) in &other.keys {
-            self.child_mut(k).merge(n);
+            self.step_mut(&Step::Key(k.clone())).merge(n);
+        }
+        if let Some(e) = &other.each {
+            self.step_mut(&Step::Each).merge(e);
+        }
+    }
+
+    /// A member named by a key is an item too: it gets what every item
+    /// gets, so the extraction looks in one place.
+    fn settle(&mut self) {
+        if let Some(each) = &mut self.each {
+            each.settle();
+            for (_, n) in &mut self.keys {
+                n.merge(each);
+            }
+        }
+        for (_, n) in &mut self.keys {
+            n.settle();
         }
     }
 }
@@ -83,7 +109,10 @@ impl Reads {
         };
         let outs = a.term(&term, &Abs::At(Vec::new()));
         a.whole_all(&outs);
-        a.bounded.then_some(Reads { root: a.root })
+        a.root.settle();
+        // Every member whole is the whole object: no cut to gain.
+        let all = a.root.each.as_ref().is_some_and(|e| e.whole);
+        (a.bounded && !all).then_some(Reads { root: a.root })
     }
 
     /// Reads of several programs together: what any of them reads. One
@@ -93,16 +122,25 @@ impl Reads {
         for r in all {
             out.root.merge(&r?.root);
         }
+        out.root.settle();
         Some(out)
     }
+}
+
+/// One step from a value to a part of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Key(Box<str>),
+    /// Any item (`.[]`).
+    Each,
 }
 
 /// Where a value the program holds came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Abs {
-    /// The input's value at this key path (the value itself, possibly an
-    /// object cut to the touched keys).
-    At(Vec<Box<str>>),
+    /// The input's value at this path (the value itself, possibly cut to
+    /// the touched keys).
+    At(Vec<Step>),
     /// Anything else: constants, and values built only from whole data.
     Other,
 }
@@ -117,8 +155,8 @@ struct Analysis {
 }
 
 impl Analysis {
-    fn node(&mut self, path: &[Box<str>]) -> &mut Node {
-        path.iter().fold(&mut self.root, |n, k| n.child_mut(k))
+    fn node(&mut self, path: &[Step]) -> &mut Node {
+        path.iter().fold(&mut self.root, |n, s| n.step_mut(s))
     }
 
     fn whole(&mut self, v: &Abs) {
@@ -181,7 +219,7 @@ impl Analysis {
                         (None, Term::Var(_)) => {}
                         // `{a}` is `{a: .a}`.
                         (None, k) => match (literal(k), input) {
-                            (Some(key), Abs::At(p)) => self.whole(&child(p, key)),
+                            (Some(key), Abs::At(p)) => self.whole(&child(p, Step::Key(key.into()))),
                             _ => self.whole(input),
                         },
                     }
@@ -355,22 +393,25 @@ impl Analysis {
     /// One step of a path (`.a`, `[f]`, `[]`, `[f:g]`) applied to `outs`;
     /// index terms run on the path's own input.
     fn part(&mut self, part: &Part<Term<&str>>, outs: Vec<Abs>, input: &Abs) -> Vec<Abs> {
-        if let Part::Index(k) = part {
-            if let Some(key) = literal(k) {
-                return outs
-                    .into_iter()
-                    .map(|o| match o {
-                        Abs::At(p) => {
-                            let c = child(&p, key.clone());
-                            if let Abs::At(cp) = &c {
-                                self.node(cp);
-                            }
-                            c
+        let step = match part {
+            Part::Index(k) => literal(k).map(|k| Step::Key(k.into())),
+            Part::Range(None, None) => Some(Step::Each),
+            Part::Range(..) => None,
+        };
+        if let Some(step) = step {
+            return outs
+                .into_iter()
+                .map(|o| match o {
+                    Abs::At(p) => {
+                        let c = child(&p, step.clone());
+                        if let Abs::At(cp) = &c {
+                            self.node(cp);
                         }
-                        Abs::Other => Abs::Other,
-                    })
-                    .collect();
-            }
+                        c
+                    }
+                    Abs::Other => Abs::Other,
+                })
+                .collect();
         }
         match part {
             Part::Index(k) => self.consumed(k, input),
@@ -389,9 +430,9 @@ impl Analysis {
     }
 }
 
-fn child(path: &[Box<str>], key: String) -> Abs {
+fn child(path: &[Step], step: Step) -> Abs {
     let mut p = path.to_vec();
-    p.push(key.into());
+    p.push(step);
     Abs::At(p)
 }
 
