@@ -340,14 +340,17 @@ impl<'a> Scanner<'a> {
 
     /// Reads the `[` of an array (after whitespace).
     pub fn begin_array(&mut self) -> Result<(), ScanError> {
-        match self.skip_ws() {
-            Some(b'[') => {
-                self.i += 1;
-                Ok(())
-            }
-            Some(_) => Err(self.err("expected an array")),
-            None => Err(self.err("unexpected end of input")),
+        let peek = self.peek();
+        if peek == Peek::Array {
+            self.i += 1;
+            return Ok(());
         }
+        let end = peek == Peek::End;
+        Err(self.err(if end {
+            "unexpected end of input"
+        } else {
+            "expected an array"
+        }))
     }
 
     /// Moves to the next element of the array whose `[` was read last:
