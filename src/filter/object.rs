@@ -201,8 +201,9 @@ impl WatchFilter {
         object: &[u8],
         memory: Option<&Memory>,
     ) -> (Verdict, Option<Memory>) {
-        // A DELETED of an object this filter knows and never reported is
-        // skipped whatever it looks like (see below): nothing to evaluate.
+        // A DELETED of an object this filter knows and never reported: its
+        // ADDED was skipped, so its end is nobody's business either,
+        // whatever it looks like; nothing to parse or evaluate.
         if change == Change::Deleted && self.select.is_some() && memory.is_some_and(|m| !m.reported)
         {
             return (Verdict::Skip(SkipReason::Unselected), None);
@@ -224,14 +225,16 @@ impl WatchFilter {
             },
         };
         let was_reported = memory.is_some_and(|m| m.reported);
-        let previous = memory.and_then(|m| m.projection.clone());
+        // Borrowed: copied only into a record (an unchanged object's event
+        // copies nothing).
+        let previous = memory.and_then(|m| m.projection.as_deref());
 
         if !selected {
             let forget = change == Change::Deleted;
             if !was_reported {
-                let keep = (!forget).then_some(Memory {
+                let keep = (!forget).then(|| Memory {
                     reported: false,
-                    projection: previous,
+                    projection: previous.map(Box::from),
                 });
                 return (Verdict::Skip(SkipReason::Unselected), keep);
             }
@@ -241,22 +244,16 @@ impl WatchFilter {
                 projection: projection
                     .clone()
                     .map(Vec::into_boxed_slice)
-                    .or(previous.clone()),
+                    .or(previous.map(Box::from)),
             });
             let report = Report {
                 selected: false,
                 projection,
-                previous_projection: previous,
+                previous_projection: previous.map(Box::from),
                 object: rewritten,
                 error: errors.into_iter().next(),
             };
             return (Verdict::Report(report), keep);
-        }
-
-        // A DELETED of an object this filter knows and never reported: its
-        // ADDED was skipped, so its end is nobody's business either.
-        if change == Change::Deleted && self.select.is_some() && memory.is_some() && !was_reported {
-            return (Verdict::Skip(SkipReason::Unselected), None);
         }
 
         let projection = self.project(value.as_ref(), &mut errors);
@@ -264,7 +261,7 @@ impl WatchFilter {
             && was_reported
             && errors.is_empty()
             && self.changes.is_some()
-            && projection.as_deref() == previous.as_deref();
+            && projection.as_deref() == previous;
         if unchanged {
             return (Verdict::Skip(SkipReason::Unchanged), memory.cloned());
         }
@@ -281,7 +278,7 @@ impl WatchFilter {
         let report = Report {
             selected: true,
             projection,
-            previous_projection: previous,
+            previous_projection: previous.map(Box::from),
             object: rewritten,
             error: errors.into_iter().next(),
         };
