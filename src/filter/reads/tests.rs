@@ -257,7 +257,7 @@ fn json_text() -> impl Strategy<Value = String> {
         Just("\"\"".to_owned()),
         Just("\"\\ud83d\\ude00\"".to_owned()),
     ];
-    leaf.prop_recursive(4, 48, 6, move |inner| {
+    leaf.prop_recursive(5, 64, 6, move |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(","))),
             prop::collection::vec((key.clone(), inner), 0..5).prop_map(|v| {
@@ -297,6 +297,26 @@ fn program() -> impl Strategy<Value = String> {
         Just("not".to_owned()),
         Just("empty".to_owned()),
         Just("$__loc__".to_owned()),
+        Just(".[]".to_owned()),
+        Just(".containers[]?.image".to_owned()),
+        Just("map(.image?)?".to_owned()),
+        Just("to_entries?".to_owned()),
+        Just("with_entries(.value |= tostring)?".to_owned()),
+        Just("del(.a)?".to_owned()),
+        Just(".a |= 1".to_owned()),
+        Just("getpath([\"a\"])?".to_owned()),
+        Just("[paths]?".to_owned()),
+        Just("tojson".to_owned()),
+        Just("@json".to_owned()),
+        Just("keys_unsorted?".to_owned()),
+        Just("add?".to_owned()),
+        Just("any?".to_owned()),
+        Just("[.[]?.name?]".to_owned()),
+        Just("(.a, .b)".to_owned()),
+        Just("label $f | (.[]? | ., break $f)".to_owned()),
+        Just("[foreach .[]? as $x (0; . + 1; [$x, .])]".to_owned()),
+        Just(".metadata.labels[\"app\"]?".to_owned()),
+        Just("type == \"object\"".to_owned()),
     ];
     atom.prop_recursive(3, 24, 3, |inner| {
         let two = (inner.clone(), inner.clone());
@@ -334,7 +354,7 @@ fn program() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 800, ..ProptestConfig::default() })]
 
     #[test]
     fn random_programs_on_random_objects(
