@@ -106,6 +106,7 @@ impl Reads {
         let mut a = Analysis {
             root: Node::default(),
             bounded: true,
+            steps: 0,
         };
         let outs = a.term(&term, &Abs::At(Vec::new()));
         a.whole_all(&outs);
@@ -149,9 +150,17 @@ enum Abs {
 /// `(.a, .b) | (.c, .d) | …` would otherwise grow exponentially.
 const MAX_OUTS: usize = 32;
 
+/// Terms analysed at most per program. The right side of a pipe is
+/// analysed once per output of its left side, so a long chain of
+/// `(.a, .b) | …` costs exponential time; past this budget the program
+/// counts as unbounded (the full parse, as before), which no sane filter
+/// comes near.
+const MAX_STEPS: usize = 20_000;
+
 struct Analysis {
     root: Node,
     bounded: bool,
+    steps: usize,
 }
 
 impl Analysis {
@@ -187,6 +196,13 @@ impl Analysis {
         if *input == Abs::Other {
             // Nothing reachable from here leads back to the input: variables
             // and "other" values only hold whole data.
+            return vec![Abs::Other];
+        }
+        self.steps += 1;
+        if self.steps > MAX_STEPS {
+            self.bounded = false;
+        }
+        if !self.bounded {
             return vec![Abs::Other];
         }
         let other = || vec![Abs::Other];

@@ -109,6 +109,20 @@ fn unbounded_programs_are_refused() {
     }
 }
 
+/// A chain of pipes whose left sides have several outputs would take
+/// exponential time to analyse: past a budget it is refused, at once.
+#[test]
+fn pathological_programs_are_refused_quickly() {
+    let code = vec!["(.a, .b, .c)"; 40].join(" | ");
+    // Without the budget this would run for ages: the test bounds its time.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(keys(&code)));
+    let answer = rx.recv_timeout(std::time::Duration::from_secs(120));
+    assert_eq!(answer, Ok(None));
+    let fine = ["(.a, .b, .c)"; 4].join(" | ");
+    assert!(keys(&fine).is_some());
+}
+
 /// Hand-written programs on hand-written objects, including every shape a
 /// program can stumble on (missing keys, wrong types, arrays on a path,
 /// duplicate and escaped keys).
