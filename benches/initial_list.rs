@@ -13,7 +13,8 @@
 //! runs; "changes" is `on_start = "added"` with `changes =
 //! '[.spec.containers[].image]'` and a sink `transform = 'empty'` (nothing
 //! written): its peak RSS against "skip" (nothing written, no filter) is
-//! what the per-object memory of `changes` costs.
+//! what the per-object memory of `changes` costs
+//! (`KWATCHD_BENCH_LIST_CHANGES` sets its program).
 //!
 //! "restart" (issue 14, restart-to-resumed): a daemon with `on_start =
 //! "skip"` lists the N objects into a fresh state store and is stopped
@@ -211,12 +212,13 @@ struct DaemonRun {
 }
 
 fn daemon(addr: SocketAddr, pages: &Pages, mode: &str) -> DaemonRun {
+    // KWATCHD_BENCH_LIST_CHANGES replaces the program, e.g. with one the
+    // filter cannot cut (`. as $o | [$o.spec.containers[].image]`).
+    let changes = std::env::var("KWATCHD_BENCH_LIST_CHANGES")
+        .unwrap_or_else(|_| "[.spec.containers[].image]".into());
+    let changes = format!("changes = '{changes}'\n");
     let (on_start, watch_extra, sink_extra) = match mode {
-        "changes" => (
-            "added",
-            "changes = '[.spec.containers[].image]'\n",
-            "transform = 'empty'\n",
-        ),
+        "changes" => ("added", changes.as_str(), "transform = 'empty'\n"),
         other => (other, "", ""),
     };
     let dir = tempfile::tempdir().expect("tempdir");

@@ -59,12 +59,12 @@ impl Filtering {
             };
         let key = key().map_err(|e| format!("the redaction key: {e}"))?;
         Ok(Some(Filtering {
-            rules: WatchFilter {
-                select: compile("select", &w.select)?,
-                changes: compile("changes", &w.changes)?,
+            rules: WatchFilter::new(
+                compile("select", &w.select)?,
+                compile("changes", &w.changes)?,
                 redact,
                 key,
-            },
+            ),
             pending: None,
         }))
     }
@@ -117,7 +117,7 @@ impl Filtering {
 
     /// Records carry `projection` and `previous_projection`.
     pub fn projections(&self) -> bool {
-        self.rules.changes.is_some()
+        self.rules.has_changes()
     }
 
     pub fn fields<'a>(&self, report: &'a Report) -> FilteredFields<'a> {

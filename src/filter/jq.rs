@@ -7,6 +7,7 @@
 //! jaq's generic API behind three calls: [`Program::compile`],
 //! [`Program::first`] and [`Program::all`].
 
+use super::reads::Reads;
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{data, Compiler, Ctx, Vars};
 use jaq_json::Val;
@@ -18,6 +19,9 @@ type Data = data::JustLut<Val>;
 pub struct Program {
     source: Box<str>,
     filter: jaq_core::Filter<Data>,
+    /// What the program reads of its input, when that is bounded: the
+    /// input may then be built from those paths only (`filter::partial`).
+    reads: Option<Reads>,
 }
 
 impl fmt::Debug for Program {
@@ -94,11 +98,17 @@ impl Program {
         Ok(Program {
             source: code.into(),
             filter,
+            reads: Reads::of(code),
         })
     }
 
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The paths of its input the program can read; `None`: any of it.
+    pub fn reads(&self) -> Option<&Reads> {
+        self.reads.as_ref()
     }
 
     /// The first output, `None` when there is none. Later outputs are not

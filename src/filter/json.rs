@@ -6,12 +6,24 @@
 //! prints them as it pleases; nothing we write may be invalid JSON, so every
 //! write is checked and refused with a clear error instead.
 
+use super::partial;
+use super::reads::Reads;
 use jaq_json::write::{write, Pp};
 use jaq_json::Val;
 
 /// Parses one JSON document into a jaq value.
 pub fn parse(bytes: &[u8]) -> Result<Val, String> {
     jaq_json::read::parse_single(bytes).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+/// Parses one JSON document for programs that read only `reads` of it
+/// (`None`: anything): the value holds those paths only when that is safe
+/// (see `filter::partial`), else all of it. The programs cannot tell.
+pub fn parse_for(bytes: &[u8], reads: Option<&Reads>) -> Result<Val, String> {
+    match reads.and_then(|r| partial::extract(bytes, r)) {
+        Some(v) => Ok(v),
+        None => parse(bytes),
+    }
 }
 
 /// Compact JSON with keys in the order they have (the server's order for
@@ -35,8 +47,9 @@ fn render(v: &Val, sort_keys: bool) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     write(&mut out, &pp, 0, v).map_err(|e| e.to_string())?;
     // jaq writes NaN, Infinity, byte strings and non-string keys as it
-    // sees fit; serde_json's grammar check is the judge of what is JSON.
-    if serde_json::from_slice::<serde::de::IgnoredAny>(&out).is_err() {
+    // sees fit; serde_json's grammar is the judge of what is JSON (the
+    // scanner accepts exactly what it does, and faster).
+    if crate::kube::scan::validate(&out).is_err() {
         let shown: String = String::from_utf8_lossy(&out).chars().take(60).collect();
         return Err(format!("the value is not representable as JSON: {shown}"));
     }

@@ -10,6 +10,8 @@
 //!
 //! - [`jq`]: compiling and running jq programs (jaq);
 //! - [`json`]: bytes ⇄ jaq values, canonical JSON for projections;
+//! - [`reads`]: what a program can read of its input (from its syntax);
+//! - [`partial`]: a value cut to those paths, from the raw bytes;
 //! - [`redact`]: keyed digests in place of secret values;
 //! - [`object`]: the per-event decision;
 //! - [`transform`]: a sink's reshaping of the record;
@@ -18,6 +20,8 @@
 pub mod jq;
 pub mod json;
 pub mod object;
+pub mod partial;
+pub mod reads;
 pub mod redact;
 pub mod stats;
 pub mod transform;

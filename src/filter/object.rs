@@ -22,6 +22,7 @@
 
 use super::jq::{Program, RunError};
 use super::json;
+use super::reads::Reads;
 use super::redact::{RedactKey, Redacted, Redactor};
 use jaq_json::Val;
 
@@ -129,13 +130,50 @@ pub struct Report {
 /// `select`, `changes` and `redact` of one watch, compiled.
 #[derive(Debug)]
 pub struct WatchFilter {
-    pub select: Option<Program>,
-    pub changes: Option<Program>,
-    pub redact: Option<Redactor>,
-    pub key: RedactKey,
+    select: Option<Program>,
+    changes: Option<Program>,
+    redact: Option<Redactor>,
+    key: RedactKey,
+    /// What the three read together, when bounded: one value cut to these
+    /// paths serves all of them (`filter::partial`).
+    reads: Option<Reads>,
 }
 
 impl WatchFilter {
+    pub fn new(
+        select: Option<Program>,
+        changes: Option<Program>,
+        redact: Option<Redactor>,
+        key: RedactKey,
+    ) -> WatchFilter {
+        let each = [
+            select.as_ref().map(Program::reads),
+            changes.as_ref().map(Program::reads),
+            redact.as_ref().map(Redactor::reads),
+        ];
+        let reads = Reads::union(each.into_iter().flatten());
+        WatchFilter {
+            select,
+            changes,
+            redact,
+            key,
+            reads,
+        }
+    }
+
+    /// The same filter parsing every object whole: the reference the cut
+    /// values are tested against.
+    #[cfg(test)]
+    pub(crate) fn without_cut(mut self) -> WatchFilter {
+        self.reads = None;
+        self
+    }
+
+    /// Records carry `projection` and `previous_projection`.
+    pub fn has_changes(&self) -> bool {
+        self.changes.is_some()
+    }
+
     /// True when the watch keeps per-object memory (needs `select` or
     /// `changes`); a redact-only watch reports everything.
     pub fn remembers(&self) -> bool {
@@ -163,7 +201,117 @@ impl WatchFilter {
         object: &[u8],
         memory: Option<&Memory>,
     ) -> (Verdict, Option<Memory>) {
+        // A DELETED of an object this filter knows and never reported: its
+        // ADDED was skipped, so its end is nobody's business either,
+        // whatever it looks like; nothing to parse or evaluate.
+        if change == Change::Deleted && self.select.is_some() && memory.is_some_and(|m| !m.reported)
+        {
+            return (Verdict::Skip(SkipReason::Unselected), None);
+        }
         let mut errors = Vec::new();
+        let (value, rewritten) = self.prepare(object, &mut errors);
+
+        let selected = match (&self.select, &value) {
+            (None, _) | (_, None) => true,
+            (Some(p), Some(v)) => match p.first(v.clone()) {
+                Ok(out) => matches!(out, Some(Val::Bool(true))),
+                Err(RunError(message)) => {
+                    errors.push(FilterError {
+                        key: FilterKey::Select,
+                        message,
+                    });
+                    true
+                }
+            },
+        };
+        let was_reported = memory.is_some_and(|m| m.reported);
+        // Borrowed: copied only into a record (an unchanged object's event
+        // copies nothing).
+        let previous = memory.and_then(|m| m.projection.as_deref());
+
+        if !selected {
+            let forget = change == Change::Deleted;
+            if !was_reported {
+                let keep = (!forget).then(|| Memory {
+                    reported: false,
+                    projection: previous.map(Box::from),
+                });
+                return (Verdict::Skip(SkipReason::Unselected), keep);
+            }
+            let projection = self.project(value.as_ref(), &mut errors);
+            let keep = (!forget).then(|| Memory {
+                reported: false,
+                projection: projection
+                    .clone()
+                    .map(Vec::into_boxed_slice)
+                    .or(previous.map(Box::from)),
+            });
+            let report = Report {
+                selected: false,
+                projection,
+                previous_projection: previous.map(Box::from),
+                object: rewritten,
+                error: errors.into_iter().next(),
+            };
+            return (Verdict::Report(report), keep);
+        }
+
+        let projection = self.project(value.as_ref(), &mut errors);
+        let unchanged = change == Change::Modified
+            && was_reported
+            && errors.is_empty()
+            && self.changes.is_some()
+            && projection.as_deref() == previous;
+        if unchanged {
+            return (Verdict::Skip(SkipReason::Unchanged), memory.cloned());
+        }
+        let keep = (change != Change::Deleted).then(|| Memory {
+            reported: true,
+            // After an error the next event compares against nothing, so
+            // it is reported (fail open).
+            projection: if errors.is_empty() {
+                projection.clone().map(Vec::into_boxed_slice)
+            } else {
+                None
+            },
+        });
+        let report = Report {
+            selected: true,
+            projection,
+            previous_projection: previous.map(Box::from),
+            object: rewritten,
+            error: errors.into_iter().next(),
+        };
+        (Verdict::Report(report), keep)
+    }
+
+    /// The object as the programs see it (cut to what they read when that
+    /// is safe, redacted) and, when redaction replaced a value, the whole
+    /// object re-rendered for the record.
+    fn prepare(
+        &self,
+        object: &[u8],
+        errors: &mut Vec<FilterError>,
+    ) -> (Option<Val>, Option<Vec<u8>>) {
+        if let Some(cut) = self
+            .reads
+            .as_ref()
+            .and_then(|r| super::partial::extract(object, r))
+        {
+            // The cut holds everything the redact paths read, so they find
+            // the same values in it as in the whole object: when they find
+            // none, the cut is what the programs see.
+            let untouched = match &self.redact {
+                None => true,
+                Some(redactor) => {
+                    let mut probe = cut.clone();
+                    redactor.apply(&self.key, &mut probe) == Redacted::Untouched
+                }
+            };
+            if untouched {
+                return (Some(cut), None);
+            }
+        }
         let mut rewritten = None;
         let mut value = match json::parse(object) {
             Ok(v) => Some(v),
@@ -203,83 +351,7 @@ impl WatchFilter {
             }
             None => None,
         };
-
-        let selected = match (&self.select, &value) {
-            (None, _) | (_, None) => true,
-            (Some(p), Some(v)) => match p.first(v.clone()) {
-                Ok(out) => matches!(out, Some(Val::Bool(true))),
-                Err(RunError(message)) => {
-                    errors.push(FilterError {
-                        key: FilterKey::Select,
-                        message,
-                    });
-                    true
-                }
-            },
-        };
-        let was_reported = memory.is_some_and(|m| m.reported);
-        let previous = memory.and_then(|m| m.projection.clone());
-
-        if !selected {
-            let forget = change == Change::Deleted;
-            if !was_reported {
-                let keep = (!forget).then_some(Memory {
-                    reported: false,
-                    projection: previous,
-                });
-                return (Verdict::Skip(SkipReason::Unselected), keep);
-            }
-            let projection = self.project(value.as_ref(), &mut errors);
-            let keep = (!forget).then(|| Memory {
-                reported: false,
-                projection: projection
-                    .clone()
-                    .map(Vec::into_boxed_slice)
-                    .or(previous.clone()),
-            });
-            let report = Report {
-                selected: false,
-                projection,
-                previous_projection: previous,
-                object: rewritten,
-                error: errors.into_iter().next(),
-            };
-            return (Verdict::Report(report), keep);
-        }
-
-        // A DELETED of an object this filter knows and never reported: its
-        // ADDED was skipped, so its end is nobody's business either.
-        if change == Change::Deleted && self.select.is_some() && memory.is_some() && !was_reported {
-            return (Verdict::Skip(SkipReason::Unselected), None);
-        }
-
-        let projection = self.project(value.as_ref(), &mut errors);
-        let unchanged = change == Change::Modified
-            && was_reported
-            && errors.is_empty()
-            && self.changes.is_some()
-            && projection.as_deref() == previous.as_deref();
-        if unchanged {
-            return (Verdict::Skip(SkipReason::Unchanged), memory.cloned());
-        }
-        let keep = (change != Change::Deleted).then(|| Memory {
-            reported: true,
-            // After an error the next event compares against nothing, so
-            // it is reported (fail open).
-            projection: if errors.is_empty() {
-                projection.clone().map(Vec::into_boxed_slice)
-            } else {
-                None
-            },
-        });
-        let report = Report {
-            selected: true,
-            projection,
-            previous_projection: previous,
-            object: rewritten,
-            error: errors.into_iter().next(),
-        };
-        (Verdict::Report(report), keep)
+        (value, rewritten)
     }
 
     fn project(&self, value: Option<&Val>, errors: &mut Vec<FilterError>) -> Option<Vec<u8>> {

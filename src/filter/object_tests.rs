@@ -1,14 +1,14 @@
 use super::*;
 
 fn filter(select: Option<&str>, changes: Option<&str>, redact: &[&str]) -> WatchFilter {
-    WatchFilter {
-        select: select.map(|s| Program::compile(s).unwrap()),
-        changes: changes.map(|s| Program::compile(s).unwrap()),
-        redact: (!redact.is_empty()).then(|| {
+    WatchFilter::new(
+        select.map(|s| Program::compile(s).unwrap()),
+        changes.map(|s| Program::compile(s).unwrap()),
+        (!redact.is_empty()).then(|| {
             Redactor::compile(&redact.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
         }),
-        key: RedactKey::from_bytes(&[1u8; 32]),
-    }
+        RedactKey::from_bytes(&[1u8; 32]),
+    )
 }
 
 fn deploy(app: &str, image: &str, ready: u32) -> Vec<u8> {
@@ -256,4 +256,62 @@ fn a_baseline_makes_later_status_updates_unchanged() {
     );
     assert!(matches!(v, Verdict::Report(_)), "{v:?}");
     assert_eq!(filter(None, None, &[".data"]).baseline(b"{}"), None);
+}
+
+/// Every decision made on values cut to what `select`, `changes` and
+/// `redact` read equals the one made on whole objects: verdicts, records
+/// (projections, re-rendered redacted objects, errors) and memories.
+#[test]
+fn cut_values_decide_as_whole_ones() {
+    let keys: [(Option<&str>, Option<&str>, &[&str]); 8] = [
+        (
+            Some(r#".metadata.labels.app == "web""#),
+            Some("[.spec.template.spec.containers[].image]"),
+            &[],
+        ),
+        (None, Some(".status"), &[]),
+        (Some(".status.readyReplicas > 1"), None, &[]),
+        (
+            Some(".metadata.labels.app"),
+            Some(".data"),
+            &[".data", ".stringData"],
+        ),
+        (None, Some(".data"), &[".data"]),
+        (Some(".kind == \"Secret\""), None, &[".. | .password?"]),
+        (None, Some("keys"), &[".metadata.labels.app"]),
+        (Some(".spec.replicas + \"x\""), Some(".metadata.name"), &[]),
+    ];
+    let objects: Vec<Vec<u8>> = vec![
+        deploy("web", "nginx:1", 1),
+        deploy("api", "nginx:2", 3),
+        br#"{"kind":"Secret","metadata":{"name":"s","labels":{"app":"web"}},"data":{"password":"aHVudGVyMg=="}}"#.to_vec(),
+        br#"{"kind":"Secret","metadata":{"name":"s"},"stringData":{"k":"v"}}"#.to_vec(),
+        br#"{"kind":"Secret","metadata":{"name":"e"},"data":null,"spec":{"replicas":2}}"#.to_vec(),
+        br#"{"metadata":{"name":"x"},"data":{"password":"\ud83d\ude00"}}"#.to_vec(),
+        br#"{"metadata":"#.to_vec(),
+    ];
+    let memories = [
+        None,
+        Some(Memory::default()),
+        Some(Memory {
+            reported: true,
+            projection: Some(br#"["nginx:1"]"#.to_vec().into_boxed_slice()),
+        }),
+    ];
+    for (select, changes, redact) in keys {
+        let cut = filter(select, changes, redact);
+        let whole = filter(select, changes, redact).without_cut();
+        for object in &objects {
+            for change in [Change::Added, Change::Modified, Change::Deleted] {
+                for memory in &memories {
+                    assert_eq!(
+                        cut.decide(change, object, memory.as_ref()),
+                        whole.decide(change, object, memory.as_ref()),
+                        "{select:?} {changes:?} {redact:?} {change:?} {memory:?} on {}",
+                        String::from_utf8_lossy(object)
+                    );
+                }
+            }
+        }
+    }
 }

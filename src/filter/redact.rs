@@ -16,6 +16,7 @@
 
 use super::jq::{Program, RunError};
 use super::json;
+use super::reads::Reads;
 use jaq_json::Val;
 use ring::hmac;
 use std::fs;
@@ -114,6 +115,9 @@ pub struct Redactor {
     /// `path(P)` for each configured `P`, so jq itself resolves the paths
     /// (including `[]` and `..`) on each object.
     paths: Vec<Program>,
+    /// What the paths read, as values (`P`, not `path(P)`: a value found
+    /// is hashed whole); `None` when unbounded.
+    reads: Option<Reads>,
 }
 
 /// What [`Redactor::apply`] did.
@@ -147,11 +151,20 @@ impl Redactor {
             }
             out.push(program);
         }
-        Ok(Redactor { paths: out })
+        let each: Vec<Option<Reads>> = paths.iter().map(|p| Reads::of(p)).collect();
+        Ok(Redactor {
+            paths: out,
+            reads: Reads::union(each.iter().map(Option::as_ref)),
+        })
     }
 
     pub fn is_empty(&self) -> bool {
         self.paths.is_empty()
+    }
+
+    /// What applying the paths reads of an object; `None`: any of it.
+    pub fn reads(&self) -> Option<&Reads> {
+        self.reads.as_ref()
     }
 
     /// Replaces every value the paths name in `object`.

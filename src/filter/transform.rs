@@ -36,7 +36,7 @@ impl Transform {
     /// trailing newline).
     pub fn apply(&self, record: &[u8]) -> Transformed {
         let run = || -> Result<Vec<Vec<u8>>, String> {
-            let input = json::parse(record.trim_ascii_end())?;
+            let input = json::parse_for(record.trim_ascii_end(), self.program.reads())?;
             let outputs = self.program.all(input).map_err(|RunError(m)| m)?;
             outputs.iter().map(json::to_json).collect()
         };

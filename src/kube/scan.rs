@@ -338,6 +338,40 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// Reads the `[` of an array (after whitespace).
+    pub fn begin_array(&mut self) -> Result<(), ScanError> {
+        let peek = self.peek();
+        if peek == Peek::Array {
+            self.i += 1;
+            return Ok(());
+        }
+        let end = peek == Peek::End;
+        Err(self.err(if end {
+            "unexpected end of input"
+        } else {
+            "expected an array"
+        }))
+    }
+
+    /// Moves to the next element of the array whose `[` was read last:
+    /// true when one follows (the caller reads it next), false after
+    /// reading the array's `]`. `first` is true until the first call
+    /// returns.
+    pub fn next_element(&mut self, first: &mut bool) -> Result<bool, ScanError> {
+        match self.skip_ws() {
+            Some(b']') => {
+                self.i += 1;
+                return Ok(false);
+            }
+            Some(b',') if !*first => self.i += 1,
+            Some(_) if *first => {}
+            Some(_) => return Err(self.err("expected ',' or ']'")),
+            None => return Err(self.err("unexpected end of input in an array")),
+        }
+        *first = false;
+        Ok(true)
+    }
+
     /// Reads a string value (after whitespace).
     pub fn string(&mut self) -> Result<RawStr<'a>, ScanError> {
         match self.skip_ws() {

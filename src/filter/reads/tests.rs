@@ -1,0 +1,386 @@
+//! The analysis and the cut value against the truth: every program, run on
+//! the value cut to what the analysis says it reads, gives exactly what it
+//! gives on the whole object (outputs, their key order, error messages).
+
+use super::*;
+use crate::filter::jq::Program;
+use crate::filter::json::{parse, parse_for};
+use proptest::prelude::*;
+
+/// Runs `code` on `object` parsed whole and cut; both answers, printed.
+fn both(program: &Program, object: &str) -> (String, String) {
+    let run = |v: Result<Val, String>| match v {
+        Ok(v) => format!("{:?}", program.all(v)),
+        Err(e) => format!("parse error {e}"),
+    };
+    let whole = run(parse(object.as_bytes()));
+    let cut = run(parse_for(object.as_bytes(), program.reads()));
+    (whole, cut)
+}
+
+use jaq_json::Val;
+
+fn keys(code: &str) -> Option<String> {
+    fn show(n: &Node, out: &mut String) {
+        if n.whole {
+            out.push('*');
+        }
+        if !n.keys.is_empty() {
+            out.push('{');
+            for (i, (k, c)) in n.keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(k);
+                show(c, out);
+            }
+            out.push('}');
+        }
+        if let Some(e) = &n.each {
+            out.push_str("[]");
+            show(e, out);
+        }
+    }
+    let r = Reads::of(code)?;
+    let mut s = String::new();
+    show(&r.root, &mut s);
+    Some(s)
+}
+
+#[test]
+fn typical_programs_read_little() {
+    assert_eq!(
+        keys(r#".metadata.labels.app == "web""#).as_deref(),
+        Some("{metadata{labels{app*}}}")
+    );
+    assert_eq!(
+        keys("[.spec.containers[].image]").as_deref(),
+        Some("{spec{containers[]{image*}}}")
+    );
+    assert_eq!(
+        keys(r#"select(.metadata.labels.app) | .metadata.name"#).as_deref(),
+        Some("{metadata{labels{app},name*}}")
+    );
+    assert_eq!(
+        keys(r#".metadata.annotations["a.b/c"] // "none""#).as_deref(),
+        Some("{metadata{annotations{a.b/c*}}}")
+    );
+    assert_eq!(keys("empty").as_deref(), Some(""));
+    // Every member, each cut: correct, if no cheaper than the whole.
+    assert_eq!(keys(".[] | .a").as_deref(), Some("[]{a*}"));
+    assert_eq!(keys("{metadata}").as_deref(), Some("{metadata*}"));
+}
+
+/// Programs that need their input whole, or that the analysis cannot
+/// follow: no `Reads`, so the whole object is parsed.
+#[test]
+fn unbounded_programs_are_refused() {
+    for code in [
+        ".",
+        "..",
+        "keys",
+        "length",
+        "tojson",
+        "to_entries",
+        "has(\"spec\")",
+        ".[]",
+        ".[.metadata.name]",
+        "[paths]",
+        "def f: .a; f",
+        ". as $o | $o.metadata",
+        ". as {metadata: $m} | $m",
+        ".metadata |= 1",
+        "del(.status)",
+        "getpath([\"a\"])",
+        "reduce .[] as $x (0; . + 1)",
+        "select(.a) | .",
+        "if .a then .b end",
+        "error",
+        "@json",
+        "{a: .}",
+        "[.]",
+        "\"\\(.)\"",
+        "any(.spec.containers[]; .image == \"x\")",
+        ".a, .",
+        ".a // .",
+        "first(.)",
+    ] {
+        assert_eq!(keys(code), None, "{code}");
+    }
+}
+
+/// A chain of pipes whose left sides have several outputs would take
+/// exponential time to analyse: past a budget it is refused, at once.
+#[test]
+fn pathological_programs_are_refused_quickly() {
+    let code = vec!["(.a, .b, .c)"; 40].join(" | ");
+    // Without the budget this would run for ages: the test bounds its time.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(keys(&code)));
+    let answer = rx.recv_timeout(std::time::Duration::from_secs(120));
+    assert_eq!(answer, Ok(None));
+    let fine = ["(.a, .b, .c)"; 4].join(" | ");
+    assert!(keys(&fine).is_some());
+}
+
+/// Hand-written programs on hand-written objects, including every shape a
+/// program can stumble on (missing keys, wrong types, arrays on a path,
+/// duplicate and escaped keys).
+#[test]
+fn cut_values_give_the_same_answers() {
+    let objects = [
+        r#"{"kind":"Pod","apiVersion":"v1","metadata":{"name":"web-1","namespace":"shop","labels":{"app":"web","tier":"front"},"annotations":{"a.b/c":"{\"spec\":{\"x\":1}}"}},"spec":{"replicas":3,"nodeName":"n1","containers":[{"name":"c","image":"registry/web:1","ports":[{"containerPort":80}],"env":[{"name":"X","value":"1"}]},{"name":"d","image":"r/side:2"}]},"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#,
+        r#"{"kind":"Pod","metadata":{"name":"api","labels":{"app":"api"}},"spec":{"containers":[]},"status":null}"#,
+        r#"{"metadata":"oops","spec":[1,2,3],"status":{"phase":7}}"#,
+        r#"{"metadata":{"labels":null,"name":null},"spec":{"containers":{"image":"x"}}}"#,
+        r#"{"metadata":{"labels":{"app":"web"}},"metadata":{"name":"second"},"\u0073pec":{"replicas":1.50,"containers":[{"image":-0}]}}"#,
+        r#"{"spec":{"replicas":123456789012345678901234567890,"x":1e400}}"#,
+        r#" { "metadata" : { "name" : "spaced" , "labels" : { } } } "#,
+        r#"{}"#,
+        r#"[]"#,
+        r#""text""#,
+        r#"{"a":1"#,
+        r#"{"metadata":{"name":"\ud83d\ude00"}}"#,
+    ];
+    let programs = [
+        r#".metadata.labels.app == "web""#,
+        "[.spec.containers[].image]",
+        ".metadata.name",
+        ".metadata",
+        ".metadata.labels",
+        ".metadata.labels | keys",
+        ".metadata | has(\"labels\")",
+        ".metadata.labels.app // \"none\"",
+        "if .status then .status.phase else \"x\" end",
+        ".spec.replicas + 1",
+        ".spec.replicas + \"x\"",
+        ".metadata.name | test(\"^web\")",
+        "select(.metadata.labels.app == \"web\") | .metadata.name",
+        "[.spec.containers[] | select(.image | startswith(\"r\")) | .name]",
+        ".spec.containers[0].image",
+        ".spec.containers | length",
+        ".metadata | to_entries",
+        ".metadata[\"name\"], .[\"metadata\"].name, .metadata.\"name\"",
+        ".metadata.name as $n | .spec.x // $n",
+        "{name: .metadata.name, img: [.spec.containers[]?.image]}",
+        "{metadata}",
+        "\"\\(.metadata.name)-\\(.spec.nodeName)\"",
+        "@base64 \"\\(.metadata.name)\"",
+        ".metadata.labels.app and .spec",
+        ".spec | not",
+        ".status.conditions[]? | select(.type == \"Ready\") | .status",
+        "try .spec.replicas.x catch \"e\"",
+        "try (.metadata | error) catch .",
+        "try error(.metadata.name) catch .",
+        ".metadata.annotations[\"a.b/c\"] | fromjson? | .spec",
+        "first(.spec.containers[])",
+        "limit(1; .spec.containers[].image)",
+        "reduce .spec.containers[] as $c (0; . + 1)",
+        "foreach .spec.containers[] as $c (0; . + 1; [$c.name, .])",
+        ".metadata.labels[.metadata.name]",
+        "path(.metadata.labels.app)",
+        "[.metadata.labels | ..]",
+        "(.metadata, .spec) | .name",
+        ".metadata | .name, .namespace",
+        "if .metadata.labels then \"yes\" else \"no\" end",
+        ".metadata.labels | type",
+        "[.spec.containers[].ports[]?.containerPort] | add",
+        "label $f | .spec.containers[] | if .image then ., break $f else empty end",
+        ".status.phase | ascii_downcase? // \"none\"",
+        ".metadata | del(.labels)",
+        ".spec.containers | map(.image) | sort | join(\",\")",
+        "[.spec.containers[] | .image] == [\"x\"]",
+        "{(.metadata.name): 1}",
+        ".metadata.labels | with_entries(.value |= ascii_upcase)",
+        ".metadata.labels as {app: $a} | $a",
+        ".metadata.name[1:3]",
+        ".spec.containers[-1:]",
+        ".spec.containers[1:][0].image",
+        ".metadata | keys_unsorted",
+        ".metadata.name | ltrimstr(\"web-\")",
+        ".a // .b // .metadata",
+        "[.spec.containers[].image] | unique | length > 1",
+        ".spec.containers | any(.image == \"x\")",
+        ".metadata.labels | .app, .tier",
+        "null, empty, \"const\", .x.y",
+        ".spec.replicas // 0 | . * 2",
+        "-(.spec.replicas)",
+        ".metadata | @json",
+        "[.metadata.labels[]]",
+        ".metadata.labels | keys[0]",
+        ".spec.containers[0] | keys",
+        ".spec.containers[].env[]? | select(.name == \"X\") | .value",
+        "try (.spec.containers.x) catch .",
+        "try (.metadata.x.y.z) catch .",
+        "try (.metadata.name.x) catch .",
+        "try (.metadata | .[0]) catch .",
+        ".spec.x, .spec.replicas",
+        "[.metadata?.labels?.app?]",
+        ".metadata.labels.app? // empty",
+        "select(.metadata.labels) | .spec.replicas",
+        ".metadata | select(.name) | .labels",
+        ".spec | first(.containers[]?, .replicas)",
+        "path(.spec.containers[0].image), path(.a.b)",
+        ".metadata.labels | to_entries | map(.key)",
+        "[limit(2; .spec.containers[]?.image)]",
+        "isempty(.spec.containers[]?)",
+        "last(.spec.containers[]?)",
+        ".metadata.labels | .[\"ap\" + \"p\"]",
+        ".status.phase | if . == \"Running\" then 1 elif . then 2 else 3 end",
+        "try ([.spec.containers[].image], .spec.containers.image) catch .",
+        "[.spec.containers[].name?], [.metadata[]?]",
+        ".spec.containers[] | .env[]? | .name",
+    ];
+    for code in programs {
+        let program = Program::compile(code).unwrap_or_else(|e| panic!("{code}: {e:?}"));
+        for object in objects {
+            let (whole, cut) = both(&program, object);
+            assert_eq!(whole, cut, "program {code} on {object}");
+        }
+    }
+}
+
+/// A random JSON text: Kubernetes-ish keys, every kind of value, escapes,
+/// odd numbers, duplicate keys, whitespace.
+fn json_text() -> impl Strategy<Value = String> {
+    let key = prop_oneof![
+        Just("metadata"),
+        Just("labels"),
+        Just("app"),
+        Just("name"),
+        Just("spec"),
+        Just("containers"),
+        Just("image"),
+        Just("status"),
+        Just("a"),
+        Just("b"),
+        Just("\\u0061"),
+        Just("x y"),
+    ];
+    let leaf = prop_oneof![
+        Just("null".to_owned()),
+        Just("true".to_owned()),
+        Just("false".to_owned()),
+        Just("0".to_owned()),
+        Just("-0".to_owned()),
+        Just("1.50".to_owned()),
+        Just("1e400".to_owned()),
+        Just("123456789012345678901234567890".to_owned()),
+        Just("\"web\"".to_owned()),
+        Just("\"a\\\"b\\n\\u00e9\"".to_owned()),
+        Just("\"\"".to_owned()),
+        Just("\"\\ud83d\\ude00\"".to_owned()),
+    ];
+    leaf.prop_recursive(5, 64, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(","))),
+            prop::collection::vec((key.clone(), inner), 0..5).prop_map(|v| {
+                let members: Vec<String> = v
+                    .into_iter()
+                    .map(|(k, v)| format!("\"{k}\" : {v}"))
+                    .collect();
+                format!("{{ {} }}", members.join(","))
+            }),
+        ]
+    })
+}
+
+/// A random program from pieces that reach into the input in every way the
+/// analysis knows, and many it must refuse.
+fn program() -> impl Strategy<Value = String> {
+    let atom = prop_oneof![
+        Just(".".to_owned()),
+        Just(".metadata".to_owned()),
+        Just(".labels".to_owned()),
+        Just(".app".to_owned()),
+        Just(".name?".to_owned()),
+        Just(".spec.containers".to_owned()),
+        Just(".image".to_owned()),
+        Just(".a".to_owned()),
+        Just(".[\"b\"]".to_owned()),
+        Just(".[]?".to_owned()),
+        Just(".[0]?".to_owned()),
+        Just("..".to_owned()),
+        Just("\"web\"".to_owned()),
+        Just("1".to_owned()),
+        Just("null".to_owned()),
+        Just("keys?".to_owned()),
+        Just("length?".to_owned()),
+        Just("type".to_owned()),
+        Just("tostring".to_owned()),
+        Just("not".to_owned()),
+        Just("empty".to_owned()),
+        Just("$__loc__".to_owned()),
+        Just(".[]".to_owned()),
+        Just(".containers[]?.image".to_owned()),
+        Just("map(.image?)?".to_owned()),
+        Just("to_entries?".to_owned()),
+        Just("with_entries(.value |= tostring)?".to_owned()),
+        Just("del(.a)?".to_owned()),
+        Just(".a |= 1".to_owned()),
+        Just("getpath([\"a\"])?".to_owned()),
+        Just("[paths]?".to_owned()),
+        Just("tojson".to_owned()),
+        Just("@json".to_owned()),
+        Just("keys_unsorted?".to_owned()),
+        Just("add?".to_owned()),
+        Just("any?".to_owned()),
+        Just("[.[]?.name?]".to_owned()),
+        Just("(.a, .b)".to_owned()),
+        Just("label $f | (.[]? | ., break $f)".to_owned()),
+        Just("[foreach .[]? as $x (0; . + 1; [$x, .])]".to_owned()),
+        Just(".metadata.labels[\"app\"]?".to_owned()),
+        Just("type == \"object\"".to_owned()),
+    ];
+    atom.prop_recursive(3, 24, 3, |inner| {
+        let two = (inner.clone(), inner.clone());
+        prop_oneof![
+            two.clone().prop_map(|(a, b)| format!("{a} | {b}")),
+            two.clone().prop_map(|(a, b)| format!("({a}), ({b})")),
+            two.clone().prop_map(|(a, b)| format!("({a}) // ({b})")),
+            two.clone().prop_map(|(a, b)| format!("({a}) and ({b})")),
+            two.clone().prop_map(|(a, b)| format!("({a}) == ({b})")),
+            two.clone()
+                .prop_map(|(a, b)| format!("if {a} then {b} else . end")),
+            two.clone()
+                .prop_map(|(a, b)| format!("if {a} then {b} end")),
+            two.clone()
+                .prop_map(|(a, b)| format!("({a}) as $v | {b} | [$v, .]")),
+            two.clone()
+                .prop_map(|(a, b)| format!("{{k: ({a}), ({b} | tostring): 1}}")),
+            two.clone()
+                .prop_map(|(a, b)| format!("reduce ({a}) as $x (({b}); [., $x])")),
+            two.prop_map(|(a, b)| format!("(.{a})?[{b}]?")),
+            inner.clone().prop_map(|a| format!("select({a})")),
+            inner.clone().prop_map(|a| format!("[{a}]")),
+            inner.clone().prop_map(|a| format!("try ({a}) catch .")),
+            inner.clone().prop_map(|a| format!("first({a})")),
+            inner.clone().prop_map(|a| format!("[limit(2; {a})]")),
+            inner
+                .clone()
+                .prop_map(|a| format!("try error({a}) catch .")),
+            inner.clone().prop_map(|a| format!("[path({a})]?")),
+            inner.clone().prop_map(|a| format!("has(\"a\")? // ({a})")),
+            inner.clone().prop_map(|a| format!("\"<\\({a})>\"")),
+            inner.prop_map(|a| format!("({a})?")),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 800, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_programs_on_random_objects(
+        code in program(),
+        objects in prop::collection::vec(json_text(), 1..8),
+    ) {
+        let Ok(program) = Program::compile(&code) else {
+            return Ok(());
+        };
+        for object in &objects {
+            let (whole, cut) = both(&program, object);
+            prop_assert_eq!(whole, cut, "program {} on {}", code, object);
+        }
+    }
+}
