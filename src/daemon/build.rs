@@ -147,7 +147,7 @@ pub(super) fn build_sink(
     };
     let token = tokens.allocate();
     let rng = Rng::from_entropy(0x51_4b ^ token.0 as u64);
-    Ok(match s {
+    let mut sink = match s {
         SinkConfig::File(f) => {
             let mut file = FileSink::new(name, &f.path, bound, token);
             file.open().map_err(|error| DaemonError::SinkOpen {
@@ -186,7 +186,10 @@ pub(super) fn build_sink(
                 })?;
             Sink::Nats(Box::new(nats))
         }
-    })
+    };
+    // New objects reach the state store before the sink acts on them.
+    sink.hold_for_store();
+    Ok(sink)
 }
 
 /// The machines a `[[watch]]` runs: one, or one per namespace of a list.

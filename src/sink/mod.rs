@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod exec;
 pub mod failure;
 pub mod file;
+pub mod gate;
 pub mod latency;
 pub mod nats;
 pub mod record;
@@ -18,6 +19,7 @@ pub use dispatch::{DispatchPolicy, Dispatcher, GaveUp, Job, JobOutcome};
 pub use exec::ExecSink;
 pub use exec::{HookResult, HookRunCounts};
 pub use file::{FileSink, SyncPolicy};
+pub use gate::Gate;
 pub use latency::LatencySample;
 pub use nats::NatsSink;
 pub use record::{EventMeta, FilteredFields, QueuedRecord, RecordWriter};
@@ -135,6 +137,29 @@ impl Sink {
         match self {
             Sink::File(s) => Some(s),
             Sink::Exec(_) | Sink::Webhook(_) | Sink::Nats(_) => None,
+        }
+    }
+
+    /// From now on acts on a record only once the state store's gate lets
+    /// it through ([`Sink::pass`]): the daemon's sinks, not tests' or tools'.
+    pub fn hold_for_store(&mut self) {
+        match self {
+            Sink::File(s) => s.hold_for_store(),
+            Sink::Exec(s) => s.delivery_mut().hold_for_store(),
+            Sink::Webhook(s) => s.delivery_mut().hold_for_store(),
+            Sink::Nats(s) => s.delivery_mut().hold_for_store(),
+        }
+    }
+
+    /// After a turn's pushes: they wait for store batch `wait` (if they
+    /// carry new objects), and what waited for batches up to `committed`
+    /// may be acted on (see [`Gate::pass`]).
+    pub fn pass(&mut self, now: Instant, wait: Option<u64>, committed: u64) {
+        match self {
+            Sink::File(s) => s.gate_mut().pass(wait, committed),
+            Sink::Exec(s) => s.delivery_mut().pass(now, wait, committed),
+            Sink::Webhook(s) => s.delivery_mut().pass(now, wait, committed),
+            Sink::Nats(s) => s.delivery_mut().pass(now, wait, committed),
         }
     }
 

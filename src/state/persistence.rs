@@ -161,7 +161,7 @@ impl Persistence {
                 (None, None)
             }
         };
-        store.submit(ops, false);
+        store.submit(ops);
         let ledger = match &saved_rv {
             Some(rv) => Ledger::resumed(rv.clone()),
             None => Ledger::new(),
@@ -223,11 +223,16 @@ impl Persistence {
         self.ledger.record(progress, sinks);
     }
 
-    /// Moves the new objects recorded since the last call to `out`. Called
-    /// once per loop turn; the sinks act after the store has them.
-    pub fn take_new_objects(&mut self, out: &mut Vec<Op>) {
-        if let Some(d) = &mut self.disk {
-            out.append(&mut d.new_objects);
+    /// Moves the new objects recorded since the last call to `out`; true
+    /// if there were any. Called once per loop turn; the sinks act on
+    /// their records once the store has them.
+    pub fn take_new_objects(&mut self, out: &mut Vec<Op>) -> bool {
+        match &mut self.disk {
+            Some(d) if !d.new_objects.is_empty() => {
+                out.append(&mut d.new_objects);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -272,7 +277,9 @@ impl Persistence {
         }
         let changed = self.ledger.take_changed();
         let view = self.ledger.committed_view(index);
-        let mut ops = Vec::with_capacity(changed.len() + 1);
+        // Straight into the store's next batch.
+        let ops = store.queue();
+        ops.reserve(changed.len() + 1);
         for key in changed {
             ops.push(match view.get(&key) {
                 Some(e) => Op::Put {
@@ -297,6 +304,5 @@ impl Persistence {
                 },
             });
         }
-        store.submit(ops, false);
     }
 }

@@ -211,6 +211,10 @@ impl ExecSink {
         &self.delivery
     }
 
+    pub fn delivery_mut(&mut self) -> &mut Delivery {
+        &mut self.delivery
+    }
+
     pub fn hook_runs(&self) -> HookRunCounts {
         self.runs
     }

@@ -208,6 +208,10 @@ impl WebhookSink {
         &self.delivery
     }
 
+    pub fn delivery_mut(&mut self) -> &mut Delivery {
+        &mut self.delivery
+    }
+
     /// Counts and latency, for the log at shutdown.
     pub fn summary(&self) -> String {
         self.delivery.summary("delivery latency (event read → 2xx)")
