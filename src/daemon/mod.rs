@@ -571,13 +571,19 @@ impl Daemon {
 
     fn on_resolver_answers(&mut self) {
         let answers = self.resolver.answers();
+        if answers.is_empty() {
+            return;
+        }
+        // One pass over the slots per wake-up, not one per answer (10,000
+        // watches starting resolve at once).
+        let mut asking: std::collections::HashMap<u64, usize> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((s.watcher.as_ref()?.resolver_query()?, i)))
+            .collect();
         for answer in answers {
-            let asked = self.slots.iter().position(|s| {
-                s.watcher
-                    .as_ref()
-                    .is_some_and(|w| w.resolver_query() == Some(answer.id))
-            });
-            if let Some(i) = asked {
+            if let Some(i) = asking.remove(&answer.id) {
                 let (mut ctx, slots) = self.ctx();
                 if let Some(w) = slots.get_mut(i).and_then(|s| s.watcher.as_mut()) {
                     w.on_resolved(&mut ctx, answer.result);

@@ -105,6 +105,13 @@ impl StateStore {
             }
         };
         migrate::run(dir, &database);
+        match db::fold_fresh(&database) {
+            Ok(0) => {}
+            Ok(n) => log::info!(
+                "state store: {n} objects were first reported before the last stop and not handled yet; taken as unconfirmed"
+            ),
+            Err(e) => return Err(fail("cannot write there", io::Error::other(e))),
+        }
         let saved = db::load_all(&database)
             .map_err(|e| fail("cannot read the state store", io::Error::other(e)))?;
         let writer = Writer::spawn(path, database, handle, sync, waker)
