@@ -283,8 +283,13 @@ pub fn load_all(db: &Database) -> Result<HashMap<String, Saved>, StoreError> {
             saved.objects.insert(key.to_owned(), entry);
         }
     }
-    // Not folded yet (a copy read by a tool): the same view as after.
-    for row in txn.open_table(FRESH)?.iter()? {
+    // Not folded yet (a copy read by a tool): the same view as after. A
+    // store written before the table existed has none.
+    let fresh = match txn.open_table(FRESH) {
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(out),
+        other => other?,
+    };
+    for row in fresh.iter()? {
         let (key, value) = row?;
         if let Some(saved) = out.get_mut(key.value().0) {
             for (key, entry) in fresh_entries(value.value()) {
