@@ -157,7 +157,7 @@ pub(super) fn build_sink(
     };
     let token = tokens.allocate();
     let rng = Rng::from_entropy(0x51_4b ^ token.0 as u64);
-    let kind = match s {
+    let mut kind = match s {
         SinkConfig::File(f) => {
             let mut file = FileSink::new(name, &f.path, bound, token);
             file.open().map_err(|error| DaemonError::SinkOpen {
@@ -197,6 +197,8 @@ pub(super) fn build_sink(
             SinkKind::Nats(Box::new(nats))
         }
     };
+    // New objects reach the state store before the sink acts on them.
+    kind.hold_for_store();
     Ok(Sink::from(kind))
 }
 

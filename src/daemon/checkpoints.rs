@@ -1,10 +1,12 @@
 //! When the watches' state reaches the store: their new objects every
-//! turn, before the sinks may act (the *gate*); what the sinks handled at
-//! most once per interval; everything at shutdown.
+//! turn, before the sinks may act on their records (the *gate*, per sink:
+//! `sink::Gate`); what the sinks handled at most once per interval;
+//! everything at shutdown. Each turn sends the writer at most two
+//! batches, whatever the number of watches.
 
 use super::schedule::Schedule;
 use super::Slot;
-use crate::state::db::Op;
+use crate::sink::Sink;
 use crate::state::StateStore;
 use std::time::{Duration, Instant};
 
@@ -18,13 +20,17 @@ pub(super) struct Checkpoints {
     store: Option<StateStore>,
     /// No save round before this.
     next: Instant,
-    /// Reused for each turn's new objects.
-    new_objects: Vec<Op>,
-    /// Why the store's writer fails, while the sinks wait for it.
+    /// Why the store's writer fails, while sinks wait for it.
     failing: Option<String>,
-    /// The last `gate_open` said no: the writer wakes the loop when it
-    /// opens.
-    gate_closed: bool,
+    /// By position in the daemon's sinks: it got records of this turn's
+    /// new objects.
+    gated: Vec<bool>,
+    /// The batch of this turn's new objects, until `pass`.
+    batch: Option<u64>,
+    /// The last batch of new objects sent to the store.
+    last_batch: Option<u64>,
+    /// Every sink waits for `last_batch` at the next `pass` (see `regate`).
+    regate: bool,
 }
 
 impl Checkpoints {
@@ -32,9 +38,11 @@ impl Checkpoints {
         Checkpoints {
             store: Some(store),
             next: Instant::now() + SAVE_INTERVAL,
-            new_objects: Vec::new(),
             failing: None,
-            gate_closed: false,
+            gated: Vec::new(),
+            batch: None,
+            last_batch: None,
+            regate: false,
         }
     }
 
@@ -43,42 +51,75 @@ impl Checkpoints {
     }
 
     /// Hands the new objects of this turn's watches (`touched`) to the
-    /// store; the sinks wait for them (see `gate_open`).
+    /// store in one batch, committed while the loop goes on; the sinks
+    /// that got their records hold them back until it is (see `pass`).
     pub fn hand_over_new_objects(&mut self, slots: &mut [Slot], touched: &[usize]) {
         let Some(store) = &mut self.store else {
             return;
         };
+        let mut any = false;
         for &i in touched {
-            if let Some(w) = slots.get_mut(i).and_then(|s| s.watcher.as_mut()) {
-                w.take_new_objects(&mut self.new_objects);
+            let Some(w) = slots.get_mut(i).and_then(|s| s.watcher.as_mut()) else {
+                continue;
+            };
+            if let Some(sinks) = w.take_new_objects(store.queue()) {
+                any = true;
+                for &s in sinks {
+                    if s >= self.gated.len() {
+                        self.gated.resize(s + 1, false);
+                    }
+                    self.gated[s] = true;
+                }
             }
         }
-        if !self.new_objects.is_empty() {
-            let ops = std::mem::take(&mut self.new_objects);
-            store.submit(ops, true);
+        if any {
+            self.batch = store.send(true);
+            self.last_batch = self.batch.or(self.last_batch);
         }
     }
 
-    /// True when the store has every new object handed over: the sinks may
-    /// act on what they hold.
-    pub fn gate_open(&mut self) -> bool {
-        let Some(store) = &self.store else {
-            return true;
+    /// Before the sinks are polled: this turn's records wait for the
+    /// batch of its new objects in the sinks that got some, and whatever
+    /// waited for a batch the store has committed may be acted on.
+    pub fn pass(&mut self, sinks: &mut [Sink], retiring: &mut [Sink]) {
+        let committed = self.store.as_ref().map_or(u64::MAX, StateStore::committed);
+        let batch = self.batch.take();
+        let regate = std::mem::take(&mut self.regate);
+        let now = Instant::now();
+        let all = self.last_batch.filter(|_| regate);
+        for (i, sink) in sinks.iter_mut().enumerate() {
+            let gated = self.gated.get_mut(i).is_some_and(std::mem::take);
+            sink.pass(now, all.or(batch.filter(|_| gated)), committed);
+        }
+        for sink in retiring {
+            sink.pass(now, all, committed);
+        }
+        self.failing = match &self.store {
+            Some(store) if store.gate_waiting() => store.failing(),
+            _ => None,
         };
-        let open = store.gate_open();
-        self.failing = if open { None } else { store.failing() };
-        self.gate_closed = !open;
-        open
     }
 
-    /// The sinks wait for the store (as the last `gate_open` found).
-    pub fn gate_closed(&self) -> bool {
-        self.gate_closed
+    /// At the next `pass` every sink's new records wait for the last batch
+    /// of new objects sent: records a standby held and now hands to its
+    /// sinks (a takeover) were pushed in turns whose batches the store may
+    /// not have committed yet (a full disk), and the gate counted none of
+    /// them then.
+    pub fn regate(&mut self) {
+        self.regate = true;
     }
 
-    /// Why the store cannot commit, while the sinks wait for it.
+    /// Why the store cannot commit, while sinks wait for it.
     pub fn failing(&self) -> Option<&str> {
         self.failing.as_deref()
+    }
+
+    /// Sends the changes queued this turn (saves, new watches' rows) to
+    /// the writer.
+    pub fn flush(&mut self) {
+        if let Some(store) = &mut self.store {
+            store.send(false);
+        }
     }
 
     /// When `save_if_due` has something to do.
@@ -198,7 +239,6 @@ mod tests {
         }
         assert_eq!(acks, [ack]);
         // Nothing saved the position before the ack.
-        store.submit(Vec::new(), false);
         let positions = db::positions(&state).unwrap();
         assert_eq!(positions.get("pods").cloned().flatten(), None);
         watch.ack(ack.seq).unwrap();

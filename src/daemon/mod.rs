@@ -327,8 +327,7 @@ impl Daemon {
     /// watch has work left over from the last turn).
     fn wait(&mut self, events: &mut Events) -> Result<(), DaemonError> {
         let now = Instant::now();
-        // Watches wait while the store commits what they handed over.
-        let timeout = if self.schedule.has_runnable() && !self.checkpoints.gate_closed() {
+        let timeout = if self.schedule.has_runnable() {
             Some(Duration::ZERO)
         } else {
             self.next_deadline()
@@ -422,11 +421,6 @@ impl Daemon {
         }
         let mut schedule = std::mem::take(&mut self.schedule);
         let due = schedule.take_due(&mut self.slots, now);
-        // While the store has not committed the new objects handed over,
-        // the sinks hold back and the watches wait: nothing new is read
-        // that a sink could act on first (and a store that cannot write
-        // stops the daemon from consuming, said in the log and /status).
-        let drive = self.checkpoints.gate_open();
         {
             let (mut ctx, slots) = self.ctx();
             for i in due {
@@ -435,12 +429,7 @@ impl Daemon {
                     schedule.make_runnable(slots, i);
                 }
             }
-            let batch = if drive {
-                schedule.take_runnable(slots)
-            } else {
-                Vec::new()
-            };
-            for i in batch {
+            for i in schedule.take_runnable(slots) {
                 let Some(w) = slots.get_mut(i).and_then(|s| s.watcher.as_mut()) else {
                     continue;
                 };
@@ -454,7 +443,10 @@ impl Daemon {
         }
         let touched = schedule.take_touched(&mut self.slots);
         self.schedule = schedule;
-        // The store knows new objects before any sink acts on them.
+        // The store knows new objects before any sink acts on them: the
+        // sinks that got their records hold them back until it commits
+        // (a store that cannot write fills those sinks, which stops the
+        // watches feeding them; said in the log and /status).
         self.checkpoints
             .hand_over_new_objects(&mut self.slots, &touched);
         self.lead();
@@ -463,18 +455,18 @@ impl Daemon {
         self.collect_acks();
         self.checkpoints
             .save_if_due(&mut self.slots, &mut self.schedule);
+        self.checkpoints.flush();
         let sinks = &self.sinks;
         self.schedule.unblock(&mut self.slots, |s| {
             s.watcher.as_ref().is_some_and(|w| w.has_room(sinks))
         });
     }
 
-    /// Lets the sinks act on what they hold, once the store has the new
-    /// objects among it (else the store's writer wakes the loop later).
+    /// Lets the sinks act on what they hold, as far as the store has the
+    /// new objects among it (the store's writer wakes the loop when it
+    /// has more).
     fn poll_sinks(&mut self) {
-        if !self.checkpoints.gate_open() {
-            return;
-        }
+        self.checkpoints.pass(&mut self.sinks, &mut self.retiring);
         let (mut ctx, sinks) = self.sink_ctx();
         for s in sinks {
             s.poll(&mut ctx);
@@ -514,13 +506,10 @@ impl Daemon {
 
     fn next_deadline(&mut self) -> Option<Instant> {
         let watches = self.schedule.next_timer(&self.slots).into_iter();
-        // Sinks waiting for the store have nothing to do before it wakes
-        // the loop.
         let sinks = self
             .sinks
             .iter()
             .chain(&self.retiring)
-            .filter(|_| !self.checkpoints.gate_closed())
             .filter_map(Sink::deadline);
         let watchdog = self.notifier.as_ref().and_then(notify::Notifier::deadline);
         let clusters = self.clusters.iter().filter_map(ClusterRuntime::deadline);
@@ -590,6 +579,17 @@ impl Daemon {
 
     fn on_resolver_answers(&mut self) {
         let answers = self.resolver.answers();
+        if answers.is_empty() {
+            return;
+        }
+        // One pass over the slots per wake-up, not one per answer (10,000
+        // watches starting resolve at once).
+        let mut asking: std::collections::HashMap<u64, usize> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((s.watcher.as_ref()?.resolver_query()?, i)))
+            .collect();
         for answer in answers {
             if self
                 .leader
@@ -599,12 +599,7 @@ impl Daemon {
                 self.on_lease_resolved(answer.result);
                 continue;
             }
-            let asked = self.slots.iter().position(|s| {
-                s.watcher
-                    .as_ref()
-                    .is_some_and(|w| w.resolver_query() == Some(answer.id))
-            });
-            if let Some(i) = asked {
+            if let Some(i) = asking.remove(&answer.id) {
                 let (mut ctx, slots) = self.ctx();
                 if let Some(w) = slots.get_mut(i).and_then(|s| s.watcher.as_mut()) {
                     w.on_resolved(&mut ctx, answer.result);
@@ -642,6 +637,7 @@ impl Daemon {
             self.collect_acks();
             self.checkpoints
                 .save_if_due(&mut self.slots, &mut self.schedule);
+            self.checkpoints.flush();
             let pending: usize = self
                 .sinks
                 .iter()

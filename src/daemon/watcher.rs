@@ -171,9 +171,10 @@ impl Watcher {
     }
 
     /// The new objects the sinks got since the last call, for the store
-    /// before any sink acts on them.
-    pub fn take_new_objects(&mut self, out: &mut Vec<Op>) {
-        self.out.state.take_new_objects(out);
+    /// first; if any, the sinks whose records wait for them.
+    pub fn take_new_objects(&mut self, out: &mut Vec<Op>) -> Option<&[usize]> {
+        let any = self.out.state.take_new_objects(out);
+        any.then_some(&self.out.sinks)
     }
 
     /// The handled state changed since the last save.

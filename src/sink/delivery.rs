@@ -3,12 +3,13 @@
 
 use super::dispatch::{DispatchPolicy, Dispatcher, Job, JobOutcome};
 use super::failure::FailurePolicy;
+use super::gate::Gate;
 use super::latency::LatencySample;
 use super::{EventMeta, QueuedRecord};
 use crate::config::DeliveryConfig;
 use crate::rand::Rng;
 use crate::state::{AckRef, Acks};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,10 @@ pub struct Delivery {
     /// Records that are final: delivered, or given up on and dead-lettered
     /// or logged. Not records still queued, retrying, or aborted.
     acks: Acks,
+    /// Records pushed that the gate does not let through yet, in push
+    /// order: the dispatcher gets them once it does.
+    staged: VecDeque<QueuedRecord>,
+    gate: Gate,
 }
 
 /// Records by delivery result, for status and metrics.
@@ -64,6 +69,25 @@ impl Delivery {
             coalesced: 0,
             running: HashMap::new(),
             acks: Acks::default(),
+            staged: VecDeque::new(),
+            gate: Gate::default(),
+        }
+    }
+
+    /// Starts a record only once the gate lets it through (see [`Gate`]).
+    pub fn hold_for_store(&mut self) {
+        self.gate = Gate::held();
+    }
+
+    /// See [`Gate::pass`]; what it lets through goes to the dispatcher.
+    pub fn pass(&mut self, now: Instant, wait: Option<u64>, committed: u64) {
+        self.gate.pass(wait, committed);
+        let first = self.gate.pushed().saturating_sub(self.staged.len() as u64);
+        for _ in first..self.gate.open() {
+            let Some(record) = self.staged.pop_front() else {
+                break;
+            };
+            self.dispatch(now, record);
         }
     }
 
@@ -72,7 +96,8 @@ impl Delivery {
     }
 
     pub fn has_room(&self) -> bool {
-        self.dispatcher.has_room()
+        // The dispatcher's bound, counting what the gate holds back too.
+        self.pending() < self.dispatcher.policy().queue_events
     }
 
     pub fn push(&mut self, now: Instant, line: &[u8], meta: Option<&Rc<EventMeta>>, ack: AckRef) {
@@ -88,8 +113,18 @@ impl Delivery {
         );
     }
 
-    /// Queues a record as it is (one a standby held, see `sink::hold`).
+    /// Queues a record as it is (one a standby held, see `sink::hold`):
+    /// behind the store's gate like every push.
     pub fn push_record(&mut self, now: Instant, record: QueuedRecord) {
+        self.gate.push();
+        if self.gate.open() < self.gate.pushed() {
+            self.staged.push_back(record);
+        } else {
+            self.dispatch(now, record);
+        }
+    }
+
+    fn dispatch(&mut self, now: Instant, record: QueuedRecord) {
         self.dispatcher.push(now, record);
         for r in self.dispatcher.take_replaced() {
             self.coalesced += 1;
@@ -135,7 +170,11 @@ impl Delivery {
 
     /// Every record not running, taken back (see `Dispatcher::withdraw`).
     pub fn withdraw(&mut self) -> Vec<QueuedRecord> {
-        self.dispatcher.withdraw()
+        let mut back = self.dispatcher.withdraw();
+        // Those the store's gate held back come after them (pushed later).
+        back.extend(self.staged.drain(..));
+        self.gate.withdraw(back.len() as u64);
+        back
     }
 
     pub fn counts(&self) -> DeliveryCounts {
@@ -166,7 +205,7 @@ impl Delivery {
 
     /// Accepted and not yet delivered or given up.
     pub fn pending(&self) -> usize {
-        self.dispatcher.queued() + self.dispatcher.in_flight()
+        self.staged.len() + self.dispatcher.queued() + self.dispatcher.in_flight()
     }
 
     /// "N events delivered, M given up; LATENCY_NAME p50 …".
@@ -204,8 +243,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn records_are_acked_when_delivered_or_given_up_never_while_retrying() {
+    fn delivery(queue_events: usize) -> Delivery {
         let config = DeliveryConfig {
             coalesce: false,
             max_concurrent: 4,
@@ -215,14 +253,20 @@ mod tests {
             on_failure: OnFailure::Log,
             queue_events: None,
         };
-        let mut d = Delivery::new("s", &config, 100, Rng::new(7));
+        Delivery::new("s", &config, queue_events, Rng::new(7))
+    }
+
+    fn meta(uid: &str) -> Rc<EventMeta> {
+        Rc::new(EventMeta {
+            uid: uid.into(),
+            ..EventMeta::default()
+        })
+    }
+
+    #[test]
+    fn records_are_acked_when_delivered_or_given_up_never_while_retrying() {
+        let mut d = delivery(100);
         let now = Instant::now();
-        let meta = |uid: &str| {
-            Rc::new(EventMeta {
-                uid: uid.into(),
-                ..EventMeta::default()
-            })
-        };
         d.push(now, b"1\n", Some(&meta("a")), ack(1));
         d.push(now, b"2\n", Some(&meta("b")), ack(2));
         d.push(now, b"3\n", Some(&meta("c")), ack(3));
@@ -255,5 +299,28 @@ mod tests {
                 coalesced: 0,
             }
         );
+    }
+
+    #[test]
+    fn a_held_delivery_starts_only_what_the_gate_lets_through() {
+        let mut d = delivery(3);
+        d.hold_for_store();
+        let now = Instant::now();
+        d.push(now, b"1\n", Some(&meta("a")), ack(1));
+        assert!(d.next_job(now).is_none(), "started before the turn's pass");
+        // Records of new objects: they wait for store batch 4.
+        d.push(now, b"2\n", Some(&meta("b")), ack(2));
+        d.pass(now, Some(4), 3);
+        assert!(d.next_job(now).is_none());
+        // Held records count against the bound.
+        d.push(now, b"3\n", Some(&meta("c")), ack(3));
+        assert!(!d.has_room());
+        assert_eq!(d.pending(), 3);
+        d.pass(now, None, 3);
+        assert!(d.next_job(now).is_none());
+        d.pass(now, None, 4);
+        let jobs: Vec<Job> = std::iter::from_fn(|| d.next_job(now)).collect();
+        let lines: Vec<&[u8]> = jobs.iter().map(|j| &j.records[0].line[..]).collect();
+        assert_eq!(lines, [b"1\n", b"2\n", b"3\n"]);
     }
 }

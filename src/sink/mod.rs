@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod exec;
 pub mod failure;
 pub mod file;
+pub mod gate;
 pub mod hold;
 pub mod latency;
 pub mod nats;
@@ -19,6 +20,7 @@ pub use dispatch::{DispatchPolicy, Dispatcher, GaveUp, Job, JobOutcome};
 pub use exec::ExecSink;
 pub use exec::{HookResult, HookRunCounts};
 pub use file::{FileSink, SyncPolicy};
+pub use gate::Gate;
 pub use hold::{Hold, Sink};
 pub use latency::LatencySample;
 pub use nats::NatsSink;
@@ -137,6 +139,29 @@ impl SinkKind {
         match self {
             SinkKind::File(s) => Some(s),
             SinkKind::Exec(_) | SinkKind::Webhook(_) | SinkKind::Nats(_) => None,
+        }
+    }
+
+    /// From now on acts on a record only once the state store's gate lets
+    /// it through ([`SinkKind::pass`]): the daemon's sinks, not tests' or tools'.
+    pub fn hold_for_store(&mut self) {
+        match self {
+            SinkKind::File(s) => s.hold_for_store(),
+            SinkKind::Exec(s) => s.delivery_mut().hold_for_store(),
+            SinkKind::Webhook(s) => s.delivery_mut().hold_for_store(),
+            SinkKind::Nats(s) => s.delivery_mut().hold_for_store(),
+        }
+    }
+
+    /// After a turn's pushes: they wait for store batch `wait` (if they
+    /// carry new objects), and what waited for batches up to `committed`
+    /// may be acted on (see [`Gate::pass`]).
+    pub fn pass(&mut self, now: Instant, wait: Option<u64>, committed: u64) {
+        match self {
+            SinkKind::File(s) => s.gate_mut().pass(wait, committed),
+            SinkKind::Exec(s) => s.delivery_mut().pass(now, wait, committed),
+            SinkKind::Webhook(s) => s.delivery_mut().pass(now, wait, committed),
+            SinkKind::Nats(s) => s.delivery_mut().pass(now, wait, committed),
         }
     }
 

@@ -4,10 +4,17 @@
 //! ```text
 //! watches   name                -> {"fingerprint":{…},"resource_version":"4711"|null}
 //! objects   (watch name, key)   -> flags, namespace, name, [projection,] resourceVersion
+//! fresh     (watch name, batch) -> (key, entry) pairs, each behind a 4-byte length
 //! ```
 //!
 //! A transaction writes what changed (objects added, changed or removed,
 //! positions advanced), so a commit costs what changed, not what is known.
+//! Objects first reported go to `fresh` as one row per watch and turn (the
+//! gate commits them before any sink acts; one row, not a B-tree insert
+//! per object at a random uid); the save that covers a row's objects
+//! writes their handled entries to `objects` and removes the row in the
+//! same transaction. Rows a crash left are folded into `objects` at start
+//! (where no handled entry exists: those are newer).
 //! redb is copy-on-write with two commit slots: a commit is all there or
 //! not at all, whatever moment the process dies.
 //!
@@ -41,6 +48,7 @@ const CACHE_BYTES: usize = 16 << 20;
 
 const WATCHES: TableDefinition<&str, &[u8]> = TableDefinition::new("watches");
 const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("objects");
+const FRESH: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("fresh");
 
 /// A failure of the store's file, boxed (redb's error is large and this
 /// travels on every `?`).
@@ -98,6 +106,18 @@ pub enum Op {
     Delete {
         watch: Arc<str>,
         key: String,
+    },
+    /// Objects first reported, as [`push_fresh`] wrote them: unconfirmed
+    /// until a save covers them.
+    Fresh {
+        watch: Arc<str>,
+        batch: u64,
+        entries: Vec<u8>,
+    },
+    /// A save wrote the handled entries of batch `batch`'s objects.
+    Forget {
+        watch: Arc<str>,
+        batch: u64,
     },
     /// Everything kept for the watch (its definition changed).
     Clear {
@@ -223,6 +243,7 @@ pub fn open(path: &Path, mode: SyncMode) -> Result<(Database, SyncHandle), Store
     {
         let mut watches = txn.open_table(WATCHES)?;
         txn.open_table(OBJECTS)?;
+        txn.open_table(FRESH)?;
         // Written and removed: a commit that allocates, as every later one.
         watches.insert("", &b"write check"[..])?;
         watches.remove("")?;
@@ -262,13 +283,93 @@ pub fn load_all(db: &Database) -> Result<HashMap<String, Saved>, StoreError> {
             saved.objects.insert(key.to_owned(), entry);
         }
     }
+    // Not folded yet (a copy read by a tool): the same view as after. A
+    // store written before the table existed has none.
+    let fresh = match txn.open_table(FRESH) {
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(out),
+        other => other?,
+    };
+    for row in fresh.iter()? {
+        let (key, value) = row?;
+        if let Some(saved) = out.get_mut(key.value().0) {
+            for (key, entry) in fresh_entries(value.value()) {
+                if let Some(entry) = decode_entry(entry) {
+                    saved.objects.entry(key.to_owned()).or_insert(entry);
+                }
+            }
+        }
+    }
     Ok(out)
+}
+
+/// At start: the objects of `fresh` rows (first reported before a crash,
+/// never covered by a save) become unconfirmed rows of `objects`, unless a
+/// handled entry is there; the rows go. Returns how many were taken in.
+pub fn fold_fresh(db: &Database) -> Result<usize, StoreError> {
+    let txn = db.begin_write()?;
+    let mut folded = 0;
+    {
+        let mut fresh = txn.open_table(FRESH)?;
+        let mut objects = txn.open_table(OBJECTS)?;
+        for row in fresh.iter()? {
+            let (key, value) = row?;
+            let watch = key.value().0;
+            for (key, entry) in fresh_entries(value.value()) {
+                if objects.get((watch, key))?.is_none() {
+                    objects.insert((watch, key), entry)?;
+                    folded += 1;
+                }
+            }
+        }
+        fresh.retain(|_, _| false)?;
+    }
+    txn.commit()?;
+    Ok(folded)
+}
+
+/// Appends one object first reported to a `fresh` batch: its key, then
+/// its entry (see [`encode_entry`]), each behind a 4-byte length.
+pub fn push_fresh(
+    out: &mut Vec<u8>,
+    key: &str,
+    namespace: Option<&str>,
+    name: &str,
+    resource_version: &str,
+) {
+    let field = |out: &mut Vec<u8>, bytes: &[u8]| {
+        out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(bytes);
+    };
+    field(out, key.as_bytes());
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    encode_into(out, namespace, name, resource_version, None);
+    let len = u32::try_from(out.len() - at - 4).unwrap_or(u32::MAX);
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// The (key, encoded entry) pairs of a `fresh` row; stops at a cut one.
+fn fresh_entries(mut bytes: &[u8]) -> impl Iterator<Item = (&str, &[u8])> {
+    std::iter::from_fn(move || {
+        let key = std::str::from_utf8(next_field(&mut bytes)?).ok()?;
+        Some((key, next_field(&mut bytes)?))
+    })
+}
+
+/// The field at the start of `rest` (behind its 4-byte length), which
+/// moves past it; `None` when cut short.
+fn next_field<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let field = rest.get(4..4usize.checked_add(len)?)?;
+    *rest = rest.get(4 + len..)?;
+    Some(field)
 }
 
 /// Applies `ops` in order within `txn`.
 pub fn apply(txn: &WriteTransaction, ops: &[Op]) -> Result<(), StoreError> {
     let mut watches = txn.open_table(WATCHES)?;
     let mut objects = txn.open_table(OBJECTS)?;
+    let mut fresh = txn.open_table(FRESH)?;
     for op in ops {
         match op {
             Op::Watch { watch, row } => {
@@ -281,8 +382,19 @@ pub fn apply(txn: &WriteTransaction, ops: &[Op]) -> Result<(), StoreError> {
             Op::Delete { watch, key } => {
                 objects.remove((&**watch, key.as_str()))?;
             }
+            Op::Fresh {
+                watch,
+                batch,
+                entries,
+            } => {
+                fresh.insert((&**watch, *batch), entries.as_slice())?;
+            }
+            Op::Forget { watch, batch } => {
+                fresh.remove((&**watch, *batch))?;
+            }
             Op::Clear { watch } => {
                 watches.remove(&**watch)?;
+                fresh.retain_in((&**watch, 0)..=(&**watch, u64::MAX), |_, _| false)?;
                 objects.retain_in((&**watch, "")..=(&**watch, "\u{10FFFF}"), |_, _| false)?;
                 // Keys above U+10FFFF cannot exist in a str; keys equal to
                 // the bound are covered by the inclusive range.
@@ -322,6 +434,18 @@ fn encode(
     resource_version: &str,
     memory: Option<&Memory>,
 ) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_into(&mut out, namespace, name, resource_version, memory);
+    out
+}
+
+fn encode_into(
+    out: &mut Vec<u8>,
+    namespace: Option<&str>,
+    name: &str,
+    resource_version: &str,
+    memory: Option<&Memory>,
+) {
     let ns = namespace.unwrap_or("");
     let projection = memory.and_then(|m| m.projection.as_deref());
     let mut flags = if namespace.is_some() {
@@ -339,7 +463,7 @@ fn encode(
         }
     }
     let extra = projection.map_or(0, |p| 4 + p.len());
-    let mut out = Vec::with_capacity(9 + extra + ns.len() + name.len() + resource_version.len());
+    out.reserve(9 + extra + ns.len() + name.len() + resource_version.len());
     out.push(flags);
     let mut field = |bytes: &[u8]| {
         out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
@@ -351,17 +475,11 @@ fn encode(
         field(p);
     }
     out.extend_from_slice(resource_version.as_bytes());
-    out
 }
 
 fn decode_entry(bytes: &[u8]) -> Option<IndexEntry> {
     let (&flags, mut rest) = bytes.split_first()?;
-    let mut field = || -> Option<&[u8]> {
-        let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-        let s = rest.get(4..4usize.checked_add(len)?)?;
-        rest = rest.get(4 + len..)?;
-        Some(s)
-    };
+    let mut field = || next_field(&mut rest);
     let ns = std::str::from_utf8(field()?).ok()?;
     let name = std::str::from_utf8(field()?).ok()?;
     let memory = if flags & HAS_MEMORY != 0 {
@@ -412,9 +530,9 @@ pub fn saved(dir: &Path) -> Result<HashMap<String, Saved>, StoreError> {
 
 /// The table names, for the tests' look into the file.
 #[cfg(test)]
-pub fn table_names() -> [&'static str; 2] {
+pub fn table_names() -> [&'static str; 3] {
     use redb::TableHandle;
-    [WATCHES.name(), OBJECTS.name()]
+    [WATCHES.name(), OBJECTS.name(), FRESH.name()]
 }
 
 #[cfg(test)]
@@ -435,7 +553,7 @@ mod tests {
             );
         }
         assert!(decode_entry(&[1, 9, 0, 0, 0]).is_none(), "a cut entry");
-        assert_eq!(table_names(), ["watches", "objects"]);
+        assert_eq!(table_names(), ["watches", "objects", "fresh"]);
     }
 
     #[test]
@@ -475,5 +593,78 @@ mod tests {
         );
         cut.truncate(cut.len() - 3);
         assert!(decode_entry(&cut).is_none());
+    }
+
+    #[test]
+    fn fresh_batches_are_read_folded_at_start_and_forgotten_by_a_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = open(&dir.path().join(FILE_NAME), SyncMode::None).unwrap();
+        let w: Arc<str> = Arc::from("pods");
+        let row: WatchRow = serde_json::from_str(
+            r#"{"fingerprint":{"cluster":"c","server":"s","api_version":"v1","resource":"pods","path":"/api/v1/pods","namespace":null,"label_selector":null,"field_selector":null},"resource_version":"5"}"#,
+        )
+        .unwrap();
+        let mut first = Vec::new();
+        push_fresh(&mut first, "u1", Some("ns"), "a", "\x007");
+        push_fresh(&mut first, "u2", None, "b", "\x008");
+        let mut second = Vec::new();
+        push_fresh(&mut second, "u3", Some("ns"), "c", "\x009");
+        let commit = |ops: &[Op]| {
+            let txn = db.begin_write().unwrap();
+            apply(&txn, ops).unwrap();
+            txn.commit().unwrap();
+        };
+        commit(&[
+            Op::Watch {
+                watch: Arc::clone(&w),
+                row,
+            },
+            Op::Fresh {
+                watch: Arc::clone(&w),
+                batch: 3,
+                entries: first,
+            },
+            Op::Fresh {
+                watch: Arc::clone(&w),
+                batch: 4,
+                entries: second,
+            },
+            // u1 handled since: its entry wins over the batch's.
+            Op::Put {
+                watch: Arc::clone(&w),
+                key: "u1".into(),
+                entry: encode_entry(Some("ns"), "a", "11"),
+            },
+            Op::Forget {
+                watch: Arc::clone(&w),
+                batch: 4,
+            },
+        ]);
+        let view = |db: &Database| {
+            let mut all: Vec<(String, String)> = load_all(db).unwrap()["pods"]
+                .objects
+                .iter()
+                .map(|(k, e)| (k.clone(), e.resource_version().to_owned()))
+                .collect();
+            all.sort();
+            all
+        };
+        let expected = vec![
+            ("u1".to_owned(), "11".to_owned()),
+            ("u2".to_owned(), "\x008".to_owned()),
+        ];
+        assert_eq!(view(&db), expected);
+        assert_eq!(fold_fresh(&db).unwrap(), 1);
+        assert_eq!(view(&db), expected);
+        assert_eq!(fold_fresh(&db).unwrap(), 0, "the rows went");
+        // A cut batch yields what it holds whole.
+        let mut cut = Vec::new();
+        push_fresh(&mut cut, "u9", None, "z", "1");
+        push_fresh(&mut cut, "u10", None, "y", "2");
+        cut.truncate(cut.len() - 2);
+        assert_eq!(
+            fresh_entries(&cut).map(|(k, _)| k).collect::<Vec<_>>(),
+            ["u9"]
+        );
     }
 }

@@ -14,13 +14,19 @@
 //!   entry changed, and the position, once every sink acknowledged them.
 
 use super::checkpoint::Fingerprint;
-use super::db::{encode_entry, encode_index_entry, Op, Saved, WatchRow};
+use super::db::{encode_index_entry, push_fresh, Op, Saved, WatchRow};
 use super::ledger::{AckError, Ledger};
 use super::store::StateStore;
 use crate::watch::index::{unconfirmed_version, ObjectIndex};
 use crate::watch::Progress;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// Ids of `fresh` batches: unique in the process (a watch a reload
+/// stopped may leave some for the next start to fold), and the store has
+/// none at start.
+static FRESH_BATCHES: AtomicU64 = AtomicU64::new(0);
 
 /// The watch's `select`, `changes` or `redact` changed since its state was
 /// saved: its position holds, what was reported under the old keys does
@@ -77,8 +83,14 @@ struct Disk {
     fingerprint: Fingerprint,
     /// The position last handed to the store.
     saved_rv: Option<String>,
-    /// New objects of this turn, for the store before the sinks act.
-    new_objects: Vec<Op>,
+    /// New objects of this turn, for the store before the sinks act
+    /// ([`push_fresh`]), and the step of the last one.
+    fresh: Vec<u8>,
+    fresh_seq: u64,
+    /// Batches of new objects in the store, with the step of their last
+    /// object: the save that commits it writes their handled entries and
+    /// forgets the batch.
+    batches: VecDeque<(u64, u64)>,
     /// The identity of the event being fanned out (see `stage`).
     namespace: String,
     name: String,
@@ -161,7 +173,7 @@ impl Persistence {
                 (None, None)
             }
         };
-        store.submit(ops, false);
+        store.submit(ops);
         let ledger = match &saved_rv {
             Some(rv) => Ledger::resumed(rv.clone()),
             None => Ledger::new(),
@@ -170,7 +182,9 @@ impl Persistence {
             watch: name,
             fingerprint,
             saved_rv,
-            new_objects: Vec::new(),
+            fresh: Vec::new(),
+            fresh_seq: 0,
+            batches: VecDeque::new(),
             namespace: String::new(),
             name: String::new(),
             resource_version: String::new(),
@@ -213,21 +227,30 @@ impl Persistence {
             if sinks > 0 && change.previous.is_none() {
                 let ns = (!d.namespace.is_empty()).then_some(d.namespace.as_str());
                 let rv = unconfirmed_version(&d.resource_version);
-                d.new_objects.push(Op::Put {
-                    watch: Arc::clone(&d.watch),
-                    key: change.key.to_owned(),
-                    entry: encode_entry(ns, &d.name, &rv),
-                });
+                push_fresh(&mut d.fresh, change.key, ns, &d.name, &rv);
+                d.fresh_seq = self.ledger.next_seq();
             }
         }
         self.ledger.record(progress, sinks);
     }
 
-    /// Moves the new objects recorded since the last call to `out`. Called
-    /// once per loop turn; the sinks act after the store has them.
-    pub fn take_new_objects(&mut self, out: &mut Vec<Op>) {
-        if let Some(d) = &mut self.disk {
-            out.append(&mut d.new_objects);
+    /// Moves the new objects recorded since the last call to `out`; true
+    /// if there were any. Called once per loop turn; the sinks act on
+    /// their records once the store has them.
+    pub fn take_new_objects(&mut self, out: &mut Vec<Op>) -> bool {
+        match &mut self.disk {
+            Some(d) if !d.fresh.is_empty() => {
+                let batch = FRESH_BATCHES.fetch_add(1, Ordering::Relaxed);
+                let capacity = d.fresh.len();
+                out.push(Op::Fresh {
+                    watch: Arc::clone(&d.watch),
+                    batch,
+                    entries: std::mem::replace(&mut d.fresh, Vec::with_capacity(capacity)),
+                });
+                d.batches.push_back((batch, d.fresh_seq));
+                true
+            }
+            _ => false,
         }
     }
 
@@ -278,7 +301,9 @@ impl Persistence {
         }
         let changed = self.ledger.take_changed();
         let view = self.ledger.committed_view(index);
-        let mut ops = Vec::with_capacity(changed.len() + 1);
+        // Straight into the store's next batch.
+        let ops = store.queue();
+        ops.reserve(changed.len() + 1);
         for key in changed {
             ops.push(match view.get(&key) {
                 Some(e) => Op::Put {
@@ -292,6 +317,22 @@ impl Persistence {
                 },
             });
         }
+        // The batches of new objects whose steps are all committed: their
+        // handled entries are among the puts above.
+        let front = self
+            .ledger
+            .next_seq()
+            .wrapping_sub(self.ledger.uncommitted() as u64);
+        while let Some(&(batch, last)) = d.batches.front() {
+            if (front.wrapping_sub(last) as i64) <= 0 {
+                break;
+            }
+            ops.push(Op::Forget {
+                watch: Arc::clone(&d.watch),
+                batch,
+            });
+            d.batches.pop_front();
+        }
         let rv = self.ledger.committed_version();
         if rv.is_some() && rv != d.saved_rv.as_deref() {
             d.saved_rv = rv.map(str::to_owned);
@@ -303,6 +344,5 @@ impl Persistence {
                 },
             });
         }
-        store.submit(ops, false);
     }
 }

@@ -49,7 +49,9 @@ pub struct StateStore {
     writer: Writer,
     /// What the file held at start, handed out watch by watch.
     saved: HashMap<String, Saved>,
-    /// The id of the last batch submitted.
+    /// Changes for the next batch.
+    queued: Vec<Op>,
+    /// The id of the last batch sent.
     batch: u64,
     /// The last batch the sinks must wait for.
     gate: u64,
@@ -103,6 +105,13 @@ impl StateStore {
             }
         };
         migrate::run(dir, &database);
+        match db::fold_fresh(&database) {
+            Ok(0) => {}
+            Ok(n) => log::info!(
+                "state store: {n} objects were first reported before the last stop and not handled yet; taken as unconfirmed"
+            ),
+            Err(e) => return Err(fail("cannot write there", io::Error::other(e))),
+        }
         let saved = db::load_all(&database)
             .map_err(|e| fail("cannot read the state store", io::Error::other(e)))?;
         let writer = Writer::spawn(path, database, handle, sync, waker)
@@ -111,6 +120,7 @@ impl StateStore {
             dir: dir.to_owned(),
             writer,
             saved,
+            queued: Vec::new(),
             batch: 0,
             gate: 0,
         })
@@ -130,22 +140,47 @@ impl StateStore {
         self.saved.insert(watch.to_owned(), saved);
     }
 
-    /// Queues `ops` for the next commit. `gate`: the sinks must not act
-    /// before it is committed (see `gate_open`).
-    pub fn submit(&mut self, ops: Vec<Op>, gate: bool) {
-        if ops.is_empty() {
-            return;
+    /// Queues `ops` for the next batch ([`StateStore::send`]): whatever
+    /// the number of watches that changed, one message to the writer per
+    /// turn.
+    pub fn submit(&mut self, mut ops: Vec<Op>) {
+        if self.queued.is_empty() {
+            std::mem::swap(&mut self.queued, &mut ops);
+        } else {
+            self.queued.append(&mut ops);
+        }
+    }
+
+    /// Where changes are queued for the next batch.
+    pub fn queue(&mut self) -> &mut Vec<Op> {
+        &mut self.queued
+    }
+
+    /// Hands what is queued to the writer as one batch and returns its id
+    /// (`None`: nothing was queued). `gate`: the sinks wait for it, and the
+    /// writer wakes the loop once it is committed.
+    pub fn send(&mut self, gate: bool) -> Option<u64> {
+        if self.queued.is_empty() {
+            return None;
         }
         self.batch += 1;
         if gate {
             self.gate = self.batch;
         }
+        let capacity = self.queued.len();
+        let ops = std::mem::replace(&mut self.queued, Vec::with_capacity(capacity));
         self.writer.submit(self.batch, ops, gate);
+        Some(self.batch)
     }
 
-    /// True when every batch submitted with `gate` is committed.
-    pub fn gate_open(&self) -> bool {
-        self.writer.progress().committed() >= self.gate
+    /// The id of the last batch committed (every earlier one is, too).
+    pub fn committed(&self) -> u64 {
+        self.writer.progress().committed()
+    }
+
+    /// A batch the sinks wait for is not committed yet.
+    pub fn gate_waiting(&self) -> bool {
+        self.committed() < self.gate
     }
 
     /// Why commits fail, while they do.
@@ -154,7 +189,8 @@ impl StateStore {
     }
 
     /// Commits what is queued, waiting at most `timeout`.
-    pub fn finish(self, timeout: Duration) {
+    pub fn finish(mut self, timeout: Duration) {
+        self.send(false);
         if !self.writer.finish(timeout) {
             log::error!(
                 "the state store in {} was not committed within {} s (a hung or full disk?); a restart may deliver some events again",
@@ -217,23 +253,20 @@ mod tests {
         let (_poll, mut store) = open();
         let watch: Arc<str> = Arc::from("pods");
         let entry = IndexEntry::new(Some("ns"), "web", "7").with_memory(Some(memory.clone()));
-        store.submit(
-            vec![
-                Op::Watch {
-                    watch: Arc::clone(&watch),
-                    row: db::WatchRow {
-                        fingerprint: filtered("aaaa"),
-                        resource_version: Some("42".into()),
-                    },
+        store.submit(vec![
+            Op::Watch {
+                watch: Arc::clone(&watch),
+                row: db::WatchRow {
+                    fingerprint: filtered("aaaa"),
+                    resource_version: Some("42".into()),
                 },
-                Op::Put {
-                    watch: Arc::clone(&watch),
-                    key: "u1".into(),
-                    entry: db::encode_index_entry(&entry),
-                },
-            ],
-            false,
-        );
+            },
+            Op::Put {
+                watch: Arc::clone(&watch),
+                key: "u1".into(),
+                entry: db::encode_index_entry(&entry),
+            },
+        ]);
         store.finish(Duration::from_secs(10));
         let resumed = |digest: &str| {
             let (_poll, mut store) = open();

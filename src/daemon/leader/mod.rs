@@ -271,6 +271,10 @@ impl Daemon {
         if deliver == l.delivering {
             return;
         }
+        if deliver {
+            // What the holds handed the sinks passes the store's gate anew.
+            self.checkpoints.regate();
+        }
         l.delivering = deliver;
         l.since = SystemTime::now();
         l.transitions += 1;

@@ -32,7 +32,7 @@ mod tests;
 
 pub use sync::SyncPolicy;
 
-use super::{LatencySample, QueueBound};
+use super::{Gate, LatencySample, QueueBound};
 use crate::state::{AckRef, Acks};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token, Waker};
@@ -107,6 +107,9 @@ pub struct FileSink {
     /// Records queued when a write or open failed, all kept and tried
     /// again: each failure counts them again. A file sink never gives up.
     retries: u64,
+    /// How many of the queued records may be written (the state store's
+    /// gate).
+    gate: Gate,
 }
 
 impl FileSink {
@@ -145,7 +148,18 @@ impl FileSink {
             failures: 0,
             delivered: 0,
             retries: 0,
+            gate: Gate::default(),
         }
+    }
+
+    /// Writes a record only once the gate lets it through (see
+    /// [`Gate`]).
+    pub fn hold_for_store(&mut self) {
+        self.gate = Gate::held();
+    }
+
+    pub fn gate_mut(&mut self) -> &mut Gate {
+        &mut self.gate
     }
 
     /// fsyncs the file as `policy` says, on a helper thread that wakes the
@@ -234,6 +248,7 @@ impl FileSink {
     pub fn push(&mut self, now: Instant, record: &[u8], ack: AckRef) {
         self.buf.extend_from_slice(record);
         self.record_ends.push_back((self.buf.len(), ack, now));
+        self.gate.push();
     }
 
     /// Moves the refs of written records to `out`.
@@ -247,6 +262,7 @@ impl FileSink {
     pub fn push_rendered(&mut self, now: Instant, render: impl FnOnce(&mut Vec<u8>), ack: AckRef) {
         render(&mut self.buf);
         self.record_ends.push_back((self.buf.len(), ack, now));
+        self.gate.push();
     }
 
     /// Takes back every queued record of which no byte was written yet
@@ -279,6 +295,7 @@ impl FileSink {
         }
         self.buf.truncate(cut);
         self.compact();
+        self.gate.withdraw(out.len() as u64);
         out
     }
 
@@ -336,15 +353,14 @@ impl FileSink {
         self.armed_fd = None;
     }
 
-    /// How far into `buf` the next writes may go: the end of the queue, or,
-    /// when the disk has no room for all of it, of the records it has room
-    /// for. The room is reserved (`fallocate`, keeping the file's size) so
+    /// How far into `buf` the next writes may go: `all` (the end of what
+    /// the gate lets through), or, when the disk has no room for all of
+    /// it, the end of the records it has room for. The room is reserved (`fallocate`, keeping the file's size) so
     /// that a full disk refuses a record before any byte of it is visible;
     /// `Err` (ENOSPC) when not even the next record fits. Everything where
     /// the file cannot be reserved (a pipe, a filesystem without
     /// `fallocate`): a failed write is rolled back instead.
-    fn room(&mut self, file: &File) -> io::Result<usize> {
-        let all = self.buf.len();
+    fn room(&mut self, file: &File, all: usize) -> io::Result<usize> {
         if !self.reserve || !matches!(self.target, Target::Path(_)) {
             return Ok(all);
         }
@@ -444,8 +460,22 @@ impl FileSink {
         self.start_sync(now);
     }
 
+    /// The end in `buf` of the records the gate lets through.
+    fn writable(&self) -> usize {
+        let queued = self.record_ends.len();
+        let first = self.gate.pushed().saturating_sub(queued as u64);
+        match usize::try_from(self.gate.open().saturating_sub(first)).unwrap_or(usize::MAX) {
+            n if n >= queued => self.buf.len(),
+            // A record partly written was let through before.
+            n => n
+                .checked_sub(1)
+                .and_then(|last| self.record_ends.get(last))
+                .map_or(self.written, |r| r.0),
+        }
+    }
+
     fn write_queue(&mut self, now: Instant, registry: &Registry) {
-        if self.record_ends.is_empty() || self.backoff_until.is_some_and(|t| t > now) {
+        if self.writable() <= self.written || self.backoff_until.is_some_and(|t| t > now) {
             return;
         }
         self.backoff_until = None;
@@ -462,8 +492,9 @@ impl FileSink {
             self.fail(now, "cannot cut a partial line off", &e);
             return;
         }
-        while self.written < self.buf.len() {
-            let stop = match self.room(&file) {
+        // Re-read each time: retiring written records may compact `buf`.
+        while self.written < self.writable() {
+            let stop = match self.room(&file, self.writable()) {
                 Ok(stop) => stop,
                 Err(e) => {
                     self.file = Some(file);

@@ -389,3 +389,41 @@ fn a_fifo_cannot_be_synced_so_its_records_are_acked_once_written() {
     assert_eq!(acks, vec![ack(0)]);
     assert!(s.sync.is_none(), "syncing stops after EINVAL");
 }
+
+#[test]
+fn a_held_sink_writes_only_what_the_gate_lets_through() {
+    let poll = mio::Poll::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let mut s = sink(&path, 100);
+    s.open().unwrap();
+    s.hold_for_store();
+    s.push(Instant::now(), b"{\"n\":1}\n", ACK);
+    s.flush(Instant::now(), poll.registry());
+    assert_eq!(s.delivered(), 0, "written before the turn's pass");
+    // A record of a new object: it waits for store batch 1.
+    s.gate_mut().pass(Some(1), 0);
+    s.push(Instant::now(), b"{\"n\":2}\n", ACK);
+    s.gate_mut().pass(None, 0);
+    s.flush(Instant::now(), poll.registry());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    assert_eq!((s.delivered(), s.queued()), (0, 2));
+    // Batch 1 is committed: both go, in order.
+    s.gate_mut().pass(None, 1);
+    s.flush(Instant::now(), poll.registry());
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "{\"n\":1}\n{\"n\":2}\n"
+    );
+    // Only the prefix the gate opens is written.
+    s.push(Instant::now(), b"{\"n\":3}\n", ACK);
+    s.gate_mut().pass(None, 1);
+    s.push(Instant::now(), b"{\"n\":4}\n", ACK);
+    s.gate_mut().pass(Some(2), 1);
+    s.flush(Instant::now(), poll.registry());
+    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
+    assert_eq!(s.queued(), 1);
+    s.gate_mut().pass(None, 2);
+    s.flush(Instant::now(), poll.registry());
+    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 4);
+}
