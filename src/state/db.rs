@@ -20,7 +20,7 @@
 
 use super::checkpoint::Fingerprint;
 use crate::filter::Memory;
-use crate::watch::index::IndexEntry;
+use crate::watch::index::{EntryRef, IndexEntry, MemoryRef};
 use redb::{Builder, Database, ReadableTable, StorageBackend, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -312,18 +312,19 @@ pub fn encode_entry(namespace: Option<&str>, name: &str, resource_version: &str)
 /// An index entry with the filter's memory of the object: flag bit 1 says
 /// it is there, bit 2 is its `reported`, bit 3 says a projection follows
 /// the name (behind a 4-byte length), before the resourceVersion.
-pub fn encode_index_entry(e: &IndexEntry) -> Vec<u8> {
-    encode(e.namespace(), e.name(), e.resource_version(), e.memory())
+pub fn encode_index_entry<'a>(e: impl Into<EntryRef<'a>>) -> Vec<u8> {
+    let e = e.into();
+    encode(e.namespace(), e.name(), &e.resource_version(), e.memory())
 }
 
 fn encode(
     namespace: Option<&str>,
     name: &str,
     resource_version: &str,
-    memory: Option<&Memory>,
+    memory: Option<MemoryRef<'_>>,
 ) -> Vec<u8> {
     let ns = namespace.unwrap_or("");
-    let projection = memory.and_then(|m| m.projection.as_deref());
+    let projection = memory.and_then(|m| m.projection);
     let mut flags = if namespace.is_some() {
         HAS_NAMESPACE
     } else {

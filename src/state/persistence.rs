@@ -43,7 +43,7 @@ fn forget_filter_memory(
             ops.push(Op::Put {
                 watch: Arc::clone(name),
                 key: key.clone(),
-                entry: encode_index_entry(entry),
+                entry: encode_index_entry(&*entry),
             });
         }
     }
@@ -251,7 +251,7 @@ impl Persistence {
         };
         let mut objects = HashMap::new();
         self.ledger.committed_view(index).for_each(|key, entry| {
-            objects.insert(key.to_owned(), entry.clone());
+            objects.insert(key.to_owned(), entry.to_entry());
         });
         let row = WatchRow {
             fingerprint: d.fingerprint,

@@ -243,7 +243,7 @@ mod tests {
                 Some(Resume::At {
                     resource_version,
                     index,
-                }) => (resource_version, index.get("u1").cloned().unwrap()),
+                }) => (resource_version, index.get("u1").unwrap().to_entry()),
                 other => panic!("{other:?}"),
             }
         };
