@@ -20,7 +20,7 @@
 
 use super::checkpoint::Fingerprint;
 use crate::filter::Memory;
-use crate::watch::index::{EntryRef, IndexEntry, MemoryRef};
+use crate::watch::index::{EntryRef, IndexEntry, MemoryRef, ObjectIndex};
 use redb::{Builder, Database, ReadableTable, StorageBackend, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -109,7 +109,9 @@ pub enum Op {
 #[derive(Debug)]
 pub struct Saved {
     pub row: WatchRow,
-    pub objects: HashMap<String, IndexEntry>,
+    /// Compact while it waits for its watch to start (every watch's state
+    /// is read at once).
+    pub objects: ObjectIndex,
 }
 
 pub use crate::config::SyncMode;
@@ -251,7 +253,7 @@ pub fn load_all(db: &Database) -> Result<HashMap<String, Saved>, StoreError> {
             name.value().to_owned(),
             Saved {
                 row,
-                objects: HashMap::new(),
+                objects: ObjectIndex::default(),
             },
         );
     }
@@ -259,7 +261,7 @@ pub fn load_all(db: &Database) -> Result<HashMap<String, Saved>, StoreError> {
         let (key, value) = row?;
         let (watch, key) = key.value();
         if let (Some(saved), Some(entry)) = (out.get_mut(watch), decode_entry(value.value())) {
-            saved.objects.insert(key.to_owned(), entry);
+            saved.objects.insert_entry(key, &entry);
         }
     }
     Ok(out)

@@ -19,7 +19,6 @@ use super::ledger::{AckError, Ledger};
 use super::store::StateStore;
 use crate::watch::index::{unconfirmed_version, ObjectIndex};
 use crate::watch::Progress;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The watch's `select`, `changes` or `redact` changed since its state was
@@ -35,18 +34,21 @@ fn forget_filter_memory(
     fingerprint: &Fingerprint,
     ops: &mut Vec<Op>,
 ) {
-    let mut had = 0usize;
-    for (key, entry) in &mut saved.objects {
-        if entry.memory().is_some() {
-            had += 1;
-            entry.clear_memory();
+    let had: Vec<String> = (saved.objects.iter())
+        .filter(|(_, e)| e.memory().is_some())
+        .map(|(key, _)| key.to_string())
+        .collect();
+    for key in &had {
+        saved.objects.set_memory(key, None);
+        if let Some(entry) = saved.objects.get(key) {
             ops.push(Op::Put {
                 watch: Arc::clone(name),
                 key: key.clone(),
-                entry: encode_index_entry(&*entry),
+                entry: encode_index_entry(entry),
             });
         }
     }
+    let had = had.len();
     saved.row.fingerprint = fingerprint.clone();
     ops.push(Op::Watch {
         watch: Arc::clone(name),
@@ -131,7 +133,7 @@ impl Persistence {
         };
         let (resume, saved_rv) = match saved {
             Some(Saved { row, objects }) => {
-                let index = ObjectIndex::from_map(objects);
+                let index = objects;
                 match row.resource_version {
                     Some(rv) => (
                         Some(Resume::At {
@@ -249,9 +251,9 @@ impl Persistence {
         let Some(d) = self.disk else {
             return;
         };
-        let mut objects = HashMap::new();
+        let mut objects = ObjectIndex::default();
         self.ledger.committed_view(index).for_each(|key, entry| {
-            objects.insert(key.to_owned(), entry.to_entry());
+            objects.insert_entry(key, entry);
         });
         let row = WatchRow {
             fingerprint: d.fingerprint,

@@ -262,7 +262,7 @@ mod tests {
         let (_poll, mut store) = open();
         let kept = store.take_saved("pods").unwrap();
         assert_eq!(kept.row.fingerprint.filter, "bbbb");
-        assert_eq!(kept.objects["u1"].memory(), None);
+        assert_eq!(kept.objects.get("u1").unwrap().memory(), None);
         store.finish(Duration::from_secs(10));
     }
 

@@ -71,10 +71,6 @@ impl IndexEntry {
         self
     }
 
-    pub fn clear_memory(&mut self) {
-        self.memory = None;
-    }
-
     /// What the watch's filter remembers of the object.
     pub fn memory(&self) -> Option<&Memory> {
         self.memory.as_deref()

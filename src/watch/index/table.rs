@@ -414,11 +414,12 @@ impl ObjectIndex {
         index
     }
 
-    /// Adds (or replaces) `key` with everything `entry` says; false when a
-    /// side table is full (see [`Self::replace`]).
-    pub fn insert_entry(&mut self, key: &str, entry: &IndexEntry) -> bool {
+    /// Adds (or replaces) `key` with everything `entry` says (an
+    /// [`IndexEntry`] or another index's [`EntryRef`]); false when a side
+    /// table is full (see [`Self::replace`]).
+    pub fn insert_entry<'a>(&mut self, key: &str, entry: impl Into<EntryRef<'a>>) -> bool {
         self.remove(key);
-        let view = entry.view();
+        let view = entry.into();
         let new = NewEntry {
             key: Key::of(key),
             namespace: view.namespace(),
@@ -450,6 +451,11 @@ impl ObjectIndex {
 
     pub fn get(&self, key: &str) -> Option<EntryRef<'_>> {
         self.store.view(self.find(Key::of(key))?)
+    }
+
+    /// A copy of the entry of `key`.
+    pub fn entry(&self, key: &str) -> Option<IndexEntry> {
+        self.get(key).map(|e| e.to_entry())
     }
 
     pub fn len(&self) -> usize {
