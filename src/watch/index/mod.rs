@@ -13,6 +13,12 @@
 //!
 //! Entries leave the index as [`IndexEntry`] values (self-contained, for
 //! the ledger and the store) and are read in place as [`EntryRef`] views.
+//!
+//! Every entry keeps its name and namespace: any object may vanish while
+//! the watch is away (an expired position, a restart), its DELETED is then
+//! synthesised from the entry, and without `state_dir` the index is the
+//! only place they are kept. Interning and the arena make them cost the
+//! name's bytes plus one.
 
 mod parts;
 mod table;
