@@ -41,6 +41,9 @@ struct Slot {
     ns_flags: u32,
 }
 
+// The index's memory budget is built on this.
+const _: () = assert!(std::mem::size_of::<Slot>() == 32);
+
 /// A key as the table compares it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Key<'a> {
