@@ -216,10 +216,10 @@ fn what_was_reported_survives_restarts() {
             };
             all.get("deploys").is_some_and(|w| {
                 w.row.resource_version.is_some()
-                    && w.objects.values().any(|e| {
+                    && w.objects.iter().any(|(_, e)| {
                         e.name() == "web"
                             && e.memory().is_some_and(|m| {
-                                m.reported && m.projection.as_deref() == Some(projection.as_bytes())
+                                m.reported && m.projection == Some(projection.as_bytes())
                             })
                     })
             })

@@ -27,7 +27,7 @@
 
 use super::checkpoint::Fingerprint;
 use crate::filter::Memory;
-use crate::watch::index::IndexEntry;
+use crate::watch::index::{EntryRef, IndexEntry, MemoryRef, ObjectIndex};
 use redb::{Builder, Database, ReadableTable, StorageBackend, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -129,7 +129,9 @@ pub enum Op {
 #[derive(Debug)]
 pub struct Saved {
     pub row: WatchRow,
-    pub objects: HashMap<String, IndexEntry>,
+    /// Compact while it waits for its watch to start (every watch's state
+    /// is read at once).
+    pub objects: ObjectIndex,
 }
 
 pub use crate::config::SyncMode;
@@ -272,7 +274,7 @@ pub fn load_all(db: &Database) -> Result<HashMap<String, Saved>, StoreError> {
             name.value().to_owned(),
             Saved {
                 row,
-                objects: HashMap::new(),
+                objects: ObjectIndex::default(),
             },
         );
     }
@@ -280,7 +282,7 @@ pub fn load_all(db: &Database) -> Result<HashMap<String, Saved>, StoreError> {
         let (key, value) = row?;
         let (watch, key) = key.value();
         if let (Some(saved), Some(entry)) = (out.get_mut(watch), decode_entry(value.value())) {
-            saved.objects.insert(key.to_owned(), entry);
+            saved.objects.insert_entry(key, &entry);
         }
     }
     // Not folded yet (a copy read by a tool): the same view as after. A
@@ -294,7 +296,9 @@ pub fn load_all(db: &Database) -> Result<HashMap<String, Saved>, StoreError> {
         if let Some(saved) = out.get_mut(key.value().0) {
             for (key, entry) in fresh_entries(value.value()) {
                 if let Some(entry) = decode_entry(entry) {
-                    saved.objects.entry(key.to_owned()).or_insert(entry);
+                    if saved.objects.get(key).is_none() {
+                        saved.objects.insert_entry(key, &entry);
+                    }
                 }
             }
         }
@@ -424,15 +428,16 @@ pub fn encode_entry(namespace: Option<&str>, name: &str, resource_version: &str)
 /// An index entry with the filter's memory of the object: flag bit 1 says
 /// it is there, bit 2 is its `reported`, bit 3 says a projection follows
 /// the name (behind a 4-byte length), before the resourceVersion.
-pub fn encode_index_entry(e: &IndexEntry) -> Vec<u8> {
-    encode(e.namespace(), e.name(), e.resource_version(), e.memory())
+pub fn encode_index_entry<'a>(e: impl Into<EntryRef<'a>>) -> Vec<u8> {
+    let e = e.into();
+    encode(e.namespace(), e.name(), &e.resource_version(), e.memory())
 }
 
 fn encode(
     namespace: Option<&str>,
     name: &str,
     resource_version: &str,
-    memory: Option<&Memory>,
+    memory: Option<MemoryRef<'_>>,
 ) -> Vec<u8> {
     let mut out = Vec::new();
     encode_into(&mut out, namespace, name, resource_version, memory);
@@ -444,10 +449,10 @@ fn encode_into(
     namespace: Option<&str>,
     name: &str,
     resource_version: &str,
-    memory: Option<&Memory>,
+    memory: Option<MemoryRef<'_>>,
 ) {
     let ns = namespace.unwrap_or("");
-    let projection = memory.and_then(|m| m.projection.as_deref());
+    let projection = memory.and_then(|m| m.projection);
     let mut flags = if namespace.is_some() {
         HAS_NAMESPACE
     } else {
@@ -644,7 +649,7 @@ mod tests {
             let mut all: Vec<(String, String)> = load_all(db).unwrap()["pods"]
                 .objects
                 .iter()
-                .map(|(k, e)| (k.clone(), e.resource_version().to_owned()))
+                .map(|(k, e)| (k.to_string(), e.resource_version().into_owned()))
                 .collect();
             all.sort();
             all

@@ -18,7 +18,7 @@
 //! an object whose ADDED is still queued is not in it, and a relist diff
 //! after a crash reports it again.
 
-use crate::watch::index::{shown_version, unconfirmed_version, IndexEntry, ObjectIndex};
+use crate::watch::index::{shown_version, unconfirmed_version, EntryRef, IndexEntry, ObjectIndex};
 use crate::watch::Progress;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -186,14 +186,16 @@ impl Ledger {
         let mut unconfirmed = HashMap::new();
         for (key, committed) in &before {
             if committed.is_none() {
-                let known = index.get(key).or_else(|| last_known.get(key).copied());
+                let known = index
+                    .get(key)
+                    .or_else(|| last_known.get(key).map(|e| e.view()));
                 if let Some(e) = known {
                     unconfirmed.insert(
                         *key,
                         IndexEntry::new(
                             e.namespace(),
                             e.name(),
-                            &unconfirmed_version(shown_version(e.resource_version())),
+                            &unconfirmed_version(shown_version(&e.resource_version())),
                         ),
                     );
                 }
@@ -239,11 +241,11 @@ pub struct CommittedView<'a> {
 impl<'a> CommittedView<'a> {
     /// The committed entry of `key` (an unconfirmed one for a new object
     /// whose first event is not committed yet).
-    pub fn get(&self, key: &str) -> Option<&IndexEntry> {
+    pub fn get(&self, key: &str) -> Option<EntryRef<'_>> {
         match self.before.get(key) {
             None => self.index.get(key),
-            Some(Some(committed)) => Some(committed),
-            Some(None) => self.unconfirmed.get(key),
+            Some(Some(committed)) => Some(committed.view()),
+            Some(None) => self.unconfirmed.get(key).map(IndexEntry::view),
         }
     }
 
@@ -265,14 +267,15 @@ impl<'a> CommittedView<'a> {
 
     /// Every committed object (and every unconfirmed one, with an empty
     /// resourceVersion), in no particular order.
-    pub fn for_each(&self, mut f: impl FnMut(&str, &IndexEntry)) {
+    pub fn for_each(&self, mut f: impl FnMut(&str, EntryRef<'_>)) {
         for (key, entry) in self.index.iter() {
+            let key = &*key;
             match self.before.get(key) {
                 None => f(key, entry),
-                Some(Some(committed)) => f(key, committed),
+                Some(Some(committed)) => f(key, committed.view()),
                 Some(None) => {
                     if let Some(u) = self.unconfirmed.get(key) {
-                        f(key, u);
+                        f(key, u.view());
                     }
                 }
             }
@@ -282,10 +285,10 @@ impl<'a> CommittedView<'a> {
                 continue;
             }
             match committed {
-                Some(committed) => f(key, committed),
+                Some(committed) => f(key, committed.view()),
                 None => {
                     if let Some(u) = self.unconfirmed.get(key) {
-                        f(key, u);
+                        f(key, u.view());
                     }
                 }
             }
@@ -296,7 +299,7 @@ impl<'a> CommittedView<'a> {
     pub fn to_map(&self) -> HashMap<String, IndexEntry> {
         let mut out = HashMap::with_capacity(self.len());
         self.for_each(|k, e| {
-            out.insert(k.to_owned(), e.clone());
+            out.insert(k.to_owned(), e.to_entry());
         });
         out
     }

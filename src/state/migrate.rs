@@ -187,11 +187,15 @@ mod tests {
         let web = &saved["web.pods"];
         assert_eq!(web.row.fingerprint, fp());
         assert_eq!(web.row.resource_version.as_deref(), Some("42"));
-        assert_eq!(web.objects["uid-1"], uid1);
-        assert!(web.objects["uid-1"].memory().is_some());
+        assert_eq!(web.objects.entry("uid-1"), Some(uid1));
+        assert!(web.objects.get("uid-1").unwrap().memory().is_some());
         assert_eq!(
-            web.objects["uid-2"],
-            IndexEntry::new(Some("default"), "web-2", &unconfirmed_version("43")),
+            web.objects.entry("uid-2"),
+            Some(IndexEntry::new(
+                Some("default"),
+                "web-2",
+                &unconfirmed_version("43")
+            )),
             "journalled objects are unconfirmed"
         );
         assert_eq!(web.objects.len(), 2, "a torn journal line is skipped");

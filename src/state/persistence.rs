@@ -19,7 +19,7 @@ use super::ledger::{AckError, Ledger};
 use super::store::StateStore;
 use crate::watch::index::{unconfirmed_version, ObjectIndex};
 use crate::watch::Progress;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -41,11 +41,13 @@ fn forget_filter_memory(
     fingerprint: &Fingerprint,
     ops: &mut Vec<Op>,
 ) {
-    let mut had = 0usize;
-    for (key, entry) in &mut saved.objects {
-        if entry.memory().is_some() {
-            had += 1;
-            entry.clear_memory();
+    let had: Vec<String> = (saved.objects.iter())
+        .filter(|(_, e)| e.memory().is_some())
+        .map(|(key, _)| key.to_string())
+        .collect();
+    for key in &had {
+        saved.objects.set_memory(key, None);
+        if let Some(entry) = saved.objects.get(key) {
             ops.push(Op::Put {
                 watch: Arc::clone(name),
                 key: key.clone(),
@@ -53,6 +55,7 @@ fn forget_filter_memory(
             });
         }
     }
+    let had = had.len();
     saved.row.fingerprint = fingerprint.clone();
     ops.push(Op::Watch {
         watch: Arc::clone(name),
@@ -143,7 +146,7 @@ impl Persistence {
         };
         let (resume, saved_rv) = match saved {
             Some(Saved { row, objects }) => {
-                let index = ObjectIndex::from_map(objects);
+                let index = objects;
                 match row.resource_version {
                     Some(rv) => (
                         Some(Resume::At {
@@ -278,9 +281,9 @@ impl Persistence {
         let Some(d) = self.disk else {
             return;
         };
-        let mut objects = HashMap::new();
+        let mut objects = ObjectIndex::default();
         self.ledger.committed_view(index).for_each(|key, entry| {
-            objects.insert(key.to_owned(), entry.clone());
+            objects.insert_entry(key, entry);
         });
         let row = WatchRow {
             fingerprint: d.fingerprint,

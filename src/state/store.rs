@@ -276,7 +276,7 @@ mod tests {
                 Some(Resume::At {
                     resource_version,
                     index,
-                }) => (resource_version, index.get("u1").cloned().unwrap()),
+                }) => (resource_version, index.get("u1").unwrap().to_entry()),
                 other => panic!("{other:?}"),
             }
         };
@@ -295,7 +295,7 @@ mod tests {
         let (_poll, mut store) = open();
         let kept = store.take_saved("pods").unwrap();
         assert_eq!(kept.row.fingerprint.filter, "bbbb");
-        assert_eq!(kept.objects["u1"].memory(), None);
+        assert_eq!(kept.objects.get("u1").unwrap().memory(), None);
         store.finish(Duration::from_secs(10));
     }
 

@@ -98,16 +98,25 @@ pub(super) fn deliver(
     } else {
         // A DELETED's object is out of the index already: what the filter
         // remembered is in the entry the step removed.
+        // Otherwise the memory is taken out of the index (no copy of its
+        // projection) and put back, or replaced by the filter's new one.
         let change = progress.change.as_ref();
+        let live = change.filter(|_| event.event_type != EventType::Deleted);
+        let taken = live.and_then(|c| index.take_memory(c.key));
         let memory = match (change, event.event_type) {
             (Some(c), EventType::Deleted) => c.previous.as_ref().and_then(IndexEntry::memory),
-            (Some(c), _) => index.get(c.key).and_then(IndexEntry::memory),
-            (None, _) => None,
+            _ => taken.as_ref(),
         };
-        match out.decide(&event, memory) {
-            None => out.emit(event),
+        let decided = out.decide(&event, memory);
+        match decided {
+            None => {
+                if let Some(c) = live {
+                    index.set_memory(c.key, taken);
+                }
+                out.emit(event);
+            }
             Some(Decided { emit, memory }) => {
-                if let Some(c) = change.filter(|_| event.event_type != EventType::Deleted) {
+                if let Some(c) = live {
                     index.set_memory(c.key, memory);
                 }
                 if emit {
