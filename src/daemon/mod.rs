@@ -422,6 +422,14 @@ impl Daemon {
         // that a sink could act on first (and a store that cannot write
         // stops the daemon from consuming, said in the log and /status).
         let drive = self.checkpoints.gate_open();
+        // The sinks first act on what earlier turns read (the store has it
+        // now): what they send is on its way while the watches read more.
+        // After the watches hand over new objects the gate is usually
+        // closed again, and without this the sinks of a busy stream would
+        // wait until the stream pauses.
+        if drive {
+            self.poll_sinks();
+        }
         {
             let (mut ctx, slots) = self.ctx();
             for i in due {

@@ -58,6 +58,16 @@ struct Publish {
     sent_at: Option<Instant>,
 }
 
+/// Which jobs a step may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// New ones from the queue too (`poll`: the store has their objects).
+    New,
+    /// Only those already taken (readiness between turns, when the store
+    /// may not have committed the objects of the newest records yet).
+    Held,
+}
+
 /// Whether publishing is paused after a failure that is not the record's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Gate {
@@ -159,9 +169,11 @@ impl NatsSink {
         })
     }
 
+    /// Timers, and new records from the queue: the daemon polls its sinks
+    /// only once the state store has the objects they are about.
     pub fn poll(&mut self, ctx: &mut SinkCtx<'_>) {
         self.client.poll(ctx);
-        self.step(ctx);
+        self.step(ctx, Take::New);
     }
 
     pub fn on_resolved(
@@ -171,7 +183,7 @@ impl NatsSink {
         ctx: &mut SinkCtx<'_>,
     ) {
         self.client.on_resolved(id, result, ctx);
-        self.step(ctx);
+        self.step(ctx, Take::Held);
     }
 
     pub fn on_ready(&mut self, token: Token, ctx: &mut SinkCtx<'_>) -> bool {
@@ -179,7 +191,7 @@ impl NatsSink {
             return false;
         }
         self.client.on_ready(token, ctx);
-        self.step(ctx);
+        self.step(ctx, Take::Held);
         true
     }
 
@@ -252,9 +264,9 @@ impl NatsSink {
 
     // ----- internals -----
 
-    /// Reacts to what the client reported, takes new jobs and sends what
-    /// may go, until nothing changes.
-    fn step(&mut self, ctx: &mut SinkCtx<'_>) {
+    /// Reacts to what the client reported, takes new jobs (with
+    /// `Take::New`) and sends what may go, until nothing changes.
+    fn step(&mut self, ctx: &mut SinkCtx<'_>, take: Take) {
         let mut first = true;
         loop {
             let events = self.client.take_events();
@@ -266,9 +278,11 @@ impl NatsSink {
                 self.on_event(event, ctx.now);
             }
             self.expire_acks(ctx.now);
-            while let Some(job) = self.delivery.next_job(ctx.now) {
-                self.unsent.insert(job.id);
-                self.jobs.insert(job.id, Publish { job, sent_at: None });
+            if take == Take::New {
+                while let Some(job) = self.delivery.next_job(ctx.now) {
+                    self.unsent.insert(job.id);
+                    self.jobs.insert(job.id, Publish { job, sent_at: None });
+                }
             }
             self.send(ctx);
             self.client.flush(ctx);
