@@ -7,7 +7,8 @@
 //! default 256; `KWATCHD_BENCH_BIN`, another build of the daemon;
 //! `KWATCHD_BENCH_NATS_WRAP`, a command to run it under, e.g. `perf record
 //! -g -o FILE --`; `KWATCHD_BENCH_NATS_TIMELINE=1`, what is read, queued and
-//! delivered every 50 ms). Needs `nats-server` on PATH.
+//! delivered every 50 ms; `KWATCHD_BENCH_NATS_DAEMON`, more `[daemon]`
+//! settings, e.g. `sync = "none"`). Needs `nats-server` on PATH.
 //!
 //! Both sides publish ~4.2 KB records (a pod with 62 env variables in
 //! kwatchd's record envelope) with the same headers (Nats-Msg-Id,
@@ -143,8 +144,10 @@ fn kwatchd(sink_toml: &str, n: usize) -> (Duration, String) {
     std::fs::write(
         &config,
         format!(
-            "[daemon]\nlog_level = \"info\"\nsink_queue_events = 100000\nmetrics_listen = \"127.0.0.1:{metrics}\"\nstate_dir = \"{}\"\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"s\"]\n[sinks.s]\n{sink_toml}\n",
+            "[daemon]\nlog_level = \"info\"\nsink_queue_events = 100000\nmetrics_listen = \"127.0.0.1:{metrics}\"\nstate_dir = \"{}\"\n{}\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"s\"]\n[sinks.s]\n{sink_toml}\n",
             dir.path().join("state").display(),
+            // e.g. `sync = "none"`: what the state store's fsyncs cost.
+            std::env::var("KWATCHD_BENCH_NATS_DAEMON").unwrap_or_default(),
         ),
     )
     .expect("config");
