@@ -4,7 +4,11 @@
 //!
 //! `cargo bench --bench nats` (`KWATCHD_BENCH_NATS_EVENTS`, default 30000;
 //! `KWATCHD_BENCH_NATS_ROUNDS`, default 3; `KWATCHD_BENCH_NATS_WINDOW`,
-//! default 256). Needs `nats-server` on PATH.
+//! default 256; `KWATCHD_BENCH_BIN`, another build of the daemon;
+//! `KWATCHD_BENCH_NATS_WRAP`, a command to run it under, e.g. `perf record
+//! -g -o FILE --`; `KWATCHD_BENCH_NATS_TIMELINE=1`, what is read, queued and
+//! delivered every 50 ms; `KWATCHD_BENCH_NATS_DAEMON`, more `[daemon]`
+//! settings, e.g. `sync = "none"`). Needs `nats-server` on PATH.
 //!
 //! Both sides publish ~4.2 KB records (a pod with 62 env variables in
 //! kwatchd's record envelope) with the same headers (Nats-Msg-Id,
@@ -140,8 +144,10 @@ fn kwatchd(sink_toml: &str, n: usize) -> (Duration, String) {
     std::fs::write(
         &config,
         format!(
-            "[daemon]\nlog_level = \"info\"\nsink_queue_events = 100000\nmetrics_listen = \"127.0.0.1:{metrics}\"\nstate_dir = \"{}\"\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"s\"]\n[sinks.s]\n{sink_toml}\n",
+            "[daemon]\nlog_level = \"info\"\nsink_queue_events = 100000\nmetrics_listen = \"127.0.0.1:{metrics}\"\nstate_dir = \"{}\"\n{}\n[clusters.b]\nserver = \"http://{addr}\"\n[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"s\"]\n[sinks.s]\n{sink_toml}\n",
             dir.path().join("state").display(),
+            // e.g. `sync = "none"`: what the state store's fsyncs cost.
+            std::env::var("KWATCHD_BENCH_NATS_DAEMON").unwrap_or_default(),
         ),
     )
     .expect("config");
@@ -151,17 +157,14 @@ fn kwatchd(sink_toml: &str, n: usize) -> (Duration, String) {
     // under that command (perf passes the SIGTERM on; `strace -o` does
     // not, and the run then hangs).
     let wrap = std::env::var("KWATCHD_BENCH_NATS_WRAP").unwrap_or_default();
-    let mut words = wrap.split_whitespace();
-    let mut command = match words.next() {
-        Some(program) => {
-            let mut c = std::process::Command::new(program);
-            c.args(words);
-            c.arg(env!("CARGO_BIN_EXE_kwatchd"));
-            c
-        }
-        None => std::process::Command::new(env!("CARGO_BIN_EXE_kwatchd")),
-    };
-    let mut child = command
+    let mut argv: Vec<&str> = wrap.split_whitespace().collect();
+    // KWATCHD_BENCH_BIN runs another build (e.g. an older commit's)
+    // against the same server and baseline.
+    let bin = std::env::var("KWATCHD_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_kwatchd").to_owned());
+    argv.push(&bin);
+    let mut child = std::process::Command::new(argv[0])
+        .args(&argv[1..])
         .args(["run", "--config"])
         .arg(&config)
         .stderr(std::fs::File::create(&log).expect("log"))
@@ -170,7 +173,26 @@ fn kwatchd(sink_toml: &str, n: usize) -> (Duration, String) {
     // Done when kwatchd has every PubAck (what the baseline counts too).
     // Asking the stream instead would cost the server: STREAM.INFO walks
     // the per-subject state, 30,000 subjects here.
-    while delivered(metrics) < n as u64 && start.elapsed() < Duration::from_secs(300) {
+    // KWATCHD_BENCH_NATS_TIMELINE=1 prints what the watch has read, what
+    // waits in the sink's queue and what is delivered, every 50 ms: whether
+    // reading and publishing overlap.
+    let timeline = std::env::var_os("KWATCHD_BENCH_NATS_TIMELINE").is_some();
+    let mut next_line = Duration::ZERO;
+    loop {
+        let s = status(metrics);
+        if timeline && start.elapsed() >= next_line {
+            println!(
+                "  {:>5} ms: read {:>6}, queued {:>6}, delivered {:>6}",
+                start.elapsed().as_millis(),
+                s.read,
+                s.queued,
+                s.delivered
+            );
+            next_line += Duration::from_millis(50);
+        }
+        if s.delivered >= n as u64 || start.elapsed() >= Duration::from_secs(300) {
+            break;
+        }
         thread::sleep(Duration::from_millis(5));
     }
     let elapsed = start.elapsed();
@@ -188,19 +210,37 @@ fn kwatchd(sink_toml: &str, n: usize) -> (Duration, String) {
     (elapsed, format!("{cpu:.2} CPU s; {summary}"))
 }
 
-/// Records the daemon's sink has delivered, from /status.
-fn delivered(port: u16) -> u64 {
+/// What /status says of the watch and its sink.
+#[derive(Default)]
+struct Status {
+    /// Events the watch has read.
+    read: u64,
+    /// Records in the sink's queue.
+    queued: u64,
+    /// Records the sink has delivered.
+    delivered: u64,
+}
+
+fn status(port: u16) -> Status {
     let Ok(mut sock) = TcpStream::connect(("127.0.0.1", port)) else {
-        return 0;
+        return Status::default();
     };
     let _ = sock.write_all(b"GET /status HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n");
     let mut text = String::new();
     let _ = sock.read_to_string(&mut text);
-    text.split("\r\n\r\n")
+    let Some(v) = text
+        .split("\r\n\r\n")
         .nth(1)
         .and_then(|body| serde_json::from_str::<serde_json::Value>(body).ok())
-        .and_then(|v| v["sinks"][0]["delivered"].as_u64())
-        .unwrap_or(0)
+    else {
+        return Status::default();
+    };
+    let sink = &v["sinks"][0];
+    Status {
+        read: v["watches"][0]["events"].as_u64().unwrap_or(0),
+        queued: sink["queue_depth"].as_u64().unwrap_or(0),
+        delivered: sink["delivered"].as_u64().unwrap_or(0),
+    }
 }
 
 fn main() {
@@ -260,9 +300,10 @@ fn main() {
     // Control: the same watch into a file sink, now, on this machine: how
     // fast the daemon reads and records the stream at all.
     let out = dir.path().join("control.jsonl");
-    let (f, _) = kwatchd(&format!("type = \"file\"\npath = \"{}\"", out.display()), n);
+    let (f, summary) = kwatchd(&format!("type = \"file\"\npath = \"{}\"", out.display()), n);
+    let cpu = summary.split(';').next().unwrap_or_default();
     println!(
-        "control: kwatchd watch → file sink {n} in {:.2} s = {:.0} events/s",
+        "control: kwatchd watch → file sink {n} in {:.2} s = {:.0} events/s ({cpu})",
         f.as_secs_f64(),
         n as f64 / f.as_secs_f64()
     );

@@ -18,6 +18,7 @@ use crate::net::{tls, Connection, ReadOutcome};
 use crate::rand::Rng;
 use crate::sink::SinkCtx;
 use mio::{Registry, Token};
+use std::fmt::Write as _;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -89,6 +90,8 @@ pub struct NatsClient {
     events: Vec<ClientEvent>,
     read_buf: Box<[u8]>,
     out: Vec<u8>,
+    /// Reused for each publish's reply subject.
+    reply: String,
     /// The system trust store's config, built when a server first asks for
     /// TLS that the settings did not configure.
     system_tls: Option<Arc<rustls::ClientConfig>>,
@@ -121,6 +124,7 @@ impl NatsClient {
             events: Vec::new(),
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             out: Vec::new(),
+            reply: String::new(),
             system_tls: None,
         }
     }
@@ -216,8 +220,13 @@ impl NatsClient {
     /// complete block) and `payload`. Sent by the next [`flush`](Self::flush).
     /// Only while [`is_ready`](Self::is_ready).
     pub fn publish(&mut self, subject: &str, token: u64, headers: &[u8], payload: &[u8]) {
-        let reply = format!("{}{token}", self.inbox);
+        let mut reply = std::mem::take(&mut self.reply);
+        reply.clear();
+        reply.push_str(&self.inbox);
+        // Writing into a String cannot fail.
+        let _ = write!(reply, "{token}");
         proto::encode_hpub(&mut self.out, subject, &reply, headers, payload);
+        self.reply = reply;
     }
 
     /// Bytes queued and not handed to the socket yet.
@@ -234,9 +243,7 @@ impl NatsClient {
         let sent = if self.out.is_empty() {
             conn.flush(ctx.registry)
         } else {
-            let r = conn.send(ctx.registry, &self.out);
-            self.out.clear();
-            r
+            conn.send_from(ctx.registry, &mut self.out)
         };
         if let Err(e) = sent {
             self.fail(format!("write failed: {e}"), ctx);

@@ -340,14 +340,32 @@ pub struct HeaderBlock(Vec<u8>);
 
 impl HeaderBlock {
     pub fn new() -> Self {
-        HeaderBlock(b"NATS/1.0\r\n".to_vec())
+        Self::reusing(Vec::new())
+    }
+
+    /// A block written into `buf` (cleared first), so a caller building one
+    /// per message can hand the last one's buffer back.
+    pub fn reusing(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        buf.extend_from_slice(b"NATS/1.0\r\n");
+        HeaderBlock(buf)
     }
 
     pub fn add(&mut self, key: &str, value: &str) {
+        self.add_display(key, value);
+    }
+
+    /// [`add`](Self::add) with a value formatted in place.
+    pub fn add_display(&mut self, key: &str, value: impl fmt::Display) {
         self.0.extend_from_slice(key.as_bytes());
         self.0.extend_from_slice(b": ");
-        for b in value.bytes() {
-            self.0.push(if b == b'\r' || b == b'\n' { b' ' } else { b });
+        let start = self.0.len();
+        // Writing into a Vec cannot fail.
+        let _ = write!(self.0, "{value}");
+        for b in self.0.get_mut(start..).unwrap_or_default() {
+            if *b == b'\r' || *b == b'\n' {
+                *b = b' ';
+            }
         }
         self.0.extend_from_slice(b"\r\n");
     }

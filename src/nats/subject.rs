@@ -9,6 +9,7 @@
 //! lone `_` to empty. Example: name `web.v1` → `web%2Ev1`.
 
 use std::fmt;
+use std::fmt::Write as _;
 
 /// What a placeholder stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,13 +150,20 @@ impl SubjectTemplate {
     /// The subject for one record; `value` gives each placeholder's text.
     pub fn render_with<'a>(&self, value: impl Fn(Placeholder) -> &'a str) -> String {
         let mut out = String::with_capacity(self.text.len() + 64);
+        self.render_into(&mut out, value);
+        out
+    }
+
+    /// [`render_with`](Self::render_with) into a reused buffer (cleared
+    /// first): the sink renders one subject per record.
+    pub fn render_into<'a>(&self, out: &mut String, value: impl Fn(Placeholder) -> &'a str) {
+        out.clear();
         for part in &self.parts {
             match part {
                 Part::Literal(l) => out.push_str(l),
-                Part::Value(p) => escape_token(&mut out, value(*p)),
+                Part::Value(p) => escape_token(out, value(*p)),
             }
         }
-        out
     }
 }
 
@@ -170,7 +178,8 @@ pub fn escape_token(out: &mut String, value: &str) {
         if keep {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            // Writing into a String cannot fail.
+            let _ = write!(out, "%{b:02X}");
         }
     }
 }

@@ -654,7 +654,7 @@ impl Dispatcher {
 /// The ordering identity of a record's object (see the module docs).
 fn object_key(meta: &EventMeta) -> ObjectKey {
     // Cluster names cannot contain a newline, so the key is unambiguous.
-    format!("{}\n{}", meta.cluster, meta.object_key()).into()
+    format!("{}\n{}", meta.cluster, meta.object_key_display()).into()
 }
 
 #[cfg(test)]

@@ -119,10 +119,25 @@ impl EventMeta {
     /// The identity events are ordered by: the uid, or namespace/name for
     /// objects without one.
     pub fn object_key(&self) -> String {
-        if self.uid.is_empty() {
-            format!("{}/{}", self.namespace, self.name)
+        self.object_key_display().to_string()
+    }
+
+    /// [`object_key`](Self::object_key) written where it goes, without a
+    /// `String` of its own.
+    pub fn object_key_display(&self) -> impl std::fmt::Display + '_ {
+        ObjectKeyDisplay(self)
+    }
+}
+
+struct ObjectKeyDisplay<'a>(&'a EventMeta);
+
+impl std::fmt::Display for ObjectKeyDisplay<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = self.0;
+        if m.uid.is_empty() {
+            write!(f, "{}/{}", m.namespace, m.name)
         } else {
-            self.uid.clone()
+            f.write_str(&m.uid)
         }
     }
 }

@@ -58,6 +58,16 @@ struct Publish {
     sent_at: Option<Instant>,
 }
 
+/// Which jobs a step may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// New ones from the queue too (`poll`: the store has their objects).
+    New,
+    /// Only those already taken (readiness between turns, when the store
+    /// may not have committed the objects of the newest records yet).
+    Held,
+}
+
 /// Whether publishing is paused after a failure that is not the record's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Gate {
@@ -102,6 +112,9 @@ pub struct NatsSink {
     /// Records in attempts that failed and will be retried.
     retried: u64,
     connected_once: bool,
+    /// Reused for each publish's subject and header block.
+    scratch_subject: String,
+    scratch_headers: Vec<u8>,
 }
 
 impl std::fmt::Debug for NatsSink {
@@ -159,12 +172,16 @@ impl NatsSink {
             duplicates: 0,
             retried: 0,
             connected_once: false,
+            scratch_subject: String::new(),
+            scratch_headers: Vec::new(),
         })
     }
 
+    /// Timers, and new records from the queue: the daemon polls its sinks
+    /// only once the state store has the objects they are about.
     pub fn poll(&mut self, ctx: &mut SinkCtx<'_>) {
         self.client.poll(ctx);
-        self.step(ctx);
+        self.step(ctx, Take::New);
     }
 
     pub fn on_resolved(
@@ -174,7 +191,7 @@ impl NatsSink {
         ctx: &mut SinkCtx<'_>,
     ) {
         self.client.on_resolved(id, result, ctx);
-        self.step(ctx);
+        self.step(ctx, Take::Held);
     }
 
     pub fn on_ready(&mut self, token: Token, ctx: &mut SinkCtx<'_>) -> bool {
@@ -182,7 +199,7 @@ impl NatsSink {
             return false;
         }
         self.client.on_ready(token, ctx);
-        self.step(ctx);
+        self.step(ctx, Take::Held);
         true
     }
 
@@ -255,9 +272,9 @@ impl NatsSink {
 
     // ----- internals -----
 
-    /// Reacts to what the client reported, takes new jobs and sends what
-    /// may go, until nothing changes.
-    fn step(&mut self, ctx: &mut SinkCtx<'_>) {
+    /// Reacts to what the client reported, takes new jobs (with
+    /// `Take::New`) and sends what may go, until nothing changes.
+    fn step(&mut self, ctx: &mut SinkCtx<'_>, take: Take) {
         let mut first = true;
         loop {
             let events = self.client.take_events();
@@ -269,9 +286,11 @@ impl NatsSink {
                 self.on_event(event, ctx.now);
             }
             self.expire_acks(ctx.now);
-            while let Some(job) = self.delivery.next_job(ctx.now) {
-                self.unsent.insert(job.id);
-                self.jobs.insert(job.id, Publish { job, sent_at: None });
+            if take == Take::New {
+                while let Some(job) = self.delivery.next_job(ctx.now) {
+                    self.unsent.insert(job.id);
+                    self.jobs.insert(job.id, Publish { job, sent_at: None });
+                }
             }
             self.send(ctx);
             self.client.flush(ctx);
@@ -469,8 +488,9 @@ impl NatsSink {
             let Some(record) = records.first() else {
                 continue;
             };
-            let subject = self.subject(&record.meta);
-            let headers = self.headers(&record.meta);
+            self.subject_into(&record.meta);
+            self.headers_into(&record.meta);
+            let (subject, headers) = (&self.scratch_subject, &self.scratch_headers);
             let payload = record.line.strip_suffix(b"\n").unwrap_or(&record.line);
             let size = headers.len() + payload.len();
             if max_payload > 0 && size as u64 > max_payload {
@@ -482,7 +502,7 @@ impl NatsSink {
                 self.refuse(ctx.now, id, reason);
                 continue;
             }
-            self.client.publish(&subject, id, &headers, payload);
+            self.client.publish(subject, id, headers, payload);
             if let Some(p) = self.jobs.get_mut(&id) {
                 p.sent_at = Some(ctx.now);
             }
@@ -499,37 +519,63 @@ impl NatsSink {
     }
 
     fn subject(&self, m: &EventMeta) -> String {
-        self.config.subject.render_with(|p| match p {
+        let mut out = String::new();
+        self.render_subject(&mut out, m);
+        out
+    }
+
+    /// The record's subject into `scratch_subject` (one per publish, so the
+    /// buffer is reused).
+    fn subject_into(&mut self, m: &EventMeta) {
+        let mut out = std::mem::take(&mut self.scratch_subject);
+        self.render_subject(&mut out, m);
+        self.scratch_subject = out;
+    }
+
+    fn render_subject(&self, out: &mut String, m: &EventMeta) {
+        self.config.subject.render_into(out, |p| match p {
             Placeholder::Cluster => &m.cluster,
             Placeholder::Watch => &m.watch,
             Placeholder::Namespace => &m.namespace,
             Placeholder::Kind => &m.kind,
             Placeholder::Name => &m.name,
             Placeholder::Type => m.event_type,
-        })
+        });
     }
 
-    fn headers(&self, m: &EventMeta) -> Vec<u8> {
-        let mut h = HeaderBlock::new();
-        h.add("Nats-Msg-Id", &msg_id(m));
+    /// The record's header block into `scratch_headers`.
+    fn headers_into(&mut self, m: &EventMeta) {
+        let mut h = HeaderBlock::reusing(std::mem::take(&mut self.scratch_headers));
+        h.add_display("Nats-Msg-Id", MsgId(m));
         h.add("Nats-Expected-Stream", &self.stream);
         h.add("Kwatchd-Watch", &m.watch);
         h.add("Kwatchd-Type", m.event_type);
         h.add("Kwatchd-Origin", m.origin);
-        h.finish()
+        self.scratch_headers = h.finish();
     }
 }
 
 /// `<cluster>/<uid>/<resourceVersion>/<type>`: the same event always gets
 /// the same id, whichever run of kwatchd publishes it.
 pub fn msg_id(m: &EventMeta) -> String {
-    format!(
-        "{}/{}/{}/{}",
-        m.cluster,
-        m.object_key(),
-        m.resource_version,
-        m.event_type
-    )
+    MsgId(m).to_string()
+}
+
+/// [`msg_id`] written where it goes, without a `String` of its own.
+struct MsgId<'a>(&'a EventMeta);
+
+impl std::fmt::Display for MsgId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{}/{}/{}/{}",
+            m.cluster,
+            m.object_key_display(),
+            m.resource_version,
+            m.event_type
+        )
+    }
 }
 
 fn tls_config(

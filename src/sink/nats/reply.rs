@@ -57,6 +57,11 @@ pub fn classify(message: &Message, subject: impl FnOnce() -> String, stream: &st
         }
         _ => {}
     }
+    if message.headers.is_none() {
+        if let Some(stored) = plain_pub_ack(&message.payload, stream) {
+            return stored;
+        }
+    }
     let ack: PubAck = match serde_json::from_slice(&message.payload) {
         Ok(a) => a,
         Err(e) => {
@@ -86,6 +91,29 @@ pub fn classify(message: &Message, subject: impl FnOnce() -> String, stream: &st
         )),
         _ => Reply::Retry("a PubAck without stream and seq".into()),
     }
+}
+
+/// The PubAck nats-server sends for almost every publish,
+/// `{"stream":"<stream>","seq":N}` with `,"duplicate":true` after a
+/// duplicate, read without serde (one per record). Anything else, a domain
+/// or a byte out of place included, is left to the full parse.
+fn plain_pub_ack(payload: &[u8], stream: &str) -> Option<Reply> {
+    let rest = payload.strip_prefix(b"{\"stream\":\"")?;
+    let rest = rest.strip_prefix(stream.as_bytes())?;
+    let rest = rest.strip_prefix(b"\",\"seq\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (number, rest) = rest.split_at(digits);
+    let duplicate = match rest {
+        b"}" => false,
+        b",\"duplicate\":true}" => true,
+        _ => return None,
+    };
+    // No leading zeros (JSON has none), at most u64.
+    if number.first() == Some(&b'0') && number.len() > 1 {
+        return None;
+    }
+    let seq = std::str::from_utf8(number).ok()?.parse().ok()?;
+    Some(Reply::Stored { seq, duplicate })
 }
 
 #[cfg(test)]
@@ -132,6 +160,37 @@ mod tests {
             Reply::Retry(_)
         ));
         assert!(matches!(c(msg(None, b"garbage")), Reply::Retry(_)));
+        // Whatever the quick read does not take goes through serde, with
+        // the same verdict.
+        assert_eq!(
+            c(msg(None, br#"{"stream":"KUBE","seq":7,"domain":"hub"}"#)),
+            Reply::Stored {
+                seq: 7,
+                duplicate: false
+            }
+        );
+        assert_eq!(
+            c(msg(None, br#"{"stream":"KUBE", "seq":8}"#)),
+            Reply::Stored {
+                seq: 8,
+                duplicate: false
+            }
+        );
+        assert!(matches!(
+            c(msg(None, br#"{"stream":"KUBE","seq":}"#)),
+            Reply::Retry(_)
+        ));
+        assert!(matches!(
+            c(msg(
+                None,
+                br#"{"stream":"KUBE","seq":99999999999999999999}"#
+            )),
+            Reply::Retry(_)
+        ));
+        assert!(matches!(
+            c(msg(None, br#"{"stream":"KUBEX","seq":1}"#)),
+            Reply::Retry(_)
+        ));
         assert!(matches!(
             c(msg(Some(b"NATS/1.0 408 Timeout\r\n\r\n"), b"")),
             Reply::Retry(_)

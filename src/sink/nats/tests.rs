@@ -475,3 +475,66 @@ pub fn test_pki() -> Result<(String, [(String, String); 2]), rcgen::Error> {
     };
     Ok((ca.pem(), [leaf()?, leaf()?]))
 }
+
+/// Readiness between turns settles PubAcks but takes no new record from
+/// the queue: the daemon polls a sink only once the state store has the
+/// objects of what it queued (the gate), and a record pushed since may be
+/// about an object the store does not have yet.
+#[test]
+fn readiness_takes_no_new_record_only_poll_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::start(dir.path(), &[]).unwrap();
+    let mut admin = Admin::connect(server.port, &Auth::None).unwrap();
+    admin.create_stream("KUBE", &["kube.>"], 1).unwrap();
+    let mut l = Loop::new();
+    let mut sink = NatsSink::new(
+        "bus",
+        &config(&server, Auth::None),
+        1000,
+        Rng::new(1),
+        Instant::now(),
+    )
+    .unwrap();
+    push(&mut sink, 1, 100);
+    assert!(
+        l.run(&mut sink, Duration::from_secs(10), |_, acks| acks.len()
+            == 1)
+    );
+    // The first record is out (poll); the second is queued after it, and
+    // only readiness follows until the first one's PubAck is in.
+    push(&mut sink, 2, 100);
+    push(&mut sink, 3, 100);
+    let mut ctx = SinkCtx {
+        registry: l.poll.registry(),
+        tokens: &mut l.tokens,
+        resolver: &mut l.resolver,
+        now: Instant::now(),
+    };
+    sink.poll(&mut ctx);
+    assert_eq!(sink.jobs.len(), 2, "poll takes what is queued");
+    push(&mut sink, 4, 100);
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut events = Events::with_capacity(64);
+    while !sink.jobs.is_empty() && Instant::now() < end {
+        l.poll
+            .poll(&mut events, Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut ctx = SinkCtx {
+            registry: l.poll.registry(),
+            tokens: &mut l.tokens,
+            resolver: &mut l.resolver,
+            now: Instant::now(),
+        };
+        for e in events.iter() {
+            sink.on_ready(e.token(), &mut ctx);
+        }
+    }
+    assert!(sink.jobs.is_empty(), "records 2 and 3 acknowledged");
+    assert_eq!(sink.delivery().pending(), 1, "record 4 still queued");
+    assert_eq!(sink.delivery().counts().delivered, 3);
+    assert!(l.run(&mut sink, Duration::from_secs(10), |s, _| s
+        .delivery()
+        .counts()
+        .delivered
+        == 4));
+}
