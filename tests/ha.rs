@@ -547,16 +547,56 @@ fn leader_churning(sim: &Sim) -> (Running, Churn) {
     (a, churn)
 }
 
+/// The highest resourceVersion among a sink file's records.
+fn max_rv(records: &[Value]) -> u64 {
+    records
+        .iter()
+        .filter_map(|r| key(r).2.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
 #[test]
 fn a_standby_started_while_a_leader_runs_lists_the_state_the_leader_confirmed() {
     let sim = Sim::start(SimOptions::default()).unwrap();
     let (mut a, churn) = leader_churning(&sim);
-    let b = replica(&sim, "b");
+    // Freeze a's advert with changes after it that no sink reports: its
+    // renews fail, so renew_deadline later it stops delivering while the
+    // churn goes on (its GETs still answer: it stays a's Lease, and b,
+    // reading it for the first time, counts its age from then).
+    sim.add_lease_fault(LeaseFault::partition(LeaseClient::Holder("a".into()), 503));
     assert!(
-        wait_until(WAIT, || b
-            .log_text()
-            .contains("listing at the leader's confirmed resourceVersion")),
-        "b did not list at a's position:\n{}",
+        wait_until(WAIT, || a.log_text().contains("stops delivering")),
+        "{}",
+        a.log_text()
+    );
+    let frozen = advertised(&sim).expect("a advertised a position");
+    thread::sleep(Duration::from_millis(300));
+    // What only a list at a's position and a watch from there can report:
+    // a delivered none of it and it all happens before b lists. A list of
+    // the current state instead shows neither these deletes nor the states
+    // an object went through here.
+    let delivered = max_rv(&file_records(&out(&a)));
+    let unreported: Vec<HistoryEvent> = pod_history(&sim)
+        .into_iter()
+        .filter(|e| {
+            e.resource_version
+                .parse::<u64>()
+                .is_ok_and(|rv| rv > delivered)
+        })
+        .collect();
+    for t in [EventType::Deleted, EventType::Modified] {
+        assert!(
+            unreported.iter().any(|e| e.event_type == t),
+            "no {t:?} after a's last delivery (rv {delivered}): {} changes",
+            unreported.len()
+        );
+    }
+    let b = replica(&sim, "b");
+    let listing = format!("listing at the leader's confirmed resourceVersion {frozen} first");
+    assert!(
+        wait_until(WAIT, || b.log_text().contains(&listing)),
+        "b did not list at a's position {frozen}:\n{}",
         b.log_text()
     );
     assert!(
@@ -564,7 +604,11 @@ fn a_standby_started_while_a_leader_runs_lists_the_state_the_leader_confirmed() 
         "{}",
         b.log_text()
     );
-    // At once: a's advert may not have passed b's list yet.
+    assert!(
+        !leads(&b),
+        "b took over before it listed:\n{}",
+        b.log_text()
+    );
     let _ = a.child.kill();
     let _ = a.child.wait();
     take_over(&sim, &a, &b, churn);
