@@ -4,11 +4,15 @@
 //! scenarios: ~4 KB pods over plain HTTP, the same over TLS, and ~1 MiB
 //! pods over plain HTTP; and `filter`: the 4 KB pods (one in four of
 //! another app) through a watch with `select` and `changes`, timed next to
-//! the plain watch on the same stream in the same round.
+//! the plain watch on the same stream in the same round; and `leader`: the
+//! plain watch with `[daemon.leader_election]` on (the Lease on the
+//! in-repo emulator, a second cluster: this server does not serve one), so
+//! every record passes the hold in front of the sink, timed next to the
+//! plain watch in the same round.
 //!
 //! `cargo bench --bench throughput` (`KWATCHD_BENCH_EVENTS` overrides the
 //! 4 KB event count, 100000; `KWATCHD_BENCH_ROUNDS` sets the rounds, default
-//! 3; `KWATCHD_BENCH_SCENARIOS=plain,tls,1mib,filter` picks scenarios;
+//! 3; `KWATCHD_BENCH_SCENARIOS=plain,tls,1mib,filter,leader` picks scenarios;
 //! `KWATCHD_BENCH_BIN=path/to/kwatchd` times another build of the daemon).
 
 mod common;
@@ -182,6 +186,7 @@ fn daemon(
     events: usize,
     record_bytes: u64,
     watch_extra: &str,
+    tables: &str,
 ) -> (Duration, f64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("events.jsonl");
@@ -200,7 +205,7 @@ fn daemon(
     std::fs::write(
         &config,
         format!(
-            "[daemon]\nlog_level = \"warn\"\nstate_dir = \"{}\"\n[clusters.b]\n{cluster}[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"f\"]\n{watch_extra}\n[sinks.f]\ntype = \"file\"\npath = \"{}\"\n",
+            "[daemon]\nlog_level = \"warn\"\nstate_dir = \"{}\"\n{tables}[clusters.b]\n{cluster}[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"f\"]\n{watch_extra}\n[sinks.f]\ntype = \"file\"\npath = \"{}\"\n",
             dir.path().join("state").display(),
             out.display()
         ),
@@ -287,6 +292,7 @@ fn scenario(name: &str, transport: &Transport, events: usize, rendered: (Vec<u8>
             events,
             record_bytes,
             "",
+            "",
         );
 
         let rate = |t: Duration| {
@@ -344,13 +350,14 @@ fn filter_scenario(events: usize) {
     );
     let t = Transport::Plain;
     for round in 1..=env_usize("KWATCHD_BENCH_ROUNDS", 3) {
-        let (p, pcpu) = daemon(&t, start_server(&t, &body), events, plain_bytes, "");
+        let (p, pcpu) = daemon(&t, start_server(&t, &body), events, plain_bytes, "", "");
         let (f, fcpu) = daemon(
             &t,
             start_server(&t, &body),
             selected.len(),
             filter_bytes,
             FILTER_KEYS,
+            "",
         );
         let rate = |d: Duration| events as f64 / d.as_secs_f64();
         println!(
@@ -360,6 +367,59 @@ fn filter_scenario(events: usize) {
             f.as_secs_f64(),
             rate(f),
             100.0 * p.as_secs_f64() / f.as_secs_f64()
+        );
+    }
+}
+
+/// The plain watch without and with leader election, each round: what the
+/// hold in front of the sink costs a leader per event. The Lease lives on
+/// the emulator (in this process: its CPU is not the daemon's); the
+/// daemon takes it at start (a GET answered 404, then a CREATE) and renews
+/// it every `retry_period` (2 s, client-go's default) while it streams.
+fn leader_scenario(events: usize) {
+    let (body, payload, record_bytes) = render_with(events, |i| common::pod(i, 2 + i));
+    let body = Arc::new(body);
+    println!(
+        "[leader] stream: {events} events, {:.1} MB of event lines ({} B per event)",
+        payload as f64 / 1e6,
+        payload / events
+    );
+    let t = Transport::Plain;
+    for round in 1..=env_usize("KWATCHD_BENCH_ROUNDS", 3) {
+        // A fresh Lease per round: the daemon leads from its first write.
+        let sim = kwatchd_sim::Sim::start(kwatchd_sim::SimOptions::default()).expect("emulator");
+        let tables = format!(
+            "[daemon.leader_election]\ncluster = \"lease\"\nnamespace = \"kwatchd\"\nidentity = \"bench\"\n[clusters.lease]\nserver = \"{}\"\n",
+            sim.url()
+        );
+        let run = |tables: &str| {
+            daemon(
+                &t,
+                start_server(&t, &body),
+                events,
+                record_bytes,
+                "",
+                tables,
+            )
+        };
+        // Alternate which goes first: the second run of a pair tends to
+        // find the machine warmer (caches, clock) on this shared host.
+        let ((p, pcpu), (l, lcpu)) = if round % 2 == 1 {
+            let p = run("");
+            (p, run(&tables))
+        } else {
+            let l = run(&tables);
+            (run(""), l)
+        };
+        let rate = |d: Duration| events as f64 / d.as_secs_f64();
+        println!(
+            "[leader] round {round}: plain watch {:.3} s ({:.0} ev/s, {pcpu:.2} CPU s) | leader {:.3} s ({:.0} ev/s, {lcpu:.2} CPU s) | leader/plain CPU = {:.2}, leader/plain throughput = {:.0}%",
+            p.as_secs_f64(),
+            rate(p),
+            l.as_secs_f64(),
+            rate(l),
+            lcpu / pcpu,
+            100.0 * p.as_secs_f64() / l.as_secs_f64()
         );
     }
 }
@@ -395,7 +455,8 @@ fn main() {
                 )
             }
             "filter" => filter_scenario(events),
-            other => eprintln!("unknown scenario {other:?} (plain, tls, 1mib, filter)"),
+            "leader" => leader_scenario(events),
+            other => eprintln!("unknown scenario {other:?} (plain, tls, 1mib, filter, leader)"),
         }
     }
 }

@@ -164,9 +164,10 @@ fn another_holder_is_waited_for_until_expiry_by_the_local_clock() {
         assert!(run.poll().is_none(), "no write while another holds it");
         let (next, timer) = run.e.poll_timeout().unwrap();
         assert_eq!(timer, Timer::Retry);
+        // A follower re-reads within one retry_period (2s), jittered below it.
         let wait = next - run.t0;
         assert!(
-            wait >= Duration::from_secs(2) && wait < Duration::from_millis(4400),
+            wait >= Duration::from_secs(1) && wait <= Duration::from_secs(2),
             "{wait:?}"
         );
         run.set(later);
@@ -191,6 +192,92 @@ fn another_holder_is_waited_for_until_expiry_by_the_local_clock() {
             }
         }
     }
+}
+
+/// (the holder's leaseDurationSeconds, seconds until its renews stop: the
+/// record changes at every read before). The follower reads at most one
+/// retry_period apart and sends its takeover at the very instant the last
+/// record it saw change expires, so within lease + retry_period of the
+/// holder's last renew.
+#[test]
+fn a_follower_tries_at_the_instant_a_dead_holders_lease_expires() {
+    let retry = params().retry_period;
+    let cases: &[(i64, f64)] = &[
+        (15, 0.0),
+        (15, 9.3),
+        (3, 5.0),
+        // Shorter than one retry_period: the first wake is the expiry.
+        (1, 0.0),
+        (1, 4.0),
+    ];
+    for &(duration, stop) in cases {
+        let (lease_duration, stop) = (
+            Duration::from_secs(duration as u64),
+            Duration::from_secs_f64(stop),
+        );
+        let mut run = Run::new();
+        let (mut seen_change, mut renews, mut last_wake) = (Duration::ZERO, 0, Timer::Retry);
+        let took = loop {
+            assert!(
+                run.at < Duration::from_secs(60),
+                "{duration} {stop:?}: no takeover"
+            );
+            let get = run.expect(Verb::Get);
+            if run.at < stop {
+                renews += 1;
+                seen_change = run.at;
+            }
+            let renew = format!("2026-12-04T17:28:{renews:02}.000000Z");
+            run.answer(
+                &get,
+                200,
+                lease("other", duration, &renew, 0, &renews.to_string()),
+            );
+            if let Some(up) = run.poll() {
+                assert_eq!(up.verb, Verb::Update);
+                assert_eq!(body(&up)["spec"]["holderIdentity"], ME);
+                break run.at;
+            }
+            assert_eq!(run.e.role(), Role::Follower);
+            let (next, timer) = run.e.poll_timeout().unwrap();
+            let gap = next - (run.t0 + run.at);
+            assert!(
+                gap > Duration::ZERO && gap <= retry,
+                "{duration} {stop:?}: {gap:?}"
+            );
+            run.at = next - run.t0;
+            last_wake = timer;
+        };
+        let ctx = format!("lease {duration}s, renews until {stop:?}: took at {took:?}");
+        assert_eq!(
+            took,
+            seen_change + lease_duration,
+            "exactly at expiry; {ctx}"
+        );
+        assert_eq!(last_wake, Timer::Expiry, "{ctx}");
+        assert!(took <= stop + lease_duration + retry, "{ctx}");
+    }
+}
+
+#[test]
+fn a_failed_read_at_expiry_is_retried_within_retry_period_not_at_once() {
+    let mut run = Run::new();
+    let get = run.expect(Verb::Get);
+    run.answer(&get, 200, lease("other", 1, "x", 0, "1"));
+    assert_eq!(
+        run.e.poll_timeout(),
+        Some((run.t0 + Duration::from_secs(1), Timer::Expiry))
+    );
+    run.set(1.0);
+    let get = run.expect(Verb::Get);
+    run.answer(&get, 503, json!({}));
+    let (next, timer) = run.e.poll_timeout().unwrap();
+    assert_eq!(timer, Timer::Retry);
+    let wait = next - (run.t0 + run.at);
+    assert!(
+        wait >= Duration::from_secs(1) && wait <= Duration::from_secs(2),
+        "{wait:?}"
+    );
 }
 
 #[test]

@@ -35,6 +35,12 @@ pub(super) fn advert(slots: &[Slot], warned: &mut bool) -> String {
         .filter_map(|s| s.watcher.as_ref())
         .filter_map(|w| Some((w.machine().name(), w.committed_version()?)))
         .collect();
+    fit(&entries, warned)
+}
+
+/// The annotation for `(store key, position)` entries: all of them, or the
+/// first as many as fit in [`ENCODED_MAX`] once encoded.
+fn fit(entries: &[(&str, &str)], warned: &mut bool) -> String {
     let mut keep = entries.len();
     loop {
         let map: Map<String, Value> = entries
@@ -163,6 +169,57 @@ mod tests {
         assert!(!handled(&limits, &ack(9, 1)), "a slot past the advert's");
         assert_eq!(limits_of("not json", names.into_iter()), vec![None; 6]);
         assert_eq!(limits_of("z:!!", names.into_iter()), vec![None; 6]);
+    }
+
+    /// (watches, whether all fit): names and positions from a PRNG, so
+    /// they compress about 2:1 and 10,000 pass 128 KiB even compressed.
+    #[test]
+    fn an_advert_over_the_cap_even_compressed_keeps_the_first_watches_that_fit() {
+        for (watches, all_fit) in [(100, true), (2_000, true), (10_000, false), (20_000, false)] {
+            let mut rng = crate::rand::Rng::new(watches as u64);
+            let owned: Vec<(String, String)> = (0..watches)
+                .map(|_| {
+                    let name = format!("{:016x}/{:016x}", rng.next_u64(), rng.next_u64());
+                    (name, rng.next_u64().to_string())
+                })
+                .collect();
+            let entries: Vec<(&str, &str)> = owned
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let mut warned = false;
+            let text = fit(&entries, &mut warned);
+            assert!(text.len() <= ENCODED_MAX, "{watches}: {}", text.len());
+            let read = positions(&text);
+            let kept = read.len();
+            assert_eq!(kept == watches, all_fit, "{watches}: kept {kept}");
+            assert_eq!(warned, !all_fit, "{watches}: the log says so once");
+            // Those kept are the first ones, with their positions.
+            for (k, v) in &entries[..kept] {
+                assert_eq!(read.get(*k).and_then(Value::as_str), Some(*v), "{watches}");
+            }
+            if all_fit {
+                continue;
+            }
+            assert!(text.starts_with(COMPRESSED), "{watches}");
+            // As many as fit, give or take the proportional shrink: one
+            // more than 2% more would pass the cap.
+            let more = (kept + kept / 50 + 1).min(watches);
+            let bigger: Map<String, Value> = entries[..more]
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
+                .collect();
+            let bigger = encode(Value::Object(bigger).to_string());
+            assert!(
+                bigger.len() > ENCODED_MAX,
+                "{watches}: kept {kept}, yet {more} take only {}",
+                bigger.len()
+            );
+            // Said once: a second advert with the flag set leaves it set.
+            let again = fit(&entries, &mut warned);
+            assert_eq!(again, text);
+            assert!(warned);
+        }
     }
 
     #[test]
