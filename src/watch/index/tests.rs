@@ -208,3 +208,24 @@ fn key_falls_back_to_namespace_and_name() {
     assert_eq!(object_key(&m).as_deref(), Some("/x"));
     assert_eq!(object_key(&ObjectMeta::default()), None);
 }
+
+#[test]
+fn names_survive_the_first_chunk_growing_and_big_records() {
+    let mut arena = parts::Names::default();
+    let big = "b".repeat(70 * 1024);
+    let mut handles = Vec::new();
+    for i in 0..5000 {
+        let name = format!("pod-{i}-{}", "x".repeat(i % 40));
+        let ns = if i == 17 {
+            big.clone()
+        } else {
+            format!("ns-{i}")
+        };
+        let h = arena.add(&[&ns, &name]).expect("room");
+        handles.push((h, ns, name));
+    }
+    for (h, ns, name) in &handles {
+        assert_eq!(arena.get(*h, 0), ns);
+        assert_eq!(arena.get(*h, 1), name);
+    }
+}
