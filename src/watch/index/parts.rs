@@ -336,6 +336,12 @@ impl Names {
         self.dead += size;
     }
 
+    /// Bytes of the chunks.
+    #[cfg(test)]
+    pub fn allocated(&self) -> usize {
+        self.chunks.iter().map(|c| c.len()).sum()
+    }
+
     /// Holes outweigh live records (and are worth a rewrite).
     pub fn wants_compaction(&self) -> bool {
         self.dead > self.live && self.dead >= CHUNK
