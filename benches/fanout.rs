@@ -13,6 +13,15 @@
 //! `KWATCHD_BENCH_BIN` (another kwatchd binary to measure, e.g. an older
 //! build for a before/after ratio on the same machine in the same hour).
 //!
+//! Each watch's LIST returns the one pod its events modify, so every event
+//! is a MODIFIED of a known object at any number of watches (what issue 14's
+//! "CPU per event with 10,000 watches within 2x of one watch" compares).
+//! `KWATCHD_BENCH_FANOUT_NEW=1` lists nothing instead, the bench's earlier
+//! behaviour: at 10,000 watches almost every event is then its watch's first
+//! sight of its pod, a new object that passes the state store's gate (one
+//! commit before its record is written), while the single watch's events
+//! change a known object after the first; that figure measures the gate.
+//!
 //! How latency is measured: every event carries its sequence number in an
 //! annotation; the connection thread that writes it stamps the time when
 //! `write_all` (and, over TLS, the flush) returns. The file sink's path is a
@@ -64,6 +73,26 @@ struct Shared {
     sent: Vec<AtomicU64>,
     read: Vec<AtomicU64>,
     received: AtomicUsize,
+    /// Whether each watch's LIST returns the pod its events modify.
+    list_pods: bool,
+}
+
+/// Watch `i`'s LIST answer: with `list_pods`, the one pod its events will
+/// modify (so every event is a MODIFIED of a known object, whatever the
+/// number of watches); without, nothing (so at many watches almost every
+/// event is its watch's first sight of its pod, a new object that passes
+/// the state store's gate).
+fn list_body(i: usize, list_pods: bool) -> String {
+    let items = if list_pods {
+        format!(
+            r#"{{"kind":"Pod","apiVersion":"v1","metadata":{{"name":"p{i}","namespace":"ns-{i}","uid":"uid-{i}","resourceVersion":"1"}},"spec":{{"nodeName":"node-1"}}}}"#
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"{{"kind":"PodList","apiVersion":"v1","metadata":{{"resourceVersion":"1"}},"items":[{items}]}}"#
+    )
 }
 
 /// Reads one request head; returns its request line.
@@ -125,8 +154,7 @@ fn serve_conn<S: Read + Write>(stream: S, shared: &Shared) {
             }
             return;
         }
-        let body =
-            r#"{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}"#;
+        let body = list_body(i, shared.list_pods);
         let resp = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
@@ -263,7 +291,23 @@ fn relay(addr: std::net::SocketAddr, watches: usize, fifo: &std::path::Path) {
     }
 }
 
-fn run_one(tls: bool, relay_only: bool, watches: usize, idle: Duration, secs: usize, rate: usize) {
+#[derive(Clone, Copy)]
+struct Run {
+    watches: usize,
+    idle: Duration,
+    secs: usize,
+    rate: usize,
+    list_pods: bool,
+}
+
+fn run_one(tls: bool, relay_only: bool, run: &Run) {
+    let Run {
+        watches,
+        idle,
+        secs,
+        rate,
+        list_pods,
+    } = *run;
     let events = secs * rate;
     let shared = Arc::new(Shared {
         senders: Mutex::new(vec![None; watches]),
@@ -271,6 +315,7 @@ fn run_one(tls: bool, relay_only: bool, watches: usize, idle: Duration, secs: us
         sent: (0..events).map(|_| AtomicU64::new(0)).collect(),
         read: (0..events).map(|_| AtomicU64::new(0)).collect(),
         received: AtomicUsize::new(0),
+        list_pods,
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let (server_tls, ca) = if tls {
@@ -388,8 +433,13 @@ fn run_one(tls: bool, relay_only: bool, watches: usize, idle: Duration, secs: us
     let got = shared.received.load(Ordering::SeqCst);
     let (p50, p99, max) = latencies(&shared, events);
     println!(
-        "fan-out {} {watches} watches: all open after {:.1} s, RSS {:.1} MB; idle {:.0} s: {:.3} CPU s, RSS {:.1} MB; {rate} events/s for {secs} s: {got}/{events} recorded, latency (server write returned → record read from the FIFO) p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; {:.2} CPU s over {:.1} s ({:.0}% of a core); RSS {:.1} MB, peak {:.1} MB",
+        "fan-out {} {watches} watches ({}): all open after {:.1} s, RSS {:.1} MB; idle {:.0} s: {:.3} CPU s, RSS {:.1} MB; {rate} events/s for {secs} s: {got}/{events} recorded, latency (server write returned → record read from the FIFO) p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; {:.2} CPU s over {:.1} s ({:.0}% of a core); RSS {:.1} MB, peak {:.1} MB",
         if tls { "TLS" } else { "plain" },
+        if list_pods {
+            "events modify listed pods"
+        } else {
+            "nothing listed: events are new objects"
+        },
         all_open.as_secs_f64(),
         rss_open as f64 / 1024.0,
         idle.as_secs_f64(),
@@ -459,7 +509,14 @@ fn main() {
     let rate = env_or("KWATCHD_BENCH_FANOUT_RATE", 1000);
     let modes =
         std::env::var("KWATCHD_BENCH_FANOUT_MODES").unwrap_or_else(|_| "baseline,plain,tls".into());
+    let run = Run {
+        watches,
+        idle,
+        secs,
+        rate,
+        list_pods: std::env::var_os("KWATCHD_BENCH_FANOUT_NEW").is_none_or(|v| v != "1"),
+    };
     for mode in modes.split(',').map(str::trim) {
-        run_one(mode == "tls", mode == "baseline", watches, idle, secs, rate);
+        run_one(mode == "tls", mode == "baseline", &run);
     }
 }

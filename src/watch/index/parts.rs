@@ -206,6 +206,10 @@ impl Namespaces {
 /// allocated whole, so the arena wastes at most the tail of one chunk per
 /// chunk instead of the half a doubling `Vec` can.
 const CHUNK: usize = 64 * 1024;
+/// Bytes of an arena's first chunk, which doubles (in place: handles are
+/// offsets) up to [`CHUNK`]: a daemon with 10,000 watches of one or two
+/// objects each would otherwise hold 10,000 mostly empty 64 KiB chunks.
+const FIRST_CHUNK: usize = 256;
 /// Bits of a name handle that address the byte within its chunk.
 const POS_BITS: u32 = 16;
 
@@ -242,13 +246,31 @@ impl Names {
             .chunks
             .last()
             .is_some_and(|c| self.tail + size <= c.len());
-        if !fits {
+        let need = self.tail + size;
+        let growable = match self.chunks.as_slice() {
+            [only] => only.len() < CHUNK && need <= CHUNK,
+            _ => false,
+        };
+        if !fits && growable {
+            if let Some(last) = self.chunks.last_mut() {
+                let mut grown = std::mem::take(last).into_vec();
+                let len = need.max(grown.len() * 2).min(CHUNK);
+                grown.reserve_exact(len - grown.len());
+                grown.resize(len, 0);
+                *last = grown.into_boxed_slice();
+            }
+        } else if !fits {
             if self.chunks.len() >= 1 << (32 - POS_BITS) {
                 return None;
             }
             // A record longer than a chunk gets a chunk of its own.
+            let min = if self.chunks.is_empty() {
+                FIRST_CHUNK
+            } else {
+                CHUNK
+            };
             self.chunks
-                .push(vec![0u8; size.max(CHUNK)].into_boxed_slice());
+                .push(vec![0u8; size.max(min)].into_boxed_slice());
             self.tail = 0;
         }
         let chunk = self.chunks.len() - 1;
@@ -312,6 +334,12 @@ impl Names {
             .sum();
         self.live = self.live.saturating_sub(size);
         self.dead += size;
+    }
+
+    /// Bytes of the chunks.
+    #[cfg(test)]
+    pub fn allocated(&self) -> usize {
+        self.chunks.iter().map(|c| c.len()).sum()
     }
 
     /// Holes outweigh live records (and are worth a rewrite).
