@@ -230,3 +230,37 @@ ack_timeout = "2s"
     assert_eq!(again.status.code(), Some(0));
     assert_eq!(admin.read_stream("KUBE").unwrap().len(), 3);
 }
+
+#[test]
+fn a_nats_server_that_is_not_there_fails_the_replay_within_the_sinks_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = kwatchd::nats::testing::free_port().unwrap();
+    let records = write_records(dir.path());
+    let sinks = format!(
+        r#"sinks = ["bus"]
+
+[sinks.bus]
+type = "nats"
+servers = ["nats://127.0.0.1:{port}"]
+stream = "KUBE"
+ack_timeout = "1s"
+"#
+    );
+    let out = replay(dir.path(), &sinks, &records);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // The first record is waited for (three PubAck waits and a margin);
+    // the later ones would overtake it, so they are not sent at all.
+    assert!(
+        stderr.contains("kwatchd replay: sink bus: not delivered within 13s"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr
+            .matches("not attempted: an earlier delivery to this sink did not end")
+            .count(),
+        2,
+        "{stderr}"
+    );
+    assert!(stderr.contains("3 deliveries failed"), "{stderr}");
+}
