@@ -183,6 +183,20 @@ fn a_receiver_that_keeps_failing_makes_replay_fail_after_the_retries() {
     assert!(stderr.contains("3 deliveries failed"), "{stderr}");
 }
 
+/// A NATS sink `bus` publishing to stream KUBE.
+fn nats(server: &str, ack_timeout: &str) -> String {
+    format!(
+        r#"sinks = ["bus"]
+
+[sinks.bus]
+type = "nats"
+servers = ["{server}"]
+stream = "KUBE"
+ack_timeout = "{ack_timeout}"
+"#
+    )
+}
+
 #[test]
 fn a_nats_sink_publishes_each_record_to_the_stream_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -190,17 +204,7 @@ fn a_nats_sink_publishes_each_record_to_the_stream_once() {
     let mut admin = Admin::connect(server.port, &Auth::None).unwrap();
     admin.create_stream("KUBE", &["kube.>"], 1).unwrap();
     let records = write_records(dir.path());
-    let sinks = format!(
-        r#"sinks = ["bus"]
-
-[sinks.bus]
-type = "nats"
-servers = ["{}"]
-stream = "KUBE"
-ack_timeout = "2s"
-"#,
-        server.url()
-    );
+    let sinks = nats(&server.url(), "2s");
     let out = replay(dir.path(), &sinks, &records);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -236,16 +240,7 @@ fn a_nats_server_that_is_not_there_fails_the_replay_within_the_sinks_bound() {
     let dir = tempfile::tempdir().unwrap();
     let port = kwatchd::nats::testing::free_port().unwrap();
     let records = write_records(dir.path());
-    let sinks = format!(
-        r#"sinks = ["bus"]
-
-[sinks.bus]
-type = "nats"
-servers = ["nats://127.0.0.1:{port}"]
-stream = "KUBE"
-ack_timeout = "1s"
-"#
-    );
+    let sinks = nats(&format!("nats://127.0.0.1:{port}"), "1s");
     let out = replay(dir.path(), &sinks, &records);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
