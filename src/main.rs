@@ -127,6 +127,11 @@ fn run(path: &Path) -> ExitCode {
 /// `kwatchd replay`: recorded events through a watch's filters and sinks.
 fn replay(args: cli::ReplayCliArgs) -> ExitCode {
     use kwatchd::replay::{self, Outcome, ReplayArgs};
+    // The sinks' own warnings (a retry, a give-up and why) on stderr.
+    logging::init(
+        log::LevelFilter::Warn,
+        kwatchd::config::LogFormat::default(),
+    );
     let args = ReplayArgs {
         config: args.config,
         watch: args.watch,

@@ -6,11 +6,16 @@
 //! the same decision (fresh per-object memory, file order) and the same
 //! record rendering and `transform` as in the daemon. `--dry-run` writes
 //! nothing and prints what each sink would get.
+//!
+//! Files, standard output and hooks are written and run here; webhook and
+//! NATS deliveries go through the daemon's own sinks ([`live`]).
+
+mod live;
 
 use crate::config::{Config, EventType, SinkConfig, WatchConfig};
 use crate::daemon::filtering::{sink_transform, transformed, ErrorLog, Filtering};
 use crate::filter::{FilterStats, LogLimit, Memory, RedactKey, SkipReason};
-use crate::sink::RecordWriter;
+use crate::sink::{EventMeta, RecordWriter};
 use crate::watch::{Emitted, Identity, Origin};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -113,7 +118,16 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> Outcome {
         Box::new(std::io::stdin().lock())
     } else {
         match std::fs::File::open(&args.records) {
-            Ok(f) => Box::new(std::io::BufReader::new(f)),
+            Ok(f) => {
+                // What the file holds now, not what is appended while it
+                // is replayed: a sink whose dead-letter file (or output) is
+                // this file would otherwise feed it forever.
+                let len = match f.metadata() {
+                    Ok(m) if m.is_file() => m.len(),
+                    _ => u64::MAX,
+                };
+                Box::new(std::io::BufReader::new(std::io::Read::take(f, len)))
+            }
             Err(e) => {
                 eprintln!("kwatchd replay: {}: {e}", args.records.display());
                 return Outcome::DeliveryFailed;
@@ -121,6 +135,8 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> Outcome {
         }
     };
     let mut replay = Replay {
+        config: &config,
+        live: None,
         watch,
         records: RecordWriter::new(&watch.name, &watch.cluster),
         filter,
@@ -190,6 +206,9 @@ fn targets<'a>(
 }
 
 struct Replay<'a> {
+    config: &'a Config,
+    /// The loop of the webhook and NATS sinks, once one is used.
+    live: Option<live::Live>,
     watch: &'a WatchConfig,
     records: RecordWriter,
     filter: Option<Filtering>,
@@ -281,13 +300,64 @@ impl Replay<'_> {
                 let result = if self.dry_run {
                     print_delivery(out, t.name, &d).map_err(|e| e.to_string())
                 } else {
-                    deliver(t, &d, &event, &self.watch.cluster, out)
+                    let to = To {
+                        config: self.config,
+                        watch: self.watch,
+                        api_version: record.object["apiVersion"].as_str().unwrap_or(""),
+                    };
+                    deliver(&mut self.live, &to, t, &d, &event, out)
                 };
                 if let Err(e) = result {
                     eprintln!("kwatchd replay: sink {}: {e}", t.name);
                     self.summary.failures += 1;
                 }
             }
+        }
+    }
+}
+
+/// What a delivery is for, besides its sink.
+struct To<'a> {
+    config: &'a Config,
+    watch: &'a WatchConfig,
+    /// The object's, for the webhook and NATS sinks' metadata.
+    api_version: &'a str,
+}
+
+/// Delivers one record for real: appended to a file sink's file, written to
+/// standard output, a hook run with it on stdin (the hook's timeout
+/// applies, no retries), or handed to the daemon's webhook or NATS sink
+/// until it is delivered or given up on (`live`, started on first use).
+fn deliver(
+    live: &mut Option<live::Live>,
+    to: &To<'_>,
+    t: &Target<'_>,
+    delivery: &[u8],
+    event: &Emitted<'_>,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let cluster = &to.watch.cluster;
+    match t.config {
+        SinkConfig::File(f) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&f.path)
+            .and_then(|mut file| file.write_all(delivery))
+            .map_err(|e| format!("{}: {e}", f.path.display())),
+        SinkConfig::Stdout => out.write_all(delivery).map_err(|e| e.to_string()),
+        SinkConfig::Exec(e) => run_hook(e, delivery, event, cluster),
+        SinkConfig::Webhook(_) | SinkConfig::Nats(_) => {
+            let live = match live {
+                Some(l) => l,
+                None => live.insert(live::Live::new().map_err(|e| format!("cannot poll: {e}"))?),
+            };
+            let meta = EventMeta::of(
+                to.watch.name.clone(),
+                cluster.clone(),
+                to.api_version.to_owned(),
+                event,
+            );
+            live.deliver(to.config, t.name, t.config, delivery, meta)
         }
     }
 }
@@ -324,32 +394,6 @@ fn print_delivery(out: &mut dyn Write, sink: &str, delivery: &[u8]) -> std::io::
     let value: Value = serde_json::from_slice(delivery.trim_ascii_end())?;
     let line = serde_json::json!({"sink": sink, "delivery": value});
     writeln!(out, "{line}")
-}
-
-/// Delivers one record for real: appended to a file sink's file, written to
-/// standard output, or a hook run with it on stdin (the hook's timeout
-/// applies, no retries). Webhook and NATS sinks are only dry-run.
-fn deliver(
-    t: &Target<'_>,
-    delivery: &[u8],
-    event: &Emitted<'_>,
-    cluster: &str,
-    out: &mut dyn Write,
-) -> Result<(), String> {
-    match t.config {
-        SinkConfig::File(f) => std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&f.path)
-            .and_then(|mut file| file.write_all(delivery))
-            .map_err(|e| format!("{}: {e}", f.path.display())),
-        SinkConfig::Stdout => out.write_all(delivery).map_err(|e| e.to_string()),
-        SinkConfig::Exec(e) => run_hook(e, delivery, event, cluster),
-        other => Err(format!(
-            "replay delivers to {} sinks only with --dry-run",
-            other.type_name()
-        )),
-    }
 }
 
 fn run_hook(

@@ -121,11 +121,7 @@ path = "{}"
     assert_eq!(runs[1]["previous_projection"], json!(["nginx:1"]));
     assert_eq!(runs[1]["object"]["status"]["readyReplicas"], 200);
 
-    let bodies: Vec<Value> = receiver
-        .received()
-        .iter()
-        .map(|r| serde_json::from_slice(&r.body).unwrap())
-        .collect();
+    let bodies = receiver.json_bodies();
     assert_eq!(
         bodies,
         [

@@ -144,7 +144,8 @@ pub(super) fn build_cluster(
 
 /// A sink as `[sinks.NAME]` defines it, its file opened and synced as
 /// `[daemon] sync` says (its sync thread wakes the loop through `waker`).
-pub(super) fn build_sink(
+/// `kwatchd replay` builds its webhook and NATS sinks with it too.
+pub(crate) fn build_sink(
     config: &Config,
     name: &str,
     s: &SinkConfig,

@@ -62,19 +62,12 @@ pub struct MetaBase {
 
 impl MetaBase {
     fn meta(&self, event: &Emitted<'_>) -> EventMeta {
-        let id = &event.identity;
-        EventMeta {
-            watch: self.watch.clone(),
-            cluster: self.cluster.clone(),
-            event_type: event.event_type.as_str(),
-            origin: event.origin.as_str(),
-            api_version: self.api_version.clone(),
-            kind: id.kind.to_owned(),
-            namespace: id.namespace.to_owned(),
-            name: id.name.to_owned(),
-            uid: id.uid.to_owned(),
-            resource_version: id.resource_version.to_owned(),
-        }
+        EventMeta::of(
+            self.watch.clone(),
+            self.cluster.clone(),
+            self.api_version.clone(),
+            event,
+        )
     }
 }
 

@@ -116,6 +116,24 @@ pub struct EventMeta {
 }
 
 impl EventMeta {
+    /// `event`'s metadata, for watch `watch` of cluster `cluster` (objects
+    /// of `api_version`).
+    pub fn of(watch: String, cluster: String, api_version: String, event: &Emitted<'_>) -> Self {
+        let id = &event.identity;
+        EventMeta {
+            watch,
+            cluster,
+            event_type: event.event_type.as_str(),
+            origin: event.origin.as_str(),
+            api_version,
+            kind: id.kind.to_owned(),
+            namespace: id.namespace.to_owned(),
+            name: id.name.to_owned(),
+            uid: id.uid.to_owned(),
+            resource_version: id.resource_version.to_owned(),
+        }
+    }
+
     /// The identity events are ordered by: the uid, or namespace/name for
     /// objects without one.
     pub fn object_key(&self) -> String {

@@ -52,6 +52,14 @@ impl Receiver {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Every body received, as JSON, in order.
+    pub fn json_bodies(&self) -> Vec<serde_json::Value> {
+        self.received()
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{r:?}: {e}")))
+            .collect()
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.state
             .lock()
