@@ -14,7 +14,7 @@
 //!   entry changed, and the position, once every sink acknowledged them.
 
 use super::checkpoint::Fingerprint;
-use super::db::{encode_index_entry, push_fresh, Op, Saved, WatchRow};
+use super::db::{encode_index_entry, push_fresh, push_put, Op, Saved, WatchRow, PUTS_PER_OP};
 use super::ledger::{AckError, Ledger};
 use super::store::StateStore;
 use crate::watch::index::{unconfirmed_version, ObjectIndex};
@@ -304,20 +304,34 @@ impl Persistence {
         }
         let changed = self.ledger.take_changed();
         let view = self.ledger.committed_view(index);
-        // Straight into the store's next batch.
+        // Straight into the store's next batch: the handled entries in
+        // buffers of at most `PUTS_PER_OP` objects (the first save of a
+        // big list holds no allocation per object, and the writer may
+        // commit it in slices), the removed keys one by one.
         let ops = store.queue();
-        ops.reserve(changed.len() + 1);
-        for key in changed {
-            ops.push(match view.get(&key) {
-                Some(e) => Op::Put {
-                    watch: Arc::clone(&d.watch),
-                    key,
-                    entry: encode_index_entry(e),
-                },
-                None => Op::Delete {
-                    watch: Arc::clone(&d.watch),
-                    key,
-                },
+        let mut puts = Vec::new();
+        let mut in_puts = 0;
+        changed.for_each(|key| match view.get(key) {
+            Some(e) => {
+                push_put(&mut puts, key, e);
+                in_puts += 1;
+                if in_puts == PUTS_PER_OP {
+                    ops.push(Op::Puts {
+                        watch: Arc::clone(&d.watch),
+                        entries: std::mem::take(&mut puts),
+                    });
+                    in_puts = 0;
+                }
+            }
+            None => ops.push(Op::Delete {
+                watch: Arc::clone(&d.watch),
+                key: key.to_owned(),
+            }),
+        });
+        if in_puts > 0 {
+            ops.push(Op::Puts {
+                watch: Arc::clone(&d.watch),
+                entries: puts,
             });
         }
         // The batches of new objects whose steps are all committed: their
