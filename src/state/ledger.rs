@@ -101,6 +101,26 @@ impl ChangedKeys {
         self.len() == 0
     }
 
+    /// Up to `n` of the keys, taken out; the rest stay.
+    fn take(&mut self, n: usize) -> ChangedKeys {
+        if self.len() <= n {
+            return std::mem::take(self);
+        }
+        let mut out = ChangedKeys::default();
+        let uids: Vec<u128> = self.uids.iter().take(n).copied().collect();
+        for uid in uids {
+            self.uids.remove(&uid);
+            out.uids.insert(uid);
+        }
+        let room = n - out.uids.len();
+        let other: Vec<Box<str>> = self.other.iter().take(room).cloned().collect();
+        for key in other {
+            self.other.remove(&key);
+            out.other.insert(key);
+        }
+        out
+    }
+
     /// Calls `f` with each key's text, in no particular order.
     pub fn for_each(self, mut f: impl FnMut(&str)) {
         for uid in self.uids {
@@ -268,9 +288,14 @@ impl Ledger {
         std::mem::take(&mut self.dirty)
     }
 
-    /// The keys whose committed entry changed since the last call.
-    pub fn take_changed(&mut self) -> ChangedKeys {
-        std::mem::take(&mut self.changed)
+    /// Up to `n` of the keys whose committed entry changed since they were
+    /// last taken; the state stays dirty while some are left.
+    pub fn take_changed(&mut self, n: usize) -> ChangedKeys {
+        let part = self.changed.take(n);
+        if !self.changed.is_empty() {
+            self.dirty = true;
+        }
+        part
     }
 }
 
@@ -367,9 +392,12 @@ mod tests {
             keys.insert(key);
         }
         assert_eq!(keys.len(), 3);
-        assert!(!keys.is_empty());
         let mut seen = Vec::new();
-        keys.for_each(|k| seen.push(k.to_owned()));
+        let part = keys.take(2);
+        assert_eq!((part.len(), keys.len()), (2, 1));
+        for keys in [part, keys.take(2)] {
+            keys.for_each(|k| seen.push(k.to_owned()));
+        }
         seen.sort();
         assert_eq!(seen, [upper, uid, "ns/name"]);
     }

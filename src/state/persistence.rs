@@ -296,13 +296,26 @@ impl Persistence {
     /// watch's current index) to the store: the entries of the keys whose
     /// committed entry changed, and the position. The cost is what changed.
     pub fn save(&mut self, store: &mut StateStore, index: &ObjectIndex) {
+        self.save_at_most(store, index, usize::MAX);
+    }
+
+    /// [`Persistence::save`], writing at most `limit` entries: the first
+    /// save of a big list goes in parts, one per save round, so what it
+    /// holds on its way to the file stays bounded. The position (and the
+    /// forgetting of `fresh` rows) goes with the part that leaves nothing
+    /// behind; until then the state stays dirty. The store always holds,
+    /// for each key, its committed entry or the key is still to be saved:
+    /// a key whose committed entry changes after its part was written is
+    /// taken again before the position.
+    pub fn save_at_most(&mut self, store: &mut StateStore, index: &ObjectIndex, limit: usize) {
         let Some(d) = &mut self.disk else {
             return;
         };
         if !self.ledger.take_dirty() {
             return;
         }
-        let changed = self.ledger.take_changed();
+        let changed = self.ledger.take_changed(limit);
+        let complete = !self.ledger.is_dirty();
         let view = self.ledger.committed_view(index);
         // Straight into the store's next batch: the handled entries in
         // buffers of at most `PUTS_PER_OP` objects (the first save of a
@@ -334,8 +347,11 @@ impl Persistence {
                 entries: puts,
             });
         }
+        if !complete {
+            return;
+        }
         // The batches of new objects whose steps are all committed: their
-        // handled entries are among the puts above.
+        // handled entries are among the puts of this save and its parts.
         let front = self
             .ledger
             .next_seq()
