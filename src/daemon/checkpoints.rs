@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 /// What the sinks handled is saved at most this often (and at shutdown).
 const SAVE_INTERVAL: Duration = Duration::from_secs(1);
+/// Entries one watch's save round writes at most: the first save of a big
+/// list (250,000 objects) goes in parts of this many, a round apart, so
+/// what it holds on the way to the store stays a few megabytes.
+const SAVE_AT_MOST: usize = 65_536;
 /// How long shutdown waits for the store's writer.
 const FINISH: Duration = Duration::from_secs(10);
 
@@ -142,7 +146,11 @@ impl Checkpoints {
         for i in schedule.take_unsaved(slots) {
             if let Some(w) = slots.get_mut(i).and_then(|s| s.watcher.as_mut()) {
                 if w.has_unsaved_state() {
-                    w.save_state(store);
+                    w.save_state_part(store, SAVE_AT_MOST);
+                    if w.has_unsaved_state() {
+                        // The rest goes in the next round.
+                        schedule.touch(slots, i);
+                    }
                 }
             }
         }

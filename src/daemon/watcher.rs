@@ -195,6 +195,14 @@ impl Watcher {
         self.out.state.save(store, self.machine.index());
     }
 
+    /// At most `limit` entries of the handled state (see
+    /// `Persistence::save_at_most`); `has_unsaved_state` says if more are left.
+    pub fn save_state_part(&mut self, store: &mut StateStore, limit: usize) {
+        self.out
+            .state
+            .save_at_most(store, self.machine.index(), limit);
+    }
+
     pub fn token(&self) -> Option<Token> {
         match &self.link {
             Link::Connecting { conn, .. } | Link::Connected { conn, .. } => Some(conn.token()),

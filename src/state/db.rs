@@ -40,6 +40,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub const FILE_NAME: &str = "kwatchd.redb";
+/// Handled entries per [`Op::Puts`]: a save's buffers stay small, and
+/// the writer commits a big save in transactions of about this many.
+pub const PUTS_PER_OP: usize = 16_384;
 /// Mode of the store's file (before the umask).
 const FILE_MODE: u32 = 0o640;
 /// redb's page cache (its default is 1 GiB): what a turn's commit and a
@@ -102,6 +105,12 @@ pub enum Op {
         watch: Arc<str>,
         key: String,
         entry: Vec<u8>,
+    },
+    /// Many handled entries in one buffer, as [`push_put`] wrote them (a
+    /// save of a big list: no key and entry allocation per object).
+    Puts {
+        watch: Arc<str>,
+        entries: Vec<u8>,
     },
     Delete {
         watch: Arc<str>,
@@ -340,14 +349,33 @@ pub fn push_fresh(
     name: &str,
     resource_version: &str,
 ) {
-    let field = |out: &mut Vec<u8>, bytes: &[u8]| {
-        out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
-        out.extend_from_slice(bytes);
-    };
-    field(out, key.as_bytes());
+    push_keyed(out, key, |out| {
+        encode_into(out, namespace, name, resource_version, None)
+    });
+}
+
+/// Appends one handled entry to an [`Op::Puts`] buffer, in the layout of
+/// a `fresh` row (key, then the entry of [`encode_index_entry`]).
+pub fn push_put<'a>(out: &mut Vec<u8>, key: &str, e: impl Into<EntryRef<'a>>) {
+    let e = e.into();
+    push_keyed(out, key, |out| {
+        encode_into(
+            out,
+            e.namespace(),
+            e.name(),
+            &e.resource_version(),
+            e.memory(),
+        )
+    });
+}
+
+/// `key` behind its 4-byte length, then what `entry` appends, behind its.
+fn push_keyed(out: &mut Vec<u8>, key: &str, entry: impl FnOnce(&mut Vec<u8>)) {
+    out.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(key.as_bytes());
     let at = out.len();
     out.extend_from_slice(&[0; 4]);
-    encode_into(out, namespace, name, resource_version, None);
+    entry(out);
     let len = u32::try_from(out.len() - at - 4).unwrap_or(u32::MAX);
     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
 }
@@ -382,6 +410,11 @@ pub fn apply(txn: &WriteTransaction, ops: &[Op]) -> Result<(), StoreError> {
             }
             Op::Put { watch, key, entry } => {
                 objects.insert((&**watch, key.as_str()), entry.as_slice())?;
+            }
+            Op::Puts { watch, entries } => {
+                for (key, entry) in fresh_entries(entries) {
+                    objects.insert((&**watch, key), entry)?;
+                }
             }
             Op::Delete { watch, key } => {
                 objects.remove((&**watch, key.as_str()))?;
@@ -559,6 +592,34 @@ mod tests {
         }
         assert!(decode_entry(&[1, 9, 0, 0, 0]).is_none(), "a cut entry");
         assert_eq!(table_names(), ["watches", "objects", "fresh"]);
+    }
+
+    #[test]
+    fn a_puts_buffer_holds_what_one_put_per_entry_would() {
+        let memory = Memory {
+            reported: true,
+            projection: Some(br#"["nginx:1"]"#.to_vec().into_boxed_slice()),
+        };
+        let entries = [
+            ("u1", IndexEntry::new(Some("ns"), "a", "7")),
+            (
+                "u2",
+                IndexEntry::new(None, "b", "8").with_memory(Some(memory)),
+            ),
+        ];
+        let mut buffer = Vec::new();
+        for (key, e) in &entries {
+            push_put(&mut buffer, key, e);
+        }
+        let read: Vec<(&str, IndexEntry)> = fresh_entries(&buffer)
+            .map(|(k, e)| (k, decode_entry(e).unwrap()))
+            .collect();
+        assert_eq!(read.len(), 2);
+        for ((key, e), (k, read)) in entries.iter().zip(&read) {
+            assert_eq!(key, k);
+            assert_eq!(read, e);
+            assert_eq!(encode_index_entry(e), encode_index_entry(read));
+        }
     }
 
     #[test]

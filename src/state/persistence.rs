@@ -14,7 +14,7 @@
 //!   entry changed, and the position, once every sink acknowledged them.
 
 use super::checkpoint::Fingerprint;
-use super::db::{encode_index_entry, push_fresh, Op, Saved, WatchRow};
+use super::db::{encode_index_entry, push_fresh, push_put, Op, Saved, WatchRow, PUTS_PER_OP};
 use super::ledger::{AckError, Ledger};
 use super::store::StateStore;
 use crate::watch::index::{unconfirmed_version, ObjectIndex};
@@ -296,32 +296,62 @@ impl Persistence {
     /// watch's current index) to the store: the entries of the keys whose
     /// committed entry changed, and the position. The cost is what changed.
     pub fn save(&mut self, store: &mut StateStore, index: &ObjectIndex) {
+        self.save_at_most(store, index, usize::MAX);
+    }
+
+    /// [`Persistence::save`], writing at most `limit` entries: the first
+    /// save of a big list goes in parts, one per save round, so what it
+    /// holds on its way to the file stays bounded. The position (and the
+    /// forgetting of `fresh` rows) goes with the part that leaves nothing
+    /// behind; until then the state stays dirty. The store always holds,
+    /// for each key, its committed entry or the key is still to be saved:
+    /// a key whose committed entry changes after its part was written is
+    /// taken again before the position.
+    pub fn save_at_most(&mut self, store: &mut StateStore, index: &ObjectIndex, limit: usize) {
         let Some(d) = &mut self.disk else {
             return;
         };
         if !self.ledger.take_dirty() {
             return;
         }
-        let changed = self.ledger.take_changed();
+        let changed = self.ledger.take_changed(limit);
+        let complete = !self.ledger.is_dirty();
         let view = self.ledger.committed_view(index);
-        // Straight into the store's next batch.
+        // Straight into the store's next batch: the handled entries in
+        // buffers of at most `PUTS_PER_OP` objects (the first save of a
+        // big list holds no allocation per object, and the writer may
+        // commit it in slices), the removed keys one by one.
         let ops = store.queue();
-        ops.reserve(changed.len() + 1);
-        for key in changed {
-            ops.push(match view.get(&key) {
-                Some(e) => Op::Put {
-                    watch: Arc::clone(&d.watch),
-                    key,
-                    entry: encode_index_entry(e),
-                },
-                None => Op::Delete {
-                    watch: Arc::clone(&d.watch),
-                    key,
-                },
+        let mut puts = Vec::new();
+        let mut in_puts = 0;
+        changed.for_each(|key| match view.get(key) {
+            Some(e) => {
+                push_put(&mut puts, key, e);
+                in_puts += 1;
+                if in_puts == PUTS_PER_OP {
+                    ops.push(Op::Puts {
+                        watch: Arc::clone(&d.watch),
+                        entries: std::mem::take(&mut puts),
+                    });
+                    in_puts = 0;
+                }
+            }
+            None => ops.push(Op::Delete {
+                watch: Arc::clone(&d.watch),
+                key: key.to_owned(),
+            }),
+        });
+        if in_puts > 0 {
+            ops.push(Op::Puts {
+                watch: Arc::clone(&d.watch),
+                entries: puts,
             });
         }
+        if !complete {
+            return;
+        }
         // The batches of new objects whose steps are all committed: their
-        // handled entries are among the puts above.
+        // handled entries are among the puts of this save and its parts.
         let front = self
             .ledger
             .next_seq()

@@ -205,6 +205,21 @@ impl StateStore {
 mod tests {
     use super::*;
 
+    /// The definition of a `pods` watch whose filter digest is `digest`.
+    fn filtered(digest: &str) -> crate::state::Fingerprint {
+        crate::state::Fingerprint {
+            cluster: "c".into(),
+            server: "http://127.0.0.1:1".into(),
+            api_version: "v1".into(),
+            resource: "pods".into(),
+            path: "/api/v1/pods".into(),
+            namespace: None,
+            label_selector: None,
+            field_selector: None,
+            filter: digest.into(),
+        }
+    }
+
     fn waker() -> (mio::Poll, Arc<Waker>) {
         let poll = mio::Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
@@ -227,19 +242,7 @@ mod tests {
     fn another_filter_keeps_the_position_and_drops_the_memory() {
         use crate::filter::Memory;
         use crate::state::persistence::{Persistence, Resume};
-        use crate::state::Fingerprint;
         use crate::watch::index::IndexEntry;
-        let filtered = |digest: &str| Fingerprint {
-            cluster: "c".into(),
-            server: "http://127.0.0.1:1".into(),
-            api_version: "v1".into(),
-            resource: "pods".into(),
-            path: "/api/v1/pods".into(),
-            namespace: None,
-            label_selector: None,
-            field_selector: None,
-            filter: digest.into(),
-        };
         let memory = Memory {
             reported: true,
             projection: Some(br#"["nginx:1"]"#.to_vec().into_boxed_slice()),
@@ -297,6 +300,100 @@ mod tests {
         assert_eq!(kept.row.fingerprint.filter, "bbbb");
         assert_eq!(kept.objects.get("u1").unwrap().memory(), None);
         store.finish(Duration::from_secs(10));
+    }
+
+    /// The first save of a big list goes to the writer as buffers of
+    /// [`db::PUTS_PER_OP`] entries, committed in slices; the position
+    /// comes with the last, and every entry is there after a restart.
+    #[test]
+    fn a_big_save_is_committed_in_slices_with_its_position_last() {
+        use crate::state::persistence::{Persistence, Resume};
+        use crate::watch::index::{IndexEntry, ObjectIndex};
+        use crate::watch::Progress;
+        let fp = filtered("");
+        let dir = tempfile::tempdir().unwrap();
+        let sync = (SyncMode::None, Duration::from_secs(1));
+        let (_poll, w) = waker();
+        let mut store = StateStore::open(dir.path(), sync, w).unwrap();
+        let (mut watch, _) = Persistence::resume(&mut store, "pods", fp.clone());
+        let n = 2 * db::PUTS_PER_OP + 5;
+        // Uids, and keys that are not (objects without one).
+        let key = |i: usize| match i % 2 {
+            0 => format!("00000000-0000-4000-8000-{i:012x}"),
+            _ => format!("ns/pod-{i}"),
+        };
+        let mut index = ObjectIndex::default();
+        for i in 0..n {
+            let k = key(i);
+            let rv = (i + 10).to_string();
+            index.insert_entry(&k, &IndexEntry::new(Some("ns"), &format!("pod-{i}"), &rv));
+            watch.record(Progress::changed(&k, None, None), 0);
+        }
+        // One of them went again before the list ended.
+        let gone = key(3);
+        let previous = index.remove(&gone);
+        watch.record(Progress::changed(&gone, previous, None), 0);
+        // A save round writes a part: no position yet, still dirty.
+        watch.save_at_most(&mut store, &index, db::PUTS_PER_OP);
+        assert!(watch.is_dirty());
+        let watch_rows = |store: &mut StateStore| {
+            (store.queue().iter())
+                .filter(|op| matches!(op, Op::Watch { .. }))
+                .count()
+        };
+        assert_eq!(watch_rows(&mut store), 1, "only the row resume wrote");
+        let id = store.send(false).unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(30);
+        while store.committed() < id && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let part = db::saved(dir.path()).unwrap().remove("pods").unwrap();
+        assert_eq!(part.row.resource_version, None);
+        assert!(part.objects.len() <= db::PUTS_PER_OP);
+        // One written in that part changes again: taken again.
+        let (again, _) = part.objects.iter().next().unwrap();
+        let again = again.to_string();
+        let previous = index.remove(&again);
+        index.insert_entry(&again, &IndexEntry::new(Some("ns"), "renamed", "5"));
+        watch.record(Progress::changed(&again, previous, None), 0);
+        watch.record(Progress::version("99999"), 0);
+        watch.save(&mut store, &index);
+        assert!(!watch.is_dirty());
+        let puts = (store.queue().iter())
+            .filter(|op| matches!(op, Op::Puts { .. }))
+            .count();
+        assert!(puts >= 2, "{puts} buffers of at most {}", db::PUTS_PER_OP);
+        assert!(
+            matches!(store.queue().last(), Some(Op::Watch { .. })),
+            "the position comes last"
+        );
+        store.finish(Duration::from_secs(30));
+
+        let (_poll, w) = waker();
+        let mut store = StateStore::open(dir.path(), sync, w).unwrap();
+        let (_, resume) = Persistence::resume(&mut store, "pods", fp);
+        store.finish(Duration::from_secs(10));
+        let Some(Resume::At {
+            resource_version,
+            index: saved,
+        }) = resume
+        else {
+            panic!("no position: {resume:?}");
+        };
+        assert_eq!(resource_version, "99999");
+        assert_eq!(saved.len(), n - 1);
+        assert!(saved.get(&gone).is_none());
+        for i in (0..n).filter(|&i| i != 3) {
+            let e = saved.get(&key(i)).unwrap();
+            let want = match key(i) == again {
+                true => ("renamed".to_owned(), "5".to_owned()),
+                false => (format!("pod-{i}"), (i + 10).to_string()),
+            };
+            assert_eq!(
+                (e.name().to_owned(), e.resource_version().into_owned()),
+                want
+            );
+        }
     }
 
     #[test]

@@ -152,7 +152,13 @@ impl Job {
                         ops: more,
                         wake: w,
                     } => {
-                        ops.extend(more);
+                        // The first batch is taken as it is: a big save
+                        // is not copied.
+                        if ops.is_empty() {
+                            ops = more;
+                        } else {
+                            ops.extend(more);
+                        }
                         last_id = id;
                         wake |= w;
                     }
@@ -161,14 +167,9 @@ impl Job {
             }
             let now = Instant::now();
             if last_id > self.progress.committed() && retry_at.is_none_or(|t| t <= now) {
-                match self.commit(&ops) {
+                match self.commit_slices(&mut ops) {
                     Ok(()) => {
-                        log::trace!(
-                            "state store: committed {} changes in {:?}",
-                            ops.len(),
-                            now.elapsed()
-                        );
-                        ops.clear();
+                        log::trace!("state store: committed in {:?}", now.elapsed());
                         retry_at = None;
                         self.progress.committed.store(last_id, Ordering::Release);
                         if let Ok(mut f) = self.progress.failing.lock() {
@@ -203,6 +204,32 @@ impl Job {
                 return;
             }
         }
+    }
+
+    /// Commits `ops` (and empties it) in transactions that end after an
+    /// [`Op::Puts`] followed by another: a big save is written in slices of
+    /// [`db::PUTS_PER_OP`] entries, so redb's dirty pages stay bounded. A
+    /// save's position and forgotten batches follow its last slice, and
+    /// every earlier slice only writes entries every sink handled, so a
+    /// crash between two leaves a state a restart resumes from. On an
+    /// error `ops` keeps what is not committed.
+    fn commit_slices(&mut self, ops: &mut Vec<Op>) -> Result<(), StoreError> {
+        let mut done = 0;
+        while done < ops.len() {
+            let end = (done..ops.len())
+                .find(|&i| {
+                    matches!(ops[i], Op::Puts { .. })
+                        && matches!(ops.get(i + 1), Some(Op::Puts { .. }))
+                })
+                .map_or(ops.len(), |i| i + 1);
+            if let Err(e) = self.commit(&ops[done..end]) {
+                ops.drain(..done);
+                return Err(e);
+            }
+            done = end;
+        }
+        ops.clear();
+        Ok(())
     }
 
     fn commit(&mut self, ops: &[Op]) -> Result<(), StoreError> {

@@ -23,7 +23,7 @@
 mod parts;
 mod table;
 
-pub use parts::Version;
+pub use parts::{format_uuid, parse_uuid, Version};
 pub use table::{KeyText, ObjectIndex, Round};
 
 use crate::filter::Memory;
