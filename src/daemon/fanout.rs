@@ -2,8 +2,8 @@
 //! sink of the watch, and recorded with the watch's persistence before any
 //! sink acts on it.
 
+use super::ctx::Ctx;
 use super::filtering::{transformed, ErrorLog, Filtering, SinkTransform};
-use super::watcher::Ctx;
 use crate::filter::{FilterStats, LogLimit, Memory};
 use crate::sink::{EventMeta, RecordWriter, Sink};
 use crate::state::{AckRef, Persistence, WatchKey};

@@ -13,6 +13,7 @@ mod checkpoints;
 mod closing;
 pub mod cluster;
 pub mod credential;
+mod ctx;
 mod fanout;
 pub mod filtering;
 mod leader;
@@ -34,6 +35,7 @@ use build::build_cluster;
 pub(crate) use build::build_sink;
 use checkpoints::Checkpoints;
 use cluster::ClusterRuntime;
+use ctx::Ctx;
 use mio::{Events, Poll, Waker};
 use schedule::{Marks, Schedule};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
@@ -43,7 +45,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use watcher::{Ctx, Flow, Watcher};
+use watcher::{Flow, Watcher};
 
 const READ_BUF: usize = 256 << 10;
 

@@ -3,6 +3,7 @@
 
 use super::cluster::ClusterRuntime;
 use super::credential::Readiness;
+use super::ctx::Ctx;
 use super::fanout::{meta_base, Outlet, Route};
 use super::filtering::Filtering;
 use super::link::{is_success, Exchange, Link, Response};
@@ -11,7 +12,7 @@ use crate::http::{BodyMode, Request, ResponseReader};
 use crate::kube::list_scan::ListScanner;
 use crate::metrics::WatchView;
 use crate::net::resolve::Resolution;
-use crate::net::{Connection, ReadOutcome, Resolver};
+use crate::net::{Connection, ReadOutcome};
 use crate::sink::{RecordWriter, Sink};
 use crate::state::db::Op;
 use crate::state::{Persistence, StateStore, WatchKey};
@@ -30,17 +31,6 @@ use std::time::Instant;
 const TURN_BUDGET: usize = 512 << 10;
 /// Error bodies (Status JSON) are small; anything bigger is cut off.
 const ERROR_BODY_LIMIT: usize = 1 << 20;
-
-/// Shared things a watch needs while it is being driven.
-pub struct Ctx<'a> {
-    pub registry: &'a Registry,
-    pub resolver: &'a mut Resolver,
-    pub clusters: &'a mut [ClusterRuntime],
-    pub sinks: &'a mut [Sink],
-    pub read_buf: &'a mut [u8],
-    pub record_buf: &'a mut Vec<u8>,
-    pub now: Instant,
-}
 
 /// What stopped the watch's turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,14 +63,6 @@ pub struct Watcher {
     max_line: usize,
     list_body_limit: usize,
     link: Link,
-}
-
-struct DisplayError<'a>(&'a str, &'a dyn fmt::Display);
-
-impl fmt::Display for DisplayError<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.0, self.1)
-    }
 }
 
 impl Watcher {
@@ -418,7 +400,7 @@ impl Watcher {
                     if !self.has_room(ctx.sinks) {
                         return Flow::Blocked;
                     }
-                    let credentials = Self::credentials(self.cluster, ctx);
+                    let credentials = ctx.credentials(self.cluster);
                     if credentials == Readiness::Pending {
                         return Flow::Idle;
                     }
@@ -457,7 +439,7 @@ impl Watcher {
                         handshake_deadline: Some(deadline),
                     };
                     if let Err(e) = self.send(ctx, plan, false) {
-                        self.fail(ctx, &DisplayError("cannot send the request", &e));
+                        self.fail(ctx, &format_args!("cannot send the request: {e}"));
                         return Flow::Idle;
                     }
                 }
@@ -469,7 +451,7 @@ impl Watcher {
                         if !self.out.has_room(ctx.sinks) {
                             return Flow::Blocked;
                         }
-                        match Self::credentials(self.cluster, ctx) {
+                        match ctx.credentials(self.cluster) {
                             Readiness::Ready => {}
                             Readiness::Pending => {
                                 // Woken when the plugin is done.
@@ -486,7 +468,7 @@ impl Watcher {
                         }
                         if let Some(plan) = self.machine.poll_request(ctx.now) {
                             if let Err(e) = self.send(ctx, plan, true) {
-                                self.fail(ctx, &DisplayError("cannot send the request", &e));
+                                self.fail(ctx, &format_args!("cannot send the request: {e}"));
                                 return Flow::Idle;
                             }
                             continue;
@@ -512,15 +494,6 @@ impl Watcher {
                     Pumped::Changed => continue,
                 },
             }
-        }
-    }
-
-    /// Whether the cluster's credentials are there (this may start its
-    /// exec plugin).
-    fn credentials(cluster: usize, ctx: &mut Ctx<'_>) -> Readiness {
-        match ctx.clusters.get_mut(cluster) {
-            Some(c) => c.readiness(ctx.registry, ctx.now),
-            None => Readiness::Ready,
         }
     }
 
