@@ -6,10 +6,9 @@
 
 mod common;
 
+use common::churn::Churn;
 use common::*;
-use kwatchd_sim::{
-    EventType, HistoryEvent, LeaseClient, LeaseFault, Resource, Sim, SimHandle, SimOptions,
-};
+use kwatchd_sim::{EventType, HistoryEvent, LeaseClient, LeaseFault, Resource, Sim, SimOptions};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -182,61 +181,6 @@ fn advertised(sim: &Sim) -> Option<u64> {
     let advert = lease["metadata"]["annotations"]["kwatchd.io/committed"].as_str()?;
     let advert: Value = serde_json::from_str(advert).ok()?;
     advert["pods"].as_str()?.parse().ok()
-}
-
-/// Creates, updates and deletes pods until stopped.
-struct Churn {
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Churn {
-    fn start(sim: SimHandle) -> Churn {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = thread::spawn(move || {
-            let pods = Resource::pods();
-            let mut live: Vec<String> = Vec::new();
-            let mut n = 0usize;
-            while !flag.load(Ordering::Relaxed) {
-                n += 1;
-                match n % 5 {
-                    0 | 1 => {
-                        let name = format!("p{n}");
-                        sim.create(&pods, "default", &name, &[], json!({}));
-                        live.push(name);
-                    }
-                    4 if live.len() > 4 => {
-                        let name = live.remove(n % live.len());
-                        sim.delete(&pods, "default", &name);
-                    }
-                    _ => {
-                        if let Some(name) = live.get(n % live.len().max(1)) {
-                            sim.update(&pods, "default", name, json!({"spec": {"n": n}}), None);
-                        }
-                    }
-                }
-                thread::sleep(Duration::from_millis(5));
-            }
-        });
-        Churn {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Churn {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
 }
 
 /// (since the start, grown: [a, b]).
@@ -500,7 +444,7 @@ fn two_identities_never_both_deliver() {
     let growth = Growth::watch(out(&a), out(&b));
     assert!(wait_until(WAIT, || leads(&a) || leads(&b)), "nobody led");
     // Changes from here on (before, only the lists' view counts).
-    let churn = Churn::start(sim.handle());
+    let churn = Churn::start(sim.handle(), "p", Vec::new(), Duration::from_millis(5));
     thread::sleep(Duration::from_secs(4));
     churn.stop();
     let gaps = settle(&sim, &[&out(&a), &out(&b)]);
@@ -542,7 +486,7 @@ fn leader_churning(sim: &Sim) -> (Running, Churn) {
         "a never led:\n{}",
         a.log_text()
     );
-    let churn = Churn::start(sim.handle());
+    let churn = Churn::start(sim.handle(), "p", Vec::new(), Duration::from_millis(5));
     thread::sleep(Duration::from_millis(1500));
     (a, churn)
 }

@@ -5,17 +5,14 @@
 
 mod common;
 
+use common::churn::Churn;
 use common::*;
-use kwatchd_sim::{
-    EventType, Fault, FaultRule, HistoryEvent, Resource, Sim, SimHandle, SimOptions,
-};
+use kwatchd_sim::{EventType, Fault, FaultRule, HistoryEvent, Resource, Sim, SimOptions};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -219,61 +216,6 @@ fn pod_history(sim: &Sim) -> Vec<HistoryEvent> {
         .collect()
 }
 
-/// Creates, updates and deletes pods until stopped.
-struct Mutator {
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Mutator {
-    fn start(sim: SimHandle, round: usize, live: Vec<String>) -> Mutator {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = thread::spawn(move || {
-            let pods = Resource::pods();
-            let mut live = live;
-            let mut n = 0usize;
-            while !flag.load(Ordering::Relaxed) {
-                n += 1;
-                match n % 5 {
-                    0 | 1 => {
-                        let name = format!("r{round}-{n}");
-                        sim.create(&pods, "default", &name, &[], json!({}));
-                        live.push(name);
-                    }
-                    4 if live.len() > 4 => {
-                        let name = live.remove(n % live.len());
-                        sim.delete(&pods, "default", &name);
-                    }
-                    _ => {
-                        if let Some(name) = live.get(n % live.len().max(1)) {
-                            sim.update(&pods, "default", name, json!({"spec": {"n": n}}), None);
-                        }
-                    }
-                }
-                thread::sleep(Duration::from_millis(3));
-            }
-        });
-        Mutator {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
-impl Drop for Mutator {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 fn live_pods(sim: &Sim) -> Vec<String> {
     let mut live: BTreeMap<String, bool> = BTreeMap::new();
     for e in pod_history(sim) {
@@ -376,7 +318,12 @@ fn sigkill_rounds(initial_list: &str) {
         );
         // A checkpoint newer than the last restart exists before the kill.
         let before = checkpoint_rv(dir);
-        let mutator = Mutator::start(sim.handle(), round, live_pods(&sim));
+        let mutator = Churn::start(
+            sim.handle(),
+            &format!("r{round}-"),
+            live_pods(&sim),
+            Duration::from_millis(3),
+        );
         assert!(
             wait_until(WAIT, || checkpoint_rv(dir) > before),
             "round {round}: no checkpoint written; log:\n{}",

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod churn;
 pub mod receiver;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_kwatchd");
