@@ -7,6 +7,7 @@
 //! jaq's generic API behind three calls: [`Program::compile`],
 //! [`Program::first`] and [`Program::all`].
 
+use super::direct::Direct;
 use super::reads::Reads;
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{data, Compiler, Ctx, Vars};
@@ -22,6 +23,9 @@ pub struct Program {
     /// What the program reads of its input, when that is bounded: the
     /// input may then be built from those paths only (`filter::partial`).
     reads: Option<Reads>,
+    /// The program run without jaq's interpreter, when it is simple
+    /// enough (`filter::direct`); jaq runs whatever it bails on.
+    direct: Option<Direct>,
 }
 
 impl fmt::Debug for Program {
@@ -99,6 +103,7 @@ impl Program {
             source: code.into(),
             filter,
             reads: Reads::of(code),
+            direct: Direct::of(code),
         })
     }
 
@@ -114,6 +119,9 @@ impl Program {
     /// The first output, `None` when there is none. Later outputs are not
     /// computed.
     pub fn first(&self, input: Val) -> Result<Option<Val>, RunError> {
+        if let Some(Ok(out)) = self.direct.as_ref().map(|d| d.first(&input)) {
+            return Ok(out);
+        }
         self.outputs(input)
             .next()
             .transpose()
@@ -124,10 +132,22 @@ impl Program {
     /// that multiplies a record a thousandfold is a mistake to report, not
     /// to deliver).
     pub fn all(&self, input: Val) -> Result<Vec<Val>, RunError> {
+        if let Some(Ok(out)) = self.direct.as_ref().map(|d| d.all(&input)) {
+            if out.len() > MAX_OUTPUTS {
+                return Err(too_many());
+            }
+            return Ok(out);
+        }
+        self.all_with_jaq(input)
+    }
+
+    /// Every output as jaq's interpreter finds them (the reference the
+    /// direct evaluator is tested against).
+    pub(crate) fn all_with_jaq(&self, input: Val) -> Result<Vec<Val>, RunError> {
         let mut out = Vec::new();
         for v in self.outputs(input) {
             if out.len() == MAX_OUTPUTS {
-                return Err(RunError(format!("more than {MAX_OUTPUTS} outputs")));
+                return Err(too_many());
             }
             out.push(v.map_err(|e| RunError(e.to_string()))?);
         }
@@ -138,6 +158,10 @@ impl Program {
         let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
         self.filter.id.run((ctx, input)).map(jaq_core::unwrap_valr)
     }
+}
+
+fn too_many() -> RunError {
+    RunError(format!("more than {MAX_OUTPUTS} outputs"))
 }
 
 fn offset_in(whole: &str, part: &str) -> usize {

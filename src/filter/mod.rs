@@ -9,6 +9,7 @@
 //! lives in the watch's index so the state store carries it across restarts.
 //!
 //! - [`jq`]: compiling and running jq programs (jaq);
+//! - [`direct`]: simple programs run without jaq's interpreter;
 //! - [`json`]: bytes ⇄ jaq values, canonical JSON for projections;
 //! - [`reads`]: what a program can read of its input (from its syntax);
 //! - [`partial`]: a value cut to those paths, from the raw bytes;
@@ -17,6 +18,7 @@
 //! - [`transform`]: a sink's reshaping of the record;
 //! - [`stats`]: counters and the rate limit of error lines.
 
+pub mod direct;
 pub mod jq;
 pub mod json;
 pub mod object;
@@ -24,6 +26,8 @@ pub mod partial;
 pub mod reads;
 pub mod redact;
 pub mod stats;
+#[cfg(test)]
+mod testgen;
 pub mod transform;
 
 pub use jq::{CompileError, Program, RunError};

@@ -453,7 +453,7 @@ fn child(path: &[Step], step: Step) -> Abs {
 }
 
 /// The text of a string literal without interpolation or format.
-fn literal(t: &Term<&str>) -> Option<String> {
+pub(crate) fn literal(t: &Term<&str>) -> Option<String> {
     let Term::Str(None, parts) = t else {
         return None;
     };

@@ -5,6 +5,7 @@
 use super::*;
 use crate::filter::jq::Program;
 use crate::filter::json::{parse, parse_for};
+use crate::filter::testgen::{json_text, program};
 use proptest::prelude::*;
 
 /// Runs `code` on `object` parsed whole and cut; both answers, printed.
@@ -238,133 +239,6 @@ fn cut_values_give_the_same_answers() {
             assert_eq!(whole, cut, "program {code} on {object}");
         }
     }
-}
-
-/// A random JSON text: Kubernetes-ish keys, every kind of value, escapes,
-/// odd numbers, duplicate keys, whitespace.
-fn json_text() -> impl Strategy<Value = String> {
-    let key = prop_oneof![
-        Just("metadata"),
-        Just("labels"),
-        Just("app"),
-        Just("name"),
-        Just("spec"),
-        Just("containers"),
-        Just("image"),
-        Just("status"),
-        Just("a"),
-        Just("b"),
-        Just("\\u0061"),
-        Just("x y"),
-    ];
-    let leaf = prop_oneof![
-        Just("null".to_owned()),
-        Just("true".to_owned()),
-        Just("false".to_owned()),
-        Just("0".to_owned()),
-        Just("-0".to_owned()),
-        Just("1.50".to_owned()),
-        Just("1e400".to_owned()),
-        Just("123456789012345678901234567890".to_owned()),
-        Just("\"web\"".to_owned()),
-        Just("\"a\\\"b\\n\\u00e9\"".to_owned()),
-        Just("\"\"".to_owned()),
-        Just("\"\\ud83d\\ude00\"".to_owned()),
-    ];
-    leaf.prop_recursive(5, 64, 6, move |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(","))),
-            prop::collection::vec((key.clone(), inner), 0..5).prop_map(|v| {
-                let members: Vec<String> = v
-                    .into_iter()
-                    .map(|(k, v)| format!("\"{k}\" : {v}"))
-                    .collect();
-                format!("{{ {} }}", members.join(","))
-            }),
-        ]
-    })
-}
-
-/// A random program from pieces that reach into the input in every way the
-/// analysis knows, and many it must refuse.
-fn program() -> impl Strategy<Value = String> {
-    let atom = prop_oneof![
-        Just(".".to_owned()),
-        Just(".metadata".to_owned()),
-        Just(".labels".to_owned()),
-        Just(".app".to_owned()),
-        Just(".name?".to_owned()),
-        Just(".spec.containers".to_owned()),
-        Just(".image".to_owned()),
-        Just(".a".to_owned()),
-        Just(".[\"b\"]".to_owned()),
-        Just(".[]?".to_owned()),
-        Just(".[0]?".to_owned()),
-        Just("..".to_owned()),
-        Just("\"web\"".to_owned()),
-        Just("1".to_owned()),
-        Just("null".to_owned()),
-        Just("keys?".to_owned()),
-        Just("length?".to_owned()),
-        Just("type".to_owned()),
-        Just("tostring".to_owned()),
-        Just("not".to_owned()),
-        Just("empty".to_owned()),
-        Just("$__loc__".to_owned()),
-        Just(".[]".to_owned()),
-        Just(".containers[]?.image".to_owned()),
-        Just("map(.image?)?".to_owned()),
-        Just("to_entries?".to_owned()),
-        Just("with_entries(.value |= tostring)?".to_owned()),
-        Just("del(.a)?".to_owned()),
-        Just(".a |= 1".to_owned()),
-        Just("getpath([\"a\"])?".to_owned()),
-        Just("[paths]?".to_owned()),
-        Just("tojson".to_owned()),
-        Just("@json".to_owned()),
-        Just("keys_unsorted?".to_owned()),
-        Just("add?".to_owned()),
-        Just("any?".to_owned()),
-        Just("[.[]?.name?]".to_owned()),
-        Just("(.a, .b)".to_owned()),
-        Just("label $f | (.[]? | ., break $f)".to_owned()),
-        Just("[foreach .[]? as $x (0; . + 1; [$x, .])]".to_owned()),
-        Just(".metadata.labels[\"app\"]?".to_owned()),
-        Just("type == \"object\"".to_owned()),
-    ];
-    atom.prop_recursive(3, 24, 3, |inner| {
-        let two = (inner.clone(), inner.clone());
-        prop_oneof![
-            two.clone().prop_map(|(a, b)| format!("{a} | {b}")),
-            two.clone().prop_map(|(a, b)| format!("({a}), ({b})")),
-            two.clone().prop_map(|(a, b)| format!("({a}) // ({b})")),
-            two.clone().prop_map(|(a, b)| format!("({a}) and ({b})")),
-            two.clone().prop_map(|(a, b)| format!("({a}) == ({b})")),
-            two.clone()
-                .prop_map(|(a, b)| format!("if {a} then {b} else . end")),
-            two.clone()
-                .prop_map(|(a, b)| format!("if {a} then {b} end")),
-            two.clone()
-                .prop_map(|(a, b)| format!("({a}) as $v | {b} | [$v, .]")),
-            two.clone()
-                .prop_map(|(a, b)| format!("{{k: ({a}), ({b} | tostring): 1}}")),
-            two.clone()
-                .prop_map(|(a, b)| format!("reduce ({a}) as $x (({b}); [., $x])")),
-            two.prop_map(|(a, b)| format!("(.{a})?[{b}]?")),
-            inner.clone().prop_map(|a| format!("select({a})")),
-            inner.clone().prop_map(|a| format!("[{a}]")),
-            inner.clone().prop_map(|a| format!("try ({a}) catch .")),
-            inner.clone().prop_map(|a| format!("first({a})")),
-            inner.clone().prop_map(|a| format!("[limit(2; {a})]")),
-            inner
-                .clone()
-                .prop_map(|a| format!("try error({a}) catch .")),
-            inner.clone().prop_map(|a| format!("[path({a})]?")),
-            inner.clone().prop_map(|a| format!("has(\"a\")? // ({a})")),
-            inner.clone().prop_map(|a| format!("\"<\\({a})>\"")),
-            inner.prop_map(|a| format!("({a})?")),
-        ]
-    })
 }
 
 proptest! {
