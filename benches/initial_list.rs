@@ -33,7 +33,6 @@ mod common;
 use common::{cpu_seconds, pod_with_env, proc_status_kib};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -284,20 +283,10 @@ fn write_config(
 }
 
 /// `kwatchd run --config CONFIG`. KWATCHD_BENCH_WRAP="heaptrack" runs the
-/// daemon under a tool. The peak RSS is then the tool's, and SIGTERM reaches
-/// the tool: one that does not forward it (strace, heaptrack) leaves the
-/// daemon to be stopped by hand.
+/// daemon under a tool (the peak RSS is then the tool's); SIGTERM reaches
+/// both through their process group.
 fn spawn(config: &std::path::Path) -> std::process::Child {
-    let wrap = std::env::var("KWATCHD_BENCH_WRAP").unwrap_or_default();
-    let mut argv: Vec<&str> = wrap.split_whitespace().collect();
-    argv.push(env!("CARGO_BIN_EXE_kwatchd"));
-    Command::new(argv[0])
-        .args(&argv[1..])
-        .args(["run", "--config"])
-        .arg(config)
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn kwatchd")
+    common::spawn_daemon(env!("CARGO_BIN_EXE_kwatchd"), config)
 }
 
 /// Waits (bounded) for the next WATCH request since `start`.
@@ -314,11 +303,8 @@ fn wait_for_watch(start: Instant) -> Duration {
     }
 }
 
-fn sigterm(mut child: std::process::Child) {
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let _ = child.wait();
+fn sigterm(child: std::process::Child) {
+    common::stop(child);
 }
 
 /// Restart-to-resumed on a store of every object (see the module header).

@@ -22,7 +22,6 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose}
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -212,21 +211,13 @@ fn daemon(
     )
     .unwrap();
     let start = Instant::now();
-    // KWATCHD_BENCH_WRAP="perf record -g -o /tmp/perf.data" profiles the daemon.
-    let wrap = std::env::var("KWATCHD_BENCH_WRAP").unwrap_or_default();
-    let mut argv: Vec<&str> = wrap.split_whitespace().collect();
+    // KWATCHD_BENCH_WRAP="perf record -g -o /tmp/perf.data" profiles the
+    // daemon (its CPU seconds are then the tool's).
     // KWATCHD_BENCH_BIN runs another build (e.g. an older commit's) against
     // the same streams and baselines.
     let bin = std::env::var("KWATCHD_BENCH_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_kwatchd").to_owned());
-    argv.push(&bin);
-    let mut child = Command::new(argv[0])
-        .args(&argv[1..])
-        .args(["run", "--config"])
-        .arg(&config)
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn kwatchd");
+    let child = common::spawn_daemon(&bin, &config);
     let deadline = start + Duration::from_secs(300);
     let size = || std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     while size() < record_bytes && Instant::now() < deadline {
@@ -234,8 +225,7 @@ fn daemon(
     }
     let took = start.elapsed();
     let cpu = cpu_seconds(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
+    common::stop(child);
     let text = std::fs::read(&out).expect("read records");
     assert_eq!(text.len() as u64, record_bytes, "unexpected output size");
     assert_eq!(

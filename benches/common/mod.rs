@@ -184,3 +184,38 @@ pub fn percentiles(samples: &mut [u64]) -> (u64, u64, u64) {
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
     (at(0.50), at(0.99), samples[samples.len() - 1])
 }
+
+/// `kwatchd run --config CONFIG`, under the tool `KWATCHD_BENCH_WRAP`
+/// names (e.g. "perf record -g -o /tmp/perf.data"), in a process group of
+/// its own so [`stop`] reaches the daemon through any tool.
+pub fn spawn_daemon(bin: &str, config: &std::path::Path) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let wrap = std::env::var("KWATCHD_BENCH_WRAP").unwrap_or_default();
+    let mut argv: Vec<&str> = wrap.split_whitespace().collect();
+    argv.push(bin);
+    std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .args(["run", "--config"])
+        .arg(config)
+        .stderr(std::process::Stdio::inherit())
+        .process_group(0)
+        .spawn()
+        .expect("spawn kwatchd")
+}
+
+/// SIGTERM to the daemon's process group (the daemon and any wrapping
+/// tool, which then writes its data), SIGKILL after 30 s, and reaped.
+pub fn stop(mut child: std::process::Child) {
+    let group = -(child.id() as i32);
+    unsafe {
+        libc::kill(group, libc::SIGTERM);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    unsafe {
+        libc::kill(group, libc::SIGKILL);
+    }
+    let _ = child.wait();
+}
