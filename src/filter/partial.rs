@@ -11,10 +11,135 @@
 //! escapes (`\uD800`…`\uDFFF`), which the scanner accepts unpaired
 //! (serde_json's rule) while jaq may not. Duplicate keys behave as in jaq:
 //! the last value, at the first one's position.
+//!
+//! A streamed watch event's object is cut while the event scan walks it
+//! ([`OnePass`], fed by `kube::WatchEvent::parse_with`), by the same
+//! functions: the scan already validates every byte of the line, and a
+//! second walk for the cut cost as much again. [`extract`] serves the rest
+//! (list items, a one-pass cut that gave up).
 
 use super::reads::{Node, Reads};
 use crate::kube::scan::{Peek, RawStr, ScanError, Scanner};
+use crate::kube::{Members, Within};
 use jaq_json::{Map, Val};
+use std::ops::Range;
+
+/// A value cut to a watch's [`Reads`], made while its event was scanned:
+/// what the decision uses instead of [`extract`] on the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut(Val);
+
+impl Cut {
+    pub fn value(&self) -> &Val {
+        &self.0
+    }
+}
+
+/// The cut of a watch event's object, built from the members the event
+/// scan offers (see [`Members`]): [`extract`]'s value, in the scan's pass.
+pub struct OnePass<'a, 'r> {
+    line: &'a [u8],
+    root: &'r Node,
+    map: Map,
+    metadata: Metadata<'r>,
+    /// Something was [`Unsure`]: no cut, the decision falls back.
+    failed: bool,
+}
+
+/// What becomes of the object's `metadata`, which the scan walks itself.
+enum Metadata<'r> {
+    /// Not read (or not reached yet, or done).
+    Skipped,
+    /// Read whole: parsed from its span at its end.
+    Whole(Val),
+    /// Read in part: its members are cut into the map as they come.
+    Cut(Val, &'r Node, Map),
+}
+
+impl<'a, 'r> OnePass<'a, 'r> {
+    /// A builder for the object of the event `line`, or `None` when its
+    /// cut is left to the fallback from the start (surrogate escapes, as
+    /// in [`extract`]; a false alarm outside the object only costs that).
+    pub fn new(line: &'a [u8], reads: &'r Reads) -> Option<Self> {
+        (!has_surrogate_escape(line)).then(|| OnePass {
+            line,
+            root: &reads.root,
+            map: Map::default(),
+            metadata: Metadata::Skipped,
+            failed: false,
+        })
+    }
+
+    /// The cut, once `WatchEvent::parse_with` answered `Ok` with this
+    /// builder (it then offered every member); `None` when unsure.
+    pub fn finish(self) -> Option<Cut> {
+        (!self.failed).then(|| Cut(Val::obj(self.map)))
+    }
+
+    fn fail(&mut self) -> bool {
+        self.failed = true;
+        self.metadata = Metadata::Skipped;
+        false
+    }
+}
+
+impl<'a> Members<'a> for OnePass<'a, '_> {
+    fn member(&mut self, within: Within, key: RawStr<'a>, s: &mut Scanner<'a>) -> bool {
+        if self.failed {
+            return false;
+        }
+        let (node, map) = match (within, &mut self.metadata) {
+            (Within::Object, _) => (self.root, &mut self.map),
+            (Within::Metadata, Metadata::Cut(_, node, map)) => (*node, map),
+            (Within::Metadata, _) => return false,
+        };
+        let Some(child) = child(node, key) else {
+            return false;
+        };
+        match insert(s, map, key, child) {
+            Ok(()) => true,
+            Err(_) => self.fail(),
+        }
+    }
+
+    fn metadata_start(&mut self, key: RawStr<'a>) {
+        let Some(node) = child(self.root, key).filter(|_| !self.failed) else {
+            return;
+        };
+        let Ok(key) = key_val(self.line, key) else {
+            self.fail();
+            return;
+        };
+        // As `value` does with an object.
+        self.metadata = if node.whole {
+            Metadata::Whole(key)
+        } else {
+            Metadata::Cut(key, node, Map::default())
+        };
+    }
+
+    fn metadata_end(&mut self, span: Range<usize>) {
+        let value = match std::mem::replace(&mut self.metadata, Metadata::Skipped) {
+            Metadata::Skipped => return,
+            Metadata::Cut(key, _, map) => Ok((key, Val::obj(map))),
+            Metadata::Whole(key) => match self.line.get(span) {
+                Some(text) => jaq_json::read::parse_single(text).map(|v| (key, v)),
+                None => {
+                    self.fail();
+                    return;
+                }
+            },
+        };
+        match value {
+            Ok((key, value)) => {
+                self.map.insert(key, value);
+            }
+            Err(_) => {
+                self.fail();
+            }
+        }
+    }
+}
 
 /// The value of `bytes` cut to `reads`, or `None`: parse it whole.
 pub fn extract(bytes: &[u8], reads: &Reads) -> Option<Val> {
@@ -64,17 +189,26 @@ fn object(s: &mut Scanner<'_>, node: &Node) -> Result<Val, Unsure> {
     let mut map = Map::default();
     let mut first = true;
     while let Some(key) = s.next_key(&mut first)? {
-        let named = node.keys.iter().find(|(k, _)| key.is(k)).map(|(_, n)| n);
-        match named.or(node.each.as_deref()) {
+        match child(node, key) {
             None => s.skip_value()?,
-            Some(child) => {
-                let key = key_val(s.input(), key)?;
-                let value = value(s, child)?;
-                map.insert(key, value);
-            }
+            Some(child) => insert(s, &mut map, key, child)?,
         }
     }
     Ok(Val::obj(map))
+}
+
+/// What is read of member `key` of an object read as `node`, if anything.
+fn child<'n>(node: &'n Node, key: RawStr<'_>) -> Option<&'n Node> {
+    let named = node.keys.iter().find(|(k, _)| key.is(k)).map(|(_, n)| n);
+    named.or(node.each.as_deref())
+}
+
+/// Member `key` (the scanner at its value) into `map`, cut to `node`.
+fn insert(s: &mut Scanner<'_>, map: &mut Map, key: RawStr<'_>, node: &Node) -> Result<(), Unsure> {
+    let key = key_val(s.input(), key)?;
+    let value = value(s, node)?;
+    map.insert(key, value);
+    Ok(())
 }
 
 /// The array whose `[` is next, every element cut to `each`.

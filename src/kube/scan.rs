@@ -253,6 +253,13 @@ impl<'a> Scanner<'a> {
         self.i
     }
 
+    /// Moves back to `pos`, an offset this scanner was at between values
+    /// (a caller whose own walk of a value failed hands it back to be
+    /// skipped, and so reported, from its start).
+    pub fn rewind(&mut self, pos: usize) {
+        self.i = pos.min(self.b.len());
+    }
+
     fn err(&self, what: &'static str) -> ScanError {
         ScanError { at: self.i, what }
     }
