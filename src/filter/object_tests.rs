@@ -334,7 +334,7 @@ fn one_pass_cut(f: &WatchFilter, object: &[u8]) -> Option<super::super::partial:
     let mut line = br#"{"type":"MODIFIED","object":"#.to_vec();
     line.extend_from_slice(object);
     line.push(b'}');
-    let mut pass = super::super::partial::OnePass::new(&line, f.reads()?)?;
+    let mut pass = super::super::partial::OnePass::new(&line, f.reads()?);
     crate::kube::WatchEvent::parse_with(&line, &mut pass).ok()?;
     pass.finish()
 }

@@ -8,9 +8,10 @@
 //! [`extract`] answers `None` and the caller parses the whole object as
 //! before: on anything that is not a JSON object, on any scanner error
 //! (the full parse then reports jaq's own message), and on surrogate
-//! escapes (`\uD800`…`\uDFFF`), which the scanner accepts unpaired
-//! (serde_json's rule) while jaq may not. Duplicate keys behave as in jaq:
-//! the last value, at the first one's position.
+//! escapes (`\uD800`…`\uDFFF`) anywhere in it, which the scanner accepts
+//! unpaired (serde_json's rule) while jaq may not (the scanner notices them
+//! as it reads them: `Scanner::surrogate_escapes`). Duplicate keys behave
+//! as in jaq: the last value, at the first one's position.
 //!
 //! A streamed watch event's object is cut while the event scan walks it
 //! ([`OnePass`], fed by `kube::WatchEvent::parse_with`), by the same
@@ -44,6 +45,8 @@ pub struct OnePass<'a, 'r> {
     metadata: Metadata<'r>,
     /// Something was [`Unsure`]: no cut, the decision falls back.
     failed: bool,
+    /// The object was scanned to its end.
+    ended: bool,
 }
 
 /// What becomes of the object's `metadata`, which the scan walks itself.
@@ -57,23 +60,23 @@ enum Metadata<'r> {
 }
 
 impl<'a, 'r> OnePass<'a, 'r> {
-    /// A builder for the object of the event `line`, or `None` when its
-    /// cut is left to the fallback from the start (surrogate escapes, as
-    /// in [`extract`]; a false alarm outside the object only costs that).
-    pub fn new(line: &'a [u8], reads: &'r Reads) -> Option<Self> {
-        (!has_surrogate_escape(line)).then(|| OnePass {
+    /// A builder for the object of the event `line`.
+    pub fn new(line: &'a [u8], reads: &'r Reads) -> Self {
+        OnePass {
             line,
             root: &reads.root,
             map: Map::default(),
             metadata: Metadata::Skipped,
             failed: false,
-        })
+            ended: false,
+        }
     }
 
     /// The cut, once `WatchEvent::parse_with` answered `Ok` with this
-    /// builder (it then offered every member); `None` when unsure.
+    /// builder (it then offered every member); `None` when unsure (as
+    /// [`extract`] would be).
     pub fn finish(self) -> Option<Cut> {
-        (!self.failed).then(|| Cut(Val::obj(self.map)))
+        (self.ended && !self.failed).then(|| Cut(Val::obj(self.map)))
     }
 
     fn fail(&mut self) -> bool {
@@ -118,6 +121,15 @@ impl<'a> Members<'a> for OnePass<'a, '_> {
         };
     }
 
+    fn object_end(&mut self, surrogate_escapes: bool) {
+        // As in `extract`; one before the object (in the envelope) is a
+        // false alarm that only costs the fallback.
+        if surrogate_escapes {
+            self.fail();
+        }
+        self.ended = true;
+    }
+
     fn metadata_end(&mut self, span: Range<usize>) {
         let value = match std::mem::replace(&mut self.metadata, Metadata::Skipped) {
             Metadata::Skipped => return,
@@ -143,29 +155,13 @@ impl<'a> Members<'a> for OnePass<'a, '_> {
 
 /// The value of `bytes` cut to `reads`, or `None`: parse it whole.
 pub fn extract(bytes: &[u8], reads: &Reads) -> Option<Val> {
-    if has_surrogate_escape(bytes) {
-        return None;
-    }
     let mut s = Scanner::new(bytes);
     if s.peek() != Peek::Object {
         return None;
     }
     let v = object(&mut s, &reads.root).ok()?;
     s.finish().ok()?;
-    Some(v)
-}
-
-/// True when a `\u` escape of a UTF-16 surrogate may be in the text (an
-/// escaped backslash before `u` counts too: a false alarm only costs the
-/// full parse).
-fn has_surrogate_escape(bytes: &[u8]) -> bool {
-    memchr::memmem::find_iter(bytes, b"\\u").any(|i| {
-        matches!(bytes.get(i + 2), Some(b'd' | b'D'))
-            && matches!(
-                bytes.get(i + 3),
-                Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
-            )
-    })
+    (!s.surrogate_escapes()).then_some(v)
 }
 
 /// Why a cut value could not be made: the caller falls back to the full
@@ -305,6 +301,13 @@ mod tests {
     #[test]
     fn doubtful_input_is_left_to_the_full_parse() {
         assert_eq!(cut(r#"{"a":"\ud800"}"#, ".b"), None);
+        assert_eq!(cut(r#"{"a":["x\uDC00"]}"#, ".b"), None);
+        assert_eq!(cut(r#"{"\ud83d\ude00":1}"#, ".b"), None);
+        // An escaped backslash before `ud800` is no surrogate escape.
+        assert_eq!(
+            cut(r#"{"a":"\\ud800","b":"\\uD800"}"#, ".b").as_deref(),
+            Some(r#"{"b":"\\uD800"}"#)
+        );
         assert_eq!(cut(r#"[1]"#, ".b"), None);
         assert_eq!(cut(r#"{"a":1"#, ".b"), None);
         assert_eq!(cut(r#"{"a":1} x"#, ".b"), None);

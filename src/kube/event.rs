@@ -171,6 +171,10 @@ pub trait Members<'a> {
 
     /// The object's `metadata` ended; `span` is its text in the line.
     fn metadata_end(&mut self, span: std::ops::Range<usize>);
+
+    /// The object ended; `surrogate_escapes`: the line up to here held a
+    /// `\u` escape of a UTF-16 surrogate ([`Scanner::surrogate_escapes`]).
+    fn object_end(&mut self, surrogate_escapes: bool);
 }
 
 /// No one listening: the plain scan.
@@ -182,6 +186,8 @@ impl<'a> Members<'a> for () {
     fn metadata_start(&mut self, _: RawStr<'a>) {}
 
     fn metadata_end(&mut self, _: std::ops::Range<usize>) {}
+
+    fn object_end(&mut self, _: bool) {}
 }
 
 /// Offers `key`'s value to `m`; skips it when `m` does not take it.
@@ -340,6 +346,7 @@ fn scan_event<'a, M: Members<'a>>(
             let start = s.pos();
             if peek == Peek::Object {
                 head = Some(scan_object_head(&mut s, members)?);
+                members.object_end(s.surrogate_escapes());
             } else {
                 s.skip_value()?;
             }

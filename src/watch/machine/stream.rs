@@ -60,10 +60,10 @@ pub(super) fn parse<'a>(
     streamed: bool,
     out: &dyn Emit,
 ) -> (Result<WatchEvent<'a>, ParseError>, Option<Cut>) {
-    let reads = if streamed { out.cut() } else { None };
-    let Some(mut one_pass) = reads.and_then(|r| OnePass::new(line, r)) else {
+    let Some(reads) = out.cut().filter(|_| streamed) else {
         return (WatchEvent::parse(line), None);
     };
+    let mut one_pass = OnePass::new(line, reads);
     let parsed = WatchEvent::parse_with(line, &mut one_pass);
     let cut = parsed.is_ok().then(|| one_pass.finish()).flatten();
     (parsed, cut)
