@@ -5,9 +5,8 @@
 
 use super::progress::Progress;
 use crate::config::EventType;
-use crate::filter::partial::Cut;
 use crate::filter::reads::Reads;
-use crate::filter::Memory;
+use crate::filter::{Cut, Memory};
 use crate::kube::event::ObjectMeta;
 
 /// Where an emitted event came from; written to every record.
