@@ -249,6 +249,7 @@ impl Replay<'_> {
                 uid: field("uid"),
                 resource_version: field("resourceVersion"),
             },
+            cut: None,
         };
         // As in the daemon: types the watch does not forward are not
         // decided either.

@@ -4,6 +4,7 @@
 
 use super::ctx::Ctx;
 use super::filtering::{transformed, ErrorLog, Filtering, SinkTransform};
+use crate::filter::reads::Reads;
 use crate::filter::{FilterStats, LogLimit, Memory};
 use crate::sink::{EventMeta, RecordWriter, Sink};
 use crate::state::{AckRef, Persistence, WatchKey};
@@ -104,6 +105,10 @@ impl Emit for Fanout<'_> {
 
     fn filtering(&self) -> bool {
         self.out.filter.is_some()
+    }
+
+    fn cut(&self) -> Option<&Reads> {
+        self.out.filter.as_ref()?.reads()
     }
 
     fn remember(&mut self, event: &Emitted<'_>) -> Option<Memory> {

@@ -8,6 +8,7 @@
 use crate::config::EventType;
 use crate::config::WatchConfig;
 use crate::filter::object::Change;
+use crate::filter::reads::Reads;
 use crate::filter::Memory;
 use crate::filter::{
     FilterKey, FilterStats, LogLimit, Program, RedactKey, Redactor, Report, Transform, Transformed,
@@ -82,7 +83,8 @@ impl Filtering {
             EventType::Modified => Change::Modified,
             EventType::Deleted => Change::Deleted,
         };
-        let (verdict, keep) = self.rules.decide(change, event.object.as_bytes(), memory);
+        let object = event.object.as_bytes();
+        let (verdict, keep) = self.rules.decide_with(change, object, event.cut, memory);
         match verdict {
             Verdict::Skip(reason) => {
                 log.stats.skipped[reason as usize] += 1;
@@ -102,6 +104,11 @@ impl Filtering {
                 }
             }
         }
+    }
+
+    /// What the filter's programs read, when bounded (see `Emit::cut`).
+    pub fn reads(&self) -> Option<&Reads> {
+        self.rules.reads()
     }
 
     /// What to remember of an object that is not reported (see

@@ -34,6 +34,7 @@ pub use jq::{CompileError, Program, RunError};
 pub use object::{
     Change, FilterError, FilterKey, Memory, Report, SkipReason, Verdict, WatchFilter,
 };
+pub use partial::Cut;
 pub use redact::{RedactKey, Redacted, Redactor};
 pub use stats::{FilterStats, LogLimit};
 pub use transform::{Transform, Transformed};

@@ -22,6 +22,7 @@
 
 use super::jq::{Program, RunError};
 use super::json;
+use super::partial::Cut;
 use super::reads::Reads;
 use super::redact::{RedactKey, Redacted, Redactor};
 use jaq_json::Val;
@@ -169,6 +170,12 @@ impl WatchFilter {
         self
     }
 
+    /// What the programs read together, when bounded: the paths a
+    /// [`Cut`] made in an event's scan must hold.
+    pub fn reads(&self) -> Option<&Reads> {
+        self.reads.as_ref()
+    }
+
     /// Records carry `projection` and `previous_projection`.
     pub fn has_changes(&self) -> bool {
         self.changes.is_some()
@@ -201,6 +208,18 @@ impl WatchFilter {
         object: &[u8],
         memory: Option<&Memory>,
     ) -> (Verdict, Option<Memory>) {
+        self.decide_with(change, object, None, memory)
+    }
+
+    /// [`WatchFilter::decide`] with `object` already cut to [`Self::reads`]
+    /// (`cut`, made while its event was scanned), if it was.
+    pub fn decide_with(
+        &self,
+        change: Change,
+        object: &[u8],
+        cut: Option<&Cut>,
+        memory: Option<&Memory>,
+    ) -> (Verdict, Option<Memory>) {
         // A DELETED of an object this filter knows and never reported: its
         // ADDED was skipped, so its end is nobody's business either,
         // whatever it looks like; nothing to parse or evaluate.
@@ -209,7 +228,7 @@ impl WatchFilter {
             return (Verdict::Skip(SkipReason::Unselected), None);
         }
         let mut errors = Vec::new();
-        let (value, rewritten) = self.prepare(object, &mut errors);
+        let (value, rewritten) = self.prepare(object, cut, &mut errors);
 
         let selected = match (&self.select, &value) {
             (None, _) | (_, None) => true,
@@ -291,13 +310,17 @@ impl WatchFilter {
     fn prepare(
         &self,
         object: &[u8],
+        cut: Option<&Cut>,
         errors: &mut Vec<FilterError>,
     ) -> (Option<Val>, Option<Vec<u8>>) {
-        if let Some(cut) = self
-            .reads
-            .as_ref()
-            .and_then(|r| super::partial::extract(object, r))
-        {
+        let cut = match cut.filter(|_| self.reads.is_some()) {
+            Some(c) => Some(c.value().clone()),
+            None => self
+                .reads
+                .as_ref()
+                .and_then(|r| super::partial::extract(object, r)),
+        };
+        if let Some(cut) = cut {
             // The cut holds everything the redact paths read, so they find
             // the same values in it as in the whole object: when they find
             // none, the cut is what the programs see.

@@ -298,20 +298,43 @@ fn cut_values_decide_as_whole_ones() {
             projection: Some(br#"["nginx:1"]"#.to_vec().into_boxed_slice()),
         }),
     ];
+    let mut one_passes = 0;
     for (select, changes, redact) in keys {
         let cut = filter(select, changes, redact);
         let whole = filter(select, changes, redact).without_cut();
         for object in &objects {
+            let one_pass = one_pass_cut(&cut, object);
+            one_passes += usize::from(one_pass.is_some());
             for change in [Change::Added, Change::Modified, Change::Deleted] {
                 for memory in &memories {
-                    assert_eq!(
-                        cut.decide(change, object, memory.as_ref()),
-                        whole.decide(change, object, memory.as_ref()),
+                    let want = whole.decide(change, object, memory.as_ref());
+                    let context = format!(
                         "{select:?} {changes:?} {redact:?} {change:?} {memory:?} on {}",
                         String::from_utf8_lossy(object)
                     );
+                    assert_eq!(
+                        cut.decide(change, object, memory.as_ref()),
+                        want,
+                        "{context}"
+                    );
+                    if let Some(c) = &one_pass {
+                        let got = cut.decide_with(change, object, Some(c), memory.as_ref());
+                        assert_eq!(got, want, "one pass: {context}");
+                    }
                 }
             }
         }
     }
+    assert!(one_passes >= 20, "{one_passes} objects cut in one pass");
+}
+
+/// The cut a streamed event of `object` carries to `f`'s decision (see
+/// `partial::OnePass`), when it gets one.
+fn one_pass_cut(f: &WatchFilter, object: &[u8]) -> Option<super::super::partial::Cut> {
+    let mut line = br#"{"type":"MODIFIED","object":"#.to_vec();
+    line.extend_from_slice(object);
+    line.push(b'}');
+    let mut pass = super::super::partial::OnePass::new(&line, f.reads()?);
+    crate::kube::WatchEvent::parse_with(&line, &mut pass).ok()?;
+    pass.finish()
 }

@@ -8,39 +8,160 @@
 //! [`extract`] answers `None` and the caller parses the whole object as
 //! before: on anything that is not a JSON object, on any scanner error
 //! (the full parse then reports jaq's own message), and on surrogate
-//! escapes (`\uD800`…`\uDFFF`), which the scanner accepts unpaired
-//! (serde_json's rule) while jaq may not. Duplicate keys behave as in jaq:
-//! the last value, at the first one's position.
+//! escapes (`\uD800`…`\uDFFF`) anywhere in it, which the scanner accepts
+//! unpaired (serde_json's rule) while jaq may not (the scanner notices them
+//! as it reads them: `Scanner::surrogate_escapes`). Duplicate keys behave
+//! as in jaq: the last value, at the first one's position.
+//!
+//! A streamed watch event's object is cut while the event scan walks it
+//! ([`OnePass`], fed by `kube::WatchEvent::parse_with`), by the same
+//! functions: the scan already validates every byte of the line, and a
+//! second walk for the cut cost as much again. [`extract`] serves the rest
+//! (list items, a one-pass cut that gave up).
 
 use super::reads::{Node, Reads};
 use crate::kube::scan::{Peek, RawStr, ScanError, Scanner};
+use crate::kube::{Members, Within};
 use jaq_json::{Map, Val};
+use std::ops::Range;
+
+/// A value cut to a watch's [`Reads`], made while its event was scanned:
+/// what the decision uses instead of [`extract`] on the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut(Val);
+
+impl Cut {
+    pub fn value(&self) -> &Val {
+        &self.0
+    }
+}
+
+/// The cut of a watch event's object, built from the members the event
+/// scan offers (see [`Members`]): [`extract`]'s value, in the scan's pass.
+pub struct OnePass<'a, 'r> {
+    line: &'a [u8],
+    root: &'r Node,
+    map: Map,
+    metadata: Metadata<'r>,
+    /// Something was [`Unsure`]: no cut, the decision falls back.
+    failed: bool,
+    /// The object was scanned to its end.
+    ended: bool,
+}
+
+/// What becomes of the object's `metadata`, which the scan walks itself.
+enum Metadata<'r> {
+    /// Not read (or not reached yet, or done).
+    Skipped,
+    /// Read whole: parsed from its span at its end.
+    Whole(Val),
+    /// Read in part: its members are cut into the map as they come.
+    Cut(Val, &'r Node, Map),
+}
+
+impl<'a, 'r> OnePass<'a, 'r> {
+    /// A builder for the object of the event `line`.
+    pub fn new(line: &'a [u8], reads: &'r Reads) -> Self {
+        OnePass {
+            line,
+            root: &reads.root,
+            map: Map::default(),
+            metadata: Metadata::Skipped,
+            failed: false,
+            ended: false,
+        }
+    }
+
+    /// The cut, once `WatchEvent::parse_with` answered `Ok` with this
+    /// builder (it then offered every member); `None` when unsure (as
+    /// [`extract`] would be).
+    pub fn finish(self) -> Option<Cut> {
+        (self.ended && !self.failed).then(|| Cut(Val::obj(self.map)))
+    }
+
+    fn fail(&mut self) -> bool {
+        self.failed = true;
+        self.metadata = Metadata::Skipped;
+        false
+    }
+}
+
+impl<'a> Members<'a> for OnePass<'a, '_> {
+    fn member(&mut self, within: Within, key: RawStr<'a>, s: &mut Scanner<'a>) -> bool {
+        if self.failed {
+            return false;
+        }
+        let (node, map) = match (within, &mut self.metadata) {
+            (Within::Object, _) => (self.root, &mut self.map),
+            (Within::Metadata, Metadata::Cut(_, node, map)) => (*node, map),
+            (Within::Metadata, _) => return false,
+        };
+        let Some(child) = child(node, key) else {
+            return false;
+        };
+        match insert(s, map, key, child) {
+            Ok(()) => true,
+            Err(_) => self.fail(),
+        }
+    }
+
+    fn metadata_start(&mut self, key: RawStr<'a>) {
+        let Some(node) = child(self.root, key).filter(|_| !self.failed) else {
+            return;
+        };
+        let Ok(key) = key_val(self.line, key) else {
+            self.fail();
+            return;
+        };
+        // As `value` does with an object.
+        self.metadata = if node.whole {
+            Metadata::Whole(key)
+        } else {
+            Metadata::Cut(key, node, Map::default())
+        };
+    }
+
+    fn object_end(&mut self, surrogate_escapes: bool) {
+        // As in `extract`; one before the object (in the envelope) is a
+        // false alarm that only costs the fallback.
+        if surrogate_escapes {
+            self.fail();
+        }
+        self.ended = true;
+    }
+
+    fn metadata_end(&mut self, span: Range<usize>) {
+        let value = match std::mem::replace(&mut self.metadata, Metadata::Skipped) {
+            Metadata::Skipped => return,
+            Metadata::Cut(key, _, map) => Ok((key, Val::obj(map))),
+            Metadata::Whole(key) => match self.line.get(span) {
+                Some(text) => jaq_json::read::parse_single(text).map(|v| (key, v)),
+                None => {
+                    self.fail();
+                    return;
+                }
+            },
+        };
+        match value {
+            Ok((key, value)) => {
+                self.map.insert(key, value);
+            }
+            Err(_) => {
+                self.fail();
+            }
+        }
+    }
+}
 
 /// The value of `bytes` cut to `reads`, or `None`: parse it whole.
 pub fn extract(bytes: &[u8], reads: &Reads) -> Option<Val> {
-    if has_surrogate_escape(bytes) {
-        return None;
-    }
     let mut s = Scanner::new(bytes);
     if s.peek() != Peek::Object {
         return None;
     }
     let v = object(&mut s, &reads.root).ok()?;
     s.finish().ok()?;
-    Some(v)
-}
-
-/// True when a `\u` escape of a UTF-16 surrogate may be in the text (an
-/// escaped backslash before `u` counts too: a false alarm only costs the
-/// full parse).
-fn has_surrogate_escape(bytes: &[u8]) -> bool {
-    memchr::memmem::find_iter(bytes, b"\\u").any(|i| {
-        matches!(bytes.get(i + 2), Some(b'd' | b'D'))
-            && matches!(
-                bytes.get(i + 3),
-                Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
-            )
-    })
+    (!s.surrogate_escapes()).then_some(v)
 }
 
 /// Why a cut value could not be made: the caller falls back to the full
@@ -64,17 +185,26 @@ fn object(s: &mut Scanner<'_>, node: &Node) -> Result<Val, Unsure> {
     let mut map = Map::default();
     let mut first = true;
     while let Some(key) = s.next_key(&mut first)? {
-        let named = node.keys.iter().find(|(k, _)| key.is(k)).map(|(_, n)| n);
-        match named.or(node.each.as_deref()) {
+        match child(node, key) {
             None => s.skip_value()?,
-            Some(child) => {
-                let key = key_val(s.input(), key)?;
-                let value = value(s, child)?;
-                map.insert(key, value);
-            }
+            Some(child) => insert(s, &mut map, key, child)?,
         }
     }
     Ok(Val::obj(map))
+}
+
+/// What is read of member `key` of an object read as `node`, if anything.
+fn child<'n>(node: &'n Node, key: RawStr<'_>) -> Option<&'n Node> {
+    let named = node.keys.iter().find(|(k, _)| key.is(k)).map(|(_, n)| n);
+    named.or(node.each.as_deref())
+}
+
+/// Member `key` (the scanner at its value) into `map`, cut to `node`.
+fn insert(s: &mut Scanner<'_>, map: &mut Map, key: RawStr<'_>, node: &Node) -> Result<(), Unsure> {
+    let key = key_val(s.input(), key)?;
+    let value = value(s, node)?;
+    map.insert(key, value);
+    Ok(())
 }
 
 /// The array whose `[` is next, every element cut to `each`.
@@ -171,6 +301,13 @@ mod tests {
     #[test]
     fn doubtful_input_is_left_to_the_full_parse() {
         assert_eq!(cut(r#"{"a":"\ud800"}"#, ".b"), None);
+        assert_eq!(cut(r#"{"a":["x\uDC00"]}"#, ".b"), None);
+        assert_eq!(cut(r#"{"\ud83d\ude00":1}"#, ".b"), None);
+        // An escaped backslash before `ud800` is no surrogate escape.
+        assert_eq!(
+            cut(r#"{"a":"\\ud800","b":"\\uD800"}"#, ".b").as_deref(),
+            Some(r#"{"b":"\\uD800"}"#)
+        );
         assert_eq!(cut(r#"[1]"#, ".b"), None);
         assert_eq!(cut(r#"{"a":1"#, ".b"), None);
         assert_eq!(cut(r#"{"a":1} x"#, ".b"), None);

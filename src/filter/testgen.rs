@@ -33,6 +33,7 @@ pub fn json_text() -> impl Strategy<Value = String> {
         Just("\"a\\\"b\\n\\u00e9\"".to_owned()),
         Just("\"\"".to_owned()),
         Just("\"\\ud83d\\ude00\"".to_owned()),
+        Just("\"\\\\ud800\"".to_owned()),
     ];
     leaf.prop_recursive(5, 64, 6, move |inner| {
         prop_oneof![

@@ -3,7 +3,7 @@
 //! Only the envelope and `metadata` are parsed; the object stays borrowed
 //! text so sinks receive exactly the bytes the server sent.
 
-use super::scan::{Peek, ScanError, Scanner};
+use super::scan::{Peek, RawStr, ScanError, Scanner};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -140,11 +140,94 @@ fn invalid_json(e: serde_json::Error, bytes: &[u8]) -> ParseError {
     }
 }
 
+/// Which object a member offered to [`Members`] belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Within {
+    /// The event's object itself.
+    Object,
+    /// The object's `metadata`.
+    Metadata,
+}
+
+/// Sees the members of an event's object while [`WatchEvent::parse_with`]
+/// walks it, so a caller that wants some of the object's values (a
+/// filter's cut, see `filter::partial`) reads them in the same pass
+/// instead of walking the object's bytes a second time. Static dispatch:
+/// [`WatchEvent::parse`] passes `()`, which costs nothing.
+///
+/// Every member of the object and of its `metadata` is offered, with the
+/// scanner at its value. `metadata` itself is announced instead
+/// ([`Members::metadata_start`], its members, [`Members::metadata_end`]),
+/// since the scan reads it too. Offsets are in the line.
+pub trait Members<'a> {
+    /// True when the callee read the value (the scanner is after it);
+    /// false leaves it to the scan, which goes back to the value's start
+    /// whatever the callee did (so its error, if the value is not JSON, is
+    /// the scan's as always).
+    fn member(&mut self, within: Within, key: RawStr<'a>, s: &mut Scanner<'a>) -> bool;
+
+    /// The object's `metadata` (an object) begins; its members follow.
+    fn metadata_start(&mut self, key: RawStr<'a>);
+
+    /// The object's `metadata` ended; `span` is its text in the line.
+    fn metadata_end(&mut self, span: std::ops::Range<usize>);
+
+    /// The object ended; `surrogate_escapes`: the line up to here held a
+    /// `\u` escape of a UTF-16 surrogate ([`Scanner::surrogate_escapes`]).
+    fn object_end(&mut self, surrogate_escapes: bool);
+}
+
+/// No one listening: the plain scan.
+impl<'a> Members<'a> for () {
+    fn member(&mut self, _: Within, _: RawStr<'a>, _: &mut Scanner<'a>) -> bool {
+        false
+    }
+
+    fn metadata_start(&mut self, _: RawStr<'a>) {}
+
+    fn metadata_end(&mut self, _: std::ops::Range<usize>) {}
+
+    fn object_end(&mut self, _: bool) {}
+}
+
+/// Offers `key`'s value to `m`; skips it when `m` does not take it.
+fn offer<'a, M: Members<'a>>(
+    m: &mut M,
+    within: Within,
+    key: RawStr<'a>,
+    s: &mut Scanner<'a>,
+) -> Result<(), ScanError> {
+    let start = s.pos();
+    if !m.member(within, key, s) {
+        s.rewind(start);
+        s.skip_value()?;
+    }
+    Ok(())
+}
+
+/// Offers `key`'s value to `m` and leaves the scanner at its start for the
+/// scan, which reads it too.
+fn show<'a, M: Members<'a>>(m: &mut M, within: Within, key: RawStr<'a>, s: &mut Scanner<'a>) {
+    let start = s.pos();
+    m.member(within, key, s);
+    s.rewind(start);
+}
+
 impl<'a> WatchEvent<'a> {
     /// Validates the whole line as JSON and reads the envelope, `kind` and
     /// `metadata` in one pass (see [`scan`](super::scan)).
     pub fn parse(line: &'a [u8]) -> Result<WatchEvent<'a>, ParseError> {
-        let scanned = scan_event(line).map_err(|e| ParseError::InvalidJson {
+        Self::parse_with(line, &mut ())
+    }
+
+    /// [`WatchEvent::parse`], offering the object's members to `members`
+    /// on the way. When it answers `Ok`, `members` saw every member of the
+    /// object (a JSON object) and of its `metadata`.
+    pub fn parse_with<M: Members<'a>>(
+        line: &'a [u8],
+        members: &mut M,
+    ) -> Result<WatchEvent<'a>, ParseError> {
+        let scanned = scan_event(line, members).map_err(|e| ParseError::InvalidJson {
             error: e.to_string(),
             excerpt: excerpt(line),
         })?;
@@ -227,7 +310,10 @@ fn optional_string<'a>(
 /// object holding `type` and `object`; any other members are validated and
 /// ignored. Duplicate wanted fields are refused, as serde's derived structs
 /// refuse them.
-fn scan_event(line: &[u8]) -> Result<ScannedEvent<'_>, EventScanError> {
+fn scan_event<'a, M: Members<'a>>(
+    line: &'a [u8],
+    members: &mut M,
+) -> Result<ScannedEvent<'a>, EventScanError> {
     let text = std::str::from_utf8(line).map_err(EventScanError::Utf8)?;
     let mut s = Scanner::new(line);
     if s.peek() != Peek::Object {
@@ -259,7 +345,8 @@ fn scan_event(line: &[u8]) -> Result<ScannedEvent<'_>, EventScanError> {
             let peek = s.peek();
             let start = s.pos();
             if peek == Peek::Object {
-                head = Some(scan_object_head(&mut s)?);
+                head = Some(scan_object_head(&mut s, members)?);
+                members.object_end(s.surrogate_escapes());
             } else {
                 s.skip_value()?;
             }
@@ -286,8 +373,9 @@ fn scan_event(line: &[u8]) -> Result<ScannedEvent<'_>, EventScanError> {
 
 /// `kind` and `metadata` of the object at the scanner, reading the whole
 /// object.
-fn scan_object_head<'a>(
+fn scan_object_head<'a, M: Members<'a>>(
     s: &mut Scanner<'a>,
+    members: &mut M,
 ) -> Result<(Option<Cow<'a, str>>, ObjectMeta<'a>), EventScanError> {
     s.begin_object()?;
     let mut kind = None;
@@ -295,6 +383,7 @@ fn scan_object_head<'a>(
     let mut first = true;
     while let Some(key) = s.next_key(&mut first)? {
         if key.is("kind") {
+            show(members, Within::Object, key, s);
             optional_string(s, &mut kind, "kind")?;
         } else if key.is("metadata") {
             if meta.is_some() {
@@ -305,15 +394,21 @@ fn scan_object_head<'a>(
                     "`metadata` is not an object".to_owned(),
                 ));
             }
-            meta = Some(scan_metadata(s)?);
+            let start = s.pos();
+            members.metadata_start(key);
+            meta = Some(scan_metadata(s, members)?);
+            members.metadata_end(start..s.pos());
         } else {
-            s.skip_value()?;
+            offer(members, Within::Object, key, s)?;
         }
     }
     Ok((kind.flatten(), meta.unwrap_or_default()))
 }
 
-fn scan_metadata<'a>(s: &mut Scanner<'a>) -> Result<ObjectMeta<'a>, EventScanError> {
+fn scan_metadata<'a, M: Members<'a>>(
+    s: &mut Scanner<'a>,
+    members: &mut M,
+) -> Result<ObjectMeta<'a>, EventScanError> {
     s.begin_object()?;
     let (mut name, mut namespace, mut uid, mut rv) = (None, None, None, None);
     let mut first = true;
@@ -327,9 +422,10 @@ fn scan_metadata<'a>(s: &mut Scanner<'a>) -> Result<ObjectMeta<'a>, EventScanErr
         } else if key.is("resourceVersion") {
             (&mut rv, "metadata.resourceVersion")
         } else {
-            s.skip_value()?;
+            offer(members, Within::Metadata, key, s)?;
             continue;
         };
+        show(members, Within::Metadata, key, s);
         optional_string(s, slot, field)?;
     }
     Ok(ObjectMeta {

@@ -9,7 +9,10 @@ pub mod list_scan;
 pub mod path;
 pub mod scan;
 
-pub use event::{ListPage, ObjectMeta, ParseError, RawObject, Status, WatchEvent, WatchEventType};
+pub use event::{
+    ListPage, Members, ObjectMeta, ParseError, RawObject, Status, WatchEvent, WatchEventType,
+    Within,
+};
 pub use path::{
     ResourcePath, Selectors, WatchQuery, JSON_ACCEPT, METADATA_LIST_ACCEPT, METADATA_WATCH_ACCEPT,
 };

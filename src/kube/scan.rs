@@ -233,6 +233,9 @@ pub struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
     nesting: Nesting,
+    /// A `\u` escape of a UTF-16 surrogate was read (see
+    /// [`Scanner::surrogate_escapes`]).
+    surrogates: bool,
 }
 
 impl<'a> Scanner<'a> {
@@ -241,7 +244,16 @@ impl<'a> Scanner<'a> {
             b: bytes,
             i: 0,
             nesting: Nesting::default(),
+            surrogates: false,
         }
+    }
+
+    /// True once a string read so far held a `\u` escape of a UTF-16
+    /// surrogate (`\uD800`…`\uDFFF`, paired or not): the one thing this
+    /// scanner accepts that another JSON parser (jaq's) may read
+    /// differently. Noticed on the escape path only, so free otherwise.
+    pub fn surrogate_escapes(&self) -> bool {
+        self.surrogates
     }
 
     pub fn input(&self) -> &'a [u8] {
@@ -251,6 +263,13 @@ impl<'a> Scanner<'a> {
     /// Offset of the next unread byte.
     pub fn pos(&self) -> usize {
         self.i
+    }
+
+    /// Moves back to `pos`, an offset this scanner was at between values
+    /// (a caller whose own walk of a value failed hands it back to be
+    /// skipped, and so reported, from its start).
+    pub fn rewind(&mut self, pos: usize) {
+        self.i = pos.min(self.b.len());
     }
 
     fn err(&self, what: &'static str) -> ScanError {
@@ -429,7 +448,7 @@ impl<'a> Scanner<'a> {
                     match b.get(i + 1) {
                         Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
                         Some(b'u') => {
-                            if hex4(b, i + 2).is_none() {
+                            let Some(unit) = hex4(b, i + 2) else {
                                 // serde_json reads four bytes before it
                                 // judges them: a short input is an EOF.
                                 self.i = (i + 6).min(b.len());
@@ -438,7 +457,8 @@ impl<'a> Scanner<'a> {
                                 } else {
                                     "invalid \\u escape"
                                 }));
-                            }
+                            };
+                            self.surrogates |= (0xD800..=0xDFFF).contains(&unit);
                             i += 6;
                         }
                         Some(_) => {

@@ -233,6 +233,7 @@ mod tests {
                 object,
                 final_state_unknown: false,
                 identity: Default::default(),
+                cut: None,
             },
         );
         assert_eq!(
@@ -251,6 +252,7 @@ mod tests {
                 object: "{}",
                 final_state_unknown: true,
                 identity: Default::default(),
+                cut: None,
             },
         );
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -268,6 +270,7 @@ mod tests {
             object: r#"{"data":{"p":"c2VjcmV0"}}"#,
             final_state_unknown: false,
             identity: Default::default(),
+            cut: None,
         };
         let report = Report {
             selected: false,

@@ -5,7 +5,8 @@
 
 use super::progress::Progress;
 use crate::config::EventType;
-use crate::filter::Memory;
+use crate::filter::reads::Reads;
+use crate::filter::{Cut, Memory};
 use crate::kube::event::ObjectMeta;
 
 /// Where an emitted event came from; written to every record.
@@ -38,6 +39,10 @@ pub struct Emitted<'a> {
     /// was not seen.
     pub final_state_unknown: bool,
     pub identity: Identity<'a>,
+    /// The object cut to what the owner's filter reads, made while the
+    /// event's line was scanned (streamed events, see [`Emit::cut`]);
+    /// `None`: the filter cuts or parses `object` itself.
+    pub cut: Option<&'a Cut>,
 }
 
 /// Who the object is, for hooks' environment and per-object ordering.
@@ -83,6 +88,14 @@ pub trait Emit {
     }
 
     fn decide(&mut self, _event: &Emitted<'_>, _memory: Option<&Memory>) -> Option<Decided> {
+        None
+    }
+
+    /// For an owner with a filter whose programs' reads are bounded: what
+    /// they read, so a streamed event's object is cut while its line is
+    /// scanned (one pass over its bytes) and handed over in
+    /// [`Emitted::cut`]. `None` (the default): nothing to cut.
+    fn cut(&self) -> Option<&Reads> {
         None
     }
 

@@ -817,3 +817,19 @@ fn fuzz_regression_lone_surrogates_in_skipped_strings_are_taken() {
     assert_eq!(ev.meta.name.as_deref(), Some("a"));
     assert!(serde_json::from_str::<serde::de::IgnoredAny>(ev.object.get()).is_ok());
 }
+
+/// Surrogate escapes are noticed wherever the scanner reads them (keys,
+/// skipped values), in either case, and only real escapes count.
+#[test]
+fn surrogate_escapes_are_noticed_as_they_are_read() {
+    let seen = |json: &str| {
+        let mut s = Scanner::new(json.as_bytes());
+        s.skip_value().unwrap();
+        s.surrogate_escapes()
+    };
+    assert!(seen(r#"{"a":["\ud800"]}"#));
+    assert!(seen(r#"{"\uDFFF":1}"#));
+    assert!(seen(r#""\ud83d\ude00""#));
+    assert!(!seen(r#"{"a":"\\ud800","b":"\u00e9\uE000\uD7FF"}"#));
+    assert!(!seen(r#"{"a":"plain"}"#));
+}

@@ -189,6 +189,7 @@ impl ListRound {
                     object,
                     final_state_unknown: false,
                     identity: Identity::of(known.item_kind.as_deref().unwrap_or(""), meta),
+                    cut: None,
                 };
                 if let Some(memory) = out.remember(&silent) {
                     known.index.set_memory(&key, Some(memory));
@@ -211,6 +212,7 @@ impl ListRound {
             object,
             final_state_unknown: false,
             identity: Identity::of(known.item_kind.as_deref().unwrap_or(""), meta),
+            cut: None,
         };
         deliver(
             &mut known.stats,
@@ -255,6 +257,7 @@ impl ListRound {
                     uid: if key.contains('/') { "" } else { key },
                     resource_version: shown_version(entry.resource_version()),
                 },
+                cut: None,
             };
             deliver(
                 &mut known.stats,

@@ -59,7 +59,7 @@ use crate::config::{InitialList, OnStart, WatchTarget};
 use crate::kube::discovery::{Discovery, Query};
 use crate::kube::event::excerpt;
 use crate::kube::list_scan::ListInfo;
-use crate::kube::{Status, WatchEvent, WatchEventType};
+use crate::kube::{Status, WatchEventType};
 use crate::rand::Rng;
 use known::Known;
 use list::{ListPurpose, ListRound, PageEnd};
@@ -740,7 +740,8 @@ impl WatchMachine {
         };
         stream.events += 1;
         self.known.succeeded();
-        let event = match WatchEvent::parse(line) {
+        let (parsed, cut) = stream::parse(line, initial.is_none(), out);
+        let event = match parsed {
             Ok(event) => event,
             Err(e) => {
                 self.known.stats.skipped_lines += 1;
@@ -754,7 +755,7 @@ impl WatchMachine {
             return self.on_error_event(now, event.object.get());
         }
         let Some(round) = initial else {
-            stream::on_event(&self.spec, &mut self.known, now, &event, out);
+            stream::on_event(&self.spec, &mut self.known, now, &event, cut.as_ref(), out);
             return LineOutcome::Continue;
         };
         if stream::on_initial_event(round, &self.spec, &mut self.known, now, &event, out)

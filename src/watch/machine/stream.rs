@@ -11,7 +11,8 @@ use super::super::spec::WatchSpec;
 use super::known::{deliver, Known};
 use super::list::ListRound;
 use crate::config::EventType;
-use crate::kube::{WatchEvent, WatchEventType};
+use crate::filter::partial::{Cut, OnePass};
+use crate::kube::{ParseError, WatchEvent, WatchEventType};
 use std::time::{Duration, Instant};
 
 /// A watch that ends this soon without any event is treated as a failure,
@@ -51,13 +52,32 @@ impl Stream {
     }
 }
 
+/// Parses one line of a stream; a streamed event's object (`streamed`: not
+/// a streaming list's item, which is decided as a list item) is cut for the
+/// owner's filter in the same pass, when it wants a cut.
+pub(super) fn parse<'a>(
+    line: &'a [u8],
+    streamed: bool,
+    out: &dyn Emit,
+) -> (Result<WatchEvent<'a>, ParseError>, Option<Cut>) {
+    let Some(reads) = out.cut().filter(|_| streamed) else {
+        return (WatchEvent::parse(line), None);
+    };
+    let mut one_pass = OnePass::new(line, reads);
+    let parsed = WatchEvent::parse_with(line, &mut one_pass);
+    let cut = parsed.is_ok().then(|| one_pass.finish()).flatten();
+    (parsed, cut)
+}
+
 /// One event (not ERROR) on a stream past its initial list: moves the
-/// resume point, updates the index, delivers.
+/// resume point, updates the index, delivers (with `cut`, the object cut
+/// for the owner's filter while the line was scanned, if it was).
 pub(super) fn on_event(
     spec: &WatchSpec,
     known: &mut Known,
     now: Instant,
     event: &WatchEvent<'_>,
+    cut: Option<&Cut>,
     out: &mut dyn Emit,
 ) {
     if event.event_type == WatchEventType::Error {
@@ -123,6 +143,7 @@ pub(super) fn on_event(
         object: event.object.get(),
         final_state_unknown: false,
         identity: Identity::of(kind, &event.meta),
+        cut,
     };
     deliver(
         &mut known.stats,
@@ -175,6 +196,7 @@ pub(super) fn on_initial_event(
                     object: event.object.get(),
                     final_state_unknown: false,
                     identity: Identity::of(known.item_kind.as_deref().unwrap_or(""), &event.meta),
+                    cut: None,
                 };
                 let progress = Progress::changed(&key, previous, None);
                 deliver(

@@ -1268,3 +1268,85 @@ fn a_standby_lists_at_its_leaders_position_or_takes_a_silent_baseline() {
     let r = m.poll_request(now).unwrap();
     assert!(r.path_and_query.contains("&resourceVersion=20&"));
 }
+
+/// A filtering owner that wants `.metadata.name` cut: notes, per decided
+/// event, the cut it got with it ("-": none, it cuts the object itself).
+struct Cuts {
+    reads: crate::filter::reads::Reads,
+    got: Vec<String>,
+}
+
+impl Cuts {
+    fn new() -> Self {
+        Cuts {
+            reads: crate::filter::reads::Reads::of(".metadata.name").unwrap(),
+            got: Vec::new(),
+        }
+    }
+}
+
+impl Emit for Cuts {
+    fn emit(&mut self, _: Emitted<'_>) {}
+
+    fn filtering(&self) -> bool {
+        true
+    }
+
+    fn cut(&self) -> Option<&crate::filter::reads::Reads> {
+        Some(&self.reads)
+    }
+
+    fn decide(
+        &mut self,
+        e: &Emitted<'_>,
+        _: Option<&crate::filter::Memory>,
+    ) -> Option<crate::watch::Decided> {
+        let cut = e.cut.map_or("-".to_owned(), |c| {
+            String::from_utf8(crate::filter::json::to_json(c.value()).unwrap()).unwrap()
+        });
+        self.got
+            .push(format!("{} {} {cut}", e.origin.as_str(), e.identity.uid));
+        None
+    }
+}
+
+/// Streamed events get their object cut in the scan's pass; list items
+/// (a LIST's, a streaming list's initial events) do not, nor does a line
+/// that is not an event.
+#[test]
+fn only_streamed_events_carry_a_cut_made_while_scanning() {
+    let now = Instant::now();
+    let mut cuts = Cuts::new();
+    let mut m = WatchMachine::new(spec(OnStart::Added), Rng::new(1));
+    m.poll_request(now).unwrap();
+    m.on_list_body(now, &list_body("10", "", &[pod("a", "1")]), &mut cuts);
+    m.poll_request(now).unwrap();
+    m.on_watch_opened(now);
+    m.on_watch_line(now, &line("MODIFIED", &pod("a", "11")), &mut cuts);
+    m.on_watch_line(
+        now,
+        b"{\"type\":\"ADDED\",\"object\":{\"metadata\":1}}",
+        &mut cuts,
+    );
+    m.on_watch_line(now, &line("DELETED", &pod("a", "12")), &mut cuts);
+
+    let mut m = WatchMachine::new(
+        streaming_spec(InitialList::Stream, OnStart::Added),
+        Rng::new(1),
+    );
+    m.poll_request(now).unwrap();
+    m.on_watch_opened(now);
+    m.on_watch_line(now, &line("ADDED", &pod("b", "3")), &mut cuts);
+    m.on_watch_line(now, &bookmark("9", true), &mut cuts);
+    m.on_watch_line(now, &line("ADDED", &pod("c", "10")), &mut cuts);
+    assert_eq!(
+        cuts.got,
+        vec![
+            "list a -",
+            r#"watch a {"metadata":{"name":"p-a"}}"#,
+            r#"watch a {"metadata":{"name":"p-a"}}"#,
+            "list b -",
+            r#"watch c {"metadata":{"name":"p-c"}}"#,
+        ]
+    );
+}
