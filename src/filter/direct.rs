@@ -151,7 +151,11 @@ impl Term {
                 for (part, _optional) in &path.0 {
                     steps.push(match part {
                         Part::Range(None, None) => Step::Each,
-                        Part::Index(Ast::Num(n)) => Step::Index(n.parse().ok()?),
+                        // As jaq reads an index: an `isize`, else a
+                        // float, which this does not follow.
+                        Part::Index(Ast::Num(n)) => {
+                            Step::Index(usize::try_from(n.parse::<isize>().ok()?).ok()?)
+                        }
                         Part::Index(k) => Step::Key(Val::from(literal(k)?)),
                         Part::Range(..) => return None,
                     });
@@ -237,6 +241,7 @@ impl Term {
                 let (mut ls, mut rs) = (Vec::new(), Vec::new());
                 l.run(input, &mut ls)?;
                 r.run(input, &mut rs)?;
+                bounded(ls.len(), rs.len())?;
                 for x in &ls {
                     for y in &rs {
                         out.push(Cow::Owned(Val::Bool(op.run(&**x, &**y))));
@@ -246,14 +251,24 @@ impl Term {
             Term::Logic(l, stop, r) => {
                 let mut ls = Vec::new();
                 l.run(input, &mut ls)?;
-                for x in ls {
-                    if truthy(&x) == *stop {
+                // `r` runs on the same input for each `l` that does not
+                // decide: once, when first needed.
+                let mut rs: Option<Vec<bool>> = None;
+                for x in &ls {
+                    if truthy(x) == *stop {
                         out.push(Cow::Owned(Val::Bool(*stop)));
-                    } else {
-                        let mut rs = Vec::new();
-                        r.run(input, &mut rs)?;
-                        out.extend(rs.iter().map(|y| Cow::Owned(Val::Bool(truthy(y)))));
+                        continue;
                     }
+                    let rs = match &mut rs {
+                        Some(rs) => rs,
+                        None => {
+                            let mut outs = Vec::new();
+                            r.run(input, &mut outs)?;
+                            bounded(ls.len(), outs.len())?;
+                            rs.insert(outs.iter().map(|y| truthy(y)).collect())
+                        }
+                    };
+                    out.extend(rs.iter().map(|&y| Cow::Owned(Val::Bool(y))));
                 }
             }
             Term::Select(f) => {
@@ -269,6 +284,18 @@ impl Term {
         }
         Ok(())
     }
+}
+
+/// Pairs of outputs (a comparison's, a logic operator's) computed at
+/// most: the run is eager, jaq's is lazy, so `.a[] == .b[]` on two long
+/// arrays is left to jaq, whose `first` stops at the first pair.
+const MAX_PAIRS: usize = super::jq::MAX_OUTPUTS;
+
+fn bounded(left: usize, right: usize) -> Result<(), Bail> {
+    if left.saturating_mul(right) > MAX_PAIRS {
+        return Err(Bail);
+    }
+    Ok(())
 }
 
 /// The one output of `f` (`None`: none); more than one is left to jaq

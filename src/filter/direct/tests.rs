@@ -184,3 +184,20 @@ fn most_simple_programs_are_direct() {
     assert!(direct * 2 > n, "{direct} of {n} direct");
     assert!(answered * 4 > n, "{answered} of {n} answered directly");
 }
+
+#[test]
+fn long_cartesian_products_are_left_to_jaq() {
+    let long: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    let object = format!(r#"{{"a":[{0}],"b":[{0}]}}"#, long.join(","));
+    let d = Direct::of(".a[] == .b[]").unwrap();
+    assert_eq!(d.first(&val(&object)), Err(Bail));
+    let d = Direct::of("(.a[] | . > 50) and (.b[] | . > 1)").unwrap();
+    assert_eq!(d.first(&val(&object)), Err(Bail));
+    // Short ones are run here.
+    let d = Direct::of(".a[] == .b[]").unwrap();
+    assert_eq!(
+        d.all(&val(r#"{"a":[1,2],"b":[2]}"#)),
+        Ok(vec![Val::Bool(false), Val::Bool(true)])
+    );
+    assert!(agrees(".a[] == .b[]", &object).is_ok());
+}
