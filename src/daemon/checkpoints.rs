@@ -188,17 +188,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn fp() -> Fingerprint {
-        Fingerprint {
-            cluster: "c".into(),
-            server: "http://127.0.0.1:1".into(),
-            api_version: "v1".into(),
-            resource: "pods".into(),
-            path: "/api/v1/pods".into(),
-            namespace: None,
-            label_selector: None,
-            field_selector: None,
-            filter: String::new(),
-        }
+        Fingerprint::of_test_pods("")
     }
 
     /// `sync = "always"`: a file sink acknowledges a record only after an

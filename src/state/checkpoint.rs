@@ -54,6 +54,24 @@ pub struct Fingerprint {
 }
 
 impl Fingerprint {
+    /// A `pods` watch's definition on a cluster nobody serves, with the
+    /// filter digest `filter`: what tests that need some position's owner
+    /// use.
+    #[cfg(test)]
+    pub(crate) fn of_test_pods(filter: &str) -> Fingerprint {
+        Fingerprint {
+            cluster: "c".into(),
+            server: "http://127.0.0.1:1".into(),
+            api_version: "v1".into(),
+            resource: "pods".into(),
+            path: "/api/v1/pods".into(),
+            namespace: None,
+            label_selector: None,
+            field_selector: None,
+            filter: filter.into(),
+        }
+    }
+
     /// "label_selector \"app=a\" → \"app=b\"" for every field that differs.
     pub fn differences(&self, now: &Fingerprint) -> Vec<String> {
         fn opt(v: &Option<String>) -> String {

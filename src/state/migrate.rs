@@ -143,17 +143,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn fp() -> Fingerprint {
-        Fingerprint {
-            cluster: "c".into(),
-            server: "http://127.0.0.1:1".into(),
-            api_version: "v1".into(),
-            resource: "pods".into(),
-            path: "/api/v1/pods".into(),
-            namespace: None,
-            label_selector: None,
-            field_selector: None,
-            filter: String::new(),
-        }
+        Fingerprint::of_test_pods("")
     }
 
     #[test]

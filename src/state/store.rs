@@ -207,17 +207,7 @@ mod tests {
 
     /// The definition of a `pods` watch whose filter digest is `digest`.
     fn filtered(digest: &str) -> crate::state::Fingerprint {
-        crate::state::Fingerprint {
-            cluster: "c".into(),
-            server: "http://127.0.0.1:1".into(),
-            api_version: "v1".into(),
-            resource: "pods".into(),
-            path: "/api/v1/pods".into(),
-            namespace: None,
-            label_selector: None,
-            field_selector: None,
-            filter: digest.into(),
-        }
+        crate::state::Fingerprint::of_test_pods(digest)
     }
 
     fn waker() -> (mio::Poll, Arc<Waker>) {
