@@ -7,6 +7,7 @@
 mod common;
 
 use common::churn::Churn;
+use common::history::*;
 use common::*;
 use kwatchd_sim::{EventType, HistoryEvent, LeaseClient, LeaseFault, Resource, Sim, SimOptions};
 use serde_json::{json, Value};
@@ -114,57 +115,14 @@ fn leads(r: &Running) -> bool {
     r.log_text().contains(" leads; delivering")
 }
 
-/// Records of a sink file; a torn last line (right after a SIGKILL) is
-/// left out.
-fn file_records(path: &Path) -> Vec<Value> {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
-    complete
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad record {l:?}: {e}")))
-        .collect()
-}
-
-/// (type, uid, rv) of a record.
-fn key(r: &Value) -> (String, String, String) {
-    let meta = &r["object"]["metadata"];
-    (
-        r["type"].as_str().unwrap_or("").to_owned(),
-        meta["uid"].as_str().unwrap_or("").to_owned(),
-        meta["resourceVersion"].as_str().unwrap_or("").to_owned(),
-    )
-}
-
-fn pod_history(sim: &Sim) -> Vec<HistoryEvent> {
-    sim.history()
-        .into_iter()
-        .filter(|e| e.resource == Resource::pods())
-        .collect()
-}
-
 /// Every state of every object and every delete the union of `files`
 /// lacks (an update may show as ADDED in a list).
 fn missing(history: &[HistoryEvent], files: &[&[Value]]) -> Vec<String> {
-    let have: BTreeSet<(String, String, String)> =
-        files.iter().flat_map(|f| f.iter().map(key)).collect();
-    let seen = |t: &str, uid: &str, rv: &str| {
-        let k = |t: &str| (t.to_owned(), uid.to_owned(), rv.to_owned());
-        match t {
-            "ADDED" | "MODIFIED" => have.contains(&k("ADDED")) || have.contains(&k("MODIFIED")),
-            _ => have.contains(&k(t)),
-        }
-    };
+    let reported = Reported::of(files.iter().flat_map(|f| f.iter()));
     history
         .iter()
-        .filter(|e| !seen(e.event_type.as_str(), &e.uid, &e.resource_version))
-        .map(|e| {
-            format!(
-                "{} {} rv {}",
-                e.event_type.as_str(),
-                e.name,
-                e.resource_version
-            )
-        })
+        .filter(|e| !reported.has_event(e))
+        .map(describe)
         .collect()
 }
 

@@ -6,6 +6,7 @@
 mod common;
 
 use common::churn::Churn;
+use common::history::*;
 use common::*;
 use kwatchd_sim::{EventType, Fault, FaultRule, HistoryEvent, Resource, Sim, SimOptions};
 use serde_json::{json, Value};
@@ -129,30 +130,6 @@ fn checkpoint_rv(dir: &Path) -> Option<u64> {
     positions.get("pods")?.as_deref()?.parse().ok()
 }
 
-/// Records of a sink file; a torn last line (possible right after a
-/// SIGKILL, before the restart repairs it) is left out.
-fn file_records(path: &Path) -> Vec<Value> {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let complete = match text.rfind('\n') {
-        Some(i) => &text[..=i],
-        None => "",
-    };
-    complete
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad record {l:?}: {e}")))
-        .collect()
-}
-
-/// (type, uid, rv) of a record.
-fn key(r: &Value) -> (String, String, String) {
-    let meta = &r["object"]["metadata"];
-    (
-        r["type"].as_str().unwrap_or("").to_owned(),
-        meta["uid"].as_str().unwrap_or("").to_owned(),
-        meta["resourceVersion"].as_str().unwrap_or("").to_owned(),
-    )
-}
-
 fn rv_of(e: &HistoryEvent) -> u64 {
     e.resource_version.parse().unwrap()
 }
@@ -162,20 +139,7 @@ fn rv_of(e: &HistoryEvent) -> u64 {
 /// `lost` windows (history compacted while the daemon was down: only the
 /// relist's view of those survives).
 fn missing(history: &[HistoryEvent], recs: &[Value], lost: &[(u64, u64)]) -> Vec<String> {
-    let have: BTreeSet<(String, String, String)> = recs.iter().map(key).collect();
-    let deleted: BTreeSet<String> = have
-        .iter()
-        .filter(|(t, _, _)| t == "DELETED")
-        .map(|(_, uid, _)| uid.clone())
-        .collect();
-    let seen = |t: &str, uid: &str, rv: &str| {
-        let k = |t: &str| (t.to_owned(), uid.to_owned(), rv.to_owned());
-        match t {
-            // An update may be reported as ADDED by a list or relist.
-            "ADDED" | "MODIFIED" => have.contains(&k("ADDED")) || have.contains(&k("MODIFIED")),
-            _ => have.contains(&k(t)),
-        }
-    };
+    let reported = Reported::of(recs);
     let mut out = Vec::new();
     let mut last: BTreeMap<&str, &HistoryEvent> = BTreeMap::new();
     for e in history {
@@ -183,19 +147,14 @@ fn missing(history: &[HistoryEvent], recs: &[Value], lost: &[(u64, u64)]) -> Vec
         let in_lost = lost
             .iter()
             .any(|(from, to)| (*from..=*to).contains(&rv_of(e)));
-        if !in_lost && !seen(e.event_type.as_str(), &e.uid, &e.resource_version) {
-            out.push(format!(
-                "{} {} rv {}",
-                e.event_type.as_str(),
-                e.name,
-                e.resource_version
-            ));
+        if !in_lost && !reported.has_event(e) {
+            out.push(describe(e));
         }
     }
     for (uid, e) in last {
         let ok = match e.event_type {
-            EventType::Deleted => deleted.contains(uid),
-            _ => seen("MODIFIED", uid, &e.resource_version),
+            EventType::Deleted => reported.deleted(uid),
+            _ => reported.has("MODIFIED", uid, &e.resource_version),
         };
         if !ok {
             out.push(format!(
@@ -207,13 +166,6 @@ fn missing(history: &[HistoryEvent], recs: &[Value], lost: &[(u64, u64)]) -> Vec
         }
     }
     out
-}
-
-fn pod_history(sim: &Sim) -> Vec<HistoryEvent> {
-    sim.history()
-        .into_iter()
-        .filter(|e| e.resource == Resource::pods())
-        .collect()
 }
 
 fn live_pods(sim: &Sim) -> Vec<String> {

@@ -9,6 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod churn;
+pub mod history;
 pub mod receiver;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_kwatchd");
