@@ -8,11 +8,14 @@
 //! plain watch with `[daemon.leader_election]` on (the Lease on the
 //! in-repo emulator, a second cluster: this server does not serve one), so
 //! every record passes the hold in front of the sink, timed next to the
-//! plain watch in the same round.
+//! plain watch in the same round; and `standby` (not in the default set):
+//! a leader and a standby replica on the same stream, the standby's CPU
+//! per event against the leader's.
 //!
 //! `cargo bench --bench throughput` (`KWATCHD_BENCH_EVENTS` overrides the
 //! 4 KB event count, 100000; `KWATCHD_BENCH_ROUNDS` sets the rounds, default
-//! 3; `KWATCHD_BENCH_SCENARIOS=plain,tls,1mib,filter,leader` picks scenarios;
+//! 3; `KWATCHD_BENCH_SCENARIOS=plain,tls,1mib,filter,leader,standby` picks
+//! scenarios;
 //! `KWATCHD_BENCH_BIN=path/to/kwatchd` times another build of the daemon).
 
 mod common;
@@ -188,28 +191,7 @@ fn daemon(
     tables: &str,
 ) -> (Duration, f64) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("events.jsonl");
-    let config = dir.path().join("kwatchd.toml");
-    let cluster = match transport {
-        Transport::Plain => format!("server = \"http://{addr}\"\n"),
-        Transport::Tls { ca_pem, .. } => {
-            let ca = dir.path().join("ca.crt");
-            std::fs::write(&ca, ca_pem).unwrap();
-            format!(
-                "server = \"https://{addr}\"\ncertificate_authority = \"{}\"\n",
-                ca.display()
-            )
-        }
-    };
-    std::fs::write(
-        &config,
-        format!(
-            "[daemon]\nlog_level = \"warn\"\nstate_dir = \"{}\"\n{tables}[clusters.b]\n{cluster}[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"f\"]\n{watch_extra}\n[sinks.f]\ntype = \"file\"\npath = \"{}\"\n",
-            dir.path().join("state").display(),
-            out.display()
-        ),
-    )
-    .unwrap();
+    let (config, out) = write_config(dir.path(), transport, addr, watch_extra, tables);
     let start = Instant::now();
     // KWATCHD_BENCH_WRAP="perf record -g -o /tmp/perf.data" profiles the
     // daemon (its CPU seconds are then the tool's).
@@ -234,6 +216,41 @@ fn daemon(
         "the daemon did not write every event"
     );
     (took, cpu)
+}
+
+/// The daemon's config in `dir`: one watch of pods at `addr` into the
+/// file sink DIR/events.jsonl, with `watch_extra` keys and `tables`
+/// before the cluster. Returns the config's path and the sink's.
+fn write_config(
+    dir: &std::path::Path,
+    transport: &Transport,
+    addr: SocketAddr,
+    watch_extra: &str,
+    tables: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let out = dir.join("events.jsonl");
+    let config = dir.join("kwatchd.toml");
+    let cluster = match transport {
+        Transport::Plain => format!("server = \"http://{addr}\"\n"),
+        Transport::Tls { ca_pem, .. } => {
+            let ca = dir.join("ca.crt");
+            std::fs::write(&ca, ca_pem).unwrap();
+            format!(
+                "server = \"https://{addr}\"\ncertificate_authority = \"{}\"\n",
+                ca.display()
+            )
+        }
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nlog_level = \"warn\"\nstate_dir = \"{}\"\n{tables}[clusters.b]\n{cluster}[[watch]]\nname = \"pods\"\ncluster = \"b\"\napi_version = \"v1\"\nresource = \"pods\"\ninitial_list = \"list\"\nsinks = [\"f\"]\n{watch_extra}\n[sinks.f]\ntype = \"file\"\npath = \"{}\"\n",
+            dir.join("state").display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    (config, out)
 }
 
 /// A pod of about `target` bytes: the 4 KB pod with its env list grown
@@ -414,6 +431,94 @@ fn leader_scenario(events: usize) {
     }
 }
 
+/// A leader and a standby on the same stream, each round: what the
+/// standby spends on each event (it holds the record until the leader's
+/// advert in the Lease covers it, then drops it) against what the leader
+/// spends delivering it. The Lease lives on the emulator; the leader starts
+/// first and leads; the standby starts once the leader delivers, reads the
+/// whole stream (its hold bounded, so at the pace of the adverts, every
+/// `retry_period` = 100 ms here) and is measured when its own metrics count
+/// every event. Its CPU includes its Lease polls over that time.
+fn standby_scenario(events: usize) {
+    let (body, payload, record_bytes) = render_with(events, |i| common::pod(i, 2 + i));
+    let body = Arc::new(body);
+    println!(
+        "[standby] stream: {events} events, {:.1} MB of event lines ({} B per event)",
+        payload as f64 / 1e6,
+        payload / events
+    );
+    let t = Transport::Plain;
+    let bin = env!("CARGO_BIN_EXE_kwatchd");
+    for round in 1..=env_usize("KWATCHD_BENCH_ROUNDS", 3) {
+        let sim = kwatchd_sim::Sim::start(kwatchd_sim::SimOptions::default()).expect("emulator");
+        // Every connection gets the stream once: both replicas see it all.
+        let addr = start_server(&t, &body);
+        let metrics = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let tables = |identity: &str, listen: &str| {
+            format!(
+                "{listen}[daemon.leader_election]\ncluster = \"lease\"\nnamespace = \"kwatchd\"\nidentity = \"{identity}\"\nretry_period = \"100ms\"\n[clusters.lease]\nserver = \"{}\"\n",
+                sim.url()
+            )
+        };
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (config_a, out_a) = write_config(dir_a.path(), &t, addr, "", &tables("leader", ""));
+        let listen = format!("metrics_listen = \"{metrics}\"\n");
+        let (config_b, out_b) =
+            write_config(dir_b.path(), &t, addr, "", &tables("standby", &listen));
+        let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let wait = |done: &dyn Fn() -> bool| {
+            while !done() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(2));
+            }
+        };
+        let leader = common::spawn_daemon(bin, &config_a);
+        wait(&|| size(&out_a) > 0);
+        let standby = common::spawn_daemon(bin, &config_b);
+        wait(&|| size(&out_a) >= record_bytes);
+        let leader_cpu = cpu_seconds(leader.id());
+        let start = Instant::now();
+        wait(&|| events_read(metrics) >= events as u64);
+        let standby_cpu = cpu_seconds(standby.id());
+        let read = events_read(metrics);
+        let held = start.elapsed();
+        common::stop(standby);
+        common::stop(leader);
+        assert_eq!(
+            size(&out_a),
+            record_bytes,
+            "the leader delivered every event"
+        );
+        assert_eq!(size(&out_b), 0, "the standby delivered nothing");
+        assert_eq!(read, events as u64, "the standby read every event");
+        println!(
+            "[standby] round {round}: leader {leader_cpu:.2} CPU s | standby {standby_cpu:.2} CPU s (all read {:.2} s after the leader's last record) | standby/leader CPU = {:.2}",
+            held.as_secs_f64(),
+            standby_cpu / leader_cpu
+        );
+    }
+}
+
+/// `kwatchd_watch_events_total` summed, from the daemon's metrics
+/// endpoint (0 while it does not answer).
+fn events_read(metrics: SocketAddr) -> u64 {
+    let Ok(mut conn) = TcpStream::connect(metrics) else {
+        return 0;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    if conn.write_all(request.as_bytes()).is_err() || conn.read_to_string(&mut text).is_err() {
+        return 0;
+    }
+    text.lines()
+        .filter(|l| l.starts_with("kwatchd_watch_events_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -446,7 +551,10 @@ fn main() {
             }
             "filter" => filter_scenario(events),
             "leader" => leader_scenario(events),
-            other => eprintln!("unknown scenario {other:?} (plain, tls, 1mib, filter, leader)"),
+            "standby" => standby_scenario(events),
+            other => {
+                eprintln!("unknown scenario {other:?} (plain, tls, 1mib, filter, leader, standby)")
+            }
         }
     }
 }
