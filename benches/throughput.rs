@@ -378,19 +378,25 @@ fn filter_scenario(events: usize) {
     }
 }
 
+/// The 4 KB pods' stream for a scenario, said on stdout; and the size of
+/// the records a file sink makes of it.
+fn pod_stream(scenario: &str, events: usize) -> (Arc<Vec<u8>>, u64) {
+    let (body, payload, record_bytes) = render_with(events, |i| common::pod(i, 2 + i));
+    println!(
+        "[{scenario}] stream: {events} events, {:.1} MB of event lines ({} B per event)",
+        payload as f64 / 1e6,
+        payload / events
+    );
+    (Arc::new(body), record_bytes)
+}
+
 /// The plain watch without and with leader election, each round: what the
 /// hold in front of the sink costs a leader per event. The Lease lives on
 /// the emulator (in this process: its CPU is not the daemon's); the
 /// daemon takes it at start (a GET answered 404, then a CREATE) and renews
 /// it every `retry_period` (2 s, client-go's default) while it streams.
 fn leader_scenario(events: usize) {
-    let (body, payload, record_bytes) = render_with(events, |i| common::pod(i, 2 + i));
-    let body = Arc::new(body);
-    println!(
-        "[leader] stream: {events} events, {:.1} MB of event lines ({} B per event)",
-        payload as f64 / 1e6,
-        payload / events
-    );
+    let (body, record_bytes) = pod_stream("leader", events);
     let t = Transport::Plain;
     for round in 1..=env_usize("KWATCHD_BENCH_ROUNDS", 3) {
         // A fresh Lease per round: the daemon leads from its first write.
@@ -440,13 +446,7 @@ fn leader_scenario(events: usize) {
 /// `retry_period` = 100 ms here) and is measured when its own metrics count
 /// every event. Its CPU includes its Lease polls over that time.
 fn standby_scenario(events: usize) {
-    let (body, payload, record_bytes) = render_with(events, |i| common::pod(i, 2 + i));
-    let body = Arc::new(body);
-    println!(
-        "[standby] stream: {events} events, {:.1} MB of event lines ({} B per event)",
-        payload as f64 / 1e6,
-        payload / events
-    );
+    let (body, record_bytes) = pod_stream("standby", events);
     let t = Transport::Plain;
     let bin = env!("CARGO_BIN_EXE_kwatchd");
     for round in 1..=env_usize("KWATCHD_BENCH_ROUNDS", 3) {
