@@ -8,6 +8,9 @@
 //! 250000; `KWATCHD_BENCH_STORE_CHURN`, changes per second, default 500;
 //! `KWATCHD_BENCH_STORE_SECS`, seconds of churn, default 10).
 //!
+//! The store's side is written as the daemon writes it: handled entries
+//! in `Op::Puts` buffers (`push_put`), the position in the watch's row.
+//!
 //! Reports, per second of churn, the CPU time and wall time persistence
 //! takes (checkpoint: one full file a second, as the daemon wrote at most
 //! once a second; store: one commit of that second's changes and an fsync,
@@ -16,7 +19,7 @@
 
 use kwatchd::config::SyncMode;
 use kwatchd::state::checkpoint::{decode, encode_map, Fingerprint};
-use kwatchd::state::db::{self, encode_entry, Op, WatchRow};
+use kwatchd::state::db::{self, push_put, Op, WatchRow, PUTS_PER_OP};
 use kwatchd::watch::index::IndexEntry;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -141,11 +144,17 @@ fn main() {
             resource_version: Some(rv.to_string()),
         },
     }];
-    for (key, e) in &objects {
-        ops.push(Op::Put {
+    // As the daemon saves: handled entries in buffers of at most
+    // `PUTS_PER_OP` objects (`Persistence::save_at_most`).
+    let keys: Vec<&String> = objects.keys().collect();
+    for part in keys.chunks(PUTS_PER_OP) {
+        let mut entries = Vec::new();
+        for key in part {
+            push_put(&mut entries, key, &objects[*key]);
+        }
+        ops.push(Op::Puts {
             watch: Arc::clone(&watch),
-            key: key.clone(),
-            entry: encode_entry(e.namespace(), e.name(), e.resource_version()),
+            entries,
         });
     }
     let t = Instant::now();
@@ -153,16 +162,17 @@ fn main() {
     let initial = t.elapsed();
     let (c0, t0) = (cpu(), Instant::now());
     for _ in 0..secs {
-        let mut ops = Vec::with_capacity(churn + 1);
+        let mut entries = Vec::new();
         for _ in 0..churn {
             rv += 1;
             let i = rv % n;
-            ops.push(Op::Put {
-                watch: Arc::clone(&watch),
-                key: uid(i),
-                entry: encode_entry(Some("default"), &format!("pod-{i}"), &rv.to_string()),
-            });
+            let e = IndexEntry::new(Some("default"), &format!("pod-{i}"), &rv.to_string());
+            push_put(&mut entries, &uid(i), &e);
         }
+        let mut ops = vec![Op::Puts {
+            watch: Arc::clone(&watch),
+            entries,
+        }];
         ops.push(Op::Watch {
             watch: Arc::clone(&watch),
             row: WatchRow {
